@@ -1,0 +1,190 @@
+"""Accounts: users, login sessions, API tokens, and the failed-login limiter."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Callable
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from live_server import security
+from live_server.errors import Conflict, NotFound, Unprocessable
+from live_server.models import ApiToken, LoginSession, Role, User, utcnow
+
+API_TOKEN_PREFIX = "lst_"
+
+
+def create_user(
+    session: Session,
+    username: str,
+    password: str,
+    role: Role | str = Role.VIEWER,
+    display_name: str = "",
+    email: str | None = None,
+) -> User:
+    username = username.strip()
+    if not username or len(username) > 80 or any(c.isspace() for c in username):
+        raise Unprocessable("username must be 1-80 characters without spaces")
+    if len(password) < 8:
+        raise Unprocessable("password must be at least 8 characters")
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"user {username!r} already exists")
+    user = User(
+        username=username,
+        password_hash=security.hash_password(password),
+        role=Role(role),
+        display_name=display_name or username,
+        email=email,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The user if the credentials match; same cost whether or not the account exists."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.is_active:
+        security.dummy_password_check(password)
+        return None
+    return user if security.verify_password(password, user.password_hash) else None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is making a request, and how they proved it."""
+
+    user: User
+    via: str  # "session" or "token"
+    csrf_token: str | None = None
+    session_id: int | None = None
+
+
+def open_login_session(session: Session, user: User, max_age: int, remote: str | None) -> tuple[str, LoginSession]:
+    token = security.new_token()
+    row = LoginSession(
+        token_hash=security.token_hash(token),
+        user_id=user.id,
+        csrf_token=security.new_token(24),
+        expires_at=utcnow() + timedelta(seconds=max_age),
+        remote_address=remote,
+    )
+    session.add(row)
+    # Opportunistic clean-up keeps the table small without a scheduler.
+    session.execute(delete(LoginSession).where(LoginSession.expires_at < utcnow()))
+    session.flush()
+    return token, row
+
+
+def resolve_login_session(session: Session, token: str) -> Identity | None:
+    row = session.scalar(select(LoginSession).where(LoginSession.token_hash == security.token_hash(token)))
+    if row is None or row.expires_at < utcnow() or not row.user.is_active:
+        return None
+    return Identity(user=row.user, via="session", csrf_token=row.csrf_token, session_id=row.id)
+
+
+def close_login_session(session: Session, token: str) -> None:
+    session.execute(delete(LoginSession).where(LoginSession.token_hash == security.token_hash(token)))
+
+
+def create_api_token(session: Session, user: User, name: str) -> tuple[str, ApiToken]:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise Unprocessable("token name must be 1-100 characters")
+    token = API_TOKEN_PREFIX + security.new_token()
+    row = ApiToken(user_id=user.id, name=name, token_hash=security.token_hash(token), prefix=token[:10])
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def resolve_api_token(session: Session, token: str) -> Identity | None:
+    if not token.startswith(API_TOKEN_PREFIX):
+        return None
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == security.token_hash(token)))
+    if row is None or row.revoked_at is not None or not row.user.is_active:
+        return None
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
+        row.last_used_at = now  # coarse, so a busy script does not write on every call
+    return Identity(user=row.user, via="token")
+
+
+def list_api_tokens(session: Session, user: User) -> list[ApiToken]:
+    return list(
+        session.scalars(
+            select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)).order_by(ApiToken.id)
+        )
+    )
+
+
+def revoke_api_token(session: Session, user: User, token_id: int) -> None:
+    row = session.get(ApiToken, token_id)
+    if row is None or row.user_id != user.id or row.revoked_at is not None:
+        raise NotFound("no such token")
+    row.revoked_at = utcnow()
+
+
+def token_json(row: ApiToken) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        "created_at": row.created_at.isoformat(),
+        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
+    }
+
+
+def user_json(user: User) -> dict[str, object]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role.value,
+        "language": user.language,
+    }
+
+
+class FailedLoginLimiter:
+    """Sliding-window count of failed logins per account and per address (in this process)."""
+
+    def __init__(self, limit: int, window_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window_seconds
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: str) -> deque[float]:
+        q = self._failures[key]
+        cutoff = self._clock() - self.window
+        while q and q[0] < cutoff:
+            q.popleft()
+        if not q:
+            del self._failures[key]
+            return deque()
+        return q
+
+    def retry_after(self, *keys: str) -> float:
+        """Seconds until a login may be tried again for these keys; 0 when allowed."""
+        wait = 0.0
+        for key in keys:
+            q = self._recent(key)
+            if len(q) >= self.limit:
+                wait = max(wait, q[0] + self.window - self._clock())
+        return wait
+
+    def failed(self, *keys: str) -> None:
+        now = self._clock()
+        for key in keys:
+            self._failures[key].append(now)
+        if len(self._failures) > 100_000:  # bound memory under a credential-stuffing storm
+            for key in list(self._failures)[:50_000]:
+                self._recent(key)
+
+    def succeeded(self, account_key: str) -> None:
+        self._failures.pop(account_key, None)
+

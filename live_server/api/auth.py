@@ -1,0 +1,99 @@
+"""/api/v1 login, logout, the current user and personal API tokens."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from live_server import accounts
+from live_server.errors import TooManyRequests, Unauthorized, Unprocessable
+from live_server.keys import DB, LOGIN_LIMITER, METRICS, SETTINGS
+from live_server.middleware import SESSION_COOKIE, json_body, require_identity, set_session_cookie
+
+routes = web.RouteTableDef()
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def login(request: web.Request, username: str, password: str) -> tuple[str, accounts.User, str]:
+    """Check credentials under the failed-login limit; returns (session token, user, csrf token)."""
+    limiter = request.app[LOGIN_LIMITER]
+    settings = request.app[SETTINGS]
+    account_key, address_key = f"user:{username.lower()}", f"addr:{client_address(request)}"
+    wait = limiter.retry_after(account_key, address_key)
+    if wait > 0:
+        raise TooManyRequests("too many failed logins; try again later", retry_after=wait)
+
+    def work(session):  # type: ignore[no-untyped-def]
+        user = accounts.authenticate(session, username, password)
+        if user is None:
+            return None
+        token, row = accounts.open_login_session(session, user, settings.session_max_age_seconds, client_address(request))
+        return token, user, row.csrf_token
+
+    result = await request.app[DB].run(work)
+    if result is None:
+        limiter.failed(account_key, address_key)
+        request.app[METRICS].login_failures.inc()
+        raise Unauthorized("wrong username or password", code="invalid_credentials")
+    limiter.succeeded(account_key)
+    return result
+
+
+@routes.post("/api/v1/auth/login")
+async def api_login(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("username"), str) or not isinstance(body.get("password"), str):
+        raise Unprocessable("send {\"username\": ..., \"password\": ...}")
+    token, user, csrf = await login(request, body["username"], body["password"])
+    settings = request.app[SETTINGS]
+    response = web.json_response({"user": accounts.user_json(user), "csrf_token": csrf})
+    set_session_cookie(request, response, token, settings.session_max_age_seconds, settings.cookie_secure)
+    return response
+
+
+@routes.post("/api/v1/auth/logout")
+async def api_logout(request: web.Request) -> web.Response:
+    require_identity(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        await request.app[DB].run(lambda s: accounts.close_login_session(s, token))
+    response = web.json_response({"ok": True})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@routes.get("/api/v1/me")
+async def me(request: web.Request) -> web.Response:
+    identity = require_identity(request)
+    data = {"user": accounts.user_json(identity.user), "auth": identity.via}
+    if identity.csrf_token:
+        data["csrf_token"] = identity.csrf_token
+    return web.json_response(data)
+
+
+@routes.get("/api/v1/tokens")
+async def list_tokens(request: web.Request) -> web.Response:
+    identity = require_identity(request)
+    rows = await request.app[DB].run(lambda s: accounts.list_api_tokens(s, identity.user))
+    return web.json_response({"tokens": [accounts.token_json(r) for r in rows]})
+
+
+@routes.post("/api/v1/tokens")
+async def create_token(request: web.Request) -> web.Response:
+    identity = require_identity(request)
+    body = await json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str) or set(body) - {"name"}:
+        raise Unprocessable("send {\"name\": \"what the token is for\"}")
+    token, row = await request.app[DB].run(lambda s: accounts.create_api_token(s, identity.user, body["name"]))
+    # The token is shown once, here; only its hash is kept.
+    return web.json_response({**accounts.token_json(row), "token": token}, status=201)
+
+
+@routes.delete("/api/v1/tokens/{token_id:\\d+}")
+async def revoke_token(request: web.Request) -> web.Response:
+    identity = require_identity(request)
+    token_id = int(request.match_info["token_id"])
+    await request.app[DB].run(lambda s: accounts.revoke_api_token(s, identity.user, token_id))
+    return web.Response(status=204)

@@ -1,0 +1,120 @@
+"""/api/v1/events: list, create, read, update, delete, rotate the stream key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from live_server import events as ev
+from live_server.errors import Conflict, Unprocessable
+from live_server.keys import DB, SETTINGS
+from live_server.middleware import identity_of, json_body, require_identity
+from live_server.models import Event, EventState, User
+from live_server.settings import Settings
+
+routes = web.RouteTableDef()
+
+
+def render_event(session: Session, settings: Settings, event: Event, user: User | None) -> dict[str, Any]:
+    include = ev.can_manage(user, event)
+    key = ev.current_stream_key(session, event) if include else None
+    return ev.event_json(
+        event,
+        base_url=settings.base_url,
+        rtmp_url=settings.rtmp_url,
+        stream_key=key.secret if key else None,
+        include_stream=include,
+    )
+
+
+@routes.get("/api/v1/events")
+async def list_events(request: web.Request) -> web.Response:
+    identity = identity_of(request)
+    user = identity.user if identity else None
+    state_param = request.query.get("state")
+    try:
+        state = EventState(state_param) if state_param else None
+    except ValueError:
+        raise Unprocessable(f"state must be one of {', '.join(s.value for s in EventState)}") from None
+    settings = request.app[SETTINGS]
+
+    def work(session: Session) -> list[dict[str, Any]]:
+        return [render_event(session, settings, e, user) for e in ev.list_events(session, user, state)]
+
+    return web.json_response({"events": await request.app[DB].run(work)})
+
+
+@routes.post("/api/v1/events")
+async def create_event(request: web.Request) -> web.Response:
+    identity = require_identity(request)
+    data = ev.parse_payload(ev.EventCreate, await json_body(request))
+    settings = request.app[SETTINGS]
+
+    def work(session: Session) -> dict[str, Any]:
+        user = session.merge(identity.user, load=False)
+        event = ev.create_event(session, user, data)
+        return render_event(session, settings, event, user)
+
+    body = await request.app[DB].run(work)
+    return web.json_response(body, status=201, headers={"Location": f"/api/v1/events/{body['id']}"})
+
+
+@routes.get("/api/v1/events/{ref}")
+async def read_event(request: web.Request) -> web.Response:
+    identity = identity_of(request)
+    user = identity.user if identity else None
+    settings = request.app[SETTINGS]
+
+    def work(session: Session) -> dict[str, Any]:
+        event = ev.get_event(session, request.match_info["ref"])
+        ev.ensure_readable(user, event)
+        return render_event(session, settings, event, user)
+
+    return web.json_response(await request.app[DB].run(work))
+
+
+@routes.patch("/api/v1/events/{ref}")
+async def update_event(request: web.Request) -> web.Response:
+    identity = require_identity(request)
+    data = ev.parse_payload(ev.EventUpdate, await json_body(request))
+    settings = request.app[SETTINGS]
+
+    def work(session: Session) -> dict[str, Any]:
+        event = ev.get_event(session, request.match_info["ref"])
+        ev.ensure_manageable(identity.user, event)
+        ev.update_event(session, event, data)
+        return render_event(session, settings, event, identity.user)
+
+    return web.json_response(await request.app[DB].run(work))
+
+
+@routes.delete("/api/v1/events/{ref}")
+async def delete_event(request: web.Request) -> web.Response:
+    identity = require_identity(request)
+
+    def work(session: Session) -> None:
+        event = ev.get_event(session, request.match_info["ref"])
+        ev.ensure_manageable(identity.user, event)
+        if event.state == EventState.LIVE:
+            raise Conflict("the event is live; stop the stream before deleting it")
+        session.delete(event)
+
+    await request.app[DB].run(work)
+    return web.Response(status=204)
+
+
+@routes.post("/api/v1/events/{ref}/stream-key")
+async def rotate_stream_key(request: web.Request) -> web.Response:
+    """Issue a new stream key; the old one stops working at once (a live publish is not cut)."""
+    identity = require_identity(request)
+    settings = request.app[SETTINGS]
+
+    def work(session: Session) -> dict[str, Any]:
+        event = ev.get_event(session, request.match_info["ref"])
+        ev.ensure_manageable(identity.user, event)
+        ev.issue_stream_key(session, event)
+        return render_event(session, settings, event, identity.user)
+
+    return web.json_response(await request.app[DB].run(work))

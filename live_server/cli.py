@@ -1,0 +1,228 @@
+"""`live-server`: run the server and administer the catalog from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from live_server import accounts, migrations
+from live_server import events as ev
+from live_server.db import Database
+from live_server.errors import ServiceError
+from live_server.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("live_server")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="live-server", description=__doc__)
+    p.add_argument("--config", help="TOML or YAML settings file (default: $LIVE_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start the server")
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+
+    cfg = sub.add_parser("config", help="print the effective configuration, secrets masked")
+    cfg.add_argument("--json", action="store_true")
+
+    db = sub.add_parser("db", help="catalog schema")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="migrate to the latest (or given) revision")
+    up.add_argument("revision", nargs="?", default="head")
+    down = dbsub.add_parser("downgrade", help="migrate down to a revision")
+    down.add_argument("revision")
+    dbsub.add_parser("current", help="show the current revision")
+
+    users = sub.add_parser("users", help="accounts")
+    usub = users.add_subparsers(dest="users_command", required=True)
+    uc = usub.add_parser("create", help="create a user")
+    uc.add_argument("--username", required=True)
+    uc.add_argument("--role", choices=["admin", "lecturer", "viewer"], default="viewer")
+    uc.add_argument("--display-name", default="")
+    uc.add_argument("--email")
+    uc.add_argument("--password", help="default: ask (or generate and print with --generate-password)")
+    uc.add_argument("--generate-password", action="store_true")
+
+    events = sub.add_parser("events", help="events")
+    esub = events.add_subparsers(dest="events_command", required=True)
+    ec = esub.add_parser("create", help="create an event")
+    ec.add_argument("--title", required=True)
+    ec.add_argument("--owner", required=True, help="username of the owner (lecturer or admin)")
+    ec.add_argument("--description")
+    ec.add_argument("--slug")
+    ec.add_argument("--visibility", choices=["public", "authenticated", "password", "unlisted"])
+    ec.add_argument("--password")
+    ec.add_argument("--start", dest="scheduled_start")
+    ec.add_argument("--end", dest="scheduled_end")
+    ec.add_argument("--caption-language", dest="caption_language")
+    ec.add_argument("--no-dvr", dest="dvr", action="store_false", default=None)
+    ec.add_argument("--no-record", dest="record", action="store_false", default=None)
+    ec.add_argument("--json", action="store_true", help="print the event as the API returns it")
+
+    sub.add_parser("demo", help="create a demo admin and event if the catalog is empty (used by make run)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"live-server: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _dispatch(args, settings)
+    except (ServiceError, migrations.DatabaseNotMigrated) as exc:
+        print(f"live-server: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "config":
+        data = settings.masked()
+        if args.json:
+            print(json.dumps(data, indent=2))
+        else:
+            for key, value in data.items():
+                print(f"{key} = {json.dumps(value)}")
+        return 0
+    if args.command == "db":
+        url = settings.effective_database_url
+        if args.db_command == "upgrade":
+            _ensure_sqlite_folder(settings)
+            migrations.upgrade(url, args.revision)
+        elif args.db_command == "downgrade":
+            migrations.downgrade(url, args.revision)
+        else:
+            db = Database(url)
+            print(migrations.current_revision(db.engine) or "none (run `live-server db upgrade`)")
+            db.close()
+        return 0
+    if args.command == "run":
+        return _run(settings, args)
+    db = Database(settings.effective_database_url)
+    try:
+        migrations.ensure_migrated(db.engine)
+        if args.command == "users":
+            return _create_user(db, args)
+        if args.command == "events":
+            return _create_event(db, settings, args)
+        if args.command == "demo":
+            return _demo(db, settings)
+    finally:
+        db.close()
+    return 2
+
+
+def _ensure_sqlite_folder(settings: Settings) -> None:
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _create_user(db: Database, args: argparse.Namespace) -> int:
+    password = args.password
+    if args.generate_password:
+        password = secrets.token_urlsafe(12)
+    elif password is None:
+        password = getpass.getpass("Password: ")
+    user = db.transaction(
+        lambda s: accounts.create_user(s, args.username, password, args.role, args.display_name, args.email)
+    )
+    print(f"created {user.role.value} {user.username!r} (id {user.id})")
+    if args.generate_password:
+        print(f"password: {password}")
+    return 0
+
+
+def _create_event(db: Database, settings: Settings, args: argparse.Namespace) -> int:
+    fields = ("title", "description", "slug", "visibility", "password", "scheduled_start", "scheduled_end", "caption_language", "dvr", "record")
+    payload = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
+    data = ev.parse_payload(ev.EventCreate, payload)
+
+    def work(session: Any) -> dict[str, Any]:
+        from sqlalchemy import select
+
+        from live_server.api.events import render_event
+        from live_server.models import User
+
+        owner = session.scalar(select(User).where(User.username == args.owner))
+        if owner is None:
+            raise ServiceError(f"no user {args.owner!r}")
+        event = ev.create_event(session, owner, data)
+        return render_event(session, settings, event, owner)
+
+    body = db.transaction(work)
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        print(f"created event {body['slug']!r} (id {body['id']}); publish to {body['stream']['rtmp_url']} with its stream key")
+    return 0
+
+
+def _demo(db: Database, settings: Settings) -> int:
+    """Idempotent first-run setup: an admin whose password is printed once, and one demo event."""
+    from sqlalchemy import func, select
+
+    from live_server.models import Event, User
+
+    def work(session: Any) -> tuple[str | None, str | None]:
+        password = None
+        admin = session.scalar(select(User).order_by(User.id).limit(1))
+        if admin is None:
+            password = secrets.token_urlsafe(12)
+            admin = accounts.create_user(session, "admin", password, "admin", "Administrator")
+        created = None
+        if session.scalar(select(func.count(Event.id))) == 0:
+            event = ev.create_event(session, admin, ev.EventCreate(title="Demo lecture", description="Push a stream to try the platform."))
+            created = event.slug
+        return password, created
+
+    password, slug = db.transaction(work)
+    if password:
+        print("=" * 60)
+        print(f"Demo admin created. Username: admin  Password: {password}")
+        print("This password is shown once. Log in at", settings.base_url + "/login")
+        print("=" * 60)
+    if slug:
+        print(f"Demo event created: {settings.base_url}/events/{slug}")
+    return 0
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from live_server.app import create_app
+    from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    try:
+        ff = resolve_ffmpeg(settings.ffmpeg)
+    except FfmpegNotFound as exc:
+        print(f"live-server: {exc}", file=sys.stderr)
+        return 2
+    log.info("ffmpeg %s from %s (%s)", ff.version, ff.source, ff.path)
+    db = Database(settings.effective_database_url)
+    try:
+        migrations.ensure_migrated(db.engine)
+    except migrations.DatabaseNotMigrated as exc:
+        print(f"live-server: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    Path(settings.media_dir).mkdir(parents=True, exist_ok=True)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=lambda s: log.info(s))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Events: the catalog entries lecturers schedule and stream to, with their stream keys."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from live_server import security
+from live_server.errors import Conflict, Forbidden, NotFound, Unprocessable
+from live_server.models import Event, EventState, Role, StreamKey, User, Visibility, utcnow
+
+KEY_ID_LEN = 12
+
+_LANG = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+
+
+class _EventFields(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    description: str | None = Field(None, max_length=20000)
+    slug: str | None = Field(None, min_length=3, max_length=120, pattern=r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
+    visibility: Visibility | None = None
+    password: str | None = Field(None, min_length=4, max_length=200)
+    scheduled_start: datetime | None = None
+    scheduled_end: datetime | None = None
+    caption_language: str | None = Field(None, pattern=_LANG)
+    caption_vocabulary: str | None = Field(None, max_length=20000)
+    dvr: bool | None = None
+    record: bool | None = None
+    abr: bool | None = None
+    chat_enabled: bool | None = None
+    guests_allowed: bool | None = None
+
+    @model_validator(mode="after")
+    def _times(self) -> "_EventFields":
+        for name in ("scheduled_start", "scheduled_end"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} needs a time zone (e.g. 2026-12-01T10:00:00+01:00)")
+            if value is not None:
+                setattr(self, name, value.astimezone(timezone.utc))
+        if self.scheduled_start and self.scheduled_end and self.scheduled_end <= self.scheduled_start:
+            raise ValueError("scheduled_end must be after scheduled_start")
+        return self
+
+
+class EventCreate(_EventFields):
+    title: str = Field(min_length=1, max_length=200)
+
+
+class EventUpdate(_EventFields):
+    title: str | None = Field(None, min_length=1, max_length=200)
+
+
+def parse_payload(model: type[BaseModel], data: Any) -> Any:
+    """Validate a JSON body; unknown or invalid fields are a 422 listing every problem."""
+    if not isinstance(data, dict):
+        raise Unprocessable("the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {
+                "field": ".".join(str(p) for p in err["loc"]),
+                "message": "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, "),
+            }
+            for err in exc.errors()
+        ]
+        summary = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details)
+        raise Unprocessable(f"invalid event: {summary}", details=details) from None
+
+
+def slugify(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:80].strip("-") or "event"
+
+
+def _unique_slug(session: Session, wanted: str, explicit: bool) -> str:
+    taken = session.scalar(select(Event.id).where(Event.slug == wanted)) is not None
+    if not taken:
+        return wanted
+    if explicit:
+        raise Conflict(f"the slug {wanted!r} is already used by another event")
+    while True:
+        candidate = f"{wanted}-{secrets.token_hex(3)}"
+        if session.scalar(select(Event.id).where(Event.slug == candidate)) is None:
+            return candidate
+
+
+def can_manage(user: User | None, event: Event) -> bool:
+    return user is not None and (user.role == Role.ADMIN or event.owner_id == user.id)
+
+
+def can_create_events(user: User) -> bool:
+    return user.role in (Role.ADMIN, Role.LECTURER)
+
+
+def _apply(event: Event, data: _EventFields) -> None:
+    for name in data.model_fields_set:
+        if name in ("password", "slug"):
+            continue
+        value = getattr(data, name)
+        if value is None and name in ("title", "visibility", "dvr", "record", "abr", "chat_enabled", "guests_allowed", "description", "caption_vocabulary"):
+            raise Unprocessable(f"invalid event: {name}: may not be null", details=[{"field": name, "message": "may not be null"}])
+        setattr(event, name, value)
+    if "password" in data.model_fields_set:
+        event.password_hash = security.hash_password(data.password) if data.password else None
+    if event.visibility == Visibility.PASSWORD and not event.password_hash:
+        raise Unprocessable(
+            "invalid event: password: required when visibility is 'password'",
+            details=[{"field": "password", "message": "required when visibility is 'password'"}],
+        )
+
+
+def create_event(session: Session, owner: User, data: EventCreate) -> Event:
+    if not can_create_events(owner):
+        raise Forbidden("only lecturers and admins can create events")
+    event = Event(
+        title=data.title,
+        owner_id=owner.id,
+        slug=_unique_slug(session, data.slug or slugify(data.title), explicit=data.slug is not None),
+        description="",
+    )
+    _apply(event, data)
+    session.add(event)
+    session.flush()
+    issue_stream_key(session, event)
+    return event
+
+
+def update_event(session: Session, event: Event, data: EventUpdate) -> Event:
+    if data.slug is not None and data.slug != event.slug:
+        event.slug = _unique_slug(session, data.slug, explicit=True)
+    _apply(event, data)
+    event.updated_at = utcnow()
+    session.flush()
+    return event
+
+
+def get_event(session: Session, ref: str | int) -> Event:
+    """Look an event up by numeric id or slug."""
+    event: Event | None
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        event = session.get(Event, int(ref))
+    else:
+        event = session.scalar(select(Event).where(Event.slug == ref))
+    if event is None:
+        raise NotFound("no such event")
+    return event
+
+
+def list_events(session: Session, user: User | None, state: EventState | None = None, limit: int = 100) -> list[Event]:
+    query = select(Event).order_by(Event.scheduled_start.is_(None), Event.scheduled_start, Event.id)
+    if user is None:
+        query = query.where(Event.visibility.in_([Visibility.PUBLIC, Visibility.PASSWORD]))
+    elif user.role != Role.ADMIN:
+        query = query.where(
+            or_(
+                Event.owner_id == user.id,
+                Event.visibility.in_([Visibility.PUBLIC, Visibility.PASSWORD, Visibility.AUTHENTICATED]),
+            )
+        )
+    if state is not None:
+        query = query.where(Event.state == state)
+    return list(session.scalars(query.limit(limit)))
+
+
+def ensure_readable(user: User | None, event: Event) -> None:
+    """Who may see an event's page: private ones answer 404 to outsiders, not 403, so they cannot be probed."""
+    if can_manage(user, event):
+        return
+    if event.visibility == Visibility.AUTHENTICATED and user is None:
+        raise NotFound("no such event")
+
+
+def ensure_manageable(user: User, event: Event) -> None:
+    if can_manage(user, event):
+        return
+    if event.visibility in (Visibility.UNLISTED,) or (event.visibility == Visibility.AUTHENTICATED and user is None):
+        raise NotFound("no such event")
+    raise Forbidden("you can only manage your own events")
+
+
+# --- stream keys --------------------------------------------------------------------------
+
+
+def issue_stream_key(session: Session, event: Event) -> StreamKey:
+    """A new key for the event; any previous one is revoked at once (rotation)."""
+    now = utcnow()
+    for old in session.scalars(select(StreamKey).where(StreamKey.event_id == event.id, StreamKey.revoked_at.is_(None))):
+        old.revoked_at = now
+    key_id = secrets.token_hex(KEY_ID_LEN // 2)
+    row = StreamKey(event_id=event.id, key_id=key_id, secret=key_id + secrets.token_hex(20))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def current_stream_key(session: Session, event: Event) -> StreamKey | None:
+    return session.scalar(
+        select(StreamKey).where(StreamKey.event_id == event.id, StreamKey.revoked_at.is_(None)).order_by(StreamKey.id.desc())
+    )
+
+
+def event_for_stream_key(session: Session, presented: str) -> Event | None:
+    """The event a presented stream key publishes to; None for unknown or revoked keys.
+
+    The public key id selects the row; the whole key is then compared in constant time.
+    """
+    if len(presented) < KEY_ID_LEN + 8 or len(presented) > 200:
+        return None
+    row = session.scalar(select(StreamKey).where(StreamKey.key_id == presented[:KEY_ID_LEN]))
+    if row is None or not security.constant_time_equals(row.secret, presented) or row.revoked_at is not None:
+        return None
+    return row.event
+
+
+def event_json(
+    event: Event,
+    *,
+    base_url: str,
+    rtmp_url: str,
+    stream_key: str | None = None,
+    include_stream: bool = False,
+    viewers: int | None = None,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": event.id,
+        "slug": event.slug,
+        "title": event.title,
+        "description": event.description,
+        "owner": {"id": event.owner.id, "username": event.owner.username, "display_name": event.owner.display_name},
+        "visibility": event.visibility.value,
+        "scheduled_start": event.scheduled_start.isoformat() if event.scheduled_start else None,
+        "scheduled_end": event.scheduled_end.isoformat() if event.scheduled_end else None,
+        "state": event.state.value,
+        "caption_language": event.caption_language,
+        "dvr": event.dvr,
+        "record": event.record,
+        "abr": event.abr,
+        "chat_enabled": event.chat_enabled,
+        "guests_allowed": event.guests_allowed,
+        "started_at": event.started_at.isoformat() if event.started_at else None,
+        "ended_at": event.ended_at.isoformat() if event.ended_at else None,
+        "created_at": event.created_at.isoformat(),
+        "updated_at": event.updated_at.isoformat(),
+        "page_url": f"{base_url}/events/{event.slug}",
+        "playback_url": f"{base_url}/live/{event.slug}/master.m3u8",
+    }
+    if viewers is not None:
+        data["viewers"] = viewers
+    if include_stream:
+        data["stream"] = {
+            "rtmp_url": rtmp_url,
+            "stream_key": stream_key,
+            "publish_url": f"{rtmp_url}/{stream_key}" if stream_key else None,
+            "whip_url": f"{base_url}/whip",
+            "whip_bearer_token": stream_key,
+        }
+    return data

@@ -1,0 +1,44 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from live_server.keys import DB, METRICS, REDIS
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up and its event loop answers."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve: the catalog (and Redis, when configured) answer within a few seconds."""
+    checks: dict[str, str] = {}
+    ok = True
+    try:
+        await asyncio.wait_for(request.app[DB].ping(), timeout=3)
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means not ready; the reason is reported
+        ok, checks["database"] = False, f"error: {type(exc).__name__}"
+    redis = request.app.get(REDIS)
+    if redis is not None:
+        try:
+            await asyncio.wait_for(redis.ping(), timeout=3)
+            checks["redis"] = "ok"
+        except Exception as exc:
+            ok, checks["redis"] = False, f"error: {type(exc).__name__}"
+    return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,256 @@
+"""The one settings object: defaults, then an optional TOML/YAML file, then ``LIVE_*`` environment.
+
+Every tunable lives here with its default and a line saying what it is for, so nothing else in
+the code base reads the environment or carries a default of its own (Esup-Pod's hundreds of
+``getattr(settings, NAME, default)`` calls are what we avoid).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "LIVE_"
+CONFIG_ENV = "LIVE_CONFIG"
+
+Role = Literal["both", "web", "ingest"]
+
+
+class SettingsError(Exception):
+    """Configuration that cannot be used; the message is meant for a human."""
+
+
+class Settings(BaseModel):
+    """Effective configuration of one server process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    # --- HTTP -----------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    public_url: str = Field(
+        "",
+        description="Base URL viewers use (https://live.example.edu); empty means http://host:port.",
+    )
+    role: Role = Field("both", description="web (pages, API, chat), ingest (RTMP/WHIP, packagers) or both.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    # --- Storage --------------------------------------------------------------------------
+    data_dir: Path = Field(Path("./var"), description="Folder for the SQLite database and the secret key.")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL; empty means SQLite at <data_dir>/live.db. "
+        "postgresql+psycopg://user@host/db switches to PostgreSQL.",
+    )
+    media_dir: Path = Field(Path("./var/media"), description="Live HLS output and recordings.")
+    redis_url: str = Field("", description="redis://host:6379/0 to share chat rooms between processes; empty: in-process.")
+
+    # --- Security -------------------------------------------------------------------------
+    secret_key: SecretStr = Field(
+        SecretStr(""),
+        description="Signs session cookies and media URLs; empty means generated once into <data_dir>/secret_key.",
+    )
+    session_max_age_seconds: int = Field(14 * 24 * 3600, gt=0, description="Login session lifetime.")
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        "auto", description="Secure flag on cookies: auto sets it when the request came over TLS."
+    )
+    login_attempts_per_window: int = Field(5, gt=0, description="Failed logins allowed per account and per address.")
+    login_window_seconds: int = Field(300, gt=0, description="Window for the failed-login limit.")
+    max_request_bytes: int = Field(1024 * 1024, gt=0, description="Largest API request body accepted.")
+
+    # --- Media tools ----------------------------------------------------------------------
+    ffmpeg: str = Field("", description="ffmpeg binary; empty: ffmpeg on PATH, else the imageio-ffmpeg wheel's.")
+
+    # --- RTMP ingest ----------------------------------------------------------------------
+    rtmp_enabled: bool = Field(True, description="Run the RTMP listener in this process.")
+    rtmp_host: str = Field("0.0.0.0", description="Address the RTMP listener binds to.")
+    rtmp_port: int = Field(1935, ge=0, le=65535, description="RTMP port (0 picks a free one).")
+    rtmp_public_url: str = Field("", description="rtmp://host[:port]/live shown to lecturers; empty: derived.")
+    rtmp_idle_timeout_seconds: float = Field(10.0, gt=0, description="Close RTMP connections silent this long.")
+    publish_takeover: bool = Field(False, description="A second publisher on a live key replaces the first.")
+
+    # --- Live packaging -------------------------------------------------------------------
+    segment_seconds: float = Field(2.0, ge=0.5, le=10.0, description="HLS segment length and keyframe interval.")
+    live_window_segments: int = Field(6, ge=3, le=60, description="Segments in the live sliding-window playlist.")
+    grace_period_seconds: float = Field(60.0, ge=0, description="How long a disconnected event stays live.")
+
+    # --- Captions -------------------------------------------------------------------------
+    vosk_models: dict[str, Path] = Field(
+        default_factory=dict, description="Vosk model folder per language, e.g. fr=/srv/vosk-fr,en=/srv/vosk-en."
+    )
+
+    # --- Chat -----------------------------------------------------------------------------
+    chat_max_message_length: int = Field(500, gt=0, le=10000, description="Longest chat message, in characters.")
+    chat_history_size: int = Field(50, ge=0, le=1000, description="Messages sent to a viewer on join.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("only sqlite:/// and postgresql+psycopg:// URLs are supported")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("public_url", "rtmp_public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("vosk_models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_mapping(value)
+        return value
+
+    @model_validator(mode="after")
+    def _rtmp_url_scheme(self) -> "Settings":
+        if self.rtmp_public_url and not self.rtmp_public_url.startswith("rtmp"):
+            raise ValueError("rtmp_public_url must start with rtmp:// or rtmps://")
+        return self
+
+    # --- derived values --------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'live.db').as_posix()}"
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def rtmp_url(self) -> str:
+        if self.rtmp_public_url:
+            return self.rtmp_public_url
+        host = self.host if self.rtmp_host in ("0.0.0.0", "::") else self.rtmp_host
+        if self.public_url:
+            host = self.public_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+        port = "" if self.rtmp_port == 1935 else f":{self.rtmp_port}"
+        return f"rtmp://{host}{port}/live"
+
+    def masked(self) -> dict[str, Any]:
+        """The configuration as plain data, secrets replaced by asterisks (for `live-server config`)."""
+        data = self.model_dump(mode="json")
+        data["secret_key"] = "********" if self.secret_key.get_secret_value() else ""
+        for name in ("database_url", "redis_url"):
+            data[name] = mask_url_password(data[name])
+        data["effective_database_url"] = mask_url_password(self.effective_database_url)
+        return data
+
+
+def parse_mapping(text: str) -> dict[str, str]:
+    """Parse ``fr=/a,en=/b`` (the environment form of a mapping)."""
+    result: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise ValueError(f"expected key=value pairs separated by commas, got {item!r}")
+        result[key.strip()] = val.strip()
+    return result
+
+
+def mask_url_password(url: str) -> str:
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":********"
+    return f"{scheme}://{creds}@{host}"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or YAML settings file; a ``[live]`` table or top-level keys are both accepted."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise SettingsError(f"config file {path} is not valid: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must contain a table of settings")
+    if isinstance(data.get("live"), dict):
+        data = data["live"]
+    return data
+
+
+def environment_values(environ: Mapping[str, str]) -> dict[str, str]:
+    fields = Settings.model_fields
+    values: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in fields:
+            raise SettingsError(f"unknown setting {name} (known: {', '.join(ENV_PREFIX + f.upper() for f in fields)})")
+        values[key] = value
+    return values
+
+
+def load_settings(
+    config_file: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings: defaults, then the file (argument or ``LIVE_CONFIG``), then ``LIVE_*``, then overrides."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    file = config_file or env.get(CONFIG_ENV)
+    if file:
+        data.update(read_config_file(Path(file)))
+    data.update(environment_values(env))
+    data.update(overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "settings"
+        name = f"{loc} (env {ENV_PREFIX}{loc.split('.')[0].upper()})" if err["loc"] else loc
+        given = err.get("input")
+        shown = "" if isinstance(given, dict) or loc == "secret_key" else f"; got {given!r}"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting"
+        lines.append(f"  {name}: {message}{shown}")
+    return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""Server-rendered pages: home, login/logout, a minimal event page.
+
+The full interface (player, chat panels, dashboard, translations) grows in web/ with its own issue;
+these pages already follow its rules: plain forms that work without JavaScript, CSRF on every form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from live_server import accounts
+from live_server import events as ev
+from live_server import security
+from live_server.api.auth import login
+from live_server.errors import ServiceError
+from live_server.keys import DB, SETTINGS
+from live_server.middleware import ANON_CSRF_COOKIE, SESSION_COOKIE, identity_of, require_identity, set_session_cookie
+from live_server.models import EventState
+
+routes = web.RouteTableDef()
+
+
+def _csrf_for(request: web.Request, response_cookies: dict[str, str]) -> str:
+    identity = identity_of(request)
+    if identity is not None and identity.csrf_token:
+        return identity.csrf_token
+    token = request.cookies.get(ANON_CSRF_COOKIE) or security.new_token(24)
+    response_cookies[ANON_CSRF_COOKIE] = token
+    return token
+
+
+def render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
+    cookies: dict[str, str] = {}
+    identity = identity_of(request)
+    context = {"user": identity.user if identity else None, "csrf_token": _csrf_for(request, cookies), **context}
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    for name, value in cookies.items():
+        response.set_cookie(name, value, httponly=True, samesite="Strict", path="/")
+    return response
+
+
+@routes.get("/", name="home")
+async def home(request: web.Request) -> web.Response:
+    identity = identity_of(request)
+    user = identity.user if identity else None
+
+    def work(session: Session) -> dict[str, list[Any]]:
+        events = ev.list_events(session, user)
+        return {
+            "live": [e for e in events if e.state == EventState.LIVE],
+            "upcoming": [e for e in events if e.state == EventState.SCHEDULED],
+        }
+
+    return render(request, "home.html", await request.app[DB].run(work))
+
+
+@routes.get("/login", name="login")
+async def login_form(request: web.Request) -> web.Response:
+    return render(request, "login.html", {"error": None, "next": request.query.get("next", "/")})
+
+
+def _safe_next(target: str) -> str:
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+@routes.post("/login")
+async def login_submit(request: web.Request) -> web.Response:
+    form = await request.post()
+    username, password = str(form.get("username", "")), str(form.get("password", ""))
+    target = _safe_next(str(form.get("next", "/")))
+    try:
+        token, _user, _csrf = await login(request, username, password)
+    except ServiceError as exc:
+        return render(request, "login.html", {"error": exc.message, "next": target}, status=exc.status)
+    response = web.HTTPSeeOther(target)
+    settings = request.app[SETTINGS]
+    set_session_cookie(request, response, token, settings.session_max_age_seconds, settings.cookie_secure)
+    raise response
+
+
+@routes.post("/logout")
+async def logout_submit(request: web.Request) -> web.Response:
+    require_identity(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        await request.app[DB].run(lambda s: accounts.close_login_session(s, token))
+    response = web.HTTPSeeOther("/")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+@routes.get("/events/{slug}", name="event")
+async def event_page(request: web.Request) -> web.Response:
+    identity = identity_of(request)
+    user = identity.user if identity else None
+
+    def work(session: Session) -> Any:
+        event = ev.get_event(session, request.match_info["slug"])
+        ev.ensure_readable(user, event)
+        return event
+
+    event = await request.app[DB].run(work)
+    return render(request, "event.html", {"event": event, "can_manage": ev.can_manage(user, event)})
