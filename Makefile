@@ -11,8 +11,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+$(VENV)/.installed: $(BIN)/python pyproject.toml node_modules/.installed
 	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# Front-end packages (hls.js, socket.io-client, axe-core) from npm, pinned by package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -50,4 +55,4 @@ bench: install-test
 	@echo "see bench/README.md"
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache node_modules

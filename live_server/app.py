@@ -27,6 +27,7 @@ from live_server.middleware import (
 from live_server import ops
 from live_server.settings import Settings
 from web import pages
+from web.vendor import vendor_routes
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(pages.__file__).resolve().parent
@@ -53,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(auth_api.routes)
     app.router.add_routes(events_api.routes)
     app.router.add_routes(pages.routes)
+    app.router.add_routes(vendor_routes())
     app.router.add_static("/static", WEB_DIR / "static", append_version=True)
     return app
 
