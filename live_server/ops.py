@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from live_server.keys import DB, METRICS, REDIS
+from live_server.keys import DB, METRICS, REDIS, VIEWERS
 
 routes = web.RouteTableDef()
 
@@ -40,5 +40,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
+    metrics = request.app[METRICS]
+    metrics.viewers.clear()
+    for event_id, count in request.app[VIEWERS].counts().items():
+        metrics.viewers.labels(str(event_id)).set(count)
+    body = metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -12,6 +12,7 @@ import pytest
 from live_server import accounts, migrations
 from live_server.db import Database
 from live_server.settings import Settings, load_settings
+from tests.browser import browser  # noqa: F401  (fixture for browser tests)
 from tests.support import Account
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

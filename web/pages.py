@@ -6,6 +6,7 @@ these pages already follow its rules: plain forms that work without JavaScript, 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp_jinja2
@@ -17,9 +18,10 @@ from live_server import events as ev
 from live_server import security
 from live_server.api.auth import login
 from live_server.errors import ServiceError
-from live_server.keys import DB, SETTINGS
+from live_server.keys import DB, MEDIA_PASS, SETTINGS
 from live_server.middleware import ANON_CSRF_COOKIE, SESSION_COOKIE, identity_of, require_identity, set_session_cookie
-from live_server.models import EventState
+from live_server.models import Event, EventState, Visibility
+from web.media import MediaPass
 
 routes = web.RouteTableDef()
 
@@ -93,15 +95,68 @@ async def logout_submit(request: web.Request) -> web.Response:
     raise response
 
 
+def _media_pass_cookie(request: web.Request, response: web.StreamResponse, event_id: int) -> None:
+    media_pass = request.app[MEDIA_PASS]
+    settings = request.app[SETTINGS]
+    secure = settings.cookie_secure == "always" or (settings.cookie_secure == "auto" and request.secure)
+    response.set_cookie(
+        MediaPass.cookie_name(event_id), media_pass.issue(event_id), max_age=media_pass.lifetime,
+        httponly=True, samesite="Lax", secure=secure, path="/",
+    )
+
+
+async def _load_event(request: web.Request) -> Event:
+    identity = identity_of(request)
+    user = identity.user if identity else None
+
+    def work(session: Session) -> Event:
+        event = ev.get_event(session, request.match_info["slug"])
+        if event.visibility == Visibility.AUTHENTICATED and user is None:
+            raise web.HTTPSeeOther(f"/login?next=/events/{event.slug}")
+        ev.ensure_readable(user, event)
+        return event
+
+    return await request.app[DB].run(work)
+
+
 @routes.get("/events/{slug}", name="event")
 async def event_page(request: web.Request) -> web.Response:
     identity = identity_of(request)
     user = identity.user if identity else None
+    event = await _load_event(request)
+    manager = ev.can_manage(user, event)
+    media_pass = request.app[MEDIA_PASS]
+    unlocked = event.visibility != Visibility.PASSWORD or manager or media_pass.check(
+        event.id, request.cookies.get(MediaPass.cookie_name(event.id))
+    )
+    settings = request.app[SETTINGS]
+    response = render(request, "event.html", {
+        "event": event,
+        "can_manage": manager,
+        "locked": not unlocked,
+        "unlock_error": None,
+        "playback_url": f"/live/{event.slug}/master.m3u8",
+        "base_url": settings.base_url,
+    })
+    if unlocked and event.visibility in (Visibility.AUTHENTICATED, Visibility.PASSWORD):
+        _media_pass_cookie(request, response, event.id)
+    return response
 
-    def work(session: Session) -> Any:
-        event = ev.get_event(session, request.match_info["slug"])
-        ev.ensure_readable(user, event)
-        return event
 
-    event = await request.app[DB].run(work)
-    return render(request, "event.html", {"event": event, "can_manage": ev.can_manage(user, event)})
+@routes.post("/events/{slug}/unlock")
+async def unlock_event(request: web.Request) -> web.Response:
+    """Password-protected events: the right password earns a signed media pass (a cookie)."""
+    event = await _load_event(request)
+    form = await request.post()
+    password = str(form.get("password", ""))
+    ok = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: bool(event.password_hash) and security.verify_password(password, event.password_hash or "")
+    )
+    if not ok:
+        return render(request, "event.html", {
+            "event": event, "can_manage": False, "locked": True, "unlock_error": "Wrong password.",
+            "playback_url": "", "base_url": "",
+        }, status=403)
+    response = web.HTTPSeeOther(f"/events/{event.slug}")
+    _media_pass_cookie(request, response, event.id)
+    raise response

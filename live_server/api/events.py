@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server.errors import Conflict, Unprocessable
-from live_server.keys import DB, SETTINGS
+from live_server.keys import DB, LIVE, SETTINGS, VIEWERS
 from live_server.middleware import identity_of, json_body, require_identity
 from live_server.models import Event, EventState, User
 from live_server.settings import Settings
@@ -43,7 +43,10 @@ async def list_events(request: web.Request) -> web.Response:
     def work(session: Session) -> list[dict[str, Any]]:
         return [render_event(session, settings, e, user) for e in ev.list_events(session, user, state)]
 
-    return web.json_response({"events": await request.app[DB].run(work)})
+    events = await request.app[DB].run(work)
+    for body in events:
+        add_live_status(request.app, body)
+    return web.json_response({"events": events})
 
 
 @routes.post("/api/v1/events")
@@ -72,7 +75,17 @@ async def read_event(request: web.Request) -> web.Response:
         ev.ensure_readable(user, event)
         return render_event(session, settings, event, user)
 
-    return web.json_response(await request.app[DB].run(work))
+    body = await request.app[DB].run(work)
+    add_live_status(request.app, body)
+    return web.json_response(body)
+
+
+def add_live_status(app: web.Application, body: dict[str, Any]) -> None:
+    """Viewer count for everyone; ingest health (bitrate, fps, keyframes, stalled) for the owner."""
+    body["viewers"] = app[VIEWERS].count(body["id"])
+    live = app.get(LIVE)
+    if "stream" in body and live is not None:
+        body["stream"]["health"] = live.health(body["id"])
 
 
 @routes.patch("/api/v1/events/{ref}")

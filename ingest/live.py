@@ -1,0 +1,410 @@
+"""Live events at run time: who is publishing, their packager, the grace period, the catalog rows.
+
+``LiveStreams`` is the ``StreamPublisher`` every ingest protocol (RTMP, WHIP) talks to. It checks
+the stream key, keeps one ``LiveEvent`` (one packager) per event across reconnects, and moves the
+event through scheduled → live (first segment listed) → ended (grace period over). Catalog writes
+go through ``Database.run`` and never happen per media message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ingest import flv
+from ingest.packaging.options import DEFAULT_LADDER, PackagerOptions
+from ingest.packaging.packager import Packager
+from ingest.packaging.playlist import Segment
+from ingest.publishing import MediaSink, PublishRejected, redact_key
+from live_server import events as ev
+from live_server.db import Database
+from live_server.layout import live_run_folder
+from live_server.metrics import Metrics
+from live_server.models import BroadcastSession, Event, EventState, utcnow
+from live_server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+def stall_seconds(segment_seconds: float) -> float:
+    """No media for this long while connected: the stream is unhealthy (players will soon starve)."""
+    return max(3.0, 2 * segment_seconds)
+
+
+class SegmentObserver(Protocol):
+    """Something that wants to know about every listed segment (recorder, captions)."""
+
+    def on_segment(self, event_id: int, rendition: str, segment: Segment) -> None: ...
+
+
+@dataclass
+class IngestStats:
+    """Per-publish counters, updated per message with a few additions; rates computed on demand."""
+
+    stall_after: float = 4.0
+    started: float = field(default_factory=time.monotonic)
+    bytes_in: int = 0
+    video_frames: int = 0
+    audio_frames: int = 0
+    last_media_at: float = 0.0
+    keyframe_times: deque[int] = field(default_factory=lambda: deque(maxlen=8))
+    window: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=64))
+
+    def add(self, kind: str, timestamp_ms: int, payload: bytes) -> None:
+        self.bytes_in += len(payload)
+        self.last_media_at = time.monotonic()
+        if kind == "video":
+            self.video_frames += 1
+            if flv.is_keyframe(payload) and not flv.is_sequence_header("video", payload):
+                self.keyframe_times.append(timestamp_ms)
+        else:
+            self.audio_frames += 1
+
+    def sample(self) -> None:
+        """Called about once a second to keep a short history for rates."""
+        self.window.append((time.monotonic(), self.bytes_in, self.video_frames))
+
+    def health(self) -> dict[str, Any]:
+        now = time.monotonic()
+        bitrate = fps = 0.0
+        recent = [s for s in self.window if now - s[0] <= 10.0]
+        if len(recent) >= 2:
+            (t0, b0, f0), (t1, b1, f1) = recent[0], recent[-1]
+            if t1 > t0:
+                bitrate, fps = (b1 - b0) * 8 / (t1 - t0), (f1 - f0) / (t1 - t0)
+        keys = list(self.keyframe_times)
+        gop = (keys[-1] - keys[-2]) / 1000 if len(keys) >= 2 else None
+        stalled = (now - (self.last_media_at or self.started)) > self.stall_after
+        return {
+            "bitrate_bps": round(bitrate),
+            "fps": round(fps, 2),
+            "keyframe_interval_seconds": gop,
+            "bytes_in": self.bytes_in,
+            "video_frames": self.video_frames,
+            "audio_frames": self.audio_frames,
+            "stalled": stalled,
+            "healthy": not stalled,
+        }
+
+
+class PublishSession:
+    """One accepted publish: the ``MediaSink`` an ingest connection pushes into."""
+
+    def __init__(self, live: "LiveEvent", session_id: int, protocol: str, remote: str,
+                 terminate: Callable[[str], None] | None) -> None:
+        self.live = live
+        self.session_id = session_id
+        self.protocol = protocol
+        self.remote = remote
+        self.stats = IngestStats(stall_after=stall_seconds(live.options.segment_seconds))
+        self.closed = False
+        self._terminate = terminate
+
+    async def on_metadata(self, metadata: dict[str, Any]) -> None:
+        if not self.closed:
+            self.live.packager.on_metadata(metadata)
+
+    def on_media(self, kind: str, timestamp_ms: int, payload: bytes) -> None:
+        if self.closed:
+            return
+        self.stats.add(kind, timestamp_ms, payload)
+        self.live.packager.on_media(kind, timestamp_ms, payload)
+
+    async def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        await self.live.streams._publish_ended(self, reason)
+
+    def terminate(self, reason: str) -> None:
+        """Ask the ingest connection to go away (takeover by a newer publisher)."""
+        if self._terminate is not None:
+            self._terminate(reason)
+
+
+class LiveEvent:
+    """An event's live run: its packager and the publish sessions that feed it."""
+
+    def __init__(self, streams: "LiveStreams", event_id: int, slug: str, started_at: datetime,
+                 folder: Path, options: PackagerOptions) -> None:
+        self.streams = streams
+        self.event_id = event_id
+        self.slug = slug
+        self.started_at = started_at
+        self.folder = folder
+        self.options = options
+        self.packager = Packager(streams.ffmpeg, folder, options, self)
+        self.publisher: PublishSession | None = None
+        self.sessions = 0
+        self.segments = 0
+        self.listed_live = False
+        self.grace_task: asyncio.Task[None] | None = None
+        self.failed: str | None = None
+        self.ended = False
+
+    # PackagerListener
+    def on_segment(self, rendition: str, segment: Segment) -> None:
+        self.segments += 1
+        if not self.listed_live:
+            self.listed_live = True
+            self.streams._spawn(self.streams._mark_live(self))
+        for observer in self.streams.observers:
+            observer.on_segment(self.event_id, rendition, segment)
+
+    def on_packager_failed(self, reason: str) -> None:
+        self.failed = reason
+        log.error("event %s: packager gave up: %s", self.event_id, reason)
+        if self.publisher is not None:
+            self.publisher.terminate(f"packaging failed: {reason}")
+
+    def health(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "publishing": self.publisher is not None,
+            "protocol": self.publisher.protocol if self.publisher else None,
+            "segments": self.segments,
+            "in_grace_period": self.grace_task is not None,
+            "packager_restarts": getattr(self.packager, "restarts", 0),
+            "dropped_tags": getattr(self.packager, "dropped_tags", 0),
+            "packager_failed": self.failed,
+        }
+        if self.publisher is not None:
+            data.update(self.publisher.stats.health())
+        else:
+            data.update({"healthy": False, "stalled": True})
+        if self.failed:
+            data["healthy"] = False
+        return data
+
+
+class LiveStreams:
+    """The ``StreamPublisher`` for every ingest protocol, and the registry of live events."""
+
+    def __init__(self, settings: Settings, db: Database, metrics: Metrics, ffmpeg: str) -> None:
+        self.settings = settings
+        self.db = db
+        self.metrics = metrics
+        self.ffmpeg = ffmpeg
+        self.events: dict[int, LiveEvent] = {}
+        self.observers: list[SegmentObserver] = []
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sampler: asyncio.Task[None] | None = None
+        self.accepting = True
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.db.run(_end_orphaned_runs)
+        self._sampler = asyncio.create_task(self._sample_loop(), name="live-stats")
+
+    async def close(self) -> None:
+        """Stop accepting, end every live event (ENDLIST, catalog), wait for the background work."""
+        self.accepting = False
+        if self._sampler is not None:
+            self._sampler.cancel()
+        for live in list(self.events.values()):
+            if live.publisher is not None:
+                live.publisher.terminate("server shutting down")
+            await self._end_event(live, "server shutdown")
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("live background task failed", exc_info=task.exception())
+
+    # --- StreamPublisher -----------------------------------------------------------------
+    async def start_publish(self, *, protocol: str, app: str, stream_key: str, remote_address: str,
+                            terminate: Callable[[str], None] | None = None) -> MediaSink:
+        if not self.accepting:
+            raise self._reject(protocol, "shutting_down", "NetStream.Publish.Rejected", "server is shutting down; retry shortly")
+        if protocol == "rtmp" and app != "live":
+            raise self._reject(protocol, "bad_app", "NetStream.Publish.BadName", f"unknown application {app!r}; publish to /live/<stream key>")
+        found = await self.db.run(lambda s: _event_for_key(s, stream_key))
+        if found is None:
+            log.warning("%s publish from %s refused: unknown or revoked stream key %s", protocol, remote_address, redact_key(stream_key))
+            raise self._reject(protocol, "bad_key", "NetStream.Publish.BadName", "unknown or revoked stream key")
+        event_id, slug, dvr, abr = found
+        async with self._lock:
+            live = self.events.get(event_id)
+            if live is not None and live.publisher is not None:
+                if not self.settings.publish_takeover:
+                    raise self._reject(protocol, "already_live", "NetStream.Publish.BadName", "this event already has a publisher")
+                old = live.publisher
+                log.info("event %s: %s publisher from %s takes over from %s", event_id, protocol, remote_address, old.remote)
+                old.terminate("taken over by a newer publisher")
+                await old.close("taken over")
+            if live is None:
+                started_at = await self.db.run(lambda s: _begin_run(s, event_id))
+                folder = live_run_folder(self.settings.media_dir, event_id, started_at)
+                live = LiveEvent(self, event_id, slug, started_at, folder, self._options(dvr, abr))
+                await live.packager.start()
+                self.events[event_id] = live
+                self.metrics.live_streams.set(len(self.events))
+            elif live.grace_task is not None:
+                live.grace_task.cancel()
+                live.grace_task = None
+            session_id = await self.db.run(lambda s: _open_session(s, event_id, protocol, remote_address))
+            await live.packager.begin_session()
+            live.sessions += 1
+            publisher = PublishSession(live, session_id, protocol, remote_address, terminate)
+            live.publisher = publisher
+        log.info("event %s (%s): %s publish #%d from %s accepted", event_id, slug, protocol, live.sessions, remote_address)
+        return publisher
+
+    def _reject(self, protocol: str, reason: str, code: str, message: str) -> PublishRejected:
+        self.metrics.rejected_publishes.labels(protocol, reason).inc()
+        return PublishRejected(code, message)
+
+    def _options(self, dvr: bool, abr: bool) -> PackagerOptions:
+        s = self.settings
+        return PackagerOptions(
+            segment_seconds=s.segment_seconds,
+            live_window_seconds=s.segment_seconds * s.live_window_segments,
+            dvr=dvr,
+            ladder=DEFAULT_LADDER if abr else (),
+        )
+
+    # --- session and event ends ----------------------------------------------------------
+    async def _publish_ended(self, publisher: PublishSession, reason: str) -> None:
+        live = publisher.live
+        await self.db.run(lambda s: _close_session(s, publisher.session_id, reason))
+        async with self._lock:
+            if live.publisher is not publisher:
+                return  # replaced by a takeover; the newer publisher owns the event now
+            live.publisher = None
+            await live.packager.end_session()
+            if live.ended:
+                return
+            grace = self.settings.grace_period_seconds
+            log.info("event %s: publisher left (%s); ending in %.0f s unless it reconnects", live.event_id, reason, grace)
+            live.grace_task = asyncio.create_task(self._grace(live, grace), name=f"grace-{live.event_id}")
+
+    async def _grace(self, live: LiveEvent, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        async with self._lock:
+            if live.publisher is not None:
+                return
+            live.grace_task = None
+        await self._end_event(live, "grace period over")
+
+    async def _end_event(self, live: LiveEvent, reason: str) -> None:
+        if live.ended:
+            return
+        live.ended = True
+        if live.grace_task is not None and live.grace_task is not asyncio.current_task():
+            live.grace_task.cancel()
+        live.grace_task = None
+        if live.publisher is not None:
+            publisher, live.publisher = live.publisher, None
+            publisher.closed = True
+            await self.db.run(lambda s: _close_session(s, publisher.session_id, reason))
+        await live.packager.finish()
+        self.events.pop(live.event_id, None)
+        self.metrics.live_streams.set(len(self.events))
+        for gauge in (self.metrics.ingest_bitrate, self.metrics.ingest_fps, self.metrics.ingest_keyframe_interval):
+            _remove_label(gauge, str(live.event_id))
+        await self.db.run(lambda s: _end_event_row(s, live.event_id, had_segments=live.segments > 0))
+        log.info("event %s: ended (%s) after %d segments", live.event_id, reason, live.segments)
+
+    async def _mark_live(self, live: LiveEvent) -> None:
+        await self.db.run(lambda s: _set_live(s, live.event_id))
+        log.info("event %s (%s) is live", live.event_id, live.slug)
+
+    # --- observability -------------------------------------------------------------------
+    async def _sample_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for live in list(self.events.values()):
+                if live.publisher is None:
+                    continue
+                stats = live.publisher.stats
+                stats.sample()
+                health = stats.health()
+                label = str(live.event_id)
+                self.metrics.ingest_bitrate.labels(label).set(health["bitrate_bps"])
+                self.metrics.ingest_fps.labels(label).set(health["fps"])
+                if health["keyframe_interval_seconds"] is not None:
+                    self.metrics.ingest_keyframe_interval.labels(label).set(health["keyframe_interval_seconds"])
+
+    def health(self, event_id: int) -> dict[str, Any] | None:
+        live = self.events.get(event_id)
+        return live.health() if live is not None else None
+
+
+def _remove_label(gauge: Any, label: str) -> None:
+    try:
+        gauge.remove(label)
+    except KeyError:
+        pass
+
+
+# --- catalog units of work (run in the database thread) ---------------------------------
+
+
+def _event_for_key(session: Session, key: str) -> tuple[int, str, bool, bool] | None:
+    event = ev.event_for_stream_key(session, key)
+    return None if event is None else (event.id, event.slug, event.dvr, event.abr)
+
+
+def _begin_run(session: Session, event_id: int) -> datetime:
+    event = session.get(Event, event_id)
+    assert event is not None
+    now = utcnow()
+    event.started_at = now
+    event.ended_at = None
+    return now
+
+
+def _open_session(session: Session, event_id: int, protocol: str, remote: str) -> int:
+    row = BroadcastSession(event_id=event_id, protocol=protocol, remote_address=remote)
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def _close_session(session: Session, session_id: int, reason: str) -> None:
+    row = session.get(BroadcastSession, session_id)
+    if row is not None and row.ended_at is None:
+        row.ended_at = utcnow()
+        row.end_reason = reason[:200]
+
+
+def _set_live(session: Session, event_id: int) -> None:
+    event = session.get(Event, event_id)
+    if event is not None:
+        event.state = EventState.LIVE
+
+
+def _end_event_row(session: Session, event_id: int, had_segments: bool) -> None:
+    event = session.get(Event, event_id)
+    if event is None:
+        return
+    if had_segments or event.state == EventState.LIVE:
+        event.state = EventState.ENDED
+        event.ended_at = utcnow()
+
+
+def _end_orphaned_runs(session: Session) -> None:
+    """After a crash, events still marked live have no packager any more: end them and their sessions."""
+    now = utcnow()
+    for event in session.scalars(select(Event).where(Event.state == EventState.LIVE)):
+        event.state = EventState.ENDED
+        event.ended_at = now
+        log.warning("event %s was live when the server stopped; marked ended", event.id)
+    for row in session.scalars(select(BroadcastSession).where(BroadcastSession.ended_at.is_(None))):
+        row.ended_at = now
+        row.end_reason = "server restarted"

@@ -1,0 +1,132 @@
+"""Settings of one live packager: segment length, renditions, window, limits.
+
+One frozen dataclass whose field defaults are the documented defaults; the
+app's settings object builds it once per event.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["Rendition", "PackagerOptions", "DEFAULT_LADDER", "PASSTHROUGH_RENDITION"]
+
+#: Name (and subfolder) of the single rendition when we do not re-encode.
+PASSTHROUGH_RENDITION = "source"
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """One rung of the ABR ladder; ``height`` None makes an audio-only rendition.
+
+    ``width`` is only the nominal 16:9 width used for RESOLUTION when the
+    source aspect ratio is unknown (ffmpeg scales with ``-2:height``).
+    ``h264_level`` is passed to x264 *and* written in CODECS, so the master
+    playlist tells the truth.
+    """
+
+    name: str
+    height: int | None
+    video_kbps: int = 0
+    audio_kbps: int = 128
+    width: int | None = None
+    h264_level: str = "3.1"
+
+    @property
+    def is_audio_only(self) -> bool:
+        return self.height is None
+
+    @property
+    def nominal_width(self) -> int | None:
+        if self.height is None:
+            return None
+        if self.width is not None:
+            return self.width
+        return int(round(self.height * 16 / 9 / 2)) * 2
+
+
+#: A sensible ladder for lecture halls: 720p/480p/240p plus audio-only for bad links.
+DEFAULT_LADDER: tuple[Rendition, ...] = (
+    Rendition("720p", 720, video_kbps=2800, audio_kbps=128, h264_level="3.1"),
+    Rendition("480p", 480, video_kbps=1400, audio_kbps=128, h264_level="3.0"),
+    Rendition("240p", 240, video_kbps=400, audio_kbps=64, h264_level="2.1"),
+    Rendition("audio", None, audio_kbps=96),
+)
+
+
+@dataclass(frozen=True)
+class PackagerOptions:
+    """Everything that shapes one event's packaging; defaults are production values.
+
+    - ``segment_seconds``: target segment length. In passthrough the source
+      GOP decides the real cut (ffmpeg cuts only on keyframes), so publishers
+      should use a keyframe interval equal to it.
+    - ``ladder``: empty = passthrough (``-c copy``, one rendition named
+      ``source``); otherwise x264 renditions with keyframes forced every
+      ``segment_seconds`` so all renditions cut at the same instants.
+    - ``live_window_seconds``: length of ``live.m3u8``; at least 3 segments
+      (RFC 8216 6.2.2 wants 3 target durations); 12 s = 6 x 2 s.
+    - ``dvr``: also write ``dvr.m3u8`` (EVENT playlist with every segment).
+    - ``keep_segments``: never delete segment files (the recorder reuses
+      them). When False and ``dvr`` is off, files older than twice the
+      window are deleted.
+    - ``probesize`` / ``analyzeduration_us`` / ``fpsprobesize 0``: enough
+      to see the first keyframe, bounded so a missing audio track delays
+      the first segment by at most ``analyzeduration_us``.
+      ``-fflags nobuffer`` is deliberately NOT used: it discards the packets
+      read while probing (measured: the first seconds were lost).
+    - ``queue_max_bytes``: bound of the FLV tag queue in front of ffmpeg;
+      past it video is dropped until the next keyframe.
+    - ``max_restarts_per_minute``: crash restarts allowed before giving up.
+    - ``endlist_grace_seconds``: after ``end_session``, finish the event
+      (ENDLIST) if no new session starts within this time; None = only on
+      ``finish()``.
+    - ``passthrough_bandwidth``: BANDWIDTH advertised for the passthrough
+      variant until segments have been measured.
+    """
+
+    segment_seconds: float = 2.0
+    ladder: tuple[Rendition, ...] = ()
+    live_window_seconds: float = 12.0
+    dvr: bool = True
+    keep_segments: bool = True
+    x264_preset: str = "veryfast"
+    probesize: int = 1_000_000
+    analyzeduration_us: int = 1_000_000
+    max_interleave_delta_us: int = 1_000_000
+    queue_max_bytes: int = 8 * 1024 * 1024
+    max_restarts_per_minute: int = 3
+    restart_backoff_seconds: float = 0.2
+    stop_timeout_seconds: float = 5.0
+    endlist_grace_seconds: float | None = None
+    passthrough_bandwidth: int = 3_000_000
+    stderr_lines_kept: int = 30
+
+    def __post_init__(self) -> None:
+        if self.segment_seconds <= 0:
+            raise ValueError("segment_seconds must be > 0")
+        names = [r.name for r in self.ladder]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate rendition names: {names}")
+        for name in names:
+            if not name or "/" in name or name.startswith("."):
+                raise ValueError(f"bad rendition name {name!r}")
+        if self.ladder and all(r.is_audio_only for r in self.ladder):
+            raise ValueError("a ladder needs at least one video rendition")
+        if self.queue_max_bytes < 64 * 1024:
+            raise ValueError("queue_max_bytes must be >= 64 KiB")
+
+    @property
+    def passthrough(self) -> bool:
+        return not self.ladder
+
+    @property
+    def rendition_names(self) -> tuple[str, ...]:
+        if self.passthrough:
+            return (PASSTHROUGH_RENDITION,)
+        return tuple(r.name for r in self.ladder)
+
+    @property
+    def window_segments(self) -> int:
+        """Segments in ``live.m3u8``: 6 for 2 s segments, never fewer than 3."""
+        return max(3, math.ceil(self.live_window_seconds / self.segment_seconds - 1e-9))

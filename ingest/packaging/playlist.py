@@ -1,0 +1,359 @@
+"""HLS playlists (RFC 8216) as plain data: render, parse, write atomically.
+
+We own the public playlists (not ffmpeg) so that discontinuities across
+reconnects, the sliding window, the DVR playlist and ENDLIST follow our rules
+and we know the exact moment a segment becomes visible.  Pure code: no I/O
+except :func:`write_atomic`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+__all__ = [
+    "PlaylistParseError",
+    "Segment",
+    "MediaPlaylist",
+    "ParsedMediaPlaylist",
+    "VariantStream",
+    "SubtitleRendition",
+    "render_master",
+    "parse_media_playlist",
+    "write_atomic",
+    "format_program_date_time",
+]
+
+#: EXTINF with decimals needs version 3; nothing we emit needs more.
+HLS_VERSION = 3
+
+
+class PlaylistParseError(ValueError):
+    """A media playlist we cannot trust for crash recovery."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One listed media segment.
+
+    ``sequence`` is the Media Sequence Number (contiguous within a rendition);
+    ``uri`` is relative to the playlist.  ``program_date_time`` is the wall
+    clock of the segment's first sample when known; it is rendered only where
+    a player needs it (first listed segment and after each discontinuity).
+    """
+
+    uri: str
+    duration: float
+    sequence: int
+    discontinuity: bool = False
+    program_date_time: datetime | None = None
+
+
+def format_program_date_time(value: datetime) -> str:
+    """ISO 8601 with milliseconds and an explicit UTC offset, as players expect."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _format_duration(duration: float) -> str:
+    return f"{duration:.3f}"
+
+
+def _rounded(duration: float) -> float:
+    return float(_format_duration(duration))
+
+
+@dataclass
+class MediaPlaylist:
+    """The segments of one rendition plus what is needed to render any view of them.
+
+    ``discontinuity_sequence`` counts the EXT-X-DISCONTINUITY tags of segments
+    already forgotten (trimmed) before ``segments[0]``, so the sliding window
+    stays correct after old discontinuities slide out.  ``target_duration``
+    only grows: RFC 8216 forbids changing it, so we start at the configured
+    segment length and raise it only if a segment is longer.
+    """
+
+    segments: list[Segment] = field(default_factory=list)
+    target_duration: int = 1
+    discontinuity_sequence: int = 0
+    ended: bool = False
+
+    def append(self, segment: Segment) -> None:
+        """Add the next segment; sequence numbers must stay contiguous."""
+        if self.ended:
+            raise ValueError("playlist has ended")
+        if self.segments and segment.sequence != self.segments[-1].sequence + 1:
+            raise ValueError(
+                f"segment sequence {segment.sequence} does not follow "
+                f"{self.segments[-1].sequence}"
+            )
+        self.segments.append(segment)
+        self.target_duration = max(self.target_duration, math.ceil(_rounded(segment.duration)))
+
+    @property
+    def next_sequence(self) -> int:
+        return self.segments[-1].sequence + 1 if self.segments else 0
+
+    def trim(self, keep: int) -> list[Segment]:
+        """Forget all but the last ``keep`` segments; returns the forgotten ones."""
+        if keep < 0:
+            raise ValueError("keep must be >= 0")
+        cut = max(0, len(self.segments) - keep)
+        removed = self.segments[:cut]
+        self.discontinuity_sequence += sum(1 for s in removed if s.discontinuity)
+        del self.segments[:cut]
+        return removed
+
+    def render_live(self, window: int) -> str:
+        """Sliding-window playlist with the last ``window`` segments."""
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        start = max(0, len(self.segments) - window)
+        disc_seq = self.discontinuity_sequence + sum(
+            1 for s in self.segments[:start] if s.discontinuity
+        )
+        return self._render(self.segments[start:], disc_seq, playlist_type=None)
+
+    def render_event(self) -> str:
+        """Full DVR playlist: every remembered segment, EXT-X-PLAYLIST-TYPE:EVENT."""
+        return self._render(self.segments, self.discontinuity_sequence, playlist_type="EVENT")
+
+    def render_vod(self) -> str:
+        """Recording playlist: like EVENT but immutable, so it always ends."""
+        return self._render(
+            self.segments, self.discontinuity_sequence, playlist_type="VOD", ended=True
+        )
+
+    def _render(
+        self,
+        segments: Sequence[Segment],
+        discontinuity_sequence: int,
+        playlist_type: str | None,
+        ended: bool | None = None,
+    ) -> str:
+        media_sequence = segments[0].sequence if segments else self.next_sequence
+        lines = [
+            "#EXTM3U",
+            f"#EXT-X-VERSION:{HLS_VERSION}",
+            f"#EXT-X-TARGETDURATION:{self.target_duration}",
+            f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}",
+        ]
+        if discontinuity_sequence:
+            lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
+        if playlist_type:
+            lines.append(f"#EXT-X-PLAYLIST-TYPE:{playlist_type}")
+        lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+        for index, segment in enumerate(segments):
+            if segment.discontinuity:
+                # Kept even on the first listed segment: a segment's own tag
+                # counts towards its discontinuity sequence number, and the
+                # window's EXT-X-DISCONTINUITY-SEQUENCE counts only tags before it.
+                lines.append("#EXT-X-DISCONTINUITY")
+            if segment.program_date_time is not None and (index == 0 or segment.discontinuity):
+                lines.append(
+                    "#EXT-X-PROGRAM-DATE-TIME:"
+                    + format_program_date_time(segment.program_date_time)
+                )
+            lines.append(f"#EXTINF:{_format_duration(segment.duration)},")
+            lines.append(segment.uri)
+        if self.ended if ended is None else ended:
+            lines.append("#EXT-X-ENDLIST")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ParsedMediaPlaylist:
+    """What :func:`parse_media_playlist` recovered from a file."""
+
+    playlist: MediaPlaylist
+    playlist_type: str | None
+
+
+def _parse_program_date_time(text: str, line_no: int) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise PlaylistParseError(f"line {line_no}: bad EXT-X-PROGRAM-DATE-TIME {text!r}") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _parse_int(tag: str, text: str, line_no: int) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise PlaylistParseError(f"line {line_no}: bad {tag} {text!r}") from None
+
+
+def parse_media_playlist(text: str) -> ParsedMediaPlaylist:
+    """Parse a media playlist we (or a similar writer) produced.
+
+    Used for crash recovery and tests; unknown tags are ignored, structural
+    errors raise :class:`PlaylistParseError` naming the line.
+    """
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "#EXTM3U":
+        raise PlaylistParseError("line 1: missing #EXTM3U")
+    target: int | None = None
+    media_sequence = 0
+    disc_sequence = 0
+    playlist_type: str | None = None
+    ended = False
+    segments: list[Segment] = []
+    pending_duration: float | None = None
+    pending_disc = False
+    pending_pdt: datetime | None = None
+    for line_no, raw in enumerate(lines[1:], start=2):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            tag, _, value = line.partition(":")
+            if tag == "#EXT-X-TARGETDURATION":
+                target = _parse_int(tag, value, line_no)
+            elif tag == "#EXT-X-MEDIA-SEQUENCE":
+                if segments or pending_duration is not None:
+                    raise PlaylistParseError(f"line {line_no}: {tag} after the first segment")
+                media_sequence = _parse_int(tag, value, line_no)
+            elif tag == "#EXT-X-DISCONTINUITY-SEQUENCE":
+                disc_sequence = _parse_int(tag, value, line_no)
+            elif tag == "#EXT-X-PLAYLIST-TYPE":
+                playlist_type = value
+            elif tag == "#EXT-X-ENDLIST":
+                ended = True
+            elif tag == "#EXT-X-DISCONTINUITY":
+                pending_disc = True
+            elif tag == "#EXT-X-PROGRAM-DATE-TIME":
+                pending_pdt = _parse_program_date_time(value, line_no)
+            elif tag == "#EXTINF":
+                duration_text = value.split(",", 1)[0]
+                try:
+                    pending_duration = float(duration_text)
+                except ValueError:
+                    raise PlaylistParseError(
+                        f"line {line_no}: bad EXTINF duration {duration_text!r}"
+                    ) from None
+            continue
+        if pending_duration is None:
+            raise PlaylistParseError(f"line {line_no}: URI {line!r} without #EXTINF")
+        segments.append(
+            Segment(
+                uri=line,
+                duration=pending_duration,
+                sequence=media_sequence + len(segments),
+                discontinuity=pending_disc,
+                program_date_time=pending_pdt,
+            )
+        )
+        pending_duration, pending_disc, pending_pdt = None, False, None
+    if pending_duration is not None:
+        raise PlaylistParseError(f"line {len(lines)}: #EXTINF without URI")
+    if target is None:
+        raise PlaylistParseError("missing #EXT-X-TARGETDURATION")
+    playlist = MediaPlaylist(
+        segments=segments,
+        target_duration=target,
+        discontinuity_sequence=disc_sequence,
+        ended=ended,
+    )
+    return ParsedMediaPlaylist(playlist=playlist, playlist_type=playlist_type)
+
+
+@dataclass(frozen=True)
+class VariantStream:
+    """One EXT-X-STREAM-INF entry; ``resolution`` None means audio-only."""
+
+    uri: str
+    bandwidth: int
+    average_bandwidth: int | None = None
+    resolution: tuple[int, int] | None = None
+    codecs: str | None = None
+    frame_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class SubtitleRendition:
+    """A WebVTT subtitle playlist (live captions plug in here)."""
+
+    name: str
+    language: str
+    uri: str
+    default: bool = False
+    autoselect: bool = True
+
+
+SUBTITLE_GROUP = "subs"
+
+
+def _quote(value: str) -> str:
+    if '"' in value or "\n" in value or "\r" in value:
+        raise ValueError(f"quoted-string cannot contain quotes or newlines: {value!r}")
+    return f'"{value}"'
+
+
+def render_master(
+    variants: Iterable[VariantStream], subtitles: Iterable[SubtitleRendition] = ()
+) -> str:
+    """Master playlist: variants (highest bandwidth first as given) and subtitles."""
+    variant_list = list(variants)
+    if not variant_list:
+        raise ValueError("a master playlist needs at least one variant")
+    subtitle_list = list(subtitles)
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{HLS_VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for sub in subtitle_list:
+        lines.append(
+            "#EXT-X-MEDIA:TYPE=SUBTITLES,"
+            f"GROUP-ID={_quote(SUBTITLE_GROUP)},"
+            f"NAME={_quote(sub.name)},"
+            f"LANGUAGE={_quote(sub.language)},"
+            f"DEFAULT={'YES' if sub.default else 'NO'},"
+            f"AUTOSELECT={'YES' if sub.autoselect or sub.default else 'NO'},"
+            f"URI={_quote(sub.uri)}"
+        )
+    for variant in variant_list:
+        attrs = [f"BANDWIDTH={variant.bandwidth}"]
+        if variant.average_bandwidth is not None:
+            attrs.append(f"AVERAGE-BANDWIDTH={variant.average_bandwidth}")
+        if variant.codecs:
+            attrs.append(f"CODECS={_quote(variant.codecs)}")
+        if variant.resolution is not None:
+            attrs.append(f"RESOLUTION={variant.resolution[0]}x{variant.resolution[1]}")
+        if variant.frame_rate is not None and variant.resolution is not None:
+            attrs.append(f"FRAME-RATE={variant.frame_rate:.3f}")
+        if subtitle_list:
+            attrs.append(f"SUBTITLES={_quote(SUBTITLE_GROUP)}")
+        lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
+        lines.append(variant.uri)
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path | str, text: str) -> None:
+    """Replace ``path`` so that a concurrent reader sees the old or the new file, never half.
+
+    The temp file lives in the same directory so ``os.replace`` is a rename on
+    one filesystem.  No fsync: a crash may lose the latest version, which the
+    next segment rewrites anyway.
+    """
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, target)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+

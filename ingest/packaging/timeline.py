@@ -1,0 +1,206 @@
+"""The segment history of one live event across ffmpeg processes and broadcast sessions.
+
+Pure state machine fed with ffmpeg's segment-list entries.  It owns:
+
+- file numbering: each ffmpeg process starts after every number already
+  used on disk, so a file name is never reused within an event;
+- media sequence numbers (contiguous per rendition, as RFC 8216 requires);
+- discontinuities (new session, restart after a crash, recovery);
+- alignment of renditions: a segment number is listed only once *every*
+  rendition reported it, so all renditions list the same segments with the
+  same sequence and discontinuity sequence numbers;
+- retention: which segments may be forgotten, and which files deleted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable, Mapping, Sequence
+
+from .ffmpeg_args import SegmentListEntry, segment_number
+from .options import PackagerOptions
+from .playlist import MediaPlaylist, Segment
+
+__all__ = ["EventTimeline", "AlignmentLost", "ListedSegment"]
+
+
+class AlignmentLost(RuntimeError):
+    """Renditions of one process drifted apart; the process must be restarted."""
+
+
+@dataclass(frozen=True)
+class ListedSegment:
+    rendition: str
+    segment: Segment
+    number: int
+
+
+class EventTimeline:
+    """Per-rendition playlists of one event plus the rules that extend them."""
+
+    #: Incomplete segment groups tolerated before declaring the renditions misaligned.
+    MAX_PENDING_GROUPS = 4
+
+    def __init__(self, options: PackagerOptions) -> None:
+        self.options = options
+        self.renditions: tuple[str, ...] = options.rendition_names
+        floor = max(1, math.ceil(options.segment_seconds - 1e-9))
+        self.playlists: dict[str, MediaPlaylist] = {
+            name: MediaPlaylist(target_duration=floor) for name in self.renditions
+        }
+        self.next_number = 0
+        self._pending: dict[int, dict[str, SegmentListEntry]] = {}
+        self._discontinuity_pending = False
+        self._run_clock: datetime | None = None
+        self._run_start_number = 0
+        self._run_last_listed: int | None = None
+
+    # -- recovery --------------------------------------------------------
+    def restore(self, rendition: str, playlist: MediaPlaylist) -> None:
+        """Continue after a server restart from a playlist found on disk."""
+        playlist.ended = False
+        playlist.target_duration = max(
+            playlist.target_duration, self.playlists[rendition].target_duration
+        )
+        self.playlists[rendition] = playlist
+        if playlist.segments:
+            self._discontinuity_pending = True
+        for segment in playlist.segments:
+            number = segment_number(segment.uri)
+            if number is not None:
+                self.next_number = max(self.next_number, number + 1)
+
+    def note_existing_files(self, filenames: Iterable[str]) -> None:
+        """Never hand out a number some file on disk already has."""
+        for name in filenames:
+            number = segment_number(name)
+            if number is not None:
+                self.next_number = max(self.next_number, number + 1)
+
+    @property
+    def has_segments(self) -> bool:
+        return any(p.segments for p in self.playlists.values())
+
+    @property
+    def ended(self) -> bool:
+        return all(p.ended for p in self.playlists.values())
+
+    # -- runs (one ffmpeg process each) ----------------------------------
+    def mark_discontinuity(self) -> None:
+        """The next listed segment does not continue the previous one's timestamps."""
+        if self.has_segments:
+            self._discontinuity_pending = True
+
+    def start_run(self) -> int:
+        """A new ffmpeg process starts; returns its first segment number."""
+        self._pending.clear()
+        self._run_clock = None
+        self._run_start_number = self.next_number
+        self._run_last_listed = None
+        return self.next_number
+
+    def set_run_clock(self, wall_at_zero: datetime) -> None:
+        """Wall clock of output time 0 of the current process (for PROGRAM-DATE-TIME)."""
+        self._run_clock = wall_at_zero
+
+    def add(self, entry: SegmentListEntry) -> list[ListedSegment]:
+        """Record a completed segment; returns the segments that became listable, in order."""
+        if entry.rendition not in self.playlists:
+            raise ValueError(f"unknown rendition {entry.rendition!r}")
+        number = entry.number
+        if number is None or number < self._run_start_number:
+            raise ValueError(f"unexpected segment file {entry.filename!r}")
+        self.next_number = max(self.next_number, number + 1)
+        self._pending.setdefault(number, {})[entry.rendition] = entry
+        listed: list[ListedSegment] = []
+        while self._pending:
+            lowest = min(self._pending)
+            group = self._pending[lowest]
+            if len(group) < len(self.renditions):
+                break
+            del self._pending[lowest]
+            self._run_last_listed = lowest
+            listed.extend(self._list_group(lowest, group))
+        if len(self._pending) > self.MAX_PENDING_GROUPS:
+            raise AlignmentLost(
+                f"renditions out of step: segments {sorted(self._pending)} incomplete"
+            )
+        return listed
+
+    def _list_group(self, number: int, group: Mapping[str, SegmentListEntry]) -> list[ListedSegment]:
+        discontinuity = self._discontinuity_pending
+        self._discontinuity_pending = False
+        out = []
+        for rendition in self.renditions:
+            entry = group[rendition]
+            playlist = self.playlists[rendition]
+            pdt = None
+            if self._run_clock is not None:
+                pdt = self._run_clock + timedelta(seconds=entry.start)
+            segment = Segment(
+                uri=entry.filename,
+                duration=max(0.0, entry.duration),
+                sequence=playlist.next_sequence,
+                discontinuity=discontinuity,
+                program_date_time=pdt,
+            )
+            playlist.append(segment)
+            out.append(ListedSegment(rendition, segment, number))
+        return out
+
+    def end_run(self, files_on_disk: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
+        """The process is gone: drop incomplete groups; returns unlisted files of this run.
+
+        Those files were never visible to anyone (half-written at a crash, or
+        reported by only some renditions) and are safe to delete.  Their
+        numbers are still never reused.
+        """
+        self._pending.clear()
+        # Groups are listed in number order, so this run listed exactly
+        # [run start, last listed]; anything above is unlisted.
+        first_unlisted = (
+            self._run_last_listed + 1
+            if self._run_last_listed is not None
+            else self._run_start_number
+        )
+        orphans = []
+        for rendition, names in files_on_disk.items():
+            for name in names:
+                number = segment_number(name)
+                if number is None:
+                    continue
+                self.next_number = max(self.next_number, number + 1)
+                if number >= first_unlisted:
+                    orphans.append((rendition, name))
+        return sorted(orphans)
+
+    # -- ending and retention ----------------------------------------------
+    def end(self) -> None:
+        for playlist in self.playlists.values():
+            playlist.ended = True
+
+    def reopen(self) -> None:
+        """A new session after ENDLIST (same event restarted): keep listing."""
+        for playlist in self.playlists.values():
+            playlist.ended = False
+        self.mark_discontinuity()
+
+    def trim(self) -> list[tuple[str, str]]:
+        """Forget old segments when no DVR playlist needs them; returns files to delete.
+
+        We keep twice the live window: a segment must stay fetchable for a
+        while after it leaves the playlist (RFC 8216 6.2.2).
+        """
+        if self.options.dvr:
+            return []
+        keep = 2 * self.options.window_segments
+        doomed = []
+        for rendition, playlist in self.playlists.items():
+            for segment in playlist.trim(keep):
+                doomed.append((rendition, segment.uri))
+        return doomed if not self.options.keep_segments else []
+
+    def segments(self, rendition: str) -> Sequence[Segment]:
+        return self.playlists[rendition].segments

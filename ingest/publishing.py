@@ -1,0 +1,51 @@
+"""The small interfaces an ingest protocol (RTMP now, WHIP later) needs from the rest.
+
+An ingest server authenticates a publish through a ``StreamPublisher`` and pushes media
+into the ``MediaSink`` it returns. It knows nothing about keys, packagers or recorders.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+__all__ = ["MediaSink", "PublishRejected", "StreamPublisher", "redact_key"]
+
+
+class PublishRejected(Exception):
+    """Raised by ``StreamPublisher.start_publish`` to refuse a publish.
+
+    ``code`` goes to the client as is (RTMP: e.g. "NetStream.Publish.BadName"),
+    ``message`` is human readable and may be shown to the client and logged.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class MediaSink(Protocol):
+    """Receives one accepted publish. Payloads are FLV tag bodies (audio/video)."""
+
+    async def on_metadata(self, metadata: dict[str, Any]) -> None: ...
+
+    def on_media(self, kind: str, timestamp_ms: int, payload: bytes) -> None:
+        """Called for every media message; must not block (queue, do not write)."""
+        ...
+
+    async def close(self, reason: str) -> None: ...
+
+
+class StreamPublisher(Protocol):
+    """Authorises publishes and hands out sinks."""
+
+    async def start_publish(
+        self, *, protocol: str, app: str, stream_key: str, remote_address: str
+    ) -> MediaSink:
+        """Return the sink for this publish or raise ``PublishRejected``."""
+        ...
+
+
+def redact_key(stream_key: str) -> str:
+    """A loggable form of a secret stream key: a short prefix and an ellipsis."""
+    return stream_key[: min(4, len(stream_key) // 3)] + "…"

@@ -1,0 +1,78 @@
+"""Fixtures for ingest tests: a running app with RTMP on a free port, and a logged-in lecturer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+from live_server import accounts, migrations
+from live_server.app import create_app
+from live_server.keys import DB, RTMP
+from live_server.layout import event_live_folder
+from live_server.settings import Settings
+from tests.support import Account, login
+
+SEGMENT = 1.0
+
+
+@dataclass
+class Live:
+    client: Any
+    app: Any
+    settings: Settings
+    lecturer: Account
+    csrf: str
+
+    @property
+    def rtmp_base(self) -> str:
+        return f"rtmp://127.0.0.1:{self.app[RTMP].port}/live"
+
+    async def create_event(self, **fields: Any) -> dict[str, Any]:
+        resp = await self.client.post("/api/v1/events", json={"title": "Lecture", **fields}, headers={"X-CSRF-Token": self.csrf})
+        assert resp.status == 201, await resp.text()
+        return await resp.json()
+
+    def publish_url(self, event: dict[str, Any]) -> str:
+        """The owner's publish URL, with the port the test server really bound (settings say 0)."""
+        return f"{self.rtmp_base}/{event['stream']['stream_key']}"
+
+    async def event(self, ref: Any) -> dict[str, Any]:
+        return await (await self.client.get(f"/api/v1/events/{ref}")).json()
+
+    def folder(self, event_id: int) -> Path:
+        runs = sorted(event_live_folder(self.settings.media_dir, event_id).iterdir())
+        return runs[-1]
+
+
+async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+async def live(aiohttp_client: Any, make_settings: Callable[..., Settings], tmp_path: Path) -> Live:
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    migrations.upgrade(url)
+    settings = make_settings(
+        database_url=url, rtmp_enabled=True, rtmp_host="127.0.0.1", rtmp_port=0,
+        segment_seconds=SEGMENT, grace_period_seconds=2.5, live_window_segments=3, rtmp_idle_timeout_seconds=5,
+    )
+    app = create_app(settings)
+    client = await aiohttp_client(app)
+    user = app[DB].transaction(lambda s: accounts.create_user(s, "prof", "prof-password", "lecturer"))
+    account = Account(user.id, "prof", "prof-password", "lecturer")
+    return Live(client, app, settings, account, await login(client, account))
+
+
+async def event_state_is(live: Live, event: dict[str, Any], state: str) -> bool:
+    return (await live.event(event["id"]))["state"] == state

@@ -1,0 +1,156 @@
+"""Golden ffmpeg argument lists and the segment-list lines ffmpeg writes back."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import pytest
+
+from ingest.packaging.ffmpeg_args import (
+    SegmentListEntry,
+    build_ffmpeg_args,
+    h264_codecs,
+    parse_segment_list_line,
+    segment_filename,
+    segment_number,
+)
+from ingest.packaging.options import DEFAULT_LADDER, PackagerOptions, Rendition
+
+OUT = PurePosixPath("/srv/live/ev42")
+
+INPUT = [
+    "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning",
+    "-f", "flv", "-probesize", "1000000", "-analyzeduration", "1000000", "-fpsprobesize", "0",
+]
+
+
+def segment_output(rendition: str, start: int = 42, fd: int = 7, seconds: str = "2") -> list[str]:
+    return [
+        "-max_interleave_delta", "1000000",
+        "-f", "segment", "-segment_format", "mpegts",
+        "-segment_time", seconds, "-segment_time_delta", "0.01",
+        "-segment_start_number", str(start),
+        "-segment_list", f"pipe:{fd}", "-segment_list_type", "csv",
+        "-segment_list_entry_prefix", f"{rendition}/",
+        f"/srv/live/ev42/{rendition}/seg_%06d.ts",
+    ]
+
+
+def test_passthrough_golden() -> None:
+    args = build_ffmpeg_args("ffmpeg", PackagerOptions(), OUT, start_number=42, list_fd=7)
+    assert args == [
+        *INPUT, "-i", "pipe:0",
+        "-map", "0:v?", "-map", "0:a?", "-c", "copy",
+        *segment_output("source"),
+    ]
+
+
+def x264(label: str, level: str, kbps: int, audio_kbps: int, gop: str = "2") -> list[str]:
+    return [
+        "-map", f"[{label}]", "-map", "0:a?",
+        "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
+        "-profile:v", "high", "-level:v", level, "-pix_fmt", "yuv420p",
+        "-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{2 * kbps}k",
+        "-force_key_frames", f"expr:gte(t,n_forced*{gop})", "-sc_threshold", "0",
+        "-fps_mode", "passthrough",
+        "-c:a", "aac", "-b:a", f"{audio_kbps}k",
+    ]
+
+
+def test_default_ladder_golden() -> None:
+    args = build_ffmpeg_args("ffmpeg", PackagerOptions(ladder=DEFAULT_LADDER), OUT, 0, 5)
+    assert args == [
+        *INPUT, "-thread_type", "slice", "-i", "pipe:0",
+        "-filter_complex",
+        "[0:v]split=3[v0in][v1in][v2in];[v0in]scale=-2:720[v0];"
+        "[v1in]scale=-2:480[v1];[v2in]scale=-2:240[v2]",
+        *x264("v0", "3.1", 2800, 128), *segment_output("720p", 0, 5),
+        *x264("v1", "3.0", 1400, 128), *segment_output("480p", 0, 5),
+        *x264("v2", "2.1", 400, 64), *segment_output("240p", 0, 5),
+        "-map", "0:a", "-vn", "-c:a", "aac", "-b:a", "96k", *segment_output("audio", 0, 5),
+    ]
+
+
+def test_options_shape_the_command() -> None:
+    options = PackagerOptions(
+        segment_seconds=1.5,
+        ladder=(Rendition("360p", 360, video_kbps=800, audio_kbps=96, h264_level="3.0"),),
+        x264_preset="ultrafast",
+        probesize=500_000,
+        analyzeduration_us=250_000,
+    )
+    args = build_ffmpeg_args("/opt/ffmpeg", options, OUT, 7, 9)
+    assert args[0] == "/opt/ffmpeg"
+    assert args[args.index("-probesize") + 1] == "500000"
+    assert args[args.index("-analyzeduration") + 1] == "250000"
+    assert args[args.index("-preset") + 1] == "ultrafast"
+    assert args[args.index("-filter_complex") + 1] == "[0:v]split=1[v0in];[v0in]scale=-2:360[v0]"
+    assert "expr:gte(t,n_forced*1.5)" in args
+    assert args[-11:] == segment_output("360p", 7, 9, seconds="1.5")[-11:]
+
+
+def test_negative_start_number_is_refused() -> None:
+    with pytest.raises(ValueError, match="start_number must be >= 0"):
+        build_ffmpeg_args("ffmpeg", PackagerOptions(), OUT, -1, 3)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"segment_seconds": 0}, "segment_seconds must be > 0"),
+        ({"ladder": (Rendition("a", 240), Rendition("a", 120))}, "duplicate rendition names"),
+        ({"ladder": (Rendition("../x", 240),)}, "bad rendition name"),
+        ({"ladder": (Rendition("audio", None),)}, "at least one video rendition"),
+        ({"queue_max_bytes": 1000}, "queue_max_bytes must be >= 64 KiB"),
+    ],
+)
+def test_invalid_options(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PackagerOptions(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("segment_seconds", "window_seconds", "expected"),
+    [(2.0, 12.0, 6), (1.0, 12.0, 12), (6.0, 12.0, 3), (4.0, 12.0, 3), (2.0, 13.0, 7)],
+)
+def test_window_segments(segment_seconds: float, window_seconds: float, expected: int) -> None:
+    options = PackagerOptions(segment_seconds=segment_seconds, live_window_seconds=window_seconds)
+    assert options.window_segments == expected
+
+
+def test_segment_names_round_trip() -> None:
+    assert segment_filename(42) == "seg_000042.ts"
+    assert segment_filename(12_345_678) == "seg_12345678.ts"
+    assert segment_number("seg_000042.ts") == 42
+    assert segment_number("seg_12345678.ts") == 12_345_678
+    assert segment_number("seg_42.ts") is None
+    assert segment_number(".live.m3u8.tmp") is None
+
+
+def test_h264_codecs() -> None:
+    assert h264_codecs("3.1") == "avc1.64001f"
+    assert h264_codecs("3.0") == "avc1.64001e"
+    assert h264_codecs("2.1") == "avc1.640015"
+
+
+def test_parse_segment_list_line() -> None:
+    entry = parse_segment_list_line("720p/seg_000005.ts,1.023222,2.023222\n")
+    assert entry == SegmentListEntry("720p", "seg_000005.ts", 1.023222, 2.023222)
+    assert entry.number == 5
+    assert entry.duration == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("seg_000005.ts,0.0,1.0", "segment list entry without rendition prefix: 'seg_000005.ts'"),
+        ("a/b/seg.ts,0.0,1.0", "segment list entry without rendition prefix: 'a/b/seg.ts'"),
+        ("720p/seg_000005.ts,0.0", "bad segment list line '720p/seg_000005.ts,0.0'"),
+        ("720p/seg_000005.ts,zero,1.0", "bad segment times in '720p/seg_000005.ts,zero,1.0'"),
+        ("", "bad segment list line ''"),
+    ],
+)
+def test_parse_segment_list_line_rejects(line: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_segment_list_line(line)
+    assert str(info.value) == message

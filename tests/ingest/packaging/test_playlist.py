@@ -1,0 +1,306 @@
+"""m3u8 rendering and parsing (RFC 8216): table tests, exact texts, a round-trip property."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.packaging.playlist import (
+    MediaPlaylist,
+    PlaylistParseError,
+    Segment,
+    SubtitleRendition,
+    VariantStream,
+    parse_media_playlist,
+    render_master,
+    write_atomic,
+)
+
+T0 = datetime(2024, 3, 4, 9, 15, 0, 250_000, tzinfo=timezone.utc)
+
+
+def playlist(durations: list[float], disc_at: tuple[int, ...] = (), target: int = 2) -> MediaPlaylist:
+    pl = MediaPlaylist(target_duration=target)
+    t = T0
+    for i, d in enumerate(durations):
+        pl.append(Segment(f"seg_{i:06d}.ts", d, i, i in disc_at, t))
+        t += timedelta(seconds=d)
+    return pl
+
+
+def test_live_window_exact_text() -> None:
+    pl = playlist([2.0, 2.0, 1.96, 2.04], disc_at=(2,))
+    assert pl.render_live(window=3) == (
+        "#EXTM3U\n"
+        "#EXT-X-VERSION:3\n"
+        "#EXT-X-TARGETDURATION:3\n"
+        "#EXT-X-MEDIA-SEQUENCE:1\n"
+        "#EXT-X-INDEPENDENT-SEGMENTS\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2024-03-04T09:15:02.250Z\n"
+        "#EXTINF:2.000,\n"
+        "seg_000001.ts\n"
+        "#EXT-X-DISCONTINUITY\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2024-03-04T09:15:04.250Z\n"
+        "#EXTINF:1.960,\n"
+        "seg_000002.ts\n"
+        "#EXTINF:2.040,\n"
+        "seg_000003.ts\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("count", "disc_at", "window", "media_seq", "disc_seq", "first_has_tag"),
+    [
+        (3, (), 6, 0, 0, False),  # fewer segments than the window
+        (10, (), 6, 4, 0, False),  # window slides
+        (10, (2,), 6, 4, 1, False),  # discontinuity slid out: counted in the sequence
+        (10, (4,), 6, 4, 0, True),  # discontinuity on the first listed segment: tag kept
+        (10, (2, 3, 7), 6, 4, 2, False),
+        (10, (2, 3, 7), 1, 9, 3, False),
+    ],
+)
+def test_live_window_sequences(
+    count: int, disc_at: tuple[int, ...], window: int, media_seq: int, disc_seq: int, first_has_tag: bool
+) -> None:
+    text = playlist([2.0] * count, disc_at).render_live(window)
+    assert f"#EXT-X-MEDIA-SEQUENCE:{media_seq}\n" in text
+    if disc_seq:
+        assert f"#EXT-X-DISCONTINUITY-SEQUENCE:{disc_seq}\n" in text
+    else:
+        assert "DISCONTINUITY-SEQUENCE" not in text
+    parsed = parse_media_playlist(text).playlist
+    assert len(parsed.segments) == min(count, window)
+    assert parsed.segments[0].discontinuity is first_has_tag
+    assert "#EXT-X-ENDLIST" not in text and "PLAYLIST-TYPE" not in text
+
+
+def test_discontinuity_sequence_survives_trim() -> None:
+    """Forgetting old segments keeps each segment's discontinuity sequence number."""
+    full = playlist([2.0] * 12, disc_at=(1, 3, 8))
+    trimmed = playlist([2.0] * 12, disc_at=(1, 3, 8))
+    removed = trimmed.trim(keep=7)
+    assert [s.sequence for s in removed] == [0, 1, 2, 3, 4]
+    assert trimmed.discontinuity_sequence == 2
+    for window in (1, 3, 6, 7):
+        assert trimmed.render_live(window) == full.render_live(window)
+
+
+def test_event_playlist_and_endlist() -> None:
+    pl = playlist([2.0, 2.0, 0.52], disc_at=(1,))
+    event = pl.render_event()
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT\n" in event and "#EXT-X-MEDIA-SEQUENCE:0\n" in event
+    assert event.count("#EXTINF") == 3 and "#EXT-X-ENDLIST" not in event
+    pl.ended = True
+    assert pl.render_event().endswith("seg_000002.ts\n#EXT-X-ENDLIST\n")
+    assert pl.render_live(2).endswith("#EXT-X-ENDLIST\n")
+    with pytest.raises(ValueError, match="playlist has ended"):
+        pl.append(Segment("x.ts", 2.0, 3))
+
+
+def test_vod_playlist_always_ends() -> None:
+    text = playlist([2.0, 2.0]).render_vod()
+    assert "#EXT-X-PLAYLIST-TYPE:VOD\n" in text and text.endswith("#EXT-X-ENDLIST\n")
+    parsed = parse_media_playlist(text)
+    assert parsed.playlist_type == "VOD" and parsed.playlist.ended
+
+
+@pytest.mark.parametrize(
+    ("durations", "floor", "target"),
+    [([2.0, 2.0], 2, 2), ([2.0, 2.001], 2, 3), ([1.9996], 1, 2), ([0.4], 2, 2), ([6.2, 1.0], 2, 7)],
+)
+def test_target_duration_is_ceiling_of_longest(durations: list[float], floor: int, target: int) -> None:
+    pl = playlist(durations, target=floor)
+    assert pl.target_duration == target
+    assert f"#EXT-X-TARGETDURATION:{target}\n" in pl.render_live(10)
+
+
+def test_target_duration_never_shrinks_when_long_segment_slides_out() -> None:
+    pl = playlist([5.0] + [2.0] * 8)
+    assert "#EXT-X-TARGETDURATION:5\n" in pl.render_live(3)
+
+
+def test_sequences_must_be_contiguous() -> None:
+    pl = playlist([2.0])
+    with pytest.raises(ValueError, match="segment sequence 5 does not follow 0"):
+        pl.append(Segment("x.ts", 2.0, 5))
+
+
+def test_empty_playlist_renders_and_parses() -> None:
+    text = MediaPlaylist(target_duration=2).render_live(6)
+    assert parse_media_playlist(text).playlist.segments == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "line 1: missing #EXTM3U"),
+        ("#EXTM3U\n#EXTINF:2.0,\n", "line 2: #EXTINF without URI"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:2\nseg.ts\n", "line 3: URI 'seg.ts' without #EXTINF"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:x\n", "line 2: bad #EXT-X-TARGETDURATION 'x'"),
+        ("#EXTM3U\n#EXTINF:abc,\na.ts\n", "line 2: bad EXTINF duration 'abc'"),
+        ("#EXTM3U\n#EXTINF:2,\na.ts\n", "missing #EXT-X-TARGETDURATION"),
+        (
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PROGRAM-DATE-TIME:yesterday\n",
+            "line 3: bad EXT-X-PROGRAM-DATE-TIME 'yesterday'",
+        ),
+        (
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n#EXT-X-MEDIA-SEQUENCE:4\n",
+            "line 5: #EXT-X-MEDIA-SEQUENCE after the first segment",
+        ),
+    ],
+)
+def test_parser_errors_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(PlaylistParseError) as info:
+        parse_media_playlist(text)
+    assert str(info.value) == message
+
+
+def test_parser_ignores_unknown_tags_and_reads_foreign_pdt() -> None:
+    text = (
+        "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-ALLOW-CACHE:YES\n#EXT-X-MEDIA-SEQUENCE:7\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2024-03-04T10:15:00.5+01:00\n#EXTINF:5.5,title\nhttp://cdn/a.ts\n"
+    )
+    [segment] = parse_media_playlist(text).playlist.segments
+    assert segment == Segment("http://cdn/a.ts", 5.5, 7, False, T0 + timedelta(seconds=0.25))
+
+
+# -- round trip --------------------------------------------------------------
+
+durations = st.integers(min_value=1, max_value=12_000).map(lambda ms: ms / 1000)
+uris = st.from_regex(r"[a-z0-9_]{1,12}\.ts", fullmatch=True)
+
+
+@st.composite
+def media_playlists(draw: st.DrawFn) -> MediaPlaylist:
+    start = draw(st.integers(min_value=0, max_value=10**6))
+    base_disc = draw(st.integers(min_value=0, max_value=50))
+    n = draw(st.integers(min_value=0, max_value=25))
+    t = draw(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1)))
+    t = t.replace(microsecond=t.microsecond // 1000 * 1000, tzinfo=timezone.utc)
+    pl = MediaPlaylist(target_duration=draw(st.integers(1, 4)), discontinuity_sequence=base_disc)
+    for i in range(n):
+        d = draw(durations)
+        disc = draw(st.booleans())
+        pdt = t if (i == 0 or disc) else None  # what the renderer writes
+        pl.append(Segment(draw(uris), d, start + i, disc, pdt))
+        t += timedelta(seconds=d)
+    pl.ended = draw(st.booleans())
+    return pl
+
+
+@settings(max_examples=200, deadline=None)
+@given(media_playlists())
+def test_render_parse_round_trip(pl: MediaPlaylist) -> None:
+    parsed = parse_media_playlist(pl.render_event())
+    assert parsed.playlist == pl
+    assert parsed.playlist_type == "EVENT"
+
+
+@settings(max_examples=200, deadline=None)
+@given(media_playlists(), st.integers(min_value=1, max_value=30))
+def test_live_window_parses_to_the_tail(pl: MediaPlaylist, window: int) -> None:
+    parsed = parse_media_playlist(pl.render_live(window)).playlist
+    tail = pl.segments[-window:]
+    assert [(s.uri, s.duration, s.sequence, s.discontinuity) for s in parsed.segments] == [
+        (s.uri, s.duration, s.sequence, s.discontinuity) for s in tail
+    ]
+    # Discontinuity sequence numbers of the listed segments agree with the full playlist.
+    skipped = pl.segments[: len(pl.segments) - len(tail)]
+    assert parsed.discontinuity_sequence == pl.discontinuity_sequence + sum(
+        s.discontinuity for s in skipped
+    )
+
+
+# -- master -------------------------------------------------------------------
+
+def test_master_with_variants_audio_only_and_subtitles() -> None:
+    text = render_master(
+        [
+            VariantStream("720p/live.m3u8", 3_220_000, 2_928_000, (1280, 720), "avc1.64001f,mp4a.40.2", 25.0),
+            VariantStream("240p/live.m3u8", 510_000, None, (426, 240), "avc1.640015,mp4a.40.2"),
+            VariantStream("audio/live.m3u8", 105_600, 96_000, None, "mp4a.40.2", 25.0),
+        ],
+        [
+            SubtitleRendition("Deutsch", "de", "captions/de/live.m3u8", default=True),
+            SubtitleRendition("English (auto)", "en", "captions/en/live.m3u8", autoselect=False),
+        ],
+    )
+    assert text == (
+        "#EXTM3U\n"
+        "#EXT-X-VERSION:3\n"
+        "#EXT-X-INDEPENDENT-SEGMENTS\n"
+        '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="Deutsch",LANGUAGE="de",'
+        'DEFAULT=YES,AUTOSELECT=YES,URI="captions/de/live.m3u8"\n'
+        '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="English (auto)",LANGUAGE="en",'
+        'DEFAULT=NO,AUTOSELECT=NO,URI="captions/en/live.m3u8"\n'
+        '#EXT-X-STREAM-INF:BANDWIDTH=3220000,AVERAGE-BANDWIDTH=2928000,CODECS="avc1.64001f,mp4a.40.2",'
+        'RESOLUTION=1280x720,FRAME-RATE=25.000,SUBTITLES="subs"\n'
+        "720p/live.m3u8\n"
+        '#EXT-X-STREAM-INF:BANDWIDTH=510000,CODECS="avc1.640015,mp4a.40.2",RESOLUTION=426x240,'
+        'SUBTITLES="subs"\n'
+        "240p/live.m3u8\n"
+        '#EXT-X-STREAM-INF:BANDWIDTH=105600,AVERAGE-BANDWIDTH=96000,CODECS="mp4a.40.2",'
+        'SUBTITLES="subs"\n'
+        "audio/live.m3u8\n"
+    )
+
+
+def test_master_without_subtitles_has_no_group() -> None:
+    text = render_master([VariantStream("source/live.m3u8", 3_000_000)])
+    assert text.endswith("#EXT-X-STREAM-INF:BANDWIDTH=3000000\nsource/live.m3u8\n")
+    assert "SUBTITLES" not in text
+
+
+def test_master_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="at least one variant"):
+        render_master([])
+    with pytest.raises(ValueError, match="cannot contain quotes"):
+        render_master([VariantStream("a.m3u8", 1)], [SubtitleRendition('x"y', "en", "s.m3u8")])
+
+
+# -- atomic writes ---------------------------------------------------------------
+
+def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "live.m3u8"
+    write_atomic(target, "one\n")
+    write_atomic(target, "two\n")
+    assert target.read_text() == "two\n"
+    assert os.listdir(tmp_path) == ["live.m3u8"]
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def test_readers_never_see_a_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "live.m3u8"
+    versions = ["A" * 200_000 + "\n", "B" * 300_000 + "\n"]
+    write_atomic(target, versions[0])
+    stop = threading.Event()
+    seen: set[int] = set()
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.add(len(target.read_text()))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(200):
+            write_atomic(target, versions[i % 2])
+    finally:
+        stop.set()
+        thread.join()
+    assert seen <= {len(v) for v in versions}
+
+
+def test_write_atomic_cleans_up_on_failure(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        write_atomic(tmp_path / "missing" / "live.m3u8", "x")
+    (tmp_path / "dir.m3u8").mkdir()
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "dir.m3u8", "x")
+    assert sorted(os.listdir(tmp_path)) == ["dir.m3u8"]

@@ -1,0 +1,202 @@
+"""RTMP to HLS through the whole server: real ffmpeg publishers, real HTTP viewers, the real catalog."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import os
+import signal
+import socket
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from live_server.keys import DB, LIVE, RTMP
+from live_server.models import BroadcastSession
+from tests.ingest.conftest import SEGMENT, Live, event_state_is, wait_for
+from tests.media import count_video_frames, decode_errors, push_rtmp
+
+
+async def test_publish_goes_live_plays_and_ends(live: Live) -> None:
+    event = await live.create_event(dvr=True)
+    assert event["state"] == "scheduled"
+    assert (await live.client.get(f"/live/{event['slug']}/master.m3u8")).status == 404  # nothing yet
+
+    pusher = await push_rtmp(f"{live.publish_url(event)}?client=capture-box", seconds=5)
+    await wait_for(lambda: event_state_is(live, event, "live"), 10, "the event to go live")
+
+    master = await live.client.get(f"/live/{event['slug']}/master.m3u8")
+    assert master.status == 200
+    assert master.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert master.headers["Cache-Control"] == "public, max-age=1"
+    assert master.headers["Access-Control-Allow-Origin"] == "*"
+    variant = re.search(r"^(\S+\.m3u8)$", await master.text(), re.M).group(1)  # type: ignore[union-attr]
+    playlist = await (await live.client.get(f"/live/{event['slug']}/{variant}")).text()
+    first_segment = re.search(r"^(\S+\.ts)$", playlist, re.M).group(1)  # type: ignore[union-attr]
+    seg = await live.client.get(f"/live/{event['slug']}/{variant.rsplit('/', 1)[0]}/{first_segment}")
+    assert seg.status == 200 and seg.headers["Content-Type"] == "video/mp2t"
+    assert seg.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert (await seg.read())[:1] == b"\x47"  # MPEG-TS sync byte
+
+    body = await live.event(event["id"])
+    assert body["viewers"] == 1
+    health = body["stream"]["health"]
+    assert health["publishing"] and health["protocol"] == "rtmp"
+    await asyncio.sleep(2.5)
+    health = (await live.event(event["id"]))["stream"]["health"]
+    assert 8 <= health["fps"] <= 12 and health["bitrate_bps"] > 10_000 and health["keyframe_interval_seconds"] == pytest.approx(1.0, abs=0.15)
+    metrics = await (await live.client.get("/metrics")).text()
+    assert f'live_viewers{{event="{event["id"]}"}} 1.0' in metrics
+    assert re.search(rf'live_ingest_fps{{event="{event["id"]}"}} \d', metrics)
+
+    assert await asyncio.wait_for(pusher.wait(), 20) == 0
+    await wait_for(lambda: event_state_is(live, event, "ended"), 10, "the event to end after the grace period")
+    folder = live.folder(event["id"])
+    for name in ("source/live.m3u8", "source/dvr.m3u8"):
+        text = (folder / name).read_text()
+        assert text.rstrip().endswith("#EXT-X-ENDLIST")
+    dvr = (folder / "source" / "dvr.m3u8").read_text()
+    durations = [float(d) for d in re.findall(r"#EXTINF:([\d.]+),", dvr)]
+    assert len(durations) >= 4
+    assert all(abs(d - SEGMENT) <= 0.15 for d in durations[:-1]), durations
+    assert decode_errors(folder / "source" / "dvr.m3u8") == ""
+    sessions = live.app[DB].transaction(lambda s: s.scalars(select(BroadcastSession)).all())
+    assert len(sessions) == 1 and sessions[0].protocol == "rtmp" and sessions[0].ended_at is not None
+
+
+async def test_frames_in_equal_frames_out_across_a_reconnect(live: Live) -> None:
+    event = await live.create_event()
+    url = live.publish_url(event)
+    first = await push_rtmp(url, frames=40)
+    assert await asyncio.wait_for(first.wait(), 20) == 0
+    await asyncio.sleep(0.5)
+    assert (await live.event(event["id"]))["state"] == "live"  # inside the grace period
+    run = live.folder(event["id"])
+    second = await push_rtmp(url, frames=30)
+    assert await asyncio.wait_for(second.wait(), 20) == 0
+    await wait_for(lambda: event_state_is(live, event, "ended"), 10, "the end of the event")
+
+    assert live.folder(event["id"]) == run  # the same run and playlists continue
+    dvr = run / "source" / "dvr.m3u8"
+    text = dvr.read_text()
+    assert text.count("#EXT-X-DISCONTINUITY\n") == 1
+    assert count_video_frames(dvr) == 70
+    sessions = live.app[DB].transaction(lambda s: s.scalars(select(BroadcastSession).order_by(BroadcastSession.id)).all())
+    assert len(sessions) == 2 and all(s.ended_at for s in sessions)
+
+
+async def test_wrong_key_and_second_publisher_are_refused(live: Live) -> None:
+    event = await live.create_event()
+    wrong = await push_rtmp(f"{live.rtmp_base}/{'0' * 52}", seconds=3)
+    assert await asyncio.wait_for(wrong.wait(), 15) != 0
+    good = await push_rtmp(live.publish_url(event), seconds=6)
+    await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
+    second = await push_rtmp(live.publish_url(event), seconds=3)
+    assert await asyncio.wait_for(second.wait(), 15) != 0
+    assert good.returncode is None  # the first publisher is untouched
+    metrics = await (await live.client.get("/metrics")).text()
+    assert 'live_rejected_publishes_total{protocol="rtmp",reason="bad_key"} 1.0' in metrics
+    assert 'live_rejected_publishes_total{protocol="rtmp",reason="already_live"} 1.0' in metrics
+    assert await asyncio.wait_for(good.wait(), 20) == 0
+
+    # A rotated key stops working for new publishes.
+    await live.client.post(f"/api/v1/events/{event['id']}/stream-key", headers={"X-CSRF-Token": live.csrf})
+    old = await push_rtmp(live.publish_url(event), seconds=2)
+    assert await asyncio.wait_for(old.wait(), 15) != 0
+
+
+async def test_bad_connections_do_not_disturb_a_good_stream(live: Live) -> None:
+    event = await live.create_event()
+    good = await push_rtmp(live.publish_url(event), seconds=10)
+    await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
+    port = live.app[RTMP].port
+    loop = asyncio.get_running_loop()
+
+    garbage = socket.create_connection(("127.0.0.1", port))
+    garbage.sendall(b"\x03" + bytes(range(256)) * 40)
+    slow = socket.create_connection(("127.0.0.1", port))  # slow-loris: connects, says nothing
+    garbage.settimeout(5)
+    slow.settimeout(8)
+    assert await loop.run_in_executor(None, _drained, garbage)
+    assert await loop.run_in_executor(None, _drained, slow)  # closed by the idle timeout
+
+    assert good.returncode is None
+    assert await asyncio.wait_for(good.wait(), 20) == 0
+    await wait_for(lambda: event_state_is(live, event, "ended"), 10, "the end of the event")
+    playlist = live.folder(event["id"]) / "source" / "dvr.m3u8"
+    assert "#EXT-X-DISCONTINUITY" not in playlist.read_text()
+    assert decode_errors(playlist) == ""
+
+
+async def test_media_routes_refuse_traversal_and_unknowns(live: Live) -> None:
+    event = await live.create_event()
+    for path in ("/live/nope/master.m3u8", f"/live/{event['slug']}/../../live.db", f"/live/{event['slug']}/%2e%2e/x.m3u8",
+                 f"/live/{event['slug']}/source/seg.exe"):
+        assert (await live.client.get(path)).status == 404, path
+
+
+async def test_private_event_media_needs_a_pass(live: Live, aiohttp_client: Any) -> None:
+    event = await live.create_event(visibility="password", password="open sesame")
+    pusher = await push_rtmp(live.publish_url(event), seconds=4)
+    await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
+    stranger = await aiohttp_client(live.client.server)
+    media = f"/live/{event['slug']}/master.m3u8"
+    assert (await stranger.get(media)).status == 403
+    page = await (await stranger.get(f"/events/{event['slug']}")).text()
+    assert 'name="password"' in page and "data-src" not in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    wrong = await stranger.post(f"/events/{event['slug']}/unlock", data={"password": "guess", "csrf_token": token})
+    assert wrong.status == 403 and (await stranger.get(media)).status == 403
+    right = await stranger.post(f"/events/{event['slug']}/unlock", data={"password": "open sesame", "csrf_token": token})
+    assert right.status == 200 and "data-src" in await right.text()
+    resp = await stranger.get(media)
+    assert resp.status == 200 and resp.headers["Cache-Control"].startswith("private")
+    assert "Access-Control-Allow-Origin" not in resp.headers
+    assert await asyncio.wait_for(pusher.wait(), 20) == 0
+
+
+def _drained(sock: socket.socket) -> bool:
+    """True once the server has closed the connection (reads EOF or a reset)."""
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+    finally:
+        sock.close()
+
+
+async def test_packager_crash_is_restarted_and_stalls_are_reported(live: Live) -> None:
+    event = await live.create_event()
+    pusher = await push_rtmp(live.publish_url(event), seconds=9)
+    await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
+    packager = live.app[LIVE].events[event["id"]].packager
+    old_pid = packager.pid
+    os.kill(old_pid, signal.SIGKILL)
+    await wait_for(lambda: _restarted(live, event), 10, "the packager restart")
+    assert packager.pid != old_pid
+
+    pusher.send_signal(signal.SIGSTOP)  # the encoder hangs but keeps its connection open
+    try:
+        health = await wait_for(lambda: _stalled(live, event), 8, "the stall to be reported")
+        assert health["healthy"] is False and health["publishing"] is True
+    finally:
+        pusher.send_signal(signal.SIGCONT)
+    await asyncio.wait_for(pusher.wait(), 30)
+    await wait_for(lambda: event_state_is(live, event, "ended"), 10, "the end of the event")
+    dvr = (live.folder(event["id"]) / "source" / "dvr.m3u8").read_text()
+    assert "#EXT-X-DISCONTINUITY" in dvr  # after the crash, players are told to reset their decoders
+
+
+async def _restarted(live: Live, event: dict) -> bool:
+    health = (await live.event(event["id"]))["stream"]["health"]
+    return bool(health) and health["packager_restarts"] == 1 and health["segments"] > 0
+
+
+async def _stalled(live: Live, event: dict) -> dict | None:
+    health = (await live.event(event["id"]))["stream"]["health"]
+    return health if health and health["stalled"] else None

@@ -1,0 +1,57 @@
+"""Real media for tests: ffmpeg pushes generated audio/video, ffmpeg checks what came out."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import imageio_ffmpeg
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def source_args(fps: int = 10, size: str = "160x120", gop_seconds: float = 1.0, seconds: float | None = None,
+                frames: int | None = None, video_codec: str = "libx264") -> list[str]:
+    """A lavfi test pattern with a tone, encoded like a capture box: H.264 with a fixed GOP, AAC."""
+    args = [
+        "-re", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+        "-map", "0:v", "-map", "1:a",
+        "-c:v", video_codec,
+    ]
+    if video_codec == "libx264":
+        gop = str(int(fps * gop_seconds))
+        args += ["-preset", "ultrafast", "-tune", "zerolatency", "-g", gop, "-keyint_min", gop,
+                 "-sc_threshold", "0", "-pix_fmt", "yuv420p"]
+    args += ["-c:a", "aac", "-b:a", "64k"]
+    if frames is not None:
+        args += ["-frames:v", str(frames)]
+    if seconds is not None:
+        args += ["-t", str(seconds)]
+    return args
+
+
+async def push_rtmp(url: str, **kwargs: object) -> asyncio.subprocess.Process:
+    """Start ffmpeg publishing to ``url`` at real-time speed; the caller waits or kills it."""
+    return await asyncio.create_subprocess_exec(
+        FFMPEG, "-hide_banner", "-loglevel", "error", *source_args(**kwargs),  # type: ignore[arg-type]
+        "-f", "flv", url, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+def count_video_frames(path: Path | str) -> int:
+    """Video packets ffmpeg can read from a playlist or file (stream copy, no decode)."""
+    out = subprocess.run(
+        [FFMPEG, "-v", "error", "-allowed_extensions", "ALL", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "framemd5", "-"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return sum(1 for line in out.stdout.splitlines() if line and not line.startswith("#"))
+
+
+def decode_errors(path: Path | str) -> str:
+    """Decode everything; returns ffmpeg's error output (empty when the media is clean)."""
+    out = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True, timeout=120)
+    return out.stderr if out.returncode == 0 else (out.stderr or f"exit {out.returncode}")

@@ -1,0 +1,260 @@
+"""Serving live HLS media: playlists and segments from memory, access checked without the database.
+
+`web.static` costs three thread-pool trips per request (about 1,400 req/s here, see BASELINES.md);
+a lecture hall of 1,500 viewers needs ~1,500 req/s of playlists and segments. So playlists are
+re-read only when their mtime changes and segments, immutable once listed, are kept in a bounded
+LRU. Access to private events is proven by a signed cookie that the event page hands out, checked
+with one HMAC: no database query per media request. In production nginx serves the same folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session as SqlSession
+
+    from live_server.db import Database
+
+CONTENT_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".ts": "video/mp2t",
+    ".m4s": "video/iso.segment",
+    ".mp4": "video/mp4",
+    ".aac": "audio/aac",
+    ".vtt": "text/vtt; charset=utf-8",
+    ".jpg": "image/jpeg",
+    ".json": "application/json",
+}
+SAFE_TAIL = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*\.[a-z0-9]+$")
+MEDIA_COOKIE_PREFIX = "live_media_"
+
+
+@dataclass(frozen=True)
+class MediaLocation:
+    """Where an event's live media is, and whether viewers need a media pass."""
+
+    event_id: int
+    folder: Path
+    private: bool
+
+
+class MediaDirectory(Protocol):
+    """Maps an event slug to its current media folder (cached; the catalog is not asked per request)."""
+
+    async def locate(self, slug: str) -> MediaLocation | None: ...
+
+
+class MediaCache:
+    """Bytes of recently served files; mutable files revalidated by (mtime, size), immutable ones kept."""
+
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024, inline_read_limit: int = 64 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.inline_read_limit = inline_read_limit
+        self._entries: OrderedDict[Path, tuple[int, int, bytes]] = OrderedDict()
+        self._size = 0
+        self.hits = 0
+        self.misses = 0
+
+    async def read(self, path: Path, immutable: bool) -> bytes | None:
+        cached = self._entries.get(path)
+        if cached is not None and immutable:
+            self._entries.move_to_end(path)
+            self.hits += 1
+            return cached[2]
+        try:
+            st = os.stat(path)  # one syscall, no thread trip; files are on local disk
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if cached is not None and cached[0] == st.st_mtime_ns and cached[1] == st.st_size:
+            self._entries.move_to_end(path)
+            self.hits += 1
+            return cached[2]
+        self.misses += 1
+        if st.st_size <= self.inline_read_limit:
+            data = _read(path)  # a playlist: smaller than a page, cheaper inline than via a thread
+        else:
+            data = await asyncio.get_running_loop().run_in_executor(None, _read, path)
+        if data is None:
+            return None
+        self._store(path, st.st_mtime_ns, len(data), data)
+        return data
+
+    def _store(self, path: Path, mtime_ns: int, size: int, data: bytes) -> None:
+        old = self._entries.pop(path, None)
+        if old is not None:
+            self._size -= len(old[2])
+        if len(data) > self.max_bytes // 4:
+            return
+        self._entries[path] = (mtime_ns, size, data)
+        self._size += len(data)
+        while self._size > self.max_bytes and self._entries:
+            _, (_, _, evicted) = self._entries.popitem(last=False)
+            self._size -= len(evicted)
+
+    def forget_under(self, folder: Path) -> None:
+        for path in [p for p in self._entries if folder in p.parents]:
+            self._size -= len(self._entries.pop(path)[2])
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+class ViewerCounter:
+    """Distinct viewers per event in a sliding window, from playlist polls: a dict update per poll, no I/O."""
+
+    def __init__(self, window_seconds: float = 20.0) -> None:
+        self.window = window_seconds
+        self._seen: dict[int, dict[str, float]] = {}
+
+    def seen(self, event_id: int, viewer: str, now: float | None = None) -> None:
+        self._seen.setdefault(event_id, {})[viewer] = time.monotonic() if now is None else now
+
+    def count(self, event_id: int, now: float | None = None) -> int:
+        viewers = self._seen.get(event_id)
+        if not viewers:
+            return 0
+        cutoff = (time.monotonic() if now is None else now) - self.window
+        stale = [v for v, t in viewers.items() if t < cutoff]
+        for v in stale:
+            del viewers[v]
+        return len(viewers)
+
+    def counts(self) -> dict[int, int]:
+        return {event_id: self.count(event_id) for event_id in list(self._seen)}
+
+    def forget(self, event_id: int) -> None:
+        self._seen.pop(event_id, None)
+
+
+def viewer_id(request: web.Request) -> str:
+    """A stable, anonymous handle for one player: address and user agent, hashed."""
+    raw = f"{request.remote}|{request.headers.get('User-Agent', '')}".encode()
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
+class MediaPass:
+    """Signed, expiring proof that a browser may fetch a private event's media (a cookie per event)."""
+
+    def __init__(self, secret: str, lifetime_seconds: int = 6 * 3600) -> None:
+        self._key = hashlib.sha256(b"media-pass|" + secret.encode()).digest()
+        self.lifetime = lifetime_seconds
+
+    def issue(self, event_id: int, now: float | None = None) -> str:
+        expires = int((time.time() if now is None else now) + self.lifetime)
+        return f"{expires}.{self._sign(event_id, expires)}"
+
+    def check(self, event_id: int, token: str | None, now: float | None = None) -> bool:
+        if not token or "." not in token:
+            return False
+        expires_text, _, signature = token.partition(".")
+        if not expires_text.isdigit() or int(expires_text) < (time.time() if now is None else now):
+            return False
+        return hmac.compare_digest(signature, self._sign(event_id, int(expires_text)))
+
+    def _sign(self, event_id: int, expires: int) -> str:
+        return hmac.new(self._key, f"{event_id}|{expires}".encode(), hashlib.sha256).hexdigest()[:40]
+
+    @staticmethod
+    def cookie_name(event_id: int) -> str:
+        return f"{MEDIA_COOKIE_PREFIX}{event_id}"
+
+
+class LiveMediaHandler:
+    """GET /live/{slug}/{tail}: the HLS files of an event's current live run."""
+
+    def __init__(self, directory: MediaDirectory, cache: MediaCache, viewers: ViewerCounter, media_pass: MediaPass) -> None:
+        self.directory = directory
+        self.cache = cache
+        self.viewers = viewers
+        self.media_pass = media_pass
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        slug, tail = request.match_info["slug"], request.match_info["tail"]
+        if not SAFE_TAIL.match(tail) or ".." in tail:
+            raise web.HTTPNotFound(text="no such media\n")
+        location = await self.directory.locate(slug)
+        if location is None:
+            raise web.HTTPNotFound(text="no such live event\n")
+        if location.private:
+            token = request.cookies.get(MediaPass.cookie_name(location.event_id))
+            if not self.media_pass.check(location.event_id, token):
+                raise web.HTTPForbidden(text="this event's media needs a valid viewing pass; open the event page\n")
+        suffix = os.path.splitext(tail)[1]
+        content_type = CONTENT_TYPES.get(suffix)
+        if content_type is None:
+            raise web.HTTPNotFound(text="no such media\n")
+        is_playlist = suffix == ".m3u8"
+        data = await self.cache.read(location.folder / tail, immutable=not is_playlist and suffix != ".vtt")
+        if data is None:
+            raise web.HTTPNotFound(text="no such media\n")
+        if is_playlist and tail != "master.m3u8":
+            self.viewers.seen(location.event_id, viewer_id(request))
+        scope = "private" if location.private else "public"
+        if is_playlist:
+            cache_control = f"{scope}, max-age=1"
+        elif suffix == ".vtt":
+            cache_control = f"{scope}, max-age=2"
+        else:
+            cache_control = f"{scope}, max-age=31536000, immutable"
+        headers = {"Content-Type": content_type, "Cache-Control": cache_control}
+        if not location.private:
+            headers["Access-Control-Allow-Origin"] = "*"
+        return web.Response(body=data, headers=headers)
+
+
+class CatalogMediaDirectory:
+    """``MediaDirectory`` over the catalog, with a short cache so polls do not query the database."""
+
+    def __init__(self, db: "Database", media_dir: Path, ttl_seconds: float = 2.0, miss_ttl_seconds: float = 0.5) -> None:
+        self.db = db
+        self.media_dir = media_dir
+        self.ttl = ttl_seconds
+        self.miss_ttl = miss_ttl_seconds  # an event about to go live should not 404 for long
+        self._cache: dict[str, tuple[float, MediaLocation | None]] = {}
+
+    async def locate(self, slug: str) -> MediaLocation | None:
+        now = time.monotonic()
+        cached = self._cache.get(slug)
+        if cached is not None and now - cached[0] < (self.ttl if cached[1] is not None else self.miss_ttl):
+            return cached[1]
+        location = await self.db.run(lambda s: _locate(s, self.media_dir, slug))
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[slug] = (now, location)
+        return location
+
+    def invalidate(self, slug: str | None = None) -> None:
+        if slug is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(slug, None)
+
+
+def _locate(session: "SqlSession", media_dir: Path, slug: str) -> MediaLocation | None:
+    from sqlalchemy import select
+
+    from live_server.layout import live_run_folder
+    from live_server.models import Event, Visibility
+
+    event = session.scalar(select(Event).where(Event.slug == slug))
+    if event is None or event.started_at is None:
+        return None
+    private = event.visibility in (Visibility.AUTHENTICATED, Visibility.PASSWORD)
+    return MediaLocation(event.id, live_run_folder(media_dir, event.id, event.started_at), private)
