@@ -243,10 +243,12 @@ class LiveStreams:
             if live is not None and live.publisher is not None:
                 if not self.settings.publish_takeover:
                     raise self._reject(protocol, "already_live", "NetStream.Publish.BadName", "this event already has a publisher")
-                old = live.publisher
+                old, live.publisher = live.publisher, None
+                old.closed = True  # its later close() finds nothing to do: the event is handed over here
                 log.info("event %s: %s publisher from %s takes over from %s", event_id, protocol, remote_address, old.remote)
                 old.terminate("taken over by a newer publisher")
-                await old.close("taken over")
+                await self.db.run(lambda s: _close_session(s, old.session_id, "taken over"))
+                await live.packager.end_session()
             if live is None:
                 started_at = await self.db.run(lambda s: _begin_run(s, event_id))
                 folder = live_run_folder(self.settings.media_dir, event_id, started_at)

@@ -6,7 +6,7 @@ into the ``MediaSink`` it returns. It knows nothing about keys, packagers or rec
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 __all__ = ["MediaSink", "PublishRejected", "StreamPublisher", "redact_key"]
 
@@ -40,9 +40,19 @@ class StreamPublisher(Protocol):
     """Authorises publishes and hands out sinks."""
 
     async def start_publish(
-        self, *, protocol: str, app: str, stream_key: str, remote_address: str
+        self,
+        *,
+        protocol: str,
+        app: str,
+        stream_key: str,
+        remote_address: str,
+        terminate: Callable[[str], None] | None = None,
     ) -> MediaSink:
-        """Return the sink for this publish or raise ``PublishRejected``."""
+        """Return the sink for this publish or raise ``PublishRejected``.
+
+        ``terminate(reason)`` lets the publisher side drop the connection later (a newer
+        publisher takes over, packaging failed, the server shuts down).
+        """
         ...
 
 

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 from pathlib import Path
+from typing import Callable
 from typing import Any, BinaryIO
 
 from ingest import flv
@@ -46,7 +47,8 @@ class FlvDumpPublisher:
         self.directory = directory
 
     async def start_publish(
-        self, *, protocol: str, app: str, stream_key: str, remote_address: str
+        self, *, protocol: str, app: str, stream_key: str, remote_address: str,
+        terminate: Callable[[str], None] | None = None,
     ) -> MediaSink:
         self.directory.mkdir(parents=True, exist_ok=True)
         return FlvFileSink(self.directory / f"{redact_key(stream_key)}.flv")

@@ -116,6 +116,7 @@ class _Session:
         )
         self.sink: MediaSink | None = None
         self.key = "-"  # redacted stream key, for logs
+        self.terminated: str | None = None
 
     async def run(self, reader: asyncio.StreamReader) -> None:
         reason = "client disconnected"
@@ -130,7 +131,7 @@ class _Session:
                         "closing idle RTMP connection from %s (key %s): %s", self.remote, self.key, reason
                     )
                     break
-                if not data:
+                if not data or self.terminated is not None:
                     break
                 closing_reason = await self._handle(self.conn.receive_data(data))
                 await self._flush()
@@ -146,6 +147,8 @@ class _Session:
             reason = "internal error"
             logger.exception("RTMP connection from %s (key %s) failed", self.remote, self.key)
         finally:
+            if self.terminated is not None:
+                reason = self.terminated
             await self._close_sink(reason)
             self.writer.close()
             with contextlib.suppress(Exception):
@@ -199,6 +202,13 @@ class _Session:
                 closing = event.reason
         return closing
 
+    def _terminate(self, reason: str) -> None:
+        """The publisher side ends this publish (takeover, packaging failure, shutdown): drop the connection."""
+        if self.terminated is None:
+            self.terminated = reason
+            logger.info("RTMP publish of key %s from %s terminated by the server: %s", self.key, self.remote, reason)
+            self.writer.close()
+
     async def _start_publish(self, event: PublishRequested) -> list[Event]:
         self.key = redact_key(event.stream_key)
         if self.sink is not None:  # a previous publish on this connection was not closed
@@ -206,7 +216,11 @@ class _Session:
         try:
             async with asyncio.timeout(self.server.publish_timeout):
                 sink = await self.server.publisher.start_publish(
-                    protocol="rtmp", app=event.app, stream_key=event.stream_key, remote_address=self.remote
+                    protocol="rtmp",
+                    app=event.app,
+                    stream_key=event.stream_key,
+                    remote_address=self.remote,
+                    terminate=self._terminate,
                 )
         except PublishRejected as exc:
             logger.info(

@@ -60,13 +60,18 @@ async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float, what
 
 
 @pytest.fixture
-async def live(aiohttp_client: Any, make_settings: Callable[..., Settings], tmp_path: Path) -> Live:
+async def live(request: pytest.FixtureRequest, aiohttp_client: Any, make_settings: Callable[..., Settings],
+               tmp_path: Path) -> Live:
+    """A running app; ``@pytest.mark.live_settings(name=value)`` overrides settings for one test."""
     url = f"sqlite:///{tmp_path / 'live.db'}"
     migrations.upgrade(url)
-    settings = make_settings(
-        database_url=url, rtmp_enabled=True, rtmp_host="127.0.0.1", rtmp_port=0,
-        segment_seconds=SEGMENT, grace_period_seconds=2.5, live_window_segments=3, rtmp_idle_timeout_seconds=5,
-    )
+    marker = request.node.get_closest_marker("live_settings")
+    overrides = dict(marker.kwargs) if marker else {}
+    settings = make_settings(**{
+        "database_url": url, "rtmp_enabled": True, "rtmp_host": "127.0.0.1", "rtmp_port": 0,
+        "segment_seconds": SEGMENT, "grace_period_seconds": 2.5, "live_window_segments": 3,
+        "rtmp_idle_timeout_seconds": 5, **overrides,
+    })
     app = create_app(settings)
     client = await aiohttp_client(app)
     user = app[DB].transaction(lambda s: accounts.create_user(s, "prof", "prof-password", "lecturer"))

@@ -106,6 +106,23 @@ async def test_wrong_key_and_second_publisher_are_refused(live: Live) -> None:
     assert await asyncio.wait_for(old.wait(), 15) != 0
 
 
+@pytest.mark.live_settings(publish_takeover=True)
+async def test_takeover_replaces_the_live_publisher(live: Live) -> None:
+    """With takeover on, a second publisher (the backup encoder) replaces the first, which is dropped."""
+    event = await live.create_event()
+    first = await push_rtmp(live.publish_url(event), seconds=30)
+    await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
+    second = await push_rtmp(live.publish_url(event), seconds=4)
+    assert await asyncio.wait_for(first.wait(), 10) != 0  # the first encoder lost its connection
+    assert await asyncio.wait_for(second.wait(), 20) == 0  # the second published to the end
+    rows = await live.app[DB].run(lambda s: list(s.scalars(select(BroadcastSession).order_by(BroadcastSession.id))))
+    assert [r.end_reason for r in rows][0] == "taken over"
+    assert len(rows) == 2 and rows[1].ended_at is not None
+    await wait_for(lambda: event_state_is(live, event, "ended"), 15, "ended")
+    playlist = (live.folder(event["id"]) / "source" / "dvr.m3u8").read_text()
+    assert "#EXT-X-DISCONTINUITY" in playlist and "#EXT-X-ENDLIST" in playlist
+
+
 async def test_bad_connections_do_not_disturb_a_good_stream(live: Live) -> None:
     event = await live.create_event()
     good = await push_rtmp(live.publish_url(event), seconds=10)

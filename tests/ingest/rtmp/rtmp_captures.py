@@ -379,7 +379,7 @@ async def record_ffmpeg(out_path: Path, audio_source: str, codec_args: list[str]
 
     class Publisher:
         async def start_publish(
-            self, *, protocol: str, app: str, stream_key: str, remote_address: str
+            self, *, protocol: str, app: str, stream_key: str, remote_address: str, terminate: Any = None
         ) -> Sink:
             return Sink()
 

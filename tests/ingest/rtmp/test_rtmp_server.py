@@ -58,7 +58,7 @@ class FakePublisher:
         self.requests: list[tuple[str, str, str]] = []
 
     async def start_publish(
-        self, *, protocol: str, app: str, stream_key: str, remote_address: str
+        self, *, protocol: str, app: str, stream_key: str, remote_address: str, terminate: Any = None
     ) -> MediaSink:
         self.requests.append((protocol, app, remote_address))
         if stream_key not in ("testkey", "crashkey"):
