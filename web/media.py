@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import re
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -143,8 +144,20 @@ class ViewerCounter:
         self._seen.pop(event_id, None)
 
 
+VIEWER_COOKIE = "live_viewer"
+_VIEWER_TOKEN = re.compile(r"^[0-9a-f]{24}$")
+
+
 def viewer_id(request: web.Request) -> str:
-    """A stable, anonymous handle for one player: address and user agent, hashed."""
+    """A stable, anonymous handle for one player.
+
+    The ``live_viewer`` cookie (set with the master playlist) tells apart the hundreds of students
+    behind one campus NAT with the same browser; without it (cross-origin embeds, curl), address
+    and user agent, hashed.
+    """
+    token = request.cookies.get(VIEWER_COOKIE, "")
+    if _VIEWER_TOKEN.match(token):
+        return token
     raw = f"{request.remote}|{request.headers.get('User-Agent', '')}".encode()
     return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
@@ -216,7 +229,11 @@ class LiveMediaHandler:
         headers = {"Content-Type": content_type, "Cache-Control": cache_control}
         if not location.private:
             headers["Access-Control-Allow-Origin"] = "*"
-        return web.Response(body=data, headers=headers)
+        response = web.Response(body=data, headers=headers)
+        if tail == "master.m3u8" and not _VIEWER_TOKEN.match(request.cookies.get(VIEWER_COOKIE, "")):
+            response.set_cookie(VIEWER_COOKIE, secrets.token_hex(12), max_age=24 * 3600, path="/",
+                                httponly=True, samesite="Lax")
+        return response
 
 
 class CatalogMediaDirectory:

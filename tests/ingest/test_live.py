@@ -9,6 +9,7 @@ import signal
 import socket
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
@@ -41,13 +42,22 @@ async def test_publish_goes_live_plays_and_ends(live: Live) -> None:
 
     body = await live.event(event["id"])
     assert body["viewers"] == 1
+    for _ in range(2):  # two more students behind the same campus address, with the same browser
+        async with aiohttp.ClientSession(headers={"User-Agent": "same-browser"},
+                                         cookie_jar=aiohttp.CookieJar(unsafe=True)) as student:
+            async with student.get(live.client.make_url(f"/live/{event['slug']}/master.m3u8")) as resp:
+                assert len(resp.cookies["live_viewer"].value) == 24
+            async with student.get(live.client.make_url(f"/live/{event['slug']}/{variant}")) as resp:
+                assert resp.status == 200
+    body = await live.event(event["id"])
+    assert body["viewers"] == 3
     health = body["stream"]["health"]
     assert health["publishing"] and health["protocol"] == "rtmp"
     await asyncio.sleep(2.5)
     health = (await live.event(event["id"]))["stream"]["health"]
     assert 8 <= health["fps"] <= 12 and health["bitrate_bps"] > 10_000 and health["keyframe_interval_seconds"] == pytest.approx(1.0, abs=0.15)
     metrics = await (await live.client.get("/metrics")).text()
-    assert f'live_viewers{{event="{event["id"]}"}} 1.0' in metrics
+    assert f'live_viewers{{event="{event["id"]}"}} 3.0' in metrics
     assert re.search(rf'live_ingest_fps{{event="{event["id"]}"}} \d', metrics)
 
     assert await asyncio.wait_for(pusher.wait(), 20) == 0
