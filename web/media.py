@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session as SqlSession
 
     from live_server.db import Database
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
@@ -237,7 +240,12 @@ class LiveMediaHandler:
 
 
 class CatalogMediaDirectory:
-    """``MediaDirectory`` over the catalog, with a short cache so polls do not query the database."""
+    """``MediaDirectory`` over the catalog, with a short cache so polls do not query the database.
+
+    One lookup per slug is in flight at a time (single flight): when an entry expires under a
+    lecture hall of players, they wait for the same query instead of each starting one, and a
+    known location is served stale while it is refreshed.
+    """
 
     def __init__(self, db: "Database", media_dir: Path, ttl_seconds: float = 2.0, miss_ttl_seconds: float = 0.5) -> None:
         self.db = db
@@ -245,16 +253,34 @@ class CatalogMediaDirectory:
         self.ttl = ttl_seconds
         self.miss_ttl = miss_ttl_seconds  # an event about to go live should not 404 for long
         self._cache: dict[str, tuple[float, MediaLocation | None]] = {}
+        self._pending: dict[str, asyncio.Future[MediaLocation | None]] = {}
+        self.lookups = 0
 
     async def locate(self, slug: str) -> MediaLocation | None:
         now = time.monotonic()
         cached = self._cache.get(slug)
         if cached is not None and now - cached[0] < (self.ttl if cached[1] is not None else self.miss_ttl):
             return cached[1]
+        pending = self._pending.get(slug)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(slug))
+            self._pending[slug] = pending
+            pending.add_done_callback(lambda done: self._lookup_done(slug, done))
+        if cached is not None and cached[1] is not None:
+            return cached[1]  # stale while revalidating
+        return await asyncio.shield(pending)
+
+    def _lookup_done(self, slug: str, done: "asyncio.Future[MediaLocation | None]") -> None:
+        self._pending.pop(slug, None)
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("looking up the media of %r failed: %r", slug, done.exception())
+
+    async def _lookup(self, slug: str) -> MediaLocation | None:
+        self.lookups += 1
         location = await self.db.run(lambda s: _locate(s, self.media_dir, slug))
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[slug] = (now, location)
+        self._cache[slug] = (time.monotonic(), location)
         return location
 
     def invalidate(self, slug: str | None = None) -> None:

@@ -1,0 +1,41 @@
+"""The catalog lookup behind every live media request: cached, and single-flight under a crowd."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Callable
+
+from live_server import events as ev
+from live_server.db import Database
+from live_server.models import User, utcnow
+from web.media import CatalogMediaDirectory
+
+
+def _live_event(db: Database, owner_id: int) -> str:
+    def work(session: Any) -> str:
+        owner = session.get(User, owner_id)
+        event = ev.create_event(session, owner, ev.EventCreate(title="Crowded lecture"))
+        event.started_at = utcnow()
+        return event.slug
+
+    return db.transaction(work)
+
+
+async def test_a_crowd_of_players_costs_one_lookup_per_expiry(db: Database, make_user: Callable[..., Any],
+                                                               tmp_path: Path) -> None:
+    slug = _live_event(db, make_user().id)
+    directory = CatalogMediaDirectory(db, tmp_path, ttl_seconds=0.3)
+    first = await asyncio.gather(*(directory.locate(slug) for _ in range(500)))
+    assert directory.lookups == 1
+    assert len({loc.folder for loc in first if loc is not None}) == 1 and first[0] is not None
+    assert not first[0].private
+
+    await asyncio.sleep(0.35)  # expired: the crowd is served the known location while one query refreshes it
+    again = await asyncio.gather(*(directory.locate(slug) for _ in range(500)))
+    assert all(loc == first[0] for loc in again)
+    await asyncio.sleep(0.1)
+    assert directory.lookups == 2
+
+    missing = await asyncio.gather(*(directory.locate("no-such-event") for _ in range(100)))
+    assert missing == [None] * 100 and directory.lookups == 3
