@@ -97,6 +97,10 @@ class RtmpServer:
         session = _Session(self, writer)
         try:
             await session.run(reader)
+        except asyncio.CancelledError:
+            # Closed by ``close()``: end quietly. (Python 3.11's start_server callback would log
+            # a cancelled connection task as an error.)
+            pass
         finally:
             self._tasks.discard(task)
 

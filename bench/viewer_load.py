@@ -1,0 +1,186 @@
+"""Viewer load: a lecture hall of simulated hls.js players against the app, and against nginx.
+
+One event is live (a 720p 2.5 Mbps lecture pushed over RTMP, copied). N simulated viewers (default
+1,500, each with its own User-Agent so the app counts them as distinct) poll the live playlist once
+per segment duration and fetch every new segment, for a bounded time, from two load-generator
+processes. The same viewers then run against nginx (one worker, sendfile) serving the very same
+live folder. Reported per target: requests/s, p50/p99 latency for playlists and segments, errors,
+server CPU; and the app/nginx ratios side by side. Everything stays on 127.0.0.1.
+
+Run: ``.venv/bin/python -m bench.viewer_load [--viewers 1500] [--seconds 30] [--runs 3]``
+(nginx from Debian: ``apt-get install nginx-light``; ``make bench`` installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.harness import cpu_seconds, free_port, make_source, median, percentile, push, server, stop, wait_until
+
+_SEGMENT = re.compile(r"^(seg_\d+\.ts)$", re.M)
+
+
+async def _viewer(session: aiohttp.ClientSession, base: str, index: int, segment: float, deadline: float,
+                  stats: dict[str, list[Any]]) -> None:
+    headers = {"User-Agent": f"bench-viewer/{index}"}
+    fetched: set[str] = set()
+    await asyncio.sleep(random.uniform(0, segment))  # players do not start in lockstep
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        try:
+            async with session.get(f"{base}/live.m3u8", headers=headers) as resp:
+                text = await resp.text()
+                ok = resp.status == 200
+            stats["playlist"].append(time.monotonic() - started)
+            if not ok:
+                stats["errors"].append(f"playlist {resp.status}")
+                continue
+            names = _SEGMENT.findall(text)
+            todo = [n for n in names if n not in fetched] if fetched else names[-1:]
+            for name in todo:
+                t0 = time.monotonic()
+                async with session.get(f"{base}/{name}", headers=headers) as resp:
+                    size = len(await resp.read())
+                    if resp.status != 200:
+                        stats["errors"].append(f"segment {resp.status}")
+                        continue
+                stats["segment"].append(time.monotonic() - t0)
+                stats["bytes"].append(size)
+                fetched.add(name)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            stats["errors"].append(type(exc).__name__)
+        await asyncio.sleep(max(0.0, segment - (time.monotonic() - started)))
+
+
+async def _load(base: str, first: int, count: int, segment: float, seconds: float) -> dict[str, list[Any]]:
+    stats: dict[str, list[Any]] = {"playlist": [], "segment": [], "errors": [], "bytes": []}
+    deadline = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await asyncio.gather(*(_viewer(session, base, first + i, segment, deadline, stats) for i in range(count)))
+    return stats
+
+
+def _worker(args: tuple[str, int, int, float, float]) -> dict[str, list[Any]]:
+    return asyncio.run(_load(*args))
+
+
+def load(base: str, viewers: int, segment: float, seconds: float, processes: int, server_pid: int) -> dict[str, float]:
+    share = viewers // processes
+    jobs = [(base, i * share, share + (viewers % processes if i == processes - 1 else 0), segment, seconds)
+            for i in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        pending = pool.map_async(_worker, jobs)
+        time.sleep(segment * 2)  # ramp-up
+        window = max(1.0, seconds - segment * 3)
+        cpu = cpu_seconds(server_pid, window) / window
+        results = pending.get(seconds + 60)
+    merged: dict[str, list[Any]] = {"playlist": [], "segment": [], "errors": [], "bytes": []}
+    for r in results:
+        for k in merged:
+            merged[k] += r[k]
+    requests = len(merged["playlist"]) + len(merged["segment"])
+    return {
+        "requests_per_s": requests / seconds,
+        "playlist_p50_ms": median(merged["playlist"]) * 1000, "playlist_p99_ms": percentile(merged["playlist"], 99) * 1000,
+        "segment_p50_ms": median(merged["segment"]) * 1000, "segment_p99_ms": percentile(merged["segment"], 99) * 1000,
+        "errors": len(merged["errors"]), "megabytes_per_s": sum(merged["bytes"]) / seconds / 1e6,
+        "server_cpu_cores": cpu,
+    }
+
+
+NGINX_CONF = """
+worker_processes 1;
+user root;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /live/ {{
+            alias {folder}/;
+            location ~ \\.m3u8$ {{ add_header Cache-Control "max-age=1"; }}
+            location ~ \\.ts$ {{ add_header Cache-Control "max-age=86400"; }}
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(folder: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    work = Path(tempfile.mkdtemp(prefix="live-bench-nginx-"))
+    port = free_port()
+    (work / "nginx.conf").write_text(NGINX_CONF.format(work=work, port=port, folder=folder))
+    proc = subprocess.Popen([binary, "-p", str(work), "-c", str(work / "nginx.conf")], stdin=subprocess.DEVNULL)
+    return proc, port, work
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--viewers", type=int, default=1500)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--segment", type=float, default=2.0)
+    args = parser.parse_args()
+    workdir = Path(tempfile.gettempdir()) / "live-bench-media"
+    workdir.mkdir(exist_ok=True)
+    source = make_source(workdir / f"lecture-720p-gop{args.segment:g}.flv", gop_seconds=args.segment)
+    results: dict[str, list[dict[str, float]]] = {"app": [], "nginx": []}
+    viewers_seen: list[int] = []
+    with server(segment_seconds=args.segment) as srv:
+        event = srv.create_event("Viewer load")
+        pusher = push(source, srv.publish_url(event))
+        try:
+            wait_until(lambda: srv.event_state(event) == "live", 60, "the event to be live")
+            folder = srv.media_folder(event) / "source"
+            nginx, nginx_port, nginx_work = start_nginx(folder)
+            try:
+                time.sleep(1)
+                for _ in range(args.runs):
+                    results["app"].append(load(f"{srv.base_url}/live/{event['slug']}/source", args.viewers,
+                                               args.segment, args.seconds, args.processes, srv.process.pid))
+                    import json
+                    viewers_seen.append(json.loads(srv.get(f"/api/v1/events/{event['slug']}"))["viewers"])
+                    results["nginx"].append(load(f"http://127.0.0.1:{nginx_port}/live", args.viewers,
+                                                 args.segment, args.seconds, args.processes, nginx.pid))
+            finally:
+                stop(nginx)
+                shutil.rmtree(nginx_work, ignore_errors=True)
+        finally:
+            stop(pusher)
+    print(f"{args.viewers} viewers, {args.seconds:g} s per run, {args.runs} runs per target, segment {args.segment:g} s, "
+          f"{args.processes} load processes on the same 2 cores; app counted viewers: {viewers_seen}")
+    keys = ["requests_per_s", "playlist_p50_ms", "playlist_p99_ms", "segment_p50_ms", "segment_p99_ms",
+            "errors", "megabytes_per_s", "server_cpu_cores"]
+    print(f"{'metric':18s} {'app':>10s} {'nginx':>10s} {'app/nginx':>10s}")
+    for key in keys:
+        app_v = median([r[key] for r in results["app"]])
+        ngx_v = median([r[key] for r in results["nginx"]])
+        ratio = app_v / ngx_v if ngx_v else float("nan")
+        print(f"{key:18s} {app_v:10.1f} {ngx_v:10.1f} {ratio:10.2f}")
+
+
+if __name__ == "__main__":
+    main()
