@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test install install-test system-deps migrate lint bench clean
+.PHONY: run test install install-test system-deps migrate lint bench clean translations messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,25 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(VENV)/.installed
+# Interface languages: each web/translations/<lang>/LC_MESSAGES/messages.po is the source (committed);
+# the .mo the server loads is built here. After changing strings: `make messages`, translate, `make`.
+MO_FILES := $(patsubst %.po,%.mo,$(wildcard web/translations/*/LC_MESSAGES/messages.po))
+%.mo: %.po $(VENV)/.installed
+	$(BIN)/pybabel compile --statistics -i $< -o $@
 
-install-test: $(VENV)/.installed-test system-deps
+translations: $(MO_FILES)
+
+messages: $(VENV)/.installed
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --project live-server \
+	  -o web/translations/messages.pot web
+	$(BIN)/pybabel update --no-fuzzy-matching -i web/translations/messages.pot -d web/translations
+
+install: $(VENV)/.installed translations
+
+install-test: $(VENV)/.installed-test translations system-deps
 
 # Debian packages the test suite drives as real peers (apt only when something is missing).
-SYSTEM_PACKAGES := espeak-ng chromium fonts-dejavu-core
+SYSTEM_PACKAGES := espeak-ng chromium fonts-dejavu-core nginx-light
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -45,6 +45,20 @@ class SegmentObserver(Protocol):
     def on_segment(self, event_id: int, rendition: str, segment: Segment) -> None: ...
 
 
+class MediaTap(Protocol):
+    """Something that taps an event's live media (captions). ``on_media`` must never block."""
+
+    async def publish_started(self, live: "LiveEvent") -> None: ...
+
+    def on_media(self, live: "LiveEvent", kind: str, timestamp_ms: int, payload: bytes) -> None: ...
+
+    async def publish_ended(self, live: "LiveEvent") -> None: ...
+
+    async def run_ended(self, live: "LiveEvent") -> None: ...
+
+    def health(self, event_id: int) -> dict[str, Any] | None: ...
+
+
 @dataclass
 class IngestStats:
     """Per-publish counters, updated per message with a few additions; rates computed on demand."""
@@ -117,6 +131,8 @@ class PublishSession:
             return
         self.stats.add(kind, timestamp_ms, payload)
         self.live.packager.on_media(kind, timestamp_ms, payload)
+        for tap in self.live.streams.media_taps:
+            tap.on_media(self.live, kind, timestamp_ms, payload)
 
     async def close(self, reason: str) -> None:
         if self.closed:
@@ -181,6 +197,8 @@ class LiveEvent:
             data.update({"healthy": False, "stalled": True})
         if self.failed:
             data["healthy"] = False
+        for tap in self.streams.media_taps:
+            data.update(tap.health(self.event_id) or {})
         return data
 
 
@@ -194,10 +212,12 @@ class LiveStreams:
         self.ffmpeg = ffmpeg
         self.events: dict[int, LiveEvent] = {}
         self.observers: list[SegmentObserver] = []
+        self.media_taps: list[MediaTap] = []
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sampler: asyncio.Task[None] | None = None
         self.accepting = True
+        self.draining = False
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -215,6 +235,25 @@ class LiveStreams:
             await self._end_event(live, "server shutdown")
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def drain(self, timeout: float) -> None:
+        """Rolling restart: refuse new publishes and let the current events finish, for up to ``timeout``.
+
+        A publisher that leaves while draining ends its event at once (no grace period), so an
+        encoder that reconnects lands on another ingest node and starts afresh there.
+        """
+        self.accepting = False
+        self.draining = True
+        if not self.events or timeout <= 0:
+            return
+        log.info("draining: %d live event(s) may finish within %.0f s; new publishes are refused", len(self.events), timeout)
+        for live in list(self.events.values()):
+            if live.publisher is None:
+                self._spawn(self._end_event(live, "node draining"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.events and loop.time() < deadline:
+            await asyncio.sleep(0.2)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -264,12 +303,14 @@ class LiveStreams:
             live.sessions += 1
             publisher = PublishSession(live, session_id, protocol, remote_address, terminate)
             live.publisher = publisher
+            for tap in self.media_taps:
+                await _tap_safely(tap.publish_started(live), live.event_id)
         log.info("event %s (%s): %s publish #%d from %s accepted", event_id, slug, protocol, live.sessions, remote_address)
         return publisher
 
     def _reject(self, protocol: str, reason: str, code: str, message: str) -> PublishRejected:
         self.metrics.rejected_publishes.labels(protocol, reason).inc()
-        return PublishRejected(code, message)
+        return PublishRejected(code, message, reason)
 
     def _options(self, dvr: bool, abr: bool) -> PackagerOptions:
         s = self.settings
@@ -289,9 +330,11 @@ class LiveStreams:
                 return  # replaced by a takeover; the newer publisher owns the event now
             live.publisher = None
             await live.packager.end_session()
+            for tap in self.media_taps:
+                await _tap_safely(tap.publish_ended(live), live.event_id)
             if live.ended:
                 return
-            grace = self.settings.grace_period_seconds
+            grace = 0.0 if self.draining else self.settings.grace_period_seconds
             log.info("event %s: publisher left (%s); ending in %.0f s unless it reconnects", live.event_id, reason, grace)
             live.grace_task = asyncio.create_task(self._grace(live, grace), name=f"grace-{live.event_id}")
 
@@ -315,6 +358,8 @@ class LiveStreams:
             publisher.closed = True
             await self.db.run(lambda s: _close_session(s, publisher.session_id, reason))
         await live.packager.finish()
+        for tap in self.media_taps:
+            await _tap_safely(tap.run_ended(live), live.event_id)
         self.events.pop(live.event_id, None)
         self.metrics.live_streams.set(len(self.events))
         for gauge in (self.metrics.ingest_bitrate, self.metrics.ingest_fps, self.metrics.ingest_keyframe_interval):
@@ -345,6 +390,14 @@ class LiveStreams:
     def health(self, event_id: int) -> dict[str, Any] | None:
         live = self.events.get(event_id)
         return live.health() if live is not None else None
+
+
+async def _tap_safely(call: Awaitable[None], event_id: int) -> None:
+    """A failing tap (captions) is logged; it never takes the live event down."""
+    try:
+        await call
+    except Exception:
+        log.exception("event %s: media tap failed", event_id)
 
 
 def _remove_label(gauge: Any, label: str) -> None:

@@ -15,13 +15,16 @@ class PublishRejected(Exception):
     """Raised by ``StreamPublisher.start_publish`` to refuse a publish.
 
     ``code`` goes to the client as is (RTMP: e.g. "NetStream.Publish.BadName"),
-    ``message`` is human readable and may be shown to the client and logged.
+    ``message`` is human readable and may be shown to the client and logged;
+    ``reason`` is protocol-neutral ("bad_key", "already_live", "shutting_down", ...) so that
+    HTTP-based ingest (WHIP) can pick its status code.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason
 
 
 class MediaSink(Protocol):

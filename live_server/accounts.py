@@ -149,6 +149,50 @@ def user_json(user: User) -> dict[str, object]:
     }
 
 
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def update_profile(session: Session, user_id: int, display_name: str, language: str | None) -> User:
+    """What people change about themselves: the name others see and the interface language (None: the browser's)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    display_name = display_name.strip()
+    if not display_name or len(display_name) > 200:
+        raise Unprocessable("display name must be 1-200 characters", details=[{"field": "display_name", "message": "1-200 characters"}])
+    if language is not None and (not language.isalpha() or not 2 <= len(language) <= 3):
+        raise Unprocessable("language must be a language code such as fr", details=[{"field": "language", "message": "unknown language"}])
+    user.display_name = display_name
+    user.language = language
+    return user
+
+
+def set_role(session: Session, actor: User, user_id: int, role: Role | str) -> User:
+    """An admin changes someone's role; admins cannot demote themselves (nobody would be left to undo it)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    new_role = Role(role)
+    if user.id == actor.id and new_role != Role.ADMIN:
+        raise Conflict("you cannot remove your own admin role", code="own_admin_role")
+    user.role = new_role
+    return user
+
+
+def set_active(session: Session, actor: User, user_id: int, active: bool) -> User:
+    """Deactivated accounts cannot log in; their sessions and API tokens stop working at once."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    if user.id == actor.id and not active:
+        raise Conflict("you cannot deactivate your own account", code="own_account")
+    user.is_active = active
+    if not active:
+        session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+    return user
+
+
 class FailedLoginLimiter:
     """Sliding-window count of failed logins per account and per address (in this process)."""
 

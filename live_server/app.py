@@ -2,36 +2,51 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import AsyncIterator
 
-import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 from redis.asyncio import Redis
 
 from live_server import migrations, security
+from live_server.cluster import LiveStatusBoard
 from live_server.accounts import FailedLoginLimiter
 from live_server.api import auth as auth_api
 from live_server.api import events as events_api
 from live_server.db import Database
 from ingest.live import LiveStreams
 from ingest.rtmp.server import RtmpServer
-from live_server.ffmpeg import resolve_ffmpeg
+from ingest.whip import handlers as whip_web
+from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
+from captions import web as captions_web
+from captions.captioner import LiveCaptions
+from captions.socketio import SocketIOCaptionSink
+from live_server import keys
 from live_server.keys import (
-    DB, LIVE, LOGIN_LIMITER, MEDIA_CACHE, MEDIA_DIRECTORY, MEDIA_PASS, METRICS, REDIS, RTMP, SECRET_KEY, SETTINGS, VIEWERS,
+    CAPTIONS, DB, LIVE, LOGIN_LIMITER, MEDIA_CACHE, MEDIA_DIRECTORY, MEDIA_PASS, METRICS, REDIS, RTMP, SECRET_KEY, SETTINGS, VIEWERS,
 )
+from live_server.keys import RECORDER, RECORDING_DIRECTORY, RECORDING_PASS, RECORDINGS
+from live_server.keys import LIVE_BOARD
 from live_server.metrics import Metrics
 from live_server.middleware import (
     errors_middleware,
+    forwarded_middleware,
     identity_middleware,
     metrics_middleware,
     security_headers_middleware,
 )
 from live_server import ops
+from chat import server as chat_server
 from live_server.settings import Settings
-from web import pages
+from recorder.recorder import Recorder
+from vod import api as vod_api
+from vod.catalog import RecordingCatalog
+from vod.media import RecordingDirectory, RecordingPass
+from web import account_pages, admin_pages, dashboard, embed, home, pages
+from web.templating import setup_templates
 from web.media import CatalogMediaDirectory, LiveMediaHandler, MediaCache, MediaPass, ViewerCounter
 from web.vendor import vendor_routes
 
@@ -41,7 +56,10 @@ WEB_DIR = Path(pages.__file__).resolve().parent
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, errors_middleware, security_headers_middleware, identity_middleware],
+        middlewares=[
+            forwarded_middleware(settings.trusted_proxies),
+            metrics_middleware, errors_middleware, security_headers_middleware, identity_middleware,
+        ],
         client_max_size=settings.max_request_bytes,
     )
     app[SETTINGS] = settings
@@ -50,23 +68,33 @@ def create_app(settings: Settings) -> web.Application:
     app[VIEWERS] = ViewerCounter(window_seconds=max(20.0, settings.segment_seconds * 4))
     app[MEDIA_CACHE] = MediaCache()
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_recordings)
     if settings.redis_url:
         app.cleanup_ctx.append(_redis)
     if settings.role in ("both", "ingest"):
         app.cleanup_ctx.append(_live_ingest)
+        if settings.whip_enabled:  # WebRTC publishes feed the same live pipeline (closed before it)
+            app.cleanup_ctx.append(whip_web.whip_sessions)
+            app.router.add_routes(whip_web.routes)
+        app.on_shutdown.append(_drain_ingest)
+        app.on_startup.append(_caption_events)  # after every cleanup_ctx: the chat's Socket.IO server exists by then
+    if settings.redis_url:
+        app.cleanup_ctx.append(_live_board)  # after the ingest: it announces what this node carries
 
-    aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(str(WEB_DIR / "templates")),
-        autoescape=jinja2.select_autoescape(["html"]),
-    )
+    setup_templates(app, WEB_DIR / "templates")  # Jinja2 with the French/English catalogs (web/i18n.py)
     app.router.add_routes(ops.routes)
     app.router.add_routes(auth_api.routes)
     app.router.add_routes(events_api.routes)
+    app.router.add_routes(captions_web.routes)
+    app.router.add_routes(vod_api.routes)
     app.router.add_routes(pages.routes)
+    for page_routes in (home.routes, dashboard.routes, account_pages.routes, admin_pages.routes, embed.routes):
+        app.router.add_routes(page_routes)
     app.router.add_get("/live/{slug}/{tail:.+}", _live_media)
     app.router.add_routes(vendor_routes())
     app.router.add_static("/static", WEB_DIR / "static", append_version=True)
+    if settings.role in ("both", "web"):
+        chat_server.attach(app)  # Socket.IO chat and Q&A (Redis-shared rooms when redis_url is set)
     return app
 
 
@@ -85,9 +113,37 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         db.close()
 
 
+async def _recordings(app: web.Application) -> AsyncIterator[None]:
+    """The recordings catalog (every role: API and replay media) and, where media is made, retention."""
+    settings = app[SETTINGS]
+    try:
+        ffmpeg = resolve_ffmpeg(settings.ffmpeg).path
+    except FfmpegNotFound as exc:  # a web-only process may have none: thumbnails and MP4 downloads then fail, logged
+        log.warning("recordings: %s", exc)
+        ffmpeg = settings.ffmpeg or "ffmpeg"
+    catalog = RecordingCatalog(app[DB], settings.media_dir, ffmpeg)
+    app[RECORDINGS] = catalog
+    app[RECORDING_DIRECTORY] = RecordingDirectory(app[DB], settings.media_dir)
+    app[RECORDING_PASS] = RecordingPass(app[SECRET_KEY])
+    retention = None
+    if settings.role in ("both", "ingest") and settings.recording_retention_days > 0:
+        retention = asyncio.create_task(catalog.retention_loop(
+            settings.recording_retention_days, settings.recording_retention_check_seconds), name="recording-retention")
+    try:
+        yield
+    finally:
+        if retention is not None:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
+        await catalog.close()
+
+
 async def _live_media(request: web.Request) -> web.StreamResponse:
     app = request.app
-    handler = LiveMediaHandler(app[MEDIA_DIRECTORY], app[MEDIA_CACHE], app[VIEWERS], app[MEDIA_PASS])
+    settings = app[SETTINGS]
+    handler = LiveMediaHandler(app[MEDIA_DIRECTORY], app[MEDIA_CACHE], app[VIEWERS], app[MEDIA_PASS],
+                               settings.media_accel_redirect, settings.media_dir)
     return await handler(request)
 
 
@@ -98,6 +154,16 @@ async def _live_ingest(app: web.Application) -> AsyncIterator[None]:
     live = LiveStreams(settings, app[DB], app[METRICS], ffmpeg.path)
     await live.start()
     app[LIVE] = live
+    captions = LiveCaptions(settings, app[DB], app[METRICS], ffmpeg.path)
+    live.media_taps.append(captions)
+    live.observers.append(captions)
+    app[CAPTIONS] = captions
+    await app[RECORDINGS].recover()  # before anything new is recorded: finish what a crash left
+    if settings.recording_enabled:  # after captions: their last batch is saved when the recorder ends a run
+        recorder = Recorder(settings.media_dir, app[RECORDINGS], app[METRICS], settings.recording_min_free_mb * 2**20)
+        live.media_taps.append(recorder)
+        live.observers.append(recorder)
+        app[RECORDER] = recorder
     rtmp: RtmpServer | None = None
     if settings.rtmp_enabled:
         rtmp = RtmpServer(settings.rtmp_host, settings.rtmp_port, live, idle_timeout=settings.rtmp_idle_timeout_seconds)
@@ -109,6 +175,53 @@ async def _live_ingest(app: web.Application) -> AsyncIterator[None]:
         if rtmp is not None:
             await rtmp.close()
         await live.close()
+        await captions.close()
+
+
+async def _caption_events(app: web.Application) -> None:
+    """Live caption events go to viewers through the chat's Socket.IO server, when this process runs one."""
+    captions = app.get(CAPTIONS)
+    chat = app.get(keys.CHAT)
+    server = chat.sio if chat is not None else None
+    if captions is None:
+        return
+    if server is None:
+        log.info("captions: no Socket.IO server in this process; live caption events are off (subtitles and transcript stay on)")
+        return
+    captions.sinks.append(SocketIOCaptionSink(server))
+
+
+async def _drain_ingest(app: web.Application) -> None:
+    """Shutdown begins: new publishes are refused; current events may finish (``ingest_drain_seconds``)."""
+    live = app.get(LIVE)
+    if live is not None:
+        await live.drain(app[SETTINGS].ingest_drain_seconds)
+
+
+async def _live_board(app: web.Application) -> AsyncIterator[None]:
+    """Ingest nodes announce their live events through Redis; every process can look them up."""
+    settings = app[SETTINGS]
+    board = LiveStatusBoard(app[REDIS], settings.chat_redis_channel, settings.effective_node_name)
+    app[LIVE_BOARD] = board
+    live = app.get(LIVE)
+    task = asyncio.create_task(_announce(board, live), name="live-board") if live is not None else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await board.withdraw(list(live.events) if live is not None else [])
+
+
+async def _announce(board: LiveStatusBoard, live: LiveStreams) -> None:
+    while True:
+        try:
+            await board.announce({event_id: {"health": live.health(event_id)} for event_id in list(live.events)})
+        except Exception as exc:  # Redis hiccup: try again next period; the stream itself is unaffected
+            log.warning("announcing live events failed: %r", exc)
+        await asyncio.sleep(board.period)
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:

@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     ec.add_argument("--no-record", dest="record", action="store_false", default=None)
     ec.add_argument("--json", action="store_true", help="print the event as the API returns it")
 
+    models = sub.add_parser("models", help="Vosk caption models")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("check", help="list the configured models (vosk_models) and whether each loads")
+
     sub.add_parser("demo", help="create a demo admin and event if the catalog is empty (used by make run)")
     return p
 
@@ -108,6 +112,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "run":
         return _run(settings, args)
+    if args.command == "models":
+        return _check_models(settings)
     db = Database(settings.effective_database_url)
     try:
         migrations.ensure_migrated(db.engine)
@@ -120,6 +126,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         db.close()
     return 2
+
+
+def _check_models(settings: Settings) -> int:
+    """Exit 0 when every configured model loads (1 otherwise, or when none is configured)."""
+    from captions.models import check_models
+
+    if not settings.vosk_models:
+        print("no Vosk models configured: set vosk_models (LIVE_VOSK_MODELS=fr=/srv/models/vosk-fr,en=...); captions are off")
+        return 1
+    results = check_models(settings.vosk_models)
+    for r in results:
+        print(f"{r.language}\t{'ok' if r.ok else 'FAILED'}\t{r.path}\t{r.message}")
+    return 0 if all(r.ok for r in results) else 1
 
 
 def _ensure_sqlite_folder(settings: Settings) -> None:

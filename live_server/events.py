@@ -157,8 +157,13 @@ def get_event(session: Session, ref: str | int) -> Event:
     return event
 
 
-def list_events(session: Session, user: User | None, state: EventState | None = None, limit: int = 100) -> list[Event]:
+def list_events(
+    session: Session, user: User | None, state: EventState | None = None, limit: int = 100, title_contains: str | None = None,
+) -> list[Event]:
     query = select(Event).order_by(Event.scheduled_start.is_(None), Event.scheduled_start, Event.id)
+    if title_contains:
+        escaped = title_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Event.title.ilike(f"%{escaped}%", escape="\\"))
     if user is None:
         query = query.where(Event.visibility.in_([Visibility.PUBLIC, Visibility.PASSWORD]))
     elif user.role != Role.ADMIN:

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 from redis.asyncio import Redis
 
+from captions.captioner import LiveCaptions
 from ingest.live import LiveStreams
 from ingest.rtmp.server import RtmpServer
+from ingest.whip.session import WhipSessions
 from live_server.accounts import FailedLoginLimiter
+from live_server.cluster import LiveStatusBoard
 from live_server.db import Database
 from live_server.metrics import Metrics
 from live_server.settings import Settings
+from recorder.recorder import Recorder
+from vod.catalog import RecordingCatalog
+from vod.media import RecordingDirectory, RecordingPass
 from web.media import CatalogMediaDirectory, MediaCache, MediaPass, ViewerCounter
+from web.i18n import Catalogs
+
+if TYPE_CHECKING:  # chat.server imports these keys: name its type without a circular import
+    from chat.server import ChatServer
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
@@ -25,4 +37,13 @@ MEDIA_CACHE = web.AppKey("media_cache", MediaCache)
 MEDIA_DIRECTORY = web.AppKey("media_directory", CatalogMediaDirectory)
 VIEWERS = web.AppKey("viewers", ViewerCounter)
 LIVE = web.AppKey("live_streams", LiveStreams)
+WHIP = web.AppKey("whip_sessions", WhipSessions)
 RTMP = web.AppKey("rtmp_server", RtmpServer)
+CAPTIONS = web.AppKey("live_captions", LiveCaptions)
+CHAT: "web.AppKey[ChatServer]" = web.AppKey("chat")
+RECORDINGS = web.AppKey("recordings", RecordingCatalog)
+RECORDER = web.AppKey("recorder", Recorder)
+RECORDING_DIRECTORY = web.AppKey("recording_directory", RecordingDirectory)
+RECORDING_PASS = web.AppKey("recording_pass", RecordingPass)
+LIVE_BOARD = web.AppKey("live_status_board", LiveStatusBoard)
+CATALOGS = web.AppKey("translation_catalogs", Catalogs)

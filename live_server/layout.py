@@ -3,6 +3,7 @@
 ``live/<event id>/<run>/`` holds one live run of an event (a run starts when an event that is not
 live gets a publisher, and spans reconnects within the grace period). ``<run>`` is the run's start
 time, so an event that goes live again later never overwrites an earlier run that a recording uses.
+``recordings/<event id>/<run>/`` holds the recording of a run (hard links to its segments).
 """
 
 from __future__ import annotations
@@ -21,3 +22,14 @@ def live_run_folder(media_dir: Path, event_id: int, started_at: datetime) -> Pat
 
 def event_live_folder(media_dir: Path, event_id: int) -> Path:
     return media_dir / "live" / str(event_id)
+
+
+def recording_folder(media_dir: Path, event_id: int, started_at: datetime) -> Path:
+    """``recordings/<event id>/<run>/``: the segments and playlists of one recording (one live run)."""
+    return media_dir / "recordings" / str(event_id) / run_name(started_at)
+
+
+def live_run_of_recording(media_dir: Path, media_path: str) -> Path:
+    """The live run folder a recording (``recordings/<event id>/<run>``) was made from."""
+    parts = Path(media_path).parts
+    return media_dir / "live" / Path(*parts[1:]) if parts and parts[0] == "recordings" else media_dir / "live" / "-"

@@ -30,6 +30,26 @@ class Metrics:
         )
         self.dropped_frames = Counter("live_dropped_frames", "Media frames dropped by slow consumers", ["event", "consumer"], registry=r)
         self.rejected_publishes = Counter("live_rejected_publishes", "Publish attempts refused", ["protocol", "reason"], registry=r)
+        self.caption_rtf = Gauge(
+            "live_caption_real_time_factor", "Recognizer CPU seconds per audio second, per captioned stream", ["event"], registry=r
+        )
+        self.caption_dropped_chunks = Counter(
+            "live_caption_dropped_chunks", "Audio chunks dropped because a recognizer fell behind", registry=r
+        )
+        self.caption_delay = Histogram(
+            "live_caption_delay_seconds", "From the end of speech (wall clock of its media) to its final cue",
+            buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0), registry=r,
+        )
+        self.recordings_active = Gauge("live_recordings_active", "Recordings in progress in this process", registry=r)
+        self.recorded_segments = Counter("live_recorded_segments", "Segments stored into recordings", registry=r)
+        self.recordings_refused = Counter(
+            "live_recordings_refused", "Live runs not recorded although they should have been", ["reason"], registry=r
+        )
+        self.recording_disk_free = Gauge("live_recording_disk_free_bytes", "Free space on the media disk", registry=r)
+        self.recording_disk_low = Gauge(
+            "live_recording_disk_low", "1 while the media disk is below the recording free-space floor (alert on it)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable, Sequence
 
 from aiohttp import web
 
@@ -36,6 +37,37 @@ def error_response(request: web.Request, exc: ServiceError) -> web.Response:
     if wants_json(request):
         return web.json_response(exc.body(), status=exc.status, headers=headers)
     return web.Response(text=f"{exc.status} {exc.message}\n", status=exc.status, headers=headers)
+
+
+def forwarded_middleware(trusted_proxies: Sequence[str]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Behind nginx, take the client address and scheme from X-Forwarded-For/-Proto — only when the
+    direct peer is a trusted proxy, so nobody can forge their address (login limits, viewer counts)."""
+    networks = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+
+    def trusted(address: str | None) -> bool:
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        return any(ip in net for net in networks)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if networks and trusted(request.remote):
+            hops = _forwarded_hops(request.headers.getall("X-Forwarded-For", []))
+            client = next((hop for hop in reversed(hops) if not trusted(hop)), hops[0] if hops else request.remote)
+            proto = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+            changes: dict[str, str] = {"remote": client or ""}
+            if proto in ("http", "https"):
+                changes["scheme"] = proto
+            request = request.clone(**changes)
+        return await handler(request)
+
+    return middleware
+
+
+def _forwarded_hops(values: Iterable[str]) -> list[str]:
+    return [hop.strip() for value in values for hop in value.split(",") if hop.strip()]
 
 
 @web.middleware
@@ -109,6 +141,8 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
 async def _check_csrf(request: web.Request, identity: Identity | None) -> None:
     if identity is not None and identity.via == "token":
         return  # bearer tokens are not sent by browsers on their own: no CSRF exposure
+    if identity is None and _bearer(request) is not None:
+        return  # same for other bearer credentials (WHIP stream keys): a cross-site page cannot add the header
     origin = request.headers.get("Origin")
     if origin and origin != "null" and origin.split("://", 1)[-1] != request.host:
         raise Forbidden("cross-origin request refused", code="csrf_failed")

@@ -15,6 +15,16 @@ from live_server.db import normalise_url
 SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "alembic"
 
 
+#: Search indexes that migrations create per dialect with raw SQL (SQLite FTS5 tables and their
+#: shadow tables, PostgreSQL GIN expression indexes); they have no model, so autogenerate skips them.
+UNMAPPED_SEARCH_OBJECTS = ("caption_fts", "recording_fts", "ix_caption_segments_fts", "ix_recordings_fts")
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic ``include_object`` filter: everything except the unmapped search indexes."""
+    return not (reflected and name is not None and name.startswith(UNMAPPED_SEARCH_OBJECTS))
+
+
 class DatabaseNotMigrated(Exception):
     """The catalog schema is not at the revision this code needs."""
 

@@ -213,6 +213,8 @@ class BroadcastSession(Base):
 
 
 class Recording(Base):
+    """A replay: the media of one live run of an event (``media_path`` under the media folder)."""
+
     __tablename__ = "recordings"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -231,6 +233,8 @@ class Recording(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     ready_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # the live run's end
+    discontinuities: Mapped[int] = mapped_column(Integer, default=0)  # reconnects and gaps marked in the playlist
 
 
 class Chapter(Base):
@@ -259,6 +263,7 @@ class ChatMessage(Base):
     stream_offset: Mapped[float | None] = mapped_column(Float, nullable=True)
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     deleted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    guest_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # public handle of a guest author
 
 
 class Question(Base):
@@ -275,6 +280,7 @@ class Question(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     stream_offset: Mapped[float | None] = mapped_column(Float, nullable=True)
     answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    guest_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class QuestionVote(Base):
@@ -285,6 +291,49 @@ class QuestionVote(Base):
     question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"))
     voter: Mapped[str] = mapped_column(String(100))  # "user:<id>" or "guest:<id>"
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class ChatSettings(Base):
+    """The live switches of one event's chat, set by its moderators; no row means the defaults."""
+
+    __tablename__ = "chat_settings"
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
+    open: Mapped[bool] = mapped_column(Boolean, default=True)
+    slow_mode_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    qa_premoderation: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+
+
+class EventModerator(Base):
+    """A user the event's owner trusts with its chat: delete, ban, slow mode, Q&A."""
+
+    __tablename__ = "event_moderators"
+    __table_args__ = (UniqueConstraint("event_id", "user_id", name="uq_event_moderators_event_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    added_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class ChatBan(Base):
+    """A ban from one event's chat; lifting it keeps the row (``lifted_at``) for the audit trail."""
+
+    __tablename__ = "chat_bans"
+    __table_args__ = (Index("ix_chat_bans_event_target", "event_id", "target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(String(100))  # "user:<id>" or "guest:<guest id>"
+    name: Mapped[str] = mapped_column(String(200), default="")  # shown name at the time of the ban
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    banned_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    lifted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    lifted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
 
 
 class CaptionSegment(Base):

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from live_server.keys import DB, METRICS, REDIS, VIEWERS
+from live_server.keys import DB, LIVE, METRICS, REDIS, VIEWERS
 
 routes = web.RouteTableDef()
 
@@ -35,6 +35,9 @@ async def readyz(request: web.Request) -> web.Response:
             checks["redis"] = "ok"
         except Exception as exc:
             ok, checks["redis"] = False, f"error: {type(exc).__name__}"
+    live = request.app.get(LIVE)
+    if live is not None and not live.accepting:
+        ok, checks["ingest"] = False, "draining"
     return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
 
 

@@ -46,6 +46,7 @@ class Settings(BaseModel):
         description="Base URL viewers use (https://live.example.edu); empty means http://host:port.",
     )
     role: Role = Field("both", description="web (pages, API, chat), ingest (RTMP/WHIP, packagers) or both.")
+    node_name: str = Field("", description="Name of this process in a cluster (shown as a stream's ingest node); empty: host:port.")
     log_level: str = Field("INFO", description="Python logging level.")
 
     # --- Storage --------------------------------------------------------------------------
@@ -82,19 +83,107 @@ class Settings(BaseModel):
     rtmp_idle_timeout_seconds: float = Field(10.0, gt=0, description="Close RTMP connections silent this long.")
     publish_takeover: bool = Field(False, description="A second publisher on a live key replaces the first.")
 
+    # --- WHIP (WebRTC) ingest ---------------------------------------------------------------
+    whip_enabled: bool = Field(True, description="Accept WebRTC publishes (WHIP, RFC 9725) at /whip in ingest processes.")
+    whip_ice_servers: list[str] = Field(
+        default_factory=list,
+        description="STUN/TURN servers for WHIP peers, advertised in Link headers, e.g. "
+        "stun:stun.example.edu:3478,turn:turn.example.edu:3478?transport=udp. Empty: host candidates only.",
+    )
+    whip_turn_username: str = Field("", description="Username for the turn:/turns: servers in whip_ice_servers.")
+    whip_turn_credential: SecretStr = Field(
+        SecretStr(""), description="Credential for the turn:/turns: servers (given to publishers in Link headers)."
+    )
+    whip_host_addresses: list[str] = Field(
+        default_factory=list,
+        description="Local IP addresses offered as ICE host candidates; empty: every interface except loopback. "
+        "127.0.0.1 for loopback tests.",
+    )
+    whip_ice_timeout_seconds: float = Field(
+        15.0, gt=0, description="A WHIP peer not connected (ICE and DTLS) this long after its offer is closed."
+    )
+    whip_media_timeout_seconds: float = Field(10.0, gt=0, description="Close a connected WHIP session that sends no media this long.")
+    whip_max_sessions: int = Field(20, ge=1, description="Concurrent WHIP sessions per process; more get 503.")
+    whip_vp8_transcode: bool = Field(
+        True, description="Accept VP8 from browsers that will not send H.264 and transcode it to H.264 "
+        "(about a core per 720p30 stream); false: VP8-only offers get 422.",
+    )
+    whip_transcode_bitrate_kbps: int = Field(2500, ge=100, le=50000, description="H.264 bitrate of the VP8 transcode.")
+    whip_audio_bitrate_kbps: int = Field(128, ge=32, le=512, description="AAC bitrate of the Opus to AAC conversion.")
+
     # --- Live packaging -------------------------------------------------------------------
     segment_seconds: float = Field(2.0, ge=0.5, le=10.0, description="HLS segment length and keyframe interval.")
     live_window_segments: int = Field(6, ge=3, le=60, description="Segments in the live sliding-window playlist.")
     grace_period_seconds: float = Field(60.0, ge=0, description="How long a disconnected event stays live.")
+    ingest_drain_seconds: float = Field(
+        0.0, ge=0, description="On shutdown, refuse new publishes and let live events finish for up to this long "
+        "(rolling restarts of ingest nodes); 0 ends them at once.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses/networks of reverse proxies (nginx) whose X-Forwarded-For/-Proto are believed, "
+        "e.g. 127.0.0.1,10.0.0.0/8. Empty: the direct peer is the client.",
+    )
+    media_accel_redirect: str = Field(
+        "",
+        description="Behind nginx: internal location (e.g. /_media/) mapped to media_dir; the app checks access "
+        "and answers segment requests with X-Accel-Redirect so nginx sends the bytes. Empty: the app sends them.",
+    )
+
+    # --- Recordings -----------------------------------------------------------------------
+    recording_enabled: bool = Field(
+        True, description="Record every live event (each event can still opt out with its record switch)."
+    )
+    recording_min_free_mb: int = Field(
+        1024, ge=0, description="Refuse to start a recording when the media disk has less free space than this (MiB)."
+    )
+    recording_retention_days: int = Field(
+        0, ge=0, description="Delete recordings older than this many days; 0 keeps them forever (opt-in policy)."
+    )
+    recording_retention_check_seconds: float = Field(
+        3600.0, gt=0, description="How often the retention policy looks for recordings to delete."
+    )
 
     # --- Captions -------------------------------------------------------------------------
     vosk_models: dict[str, Path] = Field(
         default_factory=dict, description="Vosk model folder per language, e.g. fr=/srv/vosk-fr,en=/srv/vosk-en."
     )
+    caption_threads: int = Field(
+        0, ge=0, le=64, description="Worker threads running Vosk recognizers (shared by all streams); 0 = one per core."
+    )
+    caption_queue_seconds: float = Field(
+        10.0, gt=0, le=120, description="Audio a stream may queue for its recognizer; past it the oldest audio is dropped."
+    )
+    caption_chunk_seconds: float = Field(
+        0.25, ge=0.05, le=2.0, description="Audio handed to the recognizer at once (also how often partial captions update)."
+    )
+    caption_pause_seconds: float = Field(
+        0.5, ge=0.2, le=3.0, description="Silence after the last word that ends an utterance and sends its final cues."
+    )
+    caption_max_lag_seconds: float = Field(
+        6.0, gt=0, le=60, description="A WebVTT segment is published at the latest this long after its video segment."
+    )
+    caption_save_seconds: float = Field(5.0, gt=0, le=300, description="How often new caption cues are written to the catalog.")
+    caption_finish_seconds: float = Field(
+        15.0, gt=0, le=300, description="At the end of a live run, how long captions may take to catch up before the rest is dropped."
+    )
 
     # --- Chat -----------------------------------------------------------------------------
     chat_max_message_length: int = Field(500, gt=0, le=10000, description="Longest chat message, in characters.")
     chat_history_size: int = Field(50, ge=0, le=1000, description="Messages sent to a viewer on join.")
+    chat_rate_messages: int = Field(5, gt=0, description="Chat messages and questions one person may send per rate window.")
+    chat_rate_bytes: int = Field(2000, gt=0, description="Bytes of text one person may send per rate window.")
+    chat_rate_window_seconds: float = Field(10.0, gt=0, description="Window of the per-person chat rate limits.")
+    chat_max_strikes: int = Field(20, gt=0, description="Refused chat actions per rate window before the connection is closed.")
+    chat_batch_ms: int = Field(
+        100, ge=0, le=2000,
+        description="Chat messages of an event are coalesced this long into one emit; 0 sends each at once.",
+    )
+    chat_max_frame_bytes: int = Field(16384, ge=1024, description="Largest Socket.IO frame; a bigger one closes the connection.")
+    chat_redis_channel: str = Field(
+        "live-chat", min_length=1, description="Redis pub/sub channel and key prefix shared by the processes of one site."
+    )
+    chat_presence_seconds: float = Field(5.0, gt=0, description="How often viewer counts are shared and pushed to viewers.")
 
     @field_validator("log_level")
     @classmethod
@@ -103,6 +192,61 @@ class Settings(BaseModel):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("whip_ice_servers", "whip_host_addresses", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("whip_ice_servers")
+    @classmethod
+    def _ice_urls(cls, value: list[str]) -> list[str]:
+        import re
+
+        for url in value:
+            if not re.match(r"^(stun|stuns|turn|turns):[^\s<>\"]+$", url):
+                raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
+        return value
+
+    @field_validator("whip_host_addresses")
+    @classmethod
+    def _ip_addresses(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_address(item)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address") from None
+        return value
+
+    @field_validator("media_accel_redirect")
+    @classmethod
+    def _internal_location(cls, value: str) -> str:
+        if value and not (value.startswith("/") and value.endswith("/")):
+            raise ValueError("must be an nginx location path that starts and ends with '/', e.g. /_media/")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -142,6 +286,12 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'live.db').as_posix()}"
+
+    @property
+    def effective_node_name(self) -> str:
+        import socket
+
+        return self.node_name or f"{socket.gethostname()}:{self.port}"
 
     @property
     def base_url(self) -> str:

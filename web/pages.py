@@ -1,4 +1,4 @@
-"""Server-rendered pages: home, login/logout, a minimal event page.
+"""Server-rendered pages: login/logout, the event page, the replay page; ``render`` for every page.
 
 The full interface (player, chat panels, dashboard, translations) grows in web/ with its own issue;
 these pages already follow its rules: plain forms that work without JavaScript, CSRF on every form.
@@ -20,8 +20,10 @@ from live_server.api.auth import login
 from live_server.errors import ServiceError
 from live_server.keys import DB, MEDIA_PASS, SETTINGS
 from live_server.middleware import ANON_CSRF_COOKIE, SESSION_COOKIE, identity_of, require_identity, set_session_cookie
-from live_server.models import Event, EventState, Visibility
+from live_server.models import Event, Visibility
 from web.media import MediaPass
+from web.templating import page_context, translator
+from vod.page import grant_pass, password_matches, replay_view
 
 routes = web.RouteTableDef()
 
@@ -38,26 +40,14 @@ def _csrf_for(request: web.Request, response_cookies: dict[str, str]) -> str:
 def render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
     cookies: dict[str, str] = {}
     identity = identity_of(request)
-    context = {"user": identity.user if identity else None, "csrf_token": _csrf_for(request, cookies), **context}
+    context = {
+        **page_context(request),  # language, catalog, time zone (web/templating.py)
+        "user": identity.user if identity else None, "csrf_token": _csrf_for(request, cookies), **context,
+    }
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     for name, value in cookies.items():
         response.set_cookie(name, value, httponly=True, samesite="Strict", path="/")
     return response
-
-
-@routes.get("/", name="home")
-async def home(request: web.Request) -> web.Response:
-    identity = identity_of(request)
-    user = identity.user if identity else None
-
-    def work(session: Session) -> dict[str, list[Any]]:
-        events = ev.list_events(session, user)
-        return {
-            "live": [e for e in events if e.state == EventState.LIVE],
-            "upcoming": [e for e in events if e.state == EventState.SCHEDULED],
-        }
-
-    return render(request, "home.html", await request.app[DB].run(work))
 
 
 @routes.get("/login", name="login")
@@ -66,7 +56,7 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 def _safe_next(target: str) -> str:
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/"
 
 
 @routes.post("/login")
@@ -77,7 +67,10 @@ async def login_submit(request: web.Request) -> web.Response:
     try:
         token, _user, _csrf = await login(request, username, password)
     except ServiceError as exc:
-        return render(request, "login.html", {"error": exc.message, "next": target}, status=exc.status)
+        _ = translator(request)
+        message = _("Too many failed logins; wait a few minutes and try again.") if exc.status == 429 else \
+            _("Wrong username or password.")
+        return render(request, "login.html", {"error": message, "next": target}, status=exc.status)
     response = web.HTTPSeeOther(target)
     settings = request.app[SETTINGS]
     set_session_cookie(request, response, token, settings.session_max_age_seconds, settings.cookie_secure)
@@ -153,10 +146,33 @@ async def unlock_event(request: web.Request) -> web.Response:
         None, lambda: bool(event.password_hash) and security.verify_password(password, event.password_hash or "")
     )
     if not ok:
+        _ = translator(request)
         return render(request, "event.html", {
-            "event": event, "can_manage": False, "locked": True, "unlock_error": "Wrong password.",
+            "event": event, "can_manage": False, "locked": True, "unlock_error": _("Wrong password."),
             "playback_url": "", "base_url": "",
         }, status=403)
     response = web.HTTPSeeOther(f"/events/{event.slug}")
     _media_pass_cookie(request, response, event.id)
+    raise response
+
+
+@routes.get("/recordings/{id}", name="replay")
+async def replay_page(request: web.Request) -> web.Response:
+    """A recording's replay: the VOD with its captions, chapters and chat (logic in vod/page.py)."""
+    view = await replay_view(request)
+    response = render(request, "replay.html", view.context)
+    grant_pass(request, response, view)
+    return response
+
+
+@routes.post("/recordings/{id}/unlock")
+async def unlock_replay(request: web.Request) -> web.Response:
+    view = await replay_view(request)
+    form = await request.post()
+    if view.locked and not await password_matches(view, str(form.get("password", ""))):
+        _ = translator(request)
+        return render(request, "replay.html", {**view.context, "unlock_error": _("Wrong password.")}, status=403)
+    view.locked = False
+    response = web.HTTPSeeOther(f"/recordings/{view.recording.id}")
+    grant_pass(request, response, view)
     raise response

@@ -552,7 +552,10 @@ class Packager:
                 dataclasses.replace(v, uri=v.uri.replace(MEDIA_PLAYLIST, DVR_PLAYLIST))
                 for v in variants
             ]
-            targets[DVR_MASTER_PLAYLIST] = render_master(dvr_variants, self._subtitles)
+            dvr_subtitles = [
+                dataclasses.replace(s, uri=s.uri.replace(MEDIA_PLAYLIST, DVR_PLAYLIST)) for s in self._subtitles
+            ]
+            targets[DVR_MASTER_PLAYLIST] = render_master(dvr_variants, dvr_subtitles)
         for name, text in targets.items():
             if self._master_text.get(name) != text:
                 write_atomic(self.output_dir / name, text)

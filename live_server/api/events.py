@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -9,10 +10,12 @@ from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server.errors import Conflict, Unprocessable
-from live_server.keys import DB, LIVE, SETTINGS, VIEWERS
+from live_server.keys import DB, LIVE, LIVE_BOARD, SETTINGS, VIEWERS
 from live_server.middleware import identity_of, json_body, require_identity
 from live_server.models import Event, EventState, User
 from live_server.settings import Settings
+
+log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
@@ -44,8 +47,7 @@ async def list_events(request: web.Request) -> web.Response:
         return [render_event(session, settings, e, user) for e in ev.list_events(session, user, state)]
 
     events = await request.app[DB].run(work)
-    for body in events:
-        add_live_status(request.app, body)
+    await add_live_status(request.app, *events)
     return web.json_response({"events": events})
 
 
@@ -76,16 +78,36 @@ async def read_event(request: web.Request) -> web.Response:
         return render_event(session, settings, event, user)
 
     body = await request.app[DB].run(work)
-    add_live_status(request.app, body)
+    await add_live_status(request.app, body)
     return web.json_response(body)
 
 
-def add_live_status(app: web.Application, body: dict[str, Any]) -> None:
-    """Viewer count for everyone; ingest health (bitrate, fps, keyframes, stalled) for the owner."""
-    body["viewers"] = app[VIEWERS].count(body["id"])
+async def add_live_status(app: web.Application, *bodies: dict[str, Any]) -> None:
+    """Viewer count for everyone; ingest health (bitrate, fps, keyframes, stalled) and the ingest
+    node for the owner — from this process when it carries the stream, else from the status board
+    the ingest nodes keep in Redis."""
     live = app.get(LIVE)
-    if "stream" in body and live is not None:
-        body["stream"]["health"] = live.health(body["id"])
+    remote: dict[int, dict[str, Any]] = {}
+    board = app.get(LIVE_BOARD)
+    wanted = [b["id"] for b in bodies if "stream" in b and b.get("state") == "live"
+              and (live is None or live.health(b["id"]) is None)]
+    if board is not None and wanted:
+        try:
+            remote = await board.lookup(wanted)
+        except Exception as exc:  # Redis down: the event is still shown, without health
+            log.warning("live status lookup failed: %r", exc)
+    for body in bodies:
+        body["viewers"] = app[VIEWERS].count(body["id"])
+        if "stream" not in body:
+            continue
+        local = live.health(body["id"]) if live is not None else None
+        if local is not None:
+            body["stream"]["health"] = local
+            body["stream"]["ingest_node"] = app[SETTINGS].effective_node_name
+        else:
+            status = remote.get(body["id"], {})
+            body["stream"]["health"] = status.get("health")
+            body["stream"]["ingest_node"] = status.get("node")
 
 
 @routes.patch("/api/v1/events/{ref}")

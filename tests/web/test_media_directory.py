@@ -39,3 +39,36 @@ async def test_a_crowd_of_players_costs_one_lookup_per_expiry(db: Database, make
 
     missing = await asyncio.gather(*(directory.locate("no-such-event") for _ in range(100)))
     assert missing == [None] * 100 and directory.lookups == 3
+
+
+async def test_big_segments_are_sent_whole_and_paced(db: Database, make_user: Callable[..., Any], tmp_path: Path,
+                                                     aiohttp_client: Any) -> None:
+    """A segment bigger than a write chunk arrives byte for byte, with its length and cache headers."""
+    import os
+
+    from aiohttp import web
+
+    from live_server.layout import live_run_folder
+    from live_server.models import Event
+    from web.media import STREAM_CHUNK, LiveMediaHandler, MediaCache, MediaPass, ViewerCounter
+
+    slug = _live_event(db, make_user().id)
+    event = db.transaction(lambda s: s.query(Event).filter_by(slug=slug).one())
+    folder = live_run_folder(tmp_path, event.id, event.started_at) / "source"
+    folder.mkdir(parents=True)
+    payload = os.urandom(STREAM_CHUNK * 9 + 123)
+    (folder / "seg_000000.ts").write_bytes(payload)
+    handler = LiveMediaHandler(CatalogMediaDirectory(db, tmp_path), MediaCache(), ViewerCounter(), MediaPass("k" * 32))
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        return await handler(request)
+
+    app = web.Application()
+    app.router.add_get("/live/{slug}/{tail:.+}", route)
+    client = await aiohttp_client(app)
+    for _ in range(2):  # from disk, then from memory
+        resp = await client.get(f"/live/{slug}/source/seg_000000.ts")
+        assert resp.status == 200
+        assert resp.headers["Content-Length"] == str(len(payload))
+        assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert await resp.read() == payload

@@ -8,6 +8,8 @@
   var hls = null;
 
   function say(text) { if (stateLine) stateLine.textContent = text; }
+  // Texts come translated from the page (data-msg-*); English when a page gives none.
+  function msg(name, fallback) { return video.dataset["msg" + name] || fallback; }
 
   function attach() {
     if (hls || video.src) return;
@@ -22,22 +24,24 @@
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
       video.src = src;
     } else {
-      say("This browser cannot play HLS video.");
+      say(msg("Unsupported", "This browser cannot play HLS video."));
       return;
     }
+    if (video.dataset.state === "vod") return;  // a recording starts when the viewer presses play
     video.muted = true;
     video.play().catch(function () { /* autoplay refused: the controls remain */ });
   }
 
   function poll() {
     fetch(video.dataset.api, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (ev) {
-      if (ev.state === "live") { say("Live now."); attach(); }
-      else if (ev.state === "ended") { say("This event has ended."); if (!hls) attach(); return; }
-      else { say("Waiting for the stream to start."); }
+      if (ev.state === "live") { say(msg("Live", "Live now.")); attach(); }
+      else if (ev.state === "ended") { say(msg("Ended", "This event has ended.")); if (!hls) attach(); return; }
+      else { say(msg("Waiting", "Waiting for the stream to start.")); }
       setTimeout(poll, 5000);
     }).catch(function () { setTimeout(poll, 5000); });
   }
 
+  if (video.dataset.state === "vod") { attach(); return; }  // a recording: no live state to follow
   if (video.dataset.state === "live") attach();
   poll();
 })();

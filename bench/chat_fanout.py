@@ -1,0 +1,281 @@
+"""Chat fan-out: delivery latency and server CPU with N clients in one event, batched vs unbatched.
+
+    python -m bench.chat_fanout --clients 200 500 1000 1500 --rate 20 --seconds 15 --batch-ms 0 150
+
+For each ``--batch-ms`` value a fresh ``live-server run`` is started (bench/harness.py: its own
+SQLite catalog, loopback only) with that ``chat_batch_ms``; for each client count, two worker
+processes (this file with ``--worker``) open the websocket connections (raw Engine.IO v4 frames
+over aiohttp, cheap enough that 750 fit in one Python process), then a sender sends
+``--rate`` messages per second (logged in as the event owner, over 4 connections) for
+``--seconds`` from a third process of its own. Every message carries its send time; each receiving client records
+``now - sent`` for each message in a 1 ms histogram, and the distinct ids it saw. After a 3 s
+drain the workers report; we print p50/p99/max latency, the share of deliveries that never
+arrived, and the server's CPU over the sending window (from /proc).
+
+``--batch-ms 0`` is the reference: one emit per message, as python-socketio does out of the box
+(BASELINES.md measured ~75 µs of server CPU per delivery that way). The per-client send path
+(chat/fanout.py, no task per recipient) is the same in both modes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from array import array
+from pathlib import Path
+from typing import Any
+
+from bench.harness import CLOCK_TICKS, process_tree_ticks, server
+
+SENDERS = 4
+DRAIN_SECONDS = 3.0
+RAMP_CONCURRENCY = 50
+_PARSED: dict[str, list[tuple[int, float]]] = {}  # per worker process: frame text -> (seq, sent time) pairs
+
+
+# --- worker: many cheap Socket.IO clients in one process -------------------------------------
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+
+async def _client(session: Any, ws_url: str, auth: dict[str, Any], cookie: str | None, receiver: Receiver | None,
+                  latencies: array, ready: asyncio.Event, outbox: asyncio.Queue[str] | None) -> None:
+    headers = {"Cookie": f"live_session={cookie}"} if cookie else {}
+    async with session.ws_connect(ws_url, headers=headers, autoping=True, max_msg_size=0) as ws:
+        await ws.receive_str()  # "0{...}": the Engine.IO open packet
+        await ws.send_str("40" + json.dumps(auth))
+        first = await ws.receive_str()
+        if not first.startswith("40"):
+            raise RuntimeError(f"connection refused: {first}")
+        ready.set()
+        sender_task = None
+        if outbox is not None:
+            async def pump() -> None:
+                while True:
+                    await ws.send_str(await outbox.get())
+            sender_task = asyncio.create_task(pump())
+        try:
+            async for msg in ws:
+                data = msg.data
+                if data == "2":
+                    await ws.send_str("3")
+                elif receiver is not None and data.startswith('42["messages"'):
+                    now = time.time()
+                    # every client gets the same frame: parse it once per process (keeps the load generator cheap)
+                    parsed = _PARSED.get(data)
+                    if parsed is None:
+                        parsed = [(int(p[1]), float(p[2])) for p in
+                                  (item["text"].split() for item in json.loads(data[2:])[1])]
+                        if len(_PARSED) > 64:
+                            _PARSED.clear()
+                        _PARSED[data] = parsed
+                    for seq, sent_at in parsed:
+                        receiver.seen.add(seq)
+                        latencies.append(now - sent_at)
+        finally:
+            if sender_task is not None:
+                sender_task.cancel()
+
+
+async def _worker(args: argparse.Namespace) -> None:
+    import aiohttp
+
+    ws_url = args.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    latencies: array = array("d")
+    receivers = [Receiver() for _ in range(args.n)]
+    auth = {"event": args.event}
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        tasks: list[asyncio.Task[None]] = []
+        for start in range(0, args.n, RAMP_CONCURRENCY):
+            batch_ready = []
+            for receiver in receivers[start:start + RAMP_CONCURRENCY]:
+                ready = asyncio.Event()
+                batch_ready.append(ready)
+                tasks.append(asyncio.create_task(_client(session, ws_url, auth, None, receiver, latencies, ready, None)))
+            await asyncio.wait_for(asyncio.gather(*(r.wait() for r in batch_ready)), 60)
+        outboxes: list[asyncio.Queue[str]] = []
+        if args.cookie:
+            for _ in range(SENDERS):
+                ready = asyncio.Event()
+                outbox: asyncio.Queue[str] = asyncio.Queue()
+                outboxes.append(outbox)
+                tasks.append(asyncio.create_task(_client(session, ws_url, auth, args.cookie, None, latencies, ready, outbox)))
+                await asyncio.wait_for(ready.wait(), 30)
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.readline)  # "go"
+        sent = 0
+        if outboxes:
+            t0 = time.monotonic()
+            total = int(args.rate * args.seconds)
+            for seq in range(total):
+                delay = t0 + seq / args.rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                text = f"bench {seq} {time.time():.6f}"
+                outboxes[seq % len(outboxes)].put_nowait("42" + json.dumps(["send", {"text": text}]))
+                sent += 1
+            await asyncio.sleep(0.2)
+        else:
+            await asyncio.sleep(args.seconds + 0.2)
+        print("sent", flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)  # "report" after the drain
+        histogram: dict[int, int] = {}
+        for value in latencies:
+            bucket = int(value * 1000)
+            histogram[bucket] = histogram.get(bucket, 0) + 1
+        report = {
+            "sent": sent,
+            "received": sum(len(r.seen) for r in receivers),
+            "clients": len(receivers),
+            "histogram": histogram,
+            "max_ms": max(latencies) * 1000 if latencies else None,
+            "cpu_seconds": time.process_time(),
+        }
+        print(json.dumps(report), flush=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# --- driver ----------------------------------------------------------------------------------
+
+
+def _login(base_url: str) -> str:
+    import http.cookies
+    import urllib.request
+
+    request = urllib.request.Request(
+        base_url + "/api/v1/auth/login", data=json.dumps({"username": "bench", "password": "bench-password-1"}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        jar = http.cookies.SimpleCookie()
+        for header in resp.headers.get_all("Set-Cookie") or []:
+            jar.load(header)
+        return jar["live_session"].value
+
+
+def _percentile(histogram: dict[int, int], p: float) -> float:
+    total = sum(histogram.values())
+    if not total:
+        return float("nan")
+    rank = p / 100 * total
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= rank:
+            return bucket + 0.5
+    return float(max(histogram))
+
+
+def run_once(base_url: str, pid: int, event: str, cookie: str, clients: int, rate: float, seconds: float,
+             workers: int) -> dict[str, Any]:
+    # the sender gets a process of its own: a busy receiving process would delay its sends and be measured
+    share = [0] + [clients // workers + (1 if i < clients % workers else 0) for i in range(workers)]
+    procs = []
+    for i, n in enumerate(share):
+        cmd = [sys.executable, "-m", "bench.chat_fanout", "--worker", "--url", base_url, "--event", event,
+               "--n", str(n), "--rate", str(rate), "--seconds", str(seconds)]
+        if i == 0:
+            cmd += ["--cookie", cookie]
+        procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                      cwd=Path(__file__).resolve().parent.parent))
+    try:
+        for proc in procs:
+            line = proc.stdout.readline().strip() if proc.stdout else ""
+            if line != "ready":
+                raise RuntimeError(f"a client worker failed to connect ({line!r})")
+        time.sleep(1.0)  # let the join storm settle
+        before = process_tree_ticks(pid)
+        start = time.monotonic()
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        for proc in procs:
+            assert proc.stdout is not None
+            proc.stdout.readline()  # "sent"
+        window = time.monotonic() - start
+        cpu = (process_tree_ticks(pid) - before) / CLOCK_TICKS
+        time.sleep(DRAIN_SECONDS)
+        reports = []
+        for proc in procs:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write("report\n")
+            proc.stdin.flush()
+            reports.append(json.loads(proc.stdout.readline()))
+    finally:
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    histogram: dict[int, int] = {}
+    for report in reports:
+        for bucket, count in report["histogram"].items():
+            histogram[int(bucket)] = histogram.get(int(bucket), 0) + count
+    sent = reports[0]["sent"]
+    expected = sent * clients
+    received = sum(r["received"] for r in reports)
+    return {
+        "clients": clients,
+        "sent": sent,
+        "p50_ms": _percentile(histogram, 50),
+        "p99_ms": _percentile(histogram, 99),
+        "max_ms": max((r["max_ms"] or 0) for r in reports),
+        "lost_pct": 100.0 * (expected - received) / expected if expected else 0.0,
+        "server_cpu_pct": 100.0 * cpu / window,
+        "client_cpu_s": sum(r["cpu_seconds"] for r in reports),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, nargs="+", default=[200, 500, 1000, 1500])
+    parser.add_argument("--rate", type=float, default=20.0, help="messages per second into the event (total)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="sending time per run (kept <= 20 s)")
+    parser.add_argument("--batch-ms", type=int, nargs="+", default=[0, 150])
+    parser.add_argument("--workers", type=int, default=2, help="client processes")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--event", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cookie", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        asyncio.run(_worker(args))
+        return
+    args.seconds = min(args.seconds, 20.0)
+    rows = []
+    for batch_ms in args.batch_ms:
+        with server(chat_batch_ms=batch_ms, chat_rate_messages=1_000_000, chat_rate_bytes=100_000_000,
+                    rtmp_enabled="false", log_level="WARNING") as srv:
+            event = srv.create_event("Chat bench")
+            cookie = _login(srv.base_url)
+            for clients in args.clients:
+                row = run_once(srv.base_url, srv.process.pid, event["slug"], cookie, clients, args.rate, args.seconds,
+                               args.workers)
+                row["batch_ms"] = batch_ms
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print()
+    print(f"{args.rate:g} msg/s for {args.seconds:g} s; server CPU over the sending window (100 % = one core)")
+    print("| batch | clients | p50 | p99 | max | lost | server CPU |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        batch = "none" if row["batch_ms"] == 0 else f"{row['batch_ms']} ms"
+        print(f"| {batch} | {row['clients']} | {row['p50_ms']:.0f} ms | {row['p99_ms']:.0f} ms | {row['max_ms']:.0f} ms "
+              f"| {row['lost_pct']:.1f} % | {row['server_cpu_pct']:.0f} % |")
+
+
+if __name__ == "__main__":
+    main()

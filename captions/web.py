@@ -1,0 +1,86 @@
+"""The stored captions of an event: a complete WebVTT track and a searchable transcript.
+
+Both read the catalog's ``CaptionSegment`` rows, so they are complete the moment a live run
+ends (the captioner writes its last batch before the event is marked ended).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from live_server import events as ev
+from live_server.errors import NotFound
+from live_server.keys import DB, MEDIA_PASS
+from live_server.middleware import identity_of
+from live_server.models import CaptionSegment, Event, Visibility
+
+from .cues import Cue, render_webvtt
+
+routes = web.RouteTableDef()
+
+__all__ = ["routes", "event_cues"]
+
+
+def event_cues(session: Session, event_id: int, language: str | None = None, query: str | None = None,
+               limit: int | None = None) -> list[CaptionSegment]:
+    stmt = select(CaptionSegment).where(CaptionSegment.event_id == event_id)
+    if language:
+        stmt = stmt.where(CaptionSegment.language == language)
+    if query:
+        escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(CaptionSegment.text.ilike(f"%{escaped}%", escape="\\"))
+    stmt = stmt.order_by(CaptionSegment.start_seconds, CaptionSegment.id)
+    if limit:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def _readable_event(request: web.Request, session: Session) -> Event:
+    identity = identity_of(request)
+    user = identity.user if identity else None
+    event = ev.get_event(session, request.match_info["ref"])
+    ev.ensure_readable(user, event)
+    if event.visibility == Visibility.PASSWORD and not ev.can_manage(user, event):
+        from web.media import MediaPass
+
+        token = request.cookies.get(MediaPass.cookie_name(event.id))
+        if not request.app[MEDIA_PASS].check(event.id, token):
+            raise NotFound("no such event")
+    return event
+
+
+@routes.get("/api/v1/events/{ref}/captions.vtt")
+async def captions_vtt(request: web.Request) -> web.Response:
+    """The whole caption track of an event (for the recording's player)."""
+    language = request.query.get("language")
+
+    def work(session: Session) -> str:
+        event = _readable_event(request, session)
+        rows = event_cues(session, event.id, language or event.caption_language)
+        return render_webvtt(Cue(r.start_seconds, r.end_seconds, tuple(r.text.split("\n"))) for r in rows)
+
+    text = await request.app[DB].run(work)
+    return web.Response(text=text, content_type="text/vtt", charset="utf-8")
+
+
+@routes.get("/api/v1/events/{ref}/transcript")
+async def transcript(request: web.Request) -> web.Response:
+    """Caption segments as JSON; ``?q=`` keeps those containing the words (case-insensitive)."""
+    query = request.query.get("q", "").strip()[:200] or None
+
+    def work(session: Session) -> dict[str, Any]:
+        event = _readable_event(request, session)
+        rows = event_cues(session, event.id, query=query, limit=5000)
+        return {
+            "event_id": event.id,
+            "segments": [
+                {"start": r.start_seconds, "end": r.end_seconds, "text": r.text, "language": r.language}
+                for r in rows
+            ],
+        }
+
+    return web.json_response(await request.app[DB].run(work))

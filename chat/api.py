@@ -1,0 +1,92 @@
+"""HTTP side of the chat: an event's moderators, and its transcript (for the replay)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from chat import service as svc
+from live_server import events as ev
+from live_server.errors import Forbidden, NotFound
+from live_server.keys import DB, MEDIA_PASS
+from live_server.middleware import identity_of, require_identity
+from live_server.models import User, Visibility
+from web.media import MediaPass
+
+routes = web.RouteTableDef()
+
+
+def _not_found(exc: svc.ChatError) -> NotFound:
+    return NotFound(exc.message, code=exc.code)
+
+
+@routes.get("/api/v1/events/{ref}/chat/messages")
+async def transcript(request: web.Request) -> web.Response:
+    """Every visible message with its stream offset; moderators may add ``?deleted=1`` for the audit trail."""
+    identity = identity_of(request)
+    user = identity.user if identity else None
+    want_deleted = request.query.get("deleted") in ("1", "true")
+    media_pass = request.app[MEDIA_PASS]
+
+    def work(session: Session) -> dict[str, Any]:
+        event = ev.get_event(session, request.match_info["ref"])
+        ev.ensure_readable(user, event)
+        moderator = svc.is_moderator(session, event.id, event.owner_id, user)
+        if event.visibility == Visibility.AUTHENTICATED and user is None:
+            raise NotFound("no such event")
+        if event.visibility == Visibility.PASSWORD and not moderator and not media_pass.check(
+            event.id, request.cookies.get(MediaPass.cookie_name(event.id))
+        ):
+            raise Forbidden("open the event page and enter its password first", code="password_required")
+        if want_deleted and not moderator:
+            raise Forbidden("only the event's owner and moderators see deleted messages")
+        return {"event": event.id, "messages": svc.transcript(session, event.id, include_deleted=want_deleted)}
+
+    return web.json_response(await request.app[DB].run(work))
+
+
+def _managed_event(session: Session, user: User, ref: str) -> Any:
+    event = ev.get_event(session, ref)
+    ev.ensure_manageable(user, event)
+    return event
+
+
+@routes.get("/api/v1/events/{ref}/moderators")
+async def list_moderators(request: web.Request) -> web.Response:
+    user = require_identity(request).user
+
+    def work(session: Session) -> list[dict[str, Any]]:
+        return svc.list_moderators(session, _managed_event(session, user, request.match_info["ref"]).id)
+
+    return web.json_response({"moderators": await request.app[DB].run(work)})
+
+
+@routes.put("/api/v1/events/{ref}/moderators/{username}")
+async def add_moderator(request: web.Request) -> web.Response:
+    user = require_identity(request).user
+
+    def work(session: Session) -> dict[str, Any]:
+        event = _managed_event(session, user, request.match_info["ref"])
+        try:
+            return svc.add_moderator(session, event.id, request.match_info["username"], user)
+        except svc.ChatError as exc:
+            raise _not_found(exc) from None
+
+    return web.json_response(await request.app[DB].run(work))
+
+
+@routes.delete("/api/v1/events/{ref}/moderators/{username}")
+async def remove_moderator(request: web.Request) -> web.Response:
+    user = require_identity(request).user
+
+    def work(session: Session) -> None:
+        event = _managed_event(session, user, request.match_info["ref"])
+        try:
+            svc.remove_moderator(session, event.id, request.match_info["username"])
+        except svc.ChatError as exc:
+            raise _not_found(exc) from None
+
+    await request.app[DB].run(work)
+    return web.Response(status=204)

@@ -1,0 +1,197 @@
+"""WHIP over HTTP (RFC 9725): POST an offer to /whip, DELETE/PATCH the session URL, OPTIONS for CORS.
+
+The endpoint is the event's ``stream.whip_url``; the stream key is the bearer token, so the key
+alone chooses the event, exactly as with RTMP. Answers are plain text (WHIP clients show them to
+people) and every response carries CORS headers, so browser publishers on other origins work.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from ingest.publishing import PublishRejected
+from ingest.whip.sdp import IceServer, OfferError, ice_server_link, parse_ice_server, parse_trickle_fragment
+from ingest.whip.session import WhipOptions, WhipSession, WhipSessionGone, WhipSessions
+from live_server.keys import LIVE, SETTINGS, WHIP
+from live_server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["routes", "whip_sessions", "options_from_settings"]
+
+routes = web.RouteTableDef()
+
+SDP = "application/sdp"
+SDP_FRAG = "application/trickle-ice-sdpfrag"
+SESSION_PATH = "/whip/session/{session_id}"
+
+#: PublishRejected.reason → HTTP status (anything else: 409).
+_REJECTION_STATUS = {"bad_key": 401, "already_live": 409, "shutting_down": 503, "too_many_sessions": 503}
+
+
+def options_from_settings(settings: Settings) -> WhipOptions:
+    return WhipOptions(
+        ice_servers=ice_servers(settings),
+        host_addresses=tuple(settings.whip_host_addresses),
+        ice_timeout=settings.whip_ice_timeout_seconds,
+        media_timeout=settings.whip_media_timeout_seconds,
+        keyframe_seconds=settings.segment_seconds,
+        allow_vp8=settings.whip_vp8_transcode,
+        transcode_bitrate=settings.whip_transcode_bitrate_kbps * 1000,
+        audio_bitrate=settings.whip_audio_bitrate_kbps * 1000,
+        max_sessions=settings.whip_max_sessions,
+    )
+
+
+def ice_servers(settings: Settings) -> tuple[IceServer, ...]:
+    credential = settings.whip_turn_credential.get_secret_value()
+    return tuple(parse_ice_server(url, settings.whip_turn_username, credential) for url in settings.whip_ice_servers)
+
+
+async def whip_sessions(app: web.Application) -> AsyncIterator[None]:
+    """WHIP sessions start and stop with the app, after (and closed before) the live pipeline."""
+    sessions = WhipSessions(app[LIVE], options_from_settings(app[SETTINGS]))
+    app[WHIP] = sessions
+    try:
+        yield
+    finally:
+        await sessions.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _cors(headers: dict[str, str] | None = None) -> dict[str, str]:
+    base = {
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Accept-Post",
+    }
+    base.update(headers or {})
+    return base
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    extra = dict(headers or {})
+    if status == 401:
+        extra["WWW-Authenticate"] = 'Bearer realm="live-server WHIP"'
+    return web.Response(status=status, text=f"{message}\n", headers=_cors({"X-Error-Code": code, **extra}))
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _link_headers(request: web.Request) -> list[tuple[str, str]]:
+    return [("Link", ice_server_link(server)) for server in request.app[WHIP].options.ice_servers]
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _whip(handler: Handler) -> Handler:
+    """Plain-text errors with CORS headers for every WHIP failure (not the API's JSON envelope)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except OfferError as exc:
+            log.info("WHIP %s from %s refused (%s): %s", request.method, request.remote, exc.code, exc.message)
+            return _error(exc.status, exc.code, exc.message)
+        except WhipSessionGone:
+            return _error(404, "not_found", "no such WHIP session (it ended or never existed)")
+
+    return wrapped
+
+
+# --------------------------------------------------------------------------- routes
+
+@routes.options("/whip")
+@_whip
+async def endpoint_options(request: web.Request) -> web.StreamResponse:
+    headers = _cors({
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Max-Age": "600",
+        "Accept-Post": SDP,
+        "Allow": "POST, OPTIONS",
+    })
+    response = web.Response(status=204, headers=headers)
+    for name, value in _link_headers(request):
+        response.headers.add(name, value)
+    return response
+
+
+@routes.post("/whip")
+@_whip
+async def publish(request: web.Request) -> web.StreamResponse:
+    if request.content_type != SDP:
+        return _error(415, "unsupported_media_type", f"send the SDP offer as {SDP}", {"Accept-Post": SDP})
+    key = _bearer(request)
+    if key is None:
+        return _error(401, "unauthorized", "send the event's stream key as Authorization: Bearer <stream key>")
+    try:
+        offer = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        return _error(400, "malformed_sdp", "malformed SDP: the offer is not UTF-8 text")
+    sessions = request.app[WHIP]
+    try:
+        session, answer = await sessions.create(offer, key, request.remote or "unknown")
+    except PublishRejected as exc:
+        status = _REJECTION_STATUS.get(exc.reason, 409)
+        headers = {"Retry-After": "5"} if status == 503 else None
+        return _error(status, exc.reason or "rejected", exc.message, headers)
+    location = request.app.router["whip_session"].url_for(session_id=session.id)
+    response = web.Response(status=201, body=answer.encode(), content_type=SDP, headers=_cors({
+        "Location": str(location),
+        "ETag": f'"{session.etag}"',
+        "Accept-Patch": SDP_FRAG,
+    }))
+    for name, value in _link_headers(request):
+        response.headers.add(name, value)
+    return response
+
+
+def _session_for(request: web.Request) -> WhipSession:
+    session = request.app[WHIP].get(request.match_info["session_id"])
+    presented = _bearer(request)
+    # The session URL is an unguessable capability; a bearer, when sent, must still be the right key.
+    if presented is not None and not secrets.compare_digest(presented, session.stream_key):
+        raise OfferError(401, "unauthorized", "this stream key does not own the WHIP session")
+    return session
+
+
+@routes.delete(SESSION_PATH, name="whip_session")
+@_whip
+async def end_session(request: web.Request) -> web.StreamResponse:
+    session = _session_for(request)
+    await session.close("publisher ended the session (DELETE)")
+    return web.Response(status=200, headers=_cors())
+
+
+@routes.patch(SESSION_PATH)
+@_whip
+async def trickle(request: web.Request) -> web.StreamResponse:
+    session = _session_for(request)
+    if request.content_type != SDP_FRAG:
+        return _error(415, "unsupported_media_type", f"PATCH takes {SDP_FRAG} (trickle ICE)", {"Accept-Patch": SDP_FRAG})
+    match = request.headers.get("If-Match")
+    if match not in (None, "*", f'"{session.etag}"'):
+        return _error(412, "precondition_failed", "the If-Match ETag does not match this WHIP session")
+    fragment = parse_trickle_fragment(await request.text())
+    await session.add_trickle(fragment)
+    return web.Response(status=204, headers=_cors())
+
+
+@routes.options(SESSION_PATH)
+async def session_options(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=204, headers=_cors({
+        "Access-Control-Allow-Methods": "PATCH, DELETE, OPTIONS",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+        "Access-Control-Max-Age": "600",
+        "Accept-Patch": SDP_FRAG,
+        "Allow": "PATCH, DELETE, OPTIONS",
+    }))

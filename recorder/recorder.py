@@ -1,0 +1,208 @@
+"""Records every live run from the packager's output, across reconnects, and says so in events.
+
+``Recorder`` plugs into ``LiveStreams`` twice: as a ``MediaTap`` for the run's lifecycle (a
+publish started, the run ended) and as a ``SegmentObserver`` for each listed segment. It records
+the top rendition (the only one in passthrough): each listed segment is hard-linked and journaled
+inline, within the listing callback, so what the packager listed is on the recording's disk
+before the next segment. Reconnects arrive as the packager's discontinuities; a segment missing
+in between (a gap) is marked as one too. At the run's end the VOD playlists are written and the
+catalog told, before the event itself is marked ended: the replay is ready when the live ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ingest.packaging.playlist import Segment
+from live_server.layout import recording_folder
+from live_server.metrics import Metrics
+
+from .events import RecordingFinished, RecordingSink, RecordingStarted, SegmentCompleted
+from .storage import MASTER, RecordingFiles
+
+if TYPE_CHECKING:
+    from ingest.live import LiveEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActiveRecording:
+    """One recording in progress (one live run of one event)."""
+
+    recording_id: int
+    event_id: int
+    live: "LiveEvent"
+    rendition: str
+    files: RecordingFiles
+    segments: list[Segment] = field(default_factory=list)
+    duration: float = 0.0
+    size_bytes: int = 0
+    last_source_sequence: int | None = None
+    copying: "asyncio.Future[None] | None" = None  # chain of copies when links are impossible
+    failed: str | None = None
+
+    def stream_time(self, now: float, publishing: bool, segment_seconds: float) -> float:
+        """Where "now" of the live stream falls on the recording's timeline."""
+        if not self.segments:
+            return 0.0
+        last = self.segments[-1]
+        if not publishing or last.program_date_time is None:
+            return self.duration
+        ahead = now - (last.program_date_time.timestamp() + last.duration)
+        return self.duration + min(max(ahead, 0.0), 3 * segment_seconds)
+
+
+class Recorder:
+    """``MediaTap`` + ``SegmentObserver`` that turns live runs into recordings."""
+
+    def __init__(self, media_dir: Path, sink: RecordingSink, metrics: Metrics, min_free_bytes: int) -> None:
+        self.media_dir = media_dir
+        self.sink = sink
+        self.metrics = metrics
+        self.min_free_bytes = min_free_bytes
+        self.active: dict[int, ActiveRecording] = {}
+
+    # --- disk guard ------------------------------------------------------------------------
+    def free_bytes(self) -> int:
+        self.media_dir.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.media_dir).free
+        self.metrics.recording_disk_free.set(free)
+        self.metrics.recording_disk_low.set(1 if free < self.min_free_bytes else 0)
+        return free
+
+    # --- MediaTap --------------------------------------------------------------------------
+    async def publish_started(self, live: "LiveEvent") -> None:
+        current = self.active.get(live.event_id)
+        if current is not None and current.live is live:
+            return  # a reconnect: the packager marks the discontinuity, the recording goes on
+        free = self.free_bytes()
+        if free < self.min_free_bytes:
+            self.metrics.recordings_refused.labels("disk_space").inc()
+            log.error("event %s: not recording: %d MiB free on the media disk, below the %d MiB floor",
+                      live.event_id, free // 2**20, self.min_free_bytes // 2**20)
+            return
+        folder = recording_folder(self.media_dir, live.event_id, live.started_at)
+        started = RecordingStarted(live.event_id, live.started_at, folder.relative_to(self.media_dir).as_posix())
+        recording_id = await self.sink.recording_started(started)
+        if recording_id is None:
+            return  # this event opted out
+        files = RecordingFiles(folder)
+        await asyncio.get_running_loop().run_in_executor(None, files.create, live.options.segment_seconds)
+        self.active[live.event_id] = ActiveRecording(recording_id, live.event_id, live, live.options.rendition_names[0], files)
+        self.metrics.recordings_active.set(len(self.active))
+        log.info("event %s: recording %d into %s", live.event_id, recording_id, started.media_path)
+
+    def on_media(self, live: "LiveEvent", kind: str, timestamp_ms: int, payload: bytes) -> None:
+        return  # segments, not media messages, are what gets recorded
+
+    async def publish_ended(self, live: "LiveEvent") -> None:
+        return
+
+    async def run_ended(self, live: "LiveEvent") -> None:
+        recording = self.active.get(live.event_id)
+        if recording is None or recording.live is not live:
+            return
+        del self.active[live.event_id]
+        self.metrics.recordings_active.set(len(self.active))
+        if recording.copying is not None:
+            await asyncio.gather(recording.copying, return_exceptions=True)  # copies still in flight
+        live_master = live.folder / MASTER
+        loop = asyncio.get_running_loop()
+        error = recording.failed
+        segments = recording.segments
+        summary = None
+        if segments:
+            try:
+                master_text = live_master.read_text(encoding="utf-8") if live_master.exists() else None
+                summary = await loop.run_in_executor(None, recording.files.finalize, segments, master_text, recording.rendition)
+            except OSError as exc:
+                error = f"cannot write the VOD playlists: {exc}"
+                log.exception("recording %d: finalizing failed", recording.recording_id)
+        elif error is None:
+            error = "no media was recorded"
+        await self.sink.recording_finished(RecordingFinished(
+            recording_id=recording.recording_id,
+            ended_at=datetime.now(timezone.utc),
+            segments=summary.segments if summary else 0,
+            duration_seconds=summary.duration_seconds if summary else 0.0,
+            size_bytes=summary.size_bytes if summary else 0,
+            discontinuities=summary.discontinuities if summary else 0,
+            error=None if summary else error,
+        ))
+        log.info("event %s: recording %d finished: %d segments, %.1f s", live.event_id, recording.recording_id,
+                 len(segments), recording.duration)
+
+    def health(self, event_id: int) -> dict[str, Any] | None:
+        recording = self.active.get(event_id)
+        if recording is None:
+            return {"recording": False}
+        return {"recording": True, "recording_id": recording.recording_id, "recorded_seconds": round(recording.duration, 3)}
+
+    # --- SegmentObserver -------------------------------------------------------------------
+    def on_segment(self, event_id: int, rendition: str, segment: Segment) -> None:
+        recording = self.active.get(event_id)
+        if recording is None or rendition != recording.rendition or recording.failed:
+            return
+        gap = recording.last_source_sequence is not None and segment.sequence != recording.last_source_sequence + 1
+        recording.last_source_sequence = segment.sequence
+        entry = replace(segment, sequence=len(recording.segments),
+                        discontinuity=bool(recording.segments) and (segment.discontinuity or gap))
+        source = recording.live.folder / rendition / segment.uri
+        if recording.copying is None or recording.copying.done():
+            try:
+                size = recording.files.link(source)
+            except OSError:
+                pass
+            else:
+                self._recorded(recording, entry, size)
+                return
+        recording.copying = asyncio.ensure_future(self._copy(recording, recording.copying, source, entry))
+
+    async def _copy(self, recording: ActiveRecording, previous: "asyncio.Future[None] | None", source: Path,
+                    entry: Segment) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)  # keep the journal in listing order
+        try:
+            size = await asyncio.get_running_loop().run_in_executor(None, recording.files.copy, source)
+        except OSError as exc:
+            log.error("recording %d: cannot store %s: %s", recording.recording_id, source.name, exc)
+            recording.failed = f"cannot store segments: {exc}"
+            return
+        self._recorded(recording, entry, size)
+
+    def _recorded(self, recording: ActiveRecording, entry: Segment, size: int) -> None:
+        try:
+            recording.files.append(entry)
+        except OSError as exc:
+            log.error("recording %d: cannot journal %s: %s", recording.recording_id, entry.uri, exc)
+            recording.failed = f"cannot write the journal: {exc}"
+            return
+        start = recording.duration
+        recording.segments.append(entry)
+        recording.duration += entry.duration
+        recording.size_bytes += size
+        self.metrics.recorded_segments.inc()
+        try:
+            self.sink.segment_completed(SegmentCompleted(
+                recording.recording_id, entry.sequence, recording.files.folder / entry.uri, start,
+                entry.duration, size, entry.discontinuity,
+            ))
+        except Exception:
+            log.exception("recording %d: segment_completed raised", recording.recording_id)
+
+    # --- for the chapters API --------------------------------------------------------------
+    def stream_time(self, event_id: int) -> tuple[int, float] | None:
+        """(recording id, current position on its timeline) while the event is being recorded here."""
+        recording = self.active.get(event_id)
+        if recording is None:
+            return None
+        publishing = recording.live.publisher is not None
+        return recording.recording_id, recording.stream_time(time.time(), publishing, recording.live.options.segment_seconds)

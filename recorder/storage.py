@@ -1,0 +1,260 @@
+"""A recording on disk: the live segments themselves, hard-linked, and an append-only journal.
+
+The crash-safe form is the HLS segments the packager already wrote: each listed segment of the
+recorded rendition is hard-linked (copied when the media folder spans file systems) into the
+recording folder, then one ``#EXTINF`` entry is appended to ``index.m3u8`` with a single write.
+A crash loses at most the entry being written; recovery keeps every complete entry. Hard links
+cost no space while the live folder also holds the segment.
+
+Layout of ``recordings/<event id>/<run>/``:
+
+- ``seg_NNNNNN.ts``: the segments (names of the live run);
+- ``index.m3u8``: the journal while recording (EVENT playlist, program date time per segment),
+  rewritten at the end as the full VOD playlist with ENDLIST;
+- ``vod.m3u8``: what players get: the full playlist or its trimmed view (playlist-level trim);
+- ``master.m3u8``: one variant (codecs and resolution from the live master) pointing at ``vod.m3u8``;
+- ``thumbnail.jpg``, ``download.mp4`` (made on demand by ``vod/``).
+
+The playlist functions are pure; the ``RecordingFiles`` methods do the file I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+from ingest.packaging.playlist import (
+    MediaPlaylist,
+    PlaylistParseError,
+    Segment,
+    VariantStream,
+    format_program_date_time,
+    parse_media_playlist,
+    render_master,
+    write_atomic,
+)
+
+JOURNAL = "index.m3u8"
+VOD_PLAYLIST = "vod.m3u8"
+MASTER = "master.m3u8"
+THUMBNAIL = "thumbnail.jpg"
+DOWNLOAD = "download.mp4"
+_SEGMENT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.ts$")
+
+
+class TrimError(ValueError):
+    """A trim that would leave nothing to play."""
+
+
+# --- pure playlist code ------------------------------------------------------------------
+
+
+def journal_header(target_duration: float) -> str:
+    return (
+        "#EXTM3U\n#EXT-X-VERSION:3\n"
+        f"#EXT-X-TARGETDURATION:{max(1, math.ceil(target_duration))}\n"
+        "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:EVENT\n"
+    )
+
+
+def journal_entry(segment: Segment) -> str:
+    """One segment's lines; every entry carries its wall clock so chat and chapters can be placed."""
+    lines = []
+    if segment.discontinuity:
+        lines.append("#EXT-X-DISCONTINUITY")
+    if segment.program_date_time is not None:
+        lines.append("#EXT-X-PROGRAM-DATE-TIME:" + format_program_date_time(segment.program_date_time))
+    lines.append(f"#EXTINF:{segment.duration:.3f},")
+    lines.append(segment.uri)
+    return "\n".join(lines) + "\n"
+
+
+def parse_journal(text: str) -> list[Segment]:
+    """The complete entries of a journal (a torn last entry is dropped), numbered from 0."""
+    lines = text.splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].startswith("#")):
+        lines.pop()  # a crash between the tags and the URI of the last entry
+    if not lines:
+        return []
+    try:
+        parsed = parse_media_playlist("\n".join(lines) + "\n")
+    except PlaylistParseError:
+        # The last URI itself may be torn ("seg_0000"): drop it and its tags.
+        while lines and not lines[-1].startswith("#EXTINF"):
+            lines.pop()
+        if lines:
+            lines.pop()
+        while lines and lines[-1].startswith("#EXT-X-") and not lines[-1].startswith("#EXT-X-PLAYLIST-TYPE"):
+            lines.pop()
+        parsed = parse_media_playlist("\n".join(lines) + "\n")
+    return [replace(s, sequence=i) for i, s in enumerate(parsed.playlist.segments)]
+
+
+def segment_starts(segments: Sequence[Segment]) -> list[float]:
+    starts, t = [], 0.0
+    for segment in segments:
+        starts.append(t)
+        t += segment.duration
+    return starts
+
+
+def trimmed(segments: Sequence[Segment], start: float = 0.0, end: float | None = None) -> tuple[list[Segment], float]:
+    """Segments that overlap ``[start, end)`` of the recording, and where the first one starts.
+
+    Trim is playlist-level: whole segments are kept, so the cut lands on the segment boundary at
+    or before ``start`` and at or after ``end`` (no re-encode).
+    """
+    kept: list[Segment] = []
+    offset = 0.0
+    for seg_start, segment in zip(segment_starts(segments), segments):
+        seg_end = seg_start + segment.duration
+        if seg_end <= start + 1e-6 or (end is not None and seg_start >= end - 1e-6):
+            continue
+        if not kept:
+            offset = seg_start
+        kept.append(segment)
+    if not kept:
+        raise TrimError("the trim leaves nothing to play")
+    return kept, offset
+
+
+def render_vod(segments: Sequence[Segment]) -> str:
+    """A VOD playlist (EXT-X-PLAYLIST-TYPE:VOD, ENDLIST) of these segments."""
+    if not segments:
+        raise ValueError("a VOD playlist needs at least one segment")
+    playlist = MediaPlaylist()
+    first = segments[0].sequence
+    for i, segment in enumerate(segments):
+        playlist.append(replace(segment, sequence=first + i, discontinuity=segment.discontinuity and i > 0))
+    return playlist.render_vod()
+
+
+def _attribute(line: str, name: str) -> str | None:
+    match = re.search(rf'(?:^|[:,]){name}=("[^"]*"|[^,]*)', line)
+    return match.group(1).strip('"') if match else None
+
+
+def vod_master(live_master: str | None, rendition: str | None, peak_bps: int) -> str:
+    """One-variant master for ``vod.m3u8``, keeping the codecs and resolution the live master advertised."""
+    codecs = resolution = frame_rate = None
+    lines = (live_master or "").splitlines()
+    for info, uri in zip(lines, lines[1:]):
+        if info.startswith("#EXT-X-STREAM-INF:") and (rendition is None or uri.startswith(f"{rendition}/")):
+            codecs = _attribute(info, "CODECS")
+            res = _attribute(info, "RESOLUTION")
+            if res and re.fullmatch(r"\d+x\d+", res):
+                w, h = res.split("x")
+                resolution = (int(w), int(h))
+            rate = _attribute(info, "FRAME-RATE")
+            frame_rate = float(rate) if rate and re.fullmatch(r"[\d.]+", rate) else None
+            break
+    variant = VariantStream(uri=VOD_PLAYLIST, bandwidth=max(peak_bps, 1), codecs=codecs,
+                            resolution=resolution, frame_rate=frame_rate)
+    return render_master([variant])
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiskSummary:
+    segments: int
+    duration_seconds: float
+    size_bytes: int
+    discontinuities: int
+
+
+class RecordingFiles:
+    """The files of one recording folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def create(self, target_duration: float) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        journal = self.folder / JOURNAL
+        if not journal.exists():
+            journal.write_text(journal_header(target_duration), encoding="utf-8")
+
+    def link(self, source: Path) -> int:
+        """Hard-link a listed live segment in (fast, inline); raises OSError when it cannot."""
+        target = self.folder / source.name
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            pass
+        return os.stat(target).st_size
+
+    def copy(self, source: Path) -> int:
+        """The fallback when links are impossible (another file system); run it in a thread."""
+        target = self.folder / source.name
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        return os.stat(target).st_size
+
+    def append(self, segment: Segment) -> None:
+        """Journal one segment with a single append (O_APPEND): complete or torn, never interleaved."""
+        data = journal_entry(segment).encode("utf-8")
+        fd = os.open(self.folder / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def journal_segments(self) -> list[Segment]:
+        """Journaled segments whose file is on disk (recovery, and the source of every view)."""
+        try:
+            text = (self.folder / JOURNAL).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [s for s in parse_journal(text) if _SEGMENT_NAME.match(s.uri) and (self.folder / s.uri).exists()]
+
+    def finalize(self, segments: Sequence[Segment], live_master: str | None, rendition: str | None) -> DiskSummary:
+        """Write the VOD playlists (full record, player view, master); ``segments`` must not be empty."""
+        sizes = [os.stat(self.folder / s.uri).st_size for s in segments]
+        write_atomic(self.folder / JOURNAL, render_vod(segments))
+        write_atomic(self.folder / VOD_PLAYLIST, render_vod(segments))
+        peak = max((int(size * 8 / s.duration) for size, s in zip(sizes, segments) if s.duration > 0.2), default=1)
+        write_atomic(self.folder / MASTER, vod_master(live_master, rendition, peak))
+        return DiskSummary(
+            segments=len(segments),
+            duration_seconds=round(sum(s.duration for s in segments), 3),
+            size_bytes=sum(sizes),
+            discontinuities=sum(1 for s in segments[1:] if s.discontinuity),
+        )
+
+    def write_view(self, start: float = 0.0, end: float | None = None) -> tuple[float, float]:
+        """Rewrite ``vod.m3u8`` as the trimmed view; returns (offset of its first segment, its duration)."""
+        kept, offset = trimmed(self.journal_segments(), start, end)
+        write_atomic(self.folder / VOD_PLAYLIST, render_vod(kept))
+        (self.folder / DOWNLOAD).unlink(missing_ok=True)  # the download follows the view
+        return round(offset, 3), round(sum(s.duration for s in kept), 3)
+
+    def view_segments(self) -> list[Segment]:
+        """The segments players get (after trim)."""
+        try:
+            parsed = parse_media_playlist((self.folder / VOD_PLAYLIST).read_text(encoding="utf-8"))
+        except (FileNotFoundError, PlaylistParseError):
+            return []
+        return parsed.playlist.segments
+
+    def size_bytes(self) -> int:
+        total = 0
+        for entry in os.scandir(self.folder):
+            if entry.is_file():
+                total += entry.stat().st_size
+        return total
+
+    def delete(self) -> None:
+        """Remove the folder, and its event folder when that becomes empty."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.folder.parent.rmdir()
+        except OSError:
+            pass

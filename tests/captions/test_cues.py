@@ -1,0 +1,108 @@
+"""Cue shaping and WebVTT: pure code, checked on examples and on generated word streams."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from captions.cues import (
+    Cue, CueRules, TimestampMap, WebVttError, Word, format_timestamp, parse_timestamp, parse_webvtt,
+    render_webvtt, shape_cues, words_from_result, wrap_lines,
+)
+
+RULES = CueRules()
+
+
+def test_vosk_result_loses_non_speech_tokens_and_maps_times() -> None:
+    result = {"result": [
+        {"word": "[unk]", "start": 0.1, "end": 0.3, "conf": 1.0},
+        {"word": "안녕", "start": 0.5, "end": 0.9, "conf": 0.8},
+        {"word": "-", "start": 0.9, "end": 1.0, "conf": 1.0},
+        {"word": "[0]", "start": 1.0, "end": 1.1, "conf": 1.0},
+        {"word": "하세요", "start": 1.1, "end": 1.6, "conf": 0.9},
+    ], "text": "..."}
+    words = words_from_result(result, lambda t: t + 10.0)
+    assert words == [Word("안녕", 10.5, 10.9), Word("하세요", 11.1, 11.6)]
+    assert words_from_result({"partial": ""}) == []
+
+
+def test_pause_splits_and_short_cue_is_stretched_to_one_second() -> None:
+    words = [Word("hello", 0.0, 0.3), Word("world", 0.35, 0.6), Word("again", 2.0, 2.4)]
+    cues = shape_cues(words)
+    assert [c.text for c in cues] == ["hello world", "again"]
+    assert cues[0].start == 0.0 and cues[0].end == pytest.approx(1.0)
+    assert cues[1].end == pytest.approx(3.0)
+
+
+def test_long_speech_is_cut_into_two_line_cues_of_at_most_seven_seconds() -> None:
+    words = [Word(f"word{i:02d}", i * 0.3, i * 0.3 + 0.25) for i in range(60)]
+    cues = shape_cues(words)
+    assert len(cues) > 3
+    assert all(len(c.lines) <= 2 and all(len(line) <= 42 for line in c.lines) for c in cues)
+    assert all(c.end - c.start <= 7.0 for c in cues)
+    assert " ".join(" ".join(c.lines) for c in cues) == " ".join(w.text for w in words)
+
+
+def test_a_word_longer_than_a_line_is_cut_not_lost() -> None:
+    assert wrap_lines(["a" * 50, "b"], 42) == ["a" * 42, "a" * 8 + " b"]
+
+
+words_strategy = st.lists(
+    st.tuples(
+        st.text(alphabet="abcdefghij가나다라마", min_size=1, max_size=15),
+        st.floats(min_value=0.0, max_value=2.0),  # gap before the word
+        st.floats(min_value=0.05, max_value=1.5),  # word duration
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(words_strategy)
+def test_shaped_cues_follow_the_rules(spec: list[tuple[str, float, float]]) -> None:
+    words, t = [], 0.0
+    for text, gap, duration in spec:
+        t += gap
+        words.append(Word(text, round(t, 3), round(t + duration, 3)))
+        t += duration
+    cues = shape_cues(words, RULES)
+    # Nothing lost, nothing reordered.
+    assert " ".join(" ".join(c.lines) for c in cues) == " ".join(w.text for w in words)
+    for index, cue in enumerate(cues):
+        assert 1 <= len(cue.lines) <= RULES.max_lines
+        assert all(len(line) <= RULES.max_line_chars for line in cue.lines)
+        assert cue.end - cue.start <= RULES.max_seconds + 1e-6
+        following = cues[index + 1].start if index + 1 < len(cues) else None
+        if following is not None:
+            assert cue.end <= following + 1e-6  # no overlap
+        if following is None or following >= cue.start + RULES.min_seconds:
+            assert cue.end - cue.start >= RULES.min_seconds - 1e-6
+
+
+def test_timestamps_round_trip() -> None:
+    assert format_timestamp(0) == "00:00:00.000"
+    assert format_timestamp(3725.5) == "01:02:05.500"
+    assert parse_timestamp("01:02:05.500") == 3725.5
+    assert parse_timestamp("02:05.250") == 125.25
+    with pytest.raises(ValueError):
+        format_timestamp(-1)
+    with pytest.raises(WebVttError, match="bad timestamp"):
+        parse_timestamp("1:2:3")
+
+
+def test_webvtt_round_trip_with_timestamp_map_and_escaping() -> None:
+    cues = [Cue(1.0, 2.5, ("a < b & c", "두 번째 줄")), Cue(3.0, 4.0, ("-->",))]
+    text = render_webvtt(cues, TimestampMap(126000, 12.0))
+    assert text.startswith("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:126000,LOCAL:00:00:12.000\n\n")
+    assert "-->\n" not in text.split("\n\n", 1)[1].replace(" --> ", "")  # payload cannot hold a timing arrow
+    tsmap, parsed = parse_webvtt(text)
+    assert tsmap == TimestampMap(126000, 12.0)
+    assert parsed[0] == cues[0]
+    assert parsed[1].start == 3.0 and parsed[1].lines == ("-->",)
+
+
+def test_invalid_webvtt_is_refused_with_the_reason() -> None:
+    with pytest.raises(WebVttError, match="missing WEBVTT"):
+        parse_webvtt("hello\n")
+    with pytest.raises(WebVttError, match="ends before it starts"):
+        parse_webvtt("WEBVTT\n\n00:00:02.000 --> 00:00:01.000\nx\n")

@@ -1,0 +1,127 @@
+"""Chat messages between real Socket.IO clients: delivery, history, persistence, text-only, limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from live_server.keys import DB
+from live_server.models import ChatMessage, Event, EventState
+from live_server.models import utcnow
+from tests.chat.conftest import ChatSite
+
+
+async def test_message_reaches_everyone_in_the_event_and_only_them(site: ChatSite) -> None:
+    event = await site.create_event(title="Algebra")
+    other = await site.create_event(title="Elsewhere")
+    alice, bob = site.user(), site.user()
+    a = await site.connect(event["slug"], alice)
+    b = await site.connect(event["id"], bob)
+    outsider = await site.connect(other["slug"], site.user())
+
+    ack = await a.call("send", {"text": "  hello everyone  "})
+    assert ack["ok"] is True and isinstance(ack["id"], int)
+    for chat in (a, b):
+        await chat.wait(lambda: chat.texts() == ["hello everyone"], what="the message")
+    message = b.messages()[0]
+    assert message["author"] == {"key": f"user:{alice.id}", "name": alice.username, "kind": "user"}
+    assert message["offset"] is None  # the event is not live: no stream time
+    assert outsider.texts() == []
+
+
+async def test_history_on_join_is_the_last_n_in_order(site: ChatSite) -> None:
+    event = await site.create_event()
+    author = site.user()
+    a = await site.connect(event["slug"], author)
+    for i in range(4):
+        assert (await a.call("send", {"text": f"m{i}"}))["ok"]
+    late = await site.connect(event["slug"])  # anonymous reader of a public event
+    welcome = await late.welcome()
+    assert [m["text"] for m in welcome["history"]] == ["m0", "m1", "m2", "m3"]
+    assert welcome["you"] == {"author": None, "moderator": False, "can_post": False}
+    refused = await late.call("send", {"text": "hi"})
+    assert refused["error"]["code"] == "login_required"
+
+
+@pytest.mark.chat_settings(chat_history_size=2)
+async def test_history_size_setting(site: ChatSite) -> None:
+    event = await site.create_event()
+    a = await site.connect(event["slug"], site.user())
+    for i in range(3):
+        await a.call("send", {"text": f"m{i}"})
+    late = await site.connect(event["slug"])
+    assert [m["text"] for m in (await late.welcome())["history"]] == ["m1", "m2"]
+
+
+async def test_messages_are_persisted_with_author_time_and_stream_offset(site: ChatSite) -> None:
+    event = await site.create_event()
+    started = utcnow()
+
+    def go_live(session: Any) -> None:
+        row = session.get(Event, event["id"])
+        row.state, row.started_at = EventState.LIVE, started
+
+    site.app[DB].transaction(go_live)
+    alice = site.user()
+    a = await site.connect(event["slug"], alice)
+    ack = await a.call("send", {"text": "at what time?"})
+    row = site.app[DB].transaction(lambda s: s.get(ChatMessage, ack["id"]))
+    assert row.user_id == alice.id and row.text == "at what time?" and row.event_id == event["id"]
+    assert row.created_at >= started
+    assert row.stream_offset is not None and 0 <= row.stream_offset == pytest.approx((row.created_at - started).total_seconds(), abs=0.01)
+    await a.wait(lambda: a.messages(), what="echo")
+    assert a.messages()[0]["offset"] == row.stream_offset
+
+    transcript = await (await site.client.get(f"/api/v1/events/{event['slug']}/chat/messages")).json()
+    assert [(m["text"], m["offset"]) for m in transcript["messages"]] == [("at what time?", row.stream_offset)]
+
+
+async def test_html_is_kept_and_echoed_as_plain_text(site: ChatSite) -> None:
+    event = await site.create_event()
+    a = await site.connect(event["slug"], site.user())
+    b = await site.connect(event["slug"], site.user())
+    payload = '<script>alert("x")</script><img src=x onerror=alert(1)> & &amp;'
+    ack = await a.call("send", {"text": payload})
+    await b.wait(lambda: b.texts() == [payload], what="the literal text")
+    stored = site.app[DB].transaction(lambda s: s.get(ChatMessage, ack["id"]).text)
+    assert stored == payload
+
+
+async def test_bad_input_is_an_error_to_that_client_only(site: ChatSite) -> None:
+    event = await site.create_event()
+    a = await site.connect(event["slug"], site.user())
+    b = await site.connect(event["slug"], site.user())
+    cases = [
+        ({"text": 42}, "bad_request"),
+        ({"text": "x", "admin": True}, "bad_request"),
+        (["not", "an", "object"], "bad_request"),
+        ({"text": "   "}, "empty"),
+        ({"text": "x" * (site.settings.chat_max_message_length + 1)}, "too_long"),
+    ]
+    for payload, code in cases:
+        reply = await a.call("send", payload)
+        assert reply["error"]["code"] == code, (payload, reply)
+    assert (await a.call("no_such_thing", {}))["error"]["code"] == "unknown_event_name"
+    await a.wait(lambda: len(a.of("error")) == len(cases) + 1, what="one error event per refusal")
+    assert all(e["event"] for e in a.of("error"))
+    assert b.of("error") == [] and b.messages() == []
+    assert (await a.call("send", {"text": "still here"}))["ok"]
+
+
+async def test_unknown_event_is_refused_at_connect(site: ChatSite) -> None:
+    chat = await site.connect("no-such-event", expect_refusal=True)
+    assert chat.connect_error == {"message": "no such event", "data": {"code": "unknown_event", "message": "no such event"}}
+    bad = await site.connect(None, expect_refusal=True)
+    assert bad.connect_error["data"]["code"] == "bad_request"
+
+
+@pytest.mark.chat_settings(chat_max_frame_bytes=2048)
+async def test_oversize_frame_closes_the_connection(site: ChatSite) -> None:
+    event = await site.create_event()
+    a = await site.connect(event["slug"], site.user())
+    b = await site.connect(event["slug"], site.user())
+    await a.sio.emit("send", {"text": "y" * 5000})
+    await a.wait(lambda: a.disconnected.is_set(), what="disconnect")
+    assert (await b.call("send", {"text": "unaffected"}))["ok"]

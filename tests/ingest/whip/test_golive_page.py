@@ -1,0 +1,124 @@
+"""The lecturer goes live from the event page in Chromium (fake camera and microphone) over WHIP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from live_server.keys import WHIP
+from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.whip.conftest import WHIP_SETTINGS
+from tests.media import count_video_frames, decode_errors
+
+
+async def _owner_page(live: Live, browser: Any, slug: str, init_script: str | None = None) -> tuple[Any, Any, list[str]]:
+    context = await browser.new_context()
+    cookie = live.client.session.cookie_jar.filter_cookies(live.client.make_url("/"))["live_session"]
+    await context.add_cookies([{"name": "live_session", "value": cookie.value, "url": str(live.client.make_url("/"))}])
+    if init_script:
+        await context.add_init_script(init_script)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(str(live.client.make_url(f"/events/{slug}")))
+    return context, page, errors
+
+
+@pytest.mark.live_settings(**WHIP_SETTINGS)
+async def test_lecturer_goes_live_from_the_event_page(live: Live, webrtc_browser: Any) -> None:
+    event = await live.create_event(dvr=True)
+    context, page, errors = await _owner_page(live, webrtc_browser, event["slug"])
+    try:
+        assert await page.inner_text("#golive-title") == "Go live from this browser"
+        await page.click("#golive-preview-button")
+        await page.wait_for_function("() => document.getElementById('golive-preview').videoWidth > 0", timeout=10_000)
+        assert await page.locator("#golive-camera option").count() >= 1
+        await page.click("#golive-start")
+        await page.wait_for_function("() => document.getElementById('golive-state').dataset.state === 'live'", timeout=20_000)
+        await wait_for(lambda: event_state_is(live, event, "live"), 20, "the event to go live from the browser")
+        (session,) = live.app[WHIP].sessions.values()
+        assert session.summary.video in ("h264", "vp8")
+        health = (await live.event(event["id"]))["stream"]["health"]
+        assert health["protocol"] == "whip"
+        await page.wait_for_timeout(2000)
+        await page.click("#golive-stop")
+        assert await page.get_attribute("#golive-state", "data-state") == "stopped"
+        await wait_for(lambda: _no_sessions(live), 10, "the browser's DELETE to end the session")
+        await wait_for(lambda: event_state_is(live, event, "ended"), 10, "the end after the grace period")
+        assert errors == []
+    finally:
+        await context.close()
+    assert count_video_frames(live.folder(event["id"]) / "source" / "dvr.m3u8") >= 30
+
+
+async def _no_sessions(live: Live) -> bool:
+    return not live.app[WHIP].sessions
+
+
+DENY_CAMERA = """
+navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
+"""
+NO_WEBRTC = "delete window.RTCPeerConnection;"
+
+
+@pytest.mark.live_settings(**WHIP_SETTINGS)
+async def test_clear_messages_when_camera_denied_or_webrtc_blocked(live: Live, webrtc_browser: Any) -> None:
+    event = await live.create_event()
+    context, page, _ = await _owner_page(live, webrtc_browser, event["slug"], DENY_CAMERA)
+    try:
+        await page.click("#golive-start")
+        await page.wait_for_selector("#golive-message:not([hidden])")
+        assert "access was denied" in await page.inner_text("#golive-message")
+        assert await page.get_attribute("#golive-state", "data-state") == "failed"
+    finally:
+        await context.close()
+    context, page, _ = await _owner_page(live, webrtc_browser, event["slug"], NO_WEBRTC)
+    try:
+        assert "WebRTC is turned off or blocked" in await page.inner_text("#golive-message")
+        assert await page.is_disabled("#golive-start")
+    finally:
+        await context.close()
+    assert live.app[WHIP].sessions == {}
+
+    # Viewers (not the owner) never see the control.
+    anonymous = await webrtc_browser.new_page()
+    await anonymous.goto(str(live.client.make_url(f"/events/{event['slug']}")))
+    assert await anonymous.locator("#golive").count() == 0
+    await anonymous.close()
+
+
+#: A browser that will not send H.264 (e.g. Firefox without OpenH264): its video offer is VP8 only.
+VP8_ONLY = """
+const addTransceiver = RTCPeerConnection.prototype.addTransceiver;
+RTCPeerConnection.prototype.addTransceiver = function (trackOrKind, init) {
+  const transceiver = addTransceiver.call(this, trackOrKind, init);
+  if ((trackOrKind.kind || trackOrKind) === "video") {
+    transceiver.setCodecPreferences(RTCRtpReceiver.getCapabilities("video").codecs.filter(c => /vp8|rtx/i.test(c.mimeType)));
+    transceiver.setCodecPreferences = () => {};
+  }
+  return transceiver;
+};
+"""
+
+
+@pytest.mark.live_settings(**WHIP_SETTINGS)
+async def test_vp8_only_browser_is_transcoded_to_h264(live: Live, webrtc_browser: Any) -> None:
+    event = await live.create_event(dvr=True)
+    context, page, errors = await _owner_page(live, webrtc_browser, event["slug"], VP8_ONLY)
+    try:
+        await page.click("#golive-start")
+        await page.wait_for_function("() => document.getElementById('golive-state').dataset.state === 'live'", timeout=20_000)
+        (session,) = live.app[WHIP].sessions.values()
+        assert session.summary.video == "vp8"
+        await wait_for(lambda: event_state_is(live, event, "live"), 20, "the event to go live through the VP8 transcode")
+        master = await (await live.client.get(f"/live/{event['slug']}/master.m3u8")).text()
+        assert "avc1." in master and "RESOLUTION=" in master
+        await page.click("#golive-stop")
+        await wait_for(lambda: event_state_is(live, event, "ended"), 15, "the end after the grace period")
+        assert errors == []
+    finally:
+        await context.close()
+    dvr = live.folder(event["id"]) / "source" / "dvr.m3u8"
+    assert count_video_frames(dvr) >= 15
+    assert decode_errors(dvr) == ""

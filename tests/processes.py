@@ -1,0 +1,95 @@
+"""Server processes started the way operators start them (``live-server run``), for multi-process tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    return subprocess.run([str(BIN / "live-server"), *args], env=env, check=True, capture_output=True, text=True).stdout
+
+
+def base_env(workdir: Path, **settings: Any) -> dict[str, str]:
+    """Environment for a server on its own catalog and media folder; ``settings`` become LIVE_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
+    env.update({"LIVE_DATA_DIR": str(workdir), "LIVE_MEDIA_DIR": str(workdir / "media"), "LIVE_LOG_LEVEL": "INFO",
+                "LIVE_SECRET_KEY": "test-secret-key-shared-by-all-workers-0123456789"})
+    env.update({f"LIVE_{k.upper()}": str(v) for k, v in settings.items()})
+    return env
+
+
+@dataclass
+class ServerProcess:
+    env: dict[str, str]
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 30) -> "ServerProcess":
+        self.process = subprocess.Popen(
+            [str(BIN / "live-server"), "run", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env, stdin=subprocess.DEVNULL, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while True:
+                try:
+                    async with http.get(f"{self.url}/healthz") as resp:
+                        if resp.status == 200:
+                            return self
+                except aiohttp.ClientError:
+                    pass
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+                await asyncio.sleep(0.2)
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    async def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server did not exit within {timeout} s")
+            await asyncio.sleep(0.1)
+        return self.process.returncode
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def create_event(env: dict[str, str], owner: str, title: str, *extra: str) -> dict[str, Any]:
+    return json.loads(cli(env, "events", "create", "--title", title, "--owner", owner, "--json", *extra))

@@ -1,0 +1,103 @@
+"""The catalog side of recordings on both catalogs: per-event switch, transcript search, retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import select
+
+from live_server.db import Database
+from live_server.models import CaptionSegment, Event, Recording, RecordingState, Visibility, utcnow
+from live_server.settings import Settings
+from tests.support import Account, login
+from recorder.events import RecordingStarted
+from vod.catalog import RecordingCatalog
+
+
+def _recording(session: Any, owner: int, title: str, visibility: Visibility = Visibility.PUBLIC,
+               captions: tuple[tuple[float, str], ...] = (), claimed: bool = True) -> int:
+    event = Event(slug=title.lower().replace(" ", "-"), title=title, owner_id=owner, visibility=visibility)
+    session.add(event)
+    session.flush()
+    row = Recording(event_id=event.id, owner_id=owner, title=title, description="", visibility=visibility,
+                    state=RecordingState.READY, media_path=f"recordings/{event.id}/run", duration_seconds=600)
+    session.add(row)
+    session.flush()
+    for start, text in captions:
+        session.add(CaptionSegment(event_id=event.id, recording_id=row.id if claimed else None, language="en",
+                                   start_seconds=start, end_seconds=start + 3, text=text))
+    return row.id
+
+
+async def test_search_finds_caption_words_at_their_time(client: Any, db: Database, make_user: Callable[..., Account]) -> None:
+    prof = make_user("lecturer")
+    ids = db.transaction(lambda s: (
+        _recording(s, prof.id, "Thermodynamics", captions=((12.5, "Today we talk about entropy"),
+                                                           (95.0, "Entropy never decreases in an isolated system"))),
+        _recording(s, prof.id, "Organic chemistry", captions=((30.0, "Benzene rings are aromatic"),), claimed=False),
+        _recording(s, prof.id, "Private seminar", Visibility.AUTHENTICATED, captions=((5.0, "entropy again"),)),
+    ))
+    thermo, organic, private = ids
+
+    resp = await client.get("/api/v1/search?q=Entropy")
+    assert resp.status == 200
+    results = (await resp.json())["results"]
+    assert [r["recording"]["id"] for r in results] == [thermo]  # the private one is not shown to strangers
+    assert [m["start"] for m in results[0]["matches"]] == [12.5, 95.0]
+    assert "entropy" in results[0]["matches"][0]["text"]
+
+    # Captions not yet claimed by a recording are found through their event's latest recording.
+    body = await (await client.get("/api/v1/search?q=aromatic benzene")).json()
+    assert [(r["recording"]["id"], r["matches"][0]["start"]) for r in body["results"]] == [(organic, 30.0)]
+    # Titles are searched too; nothing matches nonsense; FTS syntax in the query is just text.
+    body = await (await client.get("/api/v1/search?q=chemistry")).json()
+    assert body["results"][0]["recording"]["id"] == organic and body["results"][0]["title_match"]
+    assert (await (await client.get("/api/v1/search?q=xylophone")).json())["results"] == []
+    assert (await client.get('/api/v1/search?q=entropy" OR "*')).status == 200
+    assert (await client.get("/api/v1/search?q=%20")).status == 422
+
+    await login(client, prof)  # the owner finds the private one as well
+    body = await (await client.get("/api/v1/search?q=entropy")).json()
+    assert {r["recording"]["id"] for r in body["results"]} == {thermo, private}
+
+
+async def test_retention_deletes_old_recordings_files_and_rows(db: Database, settings: Settings,
+                                                               make_user: Callable[..., Account], tmp_path: Path) -> None:
+    prof = make_user("lecturer")
+    old, recent = db.transaction(lambda s: (_recording(s, prof.id, "Old lecture"), _recording(s, prof.id, "New lecture")))
+
+    def age(session: Any) -> list[str]:
+        session.get(Recording, old).created_at = utcnow() - timedelta(days=40)
+        return [r.media_path for r in session.scalars(select(Recording).order_by(Recording.id))]
+
+    paths = db.transaction(age)
+    for path in paths:
+        (settings.media_dir / path).mkdir(parents=True)
+        (settings.media_dir / path / "seg_000000.ts").write_bytes(b"\x47" * 188)
+    catalog = RecordingCatalog(db, settings.media_dir, "ffmpeg")
+    assert await catalog.apply_retention(0) == []  # opt-in: 0 keeps everything
+    assert await catalog.apply_retention(30) == [old]
+    assert not (settings.media_dir / paths[0]).exists() and (settings.media_dir / paths[1]).exists()
+    assert db.transaction(lambda s: [r.id for r in s.scalars(select(Recording))]) == [recent]
+
+
+async def test_recording_follows_the_event_switch_and_inherits_from_it(db: Database, settings: Settings,
+                                                                      make_user: Callable[..., Account]) -> None:
+    prof = make_user("lecturer")
+
+    def events(session: Any) -> tuple[int, int]:
+        on = Event(slug="on", title="Recorded", description="Week 3", owner_id=prof.id, visibility=Visibility.AUTHENTICATED)
+        off = Event(slug="off", title="Not recorded", owner_id=prof.id, record=False)
+        session.add_all([on, off])
+        session.flush()
+        return on.id, off.id
+
+    on, off = db.transaction(events)
+    catalog = RecordingCatalog(db, settings.media_dir, "ffmpeg")
+    assert await catalog.recording_started(RecordingStarted(off, utcnow(), "recordings/2/run")) is None
+    recording_id = await catalog.recording_started(RecordingStarted(on, utcnow(), "recordings/1/run"))
+    row = db.transaction(lambda s: s.get(Recording, recording_id))
+    assert (row.title, row.description, row.visibility, row.state, row.owner_id) == (
+        "Recorded", "Week 3", Visibility.AUTHENTICATED, RecordingState.RECORDING, prof.id)

@@ -1,0 +1,86 @@
+"""Who may see and manage a recording, and how it looks in the API.
+
+The rules are the events' (``live_server/events.py``): owners and admins manage; authenticated
+recordings answer 404 to anonymous callers; only ready recordings are shown to non-owners.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, or_, select
+
+from live_server.errors import Forbidden, NotFound
+from live_server.models import Recording, RecordingState, Role, User, Visibility
+
+PRIVATE = (Visibility.AUTHENTICATED, Visibility.PASSWORD)
+
+
+def can_manage(user: User | None, recording: Recording) -> bool:
+    return user is not None and (user.role == Role.ADMIN or recording.owner_id == user.id)
+
+
+def is_private(visibility: Visibility) -> bool:
+    """Media of private recordings needs a pass (as for live media)."""
+    return visibility in PRIVATE
+
+
+def ensure_readable(user: User | None, recording: Recording) -> None:
+    if can_manage(user, recording):
+        return
+    if recording.state != RecordingState.READY:
+        raise NotFound("no such recording")
+    if recording.visibility == Visibility.AUTHENTICATED and user is None:
+        raise NotFound("no such recording")
+
+
+def ensure_manageable(user: User | None, recording: Recording) -> None:
+    if can_manage(user, recording):
+        return
+    ensure_readable(user, recording)
+    raise Forbidden("you can only manage your own recordings")
+
+
+def listed(user: User | None) -> Select[tuple[Recording]]:
+    """Recordings a caller finds in lists and search (unlisted ones only by their owner)."""
+    query = select(Recording)
+    if user is not None and user.role == Role.ADMIN:
+        return query
+    shown = [Visibility.PUBLIC, Visibility.PASSWORD]
+    if user is not None:
+        shown.append(Visibility.AUTHENTICATED)
+    public = (Recording.visibility.in_(shown)) & (Recording.state == RecordingState.READY)
+    return query.where(or_(public, Recording.owner_id == user.id) if user is not None else public)
+
+
+def recording_json(recording: Recording, base_url: str, manage: bool) -> dict[str, Any]:
+    rid = recording.id
+    api = f"{base_url}/api/v1/recordings/{rid}"
+    data: dict[str, Any] = {
+        "id": rid,
+        "event_id": recording.event_id,
+        "owner_id": recording.owner_id,
+        "title": recording.title,
+        "description": recording.description,
+        "visibility": recording.visibility.value,
+        "state": recording.state.value,
+        "duration_seconds": recording.duration_seconds,
+        "size_bytes": recording.size_bytes,
+        "discontinuities": recording.discontinuities,
+        "trim_start": recording.trim_start,
+        "trim_end": recording.trim_end,
+        "created_at": recording.created_at.isoformat(),
+        "ended_at": recording.ended_at.isoformat() if recording.ended_at else None,
+        "ready_at": recording.ready_at.isoformat() if recording.ready_at else None,
+        "page_url": f"{base_url}/recordings/{rid}",
+        "playback_url": f"{base_url}/vod/{rid}/master.m3u8",
+        "thumbnail_url": f"{base_url}/vod/{rid}/thumbnail.jpg" if recording.thumbnail_path else None,
+        "captions_url": f"{api}/captions.vtt",
+        "chapters_url": f"{api}/chapters.vtt",
+        "replay_url": f"{api}/replay",
+    }
+    if manage:
+        data["download_url"] = f"{api}/download.mp4"
+        data["media_path"] = recording.media_path
+        data["error"] = recording.error
+    return data

@@ -1,0 +1,136 @@
+"""Serving recordings: GET /vod/{id}/{file}, with the access rules of live media (``web/media.py``).
+
+Public recordings are served to anyone (CORS open); private ones (authenticated, password) need
+a signed pass, a cookie the replay page hands out, checked with one HMAC. A viewer who unlocked
+the live event holds that event's pass, which opens its recordings too; owners and admins are
+let in by their login. Where a recording lives is cached briefly, so players polling or
+fetching segments do not query the catalog each time. Segments are immutable; the playable
+playlist changes only on a trim, so it is cached for a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from live_server.db import Database
+from live_server.models import Recording, RecordingState, Role, User, Visibility
+from web.media import CONTENT_TYPES, SAFE_TAIL, MediaCache, MediaPass
+
+from .access import is_private
+
+VOD_COOKIE_PREFIX = "live_vod_"
+
+
+class RecordingPass:
+    """Signed, expiring proof that a browser may fetch a private recording's media."""
+
+    def __init__(self, secret: str, lifetime_seconds: int = 6 * 3600) -> None:
+        self._pass = MediaPass(secret + "|recordings", lifetime_seconds)  # a key of its own: ids differ from events'
+        self.lifetime = lifetime_seconds
+
+    def issue(self, recording_id: int) -> str:
+        return self._pass.issue(recording_id)
+
+    def check(self, recording_id: int, token: str | None) -> bool:
+        return self._pass.check(recording_id, token)
+
+    @staticmethod
+    def cookie_name(recording_id: int) -> str:
+        return f"{VOD_COOKIE_PREFIX}{recording_id}"
+
+
+@dataclass(frozen=True)
+class RecordingLocation:
+    recording_id: int
+    event_id: int | None
+    owner_id: int
+    folder: Path
+    visibility: Visibility
+    ready: bool
+
+
+class RecordingDirectory:
+    """Recording id → folder and access facts, cached for ``ttl_seconds``; invalidated on changes."""
+
+    def __init__(self, db: Database, media_dir: Path, ttl_seconds: float = 2.0) -> None:
+        self.db = db
+        self.media_dir = media_dir
+        self.ttl = ttl_seconds
+        self._cache: dict[int, tuple[float, RecordingLocation | None]] = {}
+
+    async def locate(self, recording_id: int) -> RecordingLocation | None:
+        cached = self._cache.get(recording_id)
+        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+            return cached[1]
+
+        def work(session: Session) -> RecordingLocation | None:
+            row = session.get(Recording, recording_id)
+            if row is None or not row.media_path:
+                return None
+            return RecordingLocation(row.id, row.event_id, row.owner_id, self.media_dir / row.media_path,
+                                     row.visibility, row.state == RecordingState.READY)
+
+        location = await self.db.run(work)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[recording_id] = (time.monotonic(), location)
+        return location
+
+    def invalidate(self, recording_id: int) -> None:
+        self._cache.pop(recording_id, None)
+
+
+class VodMediaHandler:
+    """GET /vod/{id}/{tail}: the files of a recording's folder."""
+
+    def __init__(self, directory: RecordingDirectory, cache: MediaCache, recording_pass: RecordingPass,
+                 event_pass: MediaPass) -> None:
+        self.directory = directory
+        self.cache = cache
+        self.recording_pass = recording_pass
+        self.event_pass = event_pass
+
+    async def __call__(self, request: web.Request, user: User | None) -> web.StreamResponse:
+        ref, tail = request.match_info["id"], request.match_info["tail"]
+        if not ref.isdigit() or not SAFE_TAIL.match(tail) or ".." in tail or tail.startswith("."):
+            raise web.HTTPNotFound(text="no such media\n")
+        location = await self.directory.locate(int(ref))
+        if location is None:
+            raise web.HTTPNotFound(text="no such recording\n")
+        manager = user is not None and (user.role == Role.ADMIN or user.id == location.owner_id)
+        if not location.ready and not manager:
+            raise web.HTTPNotFound(text="no such recording\n")
+        private = is_private(location.visibility)
+        if private and not manager and not self._has_pass(request, location, user):
+            raise web.HTTPForbidden(text="this recording's media needs a valid viewing pass; open its replay page\n")
+        suffix = os.path.splitext(tail)[1]
+        content_type = CONTENT_TYPES.get(suffix)
+        if content_type is None or suffix == ".mp4":  # the MP4 download goes through the API (owners only)
+            raise web.HTTPNotFound(text="no such media\n")
+        is_playlist = suffix == ".m3u8"
+        data = await self.cache.read(location.folder / tail, immutable=not is_playlist and suffix != ".jpg")
+        if data is None:
+            raise web.HTTPNotFound(text="no such media\n")
+        scope = "private" if private else "public"
+        if is_playlist or suffix == ".jpg":
+            cache_control = f"{scope}, max-age=5"
+        else:
+            cache_control = f"{scope}, max-age=31536000, immutable"
+        headers = {"Content-Type": content_type, "Cache-Control": cache_control}
+        if not private:
+            headers["Access-Control-Allow-Origin"] = "*"
+        return web.Response(body=data, headers=headers)
+
+    def _has_pass(self, request: web.Request, location: RecordingLocation, user: User | None) -> bool:
+        if self.recording_pass.check(location.recording_id, request.cookies.get(RecordingPass.cookie_name(location.recording_id))):
+            return True
+        if location.event_id is not None and self.event_pass.check(
+                location.event_id, request.cookies.get(MediaPass.cookie_name(location.event_id))):
+            return True
+        return location.visibility == Visibility.AUTHENTICATED and user is not None

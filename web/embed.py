@@ -1,0 +1,148 @@
+"""Embedding: an iframe player page for public and unlisted events and recordings, and oEmbed for LMSs.
+
+Moodle and other LMSs ask ``/oembed?url=<event or replay page>`` and get an ``<iframe>`` of
+``/embed/...``. Only what anyone with the link may watch is embeddable: a private event (logged-in
+users, password) answers 404 here, so its existence does not leak into another site. Embed pages
+allow framing from anywhere (``frame-ancestors *``); every other page stays same-origin only.
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from live_server import events as ev
+from live_server.errors import NotFound
+from live_server.keys import DB
+from live_server.models import Event, Recording, RecordingState, User, Visibility
+
+from web.pages import render
+from web.templating import site_url, translator
+
+routes = web.RouteTableDef()
+
+EMBEDDABLE = (Visibility.PUBLIC, Visibility.UNLISTED)
+FRAMING = {"Content-Security-Policy": "frame-ancestors *", "Cache-Control": "no-cache"}
+DEFAULT_WIDTH, MAX_WIDTH, MIN_WIDTH = 640, 1920, 160
+_EVENT_PATH = re.compile(r"^/(?:embed/)?events/([a-z0-9][a-z0-9-]*)/?$")
+_RECORDING_PATH = re.compile(r"^/(?:embed/)?recordings/(\d+)/?$")
+
+
+def _embeddable_event(session: Session, slug: str) -> Event:
+    event = ev.get_event(session, slug)
+    if event.visibility not in EMBEDDABLE:
+        raise NotFound("no such event")
+    return event
+
+
+def _embeddable_recording(session: Session, recording_id: int) -> Recording:
+    row = session.get(Recording, recording_id)
+    if row is None or row.visibility not in EMBEDDABLE or row.state != RecordingState.READY:
+        raise NotFound("no such recording")
+    return row
+
+
+def _framable(response: web.StreamResponse) -> web.StreamResponse:
+    # Set before the security-headers middleware, which only fills in headers a response lacks; with
+    # frame-ancestors, browsers disregard its X-Frame-Options (CSP Level 2, "frame-ancestors").
+    response.headers.update(FRAMING)
+    return response
+
+
+def _unavailable(request: web.Request) -> web.StreamResponse:
+    _ = translator(request)
+    return _framable(render(request, "embed.html", {
+        "title": _("This video cannot be shown here"), "unavailable": True, "page_url": site_url(request) + "/",
+    }, status=404))
+
+
+@routes.get("/embed/events/{slug}", name="embed_event")
+async def embed_event(request: web.Request) -> web.StreamResponse:
+    slug = request.match_info["slug"]
+    try:
+        event = await request.app[DB].run(lambda s: _embeddable_event(s, slug))
+    except NotFound:
+        return _unavailable(request)
+    return _framable(render(request, "embed.html", {
+        "title": event.title, "unavailable": False, "kind": "event", "state": event.state.value,
+        "page_url": f"{site_url(request)}/events/{event.slug}",
+        "playback_url": f"/live/{event.slug}/master.m3u8", "api_url": f"/api/v1/events/{event.slug}",
+        "poster": None,
+    }))
+
+
+@routes.get("/embed/recordings/{id:\\d+}", name="embed_recording")
+async def embed_recording(request: web.Request) -> web.StreamResponse:
+    recording_id = int(request.match_info["id"])
+    try:
+        row = await request.app[DB].run(lambda s: _embeddable_recording(s, recording_id))
+    except NotFound:
+        return _unavailable(request)
+    return _framable(render(request, "embed.html", {
+        "title": row.title, "unavailable": False, "kind": "recording", "state": "vod",
+        "page_url": f"{site_url(request)}/recordings/{row.id}",
+        "playback_url": f"/vod/{row.id}/master.m3u8", "api_url": "",
+        "poster": f"/vod/{row.id}/thumbnail.jpg" if row.thumbnail_path else None,
+    }))
+
+
+def _size(request: web.Request) -> tuple[int, int]:
+    """16:9 within the consumer's maxwidth/maxheight (oEmbed 1.0, section 2.2)."""
+    def limit(name: str) -> int | None:
+        raw = request.query.get(name, "")
+        return max(MIN_WIDTH // 2, min(int(raw), MAX_WIDTH * 2)) if raw.isdigit() else None
+
+    width = min(DEFAULT_WIDTH, limit("maxwidth") or DEFAULT_WIDTH)
+    height = round(width * 9 / 16)
+    max_height = limit("maxheight")
+    if max_height is not None and height > max_height:
+        height = max_height
+        width = round(height * 16 / 9)
+    return width, height
+
+
+@routes.get("/oembed", name="oembed")
+async def oembed(request: web.Request) -> web.Response:
+    """oEmbed 1.0 (JSON): a ``video`` whose ``html`` is an iframe of the embed page."""
+    headers = {"Access-Control-Allow-Origin": "*"}
+    if request.query.get("format", "json") != "json":
+        raise web.HTTPNotImplemented(text="only format=json is offered\n", headers=headers)
+    target = urlsplit(request.query.get("url", "").strip())
+    base = site_url(request)
+    ours = {urlsplit(base).netloc, request.host}
+    event_match, recording_match = _EVENT_PATH.match(target.path), _RECORDING_PATH.match(target.path)
+    if target.scheme not in ("http", "https") or target.netloc not in ours or not (event_match or recording_match):
+        raise web.HTTPNotFound(text="no embeddable page at this URL\n", headers=headers)
+
+    def work(session: Session) -> dict[str, Any]:
+        if event_match:
+            event = _embeddable_event(session, event_match.group(1))
+            return {"title": event.title, "author_name": event.owner.display_name,
+                    "src": f"{base}/embed/events/{event.slug}"}
+        assert recording_match is not None
+        row = _embeddable_recording(session, int(recording_match.group(1)))
+        owner_row = session.get(User, row.owner_id)
+        owner = owner_row.display_name if owner_row is not None else None
+        return {"title": row.title, "author_name": owner, "src": f"{base}/embed/recordings/{row.id}"}
+
+    try:
+        found = await request.app[DB].run(work)
+    except NotFound:
+        raise web.HTTPNotFound(text="no embeddable page at this URL\n", headers=headers) from None
+    width, height = _size(request)
+    _ = translator(request)
+    html = (f'<iframe src="{escape(found["src"])}" width="{width}" height="{height}" title="{escape(found["title"])}" '
+            'frameborder="0" allow="autoplay; fullscreen; picture-in-picture" allowfullscreen></iframe>')
+    body = {
+        "version": "1.0", "type": "video", "title": found["title"],
+        "provider_name": _("Live lectures"), "provider_url": base + "/",
+        "width": width, "height": height, "html": html, "cache_age": 300,
+    }
+    if found["author_name"]:
+        body["author_name"] = found["author_name"]
+    return web.json_response(body, headers=headers)
