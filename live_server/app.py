@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import AsyncIterator
 
+import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -185,6 +186,11 @@ async def _caption_events(app: web.Application) -> None:
     server = chat.sio if chat is not None else None
     if captions is None:
         return
+    if server is None and app[SETTINGS].redis_url:
+        # An ingest node without chat: publish into the chat rooms the web workers share via Redis.
+        settings = app[SETTINGS]
+        server = socketio.AsyncRedisManager(settings.redis_url, channel=settings.chat_redis_channel, write_only=True)
+        log.info("captions: live caption events go to the web workers through Redis")
     if server is None:
         log.info("captions: no Socket.IO server in this process; live caption events are off (subtitles and transcript stay on)")
         return

@@ -12,6 +12,8 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
+from tests.captions.conftest import ko_model, ko_speech, push_track, speech_track  # noqa: F401 (fixtures)
+from tests.chat.conftest import ChatClient
 from tests.media import push_rtmp
 from tests.nginx import Nginx, run_nginx
 from tests.processes import ServerProcess, base_env, cli, create_event, free_port
@@ -27,14 +29,14 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, postgres_url: str, redis_url: str) -> AsyncIterator[Cluster]:
+async def cluster(tmp_path: Path, postgres_url: str, redis_url: str, ko_model: Path) -> AsyncIterator[Cluster]:
     media = tmp_path / "media"
     common = dict(database_url=postgres_url, redis_url=redis_url, media_dir=media, segment_seconds=1,
                   grace_period_seconds=3, trusted_proxies="127.0.0.1", media_accel_redirect="/_media/",
                   chat_redis_channel=f"live-test-{secrets.token_hex(4)}")
     rtmp_port = free_port()
     ingest_env = base_env(tmp_path / "ingest", role="ingest", rtmp_host="127.0.0.1", rtmp_port=rtmp_port,
-                          node_name="ingest-a", **common)
+                          node_name="ingest-a", vosk_models=f"ko={ko_model}", **common)
     ingest_env["LIVE_MEDIA_DIR"] = str(media)
     cli(ingest_env, "db", "upgrade")
     cli(ingest_env, "users", "create", "--username", "prof", "--role", "lecturer", "--password", "prof-password-1")
@@ -112,3 +114,52 @@ async def test_a_stream_on_the_ingest_node_is_watched_through_nginx(cluster: Clu
             assert body["stream"]["health"]["publishing"] is True
     for pusher in pushers:
         assert await asyncio.wait_for(pusher.wait(), 30) == 0
+
+
+async def _chat(url: str, slug: str, session_cookie: str) -> ChatClient:
+    chat = ChatClient()
+    await chat.sio.connect(url, headers={"Cookie": f"live_session={session_cookie}"}, auth={"event": slug},
+                           transports=["websocket"], wait_timeout=10)
+    await chat.welcome()
+    return chat
+
+
+async def _session(base: str) -> str:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/api/v1/auth/login", json={"username": "prof", "password": "prof-password-1"}) as resp:
+            assert resp.status == 200
+            return resp.cookies["live_session"].value
+
+
+async def test_chat_and_captions_cross_workers_and_survive_a_worker_stop(cluster: Cluster, ko_speech: Any,
+                                                                         tmp_path: Path) -> None:
+    event = create_event(cluster.env, "prof", "Korean lecture", "--caption-language", "ko")
+    web1, web2 = cluster.webs
+    a = await _chat(web1.url, event["slug"], await _session(web1.url))
+    b = await _chat(web2.url, event["slug"], await _session(web2.url))
+    try:
+        assert (await b.call("send", {"text": "hello from worker 2"}))["ok"]
+        await a.wait(lambda: "hello from worker 2" in a.texts(), timeout=10, what="the message on worker 1")
+
+        # Live captions are made on the ingest node and reach viewers on both web workers through Redis.
+        track = speech_track(ko_speech, at=[1.0], seconds=6.0, folder=tmp_path)
+        pusher = await push_track(f"rtmp://127.0.0.1:{cluster.rtmp_port}/live/{event['stream']['stream_key']}", track)
+        for chat in (a, b):
+            await chat.wait(lambda: any(c.get("final") and c.get("text") for c in chat.of("caption")), timeout=30,
+                            what="a final caption from the ingest node")
+        assert await asyncio.wait_for(pusher.wait(), 30) == 0
+
+        # Worker 2 stops (rolling restart): its client is told to go and reconnects through nginx.
+        web2.signal()
+        await asyncio.wait_for(b.disconnected.wait(), 15)
+        assert await web2.wait(timeout=20) == 0
+        b2 = await _chat(cluster.nginx.url, event["slug"], await _session(cluster.nginx.url))
+        assert (await b2.call("send", {"text": "back after the restart"}))["ok"]
+        await a.wait(lambda: "back after the restart" in a.texts(), timeout=10, what="the message after reconnecting")
+        history = [m["text"] for m in (await b2.welcome())["history"]]
+        assert "hello from worker 2" in history  # history on join
+        await b2.sio.disconnect()
+    finally:
+        for chat in (a, b):
+            if chat.sio.connected:
+                await chat.sio.disconnect()
