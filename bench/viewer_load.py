@@ -7,7 +7,11 @@ processes. The same viewers then run against nginx (one worker, sendfile) servin
 live folder. Reported per target: requests/s, p50/p99 latency for playlists and segments, errors,
 server CPU; and the app/nginx ratios side by side. Everything stays on 127.0.0.1.
 
-Run: ``.venv/bin/python -m bench.viewer_load [--viewers 1500] [--seconds 30] [--runs 3]``
+With ``--mode fronted`` the viewers go through nginx configured from ``deploy/nginx/`` in front of
+the app (access checked and viewers counted by the app, segments sent by nginx via
+X-Accel-Redirect): the production layout, and what "viewers per web worker" is measured with.
+
+Run: ``.venv/bin/python -m bench.viewer_load [--viewers 1500] [--seconds 30] [--runs 3] [--mode fronted]``
 (nginx from Debian: ``apt-get install nginx-light``; ``make bench`` installs it).
 """
 
@@ -136,6 +140,27 @@ def start_nginx(folder: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
     return proc, port, work
 
 
+def start_fronting_nginx(app_port: int, media_dir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """nginx configured from deploy/nginx/live.conf.template in front of the app (X-Accel-Redirect)."""
+    import string
+
+    from bench.harness import ROOT
+
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    work = Path(tempfile.mkdtemp(prefix="live-bench-front-"))
+    port = free_port()
+    site = string.Template((ROOT / "deploy" / "nginx" / "live.conf.template").read_text()).safe_substitute(
+        LIVE_LISTEN=f"127.0.0.1:{port}", LIVE_WEB_SERVERS=f"server 127.0.0.1:{app_port};",
+        LIVE_MEDIA_DIR=str(media_dir.resolve()))
+    (work / "live.conf").write_text(site)
+    (work / "nginx.conf").write_text(
+        f"worker_processes 1;\nuser root;\ndaemon off;\npid {work}/nginx.pid;\nerror_log {work}/error.log warn;\n"
+        f"events {{ worker_connections 4096; }}\nhttp {{ access_log off; proxy_temp_path {work}/proxy; "
+        f"client_body_temp_path {work}/body; include {work}/live.conf; }}\n")
+    proc = subprocess.Popen([binary, "-p", str(work), "-c", str(work / "nginx.conf")], stdin=subprocess.DEVNULL)
+    return proc, port, work
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--viewers", type=int, default=1500)
@@ -143,23 +168,29 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
     parser.add_argument("--segment", type=float, default=2.0)
+    parser.add_argument("--mode", choices=["direct", "fronted"], default="direct",
+                        help="direct: viewers hit the app; fronted: nginx (deploy/ config) in front of the app, "
+                             "segments by X-Accel-Redirect — the production layout")
     args = parser.parse_args()
     workdir = Path(tempfile.gettempdir()) / "live-bench-media"
     workdir.mkdir(exist_ok=True)
     source = make_source(workdir / f"lecture-720p-gop{args.segment:g}.flv", gop_seconds=args.segment)
     results: dict[str, list[dict[str, float]]] = {"app": [], "nginx": []}
     viewers_seen: list[int] = []
-    with server(segment_seconds=args.segment) as srv:
+    extra = {"media_accel_redirect": "/_media/", "trusted_proxies": "127.0.0.1"} if args.mode == "fronted" else {}
+    with server(segment_seconds=args.segment, **extra) as srv:
         event = srv.create_event("Viewer load")
         pusher = push(source, srv.publish_url(event))
         try:
             wait_until(lambda: srv.event_state(event) == "live", 60, "the event to be live")
             folder = srv.media_folder(event) / "source"
             nginx, nginx_port, nginx_work = start_nginx(folder)
+            front = start_fronting_nginx(srv.port, srv.workdir / "media") if args.mode == "fronted" else None
+            app_base = (f"http://127.0.0.1:{front[1]}" if front else srv.base_url) + f"/live/{event['slug']}/source"
             try:
                 time.sleep(1)
                 for _ in range(args.runs):
-                    results["app"].append(load(f"{srv.base_url}/live/{event['slug']}/source", args.viewers,
+                    results["app"].append(load(app_base, args.viewers,
                                                args.segment, args.seconds, args.processes, srv.process.pid))
                     import json
                     viewers_seen.append(json.loads(srv.get(f"/api/v1/events/{event['slug']}"))["viewers"])
@@ -168,8 +199,13 @@ def main() -> None:
             finally:
                 stop(nginx)
                 shutil.rmtree(nginx_work, ignore_errors=True)
+                if front is not None:
+                    stop(front[0])
+                    shutil.rmtree(front[2], ignore_errors=True)
         finally:
             stop(pusher)
+    print(f"mode {args.mode} ('app' is {'nginx + app, X-Accel' if args.mode == 'fronted' else 'the app alone'}; "
+          f"'server_cpu_cores' of the app column is the app process only)")
     print(f"{args.viewers} viewers, {args.seconds:g} s per run, {args.runs} runs per target, segment {args.segment:g} s, "
           f"{args.processes} load processes on the same 2 cores; app counted viewers: {viewers_seen}")
     keys = ["requests_per_s", "playlist_p50_ms", "playlist_p99_ms", "segment_p50_ms", "segment_p99_ms",
