@@ -30,7 +30,9 @@ from live_server.keys import (
     CAPTIONS, DB, LIVE, LOGIN_LIMITER, MEDIA_CACHE, MEDIA_DIRECTORY, MEDIA_PASS, METRICS, REDIS, RTMP, SECRET_KEY, SETTINGS, VIEWERS,
 )
 from live_server.keys import RECORDER, RECORDING_DIRECTORY, RECORDING_PASS, RECORDINGS
-from live_server.keys import LIVE_BOARD
+from live_server.keys import IMPORTER, LIVE_BOARD
+from vod.importer import Importer
+from vod import import_api
 from live_server.metrics import Metrics
 from live_server.middleware import (
     errors_middleware,
@@ -87,6 +89,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(auth_api.routes)
     app.router.add_routes(events_api.routes)
     app.router.add_routes(captions_web.routes)
+    app.router.add_routes(import_api.routes)  # before /api/v1/recordings/{id}
     app.router.add_routes(vod_api.routes)
     app.router.add_routes(pages.routes)
     for page_routes in (home.routes, dashboard.routes, account_pages.routes, admin_pages.routes, embed.routes):
@@ -124,6 +127,8 @@ async def _recordings(app: web.Application) -> AsyncIterator[None]:
         ffmpeg = settings.ffmpeg or "ffmpeg"
     catalog = RecordingCatalog(app[DB], settings.media_dir, ffmpeg)
     app[RECORDINGS] = catalog
+    importer = Importer(app[DB], settings.media_dir, ffmpeg)
+    app[IMPORTER] = importer
     app[RECORDING_DIRECTORY] = RecordingDirectory(app[DB], settings.media_dir)
     app[RECORDING_PASS] = RecordingPass(app[SECRET_KEY])
     retention = None
@@ -137,6 +142,7 @@ async def _recordings(app: web.Application) -> AsyncIterator[None]:
             retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
+        await importer.close()
         await catalog.close()
 
 

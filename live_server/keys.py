@@ -13,6 +13,7 @@ from ingest.rtmp.server import RtmpServer
 from ingest.whip.session import WhipSessions
 from live_server.accounts import FailedLoginLimiter
 from live_server.cluster import LiveStatusBoard
+from vod.importer import Importer
 from live_server.db import Database
 from live_server.metrics import Metrics
 from live_server.settings import Settings
@@ -47,3 +48,4 @@ RECORDING_DIRECTORY = web.AppKey("recording_directory", RecordingDirectory)
 RECORDING_PASS = web.AppKey("recording_pass", RecordingPass)
 LIVE_BOARD = web.AppKey("live_status_board", LiveStatusBoard)
 CATALOGS = web.AppKey("translation_catalogs", Catalogs)
+IMPORTER = web.AppKey("importer", Importer)

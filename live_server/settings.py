@@ -134,6 +134,7 @@ class Settings(BaseModel):
     recording_enabled: bool = Field(
         True, description="Record every live event (each event can still opt out with its record switch)."
     )
+    import_max_bytes: int = Field(8 * 2**30, gt=0, description="Largest video a lecturer may import into the catalog (bytes).")
     recording_min_free_mb: int = Field(
         1024, ge=0, description="Refuse to start a recording when the media disk has less free space than this (MiB)."
     )

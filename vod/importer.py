@@ -1,0 +1,198 @@
+"""Import an existing lecture video (MP4, MOV, MKV, WebM) into the catalog, beside the replays.
+
+The upload is streamed to disk (never held in memory), probed with PyAV, and turned into the same
+HLS layout as a recording: H.264 video and AAC audio are copied, anything else is transcoded, so a
+lecture capture from elsewhere costs a remux, not an encode. The recording row is ``processing``
+while ffmpeg runs, then ``ready`` (or ``failed`` with ffmpeg's reason); the upload is deleted
+either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from live_server.db import Database
+from live_server.models import Recording, RecordingState, User, Visibility, utcnow
+from recorder.storage import RecordingFiles
+from ingest.packaging.playlist import PlaylistParseError, parse_media_playlist
+from vod.tools import FfmpegFailed, run_ffmpeg
+
+log = logging.getLogger(__name__)
+
+IMPORT_PLAYLIST = "import.m3u8"
+COPYABLE_VIDEO = {"h264"}
+COPYABLE_AUDIO = {"aac"}
+
+
+class ImportRejected(ValueError):
+    """The file cannot become a recording (no video, unreadable); the message is for the uploader."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    video_codec: str | None
+    audio_codec: str | None
+    duration_seconds: float | None
+
+
+def probe(path: Path) -> Probe:
+    """Codecs and duration of a media file (blocking: run it in a thread)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            video = next((s for s in container.streams if s.type == "video"), None)
+            audio = next((s for s in container.streams if s.type == "audio"), None)
+            duration = container.duration / 1_000_000 if container.duration else None
+            return Probe(video.codec_context.name if video else None, audio.codec_context.name if audio else None, duration)
+    except av.FFmpegError as exc:  # type: ignore[attr-defined]
+        raise ImportRejected(f"not a readable video file ({exc.__class__.__name__})") from None
+
+
+def import_args(ffmpeg: str, source: Path, folder: Path, media: Probe, segment_seconds: float) -> list[str]:
+    """ffmpeg arguments: copy what HLS players take as it is, transcode the rest."""
+    if media.video_codec is None:
+        raise ImportRejected("the file has no video stream")
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(source),
+            "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn"]
+    if media.video_codec in COPYABLE_VIDEO:
+        args += ["-c:v", "copy"]
+    else:
+        gop = f"expr:gte(t,n_forced*{segment_seconds:g})"
+        args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+                 "-force_key_frames", gop]
+    if media.audio_codec is not None:
+        args += ["-c:a", "copy"] if media.audio_codec in COPYABLE_AUDIO else ["-c:a", "aac", "-b:a", "128k", "-ac", "2"]
+    args += ["-f", "hls", "-hls_time", f"{segment_seconds:g}", "-hls_playlist_type", "vod", "-hls_list_size", "0",
+             "-hls_segment_type", "mpegts", "-hls_segment_filename", str(folder / "seg_%06d.ts"),
+             str(folder / IMPORT_PLAYLIST)]
+    return args
+
+
+def transcodes(media: Probe) -> list[str]:
+    """What will be re-encoded (for the log and the API)."""
+    work = []
+    if media.video_codec not in COPYABLE_VIDEO:
+        work.append(f"video {media.video_codec} → h264")
+    if media.audio_codec is not None and media.audio_codec not in COPYABLE_AUDIO:
+        work.append(f"audio {media.audio_codec} → aac")
+    return work
+
+
+class Importer:
+    """Turns uploaded files into recordings, in the background (bounded: one import at a time per core)."""
+
+    def __init__(self, db: Database, media_dir: Path, ffmpeg: str, segment_seconds: float = 4.0) -> None:
+        self.db = db
+        self.media_dir = media_dir
+        self.ffmpeg = ffmpeg
+        self.segment_seconds = segment_seconds
+        self._slots = asyncio.Semaphore(max(1, (os.cpu_count() or 1) // 2))
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def upload_path(self, token: str) -> Path:
+        folder = self.media_dir / "imports"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{token}.upload"
+
+    async def create(self, owner: User, title: str, description: str, visibility: Visibility, upload: Path) -> int:
+        """A ``processing`` recording for this upload; the work starts in the background."""
+        def work(session: Any) -> int:
+            row = Recording(owner_id=owner.id, title=title[:200], description=description, visibility=visibility,
+                            state=RecordingState.PROCESSING)
+            session.add(row)
+            session.flush()
+            row.media_path = f"recordings/imported/{row.id}"
+            return row.id
+
+        recording_id: int = await self.db.run(work)
+        task = asyncio.create_task(self._process(recording_id, upload), name=f"import-{recording_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return recording_id
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _process(self, recording_id: int, upload: Path) -> None:
+        folder = self.media_dir / "recordings" / "imported" / str(recording_id)
+        try:
+            async with self._slots:
+                media = await asyncio.to_thread(probe, upload)
+                folder.mkdir(parents=True, exist_ok=True)
+                args = import_args(self.ffmpeg, upload, folder, media, self.segment_seconds)
+                work = transcodes(media)
+                log.info("recording %d: importing (%s)", recording_id, ", ".join(work) or "remux only")
+                timeout = max(300.0, (media.duration_seconds or 3600) * (4 if work else 1))
+                await run_ffmpeg(args, timeout=timeout)
+                summary = await asyncio.to_thread(self._finalize, folder)
+            thumbnail = await self._thumbnail(folder)
+        except (ImportRejected, FfmpegFailed, OSError, PlaylistParseError, ValueError) as exc:
+            log.warning("recording %d: import failed: %s", recording_id, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            await self.db.run(lambda s: _failed(s, recording_id, str(exc)))
+            return
+        finally:
+            upload.unlink(missing_ok=True)
+        await self.db.run(lambda s: _ready(s, recording_id, summary, thumbnail))
+        log.info("recording %d: imported, %.1f s", recording_id, summary[0])
+
+    def _finalize(self, folder: Path) -> tuple[float, int]:
+        parsed = parse_media_playlist((folder / IMPORT_PLAYLIST).read_text(encoding="utf-8"))
+        segments = parsed.playlist.segments
+        if not segments:
+            raise ImportRejected("ffmpeg produced no segment")
+        files = RecordingFiles(folder)
+        summary = files.finalize(segments, None, None)
+        (folder / IMPORT_PLAYLIST).unlink(missing_ok=True)
+        return summary.duration_seconds, summary.size_bytes
+
+    async def _thumbnail(self, folder: Path) -> str | None:
+        from vod.tools import make_thumbnail
+
+        first = folder / "seg_000000.ts"
+        try:
+            await make_thumbnail(self.ffmpeg, first, folder / "thumbnail.jpg")
+        except (FfmpegFailed, OSError) as exc:
+            log.warning("%s: no thumbnail: %s", folder, exc)
+            return None
+        return (folder / "thumbnail.jpg").relative_to(self.media_dir).as_posix()
+
+
+def _ready(session: Any, recording_id: int, summary: tuple[float, int], thumbnail: str | None) -> None:
+    row = session.get(Recording, recording_id)
+    if row is not None:
+        row.duration_seconds, row.size_bytes = summary
+        row.thumbnail_path = thumbnail
+        row.state, row.ready_at = RecordingState.READY, utcnow()
+
+
+def _failed(session: Any, recording_id: int, reason: str) -> None:
+    row = session.get(Recording, recording_id)
+    if row is not None:
+        row.state, row.error = RecordingState.FAILED, reason[:1000]
+
+
+def allowed_visibility(value: str | None) -> Visibility:
+    """Uploads may be public, authenticated or unlisted (password protection is set on events)."""
+    if not value:
+        return Visibility.PUBLIC
+    try:
+        visibility = Visibility(value)
+    except ValueError:
+        raise ImportRejected(f"unknown visibility {value!r}") from None
+    if visibility == Visibility.PASSWORD:
+        raise ImportRejected("password visibility is not available for imported videos")
+    return visibility
+
+
+def summarise(values: Sequence[str]) -> str:
+    return ", ".join(values)
