@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from aiohttp import web
-from babel import Locale
+from babel import Locale, UnknownLocaleError
 from multidict import MultiDictProxy
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -160,7 +160,7 @@ def _caption_languages(request: web.Request, current: str) -> list[tuple[str, st
     for code in sorted(codes):
         try:
             name = Locale.parse(code.replace("-", "_")).get_display_name(lang) or code
-        except (ValueError, Exception):
+        except (ValueError, UnknownLocaleError):
             name = code
         options.append((code, name[:1].upper() + name[1:]))
     return sorted(options, key=lambda o: o[1])

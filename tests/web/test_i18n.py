@@ -16,7 +16,7 @@ from web import i18n
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "web"
-FRENCH_PO = WEB / "translations" / "fr" / "LC_MESSAGES" / "messages.po"
+TRANSLATED = [lang for lang in i18n.LANGUAGES if lang != i18n.DEFAULT_LANGUAGE]  # English is the msgids themselves
 # Templates of the event and replay pages, whose owners polish them in a later pass: every other
 # template must have no text outside the catalog. Remove a name once its template is translated.
 NOT_YET_TRANSLATED = {"event.html", "replay.html", "_chat.html", "_golive.html"}
@@ -40,14 +40,16 @@ def _extracted() -> set[str | tuple[str, ...]]:
     return found
 
 
-def test_every_string_of_the_interface_has_a_french_translation() -> None:
-    with FRENCH_PO.open("rb") as fp:
-        catalog = read_po(fp, locale="fr")
+@pytest.mark.parametrize("lang", TRANSLATED)
+def test_every_string_of_the_interface_is_translated(lang: str) -> None:
+    po = WEB / "translations" / lang / "LC_MESSAGES" / "messages.po"
+    with po.open("rb") as fp:
+        catalog = read_po(fp, locale=lang)
     extracted = _extracted()
     assert len(extracted) > 150
     in_catalog = {m.id for m in catalog if m.id}
     missing = sorted(str(m) for m in extracted if m not in in_catalog)
-    assert not missing, f"strings not in {FRENCH_PO.name} (run `make messages` and translate them): {missing}"
+    assert not missing, f"strings not in {po} (run `make messages` and translate them): {missing}"
     untranslated = [m.id for m in catalog if m.id and (not m.string or (isinstance(m.string, tuple) and not all(m.string)))]
     assert not untranslated, f"untranslated: {untranslated}"
     fuzzy = [m.id for m in catalog if m.id and m.fuzzy]
@@ -55,7 +57,21 @@ def test_every_string_of_the_interface_has_a_french_translation() -> None:
     stale = sorted(str(m.id) for m in catalog if m.id and m.id not in extracted)
     assert not stale, f"no longer used (run `make messages`): {stale}"
     problems = [(m.id, [str(e) for e in errors]) for m, errors in catalog.check()]
-    assert not problems, f"placeholders differ between English and French: {problems}"
+    assert not problems, f"placeholders differ between English and {lang}: {problems}"
+
+
+def test_french_is_offered_and_the_server_loads_its_catalog(tmp_path: Path) -> None:
+    assert "fr" in TRANSLATED
+    # where `make` has not built the .mo (or the .po is newer), the .po is compiled in memory
+    folder = tmp_path / "fr" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    (folder / "messages.po").write_bytes((WEB / "translations" / "fr" / "LC_MESSAGES" / "messages.po").read_bytes())
+    assert i18n.Catalogs(tmp_path).get("fr").gettext("Wrong password.") == "Mot de passe incorrect."
+    catalogs = i18n.Catalogs()
+    assert catalogs.get("fr").gettext("Skip to content") == "Aller au contenu"
+    assert catalogs.get("fr").ngettext("%(num)s viewer", "%(num)s viewers", 2) == "%(num)s spectateurs"
+    assert catalogs.get("en").gettext("Skip to content") == "Skip to content"
+    assert catalogs.get("de").gettext("Skip to content") == "Skip to content"  # not offered: English
 
 
 _JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.S)
