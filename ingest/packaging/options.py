@@ -98,6 +98,8 @@ class PackagerOptions:
     max_restarts_per_minute: int = 3
     restart_backoff_seconds: float = 0.2
     stop_timeout_seconds: float = 5.0
+    #: media flows in but ffmpeg lists nothing for this long: it is hung, kill it (None: 4 segments, at least 6 s)
+    hung_after_seconds: float | None = None
     endlist_grace_seconds: float | None = None
     passthrough_bandwidth: int = 3_000_000
     stderr_lines_kept: int = 30
@@ -115,6 +117,10 @@ class PackagerOptions:
             raise ValueError("a ladder needs at least one video rendition")
         if self.queue_max_bytes < 64 * 1024:
             raise ValueError("queue_max_bytes must be >= 64 KiB")
+
+    @property
+    def hung_after(self) -> float:
+        return self.hung_after_seconds if self.hung_after_seconds is not None else max(6.0, 4 * self.segment_seconds)
 
     @property
     def passthrough(self) -> bool:

@@ -62,6 +62,7 @@ class _Run:
         self.list_reader = list_reader
         self.stderr_tail: deque[str] = deque(maxlen=stderr_lines)
         self.tasks: list[asyncio.Task[None]] = []
+        self.last_listing = time.monotonic()  # spawn, then every segment ffmpeg reports
 
 
 class Packager:
@@ -101,6 +102,8 @@ class Packager:
         self._bytes_in = 0
         self._segments = 0
         self._last_listing_delay: float | None = None
+        self._last_media_at = 0.0
+        self.hung_kills = 0
 
     # -- counters ----------------------------------------------------------
     @property
@@ -289,6 +292,7 @@ class Packager:
     def on_media(self, kind: str, timestamp_ms: int, payload: bytes) -> None:
         """One FLV audio/video payload; queued for ffmpeg or dropped, never blocking."""
         self._bytes_in += len(payload)
+        self._last_media_at = time.monotonic()
         self._feed.push(kind, timestamp_ms, payload, time.time())
         self._wakeup.set()
         header = self._feed.sequence_headers.get(kind)
@@ -398,14 +402,32 @@ class Packager:
             asyncio.create_task(self._write_stdin(run)),
             asyncio.create_task(self._read_stderr(run)),
             asyncio.create_task(self._read_segment_list(run)),
+            asyncio.create_task(self._watchdog(run)),
         ]
         return run
+
+    async def _watchdog(self, run: _Run) -> None:
+        """A live ffmpeg that takes media but lists no segment is hung (seen: blocked output disk,
+        stopped process): kill it, and the supervisor restarts it after a discontinuity."""
+        limit = self.options.hung_after
+        while run.proc.returncode is None:
+            await asyncio.sleep(min(1.0, limit / 4))
+            now = time.monotonic()
+            media_flowing = now - self._last_media_at < min(2.0, limit / 2)
+            if media_flowing and now - run.last_listing > limit:
+                log.warning("%s: ffmpeg listed no segment for %.0f s while media arrives; killing it",
+                            self.output_dir, now - run.last_listing)
+                run.stderr_tail.append(f"hung: no segment for {now - run.last_listing:.0f} s")
+                self.hung_kills += 1
+                with contextlib.suppress(ProcessLookupError):
+                    run.proc.kill()
+                return
 
     async def _serve(self, run: _Run) -> int | None:
         """Wait for the process to exit and for its last segment reports."""
         returncode = await run.proc.wait()
         # The list pipe reaches EOF once ffmpeg (its only writer) is gone.
-        writer, stderr_reader, list_reader = run.tasks
+        writer, stderr_reader, list_reader = run.tasks[:3]
         await asyncio.gather(stderr_reader, list_reader, return_exceptions=True)
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
@@ -493,6 +515,7 @@ class Packager:
             except ValueError as exc:
                 log.warning("%s: %s", self.output_dir, exc)
                 continue
+            run.last_listing = time.monotonic()
             if listed:
                 self._publish(listed)
 

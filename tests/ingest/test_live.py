@@ -227,3 +227,22 @@ async def _restarted(live: Live, event: dict) -> bool:
 async def _stalled(live: Live, event: dict) -> dict | None:
     health = (await live.event(event["id"]))["stream"]["health"]
     return health if health and health["stalled"] else None
+
+
+async def test_a_hung_packager_is_killed_and_restarted(live: Live) -> None:
+    """ffmpeg alive but frozen (stopped here, a blocked disk in real life): the watchdog restarts it."""
+    event = await live.create_event()
+    pusher = await push_rtmp(live.publish_url(event), seconds=16)
+    await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
+    packager = live.app[LIVE].events[event["id"]].packager
+    frozen = packager.pid
+    segments_before = packager.segments
+    os.kill(frozen, signal.SIGSTOP)
+    await wait_for(lambda: _restarted(live, event), 6 + 8, "the watchdog to restart the packager")
+    assert packager.pid != frozen and packager.hung_kills == 1
+    await wait_for(lambda: _async(packager.segments > segments_before + 1), 8, "new segments after the restart")
+    assert await asyncio.wait_for(pusher.wait(), 30) == 0
+
+
+async def _async(value: bool) -> bool:
+    return value
