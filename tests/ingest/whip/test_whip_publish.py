@@ -165,7 +165,6 @@ async def test_second_publisher_409_delete_then_grace_ends(live: Live) -> None:
 async def test_peer_that_never_connects_is_closed_and_leaves_nothing(live: Live) -> None:
     event = await live.create_event()
     before = set(asyncio.all_tasks())
-    threads_before = {t.name for t in threading.enumerate()}
     async with Publisher(live) as client:
         status, answer, headers = await client.request("POST", "/whip", CHROMIUM_OFFER, **{
             "Content-Type": "application/sdp", "Authorization": f"Bearer {event['stream']['whip_bearer_token']}"})
@@ -183,7 +182,8 @@ async def test_peer_that_never_connects_is_closed_and_leaves_nothing(live: Live)
     await asyncio.sleep(0.2)
     leftover = [t for t in set(asyncio.all_tasks()) - before if not t.done() and t is not asyncio.current_task()]
     assert leftover == [], leftover  # no peer-connection, ICE, converter or packager task is left
-    assert not [t for t in threading.enumerate() if t.name not in threads_before and not t.name.startswith("asyncio_")]
+    # No converter ("whip-…") or aiortc decoder ("video-decoder") thread either (the catalog's pool may grow).
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("whip-") or t.name.endswith("-decoder")]
     assert (await live.event(event["id"]))["state"] == "scheduled"  # it never went live
     async with Publisher(live) as client:
         assert (await client.request("DELETE", headers["Location"]))[0] == 404
