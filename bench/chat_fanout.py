@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
 from array import array
+import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
-from bench.harness import CLOCK_TICKS, process_tree_ticks, server
+from bench.harness import BIN, CLOCK_TICKS, free_port, process_tree_ticks, server, stop, wait_until
 
 SENDERS = 4
 DRAIN_SECONDS = 3.0
@@ -178,12 +181,16 @@ def _percentile(histogram: dict[int, int], p: float) -> float:
 
 
 def run_once(base_url: str, pid: int, event: str, cookie: str, clients: int, rate: float, seconds: float,
-             workers: int) -> dict[str, Any]:
+             workers: int, others: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
+    """``others``: more server processes (url, pid) sharing the rooms through Redis; receivers are
+    spread over all servers, the sender stays on the first."""
     # the sender gets a process of its own: a busy receiving process would delay its sends and be measured
     share = [0] + [clients // workers + (1 if i < clients % workers else 0) for i in range(workers)]
     procs = []
+    urls = [base_url, *(url for url, _ in others)]
     for i, n in enumerate(share):
-        cmd = [sys.executable, "-m", "bench.chat_fanout", "--worker", "--url", base_url, "--event", event,
+        url = base_url if i == 0 else urls[(i - 1) % len(urls)]
+        cmd = [sys.executable, "-m", "bench.chat_fanout", "--worker", "--url", url, "--event", event,
                "--n", str(n), "--rate", str(rate), "--seconds", str(seconds)]
         if i == 0:
             cmd += ["--cookie", cookie]
@@ -195,7 +202,8 @@ def run_once(base_url: str, pid: int, event: str, cookie: str, clients: int, rat
             if line != "ready":
                 raise RuntimeError(f"a client worker failed to connect ({line!r})")
         time.sleep(1.0)  # let the join storm settle
-        before = process_tree_ticks(pid)
+        pids = [pid, *(other_pid for _, other_pid in others)]
+        before = sum(process_tree_ticks(p) for p in pids)
         start = time.monotonic()
         for proc in procs:
             assert proc.stdin is not None
@@ -205,7 +213,7 @@ def run_once(base_url: str, pid: int, event: str, cookie: str, clients: int, rat
             assert proc.stdout is not None
             proc.stdout.readline()  # "sent"
         window = time.monotonic() - start
-        cpu = (process_tree_ticks(pid) - before) / CLOCK_TICKS
+        cpu = (sum(process_tree_ticks(p) for p in pids) - before) / CLOCK_TICKS
         time.sleep(DRAIN_SECONDS)
         reports = []
         for proc in procs:
@@ -242,9 +250,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, nargs="+", default=[200, 500, 1000, 1500])
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second into the event (total)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="sending time per run (kept <= 20 s)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="sending time per run (at most 60 s)")
     parser.add_argument("--batch-ms", type=int, nargs="+", default=[0, 150])
     parser.add_argument("--workers", type=int, default=2, help="client processes")
+    parser.add_argument("--servers", type=int, default=1, choices=[1, 2],
+                        help="2: a second server process shares the rooms through Redis on 127.0.0.1:6379 (db 14)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--event", help=argparse.SUPPRESS)
@@ -254,21 +264,51 @@ def main() -> None:
     if args.worker:
         asyncio.run(_worker(args))
         return
-    args.seconds = min(args.seconds, 20.0)
+    args.seconds = min(args.seconds, 60.0)
     rows = []
     for batch_ms in args.batch_ms:
+        shared = ({"redis_url": "redis://127.0.0.1:6379/14", "chat_redis_channel": f"chat-bench-{os.getpid()}"}
+                  if args.servers == 2 else {})
         with server(chat_batch_ms=batch_ms, chat_rate_messages=1_000_000, chat_rate_bytes=100_000_000,
-                    rtmp_enabled="false", log_level="WARNING") as srv:
+                    rtmp_enabled="false", log_level="WARNING", **shared) as srv:
             event = srv.create_event("Chat bench")
             cookie = _login(srv.base_url)
-            for clients in args.clients:
-                row = run_once(srv.base_url, srv.process.pid, event["slug"], cookie, clients, args.rate, args.seconds,
-                               args.workers)
-                row["batch_ms"] = batch_ms
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+            with contextlib.ExitStack() as stack:
+                others = [stack.enter_context(_second_process(srv))] if args.servers == 2 else []
+                for clients in args.clients:
+                    row = run_once(srv.base_url, srv.process.pid, event["slug"], cookie, clients, args.rate,
+                                   args.seconds, args.workers, others)
+                    row["batch_ms"] = batch_ms
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    _table(args, rows)
+
+
+@contextlib.contextmanager
+def _second_process(srv: Any) -> Iterator[tuple[str, int]]:
+    """Another ``live-server run`` on the same catalog and Redis (a second web worker)."""
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "live-server"), "run", "--host", "127.0.0.1", "--port", str(port)],
+                            env=srv.env, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _healthy(url), 30, "the second server")
+        yield url, proc.pid
+    finally:
+        stop(proc)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _table(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     print()
-    print(f"{args.rate:g} msg/s for {args.seconds:g} s; server CPU over the sending window (100 % = one core)")
+    print(f"{args.servers} server process(es); {args.rate:g} msg/s for {args.seconds:g} s; server CPU over the sending window (100 % = one core)")
     print("| batch | clients | p50 | p99 | max | lost | server CPU |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:

@@ -31,6 +31,9 @@ from live_server.keys import (
 )
 from live_server.keys import RECORDER, RECORDING_DIRECTORY, RECORDING_PASS, RECORDINGS
 from live_server.keys import IMPORTER, LIVE_BOARD
+from live_server.keys import ARCHIVER, RECORDING_STORES
+from vod.archive import RecordingArchiver
+from vod.objects import build_stores
 from vod.importer import Importer
 from vod import import_api
 from live_server.metrics import Metrics
@@ -118,19 +121,33 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _recordings(app: web.Application) -> AsyncIterator[None]:
-    """The recordings catalog (every role: API and replay media) and, where media is made, retention."""
+    """The recordings catalog (every role: API and replay media) and, where media is made, retention
+    and the upload of ready recordings to object storage (``recording_storage = "s3"``)."""
     settings = app[SETTINGS]
     try:
         ffmpeg = resolve_ffmpeg(settings.ffmpeg).path
     except FfmpegNotFound as exc:  # a web-only process may have none: thumbnails and MP4 downloads then fail, logged
         log.warning("recordings: %s", exc)
         ffmpeg = settings.ffmpeg or "ffmpeg"
-    catalog = RecordingCatalog(app[DB], settings.media_dir, ffmpeg)
+    stores = await asyncio.to_thread(build_stores, settings)  # boto3 loads its service model: not on the loop
+    app[RECORDING_STORES] = stores
+    catalog = RecordingCatalog(app[DB], settings.media_dir, ffmpeg, stores)
     app[RECORDINGS] = catalog
     importer = Importer(app[DB], settings.media_dir, ffmpeg)
     app[IMPORTER] = importer
-    app[RECORDING_DIRECTORY] = RecordingDirectory(app[DB], settings.media_dir)
+    directory = app[RECORDING_DIRECTORY] = RecordingDirectory(app[DB], settings.media_dir)
     app[RECORDING_PASS] = RecordingPass(app[SECRET_KEY])
+    archiver = None
+    if stores.target is not None:
+        def archived(recording_id: int, media_path: str) -> None:
+            directory.invalidate(recording_id)
+            app[MEDIA_CACHE].forget_under(settings.media_dir / media_path)
+
+        archiver = app[ARCHIVER] = RecordingArchiver(catalog, stores.target, app[METRICS], settings.s3_retry_seconds, archived)
+        catalog.ready_listeners.append(archiver.schedule)
+        importer.ready_listeners.append(archiver.schedule)
+        if settings.role in ("both", "ingest"):  # where recordings are made: retry failed uploads, at start too
+            archiver.start()
     retention = None
     if settings.role in ("both", "ingest") and settings.recording_retention_days > 0:
         retention = asyncio.create_task(catalog.retention_loop(
@@ -143,6 +160,8 @@ async def _recordings(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
         await importer.close()
+        if archiver is not None:
+            await archiver.close()
         await catalog.close()
 
 

@@ -20,6 +20,8 @@ from live_server.settings import Settings
 from recorder.recorder import Recorder
 from vod.catalog import RecordingCatalog
 from vod.media import RecordingDirectory, RecordingPass
+from vod.archive import RecordingArchiver
+from vod.objects import RecordingStores
 from web.media import CatalogMediaDirectory, MediaCache, MediaPass, ViewerCounter
 from web.i18n import Catalogs
 
@@ -49,3 +51,5 @@ RECORDING_PASS = web.AppKey("recording_pass", RecordingPass)
 LIVE_BOARD = web.AppKey("live_status_board", LiveStatusBoard)
 CATALOGS = web.AppKey("translation_catalogs", Catalogs)
 IMPORTER = web.AppKey("importer", Importer)
+RECORDING_STORES = web.AppKey("recording_stores", RecordingStores)
+ARCHIVER = web.AppKey("recording_archiver", RecordingArchiver)

@@ -50,6 +50,16 @@ class Metrics:
             "live_recording_disk_low", "1 while the media disk is below the recording free-space floor (alert on it)",
             registry=r,
         )
+        self.recording_uploads_pending = Gauge(
+            "live_recording_uploads_pending", "Ready recordings still on local disk, waiting for their upload to object storage",
+            registry=r,
+        )
+        self.recording_upload_failures = Counter(
+            "live_recording_upload_failures", "Recording uploads to object storage that failed (retried later)", registry=r
+        )
+        self.recording_uploaded_bytes = Counter(
+            "live_recording_uploaded_bytes", "Bytes of recordings uploaded to object storage", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

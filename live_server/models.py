@@ -235,6 +235,8 @@ class Recording(Base):
     ready_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # the live run's end
     discontinuities: Mapped[int] = mapped_column(Integer, default=0)  # reconnects and gaps marked in the playlist
+    # Where the finished media lives when not in the media folder: "s3://bucket/prefix/" (vod/objects.py).
+    storage_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
 
 
 class Chapter(Base):

@@ -144,6 +144,23 @@ class Settings(BaseModel):
     recording_retention_check_seconds: float = Field(
         3600.0, gt=0, description="How often the retention policy looks for recordings to delete."
     )
+    recording_storage: Literal["local", "s3"] = Field(
+        "local", description="Where finished recordings live: local (the media folder) or s3 (an S3-compatible "
+        "object store such as MinIO; needs the s3 extra and s3_bucket). Live media always stays on local disk.",
+    )
+    s3_endpoint_url: str = Field("", description="S3 API endpoint, e.g. https://minio.example.edu:9000; empty: AWS S3 in s3_region.")
+    s3_bucket: str = Field("", description="Bucket for the recordings (created beforehand; see the README for its CORS rule).")
+    s3_region: str = Field("us-east-1", description="Region of the bucket (MinIO accepts any name; AWS needs the bucket's).")
+    s3_access_key: str = Field("", description="S3 access key id; empty: boto3's own credential chain (environment, instance role).")
+    s3_secret_key: SecretStr = Field(SecretStr(""), description="S3 secret key that goes with s3_access_key.")
+    s3_prefix: str = Field("", description="Key prefix in the bucket (e.g. live/); objects are <prefix><media path>/<file>.")
+    s3_url_ttl_seconds: int = Field(
+        300, ge=60, le=7 * 24 * 3600, description="Lifetime of the presigned URLs that VOD media requests are redirected to."
+    )
+    s3_upload_threads: int = Field(4, ge=1, le=64, description="Files of a recording uploaded in parallel (threads).")
+    s3_retry_seconds: float = Field(
+        300.0, gt=0, description="How often recordings still on local disk (a failed upload) are uploaded again; also at start."
+    )
 
     # --- Captions -------------------------------------------------------------------------
     vosk_models: dict[str, Path] = Field(
@@ -249,6 +266,18 @@ class Settings(BaseModel):
             raise ValueError("must be an nginx location path that starts and ends with '/', e.g. /_media/")
         return value
 
+    @field_validator("s3_prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        return f"{value}/" if value else ""
+
+    @model_validator(mode="after")
+    def _s3_bucket_given(self) -> "Settings":
+        if self.recording_storage == "s3" and not self.s3_bucket:
+            raise ValueError("recording_storage = s3 needs s3_bucket (and s3_endpoint_url for MinIO and other non-AWS stores)")
+        return self
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
@@ -314,7 +343,8 @@ class Settings(BaseModel):
         """The configuration as plain data, secrets replaced by asterisks (for `live-server config`)."""
         data = self.model_dump(mode="json")
         data["secret_key"] = "********" if self.secret_key.get_secret_value() else ""
-        for name in ("database_url", "redis_url"):
+        data["s3_secret_key"] = "********" if self.s3_secret_key.get_secret_value() else ""
+        for name in ("database_url", "redis_url", "s3_endpoint_url"):
             data[name] = mask_url_password(data[name])
         data["effective_database_url"] = mask_url_password(self.effective_database_url)
         return data
@@ -399,7 +429,7 @@ def format_validation_error(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "settings"
         name = f"{loc} (env {ENV_PREFIX}{loc.split('.')[0].upper()})" if err["loc"] else loc
         given = err.get("input")
-        shown = "" if isinstance(given, dict) or loc == "secret_key" else f"; got {given!r}"
+        shown = "" if isinstance(given, dict) or loc in ("secret_key", "s3_secret_key") else f"; got {given!r}"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown setting"

@@ -44,6 +44,7 @@ VOD_PLAYLIST = "vod.m3u8"
 MASTER = "master.m3u8"
 THUMBNAIL = "thumbnail.jpg"
 DOWNLOAD = "download.mp4"
+PLAYLISTS = (JOURNAL, VOD_PLAYLIST, MASTER)  # kept on local disk as a cached copy when the media moves to objects
 _SEGMENT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.ts$")
 
 
@@ -207,13 +208,18 @@ class RecordingFiles:
         finally:
             os.close(fd)
 
-    def journal_segments(self) -> list[Segment]:
-        """Journaled segments whose file is on disk (recovery, and the source of every view)."""
+    def journal_segments(self, require_files: bool = True) -> list[Segment]:
+        """Journaled segments whose file is on disk (recovery, and the source of every view).
+
+        ``require_files=False`` for a recording whose segments moved to object storage (only the
+        playlists stay here).
+        """
         try:
             text = (self.folder / JOURNAL).read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
-        return [s for s in parse_journal(text) if _SEGMENT_NAME.match(s.uri) and (self.folder / s.uri).exists()]
+        return [s for s in parse_journal(text)
+                if _SEGMENT_NAME.match(s.uri) and (not require_files or (self.folder / s.uri).exists())]
 
     def finalize(self, segments: Sequence[Segment], live_master: str | None, rendition: str | None) -> DiskSummary:
         """Write the VOD playlists (full record, player view, master); ``segments`` must not be empty."""
@@ -229,9 +235,9 @@ class RecordingFiles:
             discontinuities=sum(1 for s in segments[1:] if s.discontinuity),
         )
 
-    def write_view(self, start: float = 0.0, end: float | None = None) -> tuple[float, float]:
+    def write_view(self, start: float = 0.0, end: float | None = None, require_files: bool = True) -> tuple[float, float]:
         """Rewrite ``vod.m3u8`` as the trimmed view; returns (offset of its first segment, its duration)."""
-        kept, offset = trimmed(self.journal_segments(), start, end)
+        kept, offset = trimmed(self.journal_segments(require_files), start, end)
         write_atomic(self.folder / VOD_PLAYLIST, render_vod(kept))
         (self.folder / DOWNLOAD).unlink(missing_ok=True)  # the download follows the view
         return round(offset, 3), round(sum(s.duration for s in kept), 3)
@@ -243,6 +249,21 @@ class RecordingFiles:
         except (FileNotFoundError, PlaylistParseError):
             return []
         return parsed.playlist.segments
+
+    def stored_names(self) -> list[str]:
+        """The files of a finished recording (no temporaries), playlists last: what an archive copies."""
+        names = sorted(e.name for e in os.scandir(self.folder) if e.is_file() and not e.name.startswith("."))
+        return [n for n in names if n not in PLAYLISTS] + [n for n in PLAYLISTS if n in names]
+
+    def drop_media(self) -> int:
+        """Remove everything but the playlists (the media is in object storage now); returns the bytes freed."""
+        freed = 0
+        for name in self.stored_names():
+            if name not in PLAYLISTS:
+                path = self.folder / name
+                freed += path.stat().st_size
+                path.unlink(missing_ok=True)
+        return freed
 
     def size_bytes(self) -> int:
         total = 0

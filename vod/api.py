@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from live_server import events as ev
 from live_server.errors import NotFound, Unprocessable
 from live_server.keys import (
-    DB, MEDIA_CACHE, MEDIA_PASS, RECORDER, RECORDING_DIRECTORY, RECORDING_PASS, RECORDINGS, SETTINGS,
+    DB, MEDIA_CACHE, MEDIA_PASS, RECORDER, RECORDING_DIRECTORY, RECORDING_PASS, RECORDING_STORES, RECORDINGS, SETTINGS,
 )
 from live_server.middleware import identity_of, json_body, require_identity
 from live_server.models import Chapter, Recording, RecordingState, User, Visibility
@@ -143,14 +143,17 @@ def _manageable(session: Session, recording_id: int, user: User) -> Recording:
 
 @routes.get("/api/v1/recordings/{id}/download.mp4")
 async def download(request: web.Request) -> web.StreamResponse:
-    """MP4 of the playable view for owners: a stream-copy remux, made once and kept beside the segments."""
+    """MP4 of the playable view for owners: a stream-copy remux, made once and kept beside the segments
+    (for a recording in object storage: a 302 to a presigned URL of the MP4 object)."""
     identity = require_identity(request)
     recording_id = _recording_id(request)
     row = await request.app[DB].run(lambda s: _manageable(s, recording_id, identity.user))
     if row.state != RecordingState.READY:
         raise NotFound("the recording is not ready")
-    path = await request.app[RECORDINGS].download(row)
     name = "".join(c if c.isalnum() or c in "-_" else "-" for c in row.title)[:80].strip("-") or f"recording-{row.id}"
+    path = await request.app[RECORDINGS].download(row, f"{name}.mp4")
+    if isinstance(path, str):
+        raise web.HTTPFound(path, headers={"Cache-Control": "private, no-store"})
     return web.FileResponse(path, headers={
         "Content-Type": "video/mp4", "Content-Disposition": f'attachment; filename="{name}.mp4"',
         "Cache-Control": "private, no-store",
@@ -166,7 +169,7 @@ async def replay_data(request: web.Request) -> web.Response:
 
     def work(session: Session) -> dict[str, Any]:
         row = readable(request, session, recording_id, user)
-        segments = catalog.files(row.media_path).journal_segments() if row.media_path else []
+        segments = catalog.journal_segments(row.media_path, row.storage_url) if row.media_path else []
         return {"recording": _json(request, row, user), **replay.replay_data(session, row, segments, row.trim_start)}
 
     return web.json_response(await request.app[DB].run(work))
@@ -336,6 +339,7 @@ async def search_recordings(request: web.Request) -> web.Response:
 @routes.get("/vod/{id}/{tail:.+}")
 async def vod_media(request: web.Request) -> web.StreamResponse:
     app = request.app
-    handler = VodMediaHandler(app[RECORDING_DIRECTORY], app[MEDIA_CACHE], app[RECORDING_PASS], app[MEDIA_PASS])
+    handler = VodMediaHandler(app[RECORDING_DIRECTORY], app[MEDIA_CACHE], app[RECORDING_PASS], app[MEDIA_PASS],
+                              app[RECORDING_STORES])
     return await handler(request, _user(request))
 

@@ -3,7 +3,9 @@
 ``RecordingCatalog`` is the recorder's ``RecordingSink`` (rows for its events, a thumbnail from
 the first segment) and the one service that changes recording rows and their folders together:
 edit, trim (rewrites the playable view), delete (files and rows, nothing orphaned), recovery
-after a crash, retention.
+after a crash, retention. A recording moved to object storage (``vod/archive.py``) keeps its
+playlists here as a cached copy; trim, download and delete then also act on its objects. Work on
+one recording's media (upload, trim, remux, delete) is serialised by a per-recording lock.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import logging
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Awaitable
+import shutil
+import secrets
+from typing import Any, Awaitable, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
@@ -24,8 +28,10 @@ from live_server.errors import Conflict, ServiceError, Unprocessable
 from live_server.layout import live_run_of_recording
 from live_server.models import CaptionSegment, Event, Recording, RecordingState, Visibility, utcnow
 from recorder.events import RecordingFinished, RecordingStarted, SegmentCompleted
-from recorder.storage import DOWNLOAD, MASTER, THUMBNAIL, RecordingFiles, TrimError
+from ingest.packaging.playlist import Segment, write_atomic
+from recorder.storage import DOWNLOAD, JOURNAL, MASTER, PLAYLISTS, THUMBNAIL, VOD_PLAYLIST, RecordingFiles, TrimError, parse_journal
 
+from .objects import LocalDiskStore, RecordingStore, RecordingStores, StoreUnavailable
 from .tools import FfmpegFailed, make_thumbnail, remux_mp4
 
 log = logging.getLogger(__name__)
@@ -50,24 +56,61 @@ class RecordingUpdate(BaseModel):
 class RecordingCatalog:
     """Recording rows and the folders they point to; one owner for both."""
 
-    def __init__(self, db: Database, media_dir: Path, ffmpeg: str) -> None:
+    def __init__(self, db: Database, media_dir: Path, ffmpeg: str, stores: RecordingStores | None = None) -> None:
         self.db = db
         self.media_dir = media_dir
         self.ffmpeg = ffmpeg
+        self.stores = stores or RecordingStores(LocalDiskStore(media_dir))
+        self.ready_listeners: list[Callable[[int], None]] = []  # told the id of each recording that became ready
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._download_locks: dict[int, asyncio.Lock] = {}
+        self._thumbnails: dict[int, asyncio.Future[Any]] = {}
+        self._media_locks: dict[int, asyncio.Lock] = {}
 
     def files(self, media_path: str) -> RecordingFiles:
         return RecordingFiles(self.media_dir / media_path)
+
+    def media_lock(self, recording_id: int) -> asyncio.Lock:
+        """Serialises work on one recording's media: upload, trim, MP4 remux, delete."""
+        return self._media_locks.setdefault(recording_id, asyncio.Lock())
+
+    async def thumbnail_made(self, recording_id: int) -> None:
+        """Wait for the thumbnail being made from the first segment, if any (before an upload)."""
+        task = self._thumbnails.get(recording_id)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    def journal_segments(self, media_path: str, storage_url: str | None) -> list[Segment]:
+        """The recording's segments with their wall clocks (blocking): the local journal, else its object."""
+        files = self.files(media_path)
+        segments = files.journal_segments(require_files=storage_url is None)
+        if segments or not storage_url:
+            return segments
+        try:
+            store, location = self.stores.of(storage_url)
+            text = store.read(location or "", JOURNAL)
+        except Exception as exc:  # the replay still works, its chat just cannot be placed by wall clock
+            log.warning("recordings: journal of %s not read from object storage: %s", media_path, exc)
+            return []
+        return parse_journal(text.decode("utf-8")) if text else []
+
+    def _playlists_here(self, files: RecordingFiles, store: RecordingStore, location: str) -> None:
+        """Restore the cached playlist copies of an archived recording (another host, a wiped disk)."""
+        for name in PLAYLISTS:
+            if not (files.folder / name).exists():
+                data = store.read(location, name)
+                if data is not None:
+                    files.folder.mkdir(parents=True, exist_ok=True)
+                    write_atomic(files.folder / name, data.decode("utf-8"))
 
     async def close(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> "asyncio.Future[Any]":
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # --- RecordingSink ---------------------------------------------------------------------
     async def recording_started(self, started: RecordingStarted) -> int | None:
@@ -88,13 +131,15 @@ class RecordingCatalog:
 
     def segment_completed(self, completed: SegmentCompleted) -> None:
         if completed.index == 0:
-            self._spawn(self._thumbnail(completed.recording_id, completed.path))
+            task = self._spawn(self._thumbnail(completed.recording_id, completed.path))
+            self._thumbnails[completed.recording_id] = task
+            task.add_done_callback(lambda _: self._thumbnails.pop(completed.recording_id, None))
 
     async def recording_finished(self, finished: RecordingFinished) -> None:
-        def work(session: Session) -> None:
+        def work(session: Session) -> bool:
             row = session.get(Recording, finished.recording_id)
             if row is None:
-                return
+                return False
             row.ended_at = finished.ended_at
             row.duration_seconds = finished.duration_seconds
             row.size_bytes = finished.size_bytes
@@ -108,8 +153,18 @@ class RecordingCatalog:
                 session.execute(update(CaptionSegment)
                                 .where(CaptionSegment.event_id == row.event_id, CaptionSegment.recording_id.is_(None))
                                 .values(recording_id=row.id))
+            return row.state == RecordingState.READY
 
-        await self.db.run(work)
+        if await self.db.run(work):
+            self.became_ready(finished.recording_id)
+
+    def became_ready(self, recording_id: int) -> None:
+        """Tell the listeners (the archiver) that a recording is ready; they must not block."""
+        for listener in self.ready_listeners:
+            try:
+                listener(recording_id)
+            except Exception:
+                log.exception("recording %d: a ready listener raised", recording_id)
 
     async def _thumbnail(self, recording_id: int, segment: Path) -> None:
         output = segment.parent / THUMBNAIL
@@ -197,6 +252,12 @@ class RecordingCatalog:
     # --- management ------------------------------------------------------------------------
     async def update(self, recording_id: int, data: RecordingUpdate) -> Recording:
         """Apply an owner's edit; a trim rewrites the playable view in the same unit of work."""
+        if {"trim_start", "trim_end"} & data.model_fields_set:
+            async with self.media_lock(recording_id):  # not while it is being uploaded or remuxed
+                return await self._update(recording_id, data)
+        return await self._update(recording_id, data)
+
+    async def _update(self, recording_id: int, data: RecordingUpdate) -> Recording:
         def work(session: Session) -> Recording:
             row = session.get(Recording, recording_id)
             assert row is not None
@@ -221,7 +282,7 @@ class RecordingCatalog:
                 if end is not None and end <= start:
                     raise Unprocessable("invalid recording: trim_end must be after trim_start")
                 try:
-                    offset, duration = self.files(row.media_path).write_view(start, end)
+                    offset, duration = self._write_view(row, start, end)
                 except TrimError as exc:
                     raise Unprocessable(f"invalid recording: {exc}") from None
                 # Stored snapped to the segment boundaries actually kept: every offset shifts by trim_start.
@@ -232,9 +293,45 @@ class RecordingCatalog:
 
         return await self.db.run(work)
 
+    def _write_view(self, row: Recording, start: float, end: float | None) -> tuple[float, float]:
+        """The trimmed view on disk and, for an archived recording, in its objects (blocking)."""
+        files = self.files(row.media_path)
+        if not row.storage_url:
+            return files.write_view(start, end)
+        store, location = self._store_of(row.storage_url)
+        self._playlists_here(files, store, location)
+        view = files.folder / VOD_PLAYLIST
+        before = view.read_text(encoding="utf-8") if view.exists() else None
+        offset_duration = files.write_view(start, end, require_files=False)
+        try:
+            store.write(location, VOD_PLAYLIST, view.read_bytes())
+            store.remove(location, [DOWNLOAD])  # the download follows the view
+        except Exception as exc:
+            if before is not None:  # the row keeps the old trim: so does the cached copy
+                write_atomic(view, before)
+            log.error("recording %d: trim not stored in object storage: %s", row.id, exc)
+            raise MediaToolFailed("the object store did not take the trim; try again later") from None
+        return offset_duration
+
+    def _store_of(self, storage_url: str) -> tuple[RecordingStore, str]:
+        try:
+            store, location = self.stores.of(storage_url)
+        except StoreUnavailable as exc:
+            log.error("recordings: %s", exc)
+            raise MediaToolFailed("the recording's storage is not reachable from this server") from None
+        return store, location or ""
+
     async def delete(self, recording_id: int) -> str | None:
-        """Rows and files together: the folder is moved aside inside the transaction, removed after it."""
+        """Rows, files and objects together: the folder is moved aside inside the transaction and removed
+        after it; objects are deleted inside it (a failure keeps the row, so nothing is orphaned)."""
+        async with self.media_lock(recording_id):  # an upload in flight finishes first
+            media_path = await self._delete(recording_id)
+        self._media_locks.pop(recording_id, None)
+        return media_path
+
+    async def _delete(self, recording_id: int) -> str | None:
         trash: list[Path] = []
+        leftovers: list[str] = []
 
         def work(session: Session) -> str | None:
             row = session.get(Recording, recording_id)
@@ -243,8 +340,18 @@ class RecordingCatalog:
             if row.state == RecordingState.RECORDING:
                 raise Conflict("the recording is in progress; end the live event first")
             media_path = row.media_path
+            storage_url = row.storage_url
             session.delete(row)
             session.flush()  # foreign keys checked before any file moves
+            if storage_url:
+                store, location = self._store_of(storage_url)
+                try:
+                    store.delete(location)
+                except Exception as exc:
+                    log.error("recording %d: objects at %s not deleted: %s", recording_id, location, exc)
+                    raise MediaToolFailed("the object store did not delete the media; try again later") from None
+            elif media_path and self.stores.target is not None:
+                leftovers.append(self.stores.target.location(media_path))  # a failed upload's partial objects
             folder = self.media_dir / media_path
             if media_path and folder.is_dir():
                 aside = folder.with_name(f".deleted-{folder.name}")
@@ -259,17 +366,28 @@ class RecordingCatalog:
                 if aside.exists():
                     os.replace(aside, aside.with_name(aside.name.removeprefix(".deleted-")))
             raise
+        loop = asyncio.get_running_loop()
         for aside in trash:
-            await asyncio.get_running_loop().run_in_executor(None, RecordingFiles(aside).delete)
-        self._download_locks.pop(recording_id, None)
+            await loop.run_in_executor(None, RecordingFiles(aside).delete)
+        target = self.stores.target
+        for location in leftovers:
+            if target is not None:
+                try:
+                    await loop.run_in_executor(None, target.delete, location)
+                except Exception as exc:  # the row never pointed there: log for the operator, carry on
+                    log.warning("recording %d: could not clear partial upload at %s: %s", recording_id, location, exc)
         return media_path
 
-    async def download(self, recording: Recording) -> Path:
-        """The MP4 of the playable view: a remux made once (again after a trim), then served as a file."""
-        files = self.files(recording.media_path)
-        output = files.folder / DOWNLOAD
-        lock = self._download_locks.setdefault(recording.id, asyncio.Lock())
-        async with lock:
+    async def download(self, recording: Recording, filename: str) -> Path | str:
+        """The MP4 of the playable view: a remux made once (again after a trim) and kept beside the
+        segments. Returns the file to send or, for a recording in object storage, a presigned URL
+        (its segments are fetched into a scratch folder for the remux, the MP4 stored as an object)."""
+        async with self.media_lock(recording.id):
+            storage_url = await self.db.run(lambda s: s.scalar(select(Recording.storage_url).where(Recording.id == recording.id)))
+            if storage_url:
+                return await self._download_url(recording, storage_url, filename)
+            files = self.files(recording.media_path)
+            output = files.folder / DOWNLOAD
             if not output.exists():
                 segments = await asyncio.get_running_loop().run_in_executor(None, files.view_segments)
                 if not segments:
@@ -281,3 +399,47 @@ class RecordingCatalog:
                     raise MediaToolFailed("the MP4 could not be made; try again later") from None
         return output
 
+    async def _download_url(self, recording: Recording, storage_url: str, filename: str) -> str:
+        store, location = self._store_of(storage_url)
+        loop = asyncio.get_running_loop()
+        try:
+            made = await loop.run_in_executor(None, store.exists, location, DOWNLOAD)
+        except Exception as exc:
+            log.error("recording %d: object storage unreachable: %s", recording.id, exc)
+            raise MediaToolFailed("the recording's storage is not reachable; try again later") from None
+        if not made:
+            await self._remux_from_store(recording, store, location)
+        url = store.signed_url(location, DOWNLOAD, download_name=filename)
+        if url is None:
+            raise MediaToolFailed("the recording's storage gives no download link")
+        return url
+
+    async def _remux_from_store(self, row: Recording, store: RecordingStore, location: str) -> None:
+        loop = asyncio.get_running_loop()
+        files = self.files(row.media_path)
+        scratch = self.media_dir / ".downloads" / f"{row.id}-{secrets.token_hex(4)}"
+        try:
+            await loop.run_in_executor(None, self._playlists_here, files, store, location)
+            segments = await loop.run_in_executor(None, files.view_segments)
+            if not segments:
+                raise Conflict("the recording has no playable media")
+            await loop.run_in_executor(None, _fetch_all, store, location, [s.uri for s in segments], scratch)
+            output = scratch / DOWNLOAD
+            await remux_mp4(self.ffmpeg, [scratch / s.uri for s in segments], output)
+            await loop.run_in_executor(None, store.upload, scratch, [DOWNLOAD], location)
+        except ServiceError:
+            raise
+        except (FfmpegFailed, OSError) as exc:
+            log.error("recording %d: MP4 remux from object storage failed: %s", row.id, exc)
+            raise MediaToolFailed("the MP4 could not be made; try again later") from None
+        except Exception as exc:  # the store's own errors (botocore)
+            log.error("recording %d: object storage failed during the MP4 remux: %s", row.id, exc)
+            raise MediaToolFailed("the MP4 could not be made; try again later") from None
+        finally:
+            await loop.run_in_executor(None, shutil.rmtree, scratch, True)
+
+
+def _fetch_all(store: RecordingStore, location: str, names: list[str], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        store.fetch(location, name, folder / name)

@@ -15,7 +15,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from live_server.db import Database
 from live_server.models import Recording, RecordingState, User, Visibility, utcnow
@@ -95,6 +95,7 @@ class Importer:
         self.segment_seconds = segment_seconds
         self._slots = asyncio.Semaphore(max(1, (os.cpu_count() or 1) // 2))
         self._tasks: set[asyncio.Task[None]] = set()
+        self.ready_listeners: list[Callable[[int], None]] = []  # told each imported recording's id (the archiver)
 
     def upload_path(self, token: str) -> Path:
         folder = self.media_dir / "imports"
@@ -144,6 +145,8 @@ class Importer:
             upload.unlink(missing_ok=True)
         await self.db.run(lambda s: _ready(s, recording_id, summary, thumbnail))
         log.info("recording %d: imported, %.1f s", recording_id, summary[0])
+        for listener in self.ready_listeners:
+            listener(recording_id)
 
     def _finalize(self, folder: Path) -> tuple[float, int]:
         parsed = parse_media_playlist((folder / IMPORT_PLAYLIST).read_text(encoding="utf-8"))

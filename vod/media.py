@@ -6,14 +6,21 @@ the live event holds that event's pass, which opens its recordings too; owners a
 let in by their login. Where a recording lives is cached briefly, so players polling or
 fetching segments do not query the catalog each time. Segments are immutable; the playable
 playlist changes only on a trim, so it is cached for a few seconds.
+
+A recording in object storage (``vod/objects.py``) is checked the same way; then segments, the
+thumbnail and the download are answered with a 302 to a short-lived presigned URL, and playlists
+are sent from their local cached copy (or read from the object when this host has none).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from aiohttp import web
 from sqlalchemy.orm import Session
@@ -23,8 +30,10 @@ from live_server.models import Recording, RecordingState, Role, User, Visibility
 from web.media import CONTENT_TYPES, SAFE_TAIL, MediaCache, MediaPass
 
 from .access import is_private
+from .objects import RecordingStores, StoreUnavailable
 
 VOD_COOKIE_PREFIX = "live_vod_"
+log = logging.getLogger(__name__)
 
 
 class RecordingPass:
@@ -53,6 +62,7 @@ class RecordingLocation:
     folder: Path
     visibility: Visibility
     ready: bool
+    storage_url: str | None = None  # set when the media is in object storage
 
 
 class RecordingDirectory:
@@ -74,7 +84,7 @@ class RecordingDirectory:
             if row is None or not row.media_path:
                 return None
             return RecordingLocation(row.id, row.event_id, row.owner_id, self.media_dir / row.media_path,
-                                     row.visibility, row.state == RecordingState.READY)
+                                     row.visibility, row.state == RecordingState.READY, row.storage_url)
 
         location = await self.db.run(work)
         if len(self._cache) > 10_000:
@@ -90,11 +100,12 @@ class VodMediaHandler:
     """GET /vod/{id}/{tail}: the files of a recording's folder."""
 
     def __init__(self, directory: RecordingDirectory, cache: MediaCache, recording_pass: RecordingPass,
-                 event_pass: MediaPass) -> None:
+                 event_pass: MediaPass, stores: RecordingStores | None = None) -> None:
         self.directory = directory
         self.cache = cache
         self.recording_pass = recording_pass
         self.event_pass = event_pass
+        self.stores = stores
 
     async def __call__(self, request: web.Request, user: User | None) -> web.StreamResponse:
         ref, tail = request.match_info["id"], request.match_info["tail"]
@@ -114,10 +125,21 @@ class VodMediaHandler:
         if content_type is None or suffix == ".mp4":  # the MP4 download goes through the API (owners only)
             raise web.HTTPNotFound(text="no such media\n")
         is_playlist = suffix == ".m3u8"
-        data = await self.cache.read(location.folder / tail, immutable=not is_playlist and suffix != ".jpg")
-        if data is None:
-            raise web.HTTPNotFound(text="no such media\n")
         scope = "private" if private else "public"
+        if location.storage_url is None:
+            data = await self.cache.read(location.folder / tail, immutable=not is_playlist and suffix != ".jpg")
+            if data is None and (self.stores is None or self.stores.s3 is None):
+                raise web.HTTPNotFound(text="no such media\n")
+            if data is None:  # uploaded to object storage a moment ago? (the location is cached briefly)
+                self.directory.invalidate(location.recording_id)
+                fresh = await self.directory.locate(location.recording_id)
+                if fresh is None or fresh.storage_url is None:
+                    raise web.HTTPNotFound(text="no such media\n")
+                location = fresh
+        if location.storage_url is not None:
+            if not is_playlist:
+                self._redirect(location.storage_url, tail, scope)
+            data = await self._playlist(location, tail)
         if is_playlist or suffix == ".jpg":
             cache_control = f"{scope}, max-age=5"
         else:
@@ -126,6 +148,44 @@ class VodMediaHandler:
         if not private:
             headers["Access-Control-Allow-Origin"] = "*"
         return web.Response(body=data, headers=headers)
+
+    def _redirect(self, storage_url: str, name: str, scope: str) -> NoReturn:
+        """The bytes come from the object store: a presigned URL, valid ``s3_url_ttl_seconds``."""
+        if self.stores is None:
+            raise web.HTTPServiceUnavailable(text="recording storage is not configured here\n")
+        try:
+            store, location = self.stores.of(storage_url)
+            url = store.signed_url(location or "", name)
+        except StoreUnavailable as exc:
+            log.error("recordings: %s", exc)
+            raise web.HTTPServiceUnavailable(text="this recording's storage is not reachable from this server\n") from None
+        if url is None:
+            raise web.HTTPNotFound(text="no such media\n")
+        # Shared caches may keep a public redirect briefly (the URL has >= half its lifetime left, >= 30 s);
+        # private ones are per viewer.
+        cache_control = "private, no-store" if scope == "private" else "public, max-age=10"
+        raise web.HTTPFound(url, headers={"Cache-Control": cache_control})
+
+    async def _playlist(self, location: RecordingLocation, name: str) -> bytes:
+        """The cached copy kept beside the (removed) media, else the object."""
+        data = await self.cache.read(location.folder / name, immutable=False)
+        if data is not None:
+            return data
+        if self.stores is None or location.storage_url is None:
+            raise web.HTTPNotFound(text="no such media\n")
+        try:
+            store, where = self.stores.of(location.storage_url)
+            data = await asyncio.get_running_loop().run_in_executor(None, store.read, where or "", name)
+        except StoreUnavailable as exc:
+            log.error("recordings: %s", exc)
+            raise web.HTTPServiceUnavailable(text="this recording's storage is not reachable from this server\n") from None
+        except Exception as exc:  # the store's own errors
+            log.warning("recording %d: %s not read from object storage: %s", location.recording_id, name, exc)
+            raise web.HTTPServiceUnavailable(text="the recording's storage did not answer; try again\n",
+                                             headers={"Retry-After": "5"}) from None
+        if data is None:
+            raise web.HTTPNotFound(text="no such media\n")
+        return data
 
     def _has_pass(self, request: web.Request, location: RecordingLocation, user: User | None) -> bool:
         if self.recording_pass.check(location.recording_id, request.cookies.get(RecordingPass.cookie_name(location.recording_id))):
