@@ -55,7 +55,7 @@ migrate: install
 	$(BIN)/live-server db upgrade
 
 run: migrate
-	$(BIN)/live-server demo
+	LIVE_HOST=$(HOST) LIVE_PORT=$(PORT) $(BIN)/live-server demo
 	$(BIN)/live-server run --host $(HOST) --port $(PORT)
 
 test: install-test
