@@ -9,11 +9,13 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.orm import Session
 
+from sqlalchemy import select
+
 from live_server import security
 from live_server.errors import NotFound
 from live_server.keys import DB, MEDIA_PASS, RECORDING_PASS, SETTINGS
 from live_server.middleware import identity_of
-from live_server.models import Event, Recording, RecordingState, Visibility
+from live_server.models import Event, Recording, RecordingState, User, Visibility
 from web.media import MediaPass
 
 from . import access
@@ -28,6 +30,25 @@ def has_pass(request: web.Request, row: Recording) -> bool:
         row.event_id, request.cookies.get(MediaPass.cookie_name(row.event_id)))
 
 
+def event_replay(session: Session, event: Event, user: User | None) -> dict[str, Any] | None:
+    """The replay of an ended event for its page: the latest recording, if this viewer may see it.
+
+    ``{"url": ..., "ready": bool}``; a recording still being prepared is only mentioned (it shows
+    to nobody but its owner until it is ready).
+    """
+    row = session.scalar(select(Recording).where(Recording.event_id == event.id)
+                         .order_by(Recording.created_at.desc(), Recording.id.desc()).limit(1))
+    if row is None or row.state == RecordingState.FAILED:
+        return None
+    ready = row.state == RecordingState.READY
+    if ready:
+        try:
+            access.ensure_readable(user, row)
+        except NotFound:
+            return None
+    return {"url": f"/recordings/{row.id}", "ready": ready}
+
+
 @dataclass
 class ReplayView:
     recording: Recording
@@ -35,6 +56,7 @@ class ReplayView:
     password_hash: str | None
     manager: bool
     locked: bool
+    caption_language: str | None = None
 
     @property
     def context(self) -> dict[str, Any]:
@@ -47,6 +69,8 @@ class ReplayView:
             "unlock_error": None,
             "playback_url": f"/vod/{rid}/master.m3u8",
             "api_url": f"/api/v1/recordings/{rid}",
+            "download_url": f"/api/v1/recordings/{rid}/download.mp4" if self.manager else None,
+            "caption_language": self.caption_language,
         }
 
 
@@ -57,7 +81,7 @@ async def replay_view(request: web.Request) -> ReplayView:
     if not ref.isdigit():
         raise NotFound("no such recording")
 
-    def work(session: Session) -> tuple[Recording, str | None, str | None]:
+    def work(session: Session) -> tuple[Recording, str | None, str | None, str | None]:
         row = session.get(Recording, int(ref))
         if row is None:
             raise NotFound("no such recording")
@@ -65,12 +89,14 @@ async def replay_view(request: web.Request) -> ReplayView:
             raise web.HTTPSeeOther(f"/login?next=/recordings/{row.id}")
         access.ensure_readable(user, row)
         event = session.get(Event, row.event_id) if row.event_id is not None else None
-        return row, event.slug if event else None, event.password_hash if event else None
+        if event is None:
+            return row, None, None, None
+        return row, event.slug, event.password_hash, event.caption_language
 
-    row, slug, password_hash = await request.app[DB].run(work)
+    row, slug, password_hash, language = await request.app[DB].run(work)
     manager = access.can_manage(user, row)
     locked = row.visibility == Visibility.PASSWORD and not manager and not has_pass(request, row)
-    return ReplayView(row, slug, password_hash, manager, locked)
+    return ReplayView(row, slug, password_hash, manager, locked, language)
 
 
 async def password_matches(view: ReplayView, password: str) -> bool:

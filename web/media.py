@@ -230,7 +230,7 @@ class LiveMediaHandler:
         data = await self.cache.read(location.folder / tail, immutable=immutable)
         if data is None:
             raise web.HTTPNotFound(text="no such media\n")
-        if is_playlist and tail != "master.m3u8":
+        if is_playlist and tail not in ("master.m3u8", "master-dvr.m3u8"):
             self.viewers.seen(location.event_id, viewer_id(request))
         if is_playlist:
             cache_control = f"{scope}, max-age=1"
@@ -244,7 +244,7 @@ class LiveMediaHandler:
         if len(data) > STREAM_CHUNK:
             return await _send_paced(request, data, headers)
         response = web.Response(body=data, headers=headers)
-        if tail == "master.m3u8" and not _VIEWER_TOKEN.match(request.cookies.get(VIEWER_COOKIE, "")):
+        if tail in ("master.m3u8", "master-dvr.m3u8") and not _VIEWER_TOKEN.match(request.cookies.get(VIEWER_COOKIE, "")):
             response.set_cookie(VIEWER_COOKIE, secrets.token_hex(12), max_age=24 * 3600, path="/",
                                 httponly=True, samesite="Lax")
         return response

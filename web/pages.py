@@ -18,12 +18,12 @@ from live_server import events as ev
 from live_server import security
 from live_server.api.auth import login
 from live_server.errors import ServiceError
-from live_server.keys import DB, MEDIA_PASS, SETTINGS
+from live_server.keys import DB, MEDIA_PASS, SETTINGS, VIEWERS
 from live_server.middleware import ANON_CSRF_COOKIE, SESSION_COOKIE, identity_of, require_identity, set_session_cookie
-from live_server.models import Event, Visibility
+from live_server.models import Event, EventState, Visibility
 from web.media import MediaPass
 from web.templating import page_context, translator
-from vod.page import grant_pass, password_matches, replay_view
+from vod.page import event_replay, grant_pass, password_matches, replay_view
 
 routes = web.RouteTableDef()
 
@@ -112,6 +112,27 @@ async def _load_event(request: web.Request) -> Event:
     return await request.app[DB].run(work)
 
 
+async def _event_context(request: web.Request, event: Event, manager: bool, locked: bool) -> dict[str, Any]:
+    """What event.html needs; the player follows the event's state by itself (player.js polls the API)."""
+    identity = identity_of(request)
+    user = identity.user if identity else None
+    replay = None
+    if not locked and event.state == EventState.ENDED:
+        replay = await request.app[DB].run(lambda s: event_replay(s, event, user))
+    return {
+        "event": event,
+        "can_manage": manager,
+        "locked": locked,
+        "unlock_error": None,
+        # DVR events play the EVENT playlist (every segment so far): viewers can seek back.
+        "playback_url": f"/live/{event.slug}/{'master-dvr.m3u8' if event.dvr else 'master.m3u8'}",
+        "api_url": f"/api/v1/events/{event.slug}",
+        "replay": replay,
+        "viewers": request.app[VIEWERS].count(event.id) if event.state == EventState.LIVE else 0,
+        "base_url": request.app[SETTINGS].base_url,
+    }
+
+
 @routes.get("/events/{slug}", name="event")
 async def event_page(request: web.Request) -> web.Response:
     identity = identity_of(request)
@@ -122,15 +143,7 @@ async def event_page(request: web.Request) -> web.Response:
     unlocked = event.visibility != Visibility.PASSWORD or manager or media_pass.check(
         event.id, request.cookies.get(MediaPass.cookie_name(event.id))
     )
-    settings = request.app[SETTINGS]
-    response = render(request, "event.html", {
-        "event": event,
-        "can_manage": manager,
-        "locked": not unlocked,
-        "unlock_error": None,
-        "playback_url": f"/live/{event.slug}/master.m3u8",
-        "base_url": settings.base_url,
-    })
+    response = render(request, "event.html", await _event_context(request, event, manager, locked=not unlocked))
     if unlocked and event.visibility in (Visibility.AUTHENTICATED, Visibility.PASSWORD):
         _media_pass_cookie(request, response, event.id)
     return response
@@ -147,10 +160,8 @@ async def unlock_event(request: web.Request) -> web.Response:
     )
     if not ok:
         _ = translator(request)
-        return render(request, "event.html", {
-            "event": event, "can_manage": False, "locked": True, "unlock_error": _("Wrong password."),
-            "playback_url": "", "base_url": "",
-        }, status=403)
+        context = await _event_context(request, event, False, locked=True)
+        return render(request, "event.html", {**context, "unlock_error": _("Wrong password.")}, status=403)
     response = web.HTTPSeeOther(f"/events/{event.slug}")
     _media_pass_cookie(request, response, event.id)
     raise response

@@ -45,7 +45,7 @@ async def test_publish_goes_live_plays_and_ends(live: Live) -> None:
     for _ in range(2):  # two more students behind the same campus address, with the same browser
         async with aiohttp.ClientSession(headers={"User-Agent": "same-browser"},
                                          cookie_jar=aiohttp.CookieJar(unsafe=True)) as student:
-            async with student.get(live.client.make_url(f"/live/{event['slug']}/master.m3u8")) as resp:
+            async with student.get(live.client.make_url(f"/live/{event['slug']}/master-dvr.m3u8")) as resp:
                 assert len(resp.cookies["live_viewer"].value) == 24
             async with student.get(live.client.make_url(f"/live/{event['slug']}/{variant}")) as resp:
                 assert resp.status == 200

@@ -1,26 +1,41 @@
 // Chat and Q&A panel of the event page (Socket.IO). Text from people is only ever set with
 // textContent: a message like "<script>" is shown as those characters, never parsed as HTML.
+// The same socket brings the live captions: they are handed to the player as "live:caption" events.
+// Texts come translated from the page (#chat-i18n); English stands in when a text is missing.
 (function () {
   "use strict";
   var panel = document.getElementById("chat");
   if (!panel || !window.io) return;
 
+  var T = {};
+  try { T = JSON.parse(document.getElementById("chat-i18n").textContent); } catch (e) { T = {}; }
+  var lang = document.documentElement.lang || "en";
+  var plural = window.Intl && Intl.PluralRules ? new Intl.PluralRules(lang) : null;
+  var clockFormat = window.Intl ? new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" }) : null;
+
+  function t(name, fallback, vars) {
+    var text = T[name] || fallback;
+    if (vars) Object.keys(vars).forEach(function (k) { text = text.split("%(" + k + ")s").join(String(vars[k])); });
+    return text;
+  }
+  function counted(base, n, fallbackOne, fallbackOther) {
+    var one = plural ? plural.select(n) === "one" : n === 1;
+    return one ? t(base + "_one", fallbackOne, { num: n }) : t(base + "_other", fallbackOther, { num: n });
+  }
+  function errorText(err) {
+    if (!err) return "";
+    var known = (T.errors || {})[err.code];
+    if (known) return known.split("%(seconds)s").join(String(Math.max(1, Math.ceil(err.retry_after || 0))));
+    return err.message || "";
+  }
+
   var MAX_SHOWN = 300;
-  var list = document.getElementById("chat-messages");
-  var status = document.getElementById("chat-status");
-  var viewers = document.getElementById("chat-viewers");
-  var errorLine = document.getElementById("chat-error");
-  var form = document.getElementById("chat-form");
-  var text = document.getElementById("chat-text");
-  var guestForm = document.getElementById("chat-guest");
-  var nicknameInput = document.getElementById("chat-nickname");
-  var moderation = document.getElementById("chat-moderation");
-  var toggleOpen = document.getElementById("chat-toggle-open");
-  var slow = document.getElementById("chat-slow");
-  var premoderation = document.getElementById("chat-premoderation");
-  var qaList = document.getElementById("qa-list");
-  var qaForm = document.getElementById("qa-form");
-  var qaText = document.getElementById("qa-text");
+  var $ = function (id) { return document.getElementById(id); };
+  var list = $("chat-messages"), status = $("chat-status"), errorLine = $("chat-error");
+  var form = $("chat-form"), text = $("chat-text"), guestForm = $("chat-guest"), nicknameInput = $("chat-nickname");
+  var moderation = $("chat-moderation"), toggleOpen = $("chat-toggle-open"), slow = $("chat-slow");
+  var premoderation = $("chat-premoderation");
+  var qaList = $("qa-list"), qaForm = $("qa-form"), qaText = $("qa-text"), qaEmpty = $("qa-empty"), qaStatus = $("qa-status");
 
   var slug = panel.dataset.event;
   var guestsAllowed = panel.dataset.guests === "true";
@@ -32,6 +47,7 @@
   var questions = {};
   var myVotes = {};
   var socket = null;
+  var focusAfterJoin = false;
 
   function el(tag, className, content) {
     var node = document.createElement(tag);
@@ -40,51 +56,79 @@
     return node;
   }
 
-  function button(label, onClick) {
-    var b = el("button", "link", label);
+  function button(label, action, onClick, accessibleName) {
+    var b = el("button", "link-button", label);
     b.type = "button";
+    b.dataset.action = action;
+    if (accessibleName) b.setAttribute("aria-label", accessibleName);
     b.addEventListener("click", onClick);
     return b;
   }
 
   function showError(message) { errorLine.textContent = message || ""; }
 
+  function storage(action, value) {
+    try {
+      if (action === "get") return window.localStorage.getItem(storageKey);
+      window.localStorage.setItem(storageKey, value);
+    } catch (e) { /* private mode: the guest gets a new identity next time */ }
+    return null;
+  }
+
   function say() {
     var parts = [];
-    if (!settings.open) parts.push("The chat is closed.");
-    if (settings.slow_mode_seconds) parts.push("Slow mode: one message every " + settings.slow_mode_seconds + " s.");
-    if (!me.can_post) parts.push(guestsAllowed && !loggedIn ? "Choose a nickname to take part." : "Log in to take part.");
-    status.textContent = parts.join(" ") || "Connected.";
+    if (!settings.open) parts.push(t("closed", "The chat is closed."));
+    if (settings.slow_mode_seconds) parts.push(t("slow", "Slow mode: one message every %(seconds)s s.", { seconds: settings.slow_mode_seconds }));
+    if (!me.can_post) parts.push(guestsAllowed && !loggedIn ? t("choose_nickname", "Choose a nickname to take part.") : t("log_in", "Log in to take part."));
+    status.textContent = parts.join(" ") || t("connected", "Connected.");
     form.hidden = !me.can_post || (!settings.open && !me.moderator);
     qaForm.hidden = !me.can_post;
     guestForm.hidden = me.can_post || loggedIn || !guestsAllowed;
+    if ($("chat-login")) $("chat-login").hidden = me.can_post || loggedIn;
     moderation.hidden = !me.moderator;
-    toggleOpen.textContent = settings.open ? "Close the chat" : "Open the chat";
+    toggleOpen.textContent = settings.open ? t("close_chat", "Close the chat") : t("open_chat", "Open the chat");
     slow.value = String(settings.slow_mode_seconds);
     premoderation.checked = settings.qa_premoderation;
   }
 
   function call(event, payload, done) {
     socket.emit(event, payload, function (reply) {
-      if (reply && reply.error) { showError(reply.error.message); return; }
+      if (reply && reply.error) { showError(errorText(reply.error)); return; }
       showError("");
       if (done) done(reply);
     });
   }
 
+  function authorName(author) {
+    return author.kind === "guest" ? t("guest", "%(name)s (guest)", { name: author.name }) : author.name;
+  }
+
   function renderMessage(m) {
     var item = el("li", "chat-message");
     item.dataset.id = String(m.id);
-    item.appendChild(el("span", "chat-author", m.author.name + (m.author.kind === "guest" ? " (guest)" : "")));
+    if (m.at && clockFormat) {
+      var when = new Date(m.at);
+      if (!isNaN(when.getTime())) {
+        var time = el("time", "chat-time", clockFormat.format(when));
+        time.dateTime = m.at;
+        item.appendChild(time);
+        item.appendChild(document.createTextNode(" "));
+      }
+    }
+    item.appendChild(el("span", "chat-author", authorName(m.author)));
     item.appendChild(document.createTextNode(" "));
     item.appendChild(el("span", "chat-text", m.text));
     if (me.moderator) {
-      item.appendChild(button("Delete", function () { call("delete", { id: m.id }); }));
+      var tools = el("span", "chat-tools");
+      tools.appendChild(button(t("delete", "Delete"), "delete", function () { call("delete", { id: m.id }); },
+        t("delete_label", "Delete the message from %(name)s", { name: m.author.name })));
       if (!me.author || m.author.key !== me.author.key) {
-        item.appendChild(button("Ban " + m.author.name, function () {
-          if (window.confirm("Ban " + m.author.name + " from this chat?")) call("ban", { author: m.author.key, reason: "" });
+        var ban = t("ban", "Ban %(name)s", { name: m.author.name });
+        tools.appendChild(button(ban, "ban", function () {
+          if (window.confirm(t("ban_confirm", "Ban %(name)s from this chat?", { name: m.author.name }))) call("ban", { author: m.author.key, reason: "" });
         }));
       }
+      item.appendChild(tools);
     }
     return item;
   }
@@ -96,7 +140,20 @@
     if (stick) list.scrollTop = list.scrollHeight;
   }
 
+  function questionMeta(q) {
+    var meta = [authorName(q.author), counted("vote", q.votes, "%(num)s vote", "%(num)s votes")];
+    if (q.pinned) meta.push(t("pinned", "pinned"));
+    if (q.state !== "approved") meta.push(t(q.state, q.state));
+    return meta.join(" · ");
+  }
+
   function renderQuestions() {
+    // Re-rendering replaces the buttons: put the keyboard focus back where it was.
+    var active = document.activeElement, refocus = null;
+    if (active && qaList.contains(active)) {
+      var holder = active.closest("li");
+      refocus = { id: holder && holder.dataset.id, action: active.dataset.action };
+    }
     var items = Object.keys(questions).map(function (k) { return questions[k]; });
     items.sort(function (a, b) {
       if (a.pinned !== b.pinned) return a.pinned ? -1 : 1;
@@ -104,26 +161,36 @@
       return b.votes - a.votes || a.id - b.id;
     });
     qaList.textContent = "";
+    qaEmpty.hidden = items.length > 0;
     items.forEach(function (q) {
       var item = el("li", "qa-question qa-" + q.state + (q.pinned ? " qa-pinned" : ""));
-      item.appendChild(el("span", "qa-text", q.text));
-      var meta = q.author.name + " · " + q.votes + (q.votes === 1 ? " vote" : " votes");
-      if (q.pinned) meta += " · pinned";
-      if (q.state !== "approved") meta += " · " + q.state;
-      item.appendChild(el("span", "qa-meta", " — " + meta + " "));
+      item.dataset.id = String(q.id);
+      item.tabIndex = -1;
+      item.appendChild(el("p", "qa-text", q.text));
+      item.appendChild(el("p", "qa-meta", questionMeta(q)));
+      var tools = el("p", "qa-tools");
       if (me.can_post && q.state === "approved" && !myVotes[q.id]) {
-        item.appendChild(button("Upvote", function () {
+        tools.appendChild(button(t("upvote", "Upvote"), "vote", function () {
           call("vote", { id: q.id }, function () { myVotes[q.id] = true; renderQuestions(); });
-        }));
+        }, t("upvote_label", "Upvote the question: %(text)s", { text: q.text.slice(0, 80) })));
       }
       if (me.moderator) {
-        if (q.state === "pending" || q.state === "rejected") item.appendChild(button("Approve", function () { call("question", { id: q.id, action: "approve" }); }));
-        if (q.state !== "answered") item.appendChild(button("Answered", function () { call("question", { id: q.id, action: "answer" }); }));
-        item.appendChild(button(q.pinned ? "Unpin" : "Pin", function () { call("question", { id: q.id, action: q.pinned ? "unpin" : "pin" }); }));
-        if (q.state !== "rejected") item.appendChild(button("Hide", function () { call("question", { id: q.id, action: "reject" }); }));
+        var act = function (action) { return function () { call("question", { id: q.id, action: action }); }; };
+        if (q.state === "pending" || q.state === "rejected") tools.appendChild(button(t("approve", "Approve"), "approve", act("approve")));
+        if (q.state !== "answered") tools.appendChild(button(t("mark_answered", "Mark as answered"), "answer", act("answer")));
+        tools.appendChild(button(q.pinned ? t("unpin", "Unpin") : t("pin", "Pin"), "pin", act(q.pinned ? "unpin" : "pin")));
+        if (q.state !== "rejected") tools.appendChild(button(t("hide", "Hide"), "reject", act("reject")));
       }
+      if (tools.children.length) item.appendChild(tools);
       qaList.appendChild(item);
     });
+    if (refocus && refocus.id) {
+      var again = qaList.querySelector('li[data-id="' + refocus.id + '"]');
+      if (again) {
+        var same = again.querySelector('button[data-action="' + refocus.action + '"]') || again.querySelector("button");
+        (same || again).focus();
+      }
+    }
   }
 
   function connect() {
@@ -134,7 +201,7 @@
         var auth = { event: slug };
         if (nickname) {
           auth.nickname = nickname;
-          var token = window.localStorage.getItem(storageKey);
+          var token = storage("get");
           if (token) auth.guest_token = token;
         }
         cb(auth);
@@ -143,19 +210,30 @@
     socket.on("welcome", function (w) {
       me = w.you;
       settings = w.settings;
-      if (me.guest_token) window.localStorage.setItem(storageKey, me.guest_token);
+      if (me.guest_token) storage("set", me.guest_token);
       text.maxLength = w.limits.max_length;
       qaText.maxLength = w.limits.max_length;
-      list.textContent = "";
-      addMessages(w.history);
+      if (!list.children.length) {
+        // The history is not read out: only messages that arrive from now on are announced.
+        list.setAttribute("aria-live", "off");
+        addMessages(w.history);
+        setTimeout(function () { list.setAttribute("aria-live", "polite"); }, 100);
+      } else {
+        // A reconnection: add what was said meanwhile (re-rendering would read everything out again).
+        var last = Number(list.lastElementChild.dataset.id);
+        addMessages(w.history.filter(function (m) { return m.id > last; }));
+      }
       questions = {};
       w.questions.forEach(function (q) { questions[q.id] = q; });
       myVotes = {};
       w.my_votes.forEach(function (id) { myVotes[id] = true; });
       renderQuestions();
-      viewers.textContent = w.viewers + (w.viewers === 1 ? " viewer" : " viewers");
       showError("");
       say();
+      if (focusAfterJoin && me.can_post) text.focus();  // the guest form is gone: keep the keyboard here
+      focusAfterJoin = false;
+      panel.dataset.connected = "true";  // for a player that starts after this
+      document.dispatchEvent(new CustomEvent("live:chat", { detail: { connected: true } }));
     });
     socket.on("messages", addMessages);
     socket.on("message_deleted", function (d) {
@@ -163,28 +241,37 @@
       if (item) item.remove();
     });
     socket.on("settings", function (s) { settings = s; say(); });
-    socket.on("presence", function (p) { viewers.textContent = p.viewers + (p.viewers === 1 ? " viewer" : " viewers"); });
     socket.on("question", function (q) { questions[q.id] = q; renderQuestions(); });
     socket.on("question_removed", function (d) { if (!me.moderator) { delete questions[d.id]; renderQuestions(); } });
-    socket.on("error", function (e) { showError(e.message); });
+    socket.on("caption", function (c) { document.dispatchEvent(new CustomEvent("live:caption", { detail: c })); });
+    socket.on("error", function (e) { showError(errorText(e)); });
     socket.on("banned", function (b) {
-      showError("You were removed from this chat." + (b.reason ? " Reason: " + b.reason : ""));
+      showError(t("removed", "You were removed from this chat.") + (b.reason ? " " + t("reason", "Reason: %(reason)s", { reason: b.reason }) : ""));
       socket.disconnect();
     });
     socket.on("connect_error", function (err) {
-      status.textContent = (err && err.message) || "The chat is unavailable.";
+      status.textContent = (err && err.data && errorText(err.data)) || t("unavailable", "The chat is unavailable.");
       if (err && err.data && ["banned", "guests_not_allowed", "login_required", "chat_disabled", "password_required", "unknown_event", "bad_nickname"].indexOf(err.data.code) >= 0) {
         socket.disconnect();  // no point retrying
       }
     });
-    socket.on("disconnect", function () { status.textContent = "Disconnected from the chat; reconnecting…"; form.hidden = true; });
+    socket.on("disconnect", function () {
+      status.textContent = t("disconnected", "Disconnected from the chat; reconnecting…");
+      form.hidden = true;
+      panel.dataset.connected = "false";
+      document.dispatchEvent(new CustomEvent("live:chat", { detail: { connected: false } }));
+    });
   }
 
-  form.addEventListener("submit", function (e) {
-    e.preventDefault();
+  function send() {
     var value = text.value;
     if (!value.trim()) return;
     call("send", { text: value }, function () { text.value = ""; });
+  }
+
+  form.addEventListener("submit", function (e) { e.preventDefault(); send(); });
+  text.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
   });
   qaForm.addEventListener("submit", function (e) {
     e.preventDefault();
@@ -192,13 +279,16 @@
     call("ask", { text: qaText.value }, function (reply) {
       qaText.value = "";
       questions[reply.question.id] = reply.question;
+      qaStatus.textContent = reply.question.state === "pending"
+        ? t("question_pending", "Your question was sent; it will be shown once a moderator approves it.")
+        : t("question_sent", "Your question was sent.");
       renderQuestions();
     });
   });
   guestForm.addEventListener("submit", function (e) {
     e.preventDefault();
     nickname = nicknameInput.value.trim();
-    if (nickname) connect();
+    if (nickname) { focusAfterJoin = true; connect(); }
   });
   toggleOpen.addEventListener("click", function () { call("settings", { open: !settings.open }); });
   slow.addEventListener("change", function () { call("settings", { slow_mode_seconds: Number(slow.value) }); });

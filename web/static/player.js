@@ -1,47 +1,402 @@
-// Minimal live player: waits for the stream, plays it with hls.js (native HLS on Safari).
+// The live player of the event page (and of the embed page): hls.js, or native HLS on Safari.
+// It follows the event without a reload (the event API, polled): waiting → live → ended, then the
+// link to the replay once the recording is ready. On the event page it also offers the quality
+// levels, captions (the live overlay fed by the chat socket, else the WebVTT rendition of the
+// master playlist), the distance to the live edge with "Back to live", the viewer count and the
+// lecturer's chapter marker. Every part is optional: it runs only if its element is on the page.
+// Texts come translated from the page (#player-text, or data-msg-* on the video).
 (function () {
   "use strict";
   var video = document.getElementById("player");
   if (!video) return;
-  var stateLine = document.getElementById("event-state");
-  var src = video.dataset.src;
-  var hls = null;
+  var $ = function (id) { return document.getElementById(id); };
 
-  function say(text) { if (stateLine) stateLine.textContent = text; }
-  // Texts come translated from the page (data-msg-*); English when a page gives none.
-  function msg(name, fallback) { return video.dataset["msg" + name] || fallback; }
+  // --- texts -----------------------------------------------------------------------------------
+  var T = {};
+  try { if ($("player-text")) T = JSON.parse($("player-text").textContent); } catch (e) { T = {}; }
+  var DATA_MSG = { scheduled: "msgWaiting", live: "msgLive", ended: "msgEnded", unsupported: "msgUnsupported" };
+  var lang = document.documentElement.lang || "en";
+  var plural = window.Intl && Intl.PluralRules ? new Intl.PluralRules(lang) : null;
+  function t(name, fallback, vars) {
+    var text = T[name] || video.dataset[DATA_MSG[name] || ""] || fallback;
+    if (vars) Object.keys(vars).forEach(function (k) { text = text.split("%(" + k + ")s").join(String(vars[k])); });
+    return text;
+  }
+  function clock(seconds) {
+    var s = Math.max(0, Math.floor(seconds)), m = Math.floor(s / 60), h = Math.floor(m / 60);
+    var two = function (n) { return (n < 10 ? "0" : "") + n; };
+    return (h ? h + ":" + two(m % 60) : m) + ":" + two(s % 60);
+  }
+  var FALLBACK = { scheduled: "Waiting for the stream to start.", live: "Live now.", ended: "This event has ended." };
+
+  // --- elements (all optional but the video) ------------------------------------------------------
+  var box = $("player-box"), stateLine = $("event-state"), slate = $("player-slate"), badge = $("event-badge");
+  var bar = $("player-bar"), latency = $("latency"), goLive = $("go-live"), unmute = $("unmute");
+  var qualityField = $("quality-field"), quality = $("quality"), captionsToggle = $("captions-toggle");
+  var overlay = $("caption-overlay"), captionLive = $("caption-live"), viewerCount = $("viewer-count");
+  var after = $("event-after"), chat = $("chat");
+  var src = video.dataset.src, api = video.dataset.api, eventId = video.dataset.eventId;
+  var state = video.dataset.state;  // scheduled | live | ended | vod
+  var hls = null, attached = false, retryDelay = 2000, replayFound = !!$("replay-link");
+
+  // --- state -----------------------------------------------------------------------------------------
+  function setState(next) {
+    var changed = next !== state;
+    state = next;
+    video.dataset.state = next;
+    if (box) box.dataset.state = next;
+    if (stateLine && (changed || !stateLine.textContent)) stateLine.textContent = t(next, FALLBACK[next]);
+    if (slate) {
+      slate.querySelector("p").textContent = t(next, FALLBACK[next]);
+      showSlate(!(next === "live" || (next === "ended" && attached && !video.ended)));
+    }
+    if (badge && changed) {
+      var b = badge.querySelector(".badge");
+      if (b) {
+        b.textContent = t("badge_" + next, next);
+        b.classList.toggle("live", next === "live");
+      }
+    }
+    if (viewerCount) viewerCount.hidden = next !== "live";
+    var chapterForm = $("chapter-form");
+    if (chapterForm) chapterForm.hidden = next !== "live";
+    if (next === "live") attach();
+    if (next === "ended") {
+      if (latency) { latency.textContent = ""; latency.classList.remove("at-live"); }
+      if (goLive) goLive.hidden = true;
+      findReplay(0);
+    }
+    updateBar();
+  }
+
+  function updateBar() { if (bar) bar.hidden = !attached; }
+
+  // The slate over the video says the state; the state line (the live region) is then only heard.
+  function showSlate(show) {
+    slate.hidden = !show;
+    if (stateLine) stateLine.classList.toggle("visually-hidden", show);
+  }
+
+  // --- playback --------------------------------------------------------------------------------------
+  function play() {
+    var started = video.play();
+    if (!started || !started.catch) return;
+    started.catch(function () {
+      // Sound without a click is refused: play muted and offer the sound.
+      video.muted = true;
+      video.play().catch(function () { /* the controls remain */ });
+      if (unmute) unmute.hidden = false;
+    });
+  }
 
   function attach() {
-    if (hls || video.src) return;
+    if (attached) return;
     if (window.Hls && window.Hls.isSupported()) {
-      hls = new window.Hls({ liveSyncDurationCount: 3, lowLatencyMode: false, xhrSetup: function (xhr) { xhr.withCredentials = true; } });
-      hls.on(window.Hls.Events.ERROR, function (_e, data) {
-        if (data.fatal && data.type === window.Hls.ErrorTypes.NETWORK_ERROR) { setTimeout(function () { hls.startLoad(); }, 2000); }
-        else if (data.fatal) { hls.recoverMediaError(); }
-      });
+      attached = true;
+      hls = new window.Hls({ liveSyncDurationCount: 3, xhrSetup: function (xhr) { xhr.withCredentials = true; } });
+      hls.on(window.Hls.Events.ERROR, onError);
+      hls.on(window.Hls.Events.MANIFEST_PARSED, function () { retryDelay = 2000; fillLevels(); play(); });
+      hls.on(window.Hls.Events.LEVEL_SWITCHED, showLevel);
+      hls.on(window.Hls.Events.SUBTITLE_TRACKS_UPDATED, applyCaptions);
       hls.loadSource(src);
       hls.attachMedia(video);
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+      attached = true;
       video.src = src;
+      video.textTracks.addEventListener("addtrack", applyCaptions);
+      play();
     } else {
-      say(msg("Unsupported", "This browser cannot play HLS video."));
+      var unsupported = t("unsupported", "This browser cannot play this video.");
+      if (stateLine) stateLine.textContent = unsupported;
+      if (slate) { slate.querySelector("p").textContent = unsupported; showSlate(true); }
       return;
     }
-    if (video.dataset.state === "vod") return;  // a recording starts when the viewer presses play
-    video.muted = true;
-    video.play().catch(function () { /* autoplay refused: the controls remain */ });
+    if (state === "vod") return;
+    updateBar();
+    applyCaptions();
+  }
+
+  function onError(_event, data) {
+    if (!data.fatal) return;
+    if (data.type === window.Hls.ErrorTypes.NETWORK_ERROR) {
+      // The stream is not there yet or dropped: try again while the event is live (backing off).
+      if (latency) latency.textContent = t("stream_trouble", "The stream is interrupted; trying again…");
+      setTimeout(function () {
+        if (state === "ended" && !hls.levels.length) return;
+        if (!hls.levels.length) hls.loadSource(src); else hls.startLoad();
+      }, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 10000);
+    } else if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
+      hls.recoverMediaError();
+    }
+  }
+
+  if (unmute) {
+    unmute.addEventListener("click", function () { video.muted = false; unmute.hidden = true; });
+    video.addEventListener("volumechange", function () { if (!video.muted) unmute.hidden = true; });
+  }
+  video.addEventListener("ended", function () { if (state === "ended" && slate) showSlate(true); });
+
+  // --- quality levels --------------------------------------------------------------------------------
+  function levelName(level) {
+    if (level.height) return level.height + "p";
+    if (!level.videoCodec && level.audioCodec) return t("audio_only", "Sound only");
+    return t("kbps", "%(kbps)s kb/s", { kbps: Math.round(level.bitrate / 1000) });
+  }
+
+  function fillLevels() {
+    if (!quality || !hls) return;
+    var levels = hls.levels || [];
+    while (quality.options.length > 1) quality.remove(1);
+    var order = levels.map(function (l, i) { return i; });
+    order.sort(function (a, b) { return (levels[b].height || 0) - (levels[a].height || 0) || levels[b].bitrate - levels[a].bitrate; });
+    order.forEach(function (i) {
+      var option = document.createElement("option");
+      option.value = String(i);
+      option.textContent = levelName(levels[i]);
+      quality.appendChild(option);
+    });
+    qualityField.hidden = levels.length < 2;
+    quality.value = hls.autoLevelEnabled ? "-1" : String(hls.currentLevel);
+  }
+
+  function showLevel() {
+    if (!quality || !hls || !hls.levels[hls.currentLevel]) return;
+    var auto = quality.options[0];
+    auto.textContent = t("auto_level", "Automatic (%(quality)s)", { quality: levelName(hls.levels[hls.currentLevel]) });
+  }
+
+  if (quality) {
+    quality.addEventListener("change", function () {
+      if (!hls) return;
+      hls.currentLevel = Number(quality.value);  // -1: automatic (by bandwidth)
+    });
+  }
+
+  // --- distance to the live edge ---------------------------------------------------------------------
+  function edgeDistance() {
+    if (hls) {
+      if (typeof hls.latency === "number" && isFinite(hls.latency) && hls.latency > 0) return hls.latency;
+      return null;
+    }
+    var r = video.seekable;
+    return r && r.length ? Math.max(0, r.end(r.length - 1) - video.currentTime) : null;
+  }
+
+  function targetDistance() {
+    if (hls && typeof hls.targetLatency === "number" && hls.targetLatency > 0) return hls.targetLatency;
+    return 10;
+  }
+
+  // Seconds behind what the player normally keeps from the edge; about 0 when watching live.
+  function behindLive() {
+    var distance = edgeDistance();
+    return distance === null ? null : Math.max(0, distance - targetDistance());
+  }
+
+  function showLatency() {
+    if (!latency || state !== "live" || !attached || video.readyState < 2) return;
+    var distance = edgeDistance();
+    if (distance === null) return;
+    var behind = distance - targetDistance();
+    var atLive = behind < Math.max(4, targetDistance() / 2) && !video.paused;
+    latency.textContent = atLive ? t("at_live", "Live, %(seconds)s s delay", { seconds: Math.round(distance) })
+      : t("behind_live", "%(seconds)s s behind live", { seconds: Math.round(distance) });
+    latency.classList.toggle("at-live", atLive);
+    if (goLive) goLive.hidden = atLive;
+  }
+
+  if (goLive) {
+    goLive.addEventListener("click", function () {
+      var target = null;
+      if (hls && hls.liveSyncPosition) target = hls.liveSyncPosition;
+      else if (video.seekable.length) target = video.seekable.end(video.seekable.length - 1) - 6;
+      if (target !== null && isFinite(target)) video.currentTime = target;
+      play();
+    });
+  }
+
+  // --- captions ---------------------------------------------------------------------------------------
+  var PREFERENCE = "live-captions";
+  var captionLanguage = video.dataset.captions || "";
+  var captionsOn = true;  // on unless this viewer turned them off before
+  try { captionsOn = window.localStorage.getItem(PREFERENCE) !== "off"; } catch (e) { /* private mode */ }
+  var socketCaptions = !!(chat && chat.dataset.connected === "true");
+  var pending = [], shown = null, shownUntil = 0, overlayActive = false, renditionShown = null;
+
+  function renditionTracks() {
+    if (hls) return hls.subtitleTracks || [];
+    return Array.prototype.filter.call(video.textTracks, function (tr) { return tr.kind === "subtitles" || tr.kind === "captions"; });
+  }
+
+  function applyCaptions() {
+    if (!captionsToggle) return;
+    var rendition = renditionTracks().length > 0;
+    captionsToggle.hidden = !(captionLanguage || rendition);
+    captionsToggle.setAttribute("aria-pressed", captionsOn ? "true" : "false");
+    // At the live edge the overlay is sooner (it shows words as they are recognised); behind it,
+    // or without the chat socket, the WebVTT rendition follows the video wherever it is.
+    var behind = behindLive();
+    overlayActive = captionsOn && socketCaptions && state === "live" && (behind === null || behind < 30);
+    var useRendition = captionsOn && rendition && !overlayActive;
+    if (overlay) overlay.hidden = !overlayActive || !overlay.textContent;
+    // Only on a change: in between, the viewer may pick a track in the video's own menu.
+    if (!rendition || useRendition === renditionShown) return;
+    renditionShown = useRendition;
+    if (hls) {
+      if (useRendition && hls.subtitleTrack < 0) {
+        var tracks = hls.subtitleTracks, chosen = 0;
+        for (var i = 0; i < tracks.length; i++) if (tracks[i].lang === captionLanguage) chosen = i;
+        hls.subtitleTrack = chosen;
+      }
+      hls.subtitleDisplay = useRendition;
+    } else {
+      renditionTracks().forEach(function (tr, i) { tr.mode = useRendition && i === 0 ? "showing" : "hidden"; });
+    }
+  }
+
+  if (captionsToggle) {
+    captionsToggle.addEventListener("click", function () {
+      captionsOn = !captionsOn;
+      try { window.localStorage.setItem(PREFERENCE, captionsOn ? "on" : "off"); } catch (e) { /* not remembered */ }
+      applyCaptions();
+    });
+  }
+
+  // The time on the video's wall clock (EXT-X-PROGRAM-DATE-TIME), to show a caption when its words are heard.
+  function playingWallMs() {
+    if (hls && hls.playingDate) return hls.playingDate.getTime();
+    if (!hls && video.getStartDate) {
+      var start = video.getStartDate();
+      if (start && !isNaN(start.getTime())) return start.getTime() + video.currentTime * 1000;
+    }
+    return null;
+  }
+
+  function showCaption(c) {
+    shown = c;
+    var span = overlay.querySelector("span");
+    span.textContent = c.text;
+    overlay.hidden = !overlayActive || !c.text;
+    var length = Math.max(0, (c.end - c.start) * 1000);
+    shownUntil = (c.program_date_time != null && playingWallMs() !== null ? c.program_date_time : Date.now()) + length + 4000;
+    if (c.final && c.text && overlayActive && captionLive) captionLive.textContent = c.text;
+  }
+
+  function renderCaptions() {
+    if (!overlay) return;
+    var now = playingWallMs();
+    var due = null;
+    while (pending.length) {
+      var c = pending[0];
+      if (now !== null && c.program_date_time != null && c.program_date_time > now + 250) break;
+      due = pending.shift();
+    }
+    if (due) showCaption(due);
+    if (shown && (now !== null && shown.program_date_time != null ? now : Date.now()) > shownUntil) {
+      shown = null;
+      overlay.querySelector("span").textContent = "";
+      overlay.hidden = true;
+    }
+  }
+
+  document.addEventListener("live:caption", function (e) {
+    var c = e.detail;
+    if (!c || typeof c.text !== "string") return;
+    pending.push(c);
+    if (pending.length > 60) pending.shift();  // far behind live: the rendition takes over anyway
+    renderCaptions();
+  });
+  document.addEventListener("live:chat", function (e) {
+    socketCaptions = !!(e.detail && e.detail.connected);
+    applyCaptions();
+  });
+
+  // --- the event API: state, viewers, replay ----------------------------------------------------------
+  function viewers(n) {
+    if (!viewerCount) return;
+    var one = plural ? plural.select(n) === "one" : n === 1;
+    viewerCount.textContent = t(one ? "viewer_one" : "viewer_other", one ? "%(num)s viewer" : "%(num)s viewers", { num: n });
   }
 
   function poll() {
-    fetch(video.dataset.api, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (ev) {
-      if (ev.state === "live") { say(msg("Live", "Live now.")); attach(); }
-      else if (ev.state === "ended") { say(msg("Ended", "This event has ended.")); if (!hls) attach(); return; }
-      else { say(msg("Waiting", "Waiting for the stream to start.")); }
-      setTimeout(poll, 5000);
-    }).catch(function () { setTimeout(poll, 5000); });
+    fetch(api, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
+      .then(function (ev) {
+        if (typeof ev.viewers === "number") viewers(ev.viewers);
+        var changed = ev.state !== state;
+        if (changed) setState(ev.state);
+        // Just gone live: the count is 0 until players fetch the stream; ask again soon.
+        if (ev.state !== "ended") setTimeout(poll, changed ? 2000 : document.hidden ? 15000 : 5000);
+      })
+      .catch(function () { setTimeout(poll, 10000); });
   }
 
-  if (video.dataset.state === "vod") { attach(); return; }  // a recording: no live state to follow
-  if (video.dataset.state === "live") attach();
-  poll();
+  function showReplay(url) {
+    if (!after || replayFound) return;
+    replayFound = true;
+    after.textContent = "";
+    var link = document.createElement("a");
+    link.className = "button";
+    link.id = "replay-link";
+    link.href = url;
+    link.textContent = t("replay", "Watch the replay");
+    after.appendChild(link);
+    after.hidden = false;
+  }
+
+  function showPending() {
+    if (!after || replayFound || $("replay-pending")) return;
+    var span = document.createElement("span");
+    span.id = "replay-pending";
+    span.textContent = t("replay_pending", "The recording is being prepared; a link to the replay will appear here.");
+    after.textContent = "";
+    after.appendChild(span);
+    after.hidden = false;
+  }
+
+  function findReplay(attempt) {
+    if (!after || replayFound || !eventId) return;
+    fetch("/api/v1/recordings?event=" + encodeURIComponent(eventId), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
+      .then(function (body) {
+        var recording = (body.recordings || [])[0];
+        if (recording && recording.state === "ready") { showReplay("/recordings/" + recording.id); return; }
+        if ((recording && recording.state !== "failed") || video.dataset.record === "true") showPending();
+        if (attempt < 360) setTimeout(function () { findReplay(attempt + 1); }, attempt < 30 ? 3000 : 10000);
+      })
+      .catch(function () { if (attempt < 360) setTimeout(function () { findReplay(attempt + 1); }, 10000); });
+  }
+
+  // --- the lecturer's chapter marker ------------------------------------------------------------------
+  var tools = $("lecturer-tools"), chapterForm = $("chapter-form");
+  if (tools && chapterForm) {
+    var chapterTitle = $("chapter-title"), chapterStatus = $("chapter-status");
+    chapterForm.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var title = chapterTitle.value.trim();
+      if (!title) return;
+      fetch(tools.dataset.api, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": tools.dataset.csrf },
+        body: JSON.stringify({ title: title })
+      }).then(function (r) {
+        return r.json().then(function (body) {
+          if (!r.ok) throw new Error((body && body.error && body.error.message) || String(r.status));
+          chapterStatus.textContent = t("chapter_added", "Chapter “%(title)s” added at %(time)s.", { title: body.title, time: clock(body.offset) });
+          chapterTitle.value = "";
+        });
+      }).catch(function (err) {
+        chapterStatus.textContent = t("chapter_failed", "The chapter could not be added: %(reason)s", { reason: err.message });
+      });
+    });
+  }
+
+  // --- start --------------------------------------------------------------------------------------------
+  setInterval(function () { showLatency(); renderCaptions(); }, 500);
+  setInterval(applyCaptions, 2000);
+  applyCaptions();
+  if (state === "vod") { attach(); return; }  // a recording (embed page): no live state to follow
+  setState(state);
+  if (api) poll();
 })();

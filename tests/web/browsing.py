@@ -1,0 +1,56 @@
+"""Helpers for the event and replay page tests in Chromium: contexts, axe-core, screenshots, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.support import Account
+
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 375, "height": 700}
+AXE_SERIOUS = """async () => {
+  const result = await axe.run(document, {resultTypes: ["violations"]});
+  return result.violations.filter(v => v.impact === "serious" || v.impact === "critical")
+    .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map(n => n.target.join(" "))}));
+}"""
+
+
+async def open_context(browser: Any, base_url: str, account: Account | None = None, viewport: dict[str, int] = DESKTOP,
+                       locale: str = "en-GB") -> Any:
+    """A browser profile of its own (cookies, localStorage), logged in through the API when ``account`` is given."""
+    context = await browser.new_context(viewport=viewport, locale=locale, base_url=base_url)
+    if account is not None:
+        resp = await context.request.post("/api/v1/auth/login", data={"username": account.username, "password": account.password})
+        assert resp.status == 200, await resp.text()
+    return context
+
+
+async def new_page(context: Any) -> tuple[Any, list[str]]:
+    """A page whose script errors are collected (a test asserts the list stays empty)."""
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, errors
+
+
+async def check_page(page: Any, shots: Path, name: str) -> dict[str, Any]:
+    """axe-core's serious and critical violations, at desktop then phone size (with a screenshot of each),
+    and how far the page scrolls sideways on the phone; the page is left at desktop size."""
+    shots.mkdir(exist_ok=True)
+    found: dict[str, Any] = {}
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        await page.set_viewport_size(viewport)
+        await page.wait_for_timeout(150)  # layout settles
+        if not await page.evaluate("typeof axe !== 'undefined'"):
+            await page.add_script_tag(url="/vendor/axe.min.js")
+        violations = await page.evaluate(AXE_SERIOUS)
+        if violations:
+            found[f"{name}-{size}"] = violations
+        await page.screenshot(path=shots / f"{name}-{size}.png", full_page=True)
+        if size == "phone":
+            overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            if overflow > 1:
+                found[f"{name}-phone-overflow"] = f"scrolls sideways by {overflow}px"
+    await page.set_viewport_size(DESKTOP)
+    return found

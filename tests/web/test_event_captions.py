@@ -1,0 +1,58 @@
+"""Live captions on the event page in Chromium: espeak-ng Korean speech pushed over RTMP, recognised by
+Vosk; the caption reaches the page over the chat's socket and shows over the video when the video
+reaches the words, is read out through a live region, and the viewer's choice to hide captions is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.captions.conftest import Speech, captioned, ko_model, ko_speech, push_track, speech_track  # noqa: F401
+from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.web.browsing import new_page, open_context
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+OVERLAY_TEXT = "() => document.querySelector('#caption-overlay span').textContent"
+
+
+async def test_live_captions_show_over_the_video_and_the_choice_is_kept(
+        captioned: Live, ko_speech: Speech, browser: Any, tmp_path: Path) -> None:  # noqa: F811
+    live = captioned
+    event = await live.create_event(title="강의", caption_language="ko")
+    context = await open_context(browser, str(live.client.make_url("")).rstrip("/"))
+    page, errors = await new_page(context)
+    await page.goto(f"/events/{event['slug']}")
+    await page.wait_for_function("document.getElementById('chat').dataset.connected === 'true'")  # the socket captions use
+
+    pusher = await push_track(live.publish_url(event), speech_track(ko_speech, [2.0], 8.0, tmp_path))
+    try:
+        await wait_for(lambda: event_state_is(live, event, "live"), 15, "live")
+        await page.wait_for_function("document.getElementById('player').currentTime > 1", timeout=30_000)
+        assert await page.get_attribute("#captions-toggle", "aria-pressed") == "true"  # on by default
+        await page.wait_for_function(f"{OVERLAY_TEXT} && !document.getElementById('caption-overlay').hidden",
+                                     timeout=25_000)
+        assert HANGUL.search(await page.evaluate(OVERLAY_TEXT))
+        await page.wait_for_function("/[\\uac00-\\ud7a3]/.test(document.getElementById('caption-live').textContent)",
+                                     timeout=15_000)  # a final caption, for screen readers
+        # the master's WebVTT rendition is known, but not shown on top of the overlay
+        tracks = await page.evaluate("Array.from(document.getElementById('player').textTracks).map(t => t.mode)")
+        assert tracks and "showing" not in tracks, tracks
+        await page.screenshot(path=tmp_path / "event-captions.png")
+
+        await page.click("#captions-toggle")
+        assert await page.get_attribute("#captions-toggle", "aria-pressed") == "false"
+        assert await page.is_hidden("#caption-overlay")
+    except BaseException:
+        pusher.kill()
+        raise
+    finally:
+        await asyncio.wait_for(pusher.wait(), 30)
+    again, again_errors = await new_page(context)
+    await again.goto(f"/events/{event['slug']}")
+    await again.wait_for_function(  # once the script has set it up (it starts hidden)
+        "(() => { const t = document.getElementById('captions-toggle'); return !t.hidden && t.getAttribute('aria-pressed') === 'false'; })()")
+    assert errors == [] and again_errors == []
+    await context.close()
