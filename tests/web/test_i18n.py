@@ -19,7 +19,7 @@ WEB = REPO / "web"
 TRANSLATED = [lang for lang in i18n.LANGUAGES if lang != i18n.DEFAULT_LANGUAGE]  # English is the msgids themselves
 # The go-live panel, whose owner polishes it in a later pass: every other template must have no
 # text outside the catalog. Remove a name once its template is translated.
-NOT_YET_TRANSLATED = {"_golive.html"}
+NOT_YET_TRANSLATED: set[str] = set()
 
 
 def _method_map() -> tuple[list[tuple[str, str]], dict[str, dict[str, str]]]:

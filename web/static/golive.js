@@ -2,6 +2,11 @@
 // The event's owner sees this on the event page; the stream key comes from the event API.
 (function () {
   "use strict";
+  var textBlock = document.getElementById("golive-text");
+  var TEXTS = textBlock ? JSON.parse(textBlock.textContent) : {};
+  function t(key, values) {
+    return (TEXTS[key] || key).replace(/%\((\w+)\)s/g, function (_, name) { return values && name in values ? values[name] : ""; });
+  }
   var root = document.getElementById("golive");
   if (!root) return;
   var el = function (id) { return document.getElementById(id); };
@@ -22,26 +27,26 @@
   function mediaErrorText(err) {
     var name = err && err.name;
     if (name === "NotAllowedError" || name === "SecurityError" || name === "PermissionDeniedError")
-      return "Camera or microphone access was denied. Allow it for this site (the icon in the address bar) and try again.";
+      return t("denied");
     if (name === "NotFoundError" || name === "OverconstrainedError" || name === "DevicesNotFoundError")
-      return "No camera or microphone was found. Plug one in, or choose another in the lists above.";
+      return t("no_device");
     if (name === "NotReadableError" || name === "TrackStartError")
       return "The camera or microphone is in use by another application. Close it and try again.";
-    return "Could not open the camera or microphone: " + (err && err.message ? err.message : err);
+    return t("open_failed", { reason: err && err.message ? err.message : err });
   }
 
   function webrtcMissing() {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia)
-      return "This page cannot use the camera: open it over HTTPS (or on localhost), in a current browser.";
+      return t("https");
     if (typeof window.RTCPeerConnection !== "function")
-      return "WebRTC is turned off or blocked in this browser (a policy or an extension). Use OBS or the capture box (RTMP) instead.";
+      return t("webrtc_off");
     return "";
   }
 
   function fillDevices() {
     if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return Promise.resolve();
     return navigator.mediaDevices.enumerateDevices().then(function (devices) {
-      [[cameraSelect, "videoinput", "Camera"], [micSelect, "audioinput", "Microphone"]].forEach(function (spec) {
+      [[cameraSelect, "videoinput", t("camera")], [micSelect, "audioinput", t("microphone")]].forEach(function (spec) {
         var select = spec[0], chosen = select.value;
         var found = devices.filter(function (d) { return d.kind === spec[1] && d.deviceId; });
         if (!found.length) return;
@@ -74,9 +79,9 @@
 
   function loadEvent() {
     return fetch(root.dataset.api, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { if (!r.ok) throw { shown: "Could not load this event's stream settings (HTTP " + r.status + ")." }; return r.json(); })
+      .then(function (r) { if (!r.ok) throw { shown: t("settings_failed", { status: r.status }) }; return r.json(); })
       .then(function (ev) {
-        if (!ev.stream || !ev.stream.whip_url || !ev.stream.whip_bearer_token) throw { shown: "Only the event's owner can go live from here." };
+        if (!ev.stream || !ev.stream.whip_url || !ev.stream.whip_bearer_token) throw { shown: t("owner_only") };
         // whip_url is built from the site's public URL, which is this page's origin: keep the path,
         // so a page reached through another name for the same server still works.
         return { whip_url: new URL(new URL(ev.stream.whip_url).pathname, location.href).href, whip_bearer_token: ev.stream.whip_bearer_token };
@@ -122,7 +127,7 @@
 
   function start() {
     showError("");
-    setState("connecting", "Connecting…");
+    setState("connecting", t("connecting"));
     var target;
     Promise.all([loadEvent(), stream ? Promise.resolve(stream) : openDevices()]).then(function (r) {
       target = r[0];
@@ -153,27 +158,27 @@
       });
     }).then(function () {
       connectTimer = setTimeout(function () {
-        if (pc && pc.connectionState !== "connected") fail("Could not reach the server over WebRTC: this network probably blocks it (UDP). Try another network, or use OBS over RTMP.");
+        if (pc && pc.connectionState !== "connected") fail(t("udp_blocked"));
       }, CONNECT_TIMEOUT_MS);
     }).catch(function (err) {
-      fail(err && err.shown ? err.shown : "Going live failed: " + (err && err.message ? err.message : err));
+      fail(err && err.shown ? err.shown : t("going_live_failed", { reason: err && err.message ? err.message : err }));
     });
   }
 
   function serverErrorText(status, body) {
     var text = (body || "").trim();
-    if (status === 409) return "This event already has a publisher (OBS, the capture box or another browser). Stop it first. " + text;
-    if (status === 401) return "The stream key was refused (was it rotated?). Reload the page. " + text;
-    if (status === 503) return "The server is not accepting new broadcasts right now; try again in a moment. " + text;
-    return "The server refused the broadcast (HTTP " + status + "): " + text;
+    if (status === 409) return t("conflict") + " " + text;
+    if (status === 401) return t("refused_key") + " " + text;
+    if (status === 503) return t("busy") + " " + text;
+    return t("refused", { status: status }) + " " + text;
   }
 
   function onConnectionState() {
     if (!pc) return;
     var s = pc.connectionState;
-    if (s === "connected") { clearTimeout(connectTimer); setState("live", "Live: sending your camera and microphone."); }
-    else if (s === "disconnected") setState("live", "Connection unstable: trying to recover…");
-    else if (s === "failed") fail("The WebRTC connection failed: the network may block it (UDP). Try another network, or use OBS over RTMP.");
+    if (s === "connected") { clearTimeout(connectTimer); setState("live", t("live")); }
+    else if (s === "disconnected") setState("live", t("unstable"));
+    else if (s === "failed") fail(t("failed_connection"));
   }
 
   function endSession(keepalive) {
@@ -186,13 +191,13 @@
     if (pc) { pc.close(); pc = null; }
   }
 
-  function fail(text) { endSession(false); setState("failed", "Not broadcasting."); showError(text); }
+  function fail(text) { endSession(false); setState("failed", t("not_broadcasting")); showError(text); }
 
-  function stop() { endSession(false); showError(""); setState("stopped", "Stopped. Your viewers see the end of the stream shortly."); }
+  function stop() { endSession(false); showError(""); setState("stopped", t("stopped")); }
 
   previewButton.addEventListener("click", function () {
     showError("");
-    openDevices().then(function () { if (!pc) setState("previewing", "Preview only: not broadcasting yet."); })
+    openDevices().then(function () { if (!pc) setState("previewing", t("previewing")); })
       .catch(function (err) { showError(err && err.shown ? err.shown : String(err)); });
   });
   [cameraSelect, micSelect].forEach(function (s) {
