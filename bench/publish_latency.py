@@ -24,7 +24,7 @@ import time
 import urllib.error
 from pathlib import Path
 
-from bench.harness import make_source, median, percentile, push, server, stop, wait_until
+from bench.harness import report_latency_runs, make_source, median, percentile, push, server, stop, wait_until
 from ingest import flv
 from ingest.rtmp.protocol import MediaReceived, PublishRequested, RtmpServerConnection
 
@@ -106,8 +106,8 @@ def run(seconds: float, segment: float) -> dict[str, float]:
             last.append(at - keyframes[number + 1][1])
     return {
         "segments": len(first),
-        "first_frame_median": median(first), "first_frame_p90": percentile(first, 90),
-        "last_frame_median": median(last), "last_frame_p90": percentile(last, 90),
+        "first_median": median(first), "first_p90": percentile(first, 90),
+        "last_median": median(last), "last_p90": percentile(last, 90),
     }
 
 
@@ -132,12 +132,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     results = [run(args.seconds, args.segment) for _ in range(args.runs)]
-    for key in ("first_frame_median", "first_frame_p90", "last_frame_median", "last_frame_p90"):
-        values = [r[key] for r in results]
-        print(f"{key:20s} median of {len(values)} runs: {median(values) * 1000:7.0f} ms  (runs: "
-              + ", ".join(f"{v * 1000:.0f}" for v in values) + ")")
-    print(f"segments measured per run: {[int(r['segments']) for r in results]}; segment {args.segment:g} s; "
-          f"target first-frame ≤ {(args.segment + 0.5) * 1000:.0f} ms")
+    report_latency_runs(results, args.segment)
 
 
 if __name__ == "__main__":

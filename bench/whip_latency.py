@@ -24,7 +24,7 @@ import time
 import urllib.error
 from pathlib import Path
 
-from bench.harness import ffmpeg_path, median, percentile, server, stop, wait_until
+from bench.harness import report_latency_runs, ffmpeg_path, median, percentile, server, stop, wait_until
 from bench.whip_cpu import make_whip_source
 
 ETH_P_ALL = 0x0003
@@ -154,12 +154,7 @@ def main() -> None:
     workdir.mkdir(exist_ok=True)
     source = make_whip_source(workdir / "lecture-720p-60s-gop2-baseline-opus.mkv")
     results = [run(args.seconds, SEGMENT, source) for _ in range(args.runs)]
-    for key in ("first_median", "first_p90", "last_median", "last_p90"):
-        values = [r[key] for r in results]
-        print(f"{key:14s} median of {len(values)} runs: {median(values) * 1000:7.0f} ms  (runs: "
-              + ", ".join(f"{v * 1000:.0f}" for v in values) + ")")
-    print(f"segments measured per run: {[int(r['segments']) for r in results]}; segment {SEGMENT:g} s; "
-          f"target first-frame ≤ {(SEGMENT + 0.5) * 1000:.0f} ms")
+    report_latency_runs(results, SEGMENT)
 
 
 if __name__ == "__main__":

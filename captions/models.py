@@ -7,6 +7,10 @@ Models are only ever read from configured folders: nothing is downloaded.
 
 from __future__ import annotations
 
+import shutil
+
+import os
+
 import asyncio
 import logging
 import threading
@@ -139,3 +143,16 @@ def check_models(paths: Mapping[str, Path]) -> list[ModelCheck]:
         results.append(ModelCheck(language, path, True, f"loaded in {loaded.load_seconds:.1f} s; {grammar}"))
         del loaded
     return results
+
+
+def without_dither(source: Path, target: Path) -> Path:
+    """A copy of a model folder whose feature config turns Kaldi's random dither off, so the same
+    audio always decodes to the same words (tests, benchmarks). Big files are symlinked."""
+    target.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.name != "conf":
+            os.symlink(entry, target / entry.name)
+    shutil.copytree(source / "conf", target / "conf")
+    mfcc = target / "conf" / "mfcc.conf"
+    mfcc.write_text(mfcc.read_text().rstrip("\n") + "\n--dither=0\n")
+    return target

@@ -15,7 +15,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from live_server.db import Database
 from live_server.models import Recording, RecordingState, User, Visibility, utcnow
@@ -195,7 +195,3 @@ def allowed_visibility(value: str | None) -> Visibility:
     if visibility == Visibility.PASSWORD:
         raise ImportRejected("password visibility is not available for imported videos")
     return visibility
-
-
-def summarise(values: Sequence[str]) -> str:
-    return ", ".join(values)

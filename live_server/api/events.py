@@ -87,10 +87,10 @@ async def add_live_status(app: web.Application, *bodies: dict[str, Any]) -> None
     node for the owner — from this process when it carries the stream, else from the status board
     the ingest nodes keep in Redis."""
     live = app.get(LIVE)
+    local = {b["id"]: live.health(b["id"]) for b in bodies if "stream" in b} if live is not None else {}
     remote: dict[int, dict[str, Any]] = {}
     board = app.get(LIVE_BOARD)
-    wanted = [b["id"] for b in bodies if "stream" in b and b.get("state") == "live"
-              and (live is None or live.health(b["id"]) is None)]
+    wanted = [b["id"] for b in bodies if "stream" in b and b.get("state") == "live" and local.get(b["id"]) is None]
     if board is not None and wanted:
         try:
             remote = await board.lookup(wanted)
@@ -100,9 +100,9 @@ async def add_live_status(app: web.Application, *bodies: dict[str, Any]) -> None
         body["viewers"] = app[VIEWERS].count(body["id"])
         if "stream" not in body:
             continue
-        local = live.health(body["id"]) if live is not None else None
-        if local is not None:
-            body["stream"]["health"] = local
+        health = local.get(body["id"])
+        if health is not None:
+            body["stream"]["health"] = health
             body["stream"]["ingest_node"] = app[SETTINGS].effective_node_name
         else:
             status = remote.get(body["id"], {})

