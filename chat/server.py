@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from chat import service as svc
-from chat.fanout import LocalManager, RedisManager, RoomBatcher
+from chat.fanout import LocalManager, RedisManager, RoomBatcher, direct_websockets
 from chat.limits import SenderLimits
 from chat.namespace import ChatNamespace
 from chat.presence import Presence, SharedPresence
@@ -93,6 +93,7 @@ class ChatServer:
             logger=False,
             engineio_logger=False,
         )
+        direct_websockets(self.sio)
         self.namespace = ChatNamespace(self)
         self.sio.register_namespace(self.namespace)
         self.batcher = RoomBatcher(self._emit_to_room, "messages", settings.chat_batch_ms / 1000)

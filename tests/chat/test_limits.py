@@ -67,24 +67,26 @@ def test_strikes() -> None:
     assert strikes.strike() is False
 
 
-async def test_batcher_coalesces_per_room_and_flushes_in_order() -> None:
+async def test_batcher_sends_at_once_when_quiet_and_coalesces_within_the_window() -> None:
     sent: list[tuple[str, list[Any]]] = []
 
     async def emit(event: str, room: str, items: list[Any]) -> None:
         sent.append((room, items))
 
     batcher = RoomBatcher(emit, "messages", window=0.05)
-    for i in range(3):
-        await batcher.add("event:1", i)
-    await batcher.add("event:2", "x")
-    assert sent == []
+    await batcher.add("event:1", 0)  # a quiet room: out at once
+    for i in (1, 2):
+        await batcher.add("event:1", i)  # within the window: held and coalesced
+    await batcher.add("event:2", "x")  # another room is not held back by the first
+    assert sent == [("event:1", [0]), ("event:2", ["x"])]
     await asyncio.sleep(0.15)
-    assert sorted(sent) == [("event:1", [0, 1, 2]), ("event:2", ["x"])]
-    await batcher.add("event:1", 3)
+    assert sent[2:] == [("event:1", [1, 2])]
+    await batcher.add("event:1", 3)  # the window has passed: out at once
+    await batcher.add("event:1", 4)
     await batcher.flush("event:1")  # e.g. before a deletion
-    assert sent[-1] == ("event:1", [3])
+    assert sent[3:] == [("event:1", [3]), ("event:1", [4])]
     await asyncio.sleep(0.1)
-    assert len(sent) == 3 and batcher.emits == 3
+    assert len(sent) == 5 and batcher.emits == 5
 
     unbatched = RoomBatcher(emit, "messages", window=0)
     await unbatched.add("event:9", "now")
