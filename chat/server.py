@@ -80,10 +80,12 @@ class ChatServer:
         self.settings = settings
         self.process_id = uuid.uuid4().hex[:12]
         manager: socketio.AsyncManager
+        direct = settings.chat_direct_fanout
         if settings.redis_url:
-            manager = RedisManager(settings.redis_url, channel=settings.chat_redis_channel)
+            redis_manager = RedisManager if direct else socketio.AsyncRedisManager
+            manager = redis_manager(settings.redis_url, channel=settings.chat_redis_channel)
         else:
-            manager = LocalManager()
+            manager = LocalManager() if direct else socketio.AsyncManager()
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             client_manager=manager,
@@ -93,7 +95,8 @@ class ChatServer:
             logger=False,
             engineio_logger=False,
         )
-        direct_websockets(self.sio)
+        if direct:
+            direct_websockets(self.sio)
         self.namespace = ChatNamespace(self)
         self.sio.register_namespace(self.namespace)
         self.batcher = RoomBatcher(self._emit_to_room, "messages", settings.chat_batch_ms / 1000)

@@ -195,7 +195,13 @@ class Settings(BaseModel):
     chat_max_strikes: int = Field(20, gt=0, description="Refused chat actions per rate window before the connection is closed.")
     chat_batch_ms: int = Field(
         100, ge=0, le=2000,
-        description="Chat messages of an event are coalesced this long into one emit; 0 sends each at once.",
+        description="Chat messages of an event go out at most once per this many ms, coalesced into one emit; 0 sends each at once.",
+    )
+    chat_direct_fanout: bool = Field(
+        True,
+        description="Write each chat emit, framed once, straight to every idle client's socket, uncompressed. "
+        "False: python-socketio's own fan-out (a task per recipient, permessage-deflate): the benchmark's "
+        "reference, and a fallback should an engineio upgrade change what the direct path relies on.",
     )
     chat_max_frame_bytes: int = Field(16384, ge=1024, description="Largest Socket.IO frame; a bigger one closes the connection.")
     chat_redis_channel: str = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -29,6 +30,49 @@ async def test_message_reaches_everyone_in_the_event_and_only_them(site: ChatSit
     assert message["author"] == {"key": f"user:{alice.id}", "name": alice.username, "kind": "user"}
     assert message["offset"] is None  # the event is not live: no stream time
     assert outsider.texts() == []
+
+
+_FAST = {"chat_rate_messages": 1000, "chat_rate_bytes": 1_000_000}
+
+
+@pytest.mark.parametrize("fanout", [
+    pytest.param("direct", marks=pytest.mark.chat_settings(**_FAST)),
+    pytest.param("python-socketio", marks=pytest.mark.chat_settings(chat_direct_fanout=False, **_FAST)),
+])
+async def test_everyone_gets_every_message_once_and_in_the_same_order(site: ChatSite, fanout: str) -> None:
+    """Four people send at once while others join: acks and connect packets go through engineio's
+    queue, room messages straight to the socket when it is idle; no one may see a gap, a repeat, a
+    different order, or a message before its own welcome."""
+    event = await site.create_event()
+    people = [await site.connect(event["slug"], site.user()) for _ in range(4)]
+    reader = await site.connect(event["slug"])
+
+    async def chatter(i: int, chat: Any) -> list[int]:
+        return [(await chat.call("send", {"text": f"p{i} m{n}"}))["id"] for n in range(15)]
+
+    async def join_during_the_flood() -> list[Any]:
+        joiners = []
+        for _ in range(3):
+            await asyncio.sleep(0.05)
+            joiners.append(await site.connect(event["slug"]))
+        return joiners
+
+    *sent_ids, joiners = await asyncio.gather(*(chatter(i, c) for i, c in enumerate(people)), join_during_the_flood())
+    sent = {mid for ids in sent_ids for mid in ids}
+    assert len(sent) == 60
+    for chat in (*people, reader):
+        await chat.wait(lambda: len(chat.messages()) >= 60, what="all 60 messages")
+    orders = [[m["id"] for m in chat.messages()] for chat in (*people, reader)]
+    assert set(orders[0]) == sent and len(orders[0]) == 60
+    assert all(order == orders[0] for order in orders), "a client saw the messages in another order"
+    for i, chat in enumerate(people):
+        assert [t for t in chat.texts() if t.startswith(f"p{i} ")] == [f"p{i} m{n}" for n in range(15)]
+    for joiner in joiners:
+        names = [name for name, _ in joiner.events]
+        live = [m["id"] for m in joiner.messages()]
+        assert "messages" not in names[:names.index("welcome")], names[:5]
+        if live:  # from its first live message on, everything, in the room's order
+            assert live == orders[0][orders[0].index(live[0]):]
 
 
 async def test_history_on_join_is_the_last_n_in_order(site: ChatSite) -> None:
