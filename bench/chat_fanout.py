@@ -1,6 +1,6 @@
-"""Chat fan-out: delivery latency and server CPU with N clients in one event, batched vs unbatched.
+"""Chat fan-out: delivery latency and server CPU with N clients in one event, against python-socketio.
 
-    python -m bench.chat_fanout --clients 200 500 1000 1500 --rate 20 --seconds 15 --batch-ms 0 150
+    python -m bench.chat_fanout --clients 200 500 1000 1500 --rate 20 --seconds 15 --batch-ms 0 50 --fanout stock direct
 
 For each ``--batch-ms`` value a fresh ``live-server run`` is started (bench/harness.py: its own
 SQLite catalog, loopback only) with that ``chat_batch_ms``; for each client count, two worker
@@ -12,9 +12,12 @@ over aiohttp, cheap enough that 750 fit in one Python process), then a sender se
 drain the workers report; we print p50/p99/max latency, the share of deliveries that never
 arrived, and the server's CPU over the sending window (from /proc).
 
-``--batch-ms 0`` is the reference: one emit per message, as python-socketio does out of the box
-(BASELINES.md measured ~75 µs of server CPU per delivery that way). The per-client send path
-(chat/fanout.py, no task per recipient) is the same in both modes.
+The reference is ``--fanout stock --batch-ms 0``: python-socketio's own fan-out, one emit per
+message, websockets compressed as the clients ask (aiohttp clients, like browsers, offer
+permessage-deflate), which BASELINES.md measured at ~75 µs of server CPU per delivery.
+``--fanout direct`` is ours (chat/fanout.py): frames built once and written straight to each
+client's socket, uncompressed. ``--batch-ms`` is the coalescing window (``chat_batch_ms``).
+Rows of the direct fan-out also show their ratios to the stock row with the same clients and window.
 """
 
 from __future__ import annotations
@@ -251,7 +254,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[200, 500, 1000, 1500])
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second into the event (total)")
     parser.add_argument("--seconds", type=float, default=15.0, help="sending time per run (at most 60 s)")
-    parser.add_argument("--batch-ms", type=int, nargs="+", default=[0, 150])
+    parser.add_argument("--batch-ms", type=int, nargs="+", default=[0, 50])
+    parser.add_argument("--fanout", nargs="+", choices=["stock", "direct"], default=["direct"],
+                        help="stock: python-socketio's own fan-out (chat_direct_fanout=false), the reference")
     parser.add_argument("--workers", type=int, default=2, help="client processes")
     parser.add_argument("--servers", type=int, default=1, choices=[1, 2],
                         help="2: a second server process shares the rooms through Redis on 127.0.0.1:6379 (db 14)")
@@ -266,10 +271,11 @@ def main() -> None:
         return
     args.seconds = min(args.seconds, 60.0)
     rows = []
-    for batch_ms in args.batch_ms:
+    for fanout, batch_ms in [(f, b) for f in args.fanout for b in args.batch_ms]:
         shared = ({"redis_url": "redis://127.0.0.1:6379/14", "chat_redis_channel": f"chat-bench-{os.getpid()}"}
                   if args.servers == 2 else {})
         with server(chat_batch_ms=batch_ms, chat_rate_messages=1_000_000, chat_rate_bytes=100_000_000,
+                    chat_direct_fanout=str(fanout == "direct").lower(),
                     rtmp_enabled="false", log_level="WARNING", **shared) as srv:
             event = srv.create_event("Chat bench")
             cookie = _login(srv.base_url)
@@ -279,6 +285,7 @@ def main() -> None:
                     row = run_once(srv.base_url, srv.process.pid, event["slug"], cookie, clients, args.rate,
                                    args.seconds, args.workers, others)
                     row["batch_ms"] = batch_ms
+                    row["fanout"] = fanout
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     _table(args, rows)
@@ -309,12 +316,16 @@ def _healthy(url: str) -> bool:
 def _table(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     print()
     print(f"{args.servers} server process(es); {args.rate:g} msg/s for {args.seconds:g} s; server CPU over the sending window (100 % = one core)")
-    print("| batch | clients | p50 | p99 | max | lost | server CPU |")
-    print("|---|---|---|---|---|---|---|")
+    print("| fan-out | batch | clients | p50 | p99 | max | lost | server CPU | p50, p99, CPU vs stock |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    stock = {(r["clients"], r["batch_ms"]): r for r in rows if r["fanout"] == "stock"}
     for row in rows:
         batch = "none" if row["batch_ms"] == 0 else f"{row['batch_ms']} ms"
-        print(f"| {batch} | {row['clients']} | {row['p50_ms']:.0f} ms | {row['p99_ms']:.0f} ms | {row['max_ms']:.0f} ms "
-              f"| {row['lost_pct']:.1f} % | {row['server_cpu_pct']:.0f} % |")
+        ref = stock.get((row["clients"], row["batch_ms"])) if row["fanout"] == "direct" else None
+        ratios = (f"{row['p50_ms'] / ref['p50_ms']:.2f}×, {row['p99_ms'] / ref['p99_ms']:.2f}×, "
+                  f"{row['server_cpu_pct'] / ref['server_cpu_pct']:.2f}×") if ref else "—"
+        print(f"| {row['fanout']} | {batch} | {row['clients']} | {row['p50_ms']:.0f} ms | {row['p99_ms']:.0f} ms "
+              f"| {row['max_ms']:.0f} ms | {row['lost_pct']:.1f} % | {row['server_cpu_pct']:.0f} % | {ratios} |")
 
 
 if __name__ == "__main__":
