@@ -1,6 +1,6 @@
 """Chat fan-out: delivery latency and server CPU with N clients in one event, against python-socketio.
 
-    python -m bench.chat_fanout --clients 200 500 1000 1500 --rate 20 --seconds 15 --batch-ms 0 50 --fanout stock direct
+    python -m bench.chat_fanout --clients 200 500 1000 1500 --rate 20 --seconds 15 --batch-ms 0 100 --fanout stock direct
 
 For each ``--batch-ms`` value a fresh ``live-server run`` is started (bench/harness.py: its own
 SQLite catalog, loopback only) with that ``chat_batch_ms``; for each client count, two worker
@@ -254,7 +254,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[200, 500, 1000, 1500])
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second into the event (total)")
     parser.add_argument("--seconds", type=float, default=15.0, help="sending time per run (at most 60 s)")
-    parser.add_argument("--batch-ms", type=int, nargs="+", default=[0, 50])
+    parser.add_argument("--batch-ms", type=int, nargs="+", default=[0, 100])
     parser.add_argument("--fanout", nargs="+", choices=["stock", "direct"], default=["direct"],
                         help="stock: python-socketio's own fan-out (chat_direct_fanout=false), the reference")
     parser.add_argument("--workers", type=int, default=2, help="client processes")

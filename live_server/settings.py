@@ -194,7 +194,7 @@ class Settings(BaseModel):
     chat_rate_window_seconds: float = Field(10.0, gt=0, description="Window of the per-person chat rate limits.")
     chat_max_strikes: int = Field(20, gt=0, description="Refused chat actions per rate window before the connection is closed.")
     chat_batch_ms: int = Field(
-        50, ge=0, le=2000,
+        100, ge=0, le=2000,
         description="Chat messages of an event go out at most once per this many ms, coalesced into one emit; 0 sends each at once.",
     )
     chat_direct_fanout: bool = Field(
