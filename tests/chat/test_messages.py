@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 from typing import Any
+
+import aiohttp
 
 import pytest
 from sqlalchemy import select
 
-from live_server.keys import DB
+from live_server.keys import CHAT, DB
 from live_server.models import ChatMessage, Event, EventState
 from live_server.models import utcnow
 from tests.chat.conftest import ChatSite
@@ -169,3 +173,55 @@ async def test_oversize_frame_closes_the_connection(site: ChatSite) -> None:
     await a.sio.emit("send", {"text": "y" * 5000})
     await a.wait(lambda: a.disconnected.is_set(), what="disconnect")
     assert (await b.call("send", {"text": "unaffected"}))["ok"]
+
+
+@pytest.mark.chat_settings(chat_rate_messages=1000, chat_rate_bytes=100_000_000, chat_max_message_length=10_000,
+                           chat_max_frame_bytes=65_536)
+async def test_a_client_that_stops_reading_is_skipped_and_everyone_else_gets_everything(site: ChatSite) -> None:
+    """A viewer whose connection stops draining (a frozen tab, a dead Wi-Fi) costs the server at most
+    ``max_buffer`` bytes; the room never waits for it, and what it gets later is whole frames in order."""
+    event = await site.create_event()
+    senders = [await site.connect(event["slug"], site.user()) for _ in range(4)]
+    reader = await site.connect(event["slug"])
+    manager = site.app[CHAT].sio.manager
+
+    def small_receive_window(addr_info: Any) -> socket.socket:
+        family, kind, proto, _, _ = addr_info
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        return sock
+
+    ws_url = site.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(socket_factory=small_receive_window)) as http:
+        async with http.ws_connect(ws_url, max_msg_size=0) as stalled:
+            assert (await stalled.receive_str()).startswith("0")
+            await stalled.send_str("40" + json.dumps({"event": event["slug"]}))
+            assert (await stalled.receive_str()).startswith("40")
+            # from here on it reads nothing while 4 people send 8 MB: more than the kernel buffers
+            # (tcp_wmem allows 4 MB) and aiohttp's reader (128 KiB) can absorb
+            padding = "x" * 9_990
+
+            async def flood(chat: Any) -> None:
+                for n in range(200):
+                    assert (await chat.call("send", {"text": f"{n} {padding}"}))["ok"]
+
+            await asyncio.gather(*(flood(chat) for chat in senders))
+            await reader.wait(lambda: len(reader.messages()) >= 800, timeout=60, what="all 800 messages")
+            assert manager.dropped > 0, "the stalled client was never skipped"
+            buffered = max(s.direct_ws.transport.get_write_buffer_size() for s in site.app[CHAT].sio.eio.sockets.values()
+                           if getattr(s, "direct_ws", None) and s.direct_ws.transport)
+            assert buffered <= manager.max_buffer + 64 * 1024, buffered
+
+            # reading again: whole Engine.IO packets, the messages a subsequence of the room's order
+            order = [m["id"] for m in reader.messages()]
+            got: list[int] = []
+            while True:
+                try:
+                    frame = await asyncio.wait_for(stalled.receive_str(), 1.0)
+                except asyncio.TimeoutError:
+                    break  # drained
+                if frame.startswith('42["messages"'):
+                    got += [m["id"] for m in json.loads(frame[2:])[1]]
+            assert 0 < len(got) < len(order)
+            positions = [order.index(mid) for mid in got]
+            assert positions == sorted(positions)
