@@ -3,50 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, AsyncIterator
 
 import pytest
 import redis
-import socketio
 
 from live_server import accounts, migrations
 from live_server import events as ev
 from live_server.db import Database
 from tests.chat.conftest import ChatClient
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server on {port} exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"server on {port} not healthy after {timeout} s")
+from tests.processes import ServerProcess, base_env, free_port
 
 
 @pytest.fixture
-def two_servers(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+async def two_servers(postgres_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     migrations.upgrade(postgres_url)
     db = Database(postgres_url)
     try:
@@ -61,32 +34,16 @@ def two_servers(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[d
     finally:
         db.close()
     channel = f"live-chat-test-{secrets.token_hex(4)}"
-    ports = [_free_port(), _free_port()]
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LIVE_")},
-        "LIVE_DATABASE_URL": postgres_url, "LIVE_REDIS_URL": redis_url, "LIVE_CHAT_REDIS_CHANNEL": channel,
-        "LIVE_SECRET_KEY": "shared-secret-for-both-processes", "LIVE_RTMP_ENABLED": "false", "LIVE_ROLE": "web",
-        "LIVE_DATA_DIR": str(tmp_path / "var"), "LIVE_MEDIA_DIR": str(tmp_path / "media"),
-        "LIVE_CHAT_PRESENCE_SECONDS": "0.5", "LIVE_CHAT_BATCH_MS": "50", "LIVE_LOG_LEVEL": "WARNING",
-    }
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "live_server.cli", "run", "--port", str(port)], cwd=REPO,
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for port in ports
-    ]
+    env = base_env(tmp_path / "var", database_url=postgres_url, redis_url=redis_url, chat_redis_channel=channel,
+                   rtmp_enabled="false", role="web", chat_presence_seconds=0.5, chat_batch_ms=50, log_level="WARNING")
+    servers = [ServerProcess(env, free_port(), tmp_path / f"server-{i}.log") for i in range(2)]
     try:
-        for port, proc in zip(ports, procs):
-            _wait_healthy(port, proc)
-        yield {"ports": ports, "event": event, "channel": channel, "redis_url": redis_url}
+        for server in servers:
+            await server.start()
+        yield {"ports": [server.port for server in servers], "event": event, "channel": channel, "redis_url": redis_url}
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        for server in servers:
+            server.stop()
 
 
 async def _connect(port: int, slug: str, username: str | None = None, password: str | None = None) -> ChatClient:
