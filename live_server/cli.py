@@ -200,7 +200,7 @@ def _demo(db: Database, settings: Settings) -> int:
             admin = accounts.create_user(session, "admin", password, "admin", "Administrator")
         created = None
         if session.scalar(select(func.count(Event.id))) == 0:
-            event = ev.create_event(session, admin, ev.EventCreate(title="Demo lecture", description="Push a stream to try the platform."))
+            event = ev.create_event(session, admin, ev.EventCreate.model_validate({"title": "Demo lecture", "description": "Push a stream to try the platform."}))
             created = event.slug
         return password, created
 

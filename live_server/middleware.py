@@ -57,10 +57,10 @@ def forwarded_middleware(trusted_proxies: Sequence[str]) -> Callable[..., Awaita
             hops = _forwarded_hops(request.headers.getall("X-Forwarded-For", []))
             client = next((hop for hop in reversed(hops) if not trusted(hop)), hops[0] if hops else request.remote)
             proto = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
-            changes: dict[str, str] = {"remote": client or ""}
             if proto in ("http", "https"):
-                changes["scheme"] = proto
-            request = request.clone(**changes)
+                request = request.clone(remote=client or "", scheme=proto)
+            else:
+                request = request.clone(remote=client or "")
         return await handler(request)
 
     return middleware
@@ -151,8 +151,8 @@ async def _check_csrf(request: web.Request, identity: Identity | None) -> None:
         if request.content_type == "application/x-www-form-urlencoded" or request.content_type.startswith("multipart/"):
             form = await request.post()
             cookie = request.cookies.get(ANON_CSRF_COOKIE, "")
-            sent = str(form.get("csrf_token", ""))
-            if not cookie or not security.constant_time_equals(cookie, sent):
+            field = str(form.get("csrf_token", ""))
+            if not cookie or not security.constant_time_equals(cookie, field):
                 raise Forbidden("the form expired; reload the page and try again", code="csrf_failed")
         return
     sent = request.headers.get("X-CSRF-Token")
