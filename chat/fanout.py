@@ -202,17 +202,20 @@ class DirectWebSocket(eio_aiohttp.WebSocket):
     def idle(self, sock: Any) -> bool:
         """True when engineio's writer holds no packet that a direct write could overtake.
 
-        Its writer takes a packet off the queue and calls ``task_done`` before writing it, with
-        no suspension between the two except inside ``send``; so no unfinished queue item and no
-        send in progress means everything queued so far is already on the transport.
+        Its writer calls ``task_done`` for a packet just before writing it, with no suspension in
+        between, and may suspend while writing only inside ``send``; so no unfinished queue item
+        and no send in progress means everything queued so far is already on the transport.
         """
         return not self.sending and sock.queue._unfinished_tasks == 0
 
     def write(self, frames: bytes, max_buffer: int) -> bool:
-        """Write pre-built frames now; False (nothing written) if closed or ``max_buffer`` behind."""
+        """Write pre-built frames now; False (nothing written) if the client is ``max_buffer`` behind.
+
+        A socket already closing is skipped silently: its client is leaving, not slow.
+        """
         transport = self.transport
         if transport is None or transport.is_closing() or self._sock.closed:
-            return False
+            return True
         if transport.get_write_buffer_size() > max_buffer:
             return False
         transport.write(frames)

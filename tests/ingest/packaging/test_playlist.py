@@ -194,7 +194,7 @@ def media_playlists(draw: st.DrawFn) -> MediaPlaylist:
     return pl
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(media_playlists())
 def test_render_parse_round_trip(pl: MediaPlaylist) -> None:
     parsed = parse_media_playlist(pl.render_event())
@@ -202,7 +202,7 @@ def test_render_parse_round_trip(pl: MediaPlaylist) -> None:
     assert parsed.playlist_type == "EVENT"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(media_playlists(), st.integers(min_value=1, max_value=30))
 def test_live_window_parses_to_the_tail(pl: MediaPlaylist, window: int) -> None:
     parsed = parse_media_playlist(pl.render_live(window)).playlist
