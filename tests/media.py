@@ -41,6 +41,16 @@ async def push_rtmp(url: str, **kwargs: object) -> asyncio.subprocess.Process:
     )
 
 
+async def stop(pusher: asyncio.subprocess.Process, timeout: float = 10) -> None:
+    """Kill a pusher unless it has already exited (a WHIP session ended by the test, say), then reap it."""
+    if pusher.returncode is None:
+        try:
+            pusher.kill()
+        except ProcessLookupError:
+            pass  # it exited between the check and the kill
+    await asyncio.wait_for(pusher.wait(), timeout)
+
+
 def count_video_frames(path: Path | str) -> int:
     """Video packets ffmpeg can read from a playlist or file (stream copy, no decode)."""
     out = subprocess.run(

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from tests.ingest.conftest import Live, event_state_is, wait_for
-from tests.media import push_rtmp
+from tests.media import push_rtmp, stop
 
 
 async def test_page_waits_then_plays_the_live_stream(live: Live, browser: Any) -> None:  
@@ -30,6 +30,5 @@ async def test_page_waits_then_plays_the_live_stream(live: Live, browser: Any) -
         assert width == 160
         assert errors == []
     finally:
-        pusher.kill()
-        await pusher.wait()
+        await stop(pusher)
     await asyncio.sleep(0)

@@ -15,7 +15,7 @@ import aiohttp
 
 from recorder.storage import RecordingFiles
 from tests.ingest.conftest import wait_for
-from tests.media import count_video_frames, decode_errors, push_rtmp
+from tests.media import count_video_frames, decode_errors, push_rtmp, stop
 
 
 def _free_port() -> int:
@@ -71,8 +71,7 @@ async def test_recording_left_by_a_killed_server_is_recovered_at_start(tmp_path:
         server.send_signal(signal.SIGKILL)  # no shutdown: the recording stays in "recording"
         await server.wait()
     finally:
-        pusher.kill()
-        await pusher.wait()
+        await stop(pusher)
     on_disk = await recorded_segments()
 
     server = await _start(env, port)

@@ -12,6 +12,7 @@ from typing import Any
 
 from tests.captions.conftest import Speech, captioned, ko_model, ko_speech, push_track, speech_track  # noqa: F401
 from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.media import stop
 from tests.web.browsing import new_page, open_context
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -46,7 +47,7 @@ async def test_live_captions_show_over_the_video_and_the_choice_is_kept(
         assert await page.get_attribute("#captions-toggle", "aria-pressed") == "false"
         assert await page.is_hidden("#caption-overlay")
     except BaseException:
-        pusher.kill()
+        await stop(pusher)
         raise
     finally:
         await asyncio.wait_for(pusher.wait(), 30)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
-from tests.media import push_rtmp
+from tests.media import push_rtmp, stop
 from tests.web.browsing import check_page, new_page, open_context
 from tests.web.conftest import Site
 
@@ -73,7 +73,7 @@ async def test_event_page_from_waiting_to_live_to_replay_without_reload(live: Li
         problems = await check_page(page, shots, "event-live")
         assert await page.evaluate("document.getElementById('player').currentTime") > 0
     except BaseException:
-        pusher.kill()
+        await stop(pusher)
         raise
     finally:
         await asyncio.wait_for(pusher.wait(), 30)

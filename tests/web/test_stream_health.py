@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
-from tests.media import push_rtmp
+from tests.media import push_rtmp, stop
 from tests.web.browsing import check_page, new_page, open_context
 
 
@@ -37,5 +37,4 @@ async def test_the_owner_sees_stream_health_and_viewers_do_not(live: Live, brows
     viewer_page, _ = await new_page(anonymous)
     await viewer_page.goto(f"/events/{event['slug']}")
     assert await viewer_page.locator("#stream-health").count() == 0
-    pusher.kill()
-    await asyncio.wait_for(pusher.wait(), 10)
+    await stop(pusher)

@@ -16,7 +16,7 @@ from live_server.keys import DB, LIVE, WHIP
 from live_server.models import BroadcastSession
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.ingest.whip.conftest import WHIP_SETTINGS, push_whip
-from tests.media import FFMPEG, count_video_frames, decode_errors
+from tests.media import FFMPEG, count_video_frames, decode_errors, stop
 
 DATA = Path(__file__).parent / "data"
 #: A real Chromium offer (H.264/VP8/Opus); its candidates (192.0.2.2, fd00::2) are unreachable from here.
@@ -153,8 +153,7 @@ async def test_second_publisher_409_delete_then_grace_ends(live: Live) -> None:
         await wait_for(lambda: event_state_is(live, event, "ended"), 10, "the end after the grace period")
     finally:
         await client.http.close()
-        pusher.kill()
-        await pusher.wait()
+        await stop(pusher)
     rows = _sessions(live)
     assert [r.protocol for r in rows] == ["whip"] and "DELETE" in (rows[0].end_reason or "")
     metrics = await (await live.client.get("/metrics")).text()
