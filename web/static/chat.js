@@ -135,7 +135,10 @@
 
   function addMessages(messages) {
     var stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 20;
-    messages.forEach(function (m) { list.appendChild(renderMessage(m)); });
+    messages.forEach(function (m) {
+      // A message can come both in the welcome's history and live (sent while we joined): show it once.
+      if (!list.querySelector('li[data-id="' + String(Number(m.id)) + '"]')) list.appendChild(renderMessage(m));
+    });
     while (list.children.length > MAX_SHOWN) list.removeChild(list.firstChild);
     if (stick) list.scrollTop = list.scrollHeight;
   }
@@ -195,6 +198,9 @@
 
   function connect() {
     if (socket) socket.disconnect();
+    // Live messages can arrive before the welcome (the room is joined first, so nothing falls between
+    // the history and the live feed): they wait here and follow the history.
+    var early = [];
     socket = window.io({
       transports: ["websocket"],
       auth: function (cb) {
@@ -223,6 +229,9 @@
         var last = Number(list.lastElementChild.dataset.id);
         addMessages(w.history.filter(function (m) { return m.id > last; }));
       }
+      var waiting = early;
+      early = null;
+      addMessages(waiting);
       questions = {};
       w.questions.forEach(function (q) { questions[q.id] = q; });
       myVotes = {};
@@ -235,7 +244,10 @@
       panel.dataset.connected = "true";  // for a player that starts after this
       document.dispatchEvent(new CustomEvent("live:chat", { detail: { connected: true } }));
     });
-    socket.on("messages", addMessages);
+    socket.on("messages", function (messages) {
+      if (early) early.push.apply(early, messages);
+      else addMessages(messages);
+    });
     socket.on("message_deleted", function (d) {
       var item = list.querySelector('li[data-id="' + String(Number(d.id)) + '"]');
       if (item) item.remove();
@@ -256,6 +268,7 @@
       }
     });
     socket.on("disconnect", function () {
+      early = [];  // until the next welcome
       status.textContent = t("disconnected", "Disconnected from the chat; reconnecting…");
       form.hidden = true;
       panel.dataset.connected = "false";
