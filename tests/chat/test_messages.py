@@ -8,7 +8,6 @@ import socket
 from typing import Any
 
 import aiohttp
-
 import pytest
 from sqlalchemy import select
 
