@@ -63,7 +63,7 @@ class RoomBatcher:
         wait = self._last.get(room, float("-inf")) + self.window - loop.time()
         if wait <= 0 or len(items) >= self.max_items:
             await self.flush(room)
-        elif room not in self._timers:
+        else:
             self._timers[room] = loop.call_later(wait, self._spawn_flush, room)
 
     def _spawn_flush(self, room: str) -> None:
@@ -131,14 +131,14 @@ class DirectFanoutManager(socketio.AsyncManager):
         frames = b"".join(text_frame(p.encode().encode()) for p in packets) if all(
             isinstance(p, str) for p in encoded) else None
         sockets = manager.server.eio.sockets
-        for sid, eio_sid in list(manager.get_participants(namespace, room)):
+        for sid, eio_sid in manager.get_participants(namespace, room):  # a copy: safe to iterate
             if sid in skip:
                 continue
             sock = sockets.get(eio_sid)
             if sock is None or sock.closed:
                 continue
             ws = getattr(sock, "direct_ws", None)
-            if frames is not None and ws is not None and ws.idle(sock):
+            if frames is not None and ws is not None and ws.idle():
                 if not ws.write(frames, self.max_buffer):
                     self.dropped += 1
                 continue
@@ -174,6 +174,7 @@ class DirectWebSocket(eio_aiohttp.WebSocket):
         super().__init__(handler, server)
         self.transport: asyncio.Transport | None = None
         self.sending = False
+        self.socket: Any = getattr(handler, "__self__", None)  # the engineio socket this websocket serves
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         request = environ["aiohttp.request"]
@@ -181,14 +182,13 @@ class DirectWebSocket(eio_aiohttp.WebSocket):
         await self._sock.prepare(request)
         self.transport = request.transport
         self.environ = environ
-        sock = getattr(self.handler, "__self__", None)  # the engineio socket this websocket serves
-        if sock is not None:
-            sock.direct_ws = self
+        if self.socket is not None:
+            self.socket.direct_ws = self
         try:
             await self.handler(self)
         finally:
-            if sock is not None:
-                sock.direct_ws = None
+            if self.socket is not None:
+                self.socket.direct_ws = None
             self.transport = None
         return self._sock
 
@@ -199,14 +199,14 @@ class DirectWebSocket(eio_aiohttp.WebSocket):
         finally:
             self.sending = False
 
-    def idle(self, sock: Any) -> bool:
+    def idle(self) -> bool:
         """True when engineio's writer holds no packet that a direct write could overtake.
 
         Its writer calls ``task_done`` for a packet just before writing it, with no suspension in
         between, and may suspend while writing only inside ``send``; so no unfinished queue item
         and no send in progress means everything queued so far is already on the transport.
         """
-        return not self.sending and sock.queue._unfinished_tasks == 0
+        return not self.sending and self.socket.queue._unfinished_tasks == 0
 
     def write(self, frames: bytes, max_buffer: int) -> bool:
         """Write pre-built frames now; False (nothing written) if the client is ``max_buffer`` behind.

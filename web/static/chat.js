@@ -133,11 +133,15 @@
     return item;
   }
 
+  function shownMessage(id) {
+    return list.querySelector('li[data-id="' + String(Number(id)) + '"]');
+  }
+
   function addMessages(messages) {
     var stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 20;
     messages.forEach(function (m) {
       // A message can come both in the welcome's history and live (sent while we joined): show it once.
-      if (!list.querySelector('li[data-id="' + String(Number(m.id)) + '"]')) list.appendChild(renderMessage(m));
+      if (!shownMessage(m.id)) list.appendChild(renderMessage(m));
     });
     while (list.children.length > MAX_SHOWN) list.removeChild(list.firstChild);
     if (stick) list.scrollTop = list.scrollHeight;
@@ -249,7 +253,7 @@
       else addMessages(messages);
     });
     socket.on("message_deleted", function (d) {
-      var item = list.querySelector('li[data-id="' + String(Number(d.id)) + '"]');
+      var item = shownMessage(d.id);
       if (item) item.remove();
     });
     socket.on("settings", function (s) { settings = s; say(); });

@@ -17,6 +17,7 @@ from ingest.publishing import MediaSink, PublishRejected
 from ingest.rtmp.__main__ import FlvDumpPublisher
 from ingest.rtmp.server import RtmpServer
 from tests.ingest.rtmp.rtmp_captures import ffmpeg_exe
+from tests.media import stop
 
 ROOT = Path(__file__).resolve().parents[3]
 SILENCE = "anullsrc=r=44100:cl=mono"  # equal-size AAC frames: ffmpeg uses bare type-3 headers
@@ -72,18 +73,18 @@ class FakePublisher:
 async def event_loop_not_blocked() -> AsyncIterator[None]:
     """Fail a test if anything blocks the event loop (aiohttp's conftest does the same)."""
     worst = 0.0
-    stop = False
+    done = False
 
     async def watch() -> None:
         nonlocal worst
-        while not stop:
+        while not done:
             start = time.monotonic()
             await asyncio.sleep(0.02)
             worst = max(worst, time.monotonic() - start - 0.02)
 
     task = asyncio.create_task(watch())
     yield
-    stop = True
+    done = True
     await task
     assert worst < 0.5, f"event loop blocked for {worst:.2f} s"
 
@@ -136,9 +137,7 @@ async def ffmpeg_publish(
     try:
         _, err = await asyncio.wait_for(proc.communicate(), seconds + 20)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop(proc)
     assert proc.returncode is not None
     return proc.returncode, err.decode(errors="replace")
 
