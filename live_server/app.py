@@ -19,7 +19,7 @@ from live_server.api import auth as auth_api
 from live_server.api import events as events_api
 from live_server.db import Database
 from ingest.live import LiveStreams
-from ingest.rtmp.server import RtmpServer
+from ingest.rtmp.server import RtmpServer, rtmp_server_from_settings
 from ingest.whip import handlers as whip_web
 from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
 from captions import web as captions_web
@@ -192,7 +192,7 @@ async def _live_ingest(app: web.Application) -> AsyncIterator[None]:
         app[RECORDER] = recorder
     rtmp: RtmpServer | None = None
     if settings.rtmp_enabled:
-        rtmp = RtmpServer(settings.rtmp_host, settings.rtmp_port, live, idle_timeout=settings.rtmp_idle_timeout_seconds)
+        rtmp = rtmp_server_from_settings(settings, live)
         await rtmp.start()
         app[RTMP] = rtmp
     try:

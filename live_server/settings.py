@@ -73,14 +73,43 @@ class Settings(BaseModel):
     max_request_bytes: int = Field(1024 * 1024, gt=0, description="Largest API request body accepted.")
 
     # --- Media tools ----------------------------------------------------------------------
-    ffmpeg: str = Field("", description="ffmpeg binary; empty: ffmpeg on PATH, else the imageio-ffmpeg wheel's.")
+    ffmpeg: str = Field(
+        "",
+        description="ffmpeg binary. Empty: the one bundled in the imageio-ffmpeg wheel (never PATH); a path "
+        "(with a /): that file; a bare name such as ffmpeg: looked up on PATH (opt-in). The choice, its "
+        "version and origin are logged at start and shown by `live-server config`.",
+    )
 
     # --- RTMP ingest ----------------------------------------------------------------------
     rtmp_enabled: bool = Field(True, description="Run the RTMP listener in this process.")
-    rtmp_host: str = Field("0.0.0.0", description="Address the RTMP listener binds to.")
+    rtmp_host: str = Field(
+        "", description="Address the RTMP listener binds to; empty: the same as host. 0.0.0.0 accepts encoders "
+        "from other machines.",
+    )
     rtmp_port: int = Field(1935, ge=0, le=65535, description="RTMP port (0 picks a free one).")
     rtmp_public_url: str = Field("", description="rtmp://host[:port]/live shown to lecturers; empty: derived.")
     rtmp_idle_timeout_seconds: float = Field(10.0, gt=0, description="Close RTMP connections silent this long.")
+    rtmp_handshake_timeout_seconds: float = Field(
+        10.0, gt=0, description="An RTMP connection must finish handshake, connect and publish within this long "
+        "of connecting (however slowly it trickles bytes), or it is closed.",
+    )
+    rtmp_max_pending_connections: int = Field(
+        64, ge=1, description="RTMP connections that have not published yet, in total; more are closed at once."
+    )
+    rtmp_max_pending_per_address: int = Field(
+        8, ge=1, description="RTMP connections that have not published yet, per client address; more are closed at once."
+    )
+    rtmp_min_chunk_size: int = Field(
+        128, ge=1, le=65536, description="Smallest RTMP chunk size a client may set (the protocol default; "
+        "encoders use 4096); a smaller Set Chunk Size closes the connection.",
+    )
+    rtmp_max_buffer_bytes: int = Field(
+        32 * 2**20, ge=2**20, description="Memory one publishing RTMP connection may hold in buffers (unparsed "
+        "input and incomplete messages, counted as allocated bytes).",
+    )
+    rtmp_max_buffer_bytes_before_publish: int = Field(
+        2**20, ge=64 * 1024, description="The same before its publish is accepted (unauthenticated).",
+    )
     publish_takeover: bool = Field(False, description="A second publisher on a live key replaces the first.")
 
     # --- WHIP (WebRTC) ingest ---------------------------------------------------------------
@@ -336,10 +365,15 @@ class Settings(BaseModel):
         return f"http://{self.host}:{self.port}"
 
     @property
+    def effective_rtmp_host(self) -> str:
+        """Where the RTMP listener binds: rtmp_host, else the HTTP host."""
+        return self.rtmp_host or self.host
+
+    @property
     def rtmp_url(self) -> str:
         if self.rtmp_public_url:
             return self.rtmp_public_url
-        host = self.host if self.rtmp_host in ("0.0.0.0", "::") else self.rtmp_host
+        host = self.host if self.rtmp_host in ("", "0.0.0.0", "::") else self.rtmp_host
         if self.public_url:
             host = self.public_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
         port = "" if self.rtmp_port == 1935 else f":{self.rtmp_port}"

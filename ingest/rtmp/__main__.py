@@ -3,7 +3,9 @@
     python -m ingest.rtmp --port 1935 --dir var/rtmp-dump
 
 Files are named after the redacted key. Writes are small buffered appends; this is a
-debugging aid, not the production recorder.
+debugging aid, not the production recorder. Limits and deadlines come from the same
+settings as the server's (``LIVE_RTMP_*`` variables, ``LIVE_CONFIG``); any application name
+is accepted.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, BinaryIO
 
 from ingest import flv
 from ingest.publishing import MediaSink, redact_key
-from ingest.rtmp.server import RtmpServer
+from ingest.rtmp.server import rtmp_server_from_settings
 
 
 class FlvFileSink:
@@ -55,11 +57,14 @@ class FlvDumpPublisher:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    server = RtmpServer(
-        args.host, args.port, FlvDumpPublisher(Path(args.dir)), idle_timeout=args.idle_timeout
-    )
+    from live_server.settings import load_settings  # not for --help: pydantic takes a while to import
+
+    settings = load_settings()
+    given = {"host": args.host, "port": args.port, "idle_timeout": args.idle_timeout}
+    overrides = {name: value for name, value in given.items() if value is not None}
+    server = rtmp_server_from_settings(settings, FlvDumpPublisher(Path(args.dir)), accepted_apps=None, **overrides)
     await server.start()
-    print(f"listening on rtmp://{args.host}:{server.port}/<app>/<key>", flush=True)
+    print(f"listening on rtmp://{server.address}/<app>/<key>", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
@@ -68,14 +73,18 @@ async def _main(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m ingest.rtmp", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=1935)
+    parser.add_argument("--host", help="default: the settings' RTMP host (127.0.0.1)")
+    parser.add_argument("--port", type=int, help="default: the settings' RTMP port (1935); 0 picks one")
     parser.add_argument("--dir", default="var/rtmp-dump", help="where FLV files go")
-    parser.add_argument("--idle-timeout", type=float, default=10.0)
+    parser.add_argument("--idle-timeout", type=float, help="default: rtmp_idle_timeout_seconds (10)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from live_server.settings import SettingsError
+
     try:
         asyncio.run(_main(args))
+    except SettingsError as exc:
+        raise SystemExit(f"python -m ingest.rtmp: {exc}") from None
     except KeyboardInterrupt:
         pass
 

@@ -16,11 +16,19 @@ Interoperability choices, all observed in real clients:
   that happen to start with those bytes are not misread.
 * Set Chunk Size and Abort are applied inside the reader the moment they complete, because
   the chunks that follow in the same buffer already depend on them.
+
+Memory: a peer must not make us hold much more memory than it sent, before or after it
+authenticated. A message spread over several chunks grows in one ``bytearray`` (never a
+``bytes`` object per chunk), the chunk size may not go below ``min_chunk_size`` (so chunk
+headers cannot outnumber payload bytes), and what the reader holds (unparsed input plus
+incomplete messages) is measured as allocated memory (``sys.getsizeof``), not payload bytes,
+against ``memory_limit``, which the protocol raises once a publish is accepted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
@@ -66,6 +74,11 @@ DEFAULT_CHUNK_SIZE: Final = 128
 _MESSAGE_HEADER_SIZE: Final = (11, 7, 3, 0)
 _MAX_TS: Final = 0xFFFFFFFF
 _EXTENDED: Final = 0xFFFFFF
+#: what one chunk stream's state costs besides its buffer (object, dict slot), counted as memory
+_STREAM_OVERHEAD: Final = 200
+#: an emptied input buffer larger than this is replaced by a fresh one, so a big chunk's
+#: allocation does not outlive it
+_KEEP_INPUT_ALLOCATION: Final = 256 * 1024
 
 
 class ProtocolError(Exception):
@@ -89,11 +102,17 @@ class ChunkLimits:
     0x7FFFFFFF and 16 MiB messages; nobody legitimate comes close."""
 
     max_chunk_size: int = 16 * 1024 * 1024
+    #: Smaller chunks only multiply headers and per-chunk work: the spec's default is 128 and
+    #: encoders raise it (ffmpeg, OBS: 4096); nginx-rtmp refuses below 128 too.
+    min_chunk_size: int = 128
     #: the 24-bit length field allows just under 16 MiB; no sane video frame is near 8 MiB
     max_message_size: int = 8 * 1024 * 1024
     max_chunk_streams: int = 64
-    #: bytes held in partially received messages over all chunk streams
-    max_pending_bytes: int = 32 * 1024 * 1024
+    #: memory (allocated bytes) the reader may hold for one connection once its publish is
+    #: accepted: unparsed input plus incomplete messages over all chunk streams
+    max_buffered_bytes: int = 32 * 1024 * 1024
+    #: the same before that (handshake, connect, publish: commands of a few hundred bytes)
+    max_buffered_bytes_before_publish: int = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -106,18 +125,26 @@ class _InStream:
     stream_id: int = 0
     received: int = 0
     in_progress: bool = False
-    parts: list[bytes] = field(default_factory=list)
+    #: the incomplete message's bytes so far (None when it fits one chunk or none is open)
+    data: bytearray | None = None
+    #: allocated size of ``data``, as counted in the reader's memory
+    allocated: int = 0
 
 
 class ChunkReader:
-    """Incremental chunk stream demuxer."""
+    """Incremental chunk stream demuxer.
+
+    ``memory_limit`` (default ``limits.max_buffered_bytes``) bounds ``memory``; a peer that
+    makes the reader hold more gets a ProtocolError.
+    """
 
     def __init__(self, limits: ChunkLimits | None = None) -> None:
         self.limits = limits or ChunkLimits()
+        self.memory_limit = self.limits.max_buffered_bytes
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self._buf = bytearray()
         self._streams: dict[int, _InStream] = {}
-        self._pending = 0
+        self._held = 0  # allocated bytes of the incomplete messages, plus each stream's overhead
         # Whether this peer repeats extended timestamps on type-3 chunks; learnt once.
         self._repeats_extended: bool | None = None
 
@@ -125,6 +152,11 @@ class ChunkReader:
     def buffered(self) -> int:
         """Bytes received but not yet parsed into complete chunks."""
         return len(self._buf)
+
+    @property
+    def memory(self) -> int:
+        """Allocated bytes held for this connection: unparsed input and incomplete messages."""
+        return sys.getsizeof(self._buf) + self._held
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         """Add received bytes; return the messages they complete. Raises ProtocolError."""
@@ -137,13 +169,26 @@ class ChunkReader:
         finally:
             if pos:
                 del buf[:pos]
+                if not buf and sys.getsizeof(buf) > _KEEP_INPUT_ALLOCATION:
+                    self._buf = bytearray()
+        self._check_memory()
         return messages
+
+    def _check_memory(self) -> None:
+        memory = self.memory
+        if memory > self.memory_limit:
+            raise ProtocolError(
+                f"peer made the connection buffer {memory} bytes, above the limit of {self.memory_limit}"
+            )
 
     def _parse(self, buf: bytearray, messages: list[Message]) -> int:
         n = len(buf)
         pos = 0
         streams = self._streams
         limits = self.limits
+        input_memory = sys.getsizeof(buf)
+        if input_memory + self._held > self.memory_limit:
+            self._check_memory()
         with memoryview(buf) as view:
             while pos < n:
                 b0 = buf[pos]
@@ -175,6 +220,7 @@ class ChunkReader:
                         raise ProtocolError(f"too many chunk streams (limit {limits.max_chunk_streams})")
                     st = _InStream()
                     streams[csid] = st
+                    self._held += _STREAM_OVERHEAD
                 if fmt != 3 and st.in_progress:
                     raise ProtocolError(
                         f"type-{fmt} header on chunk stream {csid} while a message of "
@@ -238,21 +284,24 @@ class ChunkReader:
                     st.in_progress = True
                     st.received = 0
                 pos = p + take
-                if take:
-                    st.parts.append(bytes(view[p:pos]))
+                if take == length:  # the whole message in one chunk: no accumulation
+                    payload = bytes(view[p:pos])
+                else:
+                    data = st.data
+                    if data is None:
+                        data = st.data = bytearray(view[p:pos])
+                    else:
+                        data += view[p:pos]
+                    allocated = sys.getsizeof(data)
+                    self._held += allocated - st.allocated
+                    st.allocated = allocated
                     st.received += take
-                    self._pending += take
-                if st.received < length:
-                    if self._pending > limits.max_pending_bytes:
-                        raise ProtocolError(
-                            f"more than {limits.max_pending_bytes} bytes in incomplete messages"
-                        )
-                    continue
-
-                parts = st.parts
-                payload = parts[0] if len(parts) == 1 else b"".join(parts)
-                self._pending -= st.received
-                st.parts = []
+                    if st.received < length:
+                        if input_memory + self._held > self.memory_limit:
+                            self._check_memory()
+                        continue
+                    payload = bytes(data)
+                    self._release(st)
                 st.received = 0
                 st.in_progress = False
                 message = Message(type_id, payload, st.timestamp, stream_id, csid)
@@ -263,12 +312,19 @@ class ChunkReader:
                 messages.append(message)
         return pos
 
+    def _release(self, st: _InStream) -> None:
+        self._held -= st.allocated
+        st.data = None
+        st.allocated = 0
+
     def _apply_chunk_size(self, payload: bytes) -> None:
         if len(payload) < 4:
             raise ProtocolError(f"Set Chunk Size message with {len(payload)} bytes (needs 4)")
         size = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
-        if size < 1:
-            raise ProtocolError("peer set chunk size 0")
+        if size < self.limits.min_chunk_size:
+            raise ProtocolError(
+                f"peer set chunk size {size}, below the minimum of {self.limits.min_chunk_size}"
+            )
         if size > self.limits.max_chunk_size:
             raise ProtocolError(
                 f"peer set chunk size {size}, above the limit of {self.limits.max_chunk_size}"
@@ -280,8 +336,7 @@ class ChunkReader:
             raise ProtocolError(f"Abort message with {len(payload)} bytes (needs 4)")
         st = self._streams.get(int.from_bytes(payload[:4], "big"))
         if st is not None and st.in_progress:
-            self._pending -= st.received
-            st.parts = []
+            self._release(st)
             st.received = 0
             st.in_progress = False
 

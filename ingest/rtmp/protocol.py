@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 import os
+import re
+import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
@@ -46,6 +48,7 @@ __all__ = [
     "PublishRequested",
     "RtmpServerConnection",
     "UnsupportedCodec",
+    "printable_app",
 ]
 
 # Chunk stream ids for what we send, as nginx-rtmp and FMS use them.
@@ -58,8 +61,26 @@ _USER_CONTROL_PING_REQUEST: Final = 6
 _USER_CONTROL_PING_RESPONSE: Final = 7
 
 _MAX_CREATED_STREAMS: Final = 16
-#: Messages that arrive while the application decides on a publish are held back, bounded.
-_MAX_HELD_BYTES: Final = 16 * 1024 * 1024
+#: How codecs are named to people (encoder logs), by the names ``ingest.flv`` gives them.
+_CODEC_NAMES: Final = {
+    "h264": "H.264",
+    "hevc": "HEVC (H.265)",
+    "av1": "AV1",
+    "vp9": "VP9",
+    "vp8": "VP8",
+    "flv1": "Sorenson H.263 (flv1)",
+    "vp6f": "VP6",
+    "vp6a": "VP6 with alpha",
+    "aac": "AAC",
+    "mp3": "MP3",
+    "opus": "Opus",
+    "speex": "Speex",
+}
+#: An application name is echoed in refusals only when it looks like one: a mistyped path
+#: may hold the stream key, which is never logged or echoed.
+_SHOWABLE_APP: Final = re.compile(r"[A-Za-z0-9_.-]{1,20}")
+#: What a held ``Message`` costs besides its payload (object, list slot), counted as memory.
+_MESSAGE_OVERHEAD: Final = 120
 _HELD_TYPES: Final = frozenset(
     {MSG_AUDIO, MSG_VIDEO, MSG_DATA_AMF0, MSG_DATA_AMF3, MSG_COMMAND_AMF0, MSG_COMMAND_AMF3, MSG_AGGREGATE}
 )
@@ -153,17 +174,21 @@ class RtmpServerConnection:
         limits: ChunkLimits | None = None,
         accepted_video_codecs: Collection[str] = ("h264",),
         accepted_audio_codecs: Collection[str] = ("aac",),
+        accepted_apps: Collection[str] | None = None,
         window_ack_size: int = 2_500_000,
         out_chunk_size: int = 4096,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._handshake = ServerHandshake(random_bytes)
         self._reader = ChunkReader(limits)
+        # Until a publish is accepted the peer is unauthenticated: it gets a small budget.
+        self._reader.memory_limit = self._reader.limits.max_buffered_bytes_before_publish
         self._writer = ChunkWriter()
         self._out = bytearray()
         self._state = _State.HANDSHAKE
         self._accepted_video = frozenset(accepted_video_codecs)
         self._accepted_audio = frozenset(accepted_audio_codecs)
+        self._accepted_apps = None if accepted_apps is None else tuple(accepted_apps)
         self._our_window = window_ack_size
         self._out_chunk_size = out_chunk_size
         self._bytes_received = 0
@@ -241,6 +266,7 @@ class RtmpServerConnection:
                 {"code": "NetStream.Publish.Start", "description": "Publishing started."},
             )
         self._state = _State.PUBLISHING
+        self._reader.memory_limit = self._reader.limits.max_buffered_bytes
         self._video_checked = False
         self._audio_checked = False
         held, self._held, self._held_bytes = self._held, [], 0
@@ -265,7 +291,7 @@ class RtmpServerConnection:
         self._held, self._held_bytes = [], 0
 
     def close_publish(self, code: str, description: str) -> None:
-        """Stop an accepted publish from our side (e.g. the sink failed); caller closes."""
+        """Stop an accepted publish from our side (takeover, packaging failed); caller closes."""
         if self._state in (_State.PUBLISHING, _State.PUBLISH_PENDING):
             self._send_status(self._publish_stream_id, "error", code, description)
         self._state = _State.CLOSED
@@ -275,11 +301,14 @@ class RtmpServerConnection:
     def _dispatch(self, message: Message, events: list[Event]) -> None:
         type_id = message.type_id
         if self._state is _State.PUBLISH_PENDING and type_id in _HELD_TYPES:
+            # Messages that arrive while the application decides on a publish wait, counted
+            # as memory against the unauthenticated budget together with the reader's buffers.
             self._held.append(message)
-            self._held_bytes += len(message.payload)
-            if self._held_bytes > _MAX_HELD_BYTES:
+            self._held_bytes += _MESSAGE_OVERHEAD + sys.getsizeof(message.payload)
+            budget = self._reader.memory_limit
+            if self._held_bytes + self._reader.memory > budget:
                 raise _Refused(
-                    f"client sent more than {_MAX_HELD_BYTES} bytes before its publish was answered"
+                    f"client sent more than {budget} bytes of memory before its publish was answered"
                 )
             return
         if type_id == MSG_AUDIO or type_id == MSG_VIDEO:
@@ -328,7 +357,12 @@ class RtmpServerConnection:
     def _reject_codec(
         self, kind: Literal["audio", "video"], codec: str, accepted: frozenset[str], events: list[Event]
     ) -> None:
-        reason = f"unsupported {kind} codec {codec!r} (accepted: {', '.join(sorted(accepted))})"
+        # Said to the encoder (ffmpeg prints it as "Server error: ...") and logged.
+        reason = (
+            f"unsupported {kind} codec {_codec_name(codec)}; this server accepts "
+            f"{' or '.join(_codec_name(c) for c in sorted(self._accepted_video))} video with "
+            f"{' or '.join(_codec_name(c) for c in sorted(self._accepted_audio))} audio"
+        )
         self._send_status(self._publish_stream_id, "error", "NetStream.Publish.Rejected", reason)
         self._state = _State.CLOSED
         events.append(UnsupportedCodec(kind, codec, reason))
@@ -430,6 +464,20 @@ class RtmpServerConnection:
             raise _Refused("connect without a command object")
         app = command_object.get("app")
         self.app = app.strip("/") if isinstance(app, str) else ""
+        name = self.app.partition("?")[0]
+        if self._accepted_apps is not None and name not in self._accepted_apps:
+            description = (
+                f"unknown application {printable_app(name)}; publish to rtmp://<server>/{self._accepted_apps[0]}/<stream key>"
+                if self._accepted_apps
+                else "this server accepts no publishing"
+            )
+            self._send_command(
+                "_error",
+                txn,
+                None,
+                {"level": "error", "code": "NetConnection.Connect.Rejected", "description": description},
+            )
+            raise _Refused(f"connect refused: {description}")
         tc_url = command_object.get("tcUrl")
         self.tc_url = tc_url if isinstance(tc_url, str) else ""
         flash_ver = command_object.get("flashVer")
@@ -499,3 +547,13 @@ class RtmpServerConnection:
         info = {"level": level, "code": code, "description": description}
         payload = amf0.encode("onStatus", 0.0, None, info)
         self._send(Message(MSG_COMMAND_AMF0, payload, 0, stream_id, _CSID_STREAM_STATUS))
+
+
+def printable_app(app: str) -> str:
+    """An application name as logs and refusals may show it: quoted, or "(not shown)" when it
+    does not look like one (a mistyped URL may carry the stream key there)."""
+    return repr(app) if _SHOWABLE_APP.fullmatch(app) else "(not shown)"
+
+
+def _codec_name(codec: str) -> str:
+    return _CODEC_NAMES.get(codec, repr(codec))

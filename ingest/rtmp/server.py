@@ -3,6 +3,11 @@
 All protocol decisions live in the sans-I/O core; this module only moves bytes, applies
 timeouts and calls the ``StreamPublisher``/``MediaSink`` interfaces. A failure in one
 connection is logged and closes that connection only.
+
+Before its publish is accepted a connection is unauthenticated, so it is held to more: it
+counts against caps on such connections (per address and in total, counted before the first
+``await``), must finish handshake, ``connect`` and ``publish`` within ``handshake_timeout``
+however it trickles its bytes, and its buffers get the core's small pre-publish budget.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
 
 from ingest.publishing import MediaSink, PublishRejected, StreamPublisher, redact_key
 from ingest.rtmp.chunk import ChunkLimits
@@ -23,19 +29,28 @@ from ingest.rtmp.protocol import (
     PublishRequested,
     RtmpServerConnection,
     UnsupportedCodec,
+    printable_app,
 )
 
-__all__ = ["RtmpServer"]
+if TYPE_CHECKING:
+    from live_server.settings import Settings
+
+__all__ = ["RtmpServer", "rtmp_server_from_settings"]
 
 logger = logging.getLogger(__name__)
+
 
 
 class RtmpServer:
     """RTMP ingest listener.
 
     ``idle_timeout``: seconds without any received byte before a connection is dropped
-    (also bounds how long a write may block). ``publish_timeout``: how long the publisher
-    may take to accept a publish.
+    (also bounds how long a write may block). ``handshake_timeout``: from accepting the TCP
+    connection to an accepted publish (handshake, connect, publish). ``publish_timeout``: how
+    long the publisher may take to accept a publish. ``max_pending`` and
+    ``max_pending_per_address``: connections that have not published yet, in total and per
+    client address; more are closed at once. ``accepted_apps``: application names accepted
+    at ``connect`` (None: any).
     """
 
     def __init__(
@@ -45,23 +60,34 @@ class RtmpServer:
         publisher: StreamPublisher,
         *,
         idle_timeout: float = 10.0,
+        handshake_timeout: float = 10.0,
         publish_timeout: float = 10.0,
+        max_pending: int = 64,
+        max_pending_per_address: int = 8,
         limits: ChunkLimits | None = None,
         accepted_video_codecs: Collection[str] = ("h264",),
         accepted_audio_codecs: Collection[str] = ("aac",),
+        accepted_apps: Collection[str] | None = None,
         read_size: int = 64 * 1024,
     ) -> None:
         self.host = host
         self._requested_port = port
         self.publisher = publisher
         self.idle_timeout = idle_timeout
+        self.handshake_timeout = handshake_timeout
         self.publish_timeout = publish_timeout
+        self.max_pending = max_pending
+        self.max_pending_per_address = max_pending_per_address
         self.limits = limits or ChunkLimits()
         self.accepted_video_codecs = tuple(accepted_video_codecs)
         self.accepted_audio_codecs = tuple(accepted_audio_codecs)
+        self.accepted_apps = None if accepted_apps is None else tuple(accepted_apps)
         self.read_size = read_size
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pending_total = 0
+        self._pending_by_address: dict[str, int] = {}
+        self._cap_logged: set[str] = set()  # addresses ("" for the total) whose refusals were logged
 
     @property
     def port(self) -> int:
@@ -74,9 +100,59 @@ class RtmpServer:
     def connection_count(self) -> int:
         return len(self._tasks)
 
+    @property
+    def pending_count(self) -> int:
+        """Connections that have not (yet) had a publish accepted."""
+        return self._pending_total
+
+    def _admit(self, address: str) -> bool:
+        """Count a new unauthenticated connection, or refuse it (logged once per episode)."""
+        from_address = self._pending_by_address.get(address, 0)
+        if from_address >= self.max_pending_per_address:
+            if address not in self._cap_logged:
+                self._cap_logged.add(address)
+                logger.warning(
+                    "refusing RTMP connections from %s: %d of its connections have not published yet "
+                    "(rtmp_max_pending_per_address); refusals are logged again once it is below the cap",
+                    address,
+                    from_address,
+                )
+            return False
+        if self._pending_total >= self.max_pending:
+            if "" not in self._cap_logged:
+                self._cap_logged.add("")
+                logger.warning(
+                    "refusing RTMP connections: %d connections have not published yet "
+                    "(rtmp_max_pending_connections); refusals are logged again once below the cap",
+                    self._pending_total,
+                )
+            return False
+        self._pending_total += 1
+        self._pending_by_address[address] = from_address + 1
+        return True
+
+    def _release(self, address: str) -> None:
+        """A counted connection published or went away."""
+        self._pending_total -= 1
+        left = self._pending_by_address.get(address, 1) - 1
+        if left > 0:
+            self._pending_by_address[address] = left
+        else:
+            self._pending_by_address.pop(address, None)
+        if left < self.max_pending_per_address:
+            self._cap_logged.discard(address)
+        if self._pending_total < self.max_pending:
+            self._cap_logged.discard("")
+
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self._requested_port)
-        logger.info("RTMP ingest listening on %s:%d", self.host, self.port)
+        logger.info("RTMP ingest listening on %s", self.address)
+
+    @property
+    def address(self) -> str:
+        """Where encoders connect, as host:port (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     async def close(self) -> None:
         """Stop listening and close every connection (their sinks get closed too)."""
@@ -91,10 +167,16 @@ class RtmpServer:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Counted before the first await: a burst of connections cannot all pass the check.
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        if not self._admit(address):
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        session = _Session(self, writer)
+        session = _Session(self, writer, lambda: self._release(address))
         try:
             await session.run(reader)
         except asyncio.CancelledError:
@@ -102,13 +184,16 @@ class RtmpServer:
             # a cancelled connection task as an error.)
             pass
         finally:
+            session.release_pending()
             self._tasks.discard(task)
 
 
 class _Session:
     """State of one connection in the shell: the core, the sink, the close reason."""
 
-    def __init__(self, server: RtmpServer, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, server: RtmpServer, writer: asyncio.StreamWriter, release: Callable[[], None]
+    ) -> None:
         self.server = server
         self.writer = writer
         peer = writer.get_extra_info("peername")
@@ -117,23 +202,45 @@ class _Session:
             limits=server.limits,
             accepted_video_codecs=server.accepted_video_codecs,
             accepted_audio_codecs=server.accepted_audio_codecs,
+            accepted_apps=server.accepted_apps,
         )
         self.sink: MediaSink | None = None
         self.key = "-"  # redacted stream key, for logs
         self.terminated: str | None = None
+        self.linger = False  # an error status was sent to a publishing encoder: let it read it
+        self._release = release
+        #: loop time by which a publish must be accepted; None once one was
+        self.deadline: float | None = asyncio.get_running_loop().time() + server.handshake_timeout
+
+    def release_pending(self) -> None:
+        """Leave the unauthenticated pool (publish accepted, or the connection ended); once."""
+        if self.deadline is not None:
+            self.deadline = None
+            self._release()
 
     async def run(self, reader: asyncio.StreamReader) -> None:
         reason = "client disconnected"
+        loop = asyncio.get_running_loop()
+        idle = self.server.idle_timeout
         try:
             while not self.conn.closed:
+                deadline = self.deadline
+                idle_at = loop.time() + idle
                 try:
-                    async with asyncio.timeout(self.server.idle_timeout):
+                    async with asyncio.timeout_at(idle_at if deadline is None else min(idle_at, deadline)):
                         data = await reader.read(self.server.read_size)
                 except TimeoutError:
-                    reason = f"no data for {self.server.idle_timeout:g} s"
-                    logger.info(
-                        "closing idle RTMP connection from %s (key %s): %s", self.remote, self.key, reason
-                    )
+                    if self.deadline is not None and loop.time() >= self.deadline:
+                        reason = (
+                            f"no publish within {self.server.handshake_timeout:g} s of connecting "
+                            "(handshake, connect and publish must finish by then)"
+                        )
+                        logger.info("closing RTMP connection from %s: %s", self.remote, reason)
+                    else:
+                        reason = f"no data for {idle:g} s"
+                        logger.info(
+                            "closing idle RTMP connection from %s (key %s): %s", self.remote, self.key, reason
+                        )
                     break
                 if not data or self.terminated is not None:
                     break
@@ -141,6 +248,8 @@ class _Session:
                 await self._flush()
                 if closing_reason is not None:
                     reason = closing_reason
+            if self.linger:
+                await self._linger(reader)
         except asyncio.CancelledError:
             reason = "server shutting down"
             raise
@@ -158,6 +267,16 @@ class _Session:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await self.writer.wait_closed()
+
+    async def _linger(self, reader: asyncio.StreamReader) -> None:
+        """Our error status to a publishing encoder is written: read and drop what it still
+        sends until it hangs up, at most ``idle_timeout``. ffmpeg reads one incoming message
+        per packet it writes (and an encoder with lookahead writes its first video packet
+        seconds after starting); closing at once would only show it "Broken pipe"."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.server.idle_timeout):
+                while await reader.read(self.server.read_size):
+                    pass
 
     async def _flush(self) -> None:
         out = self.conn.data_to_send()
@@ -198,6 +317,7 @@ class _Session:
                     "rejecting RTMP stream with key %s from %s: %s", self.key, self.remote, event.reason
                 )
                 closing = event.reason
+                self.linger = True
                 await self._close_sink(event.reason)
             elif isinstance(event, ConnectionFailed):
                 logger.warning(
@@ -207,11 +327,19 @@ class _Session:
         return closing
 
     def _terminate(self, reason: str) -> None:
-        """The publisher side ends this publish (takeover, packaging failure, shutdown): drop the connection."""
+        """The publisher side ends this publish (takeover, packaging failure, shutdown): tell
+        the encoder why, then drop the connection (after a short linger, so it can read it)."""
         if self.terminated is None:
             self.terminated = reason
             logger.info("RTMP publish of key %s from %s terminated by the server: %s", self.key, self.remote, reason)
-            self.writer.close()
+            self.conn.close_publish("NetStream.Publish.Rejected", f"publishing stopped by the server: {reason}")
+            out = self.conn.data_to_send()
+            if out and not self.writer.is_closing():
+                self.writer.write(out)
+                self.linger = True
+                asyncio.get_running_loop().call_later(self.server.idle_timeout, self.writer.close)
+            else:
+                self.writer.close()
 
     async def _start_publish(self, event: PublishRequested) -> list[Event]:
         self.key = redact_key(event.stream_key)
@@ -228,9 +356,9 @@ class _Session:
                 )
         except PublishRejected as exc:
             logger.info(
-                "publish refused for key %s app %r from %s: %s (%s)",
+                "publish refused for key %s app %s from %s: %s (%s)",
                 self.key,
-                event.app,
+                printable_app(event.app),
                 self.remote,
                 exc.message,
                 exc.code,
@@ -244,5 +372,27 @@ class _Session:
             self.conn.reject_publish("NetStream.Publish.Failed", "Server busy, try again.")
             return []
         self.sink = sink
-        logger.info("publish started: app %r key %s from %s", event.app, self.key, self.remote)
+        self.release_pending()
+        logger.info("publish started: app %s key %s from %s", printable_app(event.app), self.key, self.remote)
         return self.conn.accept_publish()
+
+
+def rtmp_server_from_settings(settings: Settings, publisher: StreamPublisher, **overrides: Any) -> RtmpServer:
+    """The RTMP listener as the settings describe it (the app and ``python -m ingest.rtmp``)."""
+    options: dict[str, Any] = {
+        "host": settings.effective_rtmp_host,
+        "port": settings.rtmp_port,
+        "idle_timeout": settings.rtmp_idle_timeout_seconds,
+        "handshake_timeout": settings.rtmp_handshake_timeout_seconds,
+        "max_pending": settings.rtmp_max_pending_connections,
+        "max_pending_per_address": settings.rtmp_max_pending_per_address,
+        "limits": ChunkLimits(
+            min_chunk_size=settings.rtmp_min_chunk_size,
+            max_buffered_bytes=settings.rtmp_max_buffer_bytes,
+            max_buffered_bytes_before_publish=settings.rtmp_max_buffer_bytes_before_publish,
+        ),
+        "accepted_apps": ("live",),
+        **overrides,
+    }
+    host, port = options.pop("host"), options.pop("port")
+    return RtmpServer(host, port, publisher, **options)

@@ -218,10 +218,18 @@ def build_chunk_size_changes() -> bytes:
     out += control(1, (4096).to_bytes(4, "big"))
     out += raw_chunks(0, 6, AVC_SEQ, type_id=9, ts=0, chunk_size=4096)
     out += raw_chunks(1, 6, avc_frame(1, 5000, key=True), type_id=9, ts=0, chunk_size=4096)  # 2 chunks
-    out += control(1, (64).to_bytes(4, "big"))
-    out += raw_chunks(1, 6, avc_frame(2, 200), type_id=9, ts=100, chunk_size=64)  # 4 chunks
+    out += control(1, (200).to_bytes(4, "big"))
+    out += raw_chunks(1, 6, avc_frame(2, 700), type_id=9, ts=100, chunk_size=200)  # 4 chunks
+    out += control(1, (128).to_bytes(4, "big"))  # the smallest chunk size the server accepts
+    out += raw_chunks(2, 6, avc_frame(3, 700), ts=100, chunk_size=128)  # 6 chunks
+    return bytes(out)
+
+
+def build_tiny_chunk_size() -> bytes:
+    """The memory attack of issue 17: Set Chunk Size 1, then a big message in 1-byte chunks."""
+    out = bytearray(plain_handshake())
     out += control(1, (1).to_bytes(4, "big"))
-    out += raw_chunks(2, 6, avc_frame(3, 200), ts=100, chunk_size=1)  # 200 chunks of one byte
+    out += raw_chunks(0, 6, bytes(2000), type_id=9, ts=0, chunk_size=1)
     return bytes(out)
 
 
@@ -292,6 +300,7 @@ CRAFTED: dict[str, Callable[[], bytes]] = {
     "invalid_bad_version.bin": build_bad_version,
     "invalid_truncated_amf.bin": build_truncated_amf,
     "invalid_absurd_chunk_size.bin": build_absurd_chunk_size,
+    "invalid_tiny_chunk_size.bin": build_tiny_chunk_size,
     "invalid_oversize_message.bin": build_oversize_message,
     "invalid_garbage.bin": build_garbage_after_handshake,
 }

@@ -10,6 +10,9 @@ from ingest.rtmp.chunk import ChunkLimits, ChunkReader, ChunkWriter, Message, Pr
 from tests.ingest.rtmp.rtmp_captures import basic_header, raw_chunks
 
 
+SMALL_CHUNKS_ALLOWED = ChunkLimits(min_chunk_size=1)
+
+
 def feed_in_pieces(reader: ChunkReader, data: bytes, sizes: list[int]) -> list[Message]:
     out: list[Message] = []
     pos = 0
@@ -80,17 +83,49 @@ def test_chunk_stream_count_is_bounded() -> None:
         reader.feed(data)
 
 
-def test_pending_bytes_are_bounded() -> None:
-    reader = ChunkReader(ChunkLimits(max_pending_bytes=1000))
-    data = b"".join(raw_chunks(0, csid, b"x" * 3000, type_id=9)[: 12 + 128] for csid in range(3, 20))
-    with pytest.raises(ProtocolError, match="^more than 1000 bytes in incomplete messages$"):
+def test_buffered_memory_is_bounded() -> None:
+    reader = ChunkReader(ChunkLimits(max_buffered_bytes=4000))
+    data = b"".join(raw_chunks(0, csid, b"x" * 3000, type_id=9)[: 12 + 128] for csid in range(3, 40))
+    with pytest.raises(ProtocolError, match=r"^peer made the connection buffer \d+ bytes, above the limit of 4000$"):
         reader.feed(data)
+
+
+def test_memory_counts_allocations_not_payload() -> None:
+    """17 chunk streams each holding 128 payload bytes cost far more than 17 * 128 bytes."""
+    reader = ChunkReader()
+    data = b"".join(raw_chunks(0, csid, b"x" * 3000, type_id=9)[: 12 + 128] for csid in range(3, 20))
+    assert reader.feed(data) == []
+    assert reader.memory > 17 * (128 + 100)
+    assert reader.buffered == 0
+
+
+def test_a_message_grows_in_one_buffer_and_is_released() -> None:
+    reader = ChunkReader()
+    message = raw_chunks(0, 6, bytes(range(256)) * 400, type_id=9, chunk_size=128)
+    before = reader.memory
+    assert reader.feed(message[: len(message) // 2]) == []
+    held = reader.memory - before
+    assert 50_000 < held < 2 * 51_200  # about half of 102,400 payload bytes, in one allocation
+    [done] = reader.feed(message[len(message) // 2 :])
+    assert done.payload == bytes(range(256)) * 400
+    assert reader.memory - before < 1024  # released with the message
+
+
+def test_input_waiting_for_a_big_chunk_counts() -> None:
+    reader = ChunkReader(ChunkLimits(max_buffered_bytes=100_000))
+    reader.feed(raw_chunks(0, 2, (1 << 20).to_bytes(4, "big"), type_id=1, msid=0))
+    big = raw_chunks(0, 6, bytes(500_000), type_id=9, chunk_size=1 << 20)
+    with pytest.raises(ProtocolError, match="above the limit of 100000"):
+        for i in range(0, len(big), 10_000):
+            reader.feed(big[i : i + 10_000])
 
 
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        ((0).to_bytes(4, "big"), "peer set chunk size 0"),
+        ((0).to_bytes(4, "big"), "peer set chunk size 0, below the minimum of 128"),
+        ((1).to_bytes(4, "big"), "peer set chunk size 1, below the minimum of 128"),
+        ((127).to_bytes(4, "big"), "peer set chunk size 127, below the minimum of 128"),
         (b"\x00\x01", "Set Chunk Size message with 2 bytes (needs 4)"),
         ((1 << 24).to_bytes(4, "big"), "peer set chunk size 16777216, above the limit of 65536"),
     ],
@@ -169,7 +204,7 @@ def test_writer_reader_round_trip(
         messages = [Message(1, initial_chunk_size.to_bytes(4, "big"), 0, 0, 2), *messages]
     for message in messages:
         data += writer.write(message)
-    reader = ChunkReader()
+    reader = ChunkReader(SMALL_CHUNKS_ALLOWED)  # the parser's small-chunk paths, below the server's floor
     received = feed_in_pieces(reader, data, splits)
     assert received == messages
     assert reader.buffered == 0
@@ -190,7 +225,7 @@ def test_extended_timestamps_without_repetition(chunk_size: int, timestamps: lis
     messages.append(Message(8, b"\xaf\x01\x21\x10", 0, 1, 4))
     for message in messages:
         data += writer.write(message)
-    assert ChunkReader().feed(data)[1:] == messages
+    assert ChunkReader(SMALL_CHUNKS_ALLOWED).feed(data)[1:] == messages
 
 
 @given(st.binary(max_size=3000))

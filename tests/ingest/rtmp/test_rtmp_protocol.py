@@ -147,12 +147,13 @@ def test_ffmpeg_hevc_is_enhanced_rtmp_and_rejected_by_default() -> None:
     data = capture("ffmpeg_hevc_enhanced.bin")
     r = replay(data)
     assert r.of(UnsupportedCodec) == [
-        UnsupportedCodec("video", "hevc", "unsupported video codec 'hevc' (accepted: h264)")
+        UnsupportedCodec("video", "hevc", "unsupported video codec HEVC (H.265); this server accepts H.264 video with AAC audio")
     ]
     assert r.conn.closed and not media(r.events, "video")
     status = [c for c in commands(r.sent) if c[2][0] == "onStatus"]
     assert [s[2][3]["code"] for s in status] == ["NetStream.Publish.Start", "NetStream.Publish.Rejected"]
     assert status[1][1] == 1
+    assert status[1][2][3]["description"] == "unsupported video codec HEVC (H.265); this server accepts H.264 video with AAC audio"
 
     accepting = replay(data, accepted_video_codecs=("h264", "hevc"))
     video = media(accepting.events, "video")
@@ -200,10 +201,10 @@ def test_chunk_size_changes_mid_stream() -> None:
     assert [(v.timestamp, len(v.payload)) for v in video] == [
         (0, len(AVC_SEQ)),
         (0, 5000),
-        (100, 200),
-        (200, 200),
+        (100, 700),
+        (200, 700),
     ]
-    assert video[3].payload == avc_frame(3, 200)
+    assert video[3].payload == avc_frame(3, 700)
 
 
 def test_abort_drops_the_partial_message() -> None:
@@ -227,6 +228,7 @@ INVALID = {
         "string length needs 2 bytes at offset 40, only 0 left"
     ),
     "invalid_absurd_chunk_size.bin": "peer set chunk size 2147483647, above the limit of 16777216",
+    "invalid_tiny_chunk_size.bin": "peer set chunk size 1, below the minimum of 128",
     "invalid_oversize_message.bin": "message of 16777215 bytes on chunk stream 6 exceeds the limit of 8388608 bytes",
     "invalid_garbage.bin": "message of 14962087 bytes on chunk stream 56 exceeds the limit of 8388608 bytes",
 }
@@ -301,17 +303,17 @@ def test_publish_request_repr_hides_the_key() -> None:
         (
             b"\x12\x00\x00",
             None,
-            UnsupportedCodec("video", "flv1", "unsupported video codec 'flv1' (accepted: h264)"),
+            UnsupportedCodec("video", "flv1", "unsupported video codec Sorenson H.263 (flv1); this server accepts H.264 video with AAC audio"),
         ),
         (
             None,
             b"\x2f\xff\xfb",
-            UnsupportedCodec("audio", "mp3", "unsupported audio codec 'mp3' (accepted: aac)"),
+            UnsupportedCodec("audio", "mp3", "unsupported audio codec MP3; this server accepts H.264 video with AAC audio"),
         ),
         (
             b"\x94Opus",
             None,
-            UnsupportedCodec("video", "unknown", "unsupported video codec 'unknown' (accepted: h264)"),
+            UnsupportedCodec("video", "unknown", "unsupported video codec 'unknown'; this server accepts H.264 video with AAC audio"),
         ),
     ],
 )
@@ -424,6 +426,26 @@ def test_publish_finished(name: str) -> None:
 )
 def test_refused_command_sequences(data: bytes, reason: str) -> None:
     assert replay(data).events[-1] == ConnectionFailed(reason)
+
+
+@pytest.mark.parametrize(
+    ("app", "description"),
+    [
+        ("lvie", "unknown application 'lvie'; publish to rtmp://<server>/live/<stream key>"),
+        ("live/supersecretkey0123456789", "unknown application (not shown); publish to rtmp://<server>/live/<stream key>"),
+    ],
+)
+def test_unknown_application_is_refused_at_connect(app: str, description: str) -> None:
+    r = replay(publish_preamble(key="supersecretkey0123456789", app=app), accepted_apps=("live",))
+    assert r.events == [ConnectionFailed(f"connect refused: {description}")]
+    [reply] = [c for c in commands(r.sent) if c[2][0] == "_error"]
+    assert reply[2][1] == 1.0 and reply[2][3] == {
+        "level": "error",
+        "code": "NetConnection.Connect.Rejected",
+        "description": description,
+    }
+    assert b"supersecret" not in r.sent
+    assert replay(publish_preamble(app="live?token=1"), accepted_apps=("live",)).of(PublishRequested)
 
 
 def test_aggregate_messages_are_split() -> None:
