@@ -29,9 +29,10 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def ffmpeg_path() -> str:
-    import imageio_ffmpeg
+    """The ffmpeg the server would run (same rule: LIVE_FFMPEG, else the bundled wheel's)."""
+    from live_server.ffmpeg import resolve_ffmpeg
 
-    return os.environ.get("LIVE_FFMPEG") or shutil.which("ffmpeg") or imageio_ffmpeg.get_ffmpeg_exe()
+    return resolve_ffmpeg(os.environ.get("LIVE_FFMPEG", "")).path
 
 
 def free_port() -> int:

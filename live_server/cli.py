@@ -92,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "config":
         data = settings.masked()
+        data.update(_effective_ffmpeg(settings))
+        data["effective_rtmp_host"] = settings.effective_rtmp_host
         if args.json:
             print(json.dumps(data, indent=2))
         else:
@@ -126,6 +128,17 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         db.close()
     return 2
+
+
+def _effective_ffmpeg(settings: Settings) -> dict[str, Any]:
+    """Which ffmpeg the server would run, by the rule in live_server/ffmpeg.py."""
+    from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
+
+    try:
+        ff = resolve_ffmpeg(settings.ffmpeg)
+    except FfmpegNotFound as exc:
+        return {"effective_ffmpeg": None, "effective_ffmpeg_version": None, "effective_ffmpeg_origin": f"none: {exc}"}
+    return {"effective_ffmpeg": ff.path, "effective_ffmpeg_version": ff.version, "effective_ffmpeg_origin": ff.origin}
 
 
 def _check_models(settings: Settings) -> int:
@@ -229,7 +242,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     except FfmpegNotFound as exc:
         print(f"live-server: {exc}", file=sys.stderr)
         return 2
-    log.info("ffmpeg %s from %s (%s)", ff.version, ff.source, ff.path)
+    log.info("using %s", ff.describe())
     db = Database(settings.effective_database_url)
     try:
         migrations.ensure_migrated(db.engine)
@@ -239,6 +252,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         db.close()
     Path(settings.media_dir).mkdir(parents=True, exist_ok=True)
+    if settings.rtmp_enabled and settings.role in ("both", "ingest"):
+        rtmp_host = settings.effective_rtmp_host
+        log.info("RTMP ingest will listen on %s:%d (%s); encoders publish to %s/<stream key>",
+                 rtmp_host, settings.rtmp_port,
+                 "rtmp_host" if settings.rtmp_host else "same address as HTTP; set rtmp_host = \"0.0.0.0\" for other machines",
+                 settings.rtmp_url)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=lambda s: log.info(s))
     return 0
 

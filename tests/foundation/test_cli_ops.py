@@ -54,7 +54,7 @@ def test_demo_is_idempotent(migrated_url: str, tmp_path: Path) -> None:
 def test_ffmpeg_resolution(tmp_path: Path) -> None:
     found = resolve_ffmpeg("")
     assert found.version and Path(found.path).exists()
-    with pytest.raises(FfmpegNotFound, match="set LIVE_FFMPEG"):
+    with pytest.raises(FfmpegNotFound, match=r"set ffmpeg \(LIVE_FFMPEG\)"):
         resolve_ffmpeg(str(tmp_path / "no-ffmpeg"))
     fake = tmp_path / "fake-ffmpeg"
     fake.write_text("#!/bin/sh\nexit 1\n")
