@@ -158,6 +158,8 @@ def server(**settings: Any) -> Iterator[Server]:
     env.update({
         "LIVE_DATA_DIR": str(workdir), "LIVE_MEDIA_DIR": str(workdir / "media"),
         "LIVE_RTMP_HOST": "127.0.0.1", "LIVE_RTMP_PORT": str(rtmp_port), "LIVE_LOG_LEVEL": "WARNING",
+        # every pusher comes from 127.0.0.1, and dozens start at once
+        "LIVE_RTMP_MAX_PENDING_PER_ADDRESS": "256", "LIVE_RTMP_MAX_PENDING_CONNECTIONS": "256",
         "LIVE_DATABASE_URL": "", "LIVE_REDIS_URL": "",
     })
     env.update({f"LIVE_{k.upper()}": str(v) for k, v in settings.items()})

@@ -94,10 +94,10 @@ class Settings(BaseModel):
         "of connecting (however slowly it trickles bytes), or it is closed.",
     )
     rtmp_max_pending_connections: int = Field(
-        64, ge=1, description="RTMP connections that have not published yet, in total; more are closed at once."
+        128, ge=1, description="RTMP connections that have not published yet, in total; more are closed at once."
     )
     rtmp_max_pending_per_address: int = Field(
-        8, ge=1, description="RTMP connections that have not published yet, per client address; more are closed at once."
+        16, ge=1, description="RTMP connections that have not published yet, per client address; more are closed at once."
     )
     rtmp_min_chunk_size: int = Field(
         128, ge=1, le=65536, description="Smallest RTMP chunk size a client may set (the protocol default; "
@@ -108,7 +108,7 @@ class Settings(BaseModel):
         "input and incomplete messages, counted as allocated bytes).",
     )
     rtmp_max_buffer_bytes_before_publish: int = Field(
-        2**20, ge=64 * 1024, description="The same before its publish is accepted (unauthenticated).",
+        512 * 1024, ge=64 * 1024, description="The same before its publish is accepted (unauthenticated).",
     )
     publish_takeover: bool = Field(False, description="A second publisher on a live key replaces the first.")
 

@@ -112,7 +112,7 @@ class ChunkLimits:
     #: accepted: unparsed input plus incomplete messages over all chunk streams
     max_buffered_bytes: int = 32 * 1024 * 1024
     #: the same before that (handshake, connect, publish: commands of a few hundred bytes)
-    max_buffered_bytes_before_publish: int = 1024 * 1024
+    max_buffered_bytes_before_publish: int = 512 * 1024
 
 
 @dataclass(slots=True)

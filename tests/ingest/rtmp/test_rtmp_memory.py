@@ -108,7 +108,7 @@ async def test_unauthenticated_memory_attack_is_bounded(
     text = log.read_text()
     assert "Traceback" not in text
     expected = ("peer set chunk size 1, below the minimum of 128" if build is tiny_chunks
-                else "above the limit of 1048576")
+                else "above the limit of 524288")
     assert text.count(expected) == 10, text[-2000:]
 
     assert rc == 0, err

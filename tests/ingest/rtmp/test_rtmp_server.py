@@ -276,8 +276,10 @@ async def test_dump_publisher_writes_a_playable_flv(start_server: ServerFactory,
     assert len([line for line in out.decode().splitlines() if not line.startswith("#")]) == 10
 
 
-def test_module_entry_point_help() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "ingest.rtmp", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=30
+async def test_module_entry_point_help() -> None:
+    # A subprocess awaited, not run: the fixture above would count a blocking run as a stalled loop.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ingest.rtmp", "--help", cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert result.returncode == 0 and "--port" in result.stdout
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0 and b"--port" in out
