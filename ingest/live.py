@@ -24,7 +24,7 @@ from ingest import flv
 from ingest.packaging.options import DEFAULT_LADDER, PackagerOptions
 from ingest.packaging.packager import Packager
 from ingest.packaging.playlist import Segment
-from ingest.publishing import MediaSink, PublishRejected, redact_key
+from ingest.publishing import MediaSink, PublishRejected, printable_app, redact_key
 from live_server import events as ev
 from live_server.db import Database
 from live_server.layout import live_run_folder
@@ -271,7 +271,7 @@ class LiveStreams:
         if not self.accepting:
             raise self._reject(protocol, "shutting_down", "NetStream.Publish.Rejected", "server is shutting down; retry shortly")
         if protocol == "rtmp" and app != "live":
-            raise self._reject(protocol, "bad_app", "NetStream.Publish.BadName", f"unknown application {app!r}; publish to /live/<stream key>")
+            raise self._reject(protocol, "bad_app", "NetStream.Publish.BadName", f"unknown application {printable_app(app)}; publish to /live/<stream key>")
         found = await self.db.run(lambda s: _event_for_key(s, stream_key))
         if found is None:
             log.warning("%s publish from %s refused: unknown or revoked stream key %s", protocol, remote_address, redact_key(stream_key))

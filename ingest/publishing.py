@@ -6,9 +6,13 @@ into the ``MediaSink`` it returns. It knows nothing about keys, packagers or rec
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+import re
+from typing import Any, Callable, Final, Protocol
 
-__all__ = ["MediaSink", "PublishRejected", "StreamPublisher", "redact_key"]
+__all__ = ["MediaSink", "PublishRejected", "StreamPublisher", "printable_app", "redact_key"]
+
+#: An application name is shown only when it looks like one: a mistyped URL may put the key there.
+_SHOWABLE_APP: Final = re.compile(r"[A-Za-z0-9_.-]{1,20}")
 
 
 class PublishRejected(Exception):
@@ -62,3 +66,9 @@ class StreamPublisher(Protocol):
 def redact_key(stream_key: str) -> str:
     """A loggable form of a secret stream key: a short prefix and an ellipsis."""
     return stream_key[: min(4, len(stream_key) // 3)] + "…"
+
+
+def printable_app(app: str) -> str:
+    """An application name as logs and refusals may show it: quoted, or "(not shown)" when it
+    does not look like one (a mistyped URL may carry the stream key there)."""
+    return repr(app) if _SHOWABLE_APP.fullmatch(app) else "(not shown)"

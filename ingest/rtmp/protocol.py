@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import os
-import re
 import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import parse_qsl
 
 from ingest import flv
+from ingest.publishing import printable_app
 from ingest.rtmp import amf0
 from ingest.rtmp.chunk import (
     MSG_ACK,
@@ -48,7 +48,6 @@ __all__ = [
     "PublishRequested",
     "RtmpServerConnection",
     "UnsupportedCodec",
-    "printable_app",
 ]
 
 # Chunk stream ids for what we send, as nginx-rtmp and FMS use them.
@@ -76,9 +75,7 @@ _CODEC_NAMES: Final = {
     "opus": "Opus",
     "speex": "Speex",
 }
-#: An application name is echoed in refusals only when it looks like one: a mistyped path
-#: may hold the stream key, which is never logged or echoed.
-_SHOWABLE_APP: Final = re.compile(r"[A-Za-z0-9_.-]{1,20}")
+
 #: What a held ``Message`` costs besides its payload (object, list slot), counted as memory.
 _MESSAGE_OVERHEAD: Final = 120
 _HELD_TYPES: Final = frozenset(
@@ -547,12 +544,6 @@ class RtmpServerConnection:
         info = {"level": level, "code": code, "description": description}
         payload = amf0.encode("onStatus", 0.0, None, info)
         self._send(Message(MSG_COMMAND_AMF0, payload, 0, stream_id, _CSID_STREAM_STATUS))
-
-
-def printable_app(app: str) -> str:
-    """An application name as logs and refusals may show it: quoted, or "(not shown)" when it
-    does not look like one (a mistyped URL may carry the stream key there)."""
-    return repr(app) if _SHOWABLE_APP.fullmatch(app) else "(not shown)"
 
 
 def _codec_name(codec: str) -> str:

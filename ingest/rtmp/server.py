@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
-from ingest.publishing import MediaSink, PublishRejected, StreamPublisher, redact_key
+from ingest.publishing import MediaSink, PublishRejected, StreamPublisher, printable_app, redact_key
 from ingest.rtmp.chunk import ChunkLimits
 from ingest.rtmp.protocol import (
     ConnectionFailed,
@@ -29,7 +29,6 @@ from ingest.rtmp.protocol import (
     PublishRequested,
     RtmpServerConnection,
     UnsupportedCodec,
-    printable_app,
 )
 
 if TYPE_CHECKING:
