@@ -84,3 +84,20 @@ async def test_wrong_application_key_and_second_publisher_are_told_to_the_encode
         await stop(first)
     assert key not in caplog.text and key[12:] not in caplog.text
     assert "0" * 20 not in caplog.text
+
+
+@pytest.mark.live_settings(publish_takeover=True)
+async def test_a_taken_over_encoder_is_told_why(live: Live) -> None:
+    """The backup encoder takes over; the first one reads why it was stopped, not just a reset."""
+    event = await live.create_event()
+    h264 = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "10"]  # keyframes each second: live at once
+    first = asyncio.create_task(publish(live.publish_url(event), h264, seconds=20))
+    await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
+    second = await push_rtmp(live.publish_url(event), seconds=3)
+    try:
+        rc, err = await asyncio.wait_for(first, 15)
+        assert rc != 0
+        assert "Server error: publishing stopped by the server: taken over by a newer publisher" in err, err
+        assert await asyncio.wait_for(second.wait(), 20) == 0
+    finally:
+        await stop(second)
