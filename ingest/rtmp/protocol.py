@@ -76,6 +76,10 @@ _CODEC_NAMES: Final = {
     "speex": "Speex",
 }
 
+#: A publisher needs about ten messages before its publish is accepted (connect, createStream,
+#: publish...); tiny messages by the thousand are work (one dispatch each, pings answered) an
+#: unauthenticated peer may not ask for.
+_MAX_MESSAGES_BEFORE_PUBLISH: Final = 1000
 #: What a held ``Message`` costs besides its payload (object, list slot), counted as memory.
 _MESSAGE_OVERHEAD: Final = 120
 _HELD_TYPES: Final = frozenset(
@@ -195,6 +199,7 @@ class RtmpServerConnection:
         self._created_streams: set[int] = set()
         self._held: list[Message] = []
         self._held_bytes = 0
+        self._early_messages: int | None = 0  # messages before the first accepted publish; None after
         self._fc_publish = False
         self._publish_stream_id = 0
         self._video_checked = False
@@ -229,6 +234,12 @@ class RtmpServerConnection:
                 self._state = _State.AWAIT_CONNECT
                 data = self._handshake.surplus
             for message in self._reader.feed(data):
+                if self._early_messages is not None:
+                    self._early_messages += 1
+                    if self._early_messages > _MAX_MESSAGES_BEFORE_PUBLISH:
+                        raise _Refused(
+                            f"client sent more than {_MAX_MESSAGES_BEFORE_PUBLISH} messages before publishing"
+                        )
                 self._dispatch(message, events)
                 if self._state is _State.CLOSED:
                     break
@@ -264,6 +275,7 @@ class RtmpServerConnection:
             )
         self._state = _State.PUBLISHING
         self._reader.memory_limit = self._reader.limits.max_buffered_bytes
+        self._early_messages = None
         self._video_checked = False
         self._audio_checked = False
         held, self._held, self._held_bytes = self._held, [], 0

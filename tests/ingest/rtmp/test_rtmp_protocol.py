@@ -27,6 +27,7 @@ from tests.ingest.rtmp.rtmp_captures import (
     CRAFTED,
     aac_frame,
     avc_frame,
+    basic_header,
     command,
     control,
     enhanced_video_payloads,
@@ -426,6 +427,17 @@ def test_publish_finished(name: str) -> None:
 )
 def test_refused_command_sequences(data: bytes, reason: str) -> None:
     assert replay(data).events[-1] == ConnectionFailed(reason)
+
+
+def test_a_flood_of_tiny_messages_before_publishing_is_refused() -> None:
+    """Zero-length messages cost one header byte each: 1,001 of them before a publish are refused;
+    after an accepted publish they are media keep-alives and not counted."""
+    flood = raw_chunks(0, 9, b"", type_id=4, msid=0) + basic_header(3, 9) * 1000
+    r = replay(plain_handshake() + command("connect", 1.0, {"app": "live"}) + flood)
+    assert r.events == [ConnectionFailed("client sent more than 1000 messages before publishing")]
+    preamble = publish_preamble()
+    r = replay(preamble + flood, split=[len(preamble), 4096])
+    assert not r.of(ConnectionFailed) and r.of(PublishRequested)
 
 
 @pytest.mark.parametrize(
