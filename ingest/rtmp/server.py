@@ -39,7 +39,6 @@ __all__ = ["RtmpServer", "rtmp_server_from_settings"]
 logger = logging.getLogger(__name__)
 
 
-
 class RtmpServer:
     """RTMP ingest listener.
 
