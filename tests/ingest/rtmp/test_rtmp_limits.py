@@ -73,7 +73,7 @@ async def test_slow_loris_is_closed_at_the_handshake_deadline(
     caplog.set_level(logging.INFO, logger="ingest")
     server, _ = await start(servers, handshake_timeout=1.0, idle_timeout=10.0)
     seconds = await trickle(server.port, plain_handshake(), every=0.2)
-    assert 0.9 < seconds < 2.5
+    assert 0.9 < seconds < 4.0  # the deadline, far from the 10 s idle timeout
     assert "no publish within 1 s of connecting (handshake, connect and publish must finish by then)" in caplog.text
     assert server.connection_count == 0 and server.pending_count == 0
 
@@ -100,7 +100,7 @@ async def test_connected_but_never_publishing_is_closed_at_the_deadline(
             closed_after = time.monotonic() - started
             break
     writer.close()
-    assert closed_after is not None and 1.4 < closed_after < 3.0
+    assert closed_after is not None and 1.4 < closed_after < 4.5
     assert "no publish within 1.5 s of connecting" in caplog.text and not publisher.requests
 
 
