@@ -171,6 +171,13 @@ def _parse_sections(text: str) -> tuple[list[MediaSection], dict[str, str | bool
                     if key:
                         params[key.lower()] = val.strip()
                 current.fmtp[pt] = params
+    mids = [section.mid for section in sections if section.mid is not None]
+    if len(set(mids)) != len(mids):
+        raise OfferError(400, "malformed_sdp", "malformed SDP: two m= sections have the same a=mid")
+    # aiortc moves every bundled section onto the first named one's transport; a name no section has leaves none.
+    if bundle - set(mids):
+        raise OfferError(400, "malformed_sdp", f"malformed SDP: a=group:BUNDLE names {sorted(bundle - set(mids))[0][:40]!r}, "
+                                               "which is the a=mid of no m= section")
     for section in sections:
         section.bundled = section.mid is not None and section.mid in bundle
     return sections, session

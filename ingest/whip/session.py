@@ -416,8 +416,8 @@ class WhipSession:
                 await asyncio.gather(task, return_exceptions=True)
         try:
             await self._pc.close()
-        except Exception:
-            log.exception("WHIP session %s: closing the peer connection failed", self.id[:8])
+        except Exception as exc:  # aiortc left half-built by an offer it accepted: one line, no traceback
+            log.warning("WHIP session %s: closing the peer connection failed: %r", self.id[:8], exc)
         for converter in (self._audio, self._vp8):
             if converter is not None:
                 await converter.stop()

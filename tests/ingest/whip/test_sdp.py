@@ -61,7 +61,7 @@ def test_unusable_offers_say_what_to_change() -> None:
         _drop(FFMPEG_OFFER, "a=rtcp-mux"): "the audio section must use a=rtcp-mux",
         _drop(FFMPEG_OFFER, "a=ice-pwd"): "malformed SDP: the audio section has no a=ice-ufrag/a=ice-pwd",
         _drop(FFMPEG_OFFER, "a=fingerprint"): "malformed SDP: the audio section has no a=fingerprint (DTLS)",
-        FFMPEG_OFFER + FFMPEG_OFFER[FFMPEG_OFFER.index("m=video"):]: "more than one video section",
+        FFMPEG_OFFER + FFMPEG_OFFER[FFMPEG_OFFER.index("m=video"):].replace("a=mid:1", "a=mid:2"): "more than one video section",
     }
     for offer, message in cases.items():
         with pytest.raises(OfferError) as err:
@@ -130,6 +130,15 @@ ANSWER = (
     "m=video 40954 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 127.0.0.1\r\na=recvonly\r\na=mid:video0\r\na=rtpmap:102 H264/90000\r\n"
     "m=audio 40954 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 127.0.0.1\r\na=recvonly\r\na=mid:audio1\r\na=rtpmap:111 opus/48000/2\r\n"
 )
+
+
+def test_bundle_group_names_only_sections_of_the_offer() -> None:
+    with pytest.raises(OfferError) as err:
+        inspect_offer(FFMPEG_OFFER.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 7 1"))
+    assert (err.value.status, err.value.message) == (
+        400, "malformed SDP: a=group:BUNDLE names '7', which is the a=mid of no m= section")
+    with pytest.raises(OfferError, match="two m= sections have the same a=mid"):
+        inspect_offer(FFMPEG_OFFER.replace("a=mid:1", "a=mid:0"))
 
 
 def test_answer_refuses_the_sections_not_taken() -> None:

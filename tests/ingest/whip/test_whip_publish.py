@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from pathlib import Path
@@ -213,3 +214,50 @@ async def test_options_answers_cors_and_ice_servers(live: Live) -> None:
     ]
     resp = await live.client.options("/whip/session/x")
     assert resp.status == 204 and "DELETE" in resp.headers["Access-Control-Allow-Methods"]
+
+
+#: Lines our offer check passes on to aiortc's parser: numbers and names only aiortc reads.
+AIORTC_LINES = ["a=setup:bogus", "a=ssrc:² cname:x", "a=rtcp:² IN IP4 0.0.0.0", "a=extmap:² urn:x",
+                "a=candidate:1 1 udp ² 127.0.0.1 9 typ host", "a=candidate:1 1 udp 1 127.0.0.1 ² typ host",
+                "a=fmtp:105 apt=²", "a=rtcp-fb:² nack", "a=ssrc-group:FID ² ³", "c=IN IP4 ²", "a=sctp-port:²",
+                "a=candidate:garbage", "a=ice-ufrag:", "a=fingerprint:sha-256 ZZ", "a=fingerprint:md5 00", "a=mid:"]
+
+
+@pytest.mark.live_settings(**WHIP_SETTINGS)
+async def test_mutated_offers_get_4xx_and_no_traceback(live: Live, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.ingest.whip.test_sdp import FFMPEG_OFFER as FFMPEG_SDP, mutate
+
+    caplog.set_level(logging.INFO)
+    event = await live.create_event()
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {event['stream']['whip_bearer_token']}"}
+    offers = [mutate(base, seed, 1 + seed % 4) for seed in range(24) for base in (FFMPEG_SDP, CHROMIUM_OFFER)]
+    offers += [FFMPEG_SDP.replace("a=mid:1\r\n", f"a=mid:1\r\n{line}\r\n") for line in AIORTC_LINES]
+    statuses: list[int] = []
+    async with Publisher(live) as client:
+        for offer in offers:
+            status, text, resp_headers = await client.request("POST", "/whip", offer.encode("utf-8", "surrogatepass"), **headers)
+            statuses.append(status)
+            assert status == 201 or 400 <= status < 500, (status, text, offer)
+            if status == 201:
+                assert (await client.request("DELETE", resp_headers["Location"]))[0] == 200
+    assert statuses.count(201) < len(statuses) // 2 and 400 in statuses and 422 in statuses, statuses
+    problems = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR or "Traceback" in r.getMessage()]
+    assert problems == [], [r.getMessage() for r in problems]
+    assert live.app[WHIP].sessions == {}
+
+
+@pytest.mark.live_settings(**WHIP_SETTINGS, whip_max_sessions=20)
+async def test_concurrent_posts_respect_the_session_limit(live: Live) -> None:
+    events = [await live.create_event(title=f"Lecture {n}") for n in range(40)]
+    async with Publisher(live) as client:
+        results = await asyncio.gather(*(client.request("POST", "/whip", CHROMIUM_OFFER, **{
+            "Content-Type": "application/sdp", "Authorization": f"Bearer {e['stream']['whip_bearer_token']}"})
+            for e in events))
+        statuses = sorted(status for status, _, _ in results)
+        assert statuses == [201] * 20 + [503] * 20, statuses
+        assert len(live.app[WHIP].sessions) == 20 and live.app[WHIP].reserved == 0
+        assert all(h["Retry-After"] == "5" for status, _, h in results if status == 503)
+        for status, _, headers in results:
+            if status == 201:
+                assert (await client.request("DELETE", headers["Location"]))[0] == 200
+    assert live.app[WHIP].sessions == {}
