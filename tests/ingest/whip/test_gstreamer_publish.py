@@ -18,8 +18,8 @@ import pytest
 
 from live_server.keys import WHIP
 from tests.ingest.conftest import Live, event_state_is, wait_for
-from tests.ingest.whip.conftest import WHIP_SETTINGS
-from tests.media import FFMPEG, count_video_frames, decode_errors
+from tests.ingest.whip.conftest import WHIP_SETTINGS, stream_codecs
+from tests.media import count_video_frames, decode_errors
 
 CLIENT = Path(__file__).parent / "gst_whip_client.py"
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin") or "/usr/bin/python3"
@@ -41,12 +41,6 @@ def _gstreamer_missing() -> str | None:
 
 _MISSING = _gstreamer_missing()
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=f"GStreamer webrtcbin (make system-deps): {_MISSING}")
-
-
-def stream_codecs(path: Path) -> list[str]:
-    """The streams ffmpeg finds in a file, as "video:h264", "audio:aac" (what ffprobe would list)."""
-    out = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=30)
-    return [f"{kind.lower()}:{codec}" for kind, codec in re.findall(r"Stream #\S+.*?: (Video|Audio): (\w+)", out.stderr)]
 
 
 async def run_gstreamer(url: str, token: str, *extra: str) -> dict[str, Any]:
