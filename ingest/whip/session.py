@@ -440,6 +440,7 @@ class WhipSession:
             "dropped_before_keyframe": self._avc.dropped,
             "dropped_by_converters": sum(c.dropped for c in (self._audio, self._vp8) if c is not None),
             "keyframe_requests": self.stats.plis,
+            "announced": self._announced,  # the publish reached the sink (at the first frame)
         }
 
 

@@ -67,7 +67,7 @@ async def test_ffmpeg_whip_publish_goes_live_plays_and_ends(live: Live) -> None:
         master = await (await live.client.get(f"/live/{event['slug']}/master.m3u8")).text()
         assert "RESOLUTION=320x240" in master  # read from the H.264 SPS
         (session,) = live.app[WHIP].sessions.values()
-        assert session.summary.video == "h264"
+        assert session.summary.video == "h264" and session.health()["announced"] is True
     finally:
         _, stderr = await asyncio.wait_for(pusher.communicate(), 30)
     assert pusher.returncode == 0, stderr.decode()[-2000:]
@@ -174,6 +174,10 @@ async def test_peer_that_never_connects_is_closed_and_leaves_nothing(live: Live)
     assert headers["Location"].startswith("/whip/session/")
     assert headers["Content-Type"] == "application/sdp"
     assert live.app[WHIP].sessions
+    (session,) = live.app[WHIP].sessions.values()
+    health = (await live.event(event["id"]))["stream"]["health"]
+    assert (health["bytes_in"], health["video_frames"], health["audio_frames"]) == (0, 0, 0)
+    assert session.health()["announced"] is False  # no metadata either: nothing reaches the sink before a frame
 
     await wait_for(lambda: _no_sessions(live), 10, "the ICE timeout (3 s) to close the session")
     (row,) = _sessions(live)
