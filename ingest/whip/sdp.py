@@ -214,9 +214,17 @@ def inspect_offer(text: str, *, allow_vp8: bool = True) -> OfferSummary:
             raise OfferError(422, "unsupported_codecs",
                              f"unsupported {section.kind} codecs ({offered or 'none listed'}); offer {wanted}")
         chosen[section.kind] = codec
-    ignored = tuple(s.mid for s in sections if s.kind in ("audio", "video") and not s.sends_media and s.mid is not None)
+    ignored = [s for s in sections if s.kind in ("audio", "video") and not s.sends_media]
+    for section in ignored:
+        # aiortc gives a section outside the BUNDLE group its own transport, which an answer refusing
+        # the section never connects: the whole peer connection would wait on it until the ICE timeout.
+        if not section.bundled:
+            raise OfferError(422, "unbundled_unused_section",
+                             f"the offer's {section.kind} section (a=mid:{(section.mid or 'none')[:40]}) sends nothing and is "
+                             "outside the BUNDLE group; leave it out of the offer or bundle it")
     role_ours = all((s.setup or session.get("setup")) == "actpass" for s in media)
-    return OfferSummary(video=chosen.get("video"), audio=chosen.get("audio"), ignored_mids=ignored,
+    return OfferSummary(video=chosen.get("video"), audio=chosen.get("audio"),
+                        ignored_mids=tuple(s.mid for s in ignored if s.mid is not None),
                         dtls_role_ours=role_ours)
 
 

@@ -265,3 +265,32 @@ async def test_concurrent_posts_respect_the_session_limit(live: Live) -> None:
             if status == 201:
                 assert (await client.request("DELETE", headers["Location"]))[0] == 200
     assert live.app[WHIP].sessions == {}
+
+
+@pytest.mark.live_settings(**WHIP_SETTINGS)
+async def test_section_the_server_does_not_take_is_refused_in_the_answer(live: Live) -> None:
+    """aiortc as a third publisher: video plus a bundled receive-only audio section, which the answer refuses."""
+    from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+
+    event = await live.create_event()
+    publisher = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        publisher.addTransceiver(VideoStreamTrack(), direction="sendonly")
+        publisher.addTransceiver("audio", direction="recvonly")
+        await publisher.setLocalDescription(await publisher.createOffer())
+        async with Publisher(live) as client:
+            status, answer, _ = await client.request("POST", "/whip", publisher.localDescription.sdp, **{
+                "Content-Type": "application/sdp", "Authorization": f"Bearer {event['stream']['whip_bearer_token']}"})
+            assert status == 201, answer
+            assert re.search(r"^m=audio 0 ", answer, re.M) and "a=group:BUNDLE 0\r\n" in answer, answer
+            await publisher.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            await wait_for(lambda: event_state_is(live, event, "live"), 20, "the event to go live from aiortc")
+            (session,) = live.app[WHIP].sessions.values()
+            assert (session.summary.video, session.summary.audio) == ("h264", None)
+            # Unbundled, the same unused section would get a transport nobody connects: refused up front.
+            unbundled = publisher.localDescription.sdp.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0")
+            status, text, _ = await client.request("POST", "/whip", unbundled, **{
+                "Content-Type": "application/sdp", "Authorization": f"Bearer {event['stream']['whip_bearer_token']}"})
+            assert status == 422 and "outside the BUNDLE group" in text
+    finally:
+        await publisher.close()
