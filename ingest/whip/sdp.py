@@ -36,6 +36,10 @@ _NO_MEDIA_DIRECTIONS: Final = ("recvonly", "inactive")
 #: Numbers in SDP are ASCII digits (RFC 8866); ``str.isdigit`` also takes '²' or '٣', which int() refuses.
 _PORT: Final = re.compile(r"[0-9]{1,5}")
 _PAYLOAD_TYPE: Final = re.compile(r"[0-9]{1,3}")
+#: RFC 8839 candidate-attribute, as far as aiortc's ``candidate_from_sdp`` reads it (it asserts and calls int()).
+_CANDIDATE: Final = re.compile(
+    r"candidate:\S{1,32} [0-9]{1,3} \S{1,16} [0-9]{1,10} \S{1,255} [0-9]{1,5} typ \S{1,16}"
+    r"(?: (?:rport [0-9]{1,5}|(?!rport )\S{1,255} \S{1,255}))*", re.ASCII)
 
 
 class OfferError(Exception):
@@ -344,7 +348,10 @@ def parse_trickle_fragment(text: str) -> TrickleFragment:
         elif name == "mid":
             mid = arg.strip()
         elif name == "candidate":
-            fragment.candidates.append((mid, "candidate:" + arg.strip()))
+            candidate = "candidate:" + arg.strip()
+            if not _CANDIDATE.fullmatch(candidate):
+                raise OfferError(400, "malformed_sdpfrag", f"malformed SDP fragment: bad candidate line {line[:80]!r}")
+            fragment.candidates.append((mid, candidate))
         elif name == "end-of-candidates":
             fragment.end_of_candidates = True
     return fragment

@@ -248,12 +248,15 @@ class WhipSession:
             raise OfferError(422, "ice_restart_unsupported",
                              "ICE restarts are not supported: DELETE this session and POST a new offer")
         mids = [t.mid for t in self._pc.getTransceivers()]
-        for mid, line in fragment.candidates:
-            candidate = candidate_from_sdp(line.removeprefix("candidate:"))
-            candidate.sdpMid = mid or (mids[0] if mids else None)
-            await self._pc.addIceCandidate(candidate)
-        if fragment.end_of_candidates:
-            await self._pc.addIceCandidate(None)  # type: ignore[arg-type]
+        try:
+            for mid, line in fragment.candidates:
+                candidate = candidate_from_sdp(line.removeprefix("candidate:"))
+                candidate.sdpMid = mid or (mids[0] if mids else None)
+                await self._pc.addIceCandidate(candidate)
+            if fragment.end_of_candidates:
+                await self._pc.addIceCandidate(None)  # type: ignore[arg-type]
+        except (ValueError, AssertionError, IndexError, KeyError) as exc:  # what aiortc/aioice raise for odd candidates
+            raise OfferError(400, "malformed_sdpfrag", f"malformed SDP fragment: {exc}") from None
 
     # --- media ------------------------------------------------------------------------------
     def _on_video_frame(self, codec: Any, frame: Any) -> None:

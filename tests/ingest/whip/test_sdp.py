@@ -93,6 +93,11 @@ def test_trickle_fragment() -> None:
     assert fragment.candidates == [("0", "candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host generation 0")]
     with pytest.raises(OfferError, match="malformed SDP fragment"):
         parse_trickle_fragment("garbage")
+    for bad in ("a=candidate:garbage", "a=candidate:1 1 udp ² 192.0.2.1 9 typ host", "a=candidate:1 1 udp 1 192.0.2.1 9 typ"):
+        with pytest.raises(OfferError, match="bad candidate line"):
+            parse_trickle_fragment(bad)
+    raddr = "a=candidate:2 1 udp 1686052607 198.51.100.7 61765 typ srflx raddr 192.0.2.1 rport 61764 generation 0"
+    assert parse_trickle_fragment(raddr).candidates == [(None, raddr[2:])]
 
 
 # --------------------------------------------------------------------------- BUNDLE (RFC 8843, JSEP)

@@ -107,6 +107,8 @@ async def test_bad_requests_get_clear_errors(live: Live) -> None:
     assert status == 415
     status, text, _ = await post("hello, this is not SDP")
     assert status == 400 and "malformed SDP" in text
+    status, text, _ = await post(CHROMIUM_OFFER + "a=x:" + "y" * 70_000 + "\r\n")
+    assert status == 413 and "exceeds 65536 bytes" in text
     no_media = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
     status, text, _ = await post(no_media)
     assert status == 422 and "no audio or video" in text
@@ -142,6 +144,9 @@ async def test_second_publisher_409_delete_then_grace_ends(live: Live) -> None:
         assert (await client.request("DELETE", url, Authorization="Bearer wrong"))[0] == 401
         status, _, headers = await client.request("PATCH", url, "a=end-of-candidates\r\n", **{"Content-Type": "text/plain"})
         assert status == 415 and headers["Accept-Patch"] == "application/trickle-ice-sdpfrag"
+        for bad in ("a=candidate:garbage", "a=candidate:1 1 udp ² 127.0.0.1 9 typ host"):
+            status, text, _ = await client.request("PATCH", url, bad + "\r\n", **{"Content-Type": "application/trickle-ice-sdpfrag"})
+            assert status == 400 and "malformed SDP fragment" in text, (bad, status, text)
         frag = "a=ice-ufrag:restart1\r\na=ice-pwd:0123456789012345678901\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
         status, text, _ = await client.request("PATCH", url, frag, **{"Content-Type": "application/trickle-ice-sdpfrag"})
         assert status == 422 and "ICE restarts are not supported" in text
