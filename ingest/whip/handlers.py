@@ -14,7 +14,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from ingest.publishing import PublishRejected
-from ingest.whip.sdp import IceServer, OfferError, ice_server_link, parse_ice_server, parse_trickle_fragment
+from ingest.whip.sdp import MAX_SDP_BYTES, IceServer, OfferError, ice_server_link, parse_ice_server, parse_trickle_fragment
 from ingest.whip.session import WhipOptions, WhipSession, WhipSessionGone, WhipSessions
 from live_server.keys import LIVE, SETTINGS, WHIP
 from live_server.settings import Settings
@@ -85,6 +85,24 @@ def _bearer(request: web.Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
+async def _read_sdp(request: web.Request, code: str) -> str:
+    """The body as UTF-8 text, refused (413) past ``MAX_SDP_BYTES`` before more of it is read."""
+    if (request.content_length or 0) > MAX_SDP_BYTES:
+        raise OfferError(413, "too_large", f"the SDP body exceeds {MAX_SDP_BYTES} bytes")
+    body = bytearray()
+    while len(body) <= MAX_SDP_BYTES:
+        chunk = await request.content.read(MAX_SDP_BYTES + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > MAX_SDP_BYTES:
+        raise OfferError(413, "too_large", f"the SDP body exceeds {MAX_SDP_BYTES} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OfferError(400, code, "malformed SDP: the body is not UTF-8 text") from None
+
+
 def _link_headers(request: web.Request) -> list[tuple[str, str]]:
     return [("Link", ice_server_link(server)) for server in request.app[WHIP].options.ice_servers]
 
@@ -133,10 +151,7 @@ async def publish(request: web.Request) -> web.StreamResponse:
     key = _bearer(request)
     if key is None:
         return _error(401, "unauthorized", "send the event's stream key as Authorization: Bearer <stream key>")
-    try:
-        offer = (await request.read()).decode("utf-8")
-    except UnicodeDecodeError:
-        return _error(400, "malformed_sdp", "malformed SDP: the offer is not UTF-8 text")
+    offer = await _read_sdp(request, "malformed_sdp")
     sessions = request.app[WHIP]
     try:
         session, answer = await sessions.create(offer, key, request.remote or "unknown")
@@ -181,7 +196,7 @@ async def trickle(request: web.Request) -> web.StreamResponse:
     match = request.headers.get("If-Match")
     if match not in (None, "*", f'"{session.etag}"'):
         return _error(412, "precondition_failed", "the If-Match ETag does not match this WHIP session")
-    fragment = parse_trickle_fragment(await request.text())
+    fragment = parse_trickle_fragment(await _read_sdp(request, "malformed_sdpfrag"))
     await session.add_trickle(fragment)
     return web.Response(status=204, headers=_cors())
 

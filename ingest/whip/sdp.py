@@ -24,6 +24,7 @@ __all__ = [
     "inspect_offer",
     "parse_ice_server",
     "parse_trickle_fragment",
+    "reject_sections",
 ]
 
 #: Larger offers are refused: browsers send 3-8 KiB, ffmpeg and OBS less.
@@ -32,6 +33,13 @@ MAX_SDP_BYTES: Final = 64 * 1024
 #: The H.264 profiles aiortc negotiates: constrained baseline and baseline (what WebRTC senders use).
 _H264_PROFILES: Final = (H264Profile.PROFILE_CONSTRAINED_BASELINE, H264Profile.PROFILE_BASELINE)
 _NO_MEDIA_DIRECTIONS: Final = ("recvonly", "inactive")
+#: Numbers in SDP are ASCII digits (RFC 8866); ``str.isdigit`` also takes '²' or '٣', which int() refuses.
+_PORT: Final = re.compile(r"[0-9]{1,5}")
+_PAYLOAD_TYPE: Final = re.compile(r"[0-9]{1,3}")
+#: RFC 8839 candidate-attribute, as far as aiortc's ``candidate_from_sdp`` reads it (it asserts and calls int()).
+_CANDIDATE: Final = re.compile(
+    r"candidate:\S{1,32} [0-9]{1,3} \S{1,16} [0-9]{1,10} \S{1,255} [0-9]{1,5} typ \S{1,16}"
+    r"(?: (?:rport [0-9]{1,5}|(?!rport )\S{1,255} \S{1,255}))*", re.ASCII)
 
 
 class OfferError(Exception):
@@ -58,10 +66,15 @@ class MediaSection:
     ice_ufrag: str | None = None
     ice_pwd: str | None = None
     fingerprint: bool = False
+    bundle_only: bool = False  # a=bundle-only: port 0, yet media flows on the BUNDLE transport
+    bundled: bool = False  # its mid is in the offer's a=group:BUNDLE
+    setup: str | None = None  # a=setup (RFC 8842): actpass, active or passive
 
     @property
     def sends_media(self) -> bool:
-        return self.port != 0 and self.direction not in _NO_MEDIA_DIRECTIONS
+        """Port 0 disables a section (RFC 3264) unless it is bundle-only within a BUNDLE group (RFC 8843, JSEP)."""
+        enabled = self.port != 0 or (self.bundle_only and self.bundled)
+        return enabled and self.direction not in _NO_MEDIA_DIRECTIONS
 
     def codec_names(self) -> list[str]:
         return [name.split("/", 1)[0] for name in self.codecs.values()]
@@ -73,6 +86,10 @@ class OfferSummary:
 
     video: str | None  # "h264" (kept as is) or "vp8" (transcoded)
     audio: str | None  # "opus" (transcoded to AAC)
+    #: mids of audio/video sections that send nothing we take: the answer refuses them (port 0).
+    ignored_mids: tuple[str, ...] = ()
+    #: True when every media section lets the answerer choose the DTLS role (a=setup:actpass).
+    dtls_role_ours: bool = False
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -95,31 +112,38 @@ def _split_lines(text: str) -> list[str]:
 
 
 def _parse_sections(text: str) -> tuple[list[MediaSection], dict[str, str | bool]]:
+    """Sections and the session-level ICE/DTLS attributes; ``OfferError`` (400) is the only error raised."""
     lines = _split_lines(text)
     if not lines or lines[0].strip() != "v=0":
         raise OfferError(400, "malformed_sdp", "malformed SDP: an offer starts with the line v=0")
     session: dict[str, str | bool] = {}
     sections: list[MediaSection] = []
     current: MediaSection | None = None
+    bundle: set[str] = set()
     for number, line in enumerate(lines, 1):
-        if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
+        if len(line) < 2 or line[1] != "=" or not (line[0].isascii() and line[0].isalpha()):
             raise OfferError(400, "malformed_sdp", f"malformed SDP: line {number} is not <type>=<value>: {line[:60]!r}")
         kind, value = line[0], line[2:]
         if kind == "m":
             parts = value.split()
-            if len(parts) < 4 or not parts[1].split("/", 1)[0].isdigit():
+            port = parts[1].split("/", 1)[0] if len(parts) >= 4 else ""
+            if not _PORT.fullmatch(port) or int(port) > 65535:
                 raise OfferError(400, "malformed_sdp", f"malformed SDP: bad media line {line[:80]!r}")
-            current = MediaSection(kind=parts[0], port=int(parts[1].split("/", 1)[0]))
+            current = MediaSection(kind=parts[0], port=int(port))
             sections.append(current)
             continue
         if kind != "a":
             continue
         name, _, arg = value.partition(":")
         if current is None:
-            if name in ("ice-ufrag", "ice-pwd"):
+            if name == "group" and arg.split(" ", 1)[0] == "BUNDLE":
+                bundle.update(arg.split()[1:])
+            elif name in ("ice-ufrag", "ice-pwd"):
                 session[name] = arg.strip()
             elif name == "fingerprint":
                 session["fingerprint"] = True
+            elif name == "setup":
+                session["setup"] = arg.strip()
             continue
         if name == "mid":
             current.mid = arg.strip()
@@ -127,6 +151,10 @@ def _parse_sections(text: str) -> tuple[list[MediaSection], dict[str, str | bool
             current.direction = name
         elif name == "rtcp-mux":
             current.rtcp_mux = True
+        elif name == "bundle-only":
+            current.bundle_only = True
+        elif name == "setup":
+            current.setup = arg.strip()
         elif name == "ice-ufrag":
             current.ice_ufrag = arg.strip()
         elif name == "ice-pwd":
@@ -135,7 +163,7 @@ def _parse_sections(text: str) -> tuple[list[MediaSection], dict[str, str | bool
             current.fingerprint = True
         elif name in ("rtpmap", "fmtp"):
             pt_text, _, rest = arg.partition(" ")
-            if not pt_text.isdigit():
+            if not _PAYLOAD_TYPE.fullmatch(pt_text) or int(pt_text) > 127:
                 raise OfferError(400, "malformed_sdp", f"malformed SDP: bad a={name} line {line[:80]!r}")
             pt = int(pt_text)
             if name == "rtpmap":
@@ -147,6 +175,15 @@ def _parse_sections(text: str) -> tuple[list[MediaSection], dict[str, str | bool
                     if key:
                         params[key.lower()] = val.strip()
                 current.fmtp[pt] = params
+    mids = [section.mid for section in sections if section.mid is not None]
+    if len(set(mids)) != len(mids):
+        raise OfferError(400, "malformed_sdp", "malformed SDP: two m= sections have the same a=mid")
+    # aiortc moves every bundled section onto the first named one's transport; a name no section has leaves none.
+    if bundle - set(mids):
+        raise OfferError(400, "malformed_sdp", f"malformed SDP: a=group:BUNDLE names {sorted(bundle - set(mids))[0][:40]!r}, "
+                                               "which is the a=mid of no m= section")
+    for section in sections:
+        section.bundled = section.mid is not None and section.mid in bundle
     return sections, session
 
 
@@ -181,7 +218,46 @@ def inspect_offer(text: str, *, allow_vp8: bool = True) -> OfferSummary:
             raise OfferError(422, "unsupported_codecs",
                              f"unsupported {section.kind} codecs ({offered or 'none listed'}); offer {wanted}")
         chosen[section.kind] = codec
-    return OfferSummary(video=chosen.get("video"), audio=chosen.get("audio"))
+    ignored = [s for s in sections if s.kind in ("audio", "video") and not s.sends_media]
+    for section in ignored:
+        # aiortc gives a section outside the BUNDLE group its own transport, which an answer refusing
+        # the section never connects: the whole peer connection would wait on it until the ICE timeout.
+        if not section.bundled:
+            raise OfferError(422, "unbundled_unused_section",
+                             f"the offer's {section.kind} section (a=mid:{(section.mid or 'none')[:40]}) sends nothing and is "
+                             "outside the BUNDLE group; leave it out of the offer or bundle it")
+    role_ours = all((s.setup or session.get("setup")) == "actpass" for s in media)
+    return OfferSummary(video=chosen.get("video"), audio=chosen.get("audio"),
+                        ignored_mids=tuple(s.mid for s in ignored if s.mid is not None),
+                        dtls_role_ours=role_ours)
+
+
+def reject_sections(answer: str, mids: tuple[str, ...] | set[str]) -> str:
+    """Mark the answer's sections for ``mids`` as refused: port 0, ``a=inactive``, out of the BUNDLE group."""
+    if not mids:
+        return answer
+    out: list[str] = []
+    blocks: list[list[str]] = [[]]
+    for line in answer.split("\r\n"):
+        if line.startswith("m="):
+            blocks.append([])
+        blocks[-1].append(line)
+    for index, block in enumerate(blocks):
+        mid = next((line[6:].strip() for line in block if line.startswith("a=mid:")), None)
+        if index and mid in mids:
+            kind, _port, rest = block[0].split(" ", 2)
+            block = [f"{kind} 0 {rest}"] + [
+                "a=inactive" if line[2:] in ("sendrecv", "sendonly", "recvonly", "inactive") else line for line in block[1:]
+            ]
+        elif index == 0:
+            block = [_without_mids(line, mids) if line.startswith("a=group:BUNDLE") else line for line in block]
+        out.extend(block)
+    return "\r\n".join(out)
+
+
+def _without_mids(group: str, mids: tuple[str, ...] | set[str]) -> str:
+    semantic, *items = group.split(" ")
+    return " ".join([semantic] + [item for item in items if item not in mids])
 
 
 def _pick_codec(section: MediaSection, allow_vp8: bool) -> str | None:
@@ -272,7 +348,10 @@ def parse_trickle_fragment(text: str) -> TrickleFragment:
         elif name == "mid":
             mid = arg.strip()
         elif name == "candidate":
-            fragment.candidates.append((mid, "candidate:" + arg.strip()))
+            candidate = "candidate:" + arg.strip()
+            if not _CANDIDATE.fullmatch(candidate):
+                raise OfferError(400, "malformed_sdpfrag", f"malformed SDP fragment: bad candidate line {line[:80]!r}")
+            fragment.candidates.append((mid, candidate))
         elif name == "end-of-candidates":
             fragment.end_of_candidates = True
     return fragment

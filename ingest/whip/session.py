@@ -26,7 +26,8 @@ from aiortc.sdp import candidate_from_sdp
 
 from ingest.publishing import MediaSink, PublishRejected, StreamPublisher, redact_key
 from ingest.whip.convert import OPUS_CLOCK, VIDEO_CLOCK, AvcToFlv, MediaClock, OpusToAac, Vp8ToH264
-from ingest.whip.sdp import IceServer, OfferError, OfferSummary, TrickleFragment, inspect_offer
+from ingest.whip.dtls import DtlsPolicy
+from ingest.whip.sdp import IceServer, OfferError, OfferSummary, TrickleFragment, inspect_offer, reject_sections
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,8 @@ class WhipSession:
     """One publish over WHIP: the peer connection, the converters and the sink they feed."""
 
     def __init__(self, session_id: str, stream_key: str, sink: MediaSink, summary: OfferSummary,
-                 options: WhipOptions, remote: str, on_closed: Callable[["WhipSession"], None]) -> None:
+                 options: WhipOptions, remote: str, on_closed: Callable[["WhipSession"], None],
+                 dtls: DtlsPolicy | None = None) -> None:
         self.id = session_id
         self.stream_key = stream_key
         self.sink = sink
@@ -175,6 +177,9 @@ class WhipSession:
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[
             RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in options.ice_servers
         ]))
+        self._dtls = dtls or DtlsPolicy()
+        self._dtls.prepare(self._pc)
+        self.dtls_roles: list[str] = []
         self._clock = MediaClock()
         self._avc = AvcToFlv()
         self._audio: _Converter | None = None
@@ -185,6 +190,10 @@ class WhipSession:
         self._sent_dimensions: tuple[int, int] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
+        # Nothing reaches the sink before the first frame: a peer that never sends media announces nothing.
+        self._announce: asyncio.Future[None] | None = None
+        self._announced = False
+        self._held: list[tuple[str, int, bytes]] = []
         self._pc.on("connectionstatechange", self._on_connection_state)
 
     # --- negotiation ------------------------------------------------------------------------
@@ -208,15 +217,18 @@ class WhipSession:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         except Exception as exc:  # aiortc reports offer problems as ValueError/OperationError/...
             raise OfferError(422, "offer_refused", f"the offer cannot be negotiated: {exc}") from None
-        for transceiver in pc.getTransceivers():  # sections we did not add: received, never decoded
+        for transceiver in pc.getTransceivers():  # sections we did not add: refused in the answer below
             if not isinstance(getattr(transceiver.receiver, "_RTCRtpReceiver__decoder_queue", None), _EncodedFrameTap):
                 _tap_receiver(transceiver.receiver, lambda codec, frame: None)
+        self.dtls_roles = self._dtls.choose_server_role(pc, self.summary.dtls_role_ours)
         if self.options.host_addresses:
             await self._gather_on(self.options.host_addresses)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         self._supervisor = asyncio.create_task(self._supervise(), name=f"whip-{self.id[:8]}")
-        return pc.localDescription.sdp
+        # aiortc accepts every m-line it is offered; the ones we do not take are refused (port 0) so
+        # that no publisher believes a track is on air that the server drops.
+        return reject_sections(pc.localDescription.sdp, self.summary.ignored_mids)
 
     async def _gather_on(self, addresses: tuple[str, ...]) -> None:
         # aioice gathers host candidates on every interface but loopback, with no option to choose;
@@ -236,12 +248,15 @@ class WhipSession:
             raise OfferError(422, "ice_restart_unsupported",
                              "ICE restarts are not supported: DELETE this session and POST a new offer")
         mids = [t.mid for t in self._pc.getTransceivers()]
-        for mid, line in fragment.candidates:
-            candidate = candidate_from_sdp(line.removeprefix("candidate:"))
-            candidate.sdpMid = mid or (mids[0] if mids else None)
-            await self._pc.addIceCandidate(candidate)
-        if fragment.end_of_candidates:
-            await self._pc.addIceCandidate(None)  # type: ignore[arg-type]
+        try:
+            for mid, line in fragment.candidates:
+                candidate = candidate_from_sdp(line.removeprefix("candidate:"))
+                candidate.sdpMid = mid or (mids[0] if mids else None)
+                await self._pc.addIceCandidate(candidate)
+            if fragment.end_of_candidates:
+                await self._pc.addIceCandidate(None)  # type: ignore[arg-type]
+        except (ValueError, AssertionError, IndexError, KeyError) as exc:  # what aiortc/aioice raise for odd candidates
+            raise OfferError(400, "malformed_sdpfrag", f"malformed SDP fragment: {exc}") from None
 
     # --- media ------------------------------------------------------------------------------
     def _on_video_frame(self, codec: Any, frame: Any) -> None:
@@ -275,11 +290,12 @@ class WhipSession:
             return
         if self._avc.dimensions and self._avc.dimensions != self._sent_dimensions:
             self._sent_dimensions = self._avc.dimensions
-            asyncio.ensure_future(self._send_metadata())
+            if self._announced:
+                asyncio.ensure_future(self._send_metadata())  # else the announcement carries them
         for ts_ms, body in tags:
             if body[0] == 0x17 and body[1] == 1:
                 self.stats.last_keyframe_at = time.monotonic()
-            self.sink.on_media("video", ts_ms, body)
+            self._emit("video", ts_ms, body)
             self.stats.video_tags_out += 1
         self._video_started = self._video_started or self._avc.started
 
@@ -293,7 +309,7 @@ class WhipSession:
         if self._audio is None:
             transcoder = OpusToAac(self.options.audio_bitrate)
             offset = self._clock.offset_ms("audio")
-            self.sink.on_media("audio", 0, transcoder.sequence_header)
+            self._emit("audio", 0, transcoder.sequence_header)
 
             def convert(data: bytes, rtp_ts: int) -> list[tuple[int, bytes]]:
                 return [(max(0, round(offset + pts * 1000 / OPUS_CLOCK)), body) for pts, body in transcoder.feed(data, rtp_ts)]
@@ -310,8 +326,25 @@ class WhipSession:
         for ts_ms, body in tags:
             ts_ms = max(ts_ms, self._last_audio_ms + 1)  # AAC priming packets may map to the same millisecond
             self._last_audio_ms = ts_ms
-            self.sink.on_media("audio", ts_ms, body)
+            self._emit("audio", ts_ms, body)
         self.stats.audio_tags_out += len(tags)
+
+    def _emit(self, kind: str, ts_ms: int, body: bytes) -> None:
+        """To the sink, after the metadata that announces the publish (sent once, at the first tag)."""
+        if self._announced:
+            self.sink.on_media(kind, ts_ms, body)
+            return
+        self._held.append((kind, ts_ms, body))
+        if self._announce is None:
+            self._announce = asyncio.ensure_future(self._announce_publish())
+
+    async def _announce_publish(self) -> None:
+        await self._send_metadata()
+        held, self._held = self._held, []
+        self._announced = True
+        if not self.closed:
+            for kind, ts_ms, body in held:
+                self.sink.on_media(kind, ts_ms, body)
 
     def metadata(self) -> dict[str, Any]:
         data: dict[str, Any] = {"encoder": "WHIP (aiortc)"}
@@ -380,13 +413,14 @@ class WhipSession:
         self.closed = True
         self.close_reason = reason
         current = asyncio.current_task()
-        if self._supervisor is not None and self._supervisor is not current:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
+        for task in (self._supervisor, self._announce):
+            if task is not None and task is not current:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         try:
             await self._pc.close()
-        except Exception:
-            log.exception("WHIP session %s: closing the peer connection failed", self.id[:8])
+        except Exception as exc:  # aiortc left half-built by an offer it accepted: one line, no traceback
+            log.warning("WHIP session %s: closing the peer connection failed: %r", self.id[:8], exc)
         for converter in (self._audio, self._vp8):
             if converter is not None:
                 await converter.stop()
@@ -409,6 +443,7 @@ class WhipSession:
             "dropped_before_keyframe": self._avc.dropped,
             "dropped_by_converters": sum(c.dropped for c in (self._audio, self._vp8) if c is not None),
             "keyframe_requests": self.stats.plis,
+            "announced": self._announced,  # the publish reached the sink (at the first frame)
         }
 
 
@@ -420,16 +455,29 @@ class WhipSessions:
         self.options = options
         self.sessions: dict[str, WhipSession] = {}
         self.accepting = True
+        self.dtls = DtlsPolicy()
+        #: POSTs past the limit check and not yet in ``sessions`` (claiming the event, negotiating).
+        self.reserved = 0
 
     async def create(self, offer: str, stream_key: str, remote: str) -> tuple[WhipSession, str]:
         """Check the offer, claim the event (``PublishRejected``), negotiate; returns the session and answer."""
         summary = inspect_offer(offer, allow_vp8=self.options.allow_vp8)
         if not self.accepting:
             raise PublishRejected("shutting_down", "server is shutting down; retry shortly", "shutting_down")
-        if len(self.sessions) >= self.options.max_sessions:
+        # Counted before the first await: concurrent POSTs cannot all pass the check.
+        if len(self.sessions) + self.reserved >= self.options.max_sessions:
             raise PublishRejected("too_many_sessions", f"this server already carries {self.options.max_sessions} WHIP sessions",
                                   "too_many_sessions")
+        self.reserved += 1
         holder: dict[str, WhipSession] = {}
+        try:
+            return await self._create(offer, summary, stream_key, remote, holder)
+        finally:
+            if "session" not in holder:  # else the reservation became the session's entry
+                self.reserved -= 1
+
+    async def _create(self, offer: str, summary: OfferSummary, stream_key: str, remote: str,
+                      holder: dict[str, "WhipSession"]) -> tuple[WhipSession, str]:
 
         def terminate(reason: str) -> None:
             if "session" in holder:
@@ -438,17 +486,17 @@ class WhipSessions:
         sink = await self.publisher.start_publish(protocol="whip", app="live", stream_key=stream_key,
                                                   remote_address=remote, terminate=terminate)
         session_id = secrets.token_urlsafe(18)
-        session = WhipSession(session_id, stream_key, sink, summary, self.options, remote, self._forget)
-        holder["session"] = session
+        session = WhipSession(session_id, stream_key, sink, summary, self.options, remote, self._forget, self.dtls)
         self.sessions[session_id] = session
+        holder["session"] = session
+        self.reserved -= 1
         try:
-            await sink.on_metadata(session.metadata())
             answer = await session.answer(offer)
         except BaseException:
             await session.close("negotiation failed")
             raise
-        log.info("WHIP session %s: %s publish from %s with key %s (%s)", session_id[:8], "+".join(summary.kinds),
-                 remote, redact_key(stream_key), summary.video or "no video")
+        log.info("WHIP session %s: %s publish from %s with key %s (%s; DTLS %s)", session_id[:8], "+".join(summary.kinds),
+                 remote, redact_key(stream_key), summary.video or "no video", "/".join(session.dtls_roles) or "?")
         return session, answer
 
     def get(self, session_id: str) -> WhipSession:

@@ -8,7 +8,7 @@ import pytest
 
 from live_server.keys import WHIP
 from tests.ingest.conftest import Live, event_state_is, wait_for
-from tests.ingest.whip.conftest import WHIP_SETTINGS
+from tests.ingest.whip.conftest import WHIP_SETTINGS, stream_codecs
 from tests.media import count_video_frames, decode_errors
 
 
@@ -25,10 +25,27 @@ async def _owner_page(live: Live, browser: Any, slug: str, init_script: str | No
     return context, page, errors
 
 
+#: The page asks for max-bundle (one transport); the W3C default "balanced" offers a transport per kind.
+#: Records the policy each peer connection really has; FORCE overrides the page's choice.
+BUNDLE_POLICY = """
+const FORCE = %s;
+const NativePeerConnection = window.RTCPeerConnection;
+window.bundlePolicies = [];
+window.RTCPeerConnection = function (config) {
+  const pc = new NativePeerConnection(FORCE ? {...(config || {}), bundlePolicy: FORCE} : config);
+  window.bundlePolicies.push(pc.getConfiguration().bundlePolicy);
+  return pc;
+};
+window.RTCPeerConnection.prototype = NativePeerConnection.prototype;
+"""
+
+
+@pytest.mark.parametrize("bundle_policy", ["max-bundle", "balanced"])
 @pytest.mark.live_settings(**WHIP_SETTINGS)
-async def test_lecturer_goes_live_from_the_event_page(live: Live, webrtc_browser: Any) -> None:
+async def test_lecturer_goes_live_from_the_event_page(live: Live, webrtc_browser: Any, bundle_policy: str) -> None:
     event = await live.create_event(dvr=True)
-    context, page, errors = await _owner_page(live, webrtc_browser, event["slug"])
+    init = BUNDLE_POLICY % ('"balanced"' if bundle_policy == "balanced" else "null")
+    context, page, errors = await _owner_page(live, webrtc_browser, event["slug"], init)
     try:
         assert await page.inner_text("#golive-title") == "Go live from this browser"
         await page.click("#golive-preview-button")
@@ -38,10 +55,12 @@ async def test_lecturer_goes_live_from_the_event_page(live: Live, webrtc_browser
         await page.wait_for_function("() => document.getElementById('golive-state').dataset.state === 'live'", timeout=20_000)
         await wait_for(lambda: event_state_is(live, event, "live"), 20, "the event to go live from the browser")
         (session,) = live.app[WHIP].sessions.values()
-        assert session.summary.video in ("h264", "vp8")
+        assert session.summary.video in ("h264", "vp8") and session.summary.audio == "opus"
+        assert await page.evaluate("() => window.bundlePolicies") == [bundle_policy]
         health = (await live.event(event["id"]))["stream"]["health"]
         assert health["protocol"] == "whip"
         await page.wait_for_timeout(2000)
+        assert session.stats.audio_tags_out > 0 and session.stats.video_tags_out > 0
         await page.click("#golive-stop")
         assert await page.get_attribute("#golive-state", "data-state") == "stopped"
         await wait_for(lambda: _no_sessions(live), 10, "the browser's DELETE to end the session")
@@ -49,7 +68,9 @@ async def test_lecturer_goes_live_from_the_event_page(live: Live, webrtc_browser
         assert errors == []
     finally:
         await context.close()
-    assert count_video_frames(live.folder(event["id"]) / "source" / "dvr.m3u8") >= 30
+    source = live.folder(event["id"]) / "source"
+    assert count_video_frames(source / "dvr.m3u8") >= 30
+    assert {"video:h264", "audio:aac"} <= set(stream_codecs(sorted(source.glob("seg_*.ts"))[-1]))
 
 
 async def _no_sessions(live: Live) -> bool:

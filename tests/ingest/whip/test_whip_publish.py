@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from pathlib import Path
@@ -66,7 +67,7 @@ async def test_ffmpeg_whip_publish_goes_live_plays_and_ends(live: Live) -> None:
         master = await (await live.client.get(f"/live/{event['slug']}/master.m3u8")).text()
         assert "RESOLUTION=320x240" in master  # read from the H.264 SPS
         (session,) = live.app[WHIP].sessions.values()
-        assert session.summary.video == "h264"
+        assert session.summary.video == "h264" and session.health()["announced"] is True
     finally:
         _, stderr = await asyncio.wait_for(pusher.communicate(), 30)
     assert pusher.returncode == 0, stderr.decode()[-2000:]
@@ -106,6 +107,8 @@ async def test_bad_requests_get_clear_errors(live: Live) -> None:
     assert status == 415
     status, text, _ = await post("hello, this is not SDP")
     assert status == 400 and "malformed SDP" in text
+    status, text, _ = await post(CHROMIUM_OFFER + "a=x:" + "y" * 70_000 + "\r\n")
+    assert status == 413 and "exceeds 65536 bytes" in text
     no_media = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
     status, text, _ = await post(no_media)
     assert status == 422 and "no audio or video" in text
@@ -141,6 +144,9 @@ async def test_second_publisher_409_delete_then_grace_ends(live: Live) -> None:
         assert (await client.request("DELETE", url, Authorization="Bearer wrong"))[0] == 401
         status, _, headers = await client.request("PATCH", url, "a=end-of-candidates\r\n", **{"Content-Type": "text/plain"})
         assert status == 415 and headers["Accept-Patch"] == "application/trickle-ice-sdpfrag"
+        for bad in ("a=candidate:garbage", "a=candidate:1 1 udp ² 127.0.0.1 9 typ host"):
+            status, text, _ = await client.request("PATCH", url, bad + "\r\n", **{"Content-Type": "application/trickle-ice-sdpfrag"})
+            assert status == 400 and "malformed SDP fragment" in text, (bad, status, text)
         frag = "a=ice-ufrag:restart1\r\na=ice-pwd:0123456789012345678901\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
         status, text, _ = await client.request("PATCH", url, frag, **{"Content-Type": "application/trickle-ice-sdpfrag"})
         assert status == 422 and "ICE restarts are not supported" in text
@@ -173,6 +179,10 @@ async def test_peer_that_never_connects_is_closed_and_leaves_nothing(live: Live)
     assert headers["Location"].startswith("/whip/session/")
     assert headers["Content-Type"] == "application/sdp"
     assert live.app[WHIP].sessions
+    (session,) = live.app[WHIP].sessions.values()
+    health = (await live.event(event["id"]))["stream"]["health"]
+    assert (health["bytes_in"], health["video_frames"], health["audio_frames"]) == (0, 0, 0)
+    assert session.health()["announced"] is False  # no metadata either: nothing reaches the sink before a frame
 
     await wait_for(lambda: _no_sessions(live), 10, "the ICE timeout (3 s) to close the session")
     (row,) = _sessions(live)
@@ -213,3 +223,79 @@ async def test_options_answers_cors_and_ice_servers(live: Live) -> None:
     ]
     resp = await live.client.options("/whip/session/x")
     assert resp.status == 204 and "DELETE" in resp.headers["Access-Control-Allow-Methods"]
+
+
+#: Lines our offer check passes on to aiortc's parser: numbers and names only aiortc reads.
+AIORTC_LINES = ["a=setup:bogus", "a=ssrc:² cname:x", "a=rtcp:² IN IP4 0.0.0.0", "a=extmap:² urn:x",
+                "a=candidate:1 1 udp ² 127.0.0.1 9 typ host", "a=candidate:1 1 udp 1 127.0.0.1 ² typ host",
+                "a=fmtp:105 apt=²", "a=rtcp-fb:² nack", "a=ssrc-group:FID ² ³", "c=IN IP4 ²", "a=sctp-port:²",
+                "a=candidate:garbage", "a=ice-ufrag:", "a=fingerprint:sha-256 ZZ", "a=fingerprint:md5 00", "a=mid:"]
+
+
+@pytest.mark.live_settings(**WHIP_SETTINGS)
+async def test_mutated_offers_get_4xx_and_no_traceback(live: Live, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.ingest.whip.test_sdp import FFMPEG_OFFER as FFMPEG_SDP, mutate
+
+    caplog.set_level(logging.INFO)
+    event = await live.create_event()
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {event['stream']['whip_bearer_token']}"}
+    offers = [mutate(base, seed, 1 + seed % 4) for seed in range(24) for base in (FFMPEG_SDP, CHROMIUM_OFFER)]
+    offers += [FFMPEG_SDP.replace("a=mid:1\r\n", f"a=mid:1\r\n{line}\r\n") for line in AIORTC_LINES]
+    statuses: list[int] = []
+    async with Publisher(live) as client:
+        for offer in offers:
+            status, text, resp_headers = await client.request("POST", "/whip", offer.encode("utf-8", "surrogatepass"), **headers)
+            statuses.append(status)
+            assert status == 201 or 400 <= status < 500, (status, text, offer)
+            if status == 201:
+                assert (await client.request("DELETE", resp_headers["Location"]))[0] == 200
+    assert statuses.count(201) < len(statuses) // 2 and 400 in statuses and 422 in statuses, statuses
+    problems = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR or "Traceback" in r.getMessage()]
+    assert problems == [], [r.getMessage() for r in problems]
+    assert live.app[WHIP].sessions == {}
+
+
+@pytest.mark.live_settings(**WHIP_SETTINGS, whip_max_sessions=20)
+async def test_concurrent_posts_respect_the_session_limit(live: Live) -> None:
+    events = [await live.create_event(title=f"Lecture {n}") for n in range(40)]
+    async with Publisher(live) as client:
+        results = await asyncio.gather(*(client.request("POST", "/whip", CHROMIUM_OFFER, **{
+            "Content-Type": "application/sdp", "Authorization": f"Bearer {e['stream']['whip_bearer_token']}"})
+            for e in events))
+        statuses = sorted(status for status, _, _ in results)
+        assert statuses == [201] * 20 + [503] * 20, statuses
+        assert len(live.app[WHIP].sessions) == 20 and live.app[WHIP].reserved == 0
+        assert all(h["Retry-After"] == "5" for status, _, h in results if status == 503)
+        for status, _, headers in results:
+            if status == 201:
+                assert (await client.request("DELETE", headers["Location"]))[0] == 200
+    assert live.app[WHIP].sessions == {}
+
+
+@pytest.mark.live_settings(**WHIP_SETTINGS)
+async def test_section_the_server_does_not_take_is_refused_in_the_answer(live: Live) -> None:
+    """aiortc as a third publisher: video plus a bundled receive-only audio section, which the answer refuses."""
+    from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+
+    event = await live.create_event()
+    publisher = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        publisher.addTransceiver(VideoStreamTrack(), direction="sendonly")
+        publisher.addTransceiver("audio", direction="recvonly")
+        await publisher.setLocalDescription(await publisher.createOffer())
+        async with Publisher(live) as client:
+            status, answer, _ = await client.request("POST", "/whip", publisher.localDescription.sdp, **{
+                "Content-Type": "application/sdp", "Authorization": f"Bearer {event['stream']['whip_bearer_token']}"})
+            assert status == 201, answer
+            assert re.search(r"^m=audio 0 ", answer, re.M) and "a=group:BUNDLE 0\r\n" in answer, answer
+            await publisher.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            await wait_for(lambda: event_state_is(live, event, "live"), 20, "the event to go live from aiortc")
+            (session,) = live.app[WHIP].sessions.values()
+            assert (session.summary.video, session.summary.audio) == ("h264", None)
+            # Unbundled, the same unused section would get a transport nobody connects: refused up front.
+            unbundled = publisher.localDescription.sdp.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0")
+            status, text, _ = await client.request("POST", "/whip", unbundled, **{
+                "Content-Type": "application/sdp", "Authorization": f"Bearer {event['stream']['whip_bearer_token']}"})
+            assert status == 422 and "outside the BUNDLE group" in text
+    finally:
+        await publisher.close()
