@@ -42,7 +42,9 @@ install: $(VENV)/.installed translations
 install-test: $(VENV)/.installed-test translations system-deps
 
 # Debian packages the test suite drives as real peers (apt only when something is missing).
-SYSTEM_PACKAGES := espeak-ng chromium fonts-dejavu-core nginx-light
+# GStreamer: an encoder with its own defaults (x264enc, voaacenc, flvmux, rtmp2sink) publishing RTMP.
+SYSTEM_PACKAGES := espeak-ng chromium fonts-dejavu-core nginx-light \
+  gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
