@@ -230,7 +230,8 @@ class LiveEvent:
         overdue = self.packager.segment_overdue_seconds
         since = max(self.last_segment_at or 0.0, publisher.stats.started)
         quiet = time.monotonic() - since
-        advice = keyframe_advice(gop, segment_seconds)
+        # The ABR ladder re-encodes with a keyframe every segment: the source GOP costs no delay there.
+        advice = keyframe_advice(gop, segment_seconds) if self.options.passthrough else None
         healthy = (bool(ingest.get("healthy")) and overdue <= SEGMENT_OVERDUE_SECONDS
                    and quiet <= max(NO_SEGMENT_SECONDS, 2.5 * (gop or 0.0)))
         return {

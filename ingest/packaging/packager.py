@@ -113,8 +113,10 @@ class Packager:
         self._last_listing_delay: float | None = None
         self._media_arrived = asyncio.Event()
         # (FLV timestamp ms, monotonic arrival) of the tags ffmpeg may cut a segment at: video
-        # keyframes (audio frames, thinned, for audio-only streams). The watchdog's evidence.
+        # keyframes in passthrough (audio frames for audio-only streams); any frame, thinned, when
+        # the ladder forces keyframes on time. The watchdog's evidence.
         self._cut_points: deque[tuple[int, float]] = deque(maxlen=256)
+        self._keyframes: deque[int] = deque(maxlen=9)  # FLV timestamps of the publisher's keyframes
         self.hung_kills = 0
 
     # -- counters ----------------------------------------------------------
@@ -175,7 +177,7 @@ class Packager:
         """Longest spacing of the publisher's recent video keyframes (what segment lengths follow)."""
         if not self._feed.has_video:
             return None
-        times = [ts for ts, _ in self._cut_points]
+        times = list(self._keyframes)
         gaps = [b - a for a, b in zip(times, times[1:]) if b > a]
         return max(gaps[-8:]) / 1000 if gaps else None
 
@@ -236,6 +238,7 @@ class Packager:
         self._stop_requested.clear()
         self._media_arrived.clear()
         self._cut_points.clear()
+        self._keyframes.clear()
         self._supervisor = asyncio.create_task(self._supervise(), name=f"packager {self.output_dir}")
 
     async def end_session(self) -> None:
@@ -331,11 +334,16 @@ class Packager:
         self._wakeup.set()
         if not is_sequence_header(kind, payload):
             self._media_arrived.set()
-            if kind == "video" and is_keyframe(payload):
+            key = kind == "video" and is_keyframe(payload)
+            if key:
+                self._keyframes.append(timestamp_ms)
+            if self.options.passthrough and self._feed.has_video:
+                cut = key
+            else:  # audio-only passthrough cuts at any frame; the ladder cuts on time
+                cut = kind == ("video" if self._feed.has_video else "audio") and (
+                    not self._cut_points or timestamp_ms - self._cut_points[-1][0] >= 250)
+            if cut:
                 self._cut_points.append((timestamp_ms, now))
-            elif kind == "audio" and not self._feed.has_video:
-                if not self._cut_points or timestamp_ms - self._cut_points[-1][0] >= 250:
-                    self._cut_points.append((timestamp_ms, now))
         header = self._feed.sequence_headers.get(kind)
         if header is not None and self._advertised_headers.get(kind) != header:
             self._advertised_headers[kind] = header
@@ -582,7 +590,8 @@ class Packager:
             except ValueError as exc:
                 log.warning("%s: %s", self.output_dir, exc)
                 continue
-            self._timeline.keyframe_interval = self.keyframe_interval_seconds
+            # The ladder forces keyframes every segment: only passthrough segments follow the GOP.
+            self._timeline.keyframe_interval = self.keyframe_interval_seconds if self.options.passthrough else None
             overlong = self._timeline.overlong_segments
             try:
                 listed = self._timeline.add(entry)

@@ -421,3 +421,24 @@ async def test_a_frozen_ffmpeg_is_killed_once_a_segment_is_owed(tmp_path: Path, 
     segments = read_playlist(tmp_path / "source" / "dvr.m3u8")
     assert sum(1 for s in segments if s.discontinuity) == 1
     assert not pid_alive(frozen[0])
+
+
+async def test_the_ladder_keeps_short_segments_whatever_the_source_gop(tmp_path: Path, packagers: list[Packager]) -> None:
+    """Re-encoded renditions get a keyframe every segment: a 4 s source GOP does not stretch them."""
+    tags = make_source(seconds=4.0, gop_seconds=4.0)
+    ladder = (Rendition("60p", 60, video_kbps=60, audio_kbps=32, h264_level="1.1"),
+              Rendition("audio", None, audio_kbps=32))
+    options = PackagerOptions(segment_seconds=1.0, ladder=ladder, x264_preset="ultrafast")
+    listener = RecordingListener()
+    packager = Packager(ffmpeg_exe(), tmp_path, options, listener)
+    packagers.append(packager)
+    await packager.begin_session()
+    packager.on_metadata(METADATA)
+    await feed_realtime(packager, tags, speed=2.0)
+    await packager.finish()
+    for name in ("60p", "audio"):
+        text = (tmp_path / name / "dvr.m3u8").read_text()
+        assert "#EXT-X-TARGETDURATION:1\n" in text, text
+        durations = [s.duration for s in read_playlist(tmp_path / name / "dvr.m3u8")]
+        assert len(durations) >= 3 and all(d < 1.5 for d in durations), durations
+    assert packager.hung_kills == 0 and listener.failures == []
