@@ -28,7 +28,8 @@ from typing import Any, Mapping, Protocol, Sequence
 from ingest.flv import is_keyframe, is_sequence_header
 
 from .feed import FlvFeed
-from .ffmpeg_args import build_ffmpeg_args, parse_segment_list_line
+from .ffmpeg_args import SegmentListEntry, build_ffmpeg_args, parse_segment_list_line
+from .mpegts import counter_offsets, last_counters, shift_counters
 from .options import PackagerOptions
 from .playlist import (
     PlaylistParseError,
@@ -117,6 +118,10 @@ class Packager:
         # the ladder forces keyframes on time. The watchdog's evidence.
         self._cut_points: deque[tuple[int, float]] = deque(maxlen=256)
         self._keyframes: deque[int] = deque(maxlen=9)  # FLV timestamps of the publisher's keyframes
+        # Per rendition: the last segment listed before this process (its counters are continued)
+        # and the counter shifts found at this process's first segment.
+        self._counters_follow: dict[str, str] = {}
+        self._counter_shifts: dict[str, dict[int, int]] = {}
         self.hung_kills = 0
 
     # -- counters ----------------------------------------------------------
@@ -433,6 +438,9 @@ class Packager:
                 run.proc.kill()
 
     async def _spawn(self, resync: bool) -> _Run:
+        self._counter_shifts = {}
+        self._counters_follow = {r: segments[-1].uri for r in self.options.rendition_names
+                                 if (segments := self._timeline.segments(r))}
         start_number = self._timeline.start_run()
         read_fd, write_fd = os.pipe()
         try:
@@ -591,6 +599,7 @@ class Packager:
                 log.warning("%s: %s", self.output_dir, exc)
                 continue
             # The ladder forces keyframes every segment: only passthrough segments follow the GOP.
+            await self._continue_counters(entry)
             self._timeline.keyframe_interval = self.keyframe_interval_seconds if self.options.passthrough else None
             overlong = self._timeline.overlong_segments
             try:
@@ -611,6 +620,21 @@ class Packager:
                             self.output_dir, entry.duration, self._timeline.target_duration(entry.rendition))
             if listed:
                 self._publish(listed)
+
+    async def _continue_counters(self, entry: SegmentListEntry) -> None:
+        """Shift a later process's continuity counters to follow on from the last listed segment."""
+        previous = self._counters_follow.get(entry.rendition)
+        if previous is None:
+            return  # the event's first process: nothing to follow
+        folder = self.output_dir / entry.rendition
+        try:
+            self._counter_shifts[entry.rendition] = await asyncio.get_running_loop().run_in_executor(
+                None, _continue_counters, folder / previous, folder / entry.filename,
+                self._counter_shifts.get(entry.rendition))
+        except (OSError, ValueError) as exc:
+            log.warning("%s: continuity counters of %s/%s left as they are: %s", self.output_dir,
+                        entry.rendition, entry.filename, exc)
+            del self._counters_follow[entry.rendition]
 
     # -- output ------------------------------------------------------------------
     def _publish(self, listed: list[ListedSegment]) -> None:
@@ -679,3 +703,15 @@ class Packager:
                 write_atomic(self.output_dir / name, text)
                 self._master_text[name] = text
 
+
+
+def _continue_counters(previous: Path, segment: Path, shifts: dict[int, int] | None) -> dict[int, int]:
+    """Blocking part of :meth:`Packager._continue_counters` (before the segment is listed)."""
+    data = bytearray(segment.read_bytes())
+    if shifts is None:
+        shifts = counter_offsets(last_counters(previous.read_bytes()), data)
+    if shifts:
+        shift_counters(data, shifts)
+        with open(segment, "r+b") as handle:
+            handle.write(data)
+    return shifts

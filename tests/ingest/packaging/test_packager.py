@@ -8,6 +8,7 @@ import os
 import resource
 import signal
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import AsyncIterator
@@ -153,6 +154,10 @@ async def test_killed_ffmpeg_restarts_with_discontinuity(tmp_path: Path, package
     assert len(set(uris)) == len(uris)
     for s in segments:
         decode_ok(tmp_path / "source" / s.uri)
+    # The restarted process's continuity counters follow on: one stream for ffmpeg's HLS reader.
+    strict = subprocess.run([ffmpeg_exe(), "-v", "warning", "-xerror", "-fflags", "+discardcorrupt", "-i",
+                             str(tmp_path / "source" / "dvr.m3u8"), "-f", "null", "-"], capture_output=True, text=True)
+    assert strict.returncode == 0 and "corrupt" not in strict.stderr.lower(), strict.stderr
     # The half-written segment of the killed process was never listed and is gone.
     assert segment_files(tmp_path / "source") == sorted(uris)
     live_text = (tmp_path / "source" / "live.m3u8").read_text()
