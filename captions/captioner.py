@@ -242,7 +242,8 @@ class EventCaptioner:
             head = await loop.run_in_executor(None, _read_head, self.live.folder / self.reference / segment.uri)
             name = os.path.splitext(segment.uri)[0] + ".vtt"
             self.track.video_segment(segment.sequence, name, start, end, segment.discontinuity,
-                                     segment.program_date_time, first_pts(head))
+                                     segment.program_date_time, first_pts(head),
+                                     self.live.packager.target_duration(self.reference))
             self._advance_track(None)
 
     def _advance_track(self, settled: float | None) -> None:

@@ -6,6 +6,8 @@ cue times (media seconds) to the video segment's first MPEG-TS PTS, so hls.js an
 players place cues exactly on the video. A subtitle segment is written once recognition has
 settled past its end (or after ``max_lag`` seconds), so the subtitle playlist trails the video
 by a second or two, which players tolerate (viewers sit segments behind the live edge).
+The playlists take the video playlist's TARGETDURATION (decided once, at its first segment), so
+they are first written when the first video segment is listed.
 Playlist rendering and atomic writes are the packager's (``ingest.packaging.playlist``).
 """
 
@@ -54,7 +56,8 @@ class SubtitleTrack:
         self.dvr = dvr
         self.max_lag = max_lag_seconds
         self._clock = clock
-        self.playlist = MediaPlaylist(target_duration=max(1, target_duration))
+        self.fallback_target = max(1, target_duration)  # when no video target is given
+        self.playlist = MediaPlaylist()
         self.cues: list[Cue] = []
         self._starts: list[float] = []
         self.pending: list[PendingSegment] = []
@@ -78,8 +81,15 @@ class SubtitleTrack:
         self._write_playlists()
 
     def video_segment(self, sequence: int, name: str, start: float, end: float, discontinuity: bool,
-                      program_date_time: datetime | None, pts: int | None) -> None:
-        """A video segment was listed; its subtitle segment will follow once recognition settles."""
+                      program_date_time: datetime | None, pts: int | None,
+                      target_duration: int | None = None) -> None:
+        """A video segment was listed; its subtitle segment will follow once recognition settles.
+
+        ``target_duration``: the video playlist's; the subtitle playlists take it (once).
+        """
+        if self.playlist.target_duration is None:
+            self.playlist.decide_target(target_duration or self.fallback_target)
+            self._write_playlists()
         self.pending.append(PendingSegment(sequence, name, start, end, discontinuity, program_date_time,
                                            pts, self._clock()))
 
@@ -102,6 +112,7 @@ class SubtitleTrack:
     def end(self) -> None:
         """The run is over: everything pending is written and the playlists end."""
         self.advance(None, force=True)
+        self.playlist.decide_target(self.fallback_target)
         self.playlist.ended = True
         self._write_playlists()
 
@@ -124,6 +135,8 @@ class SubtitleTrack:
                     pass
 
     def _write_playlists(self) -> None:
+        if self.playlist.target_duration is None:
+            return  # no video segment yet
         write_atomic(self.folder / LIVE_PLAYLIST, self.playlist.render_live(self.window))
         if self.dvr:
             write_atomic(self.folder / DVR_PLAYLIST, self.playlist.render_event())

@@ -39,6 +39,24 @@ def stall_seconds(segment_seconds: float) -> float:
     return max(3.0, 2 * segment_seconds)
 
 
+#: A segment the media says ffmpeg owes us (its closing keyframe arrived) unlisted for this long: unhealthy.
+SEGMENT_OVERDUE_SECONDS = 2.0
+#: Media flowing and no segment listed for this long (or 2.5 keyframe intervals, if longer): unhealthy.
+#: Long enough for the first segment of a 20 s keyframe interval.
+NO_SEGMENT_SECONDS = 25.0
+
+
+def keyframe_advice(keyframe_interval: float | None, segment_seconds: float) -> float | None:
+    """The keyframe interval to recommend (the segment length) when the measured one is longer.
+
+    Segments cannot be shorter than the encoder's keyframe interval, so a longer interval makes
+    longer segments and more delay for every viewer. Half a frame of slack at 25 fps.
+    """
+    if keyframe_interval is None or keyframe_interval <= segment_seconds + 0.05:
+        return None
+    return segment_seconds
+
+
 class SegmentObserver(Protocol):
     """Something that wants to know about every listed segment (recorder, captions)."""
 
@@ -95,7 +113,8 @@ class IngestStats:
             if t1 > t0:
                 bitrate, fps = (b1 - b0) * 8 / (t1 - t0), (f1 - f0) / (t1 - t0)
         keys = list(self.keyframe_times)
-        gop = (keys[-1] - keys[-2]) / 1000 if len(keys) >= 2 else None
+        gaps = [b - a for a, b in zip(keys, keys[1:]) if b > a]
+        gop = max(gaps) / 1000 if gaps else None  # the longest recent one: it sets segment lengths
         stalled = (now - (self.last_media_at or self.started)) > self.stall_after
         return {
             "bitrate_bps": round(bitrate),
@@ -162,6 +181,7 @@ class LiveEvent:
         self.sessions = 0
         self.segments = 0
         self.listed_live = False
+        self.last_segment_at: float | None = None  # monotonic
         self.grace_task: asyncio.Task[None] | None = None
         self.failed: str | None = None
         self.ended = False
@@ -169,6 +189,7 @@ class LiveEvent:
     # PackagerListener
     def on_segment(self, rendition: str, segment: Segment) -> None:
         self.segments += 1
+        self.last_segment_at = time.monotonic()
         if not self.listed_live:
             self.listed_live = True
             self.streams._spawn(self.streams._mark_live(self))
@@ -193,6 +214,7 @@ class LiveEvent:
         }
         if self.publisher is not None:
             data.update(self.publisher.stats.health())
+            data.update(self._packaging_health(self.publisher, data))
         else:
             data.update({"healthy": False, "stalled": True})
         if self.failed:
@@ -200,6 +222,28 @@ class LiveEvent:
         for tap in self.streams.media_taps:
             data.update(tap.health(self.event_id) or {})
         return data
+
+    def _packaging_health(self, publisher: "PublishSession", ingest: dict[str, Any]) -> dict[str, Any]:
+        """Whether segments come out as the media says they should, and the keyframe advice."""
+        segment_seconds = self.options.segment_seconds
+        gop = ingest.get("keyframe_interval_seconds")
+        overdue = self.packager.segment_overdue_seconds
+        since = max(self.last_segment_at or 0.0, publisher.stats.started)
+        quiet = time.monotonic() - since
+        # The ABR ladder re-encodes with a keyframe every segment: the source GOP costs no delay there.
+        advice = keyframe_advice(gop, segment_seconds) if self.options.passthrough else None
+        healthy = (bool(ingest.get("healthy")) and overdue <= SEGMENT_OVERDUE_SECONDS
+                   and quiet <= max(NO_SEGMENT_SECONDS, 2.5 * (gop or 0.0)))
+        return {
+            "healthy": healthy,
+            "segment_seconds": segment_seconds,
+            "target_duration": self.packager.target_duration(self.options.rendition_names[0]),
+            "seconds_since_segment": round(quiet, 1),
+            "segment_overdue_seconds": round(overdue, 1),
+            "recommended_keyframe_interval_seconds": advice,
+            "recommendation": (f"set the keyframe interval to {advice:g} s for lower delay"
+                               if advice is not None else None),
+        }
 
 
 class LiveStreams:

@@ -95,7 +95,7 @@ class Recorder:
         if recording_id is None:
             return  # this event opted out
         files = RecordingFiles(folder)
-        await asyncio.get_running_loop().run_in_executor(None, files.create, live.options.segment_seconds)
+        await asyncio.get_running_loop().run_in_executor(None, files.create)
         self.active[live.event_id] = ActiveRecording(recording_id, live.event_id, live, live.options.rendition_names[0], files)
         self.metrics.recordings_active.set(len(self.active))
         log.info("event %s: recording %d into %s", live.event_id, recording_id, started.media_path)
@@ -180,7 +180,7 @@ class Recorder:
 
     def _recorded(self, recording: ActiveRecording, entry: Segment, size: int) -> None:
         try:
-            recording.files.append(entry)
+            recording.files.append(entry, recording.live.packager.target_duration(recording.rendition))
         except OSError as exc:
             log.error("recording %d: cannot journal %s: %s", recording.recording_id, entry.uri, exc)
             recording.failed = f"cannot write the journal: {exc}"

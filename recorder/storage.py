@@ -20,7 +20,6 @@ The playlist functions are pure; the ``RecordingFiles`` methods do the file I/O.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
@@ -36,6 +35,7 @@ from ingest.packaging.playlist import (
     format_program_date_time,
     parse_media_playlist,
     render_master,
+    target_duration_for,
     write_atomic,
 )
 
@@ -55,10 +55,11 @@ class TrimError(ValueError):
 # --- pure playlist code ------------------------------------------------------------------
 
 
-def journal_header(target_duration: float) -> str:
+def journal_header(target_duration: int) -> str:
+    """Written with the first entry: ``target_duration`` is the live playlist's, decided by then."""
     return (
         "#EXTM3U\n#EXT-X-VERSION:3\n"
-        f"#EXT-X-TARGETDURATION:{max(1, math.ceil(target_duration))}\n"
+        f"#EXT-X-TARGETDURATION:{max(1, target_duration)}\n"
         "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:EVENT\n"
     )
 
@@ -128,7 +129,8 @@ def render_vod(segments: Sequence[Segment]) -> str:
     """A VOD playlist (EXT-X-PLAYLIST-TYPE:VOD, ENDLIST) of these segments."""
     if not segments:
         raise ValueError("a VOD playlist needs at least one segment")
-    playlist = MediaPlaylist()
+    # Written once, complete: the target covers every duration (RFC 8216 4.3.3.1's rounding).
+    playlist = MediaPlaylist(target_duration=target_duration_for(*(s.duration for s in segments)))
     first = segments[0].sequence
     for i, segment in enumerate(segments):
         playlist.append(replace(segment, sequence=first + i, discontinuity=segment.discontinuity and i > 0))
@@ -176,11 +178,9 @@ class RecordingFiles:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def create(self, target_duration: float) -> None:
+    def create(self) -> None:
+        """The folder; the journal starts with the first segment (its header needs the target duration)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        journal = self.folder / JOURNAL
-        if not journal.exists():
-            journal.write_text(journal_header(target_duration), encoding="utf-8")
 
     def link(self, source: Path) -> int:
         """Hard-link a listed live segment in (fast, inline); raises OSError when it cannot."""
@@ -199,10 +199,17 @@ class RecordingFiles:
         os.replace(tmp, target)
         return os.stat(target).st_size
 
-    def append(self, segment: Segment) -> None:
-        """Journal one segment with a single append (O_APPEND): complete or torn, never interleaved."""
+    def append(self, segment: Segment, target_duration: int | None = None) -> None:
+        """Journal one segment with a single append (O_APPEND): complete or torn, never interleaved.
+
+        The first one also writes the header, with ``target_duration`` (the live playlist's).
+        """
         data = journal_entry(segment).encode("utf-8")
-        fd = os.open(self.folder / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        journal = self.folder / JOURNAL
+        if not journal.exists() or journal.stat().st_size == 0:
+            target = target_duration if target_duration is not None else target_duration_for(segment.duration)
+            data = journal_header(target).encode("utf-8") + data
+        fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, data)
         finally:

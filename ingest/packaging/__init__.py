@@ -2,9 +2,10 @@
 
 Pure parts: ``options`` (settings), ``ffmpeg_args`` (command lines and the
 segment-list lines ffmpeg writes back), ``playlist`` (m3u8 model, render,
-parse, atomic write), ``feed`` (bounded FLV queue), ``timeline`` (numbering,
-discontinuities, alignment, retention), ``variants`` (master playlist
-content).  The asyncio shell is ``packager``.
+parse, atomic write), ``feed`` (bounded FLV queue), ``mpegts`` (continuity
+counters joined across processes), ``timeline`` (numbering, discontinuities,
+alignment, retention), ``variants`` (master playlist content).  The asyncio
+shell is ``packager``.
 """
 
 from .options import DEFAULT_LADDER, PASSTHROUGH_RENDITION, PackagerOptions, Rendition

@@ -1,7 +1,9 @@
 """ffmpeg command lines for the live packager, and the segment-list lines it writes back.
 
 Pure functions so the exact argument lists are golden-tested.  ffmpeg reads
-FLV on stdin and writes MPEG-TS segments with the ``segment`` muxer; every
+FLV on stdin and writes MPEG-TS segments with the ``segment`` muxer (one
+MPEG-TS muxer per rendition for the whole process, so continuity counters
+are continuous across segments, as ffmpeg's ``hls`` muxer keeps them); every
 rendition reports each *completed* segment as one CSV line
 (``<rendition>/<file>,<start>,<end>``) on a single pipe we pass as an extra
 fd.  ffmpeg flushes the line as soon as it closes the segment (measured
@@ -102,6 +104,11 @@ def _segment_output_args(
         "csv",
         "-segment_list_entry_prefix",
         f"{rendition}/",
+        # One MPEG-TS muxer for the whole process (headers re-sent at each cut): continuity
+        # counters run on across segment boundaries, so demuxers that read a playlist as one
+        # stream (ffmpeg, GStreamer) see no corrupt packet there. The default (1) restarts them.
+        "-individual_header_trailer",
+        "0",
         str(output_dir / rendition / SEGMENT_PATTERN),
     ]
 

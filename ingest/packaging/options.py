@@ -60,7 +60,9 @@ class PackagerOptions:
 
     - ``segment_seconds``: target segment length. In passthrough the source
       GOP decides the real cut (ffmpeg cuts only on keyframes), so publishers
-      should use a keyframe interval equal to it.
+      should use a keyframe interval equal to it. A longer keyframe interval
+      gives segments as long as it (and the playlists' TARGETDURATION follows
+      the first segment; see ``playlist.target_duration_for``).
     - ``ladder``: empty = passthrough (``-c copy``, one rendition named
       ``source``); otherwise x264 renditions with keyframes forced every
       ``segment_seconds`` so all renditions cut at the same instants.
@@ -98,7 +100,9 @@ class PackagerOptions:
     max_restarts_per_minute: int = 3
     restart_backoff_seconds: float = 0.2
     stop_timeout_seconds: float = 5.0
-    #: media flows in but ffmpeg lists nothing for this long: it is hung, kill it (None: 4 segments, at least 6 s)
+    #: a keyframe that must close a segment was fed this long ago and ffmpeg has listed nothing
+    #: since: it is hung, kill it (None: 3 segments, at least 6 s). Judged from the media, so a
+    #: long encoder GOP (10 s, 20 s) is waited for, not mistaken for a hang.
     hung_after_seconds: float | None = None
     endlist_grace_seconds: float | None = None
     passthrough_bandwidth: int = 3_000_000
@@ -120,7 +124,7 @@ class PackagerOptions:
 
     @property
     def hung_after(self) -> float:
-        return self.hung_after_seconds if self.hung_after_seconds is not None else max(6.0, 4 * self.segment_seconds)
+        return self.hung_after_seconds if self.hung_after_seconds is not None else max(6.0, 3 * self.segment_seconds)
 
     @property
     def passthrough(self) -> bool:

@@ -4,6 +4,12 @@ The asyncio shell around the pure parts (``feed``, ``timeline``,
 ``playlist``, ``ffmpeg_args``).  ffmpeg reads FLV on stdin and reports each
 completed segment on a pipe; we list it in our own playlists, then tell the
 listener.  A supervisor restarts ffmpeg when it dies mid-session.
+
+No media, no packager: ffmpeg starts at a session's first audio/video frame,
+so a peer that publishes and sends nothing leaves no process and no probe
+errors behind.  The watchdog judges "hung" from the media fed: a keyframe that
+must close a segment arrived and nothing was listed since, so an encoder with
+a 10 or 20 s keyframe interval is waited for, not killed.
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
+from ingest.flv import is_keyframe, is_sequence_header
+
 from .feed import FlvFeed
-from .ffmpeg_args import build_ffmpeg_args, parse_segment_list_line
+from .ffmpeg_args import SegmentListEntry, build_ffmpeg_args, parse_segment_list_line
+from .mpegts import counter_offsets, last_counters, shift_counters
 from .options import PackagerOptions
 from .playlist import (
     PlaylistParseError,
@@ -63,6 +72,7 @@ class _Run:
         self.stderr_tail: deque[str] = deque(maxlen=stderr_lines)
         self.tasks: list[asyncio.Task[None]] = []
         self.last_listing = time.monotonic()  # spawn, then every segment ffmpeg reports
+        self.listed_until = 0.0  # end of the last reported segment, in this process's timeline (s)
 
 
 class Packager:
@@ -102,7 +112,16 @@ class Packager:
         self._bytes_in = 0
         self._segments = 0
         self._last_listing_delay: float | None = None
-        self._last_media_at = 0.0
+        self._media_arrived = asyncio.Event()
+        # (FLV timestamp ms, monotonic arrival) of the tags ffmpeg may cut a segment at: video
+        # keyframes in passthrough (audio frames for audio-only streams); any frame, thinned, when
+        # the ladder forces keyframes on time. The watchdog's evidence.
+        self._cut_points: deque[tuple[int, float]] = deque(maxlen=256)
+        self._keyframes: deque[int] = deque(maxlen=9)  # FLV timestamps of the publisher's keyframes
+        # Per rendition: the last segment listed before this process (its counters are continued)
+        # and the counter shifts found at this process's first segment.
+        self._counters_follow: dict[str, str] = {}
+        self._counter_shifts: dict[str, dict[int, int]] = {}
         self.hung_kills = 0
 
     # -- counters ----------------------------------------------------------
@@ -149,6 +168,33 @@ class Packager:
     def failed_reason(self) -> str | None:
         return self._failed_reason
 
+    @property
+    def segment_overdue_seconds(self) -> float:
+        """How long a segment that the media fed must already have closed has gone unlisted (0: none)."""
+        run = self._run
+        if run is None or run.proc.returncode is not None:
+            return 0.0
+        since = self._cut_due_since(run)
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
+
+    @property
+    def keyframe_interval_seconds(self) -> float | None:
+        """Longest spacing of the publisher's recent video keyframes (what segment lengths follow)."""
+        if not self._feed.has_video:
+            return None
+        times = list(self._keyframes)
+        gaps = [b - a for a, b in zip(times, times[1:]) if b > a]
+        return max(gaps[-8:]) / 1000 if gaps else None
+
+    @property
+    def overlong_segments(self) -> int:
+        """Segments longer than their playlist's TARGETDURATION (the GOP grew after it was decided)."""
+        return self._timeline.overlong_segments
+
+    def target_duration(self, rendition: str) -> int | None:
+        """``rendition``'s TARGETDURATION, decided at its first segment (None before)."""
+        return self._timeline.target_duration(rendition)
+
     def playlist_segments(self, rendition: str) -> list[Segment]:
         """Segments currently remembered for ``rendition`` (all of them with DVR)."""
         return list(self._timeline.segments(rendition))
@@ -182,7 +228,7 @@ class Packager:
         self._timeline.note_existing_files(os.listdir(folder))
 
     async def begin_session(self) -> None:
-        """A publisher started (or reconnected): start a fresh ffmpeg."""
+        """A publisher started (or reconnected): a fresh ffmpeg starts at its first media frame."""
         if not self._started:
             await self.start()
         if self._session_active:
@@ -195,14 +241,10 @@ class Packager:
         self._session_active = True
         self._failed_reason = None
         self._stop_requested.clear()
-        first: _Run | None = None
-        try:
-            first = await self._spawn(resync=False)
-        except OSError as exc:
-            self._fail(f"cannot start ffmpeg: {exc}")
-        self._supervisor = asyncio.create_task(
-            self._supervise(first), name=f"packager {self.output_dir}"
-        )
+        self._media_arrived.clear()
+        self._cut_points.clear()
+        self._keyframes.clear()
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"packager {self.output_dir}")
 
     async def end_session(self) -> None:
         """The publisher left: flush what was queued, let ffmpeg close the last segment."""
@@ -292,9 +334,21 @@ class Packager:
     def on_media(self, kind: str, timestamp_ms: int, payload: bytes) -> None:
         """One FLV audio/video payload; queued for ffmpeg or dropped, never blocking."""
         self._bytes_in += len(payload)
-        self._last_media_at = time.monotonic()
+        now = time.monotonic()
         self._feed.push(kind, timestamp_ms, payload, time.time())
         self._wakeup.set()
+        if not is_sequence_header(kind, payload):
+            self._media_arrived.set()
+            key = kind == "video" and is_keyframe(payload)
+            if key:
+                self._keyframes.append(timestamp_ms)
+            if self.options.passthrough and self._feed.has_video:
+                cut = key
+            else:  # audio-only passthrough cuts at any frame; the ladder cuts on time
+                cut = kind == ("video" if self._feed.has_video else "audio") and (
+                    not self._cut_points or timestamp_ms - self._cut_points[-1][0] >= 250)
+            if cut:
+                self._cut_points.append((timestamp_ms, now))
         header = self._feed.sequence_headers.get(kind)
         if header is not None and self._advertised_headers.get(kind) != header:
             self._advertised_headers[kind] = header
@@ -308,11 +362,15 @@ class Packager:
             self._restart_times.popleft()
         return len(self._restart_times) < self.options.max_restarts_per_minute
 
-    async def _supervise(self, first: _Run | None) -> None:
-        """Serve ffmpeg processes until the session stops; restart on crashes."""
-        if first is None:
-            return  # could not even start; already reported
-        run: _Run | None = first
+    async def _supervise(self) -> None:
+        """Wait for the first media frame, then serve ffmpeg processes until the session stops."""
+        if not await self._first_media():
+            return  # the publisher left without sending a frame: no ffmpeg was ever needed
+        try:
+            run: _Run | None = await self._spawn(resync=False)
+        except OSError as exc:
+            self._fail(f"cannot start ffmpeg: {exc}")
+            return
         try:
             while True:
                 if run is None:
@@ -353,6 +411,18 @@ class Packager:
                     await asyncio.shield(leftover.proc.wait())
                 await self._cleanup_run(leftover)
 
+    async def _first_media(self) -> bool:
+        """True once a media frame arrived in this session; False if the session stopped first."""
+        media = asyncio.ensure_future(self._media_arrived.wait())
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait({media, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            media.cancel()
+            stop.cancel()
+            await asyncio.gather(media, stop, return_exceptions=True)
+        return self._media_arrived.is_set() and not self._stop_requested.is_set()
+
     def _fail(self, reason: str) -> None:
         self._failed_reason = reason
         log.error("%s: packager failed: %s", self.output_dir, reason)
@@ -368,6 +438,9 @@ class Packager:
                 run.proc.kill()
 
     async def _spawn(self, resync: bool) -> _Run:
+        self._counter_shifts = {}
+        self._counters_follow = {r: segments[-1].uri for r in self.options.rendition_names
+                                 if (segments := self._timeline.segments(r))}
         start_number = self._timeline.start_run()
         read_fd, write_fd = os.pipe()
         try:
@@ -406,18 +479,38 @@ class Packager:
         ]
         return run
 
+    #: Slack between our FLV clock and ffmpeg's segment times (audio priming, B-frame delay).
+    CUT_TOLERANCE_SECONDS = 0.5
+
+    def _cut_due_since(self, run: _Run) -> float | None:
+        """Since when (monotonic) ffmpeg has owed us a segment, judged from the media fed, or None.
+
+        ffmpeg cuts at the first keyframe at least ``segment_seconds`` after its previous cut, so
+        a keyframe that far past the end of the last listed segment must have closed one. What
+        counts is the later of its arrival and ffmpeg's last listing (progress resets the clock).
+        """
+        first = self._feed.first_media
+        if first is None:
+            return None
+        due_at = run.listed_until + self.options.segment_seconds + self.CUT_TOLERANCE_SECONDS
+        for timestamp_ms, arrived in self._cut_points:
+            if (timestamp_ms - first.timestamp_ms) / 1000 >= due_at:
+                return max(arrived, run.last_listing)
+        return None
+
     async def _watchdog(self, run: _Run) -> None:
-        """A live ffmpeg that takes media but lists no segment is hung (seen: blocked output disk,
-        stopped process): kill it, and the supervisor restarts it after a discontinuity."""
+        """An ffmpeg that was fed the keyframe closing a segment but lists nothing is hung (seen:
+        blocked output disk, stopped process): kill it, and the supervisor restarts it after a
+        discontinuity. A long GOP alone never trips it: no closing keyframe, nothing owed."""
         limit = self.options.hung_after
         while run.proc.returncode is None:
-            await asyncio.sleep(min(1.0, limit / 4))
-            now = time.monotonic()
-            media_flowing = now - self._last_media_at < min(2.0, limit / 2)
-            if media_flowing and now - run.last_listing > limit:
-                log.warning("%s: ffmpeg listed no segment for %.0f s while media arrives; killing it",
-                            self.output_dir, now - run.last_listing)
-                run.stderr_tail.append(f"hung: no segment for {now - run.last_listing:.0f} s")
+            await asyncio.sleep(min(0.5, limit / 4))
+            since = self._cut_due_since(run)
+            if since is not None and time.monotonic() - since > limit:
+                owed = time.monotonic() - since
+                log.warning("%s: ffmpeg was fed the keyframe closing a segment %.0f s ago and listed "
+                            "nothing; killing it", self.output_dir, owed)
+                run.stderr_tail.append(f"hung: a segment overdue by {owed:.0f} s")
                 self.hung_kills += 1
                 with contextlib.suppress(ProcessLookupError):
                     run.proc.kill()
@@ -505,6 +598,10 @@ class Packager:
             except ValueError as exc:
                 log.warning("%s: %s", self.output_dir, exc)
                 continue
+            # The ladder forces keyframes every segment: only passthrough segments follow the GOP.
+            await self._continue_counters(entry)
+            self._timeline.keyframe_interval = self.keyframe_interval_seconds if self.options.passthrough else None
+            overlong = self._timeline.overlong_segments
             try:
                 listed = self._timeline.add(entry)
             except AlignmentLost as exc:
@@ -516,8 +613,28 @@ class Packager:
                 log.warning("%s: %s", self.output_dir, exc)
                 continue
             run.last_listing = time.monotonic()
+            run.listed_until = max(run.listed_until, entry.end)
+            if self._timeline.overlong_segments > overlong and not overlong:
+                log.warning("%s: a %.1f s segment is longer than the playlist's target duration %s "
+                            "(the encoder's keyframe interval grew); the target stays (RFC 8216)",
+                            self.output_dir, entry.duration, self._timeline.target_duration(entry.rendition))
             if listed:
                 self._publish(listed)
+
+    async def _continue_counters(self, entry: SegmentListEntry) -> None:
+        """Shift a later process's continuity counters to follow on from the last listed segment."""
+        previous = self._counters_follow.get(entry.rendition)
+        if previous is None:
+            return  # the event's first process: nothing to follow
+        folder = self.output_dir / entry.rendition
+        try:
+            self._counter_shifts[entry.rendition] = await asyncio.get_running_loop().run_in_executor(
+                None, _continue_counters, folder / previous, folder / entry.filename,
+                self._counter_shifts.get(entry.rendition))
+        except (OSError, ValueError) as exc:
+            log.warning("%s: continuity counters of %s/%s left as they are: %s", self.output_dir,
+                        entry.rendition, entry.filename, exc)
+            del self._counters_follow[entry.rendition]
 
     # -- output ------------------------------------------------------------------
     def _publish(self, listed: list[ListedSegment]) -> None:
@@ -556,6 +673,8 @@ class Packager:
 
     def _write_media_playlists(self, rendition: str) -> None:
         playlist = self._timeline.playlists[rendition]
+        if playlist.target_duration is None:
+            return  # nothing listed yet: the first segment decides TARGETDURATION, then we write
         folder = self.output_dir / rendition
         write_atomic(folder / MEDIA_PLAYLIST, playlist.render_live(self.options.window_segments))
         if self.options.dvr:
@@ -584,3 +703,15 @@ class Packager:
                 write_atomic(self.output_dir / name, text)
                 self._master_text[name] = text
 
+
+
+def _continue_counters(previous: Path, segment: Path, shifts: dict[int, int] | None) -> dict[int, int]:
+    """Blocking part of :meth:`Packager._continue_counters` (before the segment is listed)."""
+    data = bytearray(segment.read_bytes())
+    if shifts is None:
+        shifts = counter_offsets(last_counters(previous.read_bytes()), data)
+    if shifts:
+        shift_counters(data, shifts)
+        with open(segment, "r+b") as handle:
+            handle.write(data)
+    return shifts

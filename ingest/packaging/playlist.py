@@ -27,6 +27,7 @@ __all__ = [
     "parse_media_playlist",
     "write_atomic",
     "format_program_date_time",
+    "target_duration_for",
 ]
 
 #: EXTINF with decimals needs version 3; nothing we emit needs more.
@@ -70,21 +71,49 @@ def _rounded(duration: float) -> float:
     return float(_format_duration(duration))
 
 
+def _nearest_integer(duration: float) -> int:
+    """The EXTINF value as written, rounded to the nearest integer (halves up)."""
+    return math.floor(_rounded(duration) + 0.5)
+
+
+def target_duration_for(*durations: float) -> int:
+    """EXT-X-TARGETDURATION covering these durations by RFC 8216 4.3.3.1's rule.
+
+    Each EXTINF duration, rounded to the nearest integer, must be <= the target duration:
+    2.04 s segments give 2 (``math.ceil`` would say 3, and players sit three target
+    durations behind the live edge). Callers pass the configured segment length and the
+    measured keyframe interval (or, for a finished playlist, every duration).
+    """
+    return max([1, *(_nearest_integer(d) for d in durations)])
+
+
 @dataclass
 class MediaPlaylist:
     """The segments of one rendition plus what is needed to render any view of them.
 
     ``discontinuity_sequence`` counts the EXT-X-DISCONTINUITY tags of segments
     already forgotten (trimmed) before ``segments[0]``, so the sliding window
-    stays correct after old discontinuities slide out.  ``target_duration``
-    only grows: RFC 8216 forbids changing it, so we start at the configured
-    segment length and raise it only if a segment is longer.
+    stays correct after old discontinuities slide out.
+
+    ``target_duration`` is decided once (RFC 8216 forbids changing it): None
+    until then, and such a playlist cannot be rendered.  Its owner decides it
+    with :meth:`decide_target` (from the configured segment length and the
+    measured keyframe interval); otherwise the first segment decides it.  A
+    later segment longer than the target leaves it unchanged and is counted in
+    ``overlong_segments`` (the encoder's keyframe interval grew mid-stream).
     """
 
     segments: list[Segment] = field(default_factory=list)
-    target_duration: int = 1
+    target_duration: int | None = None
     discontinuity_sequence: int = 0
     ended: bool = False
+    overlong_segments: int = field(default=0, compare=False)
+
+    def decide_target(self, *durations: float) -> int:
+        """Fix the target duration from these durations unless it is already decided; returns it."""
+        if self.target_duration is None:
+            self.target_duration = target_duration_for(*durations)
+        return self.target_duration
 
     def append(self, segment: Segment) -> None:
         """Add the next segment; sequence numbers must stay contiguous."""
@@ -95,8 +124,10 @@ class MediaPlaylist:
                 f"segment sequence {segment.sequence} does not follow "
                 f"{self.segments[-1].sequence}"
             )
+        target = self.decide_target(segment.duration)
+        if _nearest_integer(segment.duration) > target:
+            self.overlong_segments += 1
         self.segments.append(segment)
-        self.target_duration = max(self.target_duration, math.ceil(_rounded(segment.duration)))
 
     @property
     def next_sequence(self) -> int:
@@ -139,6 +170,8 @@ class MediaPlaylist:
         playlist_type: str | None,
         ended: bool | None = None,
     ) -> str:
+        if self.target_duration is None:
+            raise ValueError("the target duration is not decided yet")
         media_sequence = segments[0].sequence if segments else self.next_sequence
         lines = [
             "#EXTM3U",

@@ -9,12 +9,15 @@ Pure state machine fed with ffmpeg's segment-list entries.  It owns:
 - alignment of renditions: a segment number is listed only once *every*
   rendition reported it, so all renditions list the same segments with the
   same sequence and discontinuity sequence numbers;
-- retention: which segments may be forgotten, and which files deleted.
+- retention: which segments may be forgotten, and which files deleted;
+- each playlist's TARGETDURATION, decided once when its first segment is
+  listed, from the configured segment length, that segment and the measured
+  keyframe interval (an encoder's GOP longer than ``segment_seconds`` makes
+  segments as long as its GOP).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable, Mapping, Sequence
@@ -46,10 +49,9 @@ class EventTimeline:
     def __init__(self, options: PackagerOptions) -> None:
         self.options = options
         self.renditions: tuple[str, ...] = options.rendition_names
-        floor = max(1, math.ceil(options.segment_seconds - 1e-9))
-        self.playlists: dict[str, MediaPlaylist] = {
-            name: MediaPlaylist(target_duration=floor) for name in self.renditions
-        }
+        self.playlists: dict[str, MediaPlaylist] = {name: MediaPlaylist() for name in self.renditions}
+        #: the publisher's keyframe interval as measured from the media (s), set by the packager
+        self.keyframe_interval: float | None = None
         self.next_number = 0
         self._pending: dict[int, dict[str, SegmentListEntry]] = {}
         self._discontinuity_pending = False
@@ -60,10 +62,7 @@ class EventTimeline:
     # -- recovery --------------------------------------------------------
     def restore(self, rendition: str, playlist: MediaPlaylist) -> None:
         """Continue after a server restart from a playlist found on disk."""
-        playlist.ended = False
-        playlist.target_duration = max(
-            playlist.target_duration, self.playlists[rendition].target_duration
-        )
+        playlist.ended = False  # its target duration was decided when it was first written: kept
         self.playlists[rendition] = playlist
         if playlist.segments:
             self._discontinuity_pending = True
@@ -132,6 +131,11 @@ class EventTimeline:
     def _list_group(self, number: int, group: Mapping[str, SegmentListEntry]) -> list[ListedSegment]:
         discontinuity = self._discontinuity_pending
         self._discontinuity_pending = False
+        basis = [self.options.segment_seconds, *(max(0.0, e.duration) for e in group.values())]
+        if self.keyframe_interval is not None:
+            basis.append(self.keyframe_interval)
+        for rendition in self.renditions:
+            self.playlists[rendition].decide_target(*basis)  # once per playlist; a no-op after
         out = []
         for rendition in self.renditions:
             entry = group[rendition]
@@ -179,7 +183,17 @@ class EventTimeline:
     # -- ending and retention ----------------------------------------------
     def end(self) -> None:
         for playlist in self.playlists.values():
+            playlist.decide_target(self.options.segment_seconds)  # an event that never listed a segment
             playlist.ended = True
+
+    def target_duration(self, rendition: str) -> int | None:
+        """The rendition's TARGETDURATION, None until its first segment is listed."""
+        return self.playlists[rendition].target_duration
+
+    @property
+    def overlong_segments(self) -> int:
+        """Segments longer than their playlist's target duration (the GOP grew after it was decided)."""
+        return max((p.overlong_segments for p in self.playlists.values()), default=0)
 
     def reopen(self) -> None:
         """A new session after ENDLIST (same event restarted): keep listing."""

@@ -28,12 +28,12 @@ def _segments(durations: list[float], breaks: tuple[int, ...] = (), gap: float =
 
 def test_journal_keeps_every_complete_entry_and_drops_a_torn_one() -> None:
     segments = _segments([2.0, 2.0, 1.5], breaks=(2,))
-    text = journal_header(2.0) + "".join(journal_entry(s) for s in segments)
+    text = journal_header(2) + "".join(journal_entry(s) for s in segments)
     assert [(s.uri, s.duration, s.discontinuity) for s in parse_journal(text)] == [
         ("seg_000000.ts", 2.0, False), ("seg_000001.ts", 2.0, False), ("seg_000002.ts", 1.5, True)]
     for torn in (text + "#EXT-X-PROGRAM-DATE-TIME:2026-03-02T10:00:08.000Z\n#EXTINF:2.0", text + "#EXTI"):
         assert len(parse_journal(torn)) == 3
-    assert parse_journal(journal_header(2.0)) == []
+    assert parse_journal(journal_header(2)) == []
 
 
 def test_trim_keeps_whole_segments_and_says_where_the_view_starts() -> None:
@@ -45,6 +45,9 @@ def test_trim_keeps_whole_segments_and_says_where_the_view_starts() -> None:
         trimmed(segments, 10.0)
     vod = parse_media_playlist(render_vod(kept))
     assert vod.playlist_type == "VOD" and vod.playlist.ended and not vod.playlist.segments[0].discontinuity
+    assert vod.playlist.target_duration == 2  # RFC 8216 rounding: 2.04 s segments do not make it 3
+    assert parse_media_playlist(render_vod(_segments([2.04, 2.005, 1.96]))).playlist.target_duration == 2
+    assert parse_media_playlist(render_vod(_segments([2.0, 10.01, 2.0]))).playlist.target_duration == 10
 
 
 def test_vod_master_keeps_what_the_live_master_advertised() -> None:
@@ -75,11 +78,13 @@ def test_files_link_journal_and_finalize(tmp_path: Path) -> None:
     live = tmp_path / "live"
     live.mkdir()
     files = RecordingFiles(tmp_path / "rec")
-    files.create(2.0)
+    files.create()
+    assert not (files.folder / "index.m3u8").exists()  # the header waits for the live target duration
     for segment in _segments([2.0, 1.0]):
         (live / segment.uri).write_bytes(b"\x47" * 1880)
         assert files.link(live / segment.uri) == 1880
-        files.append(segment)
+        files.append(segment, 2)
+    assert (files.folder / "index.m3u8").read_text().count("#EXT-X-TARGETDURATION:2\n") == 1
     (live / "seg_000000.ts").unlink()  # the live folder may be cleaned: the link keeps the data
     segments = files.journal_segments()
     summary = files.finalize(segments, None, None)

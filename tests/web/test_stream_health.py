@@ -29,6 +29,7 @@ async def test_the_owner_sees_stream_health_and_viewers_do_not(live: Live, brows
     assert bitrate and int(bitrate.split()[0]) > 10, bitrate
     assert await page.locator('#stream-health [data-field="protocol"]').text_content() == "RTMP"
     assert await page.locator('#stream-health [data-field="gop"]').text_content() == "1 s"
+    assert await page.locator('#stream-health [data-field="gop_advice"]').is_hidden()  # 1 s = the segment length
     assert await page.locator('#stream-health [data-field="captions"]').text_content() == "Off"
     assert not await check_page(page, tmp_path / "screenshots", "stream-health")
     assert errors == []
@@ -38,3 +39,23 @@ async def test_the_owner_sees_stream_health_and_viewers_do_not(live: Live, brows
     await viewer_page.goto(f"/events/{event['slug']}")
     assert await viewer_page.locator("#stream-health").count() == 0
     await stop(pusher)
+
+
+async def test_a_long_keyframe_interval_gets_a_plain_recommendation(live: Live, browser: Any) -> None:
+    """3 s between keyframes with 1 s segments: the panel says what to set, and why."""
+    event = await live.create_event()
+    base = str(live.client.make_url("")).rstrip("/")
+    lecturer = await open_context(browser, base, live.lecturer)
+    page, errors = await new_page(lecturer)
+    await page.goto(f"/events/{event['slug']}")
+    pusher = await push_rtmp(live.publish_url(event), seconds=10, gop_seconds=3.0)
+    try:
+        await page.locator('#stream-health [data-field="gop"]').filter(has_text="3 s").wait_for(timeout=15_000)
+        advice = page.locator('#stream-health [data-field="gop_advice"]')
+        await advice.filter(has_text="Set the keyframe interval to 1 s for lower delay").wait_for(timeout=5_000)
+        assert await advice.is_visible()
+        health = (await live.event(event["id"]))["stream"]["health"]
+        assert health["recommended_keyframe_interval_seconds"] == 1.0 and health["healthy"] is True
+        assert errors == []
+    finally:
+        await stop(pusher)

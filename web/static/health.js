@@ -1,4 +1,5 @@
-/* The lecturer's live stream health: bitrate, frame rate, keyframe interval, viewers, captions.
+/* The lecturer's live stream health: bitrate, frame rate, keyframe interval (with the advice to
+   shorten it when it is longer than a segment), viewers, captions.
    Polls the event API (owner view) every 3 s while the page is visible; texts come translated
    from the page (#health-text). */
 (function () {
@@ -28,6 +29,12 @@
       set("bitrate", t("kbps", { kbps: Math.round((health.bitrate_bps || 0) / 1000) }));
       set("fps", t("fps", { fps: health.fps || 0 }));
       set("gop", health.keyframe_interval_seconds == null ? "—" : t("seconds", { seconds: health.keyframe_interval_seconds }));
+    }
+    var advice = list.querySelector('[data-field="gop_advice"]');
+    var recommended = health && health.publishing ? health.recommended_keyframe_interval_seconds : null;
+    if (advice) {
+      advice.hidden = recommended == null;
+      set("gop_advice", recommended == null ? "" : t("gop_advice", { seconds: recommended }));
     }
     var captions = health && health.captions;
     if (!captions || captions.state === "off") { set("captions", t("captions_off")); }

@@ -32,6 +32,7 @@ def segment_output(rendition: str, start: int = 42, fd: int = 7, seconds: str = 
         "-segment_start_number", str(start),
         "-segment_list", f"pipe:{fd}", "-segment_list_type", "csv",
         "-segment_list_entry_prefix", f"{rendition}/",
+        "-individual_header_trailer", "0",
         f"/srv/live/ev42/{rendition}/seg_%06d.ts",
     ]
 

@@ -8,6 +8,7 @@ import os
 import resource
 import signal
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import AsyncIterator
@@ -70,13 +71,15 @@ async def test_passthrough_lists_decodable_segments_promptly(tmp_path: Path, pac
     packagers.append(packager)
     await packager.start()
     assert (tmp_path / "master.m3u8").exists()
-    assert read_playlist(tmp_path / "source" / "live.m3u8") == []
+    assert not (tmp_path / "source" / "live.m3u8").exists()  # its first segment decides TARGETDURATION
     await packager.begin_session()
-    pids = [packager.pid]
     packager.on_metadata(METADATA)
+    await asyncio.sleep(0.1)
+    assert packager.pid is None  # no media yet, no ffmpeg
     keyframes: dict[int, float] = {}
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     await feed_realtime(packager, tags, keyframe_times=keyframes)
+    pids = [packager.pid]
     await packager.finish()
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     await assert_no_leaks(packager, [p for p in pids if p])
@@ -151,6 +154,10 @@ async def test_killed_ffmpeg_restarts_with_discontinuity(tmp_path: Path, package
     assert len(set(uris)) == len(uris)
     for s in segments:
         decode_ok(tmp_path / "source" / s.uri)
+    # The restarted process's continuity counters follow on: one stream for ffmpeg's HLS reader.
+    strict = subprocess.run([ffmpeg_exe(), "-v", "warning", "-xerror", "-fflags", "+discardcorrupt", "-i",
+                             str(tmp_path / "source" / "dvr.m3u8"), "-f", "null", "-"], capture_output=True, text=True)
+    assert strict.returncode == 0 and "corrupt" not in strict.stderr.lower(), strict.stderr
     # The half-written segment of the killed process was never listed and is gone.
     assert segment_files(tmp_path / "source") == sorted(uris)
     live_text = (tmp_path / "source" / "live.m3u8").read_text()
@@ -245,9 +252,9 @@ async def test_stalled_ffmpeg_drops_video_until_keyframe_without_blocking(tmp_pa
     await packager.start()
     await packager.begin_session()
     packager.on_metadata(METADATA)
+    await feed_realtime(packager, tags[:40], speed=4.0)
     pid = packager.pid
     assert pid is not None
-    await feed_realtime(packager, tags[:40], speed=4.0)
     os.kill(pid, signal.SIGSTOP)
     slowest = 0.0
     try:
@@ -276,6 +283,8 @@ async def test_repeated_crashes_give_up_and_report(tmp_path: Path, packagers: li
     packagers.append(packager)
     await packager.start()
     await packager.begin_session()
+    first = next(t for t in make_source(seconds=2.0) if t.is_video_frame)
+    packager.on_media(first.kind, first.timestamp_ms, first.payload)  # ffmpeg starts at the first frame
     pids = []
     for _ in range(3):
         for _ in range(200):
@@ -306,6 +315,8 @@ async def test_missing_ffmpeg_is_reported_not_raised(tmp_path: Path, packagers: 
     packager = Packager(str(tmp_path / "no-ffmpeg"), tmp_path, FAST, listener)
     packagers.append(packager)
     await packager.begin_session()
+    first = next(t for t in make_source(seconds=2.0) if t.is_video_frame)
+    packager.on_media(first.kind, first.timestamp_ms, first.payload)
     for _ in range(100):
         if listener.failures:
             break
@@ -343,3 +354,96 @@ async def test_close_on_cancel_leaves_nothing_running(tmp_path: Path, packagers:
         await feeder
     await packager.close()
     await assert_no_leaks(packager, [pid] if pid else [])
+
+
+async def test_no_media_no_ffmpeg(tmp_path: Path, packagers: list[Packager]) -> None:
+    """A publisher that sends metadata and codec headers but never a frame starts no ffmpeg."""
+    tags = make_source(seconds=2.0)
+    headers = [t for t in tags if not t.is_video_frame and t.kind == "video"][:1] + [
+        t for t in tags if t.kind == "audio"][:1]  # the AVC sequence header and the AAC one
+    listener = RecordingListener()
+    packager = Packager(ffmpeg_exe(), tmp_path, FAST, listener)
+    packagers.append(packager)
+    await packager.begin_session()
+    packager.on_metadata(METADATA)
+    for tag in headers:
+        packager.on_media(tag.kind, tag.timestamp_ms, tag.payload)
+    await asyncio.sleep(1.0)
+    assert packager.pid is None
+    await packager.end_session()
+    await packager.finish()
+    await assert_no_leaks(packager, [])
+    assert listener.segments == [] and listener.failures == []
+    assert not list((tmp_path / "source").glob("seg_*"))
+    assert read_playlist(tmp_path / "source" / "live.m3u8") == []  # ended, with the configured target
+    assert "#EXT-X-TARGETDURATION:1\n" in (tmp_path / "source" / "live.m3u8").read_text()
+
+
+LONG_GOP = PackagerOptions(segment_seconds=2.0, hung_after_seconds=1.5, restart_backoff_seconds=0.05)
+
+
+async def test_a_long_keyframe_interval_is_waited_for_not_killed(tmp_path: Path, packagers: list[Packager]) -> None:
+    """10 s GOP, 2 s segments, a 1.5 s watchdog: pushed at 4x, each GOP takes 2.5 s of wall clock
+    with nothing to list. The old rule (no listing for hung_after) killed ffmpeg here; judged from
+    the media, nothing is owed until the keyframe that closes a segment arrives."""
+    tags = make_source(seconds=21.0, fps=10, gop_seconds=10.0)
+    listener = RecordingListener(check_dir=tmp_path)
+    packager = Packager(ffmpeg_exe(), tmp_path, LONG_GOP, listener)
+    packagers.append(packager)
+    await packager.begin_session()
+    packager.on_metadata(METADATA)
+    await feed_realtime(packager, tags, speed=4.0)
+    await listener.wait_for(2)
+    assert packager.keyframe_interval_seconds == pytest.approx(10.0, abs=0.01)
+    await packager.finish()
+    assert packager.hung_kills == 0 and packager.restarts == 0 and listener.failures == []
+    segments = read_playlist(tmp_path / "source" / "dvr.m3u8")
+    assert [round(s.duration) for s in segments] == [10, 10, 1]
+    for name in ("live.m3u8", "dvr.m3u8"):
+        assert "#EXT-X-TARGETDURATION:10\n" in (tmp_path / "source" / name).read_text()
+    assert sum(decode_frames(tmp_path / "source" / s.uri) for s in segments) == video_frames(tags)
+
+
+async def test_a_frozen_ffmpeg_is_killed_once_a_segment_is_owed(tmp_path: Path, packagers: list[Packager]) -> None:
+    """Same watchdog, 1 s GOP: ffmpeg stopped mid-stream owes the segment its next keyframe closes."""
+    tags = make_source(seconds=10.0, fps=10, gop_seconds=1.0)
+    listener = RecordingListener()
+    packager = Packager(ffmpeg_exe(), tmp_path, LONG_GOP, listener)
+    packagers.append(packager)
+    await packager.begin_session()
+    packager.on_metadata(METADATA)
+    frozen: list[int] = []
+
+    def freeze(tag: object) -> None:
+        if not frozen and getattr(tag, "timestamp_ms") >= 2500 and packager.pid is not None:
+            frozen.append(packager.pid)
+            os.kill(packager.pid, signal.SIGSTOP)
+
+    await feed_realtime(packager, tags, speed=1.5, on_progress=freeze)
+    assert frozen and packager.hung_kills == 1 and packager.restarts == 1
+    assert packager.segment_overdue_seconds < 1.5
+    await packager.finish()
+    segments = read_playlist(tmp_path / "source" / "dvr.m3u8")
+    assert sum(1 for s in segments if s.discontinuity) == 1
+    assert not pid_alive(frozen[0])
+
+
+async def test_the_ladder_keeps_short_segments_whatever_the_source_gop(tmp_path: Path, packagers: list[Packager]) -> None:
+    """Re-encoded renditions get a keyframe every segment: a 4 s source GOP does not stretch them."""
+    tags = make_source(seconds=4.0, gop_seconds=4.0)
+    ladder = (Rendition("60p", 60, video_kbps=60, audio_kbps=32, h264_level="1.1"),
+              Rendition("audio", None, audio_kbps=32))
+    options = PackagerOptions(segment_seconds=1.0, ladder=ladder, x264_preset="ultrafast")
+    listener = RecordingListener()
+    packager = Packager(ffmpeg_exe(), tmp_path, options, listener)
+    packagers.append(packager)
+    await packager.begin_session()
+    packager.on_metadata(METADATA)
+    await feed_realtime(packager, tags, speed=2.0)
+    await packager.finish()
+    for name in ("60p", "audio"):
+        text = (tmp_path / name / "dvr.m3u8").read_text()
+        assert "#EXT-X-TARGETDURATION:1\n" in text, text
+        durations = [s.duration for s in read_playlist(tmp_path / name / "dvr.m3u8")]
+        assert len(durations) >= 3 and all(d < 1.5 for d in durations), durations
+    assert packager.hung_kills == 0 and listener.failures == []

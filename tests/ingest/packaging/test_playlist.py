@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from datetime import datetime, timedelta, timezone
@@ -19,6 +20,7 @@ from ingest.packaging.playlist import (
     VariantStream,
     parse_media_playlist,
     render_master,
+    target_duration_for,
     write_atomic,
 )
 
@@ -39,7 +41,7 @@ def test_live_window_exact_text() -> None:
     assert pl.render_live(window=3) == (
         "#EXTM3U\n"
         "#EXT-X-VERSION:3\n"
-        "#EXT-X-TARGETDURATION:3\n"
+        "#EXT-X-TARGETDURATION:2\n"
         "#EXT-X-MEDIA-SEQUENCE:1\n"
         "#EXT-X-INDEPENDENT-SEGMENTS\n"
         "#EXT-X-PROGRAM-DATE-TIME:2024-03-04T09:15:02.250Z\n"
@@ -111,18 +113,59 @@ def test_vod_playlist_always_ends() -> None:
 
 
 @pytest.mark.parametrize(
-    ("durations", "floor", "target"),
-    [([2.0, 2.0], 2, 2), ([2.0, 2.001], 2, 3), ([1.9996], 1, 2), ([0.4], 2, 2), ([6.2, 1.0], 2, 7)],
+    ("durations", "target"),
+    [
+        ([2.0], 2), ([2.005, 2.04], 2), ([2.4994], 2), ([2.4996], 3), ([2.5], 3), ([1.9996], 2),
+        ([0.4], 1), ([0.0], 1), ([2.0, 10.0], 10), ([2.0, 10.04], 10), ([2.0, 20.02], 20), ([6.2, 1.0], 6),
+    ],
 )
-def test_target_duration_is_ceiling_of_longest(durations: list[float], floor: int, target: int) -> None:
-    pl = playlist(durations, target=floor)
-    assert pl.target_duration == target
+def test_target_duration_rounds_to_the_nearest_integer(durations: list[float], target: int) -> None:
+    """RFC 8216 4.3.3.1: each EXTINF rounded to the nearest integer <= TARGETDURATION (not math.ceil)."""
+    assert target_duration_for(*durations) == target
+    pl = MediaPlaylist()
+    pl.decide_target(*durations)
+    for i, d in enumerate(durations):
+        pl.append(Segment(f"s{i}.ts", d, i))
     assert f"#EXT-X-TARGETDURATION:{target}\n" in pl.render_live(10)
+    assert pl.overlong_segments == 0
 
 
-def test_target_duration_never_shrinks_when_long_segment_slides_out() -> None:
-    pl = playlist([5.0] + [2.0] * 8)
-    assert "#EXT-X-TARGETDURATION:5\n" in pl.render_live(3)
+def test_target_duration_is_decided_once_and_never_changes() -> None:
+    pl = MediaPlaylist()
+    with pytest.raises(ValueError, match="not decided"):
+        pl.render_live(3)
+    pl.append(Segment("a.ts", 2.04, 0))  # the first segment decides when nobody did
+    assert pl.target_duration == 2
+    texts = [pl.render_live(3)]
+    for i, d in enumerate([1.96, 2.3, 5.0, 2.0], start=1):
+        pl.append(Segment(f"s{i}.ts", d, i))
+        texts.append(pl.render_live(3))
+        texts.append(pl.render_event())
+    assert {t.split("\n")[2] for t in texts} == {"#EXT-X-TARGETDURATION:2"}
+    assert pl.overlong_segments == 1  # 2.3 rounds to 2 and fits; 5.0 does not: counted, target kept
+    assert pl.decide_target(9.0) == 2
+
+
+def test_target_duration_from_segment_length_and_keyframe_interval() -> None:
+    """Decided from the configured length and the measured GOP before the first segment is added."""
+    pl = MediaPlaylist()
+    assert pl.decide_target(2.0, 10.0, 10.008) == 10
+    pl.append(Segment("a.ts", 10.008, 0))
+    pl.append(Segment("b.ts", 9.96, 1))
+    assert "#EXT-X-TARGETDURATION:10\n" in pl.render_event() and pl.overlong_segments == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=25_000).map(lambda ms: ms / 1000), min_size=1, max_size=30))
+def test_rfc_rounding_rule_holds_for_any_durations(durations: list[float]) -> None:
+    pl = MediaPlaylist(target_duration=target_duration_for(*durations))
+    for i, d in enumerate(durations):
+        pl.append(Segment(f"s{i}.ts", d, i))
+    text = pl.render_vod()
+    target = int(text.split("#EXT-X-TARGETDURATION:")[1].split("\n")[0])
+    extinfs = [float(line[8:].rstrip(",")) for line in text.splitlines() if line.startswith("#EXTINF:")]
+    assert all(math.floor(e + 0.5) <= target for e in extinfs)
+    assert target == max(1, max(math.floor(e + 0.5) for e in extinfs))  # and no larger than needed
 
 
 def test_sequences_must_be_contiguous() -> None:

@@ -191,3 +191,48 @@ def test_ladder_variants_follow_source_aspect() -> None:
     ]
     assert variants[0].average_bandwidth == 928_000 and variants[0].bandwidth == int(928_000 * 1.1)
     assert build_variants(options, None, {})[0].resolution == (640, 360)
+
+
+@pytest.mark.parametrize(
+    ("segment_seconds", "keyframe_interval", "first", "target"),
+    [
+        (2.0, 2.0, 2.04, 2),  # the recommended setup: RFC rounding, not ceil (3)
+        (2.0, 1.0, 2.0, 2),  # GOP shorter than the segment: the segment length decides
+        (2.0, 10.0, 10.0, 10),  # ffmpeg/x264 defaults at 25 fps
+        (2.0, 20.0, 20.02, 20),
+        (2.0, None, 4.48, 4),  # no measurement yet: the first segment decides
+        (1.5, None, 1.5, 2),
+    ],
+)
+def test_target_duration_decided_at_the_first_segment(
+    segment_seconds: float, keyframe_interval: float | None, first: float, target: int
+) -> None:
+    tl = EventTimeline(PackagerOptions(segment_seconds=segment_seconds, ladder=LADDER))
+    assert tl.target_duration("360p") is None  # nothing listed: nothing rendered yet
+    tl.keyframe_interval = keyframe_interval
+    tl.start_run()
+    for r in ("360p", "audio"):
+        tl.add(entry(r, 0, 0.0, first))
+    assert tl.target_duration("360p") == tl.target_duration("audio") == target
+    tl.keyframe_interval = 30.0  # the GOP grows later: the target does not move (RFC 8216)
+    for r in ("360p", "audio"):
+        tl.add(entry(r, 1, first, first + 30.0))
+    assert tl.target_duration("360p") == target and tl.overlong_segments == 1
+    assert f"#EXT-X-TARGETDURATION:{target}\n" in tl.playlists["audio"].render_event()
+
+
+def test_an_event_that_never_listed_still_ends_with_the_configured_target() -> None:
+    tl = EventTimeline(PackagerOptions(segment_seconds=2.0))
+    tl.end()
+    assert "#EXT-X-TARGETDURATION:2\n" in tl.playlists["source"].render_live(3)
+
+
+def test_restore_keeps_the_target_the_playlist_was_written_with() -> None:
+    old = MediaPlaylist(target_duration=10)
+    old.append(Segment(segment_filename(0), 10.0, 0))
+    tl = EventTimeline(PackagerOptions(segment_seconds=2.0))
+    tl.restore("source", old)
+    tl.keyframe_interval = 2.0
+    tl.start_run()
+    tl.add(entry("source", 1, 0.0, 2.0))
+    assert tl.target_duration("source") == 10
