@@ -53,7 +53,7 @@ from vod.catalog import RecordingCatalog
 from vod.media import RecordingDirectory, RecordingPass
 from web import account_pages, admin_pages, dashboard, embed, home, pages
 from web.templating import setup_templates
-from web.media import CatalogMediaDirectory, LiveMediaHandler, MediaCache, MediaPass, ViewerCounter
+from web.media import CatalogMediaDirectory, LiveMediaHandler, MediaCache, MediaPass, ViewerCounter, media_preflight
 from web.vendor import vendor_routes
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ def create_app(settings: Settings) -> web.Application:
     for page_routes in (home.routes, dashboard.routes, account_pages.routes, admin_pages.routes, embed.routes):
         app.router.add_routes(page_routes)
     app.router.add_get("/live/{slug}/{tail:.+}", _live_media)
+    for media_path in ("/live/{slug}/{tail:.+}", "/vod/{id}/{tail:.+}"):  # CORS preflight of cross-origin players
+        app.router.add_route("OPTIONS", media_path, media_preflight)
     app.router.add_routes(vendor_routes())
     app.router.add_static("/static", WEB_DIR / "static", append_version=True)
     if settings.role in ("both", "web"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +23,7 @@ routes = web.RouteTableDef()
 UPCOMING_SHOWN = 12
 RECORDINGS_SHOWN = 8
 QUERY_MAX = 200
+FAVICON = Path(__file__).resolve().parent / "static" / "favicon.ico"  # drawn from favicon.svg (16, 32, 48 px)
 
 
 @dataclass
@@ -68,3 +70,9 @@ async def search(request: web.Request) -> web.Response:
 
     results = await request.app[DB].run(work)
     return render(request, "search.html", {"query": query, **results})
+
+
+@routes.get("/favicon.ico")
+async def favicon(request: web.Request) -> web.FileResponse:
+    """Browsers, feed readers and bookmarks ask for /favicon.ico whatever the page links (the pages link the SVG)."""
+    return web.FileResponse(FAVICON, headers={"Cache-Control": "public, max-age=86400"})

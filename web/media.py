@@ -263,6 +263,36 @@ class LiveMediaHandler:
         return web.Response(headers=headers)
 
 
+# CORS preflight for media (live and recordings). Players embedded in other sites (LMS pages) often
+# add a request header of their own, which makes the browser send OPTIONS first; without an answer
+# the player fails before its first playlist.
+PREFLIGHT_METHODS = "GET, HEAD, OPTIONS"
+PREFLIGHT_HEADERS = "Range, If-None-Match, If-Modified-Since, Cache-Control, Pragma"
+PREFLIGHT_MAX_AGE = "86400"  # browsers cap it (Chromium: 2 h)
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+
+
+async def media_preflight(request: web.Request) -> web.Response:
+    """OPTIONS /live/... and /vod/...: the methods and request headers a cross-origin player may use.
+
+    Answered without looking the event up: it grants nothing, since the GET still checks access and
+    only public media carries ``Access-Control-Allow-Origin``. Requested header names are mirrored
+    (requests are never credentialed with ``*``, and the server ignores headers it does not know);
+    a malformed list gets the fixed one, which the browser then refuses.
+    """
+    requested = [h.strip() for h in request.headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()]
+    allowed = PREFLIGHT_HEADERS
+    if requested and len(requested) <= 32 and all(_HEADER_NAME.match(h) for h in requested):
+        allowed = ", ".join(requested)
+    return web.Response(status=204, headers={
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": PREFLIGHT_METHODS,
+        "Access-Control-Allow-Headers": allowed,
+        "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+        "Vary": "Access-Control-Request-Headers",
+    })
+
+
 STREAM_CHUNK = 64 * 1024
 
 

@@ -83,14 +83,15 @@ async def read_event(request: web.Request) -> web.Response:
 
 
 async def add_live_status(app: web.Application, *bodies: dict[str, Any]) -> None:
-    """Viewer count for everyone; ingest health (bitrate, fps, keyframes, stalled) and the ingest
-    node for the owner — from this process when it carries the stream, else from the status board
-    the ingest nodes keep in Redis."""
+    """Viewer count and, for live events, whether the stream is interrupted for everyone; ingest
+    health (bitrate, fps, keyframes, stalled) and the ingest node for the owner — from this process
+    when it carries the stream, else from the status board the ingest nodes keep in Redis."""
     live = app.get(LIVE)
-    local = {b["id"]: live.health(b["id"]) for b in bodies if "stream" in b} if live is not None else {}
+    asked = [b["id"] for b in bodies if "stream" in b or b.get("state") == "live"]
+    local = {event_id: live.health(event_id) for event_id in asked} if live is not None else {}
     remote: dict[int, dict[str, Any]] = {}
     board = app.get(LIVE_BOARD)
-    wanted = [b["id"] for b in bodies if "stream" in b and b.get("state") == "live" and local.get(b["id"]) is None]
+    wanted = [b["id"] for b in bodies if b.get("state") == "live" and local.get(b["id"]) is None]
     if board is not None and wanted:
         try:
             remote = await board.lookup(wanted)
@@ -98,6 +99,8 @@ async def add_live_status(app: web.Application, *bodies: dict[str, Any]) -> None
             log.warning("live status lookup failed: %r", exc)
     for body in bodies:
         body["viewers"] = app[VIEWERS].count(body["id"])
+        known = local.get(body["id"]) or remote.get(body["id"], {}).get("health")
+        body["interrupted"] = body.get("state") == "live" and interrupted(known)
         if "stream" not in body:
             continue
         health = local.get(body["id"])
@@ -108,6 +111,14 @@ async def add_live_status(app: web.Application, *bodies: dict[str, Any]) -> None
             status = remote.get(body["id"], {})
             body["stream"]["health"] = status.get("health")
             body["stream"]["ingest_node"] = status.get("node")
+
+
+def interrupted(health: dict[str, Any] | None) -> bool:
+    """No media is arriving on a live event: the publisher left (grace period) or is connected but silent.
+    Players then show a frozen frame; the event page says why (and that it resumes by itself)."""
+    if not health:
+        return False
+    return bool(health.get("in_grace_period") or (health.get("publishing") and health.get("stalled")))
 
 
 @routes.patch("/api/v1/events/{ref}")

@@ -1,6 +1,8 @@
 // The live player of the event page (and of the embed page): hls.js, or native HLS on Safari.
 // It follows the event without a reload (the event API, polled): waiting → live → ended, then the
-// link to the replay once the recording is ready. On the event page it also offers the quality
+// link to the replay once the recording is ready. While a live event gets no media (the publisher
+// left and may come back within the grace period), it says the stream is interrupted instead of
+// showing a frozen frame as live. On the event page it also offers the quality
 // levels, captions (the live overlay fed by the chat socket, else the WebVTT rendition of the
 // master playlist), the distance to the live edge with "Back to live", the viewer count and the
 // lecturer's chapter marker. Every part is optional: it runs only if its element is on the page.
@@ -14,7 +16,8 @@
   // --- texts -----------------------------------------------------------------------------------
   var T = {};
   try { if ($("player-text")) T = JSON.parse($("player-text").textContent); } catch (e) { T = {}; }
-  var DATA_MSG = { scheduled: "msgWaiting", live: "msgLive", ended: "msgEnded", unsupported: "msgUnsupported" };
+  var DATA_MSG = { scheduled: "msgWaiting", live: "msgLive", ended: "msgEnded", unsupported: "msgUnsupported",
+                   interrupted: "msgInterrupted" };
   var lang = document.documentElement.lang || "en";
   var plural = window.Intl && Intl.PluralRules ? new Intl.PluralRules(lang) : null;
   function t(name, fallback, vars) {
@@ -27,21 +30,24 @@
     var two = function (n) { return (n < 10 ? "0" : "") + n; };
     return (h ? h + ":" + two(m % 60) : m) + ":" + two(s % 60);
   }
-  var FALLBACK = { scheduled: "Waiting for the stream to start.", live: "Live now.", ended: "This event has ended." };
+  var FALLBACK = { scheduled: "Waiting for the stream to start.", live: "Live now.", ended: "This event has ended.",
+                   interrupted: "The stream is interrupted; it will resume by itself." };
 
   // --- elements (all optional but the video) ------------------------------------------------------
   var box = $("player-box"), stateLine = $("event-state"), slate = $("player-slate"), badge = $("event-badge");
   var bar = $("player-bar"), latency = $("latency"), goLive = $("go-live"), unmute = $("unmute");
   var qualityField = $("quality-field"), quality = $("quality"), captionsToggle = $("captions-toggle");
   var overlay = $("caption-overlay"), captionLive = $("caption-live"), viewerCount = $("viewer-count");
-  var after = $("event-after"), chat = $("chat");
+  var after = $("event-after"), chat = $("chat"), notice = $("player-notice");
   var src = video.dataset.src, api = video.dataset.api, eventId = video.dataset.eventId;
   var state = video.dataset.state;  // scheduled | live | ended | vod
   var hls = null, attached = false, retryDelay = 2000, replayFound = !!$("replay-link");
+  var interrupted = false;  // live, but no media arriving (the event API's "interrupted")
 
   // --- state -----------------------------------------------------------------------------------------
   function setState(next) {
     var changed = next !== state;
+    if (next !== "live") setInterrupted(false, true);
     state = next;
     video.dataset.state = next;
     if (box) box.dataset.state = next;
@@ -70,6 +76,22 @@
   }
 
   function updateBar() { if (bar) bar.hidden = !attached; }
+
+  // A gap in the publisher's media: the frame on screen is frozen, so say so (and that it comes back).
+  // ``quiet``: the state is changing anyway (ended), leave its texts alone.
+  function setInterrupted(on, quiet) {
+    if (on === interrupted) return;
+    interrupted = on;
+    if (box) box.dataset.interrupted = on ? "true" : "false";
+    if (notice) notice.hidden = !on;
+    if (quiet) return;
+    var text = t(on ? "interrupted" : "live", FALLBACK[on ? "interrupted" : "live"]);
+    if (stateLine) stateLine.textContent = text;
+    if (notice) notice.querySelector("p").textContent = t("interrupted", FALLBACK.interrupted);
+    if (latency) { latency.textContent = on ? text : ""; latency.classList.remove("at-live"); }
+    if (goLive && on) goLive.hidden = true;
+    if (!on) showLatency();
+  }
 
   // The slate over the video says the state; the state line (the live region) is then only heard.
   function showSlate(show) {
@@ -195,7 +217,7 @@
   }
 
   function showLatency() {
-    if (!latency || state !== "live" || !attached || video.readyState < 2) return;
+    if (!latency || state !== "live" || interrupted || !attached || video.readyState < 2) return;
     var distance = edgeDistance();
     if (distance === null) return;
     var behind = distance - targetDistance();
@@ -319,18 +341,41 @@
     viewerCount.textContent = t(one ? "viewer_one" : "viewer_other", one ? "%(num)s viewer" : "%(num)s viewers", { num: n });
   }
 
+  // One poll at a time; ``pollSoon`` brings the next one forward (the video stalled or resumed).
+  var pollTimer = null, polling = false, soon = false, lastPoll = 0;
+
+  function schedule(ms) {
+    clearTimeout(pollTimer);
+    pollTimer = setTimeout(poll, ms);
+  }
+
+  function pollSoon() {
+    if (!api || state === "ended") return;
+    if (polling) { soon = true; return; }
+    schedule(Math.max(0, lastPoll + 2000 - Date.now()));
+  }
+
   function poll() {
+    polling = true;
+    soon = false;
+    lastPoll = Date.now();
     fetch(api, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
       .then(function (ev) {
+        polling = false;
         if (typeof ev.viewers === "number") viewers(ev.viewers);
         var changed = ev.state !== state;
         if (changed) setState(ev.state);
-        // Just gone live: the count is 0 until players fetch the stream; ask again soon.
-        if (ev.state !== "ended") setTimeout(poll, changed ? 2000 : document.hidden ? 15000 : 5000);
+        setInterrupted(ev.state === "live" && ev.interrupted === true);
+        // Just gone live (the count is 0 until players fetch the stream) or interrupted: ask again soon.
+        if (ev.state !== "ended") schedule(changed || interrupted || soon ? 2000 : document.hidden ? 15000 : 5000);
       })
-      .catch(function () { setTimeout(poll, 10000); });
+      .catch(function () { polling = false; schedule(10000); });
   }
+
+  // The buffer ran dry while live (a gap in the media?) or playback resumed: ask the event now.
+  video.addEventListener("waiting", function () { if (state === "live" && !interrupted) pollSoon(); });
+  video.addEventListener("playing", function () { if (interrupted) pollSoon(); });
 
   function showReplay(url) {
     if (!after || replayFound) return;
