@@ -42,9 +42,7 @@ install: $(VENV)/.installed translations
 install-test: $(VENV)/.installed-test translations system-deps
 
 # Debian packages the test suite drives as real peers (apt only when something is missing).
-SYSTEM_PACKAGES := espeak-ng chromium fonts-dejavu-core nginx-light \
-  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 gir1.2-nice-0.1 \
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice
+SYSTEM_PACKAGES := espeak-ng chromium fonts-dejavu-core nginx-light
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -52,6 +50,11 @@ system-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	    || echo "warning: could not install$$missing; tests needing them will say so"; \
 	fi
+
+# WHIP: GStreamer webrtcbin as a second WebRTC publisher, driven through Debian's python3 (python3-gi).
+SYSTEM_PACKAGES += python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 \
+  gir1.2-nice-0.1 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+  gstreamer1.0-plugins-ugly gstreamer1.0-nice
 
 migrate: install
 	$(BIN)/live-server db upgrade
