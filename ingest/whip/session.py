@@ -339,12 +339,14 @@ class WhipSession:
             self._announce = asyncio.ensure_future(self._announce_publish())
 
     async def _announce_publish(self) -> None:
-        await self._send_metadata()
-        held, self._held = self._held, []
-        self._announced = True
-        if not self.closed:
-            for kind, ts_ms, body in held:
-                self.sink.on_media(kind, ts_ms, body)
+        try:
+            await self._send_metadata()
+        finally:
+            held, self._held = self._held, []
+            self._announced = True
+            if not self.closed:
+                for kind, ts_ms, body in held:
+                    self.sink.on_media(kind, ts_ms, body)
 
     def metadata(self) -> dict[str, Any]:
         data: dict[str, Any] = {"encoder": "WHIP (aiortc)"}
@@ -468,28 +470,23 @@ class WhipSessions:
         if len(self.sessions) + self.reserved >= self.options.max_sessions:
             raise PublishRejected("too_many_sessions", f"this server already carries {self.options.max_sessions} WHIP sessions",
                                   "too_many_sessions")
-        self.reserved += 1
         holder: dict[str, WhipSession] = {}
-        try:
-            return await self._create(offer, summary, stream_key, remote, holder)
-        finally:
-            if "session" not in holder:  # else the reservation became the session's entry
-                self.reserved -= 1
-
-    async def _create(self, offer: str, summary: OfferSummary, stream_key: str, remote: str,
-                      holder: dict[str, "WhipSession"]) -> tuple[WhipSession, str]:
 
         def terminate(reason: str) -> None:
             if "session" in holder:
                 holder["session"].schedule_close(reason)
 
-        sink = await self.publisher.start_publish(protocol="whip", app="live", stream_key=stream_key,
-                                                  remote_address=remote, terminate=terminate)
+        self.reserved += 1
+        try:
+            sink = await self.publisher.start_publish(protocol="whip", app="live", stream_key=stream_key,
+                                                      remote_address=remote, terminate=terminate)
+        finally:
+            self.reserved -= 1
+        # No await from here to the insertion: the reservation passes to the session's entry.
         session_id = secrets.token_urlsafe(18)
         session = WhipSession(session_id, stream_key, sink, summary, self.options, remote, self._forget, self.dtls)
         self.sessions[session_id] = session
         holder["session"] = session
-        self.reserved -= 1
         try:
             answer = await session.answer(offer)
         except BaseException:

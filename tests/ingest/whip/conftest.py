@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
-from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
@@ -15,12 +12,6 @@ from tests.media import FFMPEG
 
 #: Loopback-only ICE (aioice leaves 127.0.0.1 out unless told) and short timeouts for tests.
 WHIP_SETTINGS: dict[str, Any] = {"whip_host_addresses": "127.0.0.1", "whip_ice_timeout_seconds": 3.0}
-
-
-def stream_codecs(path: Path) -> list[str]:
-    """The streams ffmpeg finds in a media file, as "video:h264", "audio:aac" (what ffprobe would list)."""
-    out = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=30)
-    return [f"{kind.lower()}:{codec}" for kind, codec in re.findall(r"Stream #\S+.*?: (Video|Audio): (\w+)", out.stderr)]
 
 
 def whip_source_args(seconds: float | None = None, frames: int | None = None, fps: int = 15,

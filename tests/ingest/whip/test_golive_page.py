@@ -8,7 +8,8 @@ import pytest
 
 from live_server.keys import WHIP
 from tests.ingest.conftest import Live, event_state_is, wait_for
-from tests.ingest.whip.conftest import WHIP_SETTINGS, stream_codecs
+from tests.ingest.whip.conftest import WHIP_SETTINGS
+from tests.ingest.whip.media import stream_codecs
 from tests.media import count_video_frames, decode_errors
 
 
