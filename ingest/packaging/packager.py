@@ -335,7 +335,7 @@ class Packager:
         """One FLV audio/video payload; queued for ffmpeg or dropped, never blocking."""
         self._bytes_in += len(payload)
         now = time.monotonic()
-        self._feed.push(kind, timestamp_ms, payload, time.time())
+        queued = self._feed.push(kind, timestamp_ms, payload, time.time())
         self._wakeup.set()
         if not is_sequence_header(kind, payload):
             self._media_arrived.set()
@@ -347,7 +347,7 @@ class Packager:
             else:  # audio-only passthrough cuts at any frame; the ladder cuts on time
                 cut = kind == ("video" if self._feed.has_video else "audio") and (
                     not self._cut_points or timestamp_ms - self._cut_points[-1][0] >= 250)
-            if cut:
+            if cut and queued:  # a dropped keyframe never reaches ffmpeg: it owes nothing for it
                 self._cut_points.append((timestamp_ms, now))
         header = self._feed.sequence_headers.get(kind)
         if header is not None and self._advertised_headers.get(kind) != header:
@@ -598,8 +598,8 @@ class Packager:
             except ValueError as exc:
                 log.warning("%s: %s", self.output_dir, exc)
                 continue
-            # The ladder forces keyframes every segment: only passthrough segments follow the GOP.
             await self._continue_counters(entry)
+            # The ladder forces keyframes every segment: only passthrough segments follow the GOP.
             self._timeline.keyframe_interval = self.keyframe_interval_seconds if self.options.passthrough else None
             overlong = self._timeline.overlong_segments
             try:
@@ -702,7 +702,6 @@ class Packager:
             if self._master_text.get(name) != text:
                 write_atomic(self.output_dir / name, text)
                 self._master_text[name] = text
-
 
 
 def _continue_counters(previous: Path, segment: Path, shifts: dict[int, int] | None) -> dict[int, int]:

@@ -238,10 +238,17 @@ async def test_a_hung_packager_is_killed_and_restarted(live: Live) -> None:
     frozen = packager.pid
     segments_before = packager.segments
     os.kill(frozen, signal.SIGSTOP)
+    health = await wait_for(lambda: _owed(live, event), 10, "health to report the segment ffmpeg owes")
+    assert health["healthy"] is False and health["stalled"] is False  # media flows; segments do not
     await wait_for(lambda: _restarted(live, event), 6 + 8, "the watchdog to restart the packager")
     assert packager.pid != frozen and packager.hung_kills == 1
     await wait_for(lambda: _async(packager.segments > segments_before + 1), 8, "new segments after the restart")
     assert await asyncio.wait_for(pusher.wait(), 30) == 0
+
+
+async def _owed(live: Live, event: dict) -> dict | None:
+    health = (await live.event(event["id"]))["stream"]["health"]
+    return health if health and health["segment_overdue_seconds"] > 2.0 else None
 
 
 async def _async(value: bool) -> bool:
