@@ -78,7 +78,7 @@
   function updateBar() { if (bar) bar.hidden = !attached; }
 
   // A gap in the publisher's media: the frame on screen is frozen, so say so (and that it comes back).
-  // ``quiet``: the state is changing anyway (ended), leave its texts alone.
+  // quiet: the state is changing anyway (ended), so its texts are left to setState.
   function setInterrupted(on, quiet) {
     if (on === interrupted) return;
     interrupted = on;
@@ -341,7 +341,7 @@
     viewerCount.textContent = t(one ? "viewer_one" : "viewer_other", one ? "%(num)s viewer" : "%(num)s viewers", { num: n });
   }
 
-  // One poll at a time; ``pollSoon`` brings the next one forward (the video stalled or resumed).
+  // One poll at a time; pollSoon() brings the next one forward (the video stalled or resumed).
   var pollTimer = null, polling = false, soon = false, lastPoll = 0;
 
   function schedule(ms) {
