@@ -50,9 +50,9 @@ def keyframe_advice(keyframe_interval: float | None, segment_seconds: float) -> 
     """The keyframe interval to recommend (the segment length) when the measured one is longer.
 
     Segments cannot be shorter than the encoder's keyframe interval, so a longer interval makes
-    longer segments and more delay for every viewer. Half a frame of slack at 25 fps.
+    longer segments and more delay for every viewer. Slack: 5 % (a late frame, timestamp jitter).
     """
-    if keyframe_interval is None or keyframe_interval <= segment_seconds + 0.05:
+    if keyframe_interval is None or keyframe_interval <= segment_seconds * 1.05:
         return None
     return segment_seconds
 
@@ -230,8 +230,10 @@ class LiveEvent:
         overdue = self.packager.segment_overdue_seconds
         since = max(self.last_segment_at or 0.0, publisher.stats.started)
         quiet = time.monotonic() - since
-        # The ABR ladder re-encodes with a keyframe every segment: the source GOP costs no delay there.
-        advice = keyframe_advice(gop, segment_seconds) if self.options.passthrough else None
+        # The ABR ladder re-encodes with a keyframe every segment: the source GOP costs no delay
+        # there. WHIP publishers get keyframe requests on the segment clock: nothing to set.
+        advisable = self.options.passthrough and publisher.protocol == "rtmp"
+        advice = keyframe_advice(gop, segment_seconds) if advisable else None
         healthy = (bool(ingest.get("healthy")) and overdue <= SEGMENT_OVERDUE_SECONDS
                    and quiet <= max(NO_SEGMENT_SECONDS, 2.5 * (gop or 0.0)))
         return {

@@ -30,9 +30,13 @@ pytestmark = pytest.mark.slow
 
 async def push_with_defaults(url: str, seconds: float, fps: int = 25, readrate: float = 4.0,
                              keyframe_frames: int | None = None) -> asyncio.subprocess.Process:
-    """ffmpeg publishing H.264 + AAC with libx264's defaults (no ``-g``, default preset) unless told."""
+    """ffmpeg publishing H.264 + AAC with libx264's defaults (no ``-g``, default preset) unless told.
+
+    Given ``keyframe_frames``, the GOP is fixed anyway: the fastest preset keeps ``-readrate`` honest
+    on a busy machine.
+    """
     pace = ["-readrate", f"{readrate:g}"]
-    gop = ["-g", str(keyframe_frames)] if keyframe_frames is not None else []
+    gop = ["-g", str(keyframe_frames), "-preset", "ultrafast"] if keyframe_frames is not None else []
     return await asyncio.create_subprocess_exec(
         FFMPEG, "-hide_banner", "-loglevel", "error",
         *pace, "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate={fps}",
@@ -124,7 +128,7 @@ async def test_a_20_second_keyframe_interval_goes_live_and_stays_live(live: Live
     event = await live.create_event(dvr=True)
     watcher = PlaylistWatcher(live, event["slug"])
     watcher.start(event["id"])
-    pusher = await push_with_defaults(live.publish_url(event), seconds=41, fps=10, readrate=8.0, keyframe_frames=200)
+    pusher = await push_with_defaults(live.publish_url(event), seconds=25, fps=10, readrate=5.0, keyframe_frames=200)
     try:
         await wait_for(lambda: event_state_is(live, event, "live"), 15, "the event to go live")
         assert await asyncio.wait_for(pusher.wait(), 30) == 0
@@ -134,7 +138,7 @@ async def test_a_20_second_keyframe_interval_goes_live_and_stays_live(live: Live
     assert packager.hung_kills == 0 and packager.restarts == 0 and packager.failed_reason is None
     await wait_for(lambda: event_state_is(live, event, "ended"), 10, "the end of the event")
     target, durations = dvr_durations(live.folder(event["id"]))
-    assert [round(d) for d in durations] == [20, 20, 1], durations
+    assert [round(d) for d in durations] == [20, 5], durations
     assert target == 20 and set(watcher.targets) == {20}, watcher.targets
     assert strict_decode(live.folder(event["id"]) / "source" / "dvr.m3u8") == ""
 
@@ -144,7 +148,7 @@ def gstreamer_pipeline(url: str, seconds: int, fps: int = 25) -> list[str]:
     audio_buffers = seconds * 44100 // 1024 + 1
     return [
         "gst-launch-1.0", "-q", "-e",
-        "flvmux", "name=mux", "streamable=true", "!", "rtmp2sink", f"location={url}",
+        "flvmux", "name=mux", "streamable=true", "!", "rtmp2sink", f"location={url}", "sync=false",
         "videotestsrc", f"num-buffers={seconds * fps}", "!",
         f"video/x-raw,width=160,height=120,framerate={fps}/1", "!", "x264enc", "!", "h264parse", "!", "mux.",
         "audiotestsrc", f"num-buffers={audio_buffers}", "!", "audio/x-raw,rate=44100,channels=1", "!",
@@ -155,8 +159,8 @@ def gstreamer_pipeline(url: str, seconds: int, fps: int = 25) -> list[str]:
 async def test_gstreamer_x264enc_with_its_defaults_goes_live(live: Live) -> None:
     """``x264enc`` without ``key-int-max`` (x264's 250 frames) through ``flvmux ! rtmp2sink``.
 
-    GStreamer's test sources run as fast as they can here (not ``is-live``): the media is
-    timestamped at 25 fps and pushed in a second or two.
+    The sink does not wait for the clock (``sync=false``, the pacing, not an encoder setting):
+    the media is timestamped at 25 fps and pushed in a second or two.
     """
     if shutil.which("gst-launch-1.0") is None:
         pytest.skip("gst-launch-1.0 is missing (Debian gstreamer1.0-tools, see SYSTEM_PACKAGES)")
