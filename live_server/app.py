@@ -70,7 +70,11 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app[LOGIN_LIMITER] = FailedLoginLimiter(settings.login_attempts_per_window, settings.login_window_seconds)
+    app[LOGIN_LIMITER] = FailedLoginLimiter(
+        settings.login_attempts_per_window, settings.login_window_seconds,
+        account_limit=settings.login_account_attempts_per_window, address_limit=settings.login_address_attempts_per_window,
+        max_backoff_seconds=settings.login_max_backoff_seconds,
+    )
     app[VIEWERS] = ViewerCounter(window_seconds=max(20.0, settings.segment_seconds * 4))
     app[MEDIA_CACHE] = MediaCache()
     app.cleanup_ctx.append(_database)

@@ -51,9 +51,13 @@ def forwarded_middleware(trusted_proxies: Sequence[str]) -> Callable[..., Awaita
             return False
         return any(ip in net for net in networks)
 
+    warnings = UntrustedProxyWarnings(bool(networks))
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if networks and trusted(request.remote):
+        if "X-Forwarded-For" in request.headers and not (networks and trusted(request.remote)):
+            warnings.seen(request.remote or "unknown")
+        elif networks and trusted(request.remote):
             hops = _forwarded_hops(request.headers.getall("X-Forwarded-For", []))
             client = next((hop for hop in reversed(hops) if not trusted(hop)), hops[0] if hops else request.remote)
             proto = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
@@ -64,6 +68,39 @@ def forwarded_middleware(trusted_proxies: Sequence[str]) -> Callable[..., Awaita
         return await handler(request)
 
     return middleware
+
+
+class UntrustedProxyWarnings:
+    """Say when X-Forwarded-For comes from a peer that is not a trusted proxy: behind nginx without
+    ``trusted_proxies`` every student has nginx's address and shares its login limits. Once per peer
+    (per hour), and at most ``per_minute`` lines a minute, so a client sending the header cannot flood the log."""
+
+    def __init__(self, configured: bool, per_minute: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.configured = configured
+        self.per_minute = per_minute
+        self._clock = clock
+        self._warned: dict[str, float] = {}
+        self._minute_start = 0.0
+        self._minute_count = 0
+
+    def seen(self, peer: str) -> bool:
+        now = self._clock()
+        last = self._warned.get(peer)
+        if last is not None and now - last < 3600:
+            return False
+        if now - self._minute_start >= 60:
+            self._minute_start, self._minute_count = now, 0
+        if self._minute_count >= self.per_minute:
+            return False
+        self._minute_count += 1
+        if len(self._warned) >= 4096:
+            self._warned.clear()
+        self._warned[peer] = now
+        hint = "add it to trusted_proxies (LIVE_TRUSTED_PROXIES) if it is your reverse proxy" if not self.configured \
+            else "it is not in trusted_proxies"
+        log.warning("X-Forwarded-For from %s ignored: %s; otherwise every client behind it shares its address "
+                    "(login limits, viewer counts)", peer, hint)
+        return True
 
 
 def _forwarded_hops(values: Iterable[str]) -> list[str]:
