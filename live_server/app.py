@@ -42,6 +42,7 @@ from live_server.middleware import (
     forwarded_middleware,
     identity_middleware,
     metrics_middleware,
+    route_ids_middleware,
     security_headers_middleware,
 )
 from live_server import ops
@@ -64,7 +65,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
             forwarded_middleware(settings.trusted_proxies),
-            metrics_middleware, errors_middleware, security_headers_middleware, identity_middleware,
+            metrics_middleware, errors_middleware, route_ids_middleware, security_headers_middleware, identity_middleware,
         ],
         client_max_size=settings.max_request_bytes,
     )

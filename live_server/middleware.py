@@ -9,10 +9,11 @@ import time
 from typing import Awaitable, Callable, Iterable, Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from live_server import accounts, security
 from live_server.accounts import Identity
-from live_server.errors import BadRequest, Forbidden, PayloadTooLarge, ServiceError, TooManyRequests, Unauthorized
+from live_server.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceError, TooManyRequests, Unauthorized
 from live_server.keys import DB, METRICS
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(request, exc)
     except web.HTTPRequestEntityTooLarge:
         return error_response(request, PayloadTooLarge("the request body is too large"))
+    except HttpProcessingError as exc:  # a malformed form or multipart body (control characters in a part header...)
+        log.info("malformed request body on %s %s from %s: %s", request.method, request.path, request.remote,
+                 exc.__class__.__name__)
+        return error_response(request, BadRequest("malformed request body", code="malformed_body"))
     except web.HTTPException as exc:
         if exc.status >= 400 and wants_json(request):
             code = exc.reason.lower().replace(" ", "_")
@@ -129,6 +134,27 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if wants_json(request):
             return web.json_response(body, status=500)
         return web.Response(text="500 internal server error\n", status=500)
+
+
+MAX_ROW_ID = 2**31 - 1  # catalog ids are INTEGER columns: 32-bit on PostgreSQL (64 on SQLite)
+ID_PARAMETERS = frozenset({"id", "ref", "slug", "chapter"})
+
+
+def _bad_id(value: str) -> bool:
+    """A route id that no row can have: Unicode digits (``²`` passes ``isdigit`` but not ``int``) or beyond the id columns (32-bit)."""
+    if not value.isdigit():
+        return False  # a slug, looked up as text
+    return not value.isascii() or len(value) > 10 or int(value) > MAX_ROW_ID
+
+
+@web.middleware
+async def route_ids_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One check for every route's id parameters (``{id}``, ``{ref}``, ``{slug}``, ``{chapter}``, ``{*_id}``),
+    before any handler turns them into a database lookup that would overflow."""
+    for name, value in request.match_info.items():
+        if (name in ID_PARAMETERS or name.endswith("_id")) and _bad_id(value):
+            raise NotFound("not found")
+    return await handler(request)
 
 
 @web.middleware
@@ -224,11 +250,42 @@ async def json_body(request: web.Request) -> object:
     """The request's JSON body; malformed JSON is a 400 that says where."""
     if request.content_type != "application/json":
         raise BadRequest("send the body as application/json", code="unsupported_media_type")
-    raw = await request.read()
+    raw = await request.read()  # bounded by client_max_size (max_request_bytes)
     try:
-        return json.loads(raw or b"null")
+        body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"malformed JSON: {exc}", code="malformed_json") from None
+    except RecursionError:
+        body = None
+    else:
+        problem = _json_problem(body, MAX_JSON_DEPTH)
+        if problem is None:
+            return body
+        raise BadRequest(f"malformed JSON: {problem}", code="malformed_json")
+    raise BadRequest(f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels", code="malformed_json")
+
+
+MAX_JSON_DEPTH = 32  # our payloads are two levels deep; deeper ones only serve to exhaust the stack later
+
+
+def _json_problem(value: object, limit: int) -> str | None:
+    """What makes a parsed body unusable: nesting beyond ``limit`` (it would exhaust the stack later) or a NUL
+    character (PostgreSQL text refuses it). Iterative: no recursion on hostile input."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "text must not contain NUL characters"
+        elif isinstance(item, (list, dict)):
+            if depth > limit:
+                return f"nested deeper than {limit} levels"
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+    return None
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str, max_age: int, secure_mode: str) -> None:
