@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections import defaultdict, deque
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Callable
 from datetime import timedelta
 
@@ -193,42 +194,108 @@ def set_active(session: Session, actor: User, user_id: int, active: bool) -> Use
     return user
 
 
+@dataclass
+class _Counter:
+    attempts: deque[float] = field(default_factory=deque)  # failed and in-flight attempts within the window
+    strikes: int = 0  # lockouts so far: each one doubles the next (exponential back-off)
+    locked_until: float = 0.0
+    last: float = 0.0
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A reserved attempt: counted as a failure until the password check says otherwise."""
+
+    keys: tuple[tuple[str, int], ...]
+    at: float
+
+
 class FailedLoginLimiter:
-    """Sliding-window count of failed logins per account and per address (in this process)."""
+    """Failed logins counted per account+address, per account and per address (in this process).
 
-    def __init__(self, limit: int, window_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    Each key has its own limit within a sliding window; reaching it locks the key for one window, and
+    each further lockout doubles that (up to ``max_backoff``). An attempt is reserved before the slow
+    password check, so parallel guesses are counted too. The per-address ceiling is much higher than
+    the per-account+address limit so that one person behind a campus NAT cannot lock everyone out.
+    """
+
+    def __init__(self, limit: int, window_seconds: float, *, account_limit: int | None = None,
+                 address_limit: int | None = None, max_backoff_seconds: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
+        self.account_limit = account_limit if account_limit is not None else 4 * limit
+        self.address_limit = address_limit if address_limit is not None else 20 * limit
         self.window = window_seconds
+        self.max_backoff = max_backoff_seconds if max_backoff_seconds is not None else 12 * window_seconds
         self._clock = clock
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._counters: dict[str, _Counter] = {}
 
-    def _recent(self, key: str) -> deque[float]:
-        q = self._failures[key]
-        cutoff = self._clock() - self.window
-        while q and q[0] < cutoff:
-            q.popleft()
-        if not q:
-            del self._failures[key]
-            return deque()
-        return q
+    def keys(self, username: str, address: str) -> tuple[tuple[str, int], ...]:
+        name = username.strip().lower()
+        return ((f"pair:{name}|{address}", self.limit), (f"user:{name}", self.account_limit),
+                (f"addr:{address}", self.address_limit))
 
-    def retry_after(self, *keys: str) -> float:
+    def _counter(self, key: str, now: float) -> _Counter | None:
+        counter = self._counters.get(key)
+        if counter is None:
+            return None
+        cutoff = now - self.window
+        while counter.attempts and counter.attempts[0] < cutoff:
+            counter.attempts.popleft()
+        if not counter.attempts and counter.locked_until <= now and now - counter.last > self.max_backoff:
+            del self._counters[key]  # quiet long enough: the back-off starts again from one window
+            return None
+        return counter
+
+    def retry_after(self, keys: tuple[tuple[str, int], ...]) -> float:
         """Seconds until a login may be tried again for these keys; 0 when allowed."""
+        now = self._clock()
         wait = 0.0
-        for key in keys:
-            q = self._recent(key)
-            if len(q) >= self.limit:
-                wait = max(wait, q[0] + self.window - self._clock())
+        for key, limit in keys:
+            counter = self._counter(key, now)
+            if counter is None:
+                continue
+            wait = max(wait, counter.locked_until - now)
+            if len(counter.attempts) >= limit:  # full of in-flight attempts
+                wait = max(wait, counter.attempts[0] + self.window - now)
         return wait
 
-    def failed(self, *keys: str) -> None:
+    def begin(self, username: str, address: str) -> LoginAttempt | float:
+        """Reserve an attempt (no await between the check and the count), or the seconds to wait."""
+        keys = self.keys(username, address)
+        wait = self.retry_after(keys)
+        if wait > 0:
+            return wait
         now = self._clock()
-        for key in keys:
-            self._failures[key].append(now)
-        if len(self._failures) > 100_000:  # bound memory under a credential-stuffing storm
-            for key in list(self._failures)[:50_000]:
-                self._recent(key)
+        for key, _limit in keys:
+            counter = self._counters.setdefault(key, _Counter())
+            counter.attempts.append(now)
+            counter.last = now
+        if len(self._counters) > 100_000:  # bound memory under a credential-stuffing storm
+            for key in list(self._counters)[:50_000]:
+                self._counter(key, now)
+        return LoginAttempt(keys, now)
 
-    def succeeded(self, account_key: str) -> None:
-        self._failures.pop(account_key, None)
+    def failed(self, attempt: LoginAttempt) -> None:
+        """The reserved attempt stays counted; a key that reached its limit is locked, longer each time."""
+        now = self._clock()
+        for key, limit in attempt.keys:
+            counter = self._counters.get(key)
+            if counter is None:
+                continue
+            if len(counter.attempts) >= limit and counter.locked_until <= now:
+                counter.locked_until = now + min(self.max_backoff, self.window * 2 ** min(counter.strikes, 30))
+                counter.strikes += 1
+                counter.attempts.clear()
 
+    def succeeded(self, attempt: LoginAttempt) -> None:
+        """Right password: the account's counts are cleared; the address keeps its other attempts."""
+        for key, _limit in attempt.keys:
+            counter = self._counters.get(key)
+            if counter is None:
+                continue
+            if key.startswith("addr:"):
+                with contextlib.suppress(ValueError):
+                    counter.attempts.remove(attempt.at)
+            else:
+                del self._counters[key]

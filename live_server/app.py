@@ -7,6 +7,7 @@ import contextlib
 import logging
 from pathlib import Path
 from typing import AsyncIterator
+from urllib.parse import urlsplit
 
 import socketio
 from aiohttp import web
@@ -18,6 +19,7 @@ from live_server.accounts import FailedLoginLimiter
 from live_server.api import auth as auth_api
 from live_server.api import events as events_api
 from live_server.db import Database
+from live_server.http_server import ConnectionGuard
 from ingest.live import LiveStreams
 from ingest.rtmp.server import RtmpServer, rtmp_server_from_settings
 from ingest.whip import handlers as whip_web
@@ -38,10 +40,12 @@ from vod.importer import Importer
 from vod import import_api
 from live_server.metrics import Metrics
 from live_server.middleware import (
+    content_security_policy,
     errors_middleware,
     forwarded_middleware,
     identity_middleware,
     metrics_middleware,
+    route_ids_middleware,
     security_headers_middleware,
 )
 from live_server import ops
@@ -61,16 +65,26 @@ WEB_DIR = Path(pages.__file__).resolve().parent
 
 
 def create_app(settings: Settings) -> web.Application:
+    guard = ConnectionGuard(settings.http_max_connections, settings.http_header_timeout_seconds,
+                            settings.http_body_idle_timeout_seconds)
     app = web.Application(
         middlewares=[
+            guard.middleware,  # deadlines and the connection cap of `live-server run` (live_server/http_server.py)
             forwarded_middleware(settings.trusted_proxies),
-            metrics_middleware, errors_middleware, security_headers_middleware, identity_middleware,
+            metrics_middleware, errors_middleware, route_ids_middleware,
+            security_headers_middleware(content_security_policy(_page_origins(settings)), settings.hsts_max_age_seconds),
+            identity_middleware,
         ],
         client_max_size=settings.max_request_bytes,
     )
     app[SETTINGS] = settings
+    app[keys.CONNECTION_GUARD] = guard
     app[METRICS] = Metrics()
-    app[LOGIN_LIMITER] = FailedLoginLimiter(settings.login_attempts_per_window, settings.login_window_seconds)
+    app[LOGIN_LIMITER] = FailedLoginLimiter(
+        settings.login_attempts_per_window, settings.login_window_seconds,
+        account_limit=settings.login_account_attempts_per_window, address_limit=settings.login_address_attempts_per_window,
+        max_backoff_seconds=settings.login_max_backoff_seconds,
+    )
     app[VIEWERS] = ViewerCounter(window_seconds=max(20.0, settings.segment_seconds * 4))
     app[MEDIA_CACHE] = MediaCache()
     app.cleanup_ctx.append(_database)
@@ -107,12 +121,26 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+def _page_origins(settings: Settings) -> list[str]:
+    """Origins besides the page's own that its scripts and media may reach: the public URL (API and
+    playback URLs are absolute) and, with object storage, where presigned recording URLs point."""
+    origins = [_origin(settings.base_url)]
+    if settings.recording_storage == "s3":
+        origins.append(_origin(settings.s3_endpoint_url) if settings.s3_endpoint_url else "https://*.amazonaws.com")
+    return [o for o in origins if o]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
+
+
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    db = Database(settings.effective_database_url)
+    app[SECRET_KEY] = security.load_or_create_secret_key(settings.secret_key.get_secret_value(), settings.data_dir)
+    db = Database(settings.effective_database_url, stream_key_cipher=security.StreamKeyCipher(app[SECRET_KEY]))
     try:
         migrations.ensure_migrated(db.engine)
-        app[SECRET_KEY] = security.load_or_create_secret_key(settings.secret_key.get_secret_value(), settings.data_dir)
         app[DB] = db
         app[MEDIA_PASS] = MediaPass(app[SECRET_KEY])
         app[MEDIA_DIRECTORY] = CatalogMediaDirectory(db, settings.media_dir)

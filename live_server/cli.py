@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from live_server import accounts, migrations
+from live_server import accounts, migrations, security
 from live_server import events as ev
 from live_server.db import Database
 from live_server.errors import ServiceError
@@ -104,9 +104,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         url = settings.effective_database_url
         if args.db_command == "upgrade":
             _ensure_sqlite_folder(settings)
-            migrations.upgrade(url, args.revision)
+            migrations.upgrade(url, args.revision, stream_key_cipher=_stream_key_cipher(settings))
         elif args.db_command == "downgrade":
-            migrations.downgrade(url, args.revision)
+            migrations.downgrade(url, args.revision, stream_key_cipher=_stream_key_cipher(settings))
         else:
             db = Database(url)
             print(migrations.current_revision(db.engine) or "none (run `live-server db upgrade`)")
@@ -116,7 +116,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _run(settings, args)
     if args.command == "models":
         return _check_models(settings)
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, stream_key_cipher=_stream_key_cipher(settings))
     try:
         migrations.ensure_migrated(db.engine)
         if args.command == "users":
@@ -154,9 +154,14 @@ def _check_models(settings: Settings) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _stream_key_cipher(settings: Settings) -> security.StreamKeyCipher:
+    return security.StreamKeyCipher(
+        security.load_or_create_secret_key(settings.secret_key.get_secret_value(), settings.data_dir))
+
+
 def _ensure_sqlite_folder(settings: Settings) -> None:
     if not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        security.private_data_dir(settings.data_dir)
 
 
 def _create_user(db: Database, args: argparse.Namespace) -> int:
@@ -229,9 +234,9 @@ def _demo(db: Database, settings: Settings) -> int:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
-
+    from live_server import http_server
     from live_server.app import create_app
+    from live_server.keys import CONNECTION_GUARD
     from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -258,7 +263,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                  rtmp_host, settings.rtmp_port,
                  "rtmp_host" if settings.rtmp_host else "same address as HTTP; set rtmp_host = \"0.0.0.0\" for other machines",
                  settings.rtmp_url)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=lambda s: log.info(s))
+    app = create_app(settings)
+    http_server.run(app, settings.host, settings.port, app[CONNECTION_GUARD])
     return 0
 
 

@@ -8,7 +8,9 @@ that fails writes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -33,8 +35,7 @@ def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -50,13 +51,35 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
+def private_sqlite_file(url: str) -> None:
+    """A SQLite catalog holds password hashes and sealed stream keys: its file is created 0600 (SQLite gives
+    its -wal and -shm files the same mode) in a folder created 0700; one found readable by others is tightened."""
+    from live_server.security import private_data_dir
+
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return
+    path = Path(parsed.database)
+    private_data_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                os.chmod(file, 0o600)
+                log.warning("%s was readable by other users; now 0600", file)
+
+
 class Database:
     """The catalog connection of one process; ``run`` executes a unit of work in a thread."""
 
-    def __init__(self, url: str, workers: int = 4) -> None:
+    def __init__(self, url: str, workers: int = 4, stream_key_cipher: Any = None) -> None:
+        """``stream_key_cipher`` (security.StreamKeyCipher): stream keys are sealed with the server secret;
+        sessions carry it in ``Session.info`` for the events service. Without it, stream keys cannot be used."""
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        info = {"stream_key_cipher": stream_key_cipher} if stream_key_cipher is not None else {}
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info=info)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
 
     @property

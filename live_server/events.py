@@ -197,22 +197,38 @@ def ensure_manageable(user: User, event: Event) -> None:
 # --- stream keys --------------------------------------------------------------------------
 
 
-def issue_stream_key(session: Session, event: Event) -> StreamKey:
-    """A new key for the event; any previous one is revoked at once (rotation)."""
+STREAM_KEY_CIPHER = "stream_key_cipher"  # Session.info entry set by Database (live_server/db.py)
+
+
+def _cipher(session: Session) -> security.StreamKeyCipher:
+    cipher = session.info.get(STREAM_KEY_CIPHER)
+    if cipher is None:
+        raise RuntimeError("stream keys are sealed with the server secret: open the Database with stream_key_cipher")
+    return cipher  # type: ignore[no-any-return]
+
+
+def issue_stream_key(session: Session, event: Event) -> str:
+    """A new key for the event (returned; stored sealed); any previous one is revoked at once (rotation)."""
     now = utcnow()
     for old in session.scalars(select(StreamKey).where(StreamKey.event_id == event.id, StreamKey.revoked_at.is_(None))):
         old.revoked_at = now
     key_id = secrets.token_hex(KEY_ID_LEN // 2)
-    row = StreamKey(event_id=event.id, key_id=key_id, secret=key_id + secrets.token_hex(20))
-    session.add(row)
+    secret = key_id + secrets.token_hex(20)
+    session.add(StreamKey(event_id=event.id, key_id=key_id, secret=_cipher(session).seal(key_id, secret)))
     session.flush()
-    return row
+    return secret
 
 
 def current_stream_key(session: Session, event: Event) -> StreamKey | None:
     return session.scalar(
         select(StreamKey).where(StreamKey.event_id == event.id, StreamKey.revoked_at.is_(None)).order_by(StreamKey.id.desc())
     )
+
+
+def revealed_stream_key(session: Session, event: Event) -> str | None:
+    """The event's current stream key in clear, for its owner's eyes only (API, dashboard)."""
+    row = current_stream_key(session, event)
+    return _cipher(session).open(row.key_id, row.secret) if row is not None else None
 
 
 def event_for_stream_key(session: Session, presented: str) -> Event | None:
@@ -223,9 +239,13 @@ def event_for_stream_key(session: Session, presented: str) -> Event | None:
     if len(presented) < KEY_ID_LEN + 8 or len(presented) > 200:
         return None
     row = session.scalar(select(StreamKey).where(StreamKey.key_id == presented[:KEY_ID_LEN]))
-    if row is None or not security.constant_time_equals(row.secret, presented) or row.revoked_at is not None:
+    if row is None or row.revoked_at is not None:
         return None
-    return row.event
+    try:
+        secret = _cipher(session).open(row.key_id, row.secret)
+    except ValueError:
+        return None
+    return row.event if security.constant_time_equals(secret, presented) else None
 
 
 def event_json(

@@ -13,6 +13,7 @@ from ingest.rtmp.server import RtmpServer
 from ingest.whip.session import WhipSessions
 from live_server.accounts import FailedLoginLimiter
 from live_server.cluster import LiveStatusBoard
+from live_server.http_server import ConnectionGuard
 from vod.importer import Importer
 from live_server.db import Database
 from live_server.metrics import Metrics
@@ -32,6 +33,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 METRICS = web.AppKey("metrics", Metrics)
 LOGIN_LIMITER = web.AppKey("login_limiter", FailedLoginLimiter)
+CONNECTION_GUARD = web.AppKey("connection_guard", ConnectionGuard)
 SECRET_KEY = web.AppKey("secret_key", str)
 REDIS = web.AppKey("redis", Redis)
 

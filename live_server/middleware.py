@@ -9,10 +9,11 @@ import time
 from typing import Awaitable, Callable, Iterable, Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from live_server import accounts, security
 from live_server.accounts import Identity
-from live_server.errors import BadRequest, Forbidden, PayloadTooLarge, ServiceError, TooManyRequests, Unauthorized
+from live_server.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceError, TooManyRequests, Unauthorized
 from live_server.keys import DB, METRICS
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,13 @@ def forwarded_middleware(trusted_proxies: Sequence[str]) -> Callable[..., Awaita
             return False
         return any(ip in net for net in networks)
 
+    warnings = UntrustedProxyWarnings(bool(networks))
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if networks and trusted(request.remote):
+        if "X-Forwarded-For" in request.headers and not (networks and trusted(request.remote)):
+            warnings.seen(request.remote or "unknown")
+        elif networks and trusted(request.remote):
             hops = _forwarded_hops(request.headers.getall("X-Forwarded-For", []))
             client = next((hop for hop in reversed(hops) if not trusted(hop)), hops[0] if hops else request.remote)
             proto = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
@@ -64,6 +69,39 @@ def forwarded_middleware(trusted_proxies: Sequence[str]) -> Callable[..., Awaita
         return await handler(request)
 
     return middleware
+
+
+class UntrustedProxyWarnings:
+    """Say when X-Forwarded-For comes from a peer that is not a trusted proxy: behind nginx without
+    ``trusted_proxies`` every student has nginx's address and shares its login limits. Once per peer
+    (per hour), and at most ``per_minute`` lines a minute, so a client sending the header cannot flood the log."""
+
+    def __init__(self, configured: bool, per_minute: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.configured = configured
+        self.per_minute = per_minute
+        self._clock = clock
+        self._warned: dict[str, float] = {}
+        self._minute_start = 0.0
+        self._minute_count = 0
+
+    def seen(self, peer: str) -> bool:
+        now = self._clock()
+        last = self._warned.get(peer)
+        if last is not None and now - last < 3600:
+            return False
+        if now - self._minute_start >= 60:
+            self._minute_start, self._minute_count = now, 0
+        if self._minute_count >= self.per_minute:
+            return False
+        self._minute_count += 1
+        if len(self._warned) >= 4096:
+            self._warned.clear()
+        self._warned[peer] = now
+        hint = "add it to trusted_proxies (LIVE_TRUSTED_PROXIES) if it is your reverse proxy" if not self.configured \
+            else "it is not in trusted_proxies"
+        log.warning("X-Forwarded-For from %s ignored: %s; otherwise every client behind it shares its address "
+                    "(login limits, viewer counts)", peer, hint)
+        return True
 
 
 def _forwarded_hops(values: Iterable[str]) -> list[str]:
@@ -79,6 +117,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(request, exc)
     except web.HTTPRequestEntityTooLarge:
         return error_response(request, PayloadTooLarge("the request body is too large"))
+    except HttpProcessingError as exc:  # a malformed form or multipart body (control characters in a part header...)
+        log.info("malformed request body on %s %s from %s: %s", request.method, request.path, request.remote,
+                 exc.__class__.__name__)
+        return error_response(request, BadRequest("malformed request body", code="malformed_body"))
     except web.HTTPException as exc:
         if exc.status >= 400 and wants_json(request):
             code = exc.reason.lower().replace(" ", "_")
@@ -92,6 +134,27 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if wants_json(request):
             return web.json_response(body, status=500)
         return web.Response(text="500 internal server error\n", status=500)
+
+
+MAX_ROW_ID = 2**31 - 1  # catalog ids are INTEGER columns: 32-bit on PostgreSQL (64 on SQLite)
+ID_PARAMETERS = frozenset({"id", "ref", "slug", "chapter"})
+
+
+def _bad_id(value: str) -> bool:
+    """A route id that no row can have: Unicode digits (``²`` passes ``isdigit`` but not ``int``) or beyond the id columns (32-bit)."""
+    if not value.isdigit():
+        return False  # a slug, looked up as text
+    return not value.isascii() or len(value) > 10 or int(value) > MAX_ROW_ID
+
+
+@web.middleware
+async def route_ids_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One check for every route's id parameters (``{id}``, ``{ref}``, ``{slug}``, ``{chapter}``, ``{*_id}``),
+    before any handler turns them into a database lookup that would overflow."""
+    for name, value in request.match_info.items():
+        if (name in ID_PARAMETERS or name.endswith("_id")) and _bad_id(value):
+            raise NotFound("not found")
+    return await handler(request)
 
 
 @web.middleware
@@ -162,14 +225,61 @@ async def _check_csrf(request: web.Request, identity: Identity | None) -> None:
         raise Forbidden("missing or wrong CSRF token (send X-CSRF-Token or the csrf_token form field)", code="csrf_failed")
 
 
-@web.middleware
-async def security_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if response.content_type == "text/html":
-        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-    return response
+def content_security_policy(extra_origins: Sequence[str] = ()) -> dict[str, str]:
+    """The policy every page satisfies: scripts and styles only from our files (no inline script or style;
+    data for scripts comes in ``<script type="application/json">`` blocks, which are not executed), media
+    and fetches from us (``blob:`` for hls.js's MediaSource), from the public URL and, with object storage,
+    from the bucket's presigned URLs. Framing: same origin unless a page says otherwise (embed pages)."""
+    extra = " ".join(dict.fromkeys(extra_origins))
+    with_extra = f"'self' {extra}".strip()
+    return {
+        "default-src": "'self'",
+        "script-src": "'self'",
+        "style-src": "'self'",
+        "img-src": f"{with_extra} data: blob:",
+        "media-src": f"{with_extra} blob:",
+        "connect-src": with_extra,
+        "worker-src": "'self' blob:",
+        "font-src": "'self'",
+        "object-src": "'none'",
+        "base-uri": "'none'",
+        "form-action": "'self'",
+        "frame-ancestors": "'self'",
+    }
+
+
+def _merged_policy(base: dict[str, str], own: str | None) -> tuple[str, str]:
+    """Our policy with the directives a handler set itself (e.g. ``frame-ancestors *``) taking precedence."""
+    directives = dict(base)
+    for part in (own or "").split(";"):
+        name, _, value = part.strip().partition(" ")
+        if name:
+            directives[name.lower()] = value.strip()
+    return "; ".join(f"{name} {value}" for name, value in directives.items()), directives["frame-ancestors"]
+
+
+def security_headers_middleware(policy: dict[str, str], hsts_max_age: int) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """nosniff everywhere; on pages a Content-Security-Policy, X-Frame-Options only where framing is same-origin
+    (it would contradict an embed page's ``frame-ancestors *``), and HSTS when the request came over TLS
+    (directly, or through a trusted proxy that said X-Forwarded-Proto: https)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.content_type == "text/html":
+            csp, frame_ancestors = _merged_policy(policy, response.headers.get("Content-Security-Policy"))
+            response.headers["Content-Security-Policy"] = csp
+            if frame_ancestors in ("'self'", "'none'"):
+                response.headers.setdefault("X-Frame-Options", "SAMEORIGIN" if frame_ancestors == "'self'" else "DENY")
+            else:
+                response.headers.pop("X-Frame-Options", None)
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+        if hsts_max_age > 0 and request.secure:
+            response.headers.setdefault("Strict-Transport-Security", f"max-age={hsts_max_age}")
+        return response
+
+    return middleware
 
 
 def identity_of(request: web.Request) -> Identity | None:
@@ -187,11 +297,42 @@ async def json_body(request: web.Request) -> object:
     """The request's JSON body; malformed JSON is a 400 that says where."""
     if request.content_type != "application/json":
         raise BadRequest("send the body as application/json", code="unsupported_media_type")
-    raw = await request.read()
+    raw = await request.read()  # bounded by client_max_size (max_request_bytes)
     try:
-        return json.loads(raw or b"null")
+        body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"malformed JSON: {exc}", code="malformed_json") from None
+    except RecursionError:
+        body = None
+    else:
+        problem = _json_problem(body, MAX_JSON_DEPTH)
+        if problem is None:
+            return body
+        raise BadRequest(f"malformed JSON: {problem}", code="malformed_json")
+    raise BadRequest(f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels", code="malformed_json")
+
+
+MAX_JSON_DEPTH = 32  # our payloads are two levels deep; deeper ones only serve to exhaust the stack later
+
+
+def _json_problem(value: object, limit: int) -> str | None:
+    """What makes a parsed body unusable: nesting beyond ``limit`` (it would exhaust the stack later) or a NUL
+    character (PostgreSQL text refuses it). Iterative: no recursion on hostile input."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "text must not contain NUL characters"
+        elif isinstance(item, (list, dict)):
+            if depth > limit:
+                return f"nested deeper than {limit} levels"
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+    return None
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str, max_age: int, secure_mode: str) -> None:

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from live_server.db import normalise_url
+from live_server.db import normalise_url, private_sqlite_file
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "alembic"
 
@@ -36,12 +36,18 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+def upgrade(url: str, revision: str = "head", stream_key_cipher: object = None) -> None:
+    """``stream_key_cipher`` (security.StreamKeyCipher) lets 0006 seal the stream keys of an existing catalog."""
+    private_sqlite_file(url)
+    cfg = alembic_config(url)
+    cfg.attributes["stream_key_cipher"] = stream_key_cipher
+    command.upgrade(cfg, revision)
 
 
-def downgrade(url: str, revision: str = "base") -> None:
-    command.downgrade(alembic_config(url), revision)
+def downgrade(url: str, revision: str = "base", stream_key_cipher: object = None) -> None:
+    cfg = alembic_config(url)
+    cfg.attributes["stream_key_cipher"] = stream_key_cipher
+    command.downgrade(cfg, revision)
 
 
 def head_revision() -> str | None:

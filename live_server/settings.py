@@ -68,8 +68,31 @@ class Settings(BaseModel):
     cookie_secure: Literal["auto", "always", "never"] = Field(
         "auto", description="Secure flag on cookies: auto sets it when the request came over TLS."
     )
-    login_attempts_per_window: int = Field(5, gt=0, description="Failed logins allowed per account and per address.")
-    login_window_seconds: int = Field(300, gt=0, description="Window for the failed-login limit.")
+    login_attempts_per_window: int = Field(5, gt=0, description="Failed logins allowed per account from one address.")
+    login_account_attempts_per_window: int = Field(
+        20, gt=0, description="Failed logins allowed per account from all addresses together (distributed guessing)."
+    )
+    login_address_attempts_per_window: int = Field(
+        100, gt=0, description="Failed logins allowed per address for all accounts together: a ceiling high enough "
+        "for a campus NAT, where one person must not lock everyone out.",
+    )
+    login_window_seconds: int = Field(300, gt=0, description="Window for the failed-login limits; a lockout lasts one window.")
+    login_max_backoff_seconds: int = Field(
+        3600, gt=0, description="Each further lockout of the same key doubles its length, up to this."
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Deadline to receive a request's line and headers; a slower connection is closed."
+    )
+    http_body_idle_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request body that sends nothing for this long is abandoned and its connection closed."
+    )
+    http_max_connections: int = Field(
+        2000, gt=0, description="Open HTTP connections accepted at once (websockets included); more are closed at once."
+    )
+    hsts_max_age_seconds: int = Field(
+        31536000, ge=0, description="Strict-Transport-Security max-age on responses served over TLS (or via a trusted "
+        "proxy with X-Forwarded-Proto https); 0 sends none.",
+    )
     max_request_bytes: int = Field(1024 * 1024, gt=0, description="Largest API request body accepted.")
 
     # --- Media tools ----------------------------------------------------------------------

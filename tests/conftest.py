@@ -13,7 +13,7 @@ from live_server import accounts, migrations
 from live_server.db import Database
 from live_server.settings import Settings, load_settings
 from tests.browser import browser  # noqa: F401  (fixture for browser tests)
-from tests.support import Account
+from tests.support import Account, stream_key_cipher
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("LIVE_TEST_POSTGRES", "postgresql+psycopg://root@127.0.0.1:5432/test")
@@ -106,7 +106,7 @@ def settings(make_settings: Callable[..., Settings], migrated_url: str) -> Setti
 
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
-    database = Database(settings.effective_database_url)
+    database = Database(settings.effective_database_url, stream_key_cipher=stream_key_cipher(settings))
     yield database
     database.close()
 

@@ -48,10 +48,14 @@ async def import_recording(request: web.Request) -> web.Response:
                 raise BadRequest("nested multipart is not supported")
             if part.name == "file":
                 filename = part.filename or "video"
+                if _has_control_characters(filename):
+                    raise BadRequest("the file name must not contain control characters")
                 upload = importer.upload_path(secrets.token_hex(8))
                 await _save(part, upload, limit)
             elif part.name in ("title", "description", "visibility"):
                 fields[part.name] = (await part.read(decode=True))[:TEXT_FIELD_LIMIT].decode("utf-8", "replace").strip()
+                if "\x00" in fields[part.name]:
+                    raise BadRequest(f"the {part.name} must not contain NUL characters")
             else:
                 await part.release()
         if upload is None:
@@ -86,3 +90,7 @@ async def _save(part: BodyPartReader, target: Path, limit: int) -> None:
             if size > limit:
                 raise PayloadTooLarge(f"the video is larger than the {limit // 2**20} MiB import limit")
             await loop.run_in_executor(None, fh.write, chunk)
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)

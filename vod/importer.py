@@ -30,6 +30,18 @@ COPYABLE_VIDEO = {"h264"}
 COPYABLE_AUDIO = {"aac"}
 
 
+# Demuxers an upload may be read with. Anything else is refused: playlists and manifests (HLS, DASH, ffconcat)
+# would make ffmpeg open the files or URLs they name (other recordings on this disk), and image/raw demuxers
+# are not lecture videos. MP4/MOV/M4V, MKV/WebM, AVI, MPEG-TS, FLV, WMV/ASF, MPEG-PS.
+ACCEPTED_DEMUXERS = ("mov", "matroska", "avi", "mpegts", "flv", "asf", "mpeg")
+ACCEPTED_NAMES = "MP4, MOV, MKV, WebM, AVI, MPEG-TS, FLV, WMV or MPEG"
+
+
+def input_options() -> list[str]:
+    """ffmpeg input options that keep it to the accepted demuxers and to the one local file."""
+    return ["-protocol_whitelist", "file", "-format_whitelist", ",".join(ACCEPTED_DEMUXERS)]
+
+
 class ImportRejected(ValueError):
     """The file cannot become a recording (no video, unreadable); the message is for the uploader."""
 
@@ -39,27 +51,33 @@ class Probe:
     video_codec: str | None
     audio_codec: str | None
     duration_seconds: float | None
+    demuxer: str = "mov"  # one of ACCEPTED_DEMUXERS: ffmpeg is told to read the file with it (-f)
 
 
 def probe(path: Path) -> Probe:
     """Codecs and duration of a media file (blocking: run it in a thread)."""
     import av
 
+    options = {"protocol_whitelist": "file", "format_whitelist": ",".join(ACCEPTED_DEMUXERS)}
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), options=options) as container:
+            demuxer = next(name for name in container.format.name.split(",") if name in ACCEPTED_DEMUXERS)
             video = next((s for s in container.streams if s.type == "video"), None)
             audio = next((s for s in container.streams if s.type == "audio"), None)
             duration = container.duration / 1_000_000 if container.duration else None
-            return Probe(video.codec_context.name if video else None, audio.codec_context.name if audio else None, duration)
-    except av.FFmpegError as exc:  # type: ignore[attr-defined]
-        raise ImportRejected(f"not a readable video file ({exc.__class__.__name__})") from None
+            return Probe(video.codec_context.name if video else None, audio.codec_context.name if audio else None,
+                         duration, demuxer)
+    except (av.FFmpegError, StopIteration) as exc:  # type: ignore[attr-defined]
+        raise ImportRejected(f"not a readable video file in an accepted format ({ACCEPTED_NAMES}; "
+                             f"{exc.__class__.__name__})") from None
 
 
 def import_args(ffmpeg: str, source: Path, folder: Path, media: Probe, segment_seconds: float) -> list[str]:
     """ffmpeg arguments: copy what HLS players take as it is, transcode the rest."""
     if media.video_codec is None:
         raise ImportRejected("the file has no video stream")
-    args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(source),
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *input_options(), "-f", media.demuxer,
+            "-i", str(source),
             "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn"]
     if media.video_codec in COPYABLE_VIDEO:
         args += ["-c:v", "copy"]

@@ -235,9 +235,8 @@ async def _manageable(request: web.Request, user: User) -> tuple[Event, dict[str
     def work(session: Session) -> tuple[Event, dict[str, Any]]:
         event = ev.get_event(session, request.match_info["slug"])
         ev.ensure_manageable(user, event)
-        key = ev.current_stream_key(session, event)
         body = ev.event_json(event, base_url=base, rtmp_url=settings.rtmp_url,
-                             stream_key=key.secret if key else None, include_stream=True)
+                             stream_key=ev.revealed_stream_key(session, event), include_stream=True)
         return event, body["stream"]
 
     return await request.app[DB].run(work)

@@ -48,8 +48,8 @@ def _embeddable_recording(session: Session, recording_id: int) -> Recording:
 
 
 def _framable(response: web.StreamResponse) -> web.StreamResponse:
-    # Set before the security-headers middleware, which only fills in headers a response lacks; with
-    # frame-ancestors, browsers disregard its X-Frame-Options (CSP Level 2, "frame-ancestors").
+    # The security-headers middleware merges this directive into the site's Content-Security-Policy and,
+    # framing being allowed, sends no X-Frame-Options (it would contradict frame-ancestors *).
     response.headers.update(FRAMING)
     return response
 

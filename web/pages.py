@@ -7,6 +7,8 @@ these pages already follow its rules: plain forms that work without JavaScript, 
 from __future__ import annotations
 
 import asyncio
+import unicodedata
+import urllib.parse
 from typing import Any
 
 import aiohttp_jinja2
@@ -56,7 +58,17 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 def _safe_next(target: str) -> str:
-    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/"
+    """A same-site path to go to after a form, else ``/``. Browsers and yarl drop tabs and newlines and read
+    ``\\`` as ``/``, so ``/<TAB>/evil.example`` would become ``//evil.example``: any control character,
+    whitespace or backslash is refused, and the parsed target must have no scheme and no host."""
+    if not target.startswith("/") or len(target) > 2048:
+        return "/"
+    if any(c == "\\" or c.isspace() or unicodedata.category(c)[0] in "CZ" for c in target):
+        return "/"
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return "/"
+    return target
 
 
 @routes.post("/login")

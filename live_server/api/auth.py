@@ -20,10 +20,9 @@ async def login(request: web.Request, username: str, password: str) -> tuple[str
     """Check credentials under the failed-login limit; returns (session token, user, csrf token)."""
     limiter = request.app[LOGIN_LIMITER]
     settings = request.app[SETTINGS]
-    account_key, address_key = f"user:{username.lower()}", f"addr:{client_address(request)}"
-    wait = limiter.retry_after(account_key, address_key)
-    if wait > 0:
-        raise TooManyRequests("too many failed logins; try again later", retry_after=wait)
+    attempt = limiter.begin(username, client_address(request))  # counted before the first await
+    if not isinstance(attempt, accounts.LoginAttempt):
+        raise TooManyRequests("too many failed logins; try again later", retry_after=attempt)
 
     def work(session):  # type: ignore[no-untyped-def]
         user = accounts.authenticate(session, username, password)
@@ -32,12 +31,16 @@ async def login(request: web.Request, username: str, password: str) -> tuple[str
         token, row = accounts.open_login_session(session, user, settings.session_max_age_seconds, client_address(request))
         return token, user, row.csrf_token
 
-    result = await request.app[DB].run(work)
+    try:
+        result = await request.app[DB].run(work)
+    except BaseException:
+        limiter.failed(attempt)  # an error or a cancelled request still spent the attempt
+        raise
     if result is None:
-        limiter.failed(account_key, address_key)
+        limiter.failed(attempt)
         request.app[METRICS].login_failures.inc()
         raise Unauthorized("wrong username or password", code="invalid_credentials")
-    limiter.succeeded(account_key)
+    limiter.succeeded(attempt)
     return result
 
 

@@ -22,12 +22,11 @@ routes = web.RouteTableDef()
 
 def render_event(session: Session, settings: Settings, event: Event, user: User | None) -> dict[str, Any]:
     include = ev.can_manage(user, event)
-    key = ev.current_stream_key(session, event) if include else None
     return ev.event_json(
         event,
         base_url=settings.base_url,
         rtmp_url=settings.rtmp_url,
-        stream_key=key.secret if key else None,
+        stream_key=ev.revealed_stream_key(session, event) if include else None,
         include_stream=include,
     )
 

@@ -14,6 +14,7 @@ import redis
 from live_server import accounts, migrations
 from live_server import events as ev
 from live_server.db import Database
+from live_server.security import StreamKeyCipher
 from tests.chat.conftest import ChatClient
 from tests.processes import ServerProcess, base_env, free_port
 
@@ -21,7 +22,7 @@ from tests.processes import ServerProcess, base_env, free_port
 @pytest.fixture
 async def two_servers(postgres_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     migrations.upgrade(postgres_url)
-    db = Database(postgres_url)
+    db = Database(postgres_url, stream_key_cipher=StreamKeyCipher("test-secret-key-shared-by-all-workers-0123456789"))
     try:
         def setup(session: Any) -> dict[str, Any]:
             prof = accounts.create_user(session, "prof", "prof-password", "lecturer")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from typing import Any, Callable
 
+from live_server.accounts import FailedLoginLimiter, LoginAttempt
 from live_server.app import create_app
 from live_server.settings import Settings
 from tests.support import Account, login
@@ -50,12 +53,68 @@ async def test_failed_logins_are_rate_limited_per_account(client: Any, make_user
     assert (await resp.json())["error"]["code"] == "rate_limited"
 
 
-async def test_failed_logins_are_rate_limited_per_address(client: Any, make_user: Callable[..., Account]) -> None:
+async def test_one_address_failing_for_many_usernames_does_not_lock_out_others(client: Any, make_user: Callable[..., Account]) -> None:
+    """A campus NAT: one person failing for five usernames (even made-up ones) must not block a sixth student."""
     for i in range(5):
-        await client.post("/api/v1/auth/login", json={"username": f"nobody{i}", "password": "wrong-pass"})
+        resp = await client.post("/api/v1/auth/login", json={"username": f"nobody{i}", "password": "wrong-pass"})
+        assert resp.status == 401
+    other = make_user("viewer")
+    resp = await client.post("/api/v1/auth/login", json={"username": other.username, "password": other.password})
+    assert resp.status == 200
+
+
+async def test_the_per_address_ceiling_still_triggers(aiohttp_client: Any, make_settings: Callable[..., Settings], migrated_url: str, make_user: Callable[..., Account]) -> None:
+    client = await aiohttp_client(create_app(make_settings(database_url=migrated_url, login_address_attempts_per_window=8)))
+    statuses = [
+        (await client.post("/api/v1/auth/login", json={"username": f"nobody{i}", "password": "wrong-pass"})).status
+        for i in range(9)
+    ]
+    assert statuses == [401] * 8 + [429]
     other = make_user("viewer")
     resp = await client.post("/api/v1/auth/login", json={"username": other.username, "password": other.password})
     assert resp.status == 429
+
+
+async def test_parallel_wrong_passwords_are_counted_before_the_check(client: Any, make_user: Callable[..., Account]) -> None:
+    """The attempt is reserved before the slow password check: 60 guesses at once get at most the limit of 401s."""
+    user = make_user("viewer")
+
+    async def guess(i: int) -> int:
+        resp = await client.post("/api/v1/auth/login", json={"username": user.username, "password": f"wrong-{i}"})
+        return resp.status
+
+    statuses = await asyncio.gather(*(guess(i) for i in range(60)))
+    assert statuses.count(401) <= 5
+    assert statuses.count(429) >= 55
+    assert set(statuses) == {401, 429}
+
+
+def test_lockouts_back_off_exponentially() -> None:
+    now = [1000.0]
+    limiter = FailedLoginLimiter(2, 60, clock=lambda: now[0])
+
+    def fail_until_locked() -> float:
+        while isinstance(attempt := limiter.begin("ann", "10.0.0.1"), LoginAttempt):
+            limiter.failed(attempt)
+        return attempt
+
+    assert fail_until_locked() == 60
+    now[0] += 61
+    assert fail_until_locked() == 120  # the second lockout lasts twice as long
+    now[0] += 121
+    attempt = limiter.begin("ann", "10.0.0.1")
+    assert isinstance(attempt, LoginAttempt)
+    limiter.succeeded(attempt)  # the right password clears the account's back-off
+    assert fail_until_locked() == 60
+    assert isinstance(limiter.begin("bob", "10.0.0.1"), LoginAttempt)  # another account from that address: allowed
+
+
+async def test_proxy_header_from_an_untrusted_peer_is_reported_once(client: Any, caplog: Any) -> None:
+    caplog.set_level(logging.WARNING, logger="live_server.middleware")
+    for _ in range(3):
+        await client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
+    warnings = [r for r in caplog.records if "X-Forwarded-For" in r.getMessage()]
+    assert len(warnings) == 1 and "trusted_proxies" in warnings[0].getMessage()
 
 
 async def test_logout_ends_the_session(client: Any, make_user: Callable[..., Account]) -> None:

@@ -91,3 +91,27 @@ async def test_refusals(live: Live, tmp_path: Path) -> None:
         form.add_field("file", b"x", filename="a.mp4")
         resp2 = await anonymous.post(live.client.make_url("/api/v1/recordings/import"), data=form)
         assert resp2.status in (401, 403)
+
+
+@pytest.mark.live_settings(max_request_bytes=100_000)
+async def test_playlists_and_manifests_that_name_other_files_are_refused(live: Live, tmp_path: Path) -> None:
+    """An ffconcat list (or an HLS/DASH manifest) would make ffmpeg read the files it names: someone else's upload
+    waiting in the same folder, here. Only the allowed container formats are read, and only the uploaded file."""
+    secret = _make(tmp_path / "secret.mp4", ["-c:v", "libx264", "-pix_fmt", "yuv420p"], ["-c:a", "aac"], seconds=2)
+    imports = live.settings.media_dir / "imports"
+    imports.mkdir(parents=True, exist_ok=True)
+    (imports / "someone-else.upload").write_bytes(secret.read_bytes())
+    concat = tmp_path / "lecture.mp4"
+    concat.write_text("ffconcat version 1.0\nfile 'someone-else.upload'\n")
+    hls = tmp_path / "lecture.m3u8"
+    hls.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nsomeone-else.upload\n#EXT-X-ENDLIST\n")
+    dash = tmp_path / "lecture.mpd"
+    dash.write_text('<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static"><Period><AdaptationSet>'
+                    '<Representation id="1" bandwidth="1"><BaseURL>someone-else.upload</BaseURL></Representation>'
+                    '</AdaptationSet></Period></MPD>')
+    for manifest in (concat, hls, dash):
+        resp = await _import(live, manifest)
+        assert resp.status == 202
+        body = await _settled(live, (await resp.json())["id"])
+        assert body["state"] == "failed", (manifest.name, body)
+        assert not (live.settings.media_dir / "recordings" / "imported" / str(body["id"])).exists()

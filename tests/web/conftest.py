@@ -15,7 +15,7 @@ from live_server import events as ev
 from live_server.db import Database
 from live_server.models import User
 from live_server.settings import Settings
-from tests.support import Account
+from tests.support import Account, stream_key_cipher
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -90,7 +90,7 @@ async def site(aiohttp_client: Any, web_settings: Settings) -> Any:
     from live_server.app import create_app
 
     client = await aiohttp_client(create_app(web_settings))
-    database = Database(web_settings.effective_database_url)
+    database = Database(web_settings.effective_database_url, stream_key_cipher=stream_key_cipher(web_settings))
     try:
         yield Site(client, database, web_settings)
     finally:

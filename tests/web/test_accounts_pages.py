@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
+from typing import Any
 
 from live_server import accounts
 from live_server.models import Role, User
@@ -112,3 +114,38 @@ async def test_admin_sees_every_event_including_private_ones(site: Site) -> None
     assert "Hidden seminar" in page and "Members only" in page
     await site.log_in(lecturer)
     assert (await site.client.get("/admin/events", allow_redirects=False)).status == 403
+
+
+OPEN_REDIRECTS = ["//evil.example/", "/\\evil.example/", "/\t/evil.example/", "/\n/evil.example/", "/\r\n/evil.example/",
+                  "/ /evil.example/", "/\u3000/evil.example/", "https://evil.example/", "/\x00/evil.example/", "evil.example"]
+
+
+async def test_login_in_chromium_with_a_tab_in_next_stays_on_our_host(site: Site, browser: Any) -> None:
+    """yarl and browsers drop a tab from a URL: ``/<TAB>/evil.example/`` would be ``//evil.example/``."""
+    viewer = site.account("viewer")
+    base = str(site.client.make_url("")).rstrip("/")
+    context = await browser.new_context(base_url=base)
+    page = await context.new_page()
+    await page.goto("/login?next=" + urllib.parse.quote("/\t/evil.example/", safe=""))
+    assert await page.input_value("form.stack input[name=next]") == "/\t/evil.example/"
+    await page.fill("#username", viewer.username)
+    await page.fill("#password", viewer.password)
+    await page.click("form.stack button[type=submit]")
+    await page.wait_for_load_state()
+    assert urllib.parse.urlsplit(page.url).netloc == urllib.parse.urlsplit(base).netloc, page.url
+    assert urllib.parse.urlsplit(page.url).path == "/"
+    await context.close()
+
+
+async def test_login_and_language_refuse_every_open_redirect(site: Site) -> None:
+    viewer = site.account("viewer")
+    for target in OPEN_REDIRECTS:
+        resp = await site.submit("/", "/language", {"language": "fr", "next": target})
+        assert resp.status == 303 and resp.headers["Location"] == "/", (target, resp.headers.get("Location"))
+        site.log_out()
+        token = await site.csrf("/login")
+        resp = await site.client.post("/login", data={"username": viewer.username, "password": viewer.password,
+                                                      "csrf_token": token, "next": target}, allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"] == "/", (target, resp.headers.get("Location"))
+    resp = await site.submit("/", "/language", {"language": "fr", "next": "/events?page=2#top"})
+    assert resp.headers["Location"] == "/events?page=2#top"

@@ -146,7 +146,7 @@ async def test_the_keyboard_reaches_the_skip_link_first_then_the_main_controls(s
     on_the_way = await _tab_until(page, ".language-switch button[value=fr]")
     assert any("My events" in s for s in on_the_way) and any("Log out" in s for s in on_the_way)
     await page.keyboard.press("Enter")  # the switcher works from the keyboard
-    await page.wait_for_function("document.documentElement.lang === 'fr'")
+    await page.wait_for_function("() => document.documentElement.lang === 'fr'")
 
     await page.goto("/dashboard/events/new")
     await page.keyboard.press("Tab")
@@ -182,7 +182,7 @@ async def test_an_lms_page_on_another_origin_frames_the_embed_player_and_nothing
     player = page.frame(name="player")
     assert player is not None
     await player.wait_for_selector("#player")
-    await player.wait_for_function("document.getElementById('event-state').textContent.includes('En attente')")
+    await player.wait_for_function("() => document.getElementById('event-state').textContent.includes('En attente')")
     assert await player.get_attribute("#player", "data-src") == f"/live/{slug}/master.m3u8"
     assert await player.evaluate("typeof Hls") == "function"  # hls.js loaded inside the frame
     await page.screenshot(path=tmp_path / "lms-embed.png")

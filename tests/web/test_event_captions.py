@@ -26,17 +26,17 @@ async def test_live_captions_show_over_the_video_and_the_choice_is_kept(
     context = await open_context(browser, str(live.client.make_url("")).rstrip("/"))
     page, errors = await new_page(context)
     await page.goto(f"/events/{event['slug']}")
-    await page.wait_for_function("document.getElementById('chat').dataset.connected === 'true'")  # the socket captions use
+    await page.wait_for_function("() => document.getElementById('chat').dataset.connected === 'true'")  # the socket captions use
 
     pusher = await push_track(live.publish_url(event), speech_track(ko_speech, [2.0], 8.0, tmp_path))
     try:
         await wait_for(lambda: event_state_is(live, event, "live"), 15, "live")
-        await page.wait_for_function("document.getElementById('player').currentTime > 1", timeout=30_000)
+        await page.wait_for_function("() => document.getElementById('player').currentTime > 1", timeout=30_000)
         assert await page.get_attribute("#captions-toggle", "aria-pressed") == "true"  # on by default
         await page.wait_for_function(f"{OVERLAY_TEXT} && !document.getElementById('caption-overlay').hidden",
                                      timeout=25_000)
         assert HANGUL.search(await page.evaluate(OVERLAY_TEXT))
-        await page.wait_for_function("/[\\uac00-\\ud7a3]/.test(document.getElementById('caption-live').textContent)",
+        await page.wait_for_function("() => /[\\uac00-\\ud7a3]/.test(document.getElementById('caption-live').textContent)",
                                      timeout=15_000)  # a final caption, for screen readers
         # the master's WebVTT rendition is known, but not shown on top of the overlay
         tracks = await page.evaluate("Array.from(document.getElementById('player').textTracks).map(t => t.mode)")
@@ -54,6 +54,6 @@ async def test_live_captions_show_over_the_video_and_the_choice_is_kept(
     again, again_errors = await new_page(context)
     await again.goto(f"/events/{event['slug']}")
     await again.wait_for_function(  # once the script has set it up (it starts hidden)
-        "(() => { const t = document.getElementById('captions-toggle'); return !t.hidden && t.getAttribute('aria-pressed') === 'false'; })()")
+        "() => { const t = document.getElementById('captions-toggle'); return !t.hidden && t.getAttribute('aria-pressed') === 'false'; }")
     assert errors == [] and again_errors == []
     await context.close()

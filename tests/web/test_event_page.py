@@ -49,25 +49,25 @@ async def test_event_page_from_waiting_to_live_to_replay_without_reload(live: Li
         labels = await page.eval_on_selector_all("#quality option", "os => os.map(o => o.textContent)")
         assert labels[0].startswith("Automatic") and {"720p", "480p", "240p"} <= set(labels[1:]), labels
         await page.select_option("#quality", label="240p")
-        await page.wait_for_function("document.getElementById('player').videoHeight === 240", timeout=15_000)
+        await page.wait_for_function("() => document.getElementById('player').videoHeight === 240", timeout=15_000)
 
         # distance to the live edge; paused, the viewer falls behind and can jump back
-        await page.wait_for_function("document.getElementById('latency').textContent.includes('s delay')", timeout=10_000)
+        await page.wait_for_function("() => document.getElementById('latency').textContent.includes('s delay')", timeout=10_000)
         await page.evaluate("document.getElementById('player').pause()")
         await page.wait_for_selector("#go-live:not([hidden])")
         assert "behind live" in await page.inner_text("#latency")
         await page.click("#go-live")
-        await page.wait_for_function("document.getElementById('latency').textContent.includes('s delay')", timeout=10_000)
+        await page.wait_for_function("() => document.getElementById('latency').textContent.includes('s delay')", timeout=10_000)
         assert await page.is_hidden("#go-live")
         # this page and the lecturer's, counted by the media they fetch (the API, polled)
-        await page.wait_for_function("/^[12] viewers?$/.test(document.getElementById('viewer-count').textContent)",
+        await page.wait_for_function("() => /^[12] viewers?$/.test(document.getElementById('viewer-count').textContent)",
                                      timeout=12_000)
 
         # the lecturer marks a chapter from the event page
         await desk.wait_for_selector("#chapter-form:not([hidden])")
         await desk.fill("#chapter-title", "Dirichlet conditions")
         await desk.press("#chapter-title", "Enter")
-        await desk.wait_for_function("document.getElementById('chapter-status').textContent.includes('Dirichlet conditions')")
+        await desk.wait_for_function("() => document.getElementById('chapter-status').textContent.includes('Dirichlet conditions')")
         assert "added at" in await desk.inner_text("#chapter-status")
 
         problems = await check_page(page, shots, "event-live")
@@ -79,7 +79,7 @@ async def test_event_page_from_waiting_to_live_to_replay_without_reload(live: Li
         await asyncio.wait_for(pusher.wait(), 30)
 
     # the end: the page says so, then links the replay once the recording is ready, still without a reload
-    await page.wait_for_function("document.getElementById('event-state').textContent === 'This event has ended.'",
+    await page.wait_for_function("() => document.getElementById('event-state').textContent === 'This event has ended.'",
                                  timeout=20_000)
     await page.wait_for_selector("#replay-link", timeout=30_000)
     assert await page.evaluate("window.sameDocument") is True
@@ -125,7 +125,7 @@ async def test_a_chat_message_sent_in_one_browser_appears_in_another(site: Site,
     await guest.keyboard.type("Bonjour, une question sur la phase ?")
     await guest.keyboard.press("Enter")  # Enter sends
 
-    await host.wait_for_function("document.querySelectorAll('#chat-messages .chat-message').length === 1")
+    await host.wait_for_function("() => document.querySelectorAll('#chat-messages .chat-message').length === 1")
     assert await host.inner_text("#chat-messages .chat-text") == "Bonjour, une question sur la phase ?"
     assert await host.inner_text("#chat-messages .chat-author") == "Ada (guest)"
     assert await host.get_attribute("#chat-messages .chat-tools button", "aria-label") == "Delete the message from Ada"
@@ -133,7 +133,7 @@ async def test_a_chat_message_sent_in_one_browser_appears_in_another(site: Site,
 
     await host.fill("#chat-text", "Welcome, Ada")
     await host.click("#chat-form button[type=submit]")
-    await guest.wait_for_function("document.querySelectorAll('#chat-messages .chat-message').length === 2")
+    await guest.wait_for_function("() => document.querySelectorAll('#chat-messages .chat-message').length === 2")
     assert await guest.inner_text("#chat-messages .chat-message:last-child .chat-text") == "Welcome, Ada"
     assert await guest.inner_text("#chat-messages .chat-message:first-child .chat-author") == "Ada (invité)"
     assert await guest.get_attribute("#chat-messages", "aria-live") == "polite"

@@ -43,19 +43,19 @@ async def test_replay_page_seeks_from_the_transcript_and_follows_the_video(live:
     owner = await open_context(browser, base, live.lecturer)
     page, errors = await new_page(owner)
     await page.goto(f"/recordings/{rid}")
-    await page.wait_for_function("document.querySelectorAll('#transcript li').length === 4")
+    await page.wait_for_function("() => document.querySelectorAll('#transcript li').length === 4")
     assert await page.get_attribute("a[download]", "href") == f"/api/v1/recordings/{rid}/download.mp4"
     assert "Le signal carré" in await page.inner_text("#replay-chapters")
-    await page.wait_for_function("document.getElementById('replay').readyState >= 1", timeout=15_000)
+    await page.wait_for_function("() => document.getElementById('replay').readyState >= 1", timeout=15_000)
 
     # a click on the third line plays from there; that line is highlighted, then the next as the video goes on
     third = page.locator("#transcript li:nth-child(3) button")
     await third.click()
-    await page.wait_for_function("document.getElementById('replay').currentTime >= 3.2", timeout=10_000)
+    await page.wait_for_function("() => document.getElementById('replay').currentTime >= 3.2", timeout=10_000)
     assert await page.evaluate(CURRENT) == 2
     assert await third.get_attribute("aria-current") == "time"
     assert "current" in (await page.get_attribute("#replay-chapters li", "class") or "")
-    await page.wait_for_function(f"({CURRENT})() === 3", timeout=15_000)  # the video reached the last line
+    await page.wait_for_function(f"() => ({CURRENT})() === 3", timeout=15_000)  # the video reached the last line
     assert await page.evaluate("document.activeElement.textContent.includes('Premier exemple')"), \
         "following the video must not move the keyboard focus"
     assert await page.get_attribute("#transcript li:nth-child(4) button", "aria-current") == "time"
@@ -73,10 +73,10 @@ async def test_replay_page_seeks_from_the_transcript_and_follows_the_video(live:
     viewer = await open_context(browser, base)
     visitor, visitor_errors = await new_page(viewer)
     await visitor.goto(f"/recordings/{rid}#t=2.2")
-    await visitor.wait_for_function("(() => { const v = document.getElementById('replay'); "
-                                    "return v.readyState >= 1 && v.currentTime >= 2.1 && v.currentTime < 3; })()",
+    await visitor.wait_for_function("() => { const v = document.getElementById('replay'); "
+                                    "return v.readyState >= 1 && v.currentTime >= 2.1 && v.currentTime < 3; }",
                                     timeout=15_000)
-    await visitor.wait_for_function(f"({CURRENT})() === 1")
+    await visitor.wait_for_function(f"() => ({CURRENT})() === 1")
     assert await visitor.locator("a[download]").count() == 0
     problems.update(await check_page(visitor, tmp_path / "screenshots", "replay-visitor"))
 
