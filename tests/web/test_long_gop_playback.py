@@ -22,7 +22,7 @@ async def test_the_event_page_plays_a_10_second_gop_live(live: Live, browser: An
     viewer = await open_context(browser, str(live.client.make_url("")).rstrip("/"))
     page, errors = await new_page(viewer)
     await page.goto(f"/events/{event['slug']}")
-    pusher = await push_with_defaults(live.publish_url(event), seconds=16, readrate=1.0)
+    pusher = await push_with_defaults(live.publish_url(event), seconds=40, readrate=1.0)  # still pushing while the page is checked
     try:
         await wait_for(lambda: event_state_is(live, event, "live"), 20, "live after the first 10 s segment")
         playlist = await (await live.client.get(f"/live/{event['slug']}/source/live.m3u8")).text()
