@@ -114,7 +114,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _run(settings, args)
     if args.command == "models":
         return _check_models(settings)
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, settings.db_workers)
     try:
         migrations.ensure_migrated(db.engine)
         if args.command == "users":
@@ -230,7 +230,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"live-server: {exc}", file=sys.stderr)
         return 2
     log.info("ffmpeg %s from %s (%s)", ff.version, ff.source, ff.path)
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, settings.db_workers)
     try:
         migrations.ensure_migrated(db.engine)
     except migrations.DatabaseNotMigrated as exc:
