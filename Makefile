@@ -67,7 +67,7 @@ test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-test
-	$(BIN)/mypy live_server ingest chat captions recorder vod web
+	$(BIN)/mypy live_server formats ingest chat captions recorder vod web
 
 bench: install-test
 	@echo "see bench/README.md"

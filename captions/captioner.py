@@ -146,6 +146,7 @@ class EventCaptioner:
         self._tasks: list[asyncio.Task[None]] = []
         self.recognition = RecognitionStream(
             self._make_recognizer, owner.executor, settings.caption_queue_seconds, self._on_update, self._on_failure,
+            owner.recognizer_dropped,
         )
         self.track.start()
         live.packager.set_subtitles([SubtitleRendition(
@@ -189,7 +190,8 @@ class EventCaptioner:
         self._first_audio_media = None
         holder: list[AudioDecoder] = []
         decoder = AudioDecoder(self.owner.ffmpeg, lambda offset, pcm: self._on_pcm(holder[0], offset, pcm),
-                               chunk_bytes=int(BYTES_PER_SECOND * self.owner.settings.caption_chunk_seconds))
+                               chunk_bytes=int(BYTES_PER_SECOND * self.owner.settings.caption_chunk_seconds),
+                               on_drop=self.owner.decoder_dropped)
         holder.append(decoder)
         self.decoder = decoder
         try:
@@ -286,7 +288,6 @@ class EventCaptioner:
         rtf = self.recognition.real_time_factor
         if rtf is not None:
             metrics.caption_rtf.labels(str(self.event_id)).set(round(rtf, 4))
-        self.owner.count_drops(self)
 
     def _send(self, payload: dict[str, Any]) -> None:
         if not self.owner.sinks:
@@ -387,7 +388,9 @@ class LiveCaptions:
         self.sinks: list[CaptionSink] = []
         self.captioners: dict[int, EventCaptioner] = {}
         self._off: dict[int, dict[str, Any]] = {}
-        self._reported_drops: dict[int, int] = {}
+        self._dropped_frames = metrics.drop_counter("recognizer")
+        self._dropped_chunks = metrics.caption_dropped_chunks.inc
+        self.decoder_dropped = metrics.drop_counter("caption_decoder")
         self.executor = ThreadPoolExecutor(max_workers=settings.caption_threads or (os.cpu_count() or 2),
                                            thread_name_prefix="vosk")
 
@@ -431,32 +434,26 @@ class LiveCaptions:
         captioner = self.captioners.get(live.event_id)
         if captioner is not None:
             await captioner.publish_ended()
-            self.count_drops(captioner)
 
     async def run_ended(self, live: "LiveEvent") -> None:
         self._off.pop(live.event_id, None)
         captioner = self.captioners.pop(live.event_id, None)
         if captioner is not None:
             await captioner.finish(timeout=self.settings.caption_finish_seconds)
-            self.count_drops(captioner)
             log.info("event %s: captions finished: %d cues, %d audio chunks dropped",
                      live.event_id, captioner.cue_count, captioner.recognition.dropped_chunks)
 
     def health(self, event_id: int) -> dict[str, Any] | None:
         captioner = self.captioners.get(event_id)
         if captioner is not None:
-            self.count_drops(captioner)
             return {"captions": captioner.health()}
         off = self._off.get(event_id)
         return {"captions": dict(off)} if off is not None else None
 
-    def count_drops(self, captioner: EventCaptioner) -> None:
-        seen = self._reported_drops.get(captioner.event_id, 0)
-        now = captioner.recognition.dropped_chunks
-        if now > seen:
-            self.metrics.dropped_frames.labels(str(captioner.event_id), "captions").inc(now - seen)
-            self.metrics.caption_dropped_chunks.inc(now - seen)
-            self._reported_drops[captioner.event_id] = now
+    def recognizer_dropped(self) -> None:
+        """One audio chunk dropped by a recognizer's queue (called where it happens)."""
+        self._dropped_frames()
+        self._dropped_chunks()
 
     # -- segment observer -----------------------------------------------------------------
     def on_segment(self, event_id: int, rendition: str, segment: Segment) -> None:

@@ -2,14 +2,16 @@
 
 Pure code (no I/O, no Vosk). Shaping follows subtitle practice: at most two lines of about 42
 characters, cues shown 1–7 s, a new cue at every pause, so no cue ever spans a whole lecture.
+They are written as WebVTT by :mod:`formats.webvtt` (:func:`to_webvtt`).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
+
+from formats import webvtt
 
 __all__ = [
     "Word",
@@ -18,12 +20,7 @@ __all__ = [
     "words_from_result",
     "shape_cues",
     "wrap_lines",
-    "format_timestamp",
-    "parse_timestamp",
-    "render_webvtt",
-    "parse_webvtt",
-    "WebVttError",
-    "TimestampMap",
+    "to_webvtt",
 ]
 
 
@@ -156,97 +153,6 @@ def shape_cues(words: Iterable[Word], rules: CueRules = CueRules(), next_start: 
     return cues
 
 
-# --- WebVTT ------------------------------------------------------------------------------
-
-
-class WebVttError(ValueError):
-    """Text that is not a WebVTT file we can read."""
-
-
-def format_timestamp(seconds: float) -> str:
-    """WebVTT timestamp ``hh:mm:ss.ttt`` (hours always present)."""
-    if seconds < 0 or math.isnan(seconds):
-        raise ValueError(f"negative or NaN time {seconds!r}")
-    millis = int(round(seconds * 1000))
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, ms = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{ms:03d}"
-
-
-_TIMESTAMP = re.compile(r"^(?:(\d{2,}):)?([0-5]\d):([0-5]\d)\.(\d{3})$")
-
-
-def parse_timestamp(text: str) -> float:
-    match = _TIMESTAMP.match(text.strip())
-    if not match:
-        raise WebVttError(f"bad timestamp {text!r}")
-    hours, minutes, secs, ms = match.groups()
-    return int(hours or 0) * 3600 + int(minutes) * 60 + int(secs) + int(ms) / 1000
-
-
-@dataclass(frozen=True)
-class TimestampMap:
-    """HLS ``X-TIMESTAMP-MAP``: media time ``local`` is MPEG-TS time ``mpegts`` (90 kHz)."""
-
-    mpegts: int
-    local: float
-
-    def header(self) -> str:
-        return f"X-TIMESTAMP-MAP=MPEGTS:{self.mpegts},LOCAL:{format_timestamp(self.local)}"
-
-
-def _clean(line: str) -> str:
-    # A cue payload must not contain "-->" nor blank lines; < and & are markup.
-    return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ").strip()
-
-
-def render_webvtt(cues: Iterable[Cue], timestamp_map: TimestampMap | None = None) -> str:
-    """A complete WebVTT file (segment or whole track)."""
-    out = ["WEBVTT"]
-    if timestamp_map is not None:
-        out.append(timestamp_map.header())
-    out.append("")
-    for cue in cues:
-        lines = [c for c in (_clean(line) for line in cue.lines) if c]
-        if not lines:
-            continue
-        out.append(f"{format_timestamp(cue.start)} --> {format_timestamp(max(cue.end, cue.start))}")
-        out.extend(lines)
-        out.append("")
-    return "\n".join(out) + "\n"
-
-
-def _unescape(line: str) -> str:
-    return line.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
-def parse_webvtt(text: str) -> tuple[TimestampMap | None, list[Cue]]:
-    """Parse the subset of WebVTT we write (used by tests and to check files)."""
-    blocks = re.split(r"\n\s*\n", text.replace("\r\n", "\n").strip("\ufeff"))
-    header = blocks[0].split("\n")
-    if not header[0].startswith("WEBVTT"):
-        raise WebVttError("line 1: missing WEBVTT signature")
-    tsmap: TimestampMap | None = None
-    for line in header[1:]:
-        if line.startswith("X-TIMESTAMP-MAP="):
-            fields = dict(part.split(":", 1) for part in line[len("X-TIMESTAMP-MAP="):].split(","))
-            try:
-                tsmap = TimestampMap(int(fields["MPEGTS"]), parse_timestamp(fields["LOCAL"]))
-            except (KeyError, ValueError) as exc:
-                raise WebVttError(f"bad X-TIMESTAMP-MAP {line!r}") from exc
-    cues = []
-    for block in blocks[1:]:
-        lines = [line for line in block.split("\n") if line.strip()]
-        if not lines:
-            continue
-        if "-->" not in lines[0]:
-            lines = lines[1:]  # cue identifier
-        if not lines or "-->" not in lines[0]:
-            raise WebVttError(f"cue without timing: {block[:40]!r}")
-        left, right = lines[0].split("-->", 1)
-        start, end = parse_timestamp(left), parse_timestamp(right.split()[0])
-        if end < start:
-            raise WebVttError(f"cue ends before it starts: {lines[0]!r}")
-        cues.append(Cue(start, end, tuple(_unescape(line) for line in lines[1:])))
-    return tsmap, cues
+def to_webvtt(cues: Iterable[Cue]) -> list[webvtt.Cue]:
+    """Caption cues as WebVTT cues (the one writer escapes the text)."""
+    return [webvtt.Cue(cue.start, cue.end, cue.text) for cue in cues]

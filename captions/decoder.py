@@ -39,8 +39,9 @@ class AudioDecoder:
     """Feeds FLV audio tags to ffmpeg and hands back PCM with its sample offset; never blocks the caller."""
 
     def __init__(self, ffmpeg: str, on_pcm: Callable[[int, bytes], None], chunk_bytes: int = 8000,
-                 max_queued_bytes: int = 1024 * 1024) -> None:
+                 max_queued_bytes: int = 1024 * 1024, on_drop: Callable[[], None] = lambda: None) -> None:
         self._ffmpeg = ffmpeg
+        self._on_drop = on_drop
         self._on_pcm = on_pcm
         self._chunk_bytes = chunk_bytes
         self._max_queued = max_queued_bytes
@@ -77,6 +78,7 @@ class AudioDecoder:
         data = flv_tag(AUDIO_TAG, timestamp_ms, payload)
         if self._queued + len(data) > self._max_queued and not sequence_header:
             self.dropped_tags += 1
+            self._on_drop()
             return
         self._queue.append(data)
         self._queued += len(data)

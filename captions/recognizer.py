@@ -178,8 +178,9 @@ class RecognitionStream:
 
     def __init__(self, make_recognizer: Callable[[], StreamRecognizer], executor: Executor | None,
                  max_queue_seconds: float, on_update: Callable[[RecognitionUpdate], None],
-                 on_failure: Callable[[str], None] | None = None) -> None:
+                 on_failure: Callable[[str], None] | None = None, on_drop: Callable[[], None] = lambda: None) -> None:
         self._make = make_recognizer
+        self._on_drop = on_drop
         self._executor = executor
         self.max_queue_seconds = max_queue_seconds
         self._on_update = on_update
@@ -225,6 +226,7 @@ class RecognitionStream:
             self._queued_seconds -= dropped.seconds
             self.dropped_chunks += 1
             self.dropped_seconds += dropped.seconds
+            self._on_drop()
         self._idle.clear()
         self._wakeup.set()
 

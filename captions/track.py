@@ -22,9 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+from formats import webvtt
 from ingest.packaging.playlist import MediaPlaylist, Segment, write_atomic
 
-from .cues import Cue, TimestampMap, render_webvtt
+from .cues import Cue, to_webvtt
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,8 @@ class SubtitleTrack:
         self._write_playlists()
 
     def _write_segment(self, seg: PendingSegment) -> None:
-        tsmap = TimestampMap(seg.pts, seg.start) if seg.pts is not None else None
-        write_atomic(self.folder / seg.name, render_webvtt(self.cues_between(seg.start, seg.end), tsmap))
+        tsmap = webvtt.TimestampMap(seg.pts, seg.start) if seg.pts is not None else None
+        write_atomic(self.folder / seg.name, webvtt.render(to_webvtt(self.cues_between(seg.start, seg.end)), tsmap))
         if self.playlist.segments and seg.sequence != self.playlist.next_sequence:
             log.warning("captions: subtitle sequence jumps from %d to %d", self.playlist.next_sequence, seg.sequence)
             seg.discontinuity = True

@@ -12,13 +12,12 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from formats import webvtt
 from live_server import events as ev
 from live_server.errors import NotFound
 from live_server.keys import DB, MEDIA_PASS
 from live_server.middleware import identity_of
 from live_server.models import CaptionSegment, Event, Visibility
-
-from .cues import Cue, render_webvtt
 
 routes = web.RouteTableDef()
 
@@ -61,7 +60,7 @@ async def captions_vtt(request: web.Request) -> web.Response:
     def work(session: Session) -> str:
         event = _readable_event(request, session)
         rows = event_cues(session, event.id, language or event.caption_language)
-        return render_webvtt(Cue(r.start_seconds, r.end_seconds, tuple(r.text.split("\n"))) for r in rows)
+        return webvtt.render(webvtt.Cue(r.start_seconds, r.end_seconds, r.text) for r in rows)
 
     text = await request.app[DB].run(work)
     return web.Response(text=text, content_type="text/vtt", charset="utf-8")

@@ -107,9 +107,23 @@ class DirectFanoutManager(socketio.AsyncManager):
     wait or the server's memory grow.
     """
 
+    # Set at wiring from the settings (``chat_fanout_max_packets``, ``chat_fanout_max_bytes``) by
+    # ``configure``; these class values only serve a manager nobody configured.
     max_backlog = 64
     max_buffer = 256 * 1024
     dropped = 0
+    on_drop: Callable[[], None] | None = None
+
+    def configure(self, max_buffer: int, max_backlog: int, on_drop: Callable[[], None] | None) -> None:
+        """Bounds of a client's backlog and what to call for each packet skipped (a metric)."""
+        self.max_buffer = max_buffer
+        self.max_backlog = max_backlog
+        self.on_drop = on_drop
+
+    def _skipped(self) -> None:
+        self.dropped += 1
+        if self.on_drop is not None:
+            self.on_drop()
 
     async def emit(self, event: str, data: Any, namespace: str, room: Any = None, skip_sid: Any = None,
                    callback: Any = None, to: Any = None, **kwargs: Any) -> None:
@@ -140,10 +154,10 @@ class DirectFanoutManager(socketio.AsyncManager):
             ws = getattr(sock, "direct_ws", None)
             if frames is not None and ws is not None and ws.idle():
                 if not ws.write(frames, self.max_buffer):
-                    self.dropped += 1
+                    self._skipped()
                 continue
             if sock.queue.qsize() >= self.max_backlog:
-                self.dropped += 1
+                self._skipped()
                 continue
             for p in packets:
                 sock.queue.put_nowait(p)

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from typing import Any, AsyncIterator, Coroutine
+from typing import Any, AsyncIterator, Callable, Coroutine
 
 import socketio
 from aiohttp import web
@@ -33,9 +33,6 @@ from web.media import MediaPass
 
 log = logging.getLogger(__name__)
 
-ROOM_TTL_SECONDS = 2.0  # how stale an event's chat settings may be on another process
-HISTORY_TTL_SECONDS = 2.0  # a join storm reads the history from the catalog at most this often per event
-
 
 class ChatMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -43,13 +40,12 @@ class ChatMetrics:
         self.refused = Counter("live_chat_refused", "Chat actions and connections refused", ["code"], registry=registry)
         self.emits = Counter("live_chat_batches", "Coalesced message emits to a room", registry=registry)
         self.connections = Gauge("live_chat_connections", "Chat connections in this process", registry=registry)
-        self.dropped = Gauge("live_chat_dropped_packets", "Packets skipped for clients too far behind", registry=registry)
 
 
 class RoomCache:
     """Events as the chat sees them, cached for ``ttl`` seconds (a join storm must not query per viewer)."""
 
-    def __init__(self, db: Database, ttl: float = ROOM_TTL_SECONDS) -> None:
+    def __init__(self, db: Database, ttl: float) -> None:
         self.db = db
         self.ttl = ttl
         self._rooms: dict[int, tuple[float, Room]] = {}
@@ -76,7 +72,8 @@ class RoomCache:
 class ChatServer:
     """Everything the chat handlers share in one process."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None,
+                 on_drop: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.process_id = uuid.uuid4().hex[:12]
         manager: socketio.AsyncManager
@@ -97,6 +94,8 @@ class ChatServer:
         )
         if direct:
             direct_websockets(self.sio)
+        if isinstance(manager, LocalManager):  # ``on_drop``: live_dropped_frames_total{consumer="chat_fanout"}
+            manager.configure(settings.chat_fanout_max_bytes, settings.chat_fanout_max_packets, on_drop)
         self.namespace = ChatNamespace(self)
         self.sio.register_namespace(self.namespace)
         self.batcher = RoomBatcher(self._emit_to_room, "messages", settings.chat_batch_ms / 1000)
@@ -160,7 +159,7 @@ class ChatServer:
         """The last messages of an event, from a short-lived cache refreshed from the catalog."""
         size = self.settings.chat_history_size
         cached = self._history.get(event_id)
-        if cached is None or time.monotonic() - cached[0] > HISTORY_TTL_SECONDS:
+        if cached is None or time.monotonic() - cached[0] > self.settings.chat_history_ttl_seconds:
             rows = await self.db.run(lambda s: svc.history(s, event_id, size))
             cached = (time.monotonic(), deque(rows, maxlen=max(size, 1)))
             self._history[event_id] = cached
@@ -169,7 +168,7 @@ class ChatServer:
     async def public_questions(self, event_id: int) -> list[dict[str, Any]]:
         """The questions everyone sees, cached like the history (readers joining in a storm share one query)."""
         cached = self._questions.get(event_id)
-        if cached is None or time.monotonic() - cached[0] > HISTORY_TTL_SECONDS:
+        if cached is None or time.monotonic() - cached[0] > self.settings.chat_history_ttl_seconds:
             rows = await self.db.run(lambda s: svc.questions(s, event_id, include_hidden=False))
             cached = (time.monotonic(), rows)
             self._questions[event_id] = cached
@@ -203,8 +202,6 @@ class ChatServer:
 
     async def _presence_tick(self, previous: dict[int, int]) -> None:
         self.metrics.connections.set(len(self.namespace.connections))
-        dropped = getattr(self.sio.manager, "dropped", 0)
-        self.metrics.dropped.set(dropped)
         local = {event_id: self.presence.local(event_id) for event_id in self.presence.events()}
         if self._shared is not None:
             totals = await self._shared.exchange(local)
@@ -224,7 +221,7 @@ class ChatServer:
 
     async def start(self, db: Database, media_pass: MediaPass, players: Any = None, redis: Any = None) -> None:
         self._db = db
-        self._rooms = RoomCache(db)
+        self._rooms = RoomCache(db, self.settings.chat_room_ttl_seconds)
         self._media_pass = media_pass
         self.presence.players = players
         if redis is not None:
@@ -269,7 +266,9 @@ def attach(app: web.Application) -> ChatServer:
     from chat import api
 
     settings = app[SETTINGS]
-    chat = ChatServer(settings, app[METRICS].registry if METRICS in app else None)
+    metrics = app.get(METRICS)
+    chat = ChatServer(settings, metrics.registry if metrics is not None else None,
+                      metrics.drop_counter("chat_fanout") if metrics is not None else None)
     chat.sio.attach(app, socketio_path="socket.io")
     app[CHAT] = chat
     app.router.add_routes(api.routes)

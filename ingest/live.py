@@ -176,7 +176,7 @@ class LiveEvent:
         self.started_at = started_at
         self.folder = folder
         self.options = options
-        self.packager = Packager(streams.ffmpeg, folder, options, self)
+        self.packager = Packager(streams.ffmpeg, folder, options, self, streams.packager_dropped)
         self.publisher: PublishSession | None = None
         self.sessions = 0
         self.segments = 0
@@ -255,6 +255,7 @@ class LiveStreams:
         self.settings = settings
         self.db = db
         self.metrics = metrics
+        self.packager_dropped = metrics.drop_counter("packager")
         self.ffmpeg = ffmpeg
         self.events: dict[int, LiveEvent] = {}
         self.observers: list[SegmentObserver] = []

@@ -86,7 +86,7 @@ def create_app(settings: Settings) -> web.Application:
         max_backoff_seconds=settings.login_max_backoff_seconds,
     )
     app[VIEWERS] = ViewerCounter(window_seconds=max(20.0, settings.segment_seconds * 4))
-    app[MEDIA_CACHE] = MediaCache()
+    app[MEDIA_CACHE] = MediaCache(settings.media_cache_mb * 2**20)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_recordings)
     if settings.redis_url:
@@ -138,12 +138,13 @@ def _origin(url: str) -> str:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[SECRET_KEY] = security.load_or_create_secret_key(settings.secret_key.get_secret_value(), settings.data_dir)
-    db = Database(settings.effective_database_url, stream_key_cipher=security.StreamKeyCipher(app[SECRET_KEY]))
+    db = Database(settings.effective_database_url, settings.db_workers, stream_key_cipher=security.StreamKeyCipher(app[SECRET_KEY]))
     try:
         migrations.ensure_migrated(db.engine)
         app[DB] = db
         app[MEDIA_PASS] = MediaPass(app[SECRET_KEY])
-        app[MEDIA_DIRECTORY] = CatalogMediaDirectory(db, settings.media_dir)
+        app[MEDIA_DIRECTORY] = CatalogMediaDirectory(db, settings.media_dir, settings.media_directory_ttl_seconds,
+                                                     settings.media_directory_miss_ttl_seconds)
         log.info("catalog: %s", db.backend)
         yield
     finally:
@@ -163,9 +164,9 @@ async def _recordings(app: web.Application) -> AsyncIterator[None]:
     app[RECORDING_STORES] = stores
     catalog = RecordingCatalog(app[DB], settings.media_dir, ffmpeg, stores)
     app[RECORDINGS] = catalog
-    importer = Importer(app[DB], settings.media_dir, ffmpeg)
+    importer = Importer(app[DB], settings.media_dir, ffmpeg, settings.import_segment_seconds)
     app[IMPORTER] = importer
-    directory = app[RECORDING_DIRECTORY] = RecordingDirectory(app[DB], settings.media_dir)
+    directory = app[RECORDING_DIRECTORY] = RecordingDirectory(app[DB], settings.media_dir, settings.media_directory_ttl_seconds)
     app[RECORDING_PASS] = RecordingPass(app[SECRET_KEY])
     archiver = None
     if stores.target is not None:

@@ -116,7 +116,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _run(settings, args)
     if args.command == "models":
         return _check_models(settings)
-    db = Database(settings.effective_database_url, stream_key_cipher=_stream_key_cipher(settings))
+    db = Database(settings.effective_database_url, settings.db_workers, stream_key_cipher=_stream_key_cipher(settings))
     try:
         migrations.ensure_migrated(db.engine)
         if args.command == "users":
@@ -248,7 +248,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"live-server: {exc}", file=sys.stderr)
         return 2
     log.info("using %s", ff.describe())
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, settings.db_workers)
     try:
         migrations.ensure_migrated(db.engine)
     except migrations.DatabaseNotMigrated as exc:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Every bounded queue between a producer and a slower consumer, as the ``consumer`` label of
+# ``live_dropped_frames_total``: what its unit is ("frames") depends on the queue (FLV tags, PCM
+# chunks, RTP frames, Socket.IO packets); that it is not zero is what to watch.
+DROP_CONSUMERS = ("packager", "caption_decoder", "recognizer", "whip_converter", "chat_fanout")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -28,7 +35,13 @@ class Metrics:
         self.ingest_keyframe_interval = Gauge(
             "live_ingest_keyframe_interval_seconds", "Seconds between keyframes per stream", ["event"], registry=r
         )
-        self.dropped_frames = Counter("live_dropped_frames", "Media frames dropped by slow consumers", ["event", "consumer"], registry=r)
+        self.dropped_frames = Counter(
+            "live_dropped_frames", "Items dropped by a bounded queue whose consumer fell behind (packager feed: FLV tags; "
+            "caption decoder: audio tags; recognizer: audio chunks; WHIP converters: frames; chat fan-out: packets)",
+            ["consumer"], registry=r,
+        )
+        for consumer in DROP_CONSUMERS:  # exported at 0 from the start, so rate() and alerts see every queue
+            self.dropped_frames.labels(consumer=consumer)
         self.rejected_publishes = Counter("live_rejected_publishes", "Publish attempts refused", ["protocol", "reason"], registry=r)
         self.caption_rtf = Gauge(
             "live_caption_real_time_factor", "Recognizer CPU seconds per audio second, per captioned stream", ["event"], registry=r
@@ -60,6 +73,12 @@ class Metrics:
         self.recording_uploaded_bytes = Counter(
             "live_recording_uploaded_bytes", "Bytes of recordings uploaded to object storage", registry=r
         )
+
+    def drop_counter(self, consumer: str) -> Callable[[], None]:
+        """The increment of one queue's drop series: bind it once at wiring, call it at each drop."""
+        if consumer not in DROP_CONSUMERS:
+            raise ValueError(f"unknown consumer {consumer!r}; add it to DROP_CONSUMERS")
+        return self.dropped_frames.labels(consumer=consumer).inc
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -58,6 +58,10 @@ class Settings(BaseModel):
     )
     media_dir: Path = Field(Path("./var/media"), description="Live HLS output and recordings.")
     redis_url: str = Field("", description="redis://host:6379/0 to share chat rooms between processes; empty: in-process.")
+    db_workers: int = Field(
+        4, ge=1, le=64, description="Threads that run catalog work (one transaction each) off the event loop; "
+        "the connection pool (5 + 5 overflow) should not be smaller.",
+    )
 
     # --- Security -------------------------------------------------------------------------
     secret_key: SecretStr = Field(
@@ -181,12 +185,28 @@ class Settings(BaseModel):
         description="Behind nginx: internal location (e.g. /_media/) mapped to media_dir; the app checks access "
         "and answers segment requests with X-Accel-Redirect so nginx sends the bytes. Empty: the app sends them.",
     )
+    media_cache_mb: int = Field(
+        256, ge=0, description="Memory for live and replay media files served by this process (playlists, segments; "
+        "revalidated by mtime), MiB; 0 reads every file from disk.",
+    )
+    media_directory_ttl_seconds: float = Field(
+        2.0, gt=0, le=60, description="How long an event's or recording's access facts (visibility, folder) are "
+        "cached for media requests: a change of visibility reaches viewers within it.",
+    )
+    media_directory_miss_ttl_seconds: float = Field(
+        0.5, gt=0, le=60, description="How long an unknown live slug stays unknown to media requests "
+        "(an event about to go live should not 404 for long).",
+    )
 
     # --- Recordings -----------------------------------------------------------------------
     recording_enabled: bool = Field(
         True, description="Record every live event (each event can still opt out with its record switch)."
     )
     import_max_bytes: int = Field(8 * 2**30, gt=0, description="Largest video a lecturer may import into the catalog (bytes).")
+    import_segment_seconds: float = Field(
+        4.0, ge=1.0, le=10.0, description="HLS segment length of imported videos (no live edge to keep close: "
+        "longer segments, fewer files).",
+    )
     recording_min_free_mb: int = Field(
         1024, ge=0, description="Refuse to start a recording when the media disk has less free space than this (MiB)."
     )
@@ -255,11 +275,26 @@ class Settings(BaseModel):
         "False: python-socketio's own fan-out (a task per recipient, permessage-deflate): the benchmark's "
         "reference, and a fallback should an engineio upgrade change what the direct path relies on.",
     )
+    chat_fanout_max_bytes: int = Field(
+        256 * 1024, ge=16 * 1024, description="A chat client with more than this many bytes unsent is skipped "
+        "(the packet counted in live_dropped_frames_total{consumer=\"chat_fanout\"}) rather than buffered.",
+    )
+    chat_fanout_max_packets: int = Field(
+        64, ge=1, description="A chat client whose writer queue holds this many packets is skipped (counted the same way).",
+    )
     chat_max_frame_bytes: int = Field(16384, ge=1024, description="Largest Socket.IO frame; a bigger one closes the connection.")
     chat_redis_channel: str = Field(
         "live-chat", min_length=1, description="Redis pub/sub channel and key prefix shared by the processes of one site."
     )
     chat_presence_seconds: float = Field(5.0, gt=0, description="How often viewer counts are shared and pushed to viewers.")
+    chat_room_ttl_seconds: float = Field(
+        2.0, gt=0, le=60, description="How stale an event's chat settings (open, slow mode, who may post) may be in a "
+        "process that did not make the change; a join storm reads them once per this period.",
+    )
+    chat_history_ttl_seconds: float = Field(
+        2.0, gt=0, le=60, description="A join storm reads an event's chat history and questions from the catalog "
+        "at most this often.",
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import bisect
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from formats import webvtt
 from ingest.packaging.playlist import Segment
 from live_server.models import CaptionSegment, Chapter, ChatMessage, Question, QuestionState, Recording, User
-
-from .webvtt import TextCue, chapter_cues, render
 
 Anchor = tuple[float, float, float]  # (wall clock, timeline start, timeline end of its run of segments)
 
@@ -141,13 +140,23 @@ def replay_data(session: Session, recording: Recording, segments: Sequence[Segme
 def captions_vtt(session: Session, recording: Recording, offset: float, language: str | None) -> str:
     duration = recording.duration_seconds
     cues = [
-        TextCue(max(c.start_seconds - offset, 0.0), min(c.end_seconds - offset, duration), c.text)
+        webvtt.Cue(max(c.start_seconds - offset, 0.0), min(c.end_seconds - offset, duration), c.text)
         for c in captions_of(session, recording, language)
         if c.end_seconds > offset and c.start_seconds - offset < duration
     ]
-    return render(cues)
+    return webvtt.render(cues)
 
 
 def chapters_vtt(session: Session, recording: Recording, offset: float) -> str:
     chapters = [(c.offset_seconds - offset, c.title) for c in chapters_of(session, recording)]
-    return render(chapter_cues(chapters, recording.duration_seconds))
+    return webvtt.render(chapter_cues(chapters, recording.duration_seconds))
+
+
+def chapter_cues(chapters: Iterable[tuple[float, str]], duration: float) -> list[webvtt.Cue]:
+    """Chapters as cues: each lasts until the next one starts (the last until the end)."""
+    ordered = sorted((max(0.0, offset), title) for offset, title in chapters if offset < duration)
+    cues = []
+    for i, (offset, title) in enumerate(ordered):
+        end = ordered[i + 1][0] if i + 1 < len(ordered) else duration
+        cues.append(webvtt.Cue(offset, max(end, offset + 0.001), title if title.strip() else "…", identifier=f"chapter-{i + 1}"))
+    return cues

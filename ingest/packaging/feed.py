@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ingest.flv import flv_header, flv_tag, is_keyframe, is_sequence_header, script_tag_from_metadata
 
@@ -77,8 +77,9 @@ def _is_end_of_sequence(payload: bytes) -> bool:
 class FlvFeed:
     """FIFO of FLV tags for one ffmpeg stdin at a time."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, on_drop: Callable[[], None] = lambda: None) -> None:
         self.max_bytes = max_bytes
+        self._on_drop = on_drop
         self._queue: deque[QueuedTag | _MetadataMarker] = deque()
         self.queued_bytes = 0
         self.dropped_tags = 0
@@ -125,13 +126,13 @@ class FlvFeed:
                 return True
             # Not queued, but cached: re-sent before the next keyframe.
             self._drop_video_until_keyframe = True
-            self.dropped_tags += 1
+            self._dropped()
             return False
         if kind == "video" and self._drop_video_until_keyframe and not key:
-            self.dropped_tags += 1
+            self._dropped()
             return False
         if self.queued_bytes + tag.size > self.max_bytes:
-            self.dropped_tags += 1
+            self._dropped()
             if kind == "video":
                 self._drop_video_until_keyframe = True
             return False
@@ -139,6 +140,10 @@ class FlvFeed:
             self._drop_video_until_keyframe = False
         self._append(tag)
         return True
+
+    def _dropped(self) -> None:
+        self.dropped_tags += 1
+        self._on_drop()
 
     def _append(self, tag: QueuedTag) -> None:
         self._queue.append(tag)
@@ -180,7 +185,7 @@ class FlvFeed:
                     self._sent_headers[item.kind] = item.payload
                 continue
             if self._resync and self.has_video and not item.keyframe:
-                self.dropped_tags += 1
+                self._dropped()
                 continue
             self._resync = False
             if not self._header_sent:

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from ingest.flv import is_keyframe, is_sequence_header
 
@@ -86,12 +86,12 @@ class Packager:
     """
 
     def __init__(self, ffmpeg: str, output_dir: Path, options: PackagerOptions,
-                 listener: PackagerListener) -> None:
+                 listener: PackagerListener, on_drop: Callable[[], None] = lambda: None) -> None:
         self._ffmpeg = ffmpeg
         self.output_dir = Path(output_dir)
         self.options = options
         self._listener = listener
-        self._feed = FlvFeed(options.queue_max_bytes)
+        self._feed = FlvFeed(options.queue_max_bytes, on_drop)
         self._timeline = EventTimeline(options)
         self._wakeup = asyncio.Event()
         self._stop_requested = asyncio.Event()

@@ -16,7 +16,7 @@ from aiohttp import web
 from ingest.publishing import PublishRejected
 from ingest.whip.sdp import MAX_SDP_BYTES, IceServer, OfferError, ice_server_link, parse_ice_server, parse_trickle_fragment
 from ingest.whip.session import WhipOptions, WhipSession, WhipSessionGone, WhipSessions
-from live_server.keys import LIVE, SETTINGS, WHIP
+from live_server.keys import LIVE, METRICS, SETTINGS, WHIP
 from live_server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def ice_servers(settings: Settings) -> tuple[IceServer, ...]:
 
 async def whip_sessions(app: web.Application) -> AsyncIterator[None]:
     """WHIP sessions start and stop with the app, after (and closed before) the live pipeline."""
-    sessions = WhipSessions(app[LIVE], options_from_settings(app[SETTINGS]))
+    sessions = WhipSessions(app[LIVE], options_from_settings(app[SETTINGS]), app[METRICS].drop_counter("whip_converter"))
     app[WHIP] = sessions
     try:
         yield

@@ -91,8 +91,10 @@ class _Converter:
     """A worker thread running one PyAV converter behind a bounded queue; results go back to the loop."""
 
     def __init__(self, name: str, convert: Callable[[bytes, int], list[tuple[int, bytes]]], maxsize: int,
-                 deliver: Callable[[list[tuple[int, bytes]]], None], loop: asyncio.AbstractEventLoop) -> None:
+                 deliver: Callable[[list[tuple[int, bytes]]], None], loop: asyncio.AbstractEventLoop,
+                 on_drop: Callable[[], None] = lambda: None) -> None:
         self._convert = convert
+        self._on_drop = on_drop
         self._deliver = deliver
         self._loop = loop
         self._queue: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize)
@@ -107,6 +109,7 @@ class _Converter:
             return True
         except queue.Full:
             self.dropped += 1
+            self._on_drop()
             return False
 
     def _run(self) -> None:
@@ -159,8 +162,9 @@ class WhipSession:
 
     def __init__(self, session_id: str, stream_key: str, sink: MediaSink, summary: OfferSummary,
                  options: WhipOptions, remote: str, on_closed: Callable[["WhipSession"], None],
-                 dtls: DtlsPolicy | None = None) -> None:
+                 dtls: DtlsPolicy | None = None, on_drop: Callable[[], None] = lambda: None) -> None:
         self.id = session_id
+        self._on_drop = on_drop
         self.stream_key = stream_key
         self.sink = sink
         self.summary = summary
@@ -277,7 +281,8 @@ class WhipSession:
                 def convert(data: bytes, rtp_ts: int) -> list[tuple[int, bytes]]:
                     return [(round(offset + pts * 1000 / VIDEO_CLOCK), au) for pts, au in transcoder.feed(data, rtp_ts)]
 
-                self._vp8 = _Converter(f"whip-vp8-{self.id[:8]}", convert, VIDEO_QUEUE_FRAMES, self._on_transcoded, self._loop)
+                self._vp8 = _Converter(f"whip-vp8-{self.id[:8]}", convert, VIDEO_QUEUE_FRAMES, self._on_transcoded, self._loop,
+                                       self._on_drop)
             if not self._vp8.submit(frame.data, frame.timestamp):
                 self.stats.last_keyframe_at = 0.0  # the decoder lost a frame: ask for a keyframe soon
 
@@ -314,7 +319,8 @@ class WhipSession:
             def convert(data: bytes, rtp_ts: int) -> list[tuple[int, bytes]]:
                 return [(max(0, round(offset + pts * 1000 / OPUS_CLOCK)), body) for pts, body in transcoder.feed(data, rtp_ts)]
 
-            self._audio = _Converter(f"whip-opus-{self.id[:8]}", convert, AUDIO_QUEUE_FRAMES, self._on_aac, self._loop)
+            self._audio = _Converter(f"whip-opus-{self.id[:8]}", convert, AUDIO_QUEUE_FRAMES, self._on_aac, self._loop,
+                                        self._on_drop)
         self._audio.submit(frame.data, frame.timestamp)
 
     def _on_aac(self, tags: list[tuple[int, bytes]]) -> None:
@@ -452,9 +458,10 @@ class WhipSession:
 class WhipSessions:
     """The WHIP sessions of this process: created by POST, found by their URL, all closed on shutdown."""
 
-    def __init__(self, publisher: StreamPublisher, options: WhipOptions) -> None:
+    def __init__(self, publisher: StreamPublisher, options: WhipOptions, on_drop: Callable[[], None] = lambda: None) -> None:
         self.publisher = publisher
         self.options = options
+        self.on_drop = on_drop  # a converter's queue was full: one frame dropped
         self.sessions: dict[str, WhipSession] = {}
         self.accepting = True
         self.dtls = DtlsPolicy()
@@ -484,7 +491,7 @@ class WhipSessions:
             self.reserved -= 1
         # No await from here to the insertion: the reservation passes to the session's entry.
         session_id = secrets.token_urlsafe(18)
-        session = WhipSession(session_id, stream_key, sink, summary, self.options, remote, self._forget, self.dtls)
+        session = WhipSession(session_id, stream_key, sink, summary, self.options, remote, self._forget, self.dtls, self.on_drop)
         self.sessions[session_id] = session
         holder["session"] = session
         try:

@@ -1,14 +1,12 @@
-"""Cue shaping and WebVTT: pure code, checked on examples and on generated word streams."""
+"""Cue shaping: pure code, checked on examples and on generated word streams."""
 
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from captions.cues import (
-    Cue, CueRules, TimestampMap, WebVttError, Word, format_timestamp, parse_timestamp, parse_webvtt,
-    render_webvtt, shape_cues, words_from_result, wrap_lines,
-)
+from captions.cues import Cue, CueRules, Word, shape_cues, to_webvtt, words_from_result, wrap_lines
+from formats import webvtt
 
 RULES = CueRules()
 
@@ -79,30 +77,7 @@ def test_shaped_cues_follow_the_rules(spec: list[tuple[str, float, float]]) -> N
             assert cue.end - cue.start >= RULES.min_seconds - 1e-6
 
 
-def test_timestamps_round_trip() -> None:
-    assert format_timestamp(0) == "00:00:00.000"
-    assert format_timestamp(3725.5) == "01:02:05.500"
-    assert parse_timestamp("01:02:05.500") == 3725.5
-    assert parse_timestamp("02:05.250") == 125.25
-    with pytest.raises(ValueError):
-        format_timestamp(-1)
-    with pytest.raises(WebVttError, match="bad timestamp"):
-        parse_timestamp("1:2:3")
-
-
-def test_webvtt_round_trip_with_timestamp_map_and_escaping() -> None:
+def test_caption_cues_become_escaped_webvtt_that_reads_back_as_the_same_lines() -> None:
     cues = [Cue(1.0, 2.5, ("a < b & c", "두 번째 줄")), Cue(3.0, 4.0, ("-->",))]
-    text = render_webvtt(cues, TimestampMap(126000, 12.0))
-    assert text.startswith("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:126000,LOCAL:00:00:12.000\n\n")
-    assert "-->\n" not in text.split("\n\n", 1)[1].replace(" --> ", "")  # payload cannot hold a timing arrow
-    tsmap, parsed = parse_webvtt(text)
-    assert tsmap == TimestampMap(126000, 12.0)
-    assert parsed[0] == cues[0]
-    assert parsed[1].start == 3.0 and parsed[1].lines == ("-->",)
-
-
-def test_invalid_webvtt_is_refused_with_the_reason() -> None:
-    with pytest.raises(WebVttError, match="missing WEBVTT"):
-        parse_webvtt("hello\n")
-    with pytest.raises(WebVttError, match="ends before it starts"):
-        parse_webvtt("WEBVTT\n\n00:00:02.000 --> 00:00:01.000\nx\n")
+    _, parsed = webvtt.parse(webvtt.render(to_webvtt(cues)))
+    assert [(c.start, c.end, tuple(c.text.split("\n"))) for c in parsed] == [(c.start, c.end, c.lines) for c in cues]

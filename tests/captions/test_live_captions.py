@@ -16,7 +16,7 @@ import pytest
 import socketio
 from sqlalchemy import select
 
-from captions.cues import parse_webvtt
+from formats.webvtt import parse as parse_webvtt
 from live_server.keys import DB
 from live_server.models import CaptionSegment
 from tests.captions.conftest import Speech, push_track, speech_track

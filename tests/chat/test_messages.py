@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from typing import Any
 
@@ -208,6 +209,10 @@ async def test_a_client_that_stops_reading_is_skipped_and_everyone_else_gets_eve
             await asyncio.gather(*(flood(chat) for chat in senders))
             await reader.wait(lambda: len(reader.messages()) >= 600, timeout=60, what="all 600 messages")
             assert manager.dropped > 0, "the stalled client was never skipped"
+            # counted where it happened: the Prometheus counter matches the skips at once, no copy period
+            metrics = await (await site.client.get("/metrics")).text()
+            exported = re.search(r'^live_dropped_frames_total\{consumer="chat_fanout"\} (\S+)$', metrics, re.M)
+            assert exported is not None and float(exported.group(1)) == manager.dropped > 0, metrics
             buffered = max(s.direct_ws.transport.get_write_buffer_size() for s in site.app[CHAT].sio.eio.sockets.values()
                            if getattr(s, "direct_ws", None) and s.direct_ws.transport)
             assert buffered <= manager.max_buffer + 64 * 1024, buffered

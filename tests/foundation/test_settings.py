@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,7 @@ def test_config_command_masks_secrets(tmp_path: Path) -> None:
         "PATH": "/usr/bin:/bin",
         "LIVE_SECRET_KEY": "supersecretvalue",
         "LIVE_DATABASE_URL": "postgresql+psycopg://live:hunter2@db/live",
+        **{name: os.environ[name] for name in ("PYTHONPATH",) if name in os.environ},  # the code under test
     }
     out = subprocess.run(
         [sys.executable, "-m", "live_server.cli", "config", "--json"], env=env, capture_output=True, text=True, cwd=tmp_path
@@ -101,6 +103,14 @@ def test_config_command_masks_secrets(tmp_path: Path) -> None:
     assert data["secret_key"] == "********"
     assert "hunter2" not in out.stdout and "supersecretvalue" not in out.stdout
     assert data["database_url"] == "postgresql+psycopg://live:********@db/live"
+    # the operational limits are settings like the rest, shown with their defaults
+    assert {name: data[name] for name in (
+        "import_segment_seconds", "media_cache_mb", "media_directory_ttl_seconds", "media_directory_miss_ttl_seconds",
+        "chat_room_ttl_seconds", "chat_history_ttl_seconds", "chat_fanout_max_bytes", "chat_fanout_max_packets",
+        "db_workers")} == {
+        "import_segment_seconds": 4.0, "media_cache_mb": 256, "media_directory_ttl_seconds": 2.0,
+        "media_directory_miss_ttl_seconds": 0.5, "chat_room_ttl_seconds": 2.0, "chat_history_ttl_seconds": 2.0,
+        "chat_fanout_max_bytes": 262144, "chat_fanout_max_packets": 64, "db_workers": 4}
 
     bad = subprocess.run(
         [sys.executable, "-m", "live_server.cli", "config"], env={**env, "LIVE_PORT": "x"}, capture_output=True, text=True

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from formats.webvtt import render
 from ingest.packaging.playlist import Segment, parse_media_playlist
 from recorder.storage import RecordingFiles, TrimError, journal_entry, journal_header, parse_journal, render_vod, trimmed, vod_master
-from vod.replay import anchors, timeline_of_wall
-from vod.webvtt import chapter_cues, render
+from vod.replay import anchors, chapter_cues, timeline_of_wall
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 
@@ -71,7 +71,7 @@ def test_wall_clock_maps_to_the_timeline_across_a_reconnect_gap() -> None:
 def test_chapters_track() -> None:
     vtt = render(chapter_cues([(65.0, "Part --> two"), (0.0, "Intro\n\nlines")], 120.0))
     assert vtt.startswith("WEBVTT\n\nchapter-1\n00:00:00.000 --> 00:01:05.000\nIntro\nlines\n")
-    assert "00:01:05.000 --> 00:02:00.000\nPart -> two\n" in vtt
+    assert "00:01:05.000 --> 00:02:00.000\nPart --&gt; two\n" in vtt
 
 
 def test_files_link_journal_and_finalize(tmp_path: Path) -> None:

@@ -72,7 +72,8 @@ def test_header_flags_follow_metadata() -> None:
 
 def test_full_queue_drops_video_until_next_keyframe() -> None:
     frame = len(inter(size=1000)) + TAG_OVERHEAD
-    feed = FlvFeed(64 * 1024)
+    told: list[None] = []
+    feed = FlvFeed(64 * 1024, lambda: told.append(None))  # the metric's increment, called at each drop
     publish_start(feed)
     feed.push("video", 0, key(size=1000), 1.0)
     n = 1
@@ -84,7 +85,7 @@ def test_full_queue_drops_video_until_next_keyframe() -> None:
     assert feed.push("audio", 40 * (n + 1), audio(), 1.0)  # audio flows again at once
     assert feed.push("video", 40 * (n + 2), key(size=10), 1.0)
     assert feed.push("video", 40 * (n + 3), inter(size=10), 1.0)
-    assert feed.dropped_tags == 2
+    assert feed.dropped_tags == 2 == len(told)
 
 
 def test_queue_never_exceeds_twice_the_bound_even_with_header_floods() -> None:
