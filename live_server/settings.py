@@ -8,6 +8,7 @@ the code base reads the environment or carries a default of its own (Esup-Pod's 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -208,6 +209,21 @@ class Settings(BaseModel):
         "live-chat", min_length=1, description="Redis pub/sub channel and key prefix shared by the processes of one site."
     )
     chat_presence_seconds: float = Field(5.0, gt=0, description="How often viewer counts are shared and pushed to viewers.")
+    chat_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Other origins whose pages may open the chat socket, e.g. https://lms.example.edu "
+        "(a page that uses socket.io-client itself; our /embed pages are same-origin and need nothing). "
+        "The server's own origin is always allowed; * allows any.",
+    )
+    chat_guest_identities_per_address: int = Field(
+        10, gt=0, description="New guest identities one address may start per guest window; more are refused."
+    )
+    chat_guest_messages_per_address: int = Field(
+        30, gt=0, description="Chat messages and questions all guests of one address may send together per rate window."
+    )
+    chat_guest_window_seconds: float = Field(
+        600.0, gt=0, description="Window of the per-address guest identity limit."
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -216,6 +232,24 @@ class Settings(BaseModel):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @field_validator("chat_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("chat_allowed_origins")
+    @classmethod
+    def _valid_origins(cls, value: list[str]) -> list[str]:
+        origins = []
+        for item in value:
+            origin = item.strip().rstrip("/").lower()
+            if origin != "*" and (not re.fullmatch(r"https?://[^/\s]+", origin)):
+                raise ValueError(f"{item!r} is not an origin: write scheme://host[:port], e.g. https://lms.example.edu")
+            origins.append(origin)
+        return origins
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
