@@ -188,6 +188,9 @@ class CheckedWebSocket(eio_aiohttp.WebSocket):
         self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=self.compress)
         await self._sock.prepare(request)
         self.environ = environ
+        eio_socket = getattr(self.handler, "__self__", None)
+        if eio_socket is not None:
+            eio_socket.checked_ws = self
         self.opened(request)
         try:
             await self.handler(self)
@@ -196,7 +199,14 @@ class CheckedWebSocket(eio_aiohttp.WebSocket):
             await self._sock.close(code=WSCloseCode.INTERNAL_ERROR)
         finally:
             self.ended()
+            if eio_socket is not None:
+                eio_socket.checked_ws = None
         return self._sock
+
+    async def refuse(self) -> None:
+        """Close for a client's protocol error (its engineio session is closed by the caller)."""
+        if self._sock is not None and not self._sock.closed:
+            await self._sock.close(code=WSCloseCode.POLICY_VIOLATION, message=b"invalid Socket.IO packet")
 
     def opened(self, request: web.Request) -> None:
         """Hook: the websocket is open and engineio's handler is about to run."""
@@ -206,14 +216,60 @@ class CheckedWebSocket(eio_aiohttp.WebSocket):
 
     async def wait(self) -> Any:
         data = await super().wait()
-        try:
-            eio_packet.Packet(encoded_packet=data)
-        except Exception as exc:
+        problem = engineio_packet_problem(data)
+        if problem is not None:
             log.warning("chat: closing the websocket of %s: invalid engine.io packet %r (%s)",
-                        self.address, data[:40], describe(exc))
+                        self.address, data[:40], problem)
             await self._sock.close(code=WSCloseCode.PROTOCOL_ERROR, message=b"invalid engine.io packet")
             raise OSError("invalid engine.io packet") from None
         return data
+
+
+def engineio_packet_problem(data: str | bytes) -> str | None:
+    """Why engineio could not take ``data`` as one packet from a client (it would raise), or None."""
+    try:
+        pkt = eio_packet.Packet(encoded_packet=data)
+    except Exception as exc:
+        return describe(exc)
+    if not 0 <= pkt.packet_type < len(eio_packet.packet_names):
+        return f"unknown packet type {pkt.packet_type}"
+    return None
+
+
+def engineio_payload_problem(body: bytes) -> str | None:
+    """The same for a long-polling POST body (packets separated by 0x1e)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    for data in text.split("\x1e"):
+        problem = engineio_packet_problem(data)
+        if problem is not None:
+            return problem
+    return None
+
+
+class PostBody:
+    """A long-polling POST body read (and checked) before engineio reads it as ``wsgi.input``."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def read(self, length: int = -1) -> bytes:
+        data, self.body = (self.body, b"") if length < 0 else (self.body[:length], self.body[length:])
+        return data
+
+
+def translate_request(request: web.Request) -> dict[str, Any]:
+    """engineio's aiohttp request translation, with the body we already read for a checked POST."""
+    environ: dict[str, Any] = eio_aiohttp.translate_request(request)
+    body = request.get(POST_BODY)
+    if body is not None:
+        environ["wsgi.input"] = PostBody(body)
+    return environ
+
+
+POST_BODY = web.RequestKey("chat_post_body", bytes)
 
 
 def describe(exc: BaseException) -> str:
@@ -284,8 +340,8 @@ class DirectWebSocket(CheckedWebSocket):
 
 
 def use_websocket_class(sio: socketio.AsyncServer, cls: type[CheckedWebSocket]) -> None:
-    """Make ``sio`` open its websockets with ``cls`` (engineio has no option for it)."""
-    sio.eio._async = {**sio.eio._async, "websocket": cls}
+    """Make ``sio`` open its websockets with ``cls``, and take POST bodies we checked (engineio has no option for either)."""
+    sio.eio._async = {**sio.eio._async, "websocket": cls, "translate_request": translate_request}
 
 
 def direct_fanout_problem() -> str | None:
@@ -305,6 +361,10 @@ def direct_fanout_problem() -> str | None:
         eio = engineio.AsyncServer(async_mode="aiohttp", logger=False)
         if eio._async.get("websocket") is not eio_aiohttp.WebSocket:
             return "engineio's aiohttp driver table has no 'websocket' wrapper to replace"
+        if eio._async.get("translate_request") is not eio_aiohttp.translate_request:
+            return "engineio's aiohttp driver table has no 'translate_request' to wrap"
+        if "wsgi.input" not in inspect.getsource(eio_aiohttp.translate_request):
+            return "engineio no longer reads POST bodies from wsgi.input"
         params = list(inspect.signature(eio_aiohttp.WebSocket.__init__).parameters)
         if params != ["self", "handler", "server"] or not all(
                 callable(getattr(eio_aiohttp.WebSocket, name, None)) for name in ("send", "wait", "close")):

@@ -22,9 +22,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from chat import service as svc
-from chat.fanout import (CheckedWebSocket, DirectWebSocket, LocalManager, RedisManager, RoomBatcher, describe,
-                         direct_fanout_problem, use_websocket_class)
-from chat.limits import SenderLimits
+from chat.fanout import (POST_BODY, CheckedWebSocket, DirectWebSocket, LocalManager, RedisManager, RoomBatcher,
+                         describe, direct_fanout_problem, engineio_payload_problem, use_websocket_class)
+from chat.limits import GuestGuard, SenderLimits
 from chat.namespace import ChatNamespace
 from chat.presence import Presence, SharedPresence
 from chat.service import Room
@@ -87,7 +87,13 @@ class ChatSocketServer(socketio.AsyncServer):
     only a client's mistake. Here the client is disconnected and its address logged once.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused_sids: set[str] = set()  # engine.io sessions being closed for a bad packet
+
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if eio_sid in self.refused_sids:
+            return  # more of the same client's packets, already on their way out: not logged again
         try:
             await super()._handle_eio_message(eio_sid, data)
         except Exception as exc:
@@ -97,7 +103,30 @@ class ChatSocketServer(socketio.AsyncServer):
             log.warning("chat: closing the connection of %s: invalid Socket.IO packet %r (%s)",
                         address, data[:40] if isinstance(data, (str, bytes)) else type(data).__name__, describe(exc))
             self._binary_packet.pop(eio_sid, None)
-            self.start_background_task(self.eio.disconnect, eio_sid)
+            self.refused_sids.add(eio_sid)
+            self.start_background_task(self._close_refused, eio_sid)
+
+    async def _close_refused(self, eio_sid: str) -> None:
+        try:
+            await self.drop(eio_sid)
+        finally:
+            self.refused_sids.discard(eio_sid)
+
+    async def drop(self, eio_sid: str) -> None:
+        """End a client's session for a protocol error without waiting on it.
+
+        engineio's ``disconnect`` waits until the client has fetched its queue, which a
+        misbehaving long-polling client may never do.
+        """
+        sock = self.eio.sockets.pop(eio_sid, None)
+        if sock is None:
+            return
+        await sock.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        ws = getattr(sock, "checked_ws", None)
+        if ws is not None:
+            await ws.refuse()
+        elif not sock.upgraded:
+            sock.queue.put_nowait(None)  # answer a GET still waiting
 
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
@@ -177,14 +206,15 @@ class ChatServer:
             logger=False,
             engineio_logger=False,
         )
-        if direct:
-            use_websocket_class(self.sio, DirectWebSocket)
-        elif direct_fanout_problem() is None:
-            use_websocket_class(self.sio, CheckedWebSocket)
+        self.checked_posts = direct or direct_fanout_problem() is None
+        if self.checked_posts:
+            use_websocket_class(self.sio, DirectWebSocket if direct else CheckedWebSocket)
         self.namespace = ChatNamespace(self)
         self.sio.register_namespace(self.namespace)
         self.batcher = RoomBatcher(self._emit_to_room, "messages", settings.chat_batch_ms / 1000)
         self.limits = SenderLimits(settings.chat_rate_messages, settings.chat_rate_bytes, settings.chat_rate_window_seconds)
+        self.guests = GuestGuard(settings.chat_guest_identities_per_address, settings.chat_guest_window_seconds,
+                                 settings.chat_guest_messages_per_address, settings.chat_rate_window_seconds)
         self.presence = Presence()
         self.metrics = ChatMetrics(registry or CollectorRegistry())
         self._history: dict[int, tuple[float, deque[dict[str, Any]]]] = {}
@@ -232,8 +262,31 @@ class ChatServer:
         if origin and not self.origins.allows(origin, request.host):
             self.metrics_refused("origin_not_allowed")
             return self.origins.refusal(origin, request.host, request.remote or "?")
+        sid = request.query.get("sid")
+        if request.method == "POST" and sid is not None and self.checked_posts:
+            refusal = await self._check_post(request, sid)
+            if refusal is not None:
+                return refusal
         response: web.StreamResponse = await self.sio.handle_request(request)
         return response
+
+    async def _check_post(self, request: web.Request, sid: str) -> web.Response | None:
+        """Read a long-polling POST and refuse what engineio would raise on (it logged a traceback)."""
+        limit = self.settings.chat_max_frame_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return None  # engineio refuses it by its length, without reading it
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            return None
+        request[POST_BODY] = body
+        problem = engineio_payload_problem(body)
+        if problem is None:
+            return None
+        log.warning("chat: closing the long-polling session of %s: invalid engine.io packet %r (%s)",
+                    request.remote or "?", body[:40], problem)
+        self.start_background_task(self.sio.drop(sid))
+        return web.json_response({"error": {"code": "bad_request", "message": f"invalid engine.io packet: {problem}"}},
+                                 status=400)
 
     def start_background_task(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
