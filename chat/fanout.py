@@ -9,7 +9,13 @@ changes make it fit:
   rate.
 * ``DirectFanoutManager`` replaces the manager's fan-out, which creates one asyncio task per
   recipient, with a loop that frames the packet once and writes it to each client's socket
-  (``DirectWebSocket``, uncompressed), keeping each client's packets in order.
+  (``DirectWebSocket``, uncompressed), keeping each client's packets in order. Long-polling
+  clients, and websocket clients until their upgrade is complete, get it through engineio's queue.
+
+It relies on engineio internals, so ``direct_fanout_problem`` checks them at start and the server
+falls back to python-socketio's own fan-out when they changed. ``CheckedWebSocket`` (the base of
+``DirectWebSocket``, also used by that fallback) closes a websocket cleanly on a frame engineio
+cannot decode instead of letting aiohttp write a 500 onto the upgraded socket.
 """
 
 from __future__ import annotations
