@@ -192,3 +192,35 @@ async def test_a_message_during_the_upgrade_probe_goes_to_polling_then_websocket
             collect([await ws.receive_str(timeout=5)])
         await ws.close()
     assert got == ["during the probe", "after the upgrade"]
+
+
+@pytest.fixture
+def changed_engineio(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An engineio whose aiohttp websocket wrapper changed its constructor (as a future release might)."""
+    from engineio.async_drivers import aiohttp as eio_aiohttp
+
+    class ChangedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
+        def __init__(self, handler: Any, server: Any, options: Any = None) -> None:
+            super().__init__(handler, server)
+
+    monkeypatch.setattr(eio_aiohttp, "WebSocket", ChangedWebSocket)
+    monkeypatch.setitem(eio_aiohttp._async, "websocket", ChangedWebSocket)
+    caplog.set_level(logging.INFO)
+
+
+async def test_changed_engineio_internals_fall_back_to_python_socketio_fanout(
+        changed_engineio: None, site: ChatSite, caplog: pytest.LogCaptureFixture) -> None:
+    import socketio
+
+    chat = site.app[CHAT]
+    assert not chat.direct_fanout and not isinstance(chat.sio.manager, DirectFanoutManager)
+    assert type(chat.sio.manager) is socketio.AsyncManager
+    fallback = [r.getMessage() for r in caplog.get_records("setup") if "direct fan-out off" in r.getMessage()]
+    assert len(fallback) == 1 and "changed its interface" in fallback[0], fallback
+    event = await site.create_event()
+    sender = await site.connect(event["slug"], site.user())
+    readers = [await site.connect(event["slug"]), await site.connect(event["slug"], transports=["polling"])]
+    for text in ("one", "two"):
+        assert (await sender.call("send", {"text": text}))["ok"] is True
+    for reader in readers:
+        await reader.wait(lambda: reader.texts() == ["one", "two"], what="both messages")
