@@ -41,8 +41,9 @@ install: $(VENV)/.installed translations
 
 install-test: $(VENV)/.installed-test translations system-deps
 
-# Debian packages the test suite drives as real peers (apt only when something is missing).
-SYSTEM_PACKAGES := espeak-ng chromium fonts-dejavu-core nginx-light
+# Debian packages the test suite drives as real peers (apt only when something is missing);
+# nodejs runs npm socket.io-client in tests/chat/test_transports.py.
+SYSTEM_PACKAGES := espeak-ng chromium fonts-dejavu-core nginx-light nodejs
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -224,3 +224,12 @@ async def test_changed_engineio_internals_fall_back_to_python_socketio_fanout(
         assert (await sender.call("send", {"text": text}))["ok"] is True
     for reader in readers:
         await reader.wait(lambda: reader.texts() == ["one", "two"], what="both messages")
+
+
+def test_allowed_origins_setting_is_validated_and_normalised() -> None:
+    from live_server.settings import Settings, load_settings
+
+    settings = load_settings(environ={"LIVE_CHAT_ALLOWED_ORIGINS": "https://LMS.example.edu/, http://127.0.0.1:8080"})
+    assert settings.chat_allowed_origins == ["https://lms.example.edu", "http://127.0.0.1:8080"]
+    with pytest.raises(ValueError, match="is not an origin"):
+        Settings(chat_allowed_origins=["lms.example.edu/course/1"])
