@@ -43,8 +43,8 @@ install-test: $(VENV)/.installed-test translations system-deps
 
 # Debian packages the test suite drives as real peers (apt only when something is missing).
 # GStreamer: an RTMP encoder with its own defaults (x264enc, voaacenc, flvmux, rtmp2sink) and a
-# WHIP publisher (webrtcbin through python3-gi).
-SYSTEM_PACKAGES := espeak-ng chromium fonts-dejavu-core nginx-light \
+# WHIP publisher (webrtcbin through python3-gi); nodejs runs npm socket.io-client in tests/chat/test_transports.py.
+SYSTEM_PACKAGES := espeak-ng chromium fonts-dejavu-core nginx-light nodejs \
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
   gstreamer1.0-plugins-ugly gstreamer1.0-nice \
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 gir1.2-nice-0.1

@@ -1,6 +1,7 @@
 """Chat fan-out: delivery latency and server CPU with N clients in one event, against python-socketio.
 
     python -m bench.chat_fanout --clients 200 500 1000 1500 --rate 20 --seconds 15 --batch-ms 0 100 --fanout stock direct
+    python -m bench.chat_fanout --clients 1500 --seconds 30 --batch-ms 100 --polling-share 0 0.1
 
 For each ``--batch-ms`` value a fresh ``live-server run`` is started (bench/harness.py: its own
 SQLite catalog, loopback only) with that ``chat_batch_ms``; for each client count, two worker
@@ -18,6 +19,9 @@ permessage-deflate), which BASELINES.md measured at ~75 µs of server CPU per de
 ``--fanout direct`` is ours (chat/fanout.py): frames built once and written straight to each
 client's socket, uncompressed. ``--batch-ms`` is the coalescing window (``chat_batch_ms``).
 Rows of the direct fan-out also show their ratios to the stock row with the same clients and window.
+``--polling-share 0.1`` keeps that share of the receivers on HTTP long-polling (a GET held open
+per client, a POST per pong), as socket.io-client does where a network blocks websockets; their
+latency and losses are also shown on their own.
 """
 
 from __future__ import annotations
@@ -73,21 +77,50 @@ async def _client(session: Any, ws_url: str, auth: dict[str, Any], cookie: str |
                 if data == "2":
                     await ws.send_str("3")
                 elif receiver is not None and data.startswith('42["messages"'):
-                    now = time.time()
-                    # every client gets the same frame: parse it once per process (keeps the load generator cheap)
-                    parsed = _PARSED.get(data)
-                    if parsed is None:
-                        parsed = [(int(p[1]), float(p[2])) for p in
-                                  (item["text"].split() for item in json.loads(data[2:])[1])]
-                        if len(_PARSED) > 64:
-                            _PARSED.clear()
-                        _PARSED[data] = parsed
-                    for seq, sent_at in parsed:
-                        receiver.seen.add(seq)
-                        latencies.append(now - sent_at)
+                    _take_messages(data, receiver, latencies)
         finally:
             if sender_task is not None:
                 sender_task.cancel()
+
+
+def _take_messages(data: str, receiver: Receiver, latencies: array) -> None:
+    now = time.time()
+    # every client gets the same frame: parse it once per process (keeps the load generator cheap)
+    parsed = _PARSED.get(data)
+    if parsed is None:
+        parsed = [(int(p[1]), float(p[2])) for p in (item["text"].split() for item in json.loads(data[2:])[1])]
+        if len(_PARSED) > 64:
+            _PARSED.clear()
+        _PARSED[data] = parsed
+    for seq, sent_at in parsed:
+        receiver.seen.add(seq)
+        latencies.append(now - sent_at)
+
+
+async def _polling_client(session: Any, base_url: str, auth: dict[str, Any], receiver: Receiver, latencies: array,
+                          ready: asyncio.Event) -> None:
+    """A Socket.IO client that stays on HTTP long-polling (what a network blocking websockets leaves)."""
+    url = base_url + "/socket.io/?EIO=4&transport=polling"
+    async with session.get(url) as resp:
+        sid = json.loads((await resp.text())[1:])["sid"]
+    url += f"&sid={sid}"
+    async with session.post(url, data="40" + json.dumps(auth)) as resp:
+        resp.raise_for_status()
+    while True:
+        async with session.get(url) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"poll answered {resp.status}")
+            packets = (await resp.text()).split("\x1e")
+        for data in packets:
+            if data.startswith("40"):
+                ready.set()
+            elif data == "2":
+                async with session.post(url, data="3") as resp:
+                    resp.raise_for_status()
+            elif data.startswith('42["messages"'):
+                _take_messages(data, receiver, latencies)
+            elif data.startswith("44"):
+                raise RuntimeError(f"connection refused: {data}")
 
 
 async def _worker(args: argparse.Namespace) -> None:
@@ -95,6 +128,7 @@ async def _worker(args: argparse.Namespace) -> None:
 
     ws_url = args.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
     latencies: array = array("d")
+    poll_latencies: array = array("d")
     receivers = [Receiver() for _ in range(args.n)]
     auth = {"event": args.event}
     conn = aiohttp.TCPConnector(limit=0)
@@ -102,10 +136,14 @@ async def _worker(args: argparse.Namespace) -> None:
         tasks: list[asyncio.Task[None]] = []
         for start in range(0, args.n, RAMP_CONCURRENCY):
             batch_ready = []
-            for receiver in receivers[start:start + RAMP_CONCURRENCY]:
+            for i, receiver in enumerate(receivers[start:start + RAMP_CONCURRENCY], start):
                 ready = asyncio.Event()
                 batch_ready.append(ready)
-                tasks.append(asyncio.create_task(_client(session, ws_url, auth, None, receiver, latencies, ready, None)))
+                if i < args.polling:
+                    client = _polling_client(session, args.url, auth, receiver, poll_latencies, ready)
+                else:
+                    client = _client(session, ws_url, auth, None, receiver, latencies, ready, None)
+                tasks.append(asyncio.create_task(client))
             await asyncio.wait_for(asyncio.gather(*(r.wait() for r in batch_ready)), 60)
         outboxes: list[asyncio.Queue[str]] = []
         if args.cookie:
@@ -135,15 +173,19 @@ async def _worker(args: argparse.Namespace) -> None:
         print("sent", flush=True)
         await loop.run_in_executor(None, sys.stdin.readline)  # "report" after the drain
         histogram: dict[int, int] = {}
-        for value in latencies:
-            bucket = int(value * 1000)
-            histogram[bucket] = histogram.get(bucket, 0) + 1
+        poll_histogram: dict[int, int] = {}
+        for values, hist in ((latencies, histogram), (poll_latencies, poll_histogram)):
+            for value in values:
+                bucket = int(value * 1000)
+                hist[bucket] = hist.get(bucket, 0) + 1
         report = {
             "sent": sent,
             "received": sum(len(r.seen) for r in receivers),
+            "received_polling": sum(len(r.seen) for r in receivers[:args.polling]),
             "clients": len(receivers),
             "histogram": histogram,
-            "max_ms": max(latencies) * 1000 if latencies else None,
+            "poll_histogram": poll_histogram,
+            "max_ms": max([*latencies, *poll_latencies]) * 1000 if latencies or poll_latencies else None,
             "cpu_seconds": time.process_time(),
         }
         print(json.dumps(report), flush=True)
@@ -184,17 +226,20 @@ def _percentile(histogram: dict[int, int], p: float) -> float:
 
 
 def run_once(base_url: str, pid: int, event: str, cookie: str, clients: int, rate: float, seconds: float,
-             workers: int, others: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
+             workers: int, others: Sequence[tuple[str, int]] = (), polling_share: float = 0.0) -> dict[str, Any]:
     """``others``: more server processes (url, pid) sharing the rooms through Redis; receivers are
-    spread over all servers, the sender stays on the first."""
+    spread over all servers, the sender stays on the first. ``polling_share`` of the receivers
+    stay on HTTP long-polling, spread evenly over the workers."""
     # the sender gets a process of its own: a busy receiving process would delay its sends and be measured
     share = [0] + [clients // workers + (1 if i < clients % workers else 0) for i in range(workers)]
+    polling_total = round(clients * polling_share)
+    polling = [0] + [polling_total // workers + (1 if i < polling_total % workers else 0) for i in range(workers)]
     procs = []
     urls = [base_url, *(url for url, _ in others)]
     for i, n in enumerate(share):
         url = base_url if i == 0 else urls[(i - 1) % len(urls)]
         cmd = [sys.executable, "-m", "bench.chat_fanout", "--worker", "--url", url, "--event", event,
-               "--n", str(n), "--rate", str(rate), "--seconds", str(seconds)]
+               "--n", str(n), "--polling", str(polling[i]), "--rate", str(rate), "--seconds", str(seconds)]
         if i == 0:
             cmd += ["--cookie", cookie]
         procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -231,17 +276,26 @@ def run_once(base_url: str, pid: int, event: str, cookie: str, clients: int, rat
             except subprocess.TimeoutExpired:
                 proc.kill()
     histogram: dict[int, int] = {}
-    for report in reports:
-        for bucket, count in report["histogram"].items():
-            histogram[int(bucket)] = histogram.get(int(bucket), 0) + count
+    poll_histogram: dict[int, int] = {}
+    for report in reports:  # p50/p99 over every delivery; the polling ones also on their own
+        for name, targets in (("histogram", (histogram,)), ("poll_histogram", (histogram, poll_histogram))):
+            for bucket, count in report[name].items():
+                for hist in targets:
+                    hist[int(bucket)] = hist.get(int(bucket), 0) + count
     sent = reports[0]["sent"]
     expected = sent * clients
     received = sum(r["received"] for r in reports)
+    received_polling = sum(r["received_polling"] for r in reports)
     return {
         "clients": clients,
+        "polling_clients": polling_total,
         "sent": sent,
         "p50_ms": _percentile(histogram, 50),
         "p99_ms": _percentile(histogram, 99),
+        "polling_p50_ms": _percentile(poll_histogram, 50),
+        "polling_p99_ms": _percentile(poll_histogram, 99),
+        "polling_lost_pct": (100.0 * (sent * polling_total - received_polling) / (sent * polling_total)
+                             if polling_total and sent else 0.0),
         "max_ms": max((r["max_ms"] or 0) for r in reports),
         "lost_pct": 100.0 * (expected - received) / expected if expected else 0.0,
         "server_cpu_pct": 100.0 * cpu / window,
@@ -258,12 +312,15 @@ def main() -> None:
     parser.add_argument("--fanout", nargs="+", choices=["stock", "direct"], default=["direct"],
                         help="stock: python-socketio's own fan-out (chat_direct_fanout=false), the reference")
     parser.add_argument("--workers", type=int, default=2, help="client processes")
+    parser.add_argument("--polling-share", type=float, nargs="+", default=[0.0],
+                        help="share of the clients on HTTP long-polling instead of websocket, e.g. 0 0.1")
     parser.add_argument("--servers", type=int, default=1, choices=[1, 2],
                         help="2: a second server process shares the rooms through Redis on 127.0.0.1:6379 (db 14)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--event", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--polling", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--cookie", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -281,9 +338,9 @@ def main() -> None:
             cookie = _login(srv.base_url)
             with contextlib.ExitStack() as stack:
                 others = [stack.enter_context(_second_process(srv))] if args.servers == 2 else []
-                for clients in args.clients:
+                for clients, polling_share in [(c, p) for c in args.clients for p in args.polling_share]:
                     row = run_once(srv.base_url, srv.process.pid, event["slug"], cookie, clients, args.rate,
-                                   args.seconds, args.workers, others)
+                                   args.seconds, args.workers, others, polling_share)
                     row["batch_ms"] = batch_ms
                     row["fanout"] = fanout
                     rows.append(row)
@@ -316,16 +373,19 @@ def _healthy(url: str) -> bool:
 def _table(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     print()
     print(f"{args.servers} server process(es); {args.rate:g} msg/s for {args.seconds:g} s; server CPU over the sending window (100 % = one core)")
-    print("| fan-out | batch | clients | p50 | p99 | max | lost | server CPU | p50, p99, CPU vs stock |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    stock = {(r["clients"], r["batch_ms"]): r for r in rows if r["fanout"] == "stock"}
+    print("| fan-out | batch | clients (polling) | p50 | p99 | max | lost | polling p50 / p99 / lost | server CPU | p50, p99, CPU vs stock |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    stock = {(r["clients"], r["batch_ms"], r["polling_clients"]): r for r in rows if r["fanout"] == "stock"}
     for row in rows:
         batch = "none" if row["batch_ms"] == 0 else f"{row['batch_ms']} ms"
-        ref = stock.get((row["clients"], row["batch_ms"])) if row["fanout"] == "direct" else None
+        ref = stock.get((row["clients"], row["batch_ms"], row["polling_clients"])) if row["fanout"] == "direct" else None
         ratios = (f"{row['p50_ms'] / ref['p50_ms']:.2f}×, {row['p99_ms'] / ref['p99_ms']:.2f}×, "
                   f"{row['server_cpu_pct'] / ref['server_cpu_pct']:.2f}×") if ref else "—"
-        print(f"| {row['fanout']} | {batch} | {row['clients']} | {row['p50_ms']:.0f} ms | {row['p99_ms']:.0f} ms "
-              f"| {row['max_ms']:.0f} ms | {row['lost_pct']:.1f} % | {row['server_cpu_pct']:.0f} % | {ratios} |")
+        polling = (f"{row['polling_p50_ms']:.0f} / {row['polling_p99_ms']:.0f} ms / {row['polling_lost_pct']:.1f} %"
+                   if row["polling_clients"] else "—")
+        print(f"| {row['fanout']} | {batch} | {row['clients']} ({row['polling_clients']}) | {row['p50_ms']:.0f} ms "
+              f"| {row['p99_ms']:.0f} ms | {row['max_ms']:.0f} ms | {row['lost_pct']:.1f} % | {polling} "
+              f"| {row['server_cpu_pct']:.0f} % | {ratios} |")
 
 
 if __name__ == "__main__":

@@ -133,3 +133,94 @@ class Strikes:
     def strike(self) -> bool:
         """Count one refusal; True when the connection has used up its allowance."""
         return self.bucket.take(1, self.clock()) > 0
+
+
+class GuestGuard:
+    """Limits for guests by address, since a guest's identity is only the token its browser sends.
+
+    A guest that drops its ``guest_token`` becomes a new person with fresh rate limits and no ban.
+    So each address may start at most ``identities`` guest identities per ``window`` (reconnecting
+    with a known token is free), all guests of an address share a message bucket, and a banned
+    guest's address and browser cookie stay marked for the ban's duration (until it is lifted),
+    refusing any other guest identity that comes from them to that event. In memory per process:
+    sticky sessions keep an address on one process.
+    """
+
+    def __init__(self, identities: int, window_seconds: float, messages: int, message_window_seconds: float,
+                 clock: Clock = time.monotonic, max_entries: int = 50_000) -> None:
+        self.identities = identities
+        self.window = window_seconds
+        self.messages = messages
+        self.message_window = message_window_seconds
+        self.clock = clock
+        self.max_entries = max_entries
+        self._seen: dict[str, dict[str, float]] = {}  # address -> guest id -> last admitted
+        self._buckets: dict[str, TokenBucket] = {}  # address -> messages of all its guests
+        self._marks: dict[str, list[str]] = {}  # guest key -> where it was last seen ("addr:…", "browser:…")
+        self._bans: dict[tuple[int, str], set[str]] = {}  # (event, mark) -> banned guest keys
+
+    def admit(self, address: str, guest_key: str, marks: list[str]) -> Refusal | None:
+        """Count ``guest_key`` as one of ``address``'s identities, or refuse it (nothing counted then)."""
+        now = self.clock()
+        seen = self._seen.get(address)
+        if seen is None:
+            if len(self._seen) >= self.max_entries:
+                self.prune()
+            seen = self._seen[address] = {}
+        for key in [k for k, t in seen.items() if now - t >= self.window]:
+            del seen[key]
+        if guest_key not in seen and len(seen) >= self.identities:
+            wait = min(seen.values()) + self.window - now
+            return Refusal("too_many_guests",
+                           f"too many guest identities from your address (at most {self.identities} per "
+                           f"{self.window:g} s): keep your guest token, or log in", wait)
+        seen[guest_key] = now
+        if len(self._marks) >= self.max_entries:
+            self._marks.clear()
+        self._marks[guest_key] = marks
+        return None
+
+    def check_message(self, address: str) -> Refusal | None:
+        """Would one more guest message from ``address`` fit? Takes nothing (``take`` does)."""
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            return None
+        wait = bucket.wait_for(1, self.clock())
+        if wait > 0:
+            return Refusal("rate_limited", f"too many guest messages from your address: at most {self.messages} "
+                           f"per {self.message_window:g} s for all guests there; log in to chat more", wait)
+        return None
+
+    def take(self, address: str) -> None:
+        now = self.clock()
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            if len(self._buckets) >= self.max_entries:
+                self.prune()
+            bucket = self._buckets[address] = TokenBucket(self.messages, self.message_window, now)
+        bucket.take(1, now)
+
+    def ban(self, event_id: int, guest_key: str) -> None:
+        """Mark where ``guest_key`` was last seen as banned from ``event_id``."""
+        for mark in self._marks.get(guest_key, []):
+            self._bans.setdefault((event_id, mark), set()).add(guest_key)
+
+    def banned_by(self, event_id: int, marks: list[str]) -> set[str]:
+        """The banned guests whose address or browser is one of ``marks`` in this event."""
+        found: set[str] = set()
+        for mark in marks:
+            found |= self._bans.get((event_id, mark), set())
+        return found
+
+    def lift(self, event_id: int, guest_key: str) -> None:
+        for key in [k for k, keys in self._bans.items() if k[0] == event_id and guest_key in keys]:
+            self._bans[key].discard(guest_key)
+            if not self._bans[key]:
+                del self._bans[key]
+
+    def prune(self) -> None:
+        now = self.clock()
+        for address in [a for a, seen in self._seen.items() if all(now - t >= self.window for t in seen.values())]:
+            del self._seen[address]
+        for address in [a for a, b in self._buckets.items() if b.full(now)]:
+            del self._buckets[address]

@@ -122,6 +122,10 @@ class ChatNamespace(socketio.AsyncNamespace):
             log.info("chat: refused connection from %s: %s %s", address, exc.code, exc.message)
             self.chat.metrics_refused(exc.code)
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.body()) from None
+        except Exception:
+            log.exception("chat: admitting a connection from %s failed", address)
+            error = ChatError("internal", "the server could not admit you; try again")
+            raise socketio.exceptions.ConnectionRefusedError(error.message, error.body()) from None
         self.connections[sid] = conn
         conn.rooms = [conn.room.name]
         if conn.moderator:
@@ -142,8 +146,8 @@ class ChatNamespace(socketio.AsyncNamespace):
         identity = identity_of(request)
         user = identity.user if identity is not None else None
         ref = payload.event
-        if isinstance(ref, str) and (not ref or len(ref) > 120):
-            raise ChatError("unknown_event", "no such event")
+        if isinstance(ref, str) and (not ref or len(ref) > 120) or isinstance(ref, int) and not 0 < ref < 2**63:
+            raise ChatError("unknown_event", "no such event")  # an id beyond 64 bits is no event either
         room = await self.chat.rooms.get(ref)
         moderator = False
         if user is not None:
@@ -163,6 +167,7 @@ class ChatNamespace(socketio.AsyncNamespace):
             guest_token = payload.guest_token if payload.guest_token and svc.GUEST_TOKEN.match(payload.guest_token) else None
             guest_token = guest_token or svc.new_guest_token()
             author = Author("guest", svc.guest_id_for(guest_token), name)
+            await self._admit_guest(room, author, address, request)
         if author is not None and not moderator:
             who = author
             await self.chat.db.run(lambda s: svc.check_not_banned(s, room.event_id, who))
@@ -170,6 +175,28 @@ class ChatNamespace(socketio.AsyncNamespace):
         settings = self.chat.settings
         return Connection(sid, room, user, author, moderator, viewer, address,
                           Strikes(settings.chat_max_strikes, settings.chat_rate_window_seconds), guest_token)
+
+    async def _admit_guest(self, room: Room, author: Author, address: str, request: web.Request) -> None:
+        """Per-address guest limits, and bans that follow a banned guest's address and browser.
+
+        A guest is only the token its browser sends: without these, dropping the token gives fresh
+        rate limits and escapes a ban. Counted before any ``await``, so a burst of connections
+        cannot all pass the check at once.
+        """
+        browser = request.cookies.get(VIEWER_COOKIE)
+        marks = [f"addr:{address}"] + ([f"browser:{browser}"] if browser else [])
+        banned = self.chat.guests.banned_by(room.event_id, marks) - {author.key}
+        refusal = self.chat.guests.admit(address, author.key, marks)
+        if refusal is not None:
+            raise ChatError(refusal.code, refusal.message)
+        for target in sorted(banned):
+            ban = await self.chat.db.run(lambda s: svc.active_ban(s, room.event_id, target))
+            if ban is not None:
+                log.info("chat: refused guest %s from %s: same address or browser as banned %s",
+                         author.key, address, target)
+                reason = f": {ban.reason}" if ban.reason else ""
+                raise ChatError("banned", f"you are banned from this chat{reason}")
+            self.chat.guests.lift(room.event_id, target)  # lifted elsewhere (another process)
 
     async def _welcome(self, conn: Connection) -> None:
         """History, questions and settings for a new connection, sent right after the handshake."""
@@ -224,6 +251,16 @@ class ChatNamespace(socketio.AsyncNamespace):
             raise ChatError("login_required", "log in to take part")
         return conn.author
 
+    def _check_guest_address(self, conn: Connection, author: Author) -> None:
+        if author.kind == "guest":
+            refusal = self.chat.guests.check_message(conn.address)
+            if refusal is not None:
+                raise refusal
+
+    def _count_guest_address(self, conn: Connection, author: Author) -> None:
+        if author.kind == "guest":
+            self.chat.guests.take(conn.address)
+
     async def _current_room(self, conn: Connection) -> Room:
         return await self.chat.rooms.get(conn.room.event_id)
 
@@ -235,9 +272,11 @@ class ChatNamespace(socketio.AsyncNamespace):
         if not room.settings.open and not conn.moderator:
             raise ChatError("chat_closed", "the chat is closed")
         slow = 0 if conn.moderator else room.settings.slow_mode_seconds
+        self._check_guest_address(conn, author)
         refusal = self.chat.limits.check(author.key, len(text.encode()), slow)
         if refusal is not None:
             raise refusal
+        self._count_guest_address(conn, author)
         message = await self.chat.db.run(lambda s: svc.post_message(s, room.event_id, author, text, conn.moderator))
         self.chat.remember(room.event_id, message)
         await self.chat.publish_message(room, message)
@@ -258,6 +297,8 @@ class ChatNamespace(socketio.AsyncNamespace):
         room = conn.room
         result = await self.chat.db.run(lambda s: svc.ban(s, room, conn.user, payload.author, payload.reason))
         log.info("chat: %s banned %s", conn.describe(), payload.author)
+        if payload.author.startswith("guest:"):
+            self.chat.guests.ban(room.event_id, payload.author)
         personal = room.personal_room(payload.author)
         await self.emit("banned", {"reason": payload.reason, "event": room.slug}, room=personal)
         for sid, _eio in list(self.server.manager.get_participants("/", personal)):
@@ -270,6 +311,7 @@ class ChatNamespace(socketio.AsyncNamespace):
         room = conn.room
         result = await self.chat.db.run(lambda s: svc.unban(s, room, conn.user, payload.author))
         log.info("chat: %s lifted the ban on %s", conn.describe(), payload.author)
+        self.chat.guests.lift(room.event_id, payload.author)
         await self.emit("moderation", {"action": "unban", **result}, room=room.moderators_room)
         return {"ok": True, **result}
 
@@ -291,9 +333,11 @@ class ChatNamespace(socketio.AsyncNamespace):
         payload = svc.parse(svc.TextPayload, data)
         author = self._need_author(conn)
         text = svc.clean_text(payload.text, self.chat.settings.chat_max_message_length)
+        self._check_guest_address(conn, author)
         refusal = self.chat.limits.check(author.key, len(text.encode()))
         if refusal is not None:
             raise refusal
+        self._count_guest_address(conn, author)
         room = conn.room
         question = await self.chat.db.run(lambda s: svc.ask(s, room.event_id, author, text))
         await self._publish_question(room, question, was_visible=False)

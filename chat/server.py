@@ -1,7 +1,8 @@
 """The chat component: a python-socketio ``AsyncServer`` on the aiohttp app, and its lifecycle.
 
-``attach(app)`` mounts Socket.IO at ``/socket.io/`` (websocket transport only: no long-polling
-POSTs to exempt from CSRF, one request per viewer), the moderators/transcript API, and a
+``attach(app)`` mounts Socket.IO at ``/socket.io/`` (long-polling and websocket, as Socket.IO
+clients expect by default; pages on other origins refused with a reason unless listed in
+``chat_allowed_origins``), the moderators/transcript API, and a
 ``cleanup_ctx`` that starts the presence loop and stops everything with the app. The client
 manager is in-process, or Redis pub/sub when ``redis_url`` is set so that several processes
 share each event's room.
@@ -21,8 +22,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from chat import service as svc
-from chat.fanout import LocalManager, RedisManager, RoomBatcher, direct_websockets
-from chat.limits import SenderLimits
+from chat.fanout import (POST_BODY, CheckedWebSocket, DirectWebSocket, LocalManager, RedisManager, RoomBatcher,
+                         describe, direct_fanout_problem, engineio_payload_problem, use_websocket_class)
+from chat.limits import GuestGuard, SenderLimits
 from chat.namespace import ChatNamespace
 from chat.presence import Presence, SharedPresence
 from chat.service import Room
@@ -32,6 +34,11 @@ from live_server.settings import Settings
 from web.media import MediaPass
 
 log = logging.getLogger(__name__)
+
+SOCKETIO_PATH = "/socket.io/"
+
+TESTED_ENGINEIO = "4.15"  # the minor versions pyproject.toml pins, for the fallback's log line
+TESTED_SOCKETIO = "5.18"
 
 
 class ChatMetrics:
@@ -69,6 +76,102 @@ class RoomCache:
         self._rooms.pop(event_id, None)
 
 
+class ChatSocketServer(socketio.AsyncServer):
+    """python-socketio's server, closing a client whose packet it cannot decode with one log line.
+
+    python-socketio raises on a malformed Socket.IO packet (``ValueError: Unknown packet type``,
+    bad JSON, an unexpected binary attachment), and engineio then logs a traceback for what is
+    only a client's mistake. Here the client is disconnected and its address logged once.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused_sids: set[str] = set()  # engine.io sessions being closed for a bad packet
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if eio_sid in self.refused_sids:
+            return  # more of the same client's packets, already on their way out: not logged again
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except Exception as exc:
+            environ = self.environ.get(eio_sid) or {}
+            request = environ.get("aiohttp.request")
+            address = (request.remote if request is not None else None) or "?"
+            log.warning("chat: closing the connection of %s: invalid Socket.IO packet %r (%s)",
+                        address, data[:40] if isinstance(data, (str, bytes)) else type(data).__name__, describe(exc))
+            self._binary_packet.pop(eio_sid, None)
+            self.refused_sids.add(eio_sid)
+            self.start_background_task(self._close_refused, eio_sid)
+
+    async def _close_refused(self, eio_sid: str) -> None:
+        try:
+            await self.drop(eio_sid)
+        finally:
+            self.refused_sids.discard(eio_sid)
+
+    async def drop(self, eio_sid: str) -> None:
+        """End a client's session for a protocol error without waiting on it.
+
+        engineio's ``disconnect`` waits until the client has fetched its queue, which a
+        misbehaving long-polling client may never do.
+        """
+        sock = self.eio.sockets.pop(eio_sid, None)
+        if sock is None:
+            return
+        await sock.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        ws = getattr(sock, "checked_ws", None)
+        if ws is not None:
+            await ws.refuse()
+        elif not sock.upgraded:
+            sock.queue.put_nowait(None)  # answer a GET still waiting
+
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is not None and not sock.upgraded:
+            # a long-polling client that said goodbye may still have a GET waiting for packets:
+            # answer it now instead of holding it (and the client's read loop) for a ping interval
+            sock.queue.put_nowait(None)
+
+
+class OriginPolicy:
+    """Which page origins may open the chat socket: the server's own, plus ``chat_allowed_origins``.
+
+    Browsers send ``Origin`` with every websocket handshake and cross-origin request; a refused
+    one gets a 403 that names the origin and the setting to change (engineio's own answer was a
+    bare 400), logged once per origin.
+    """
+
+    def __init__(self, allowed: list[str], max_logged: int = 1000) -> None:
+        self.any = "*" in allowed
+        self.allowed = frozenset(allowed)
+        self.max_logged = max_logged
+        self._logged: set[str] = set()
+
+    def allows(self, origin: str, host: str) -> bool:
+        if self.any:
+            return True
+        normal = origin.rstrip("/").lower()
+        return normal.split("://", 1)[-1] == host.lower() or normal in self.allowed
+
+    def refusal(self, origin: str, host: str, address: str) -> web.Response:
+        if origin not in self._logged and len(self._logged) < self.max_logged:
+            self._logged.add(origin)
+            log.warning("chat: refused a connection from a page on %s (client %s): not this server's origin "
+                        "and not in chat_allowed_origins (further ones from it are not logged)", origin[:200], address)
+        return web.json_response({
+            "error": {
+                "code": "origin_not_allowed",
+                "message": f"the chat does not accept connections from pages on {origin[:200]}: only from "
+                           f"this server's own pages ({host}) and the origins in the chat_allowed_origins setting "
+                           f"(LIVE_CHAT_ALLOWED_ORIGINS); ask the operator to add {origin[:200]} there",
+                "origin": origin[:200],
+                "setting": "chat_allowed_origins",
+            }
+        }, status=403)
+
+
 class ChatServer:
     """Everything the chat handlers share in one process."""
 
@@ -78,28 +181,40 @@ class ChatServer:
         self.process_id = uuid.uuid4().hex[:12]
         manager: socketio.AsyncManager
         direct = settings.chat_direct_fanout
+        if direct:
+            problem = direct_fanout_problem()
+            if problem is not None:
+                log.warning("chat: direct fan-out off, using python-socketio's own (%s; tested with "
+                            "python-engineio %s, python-socketio %s)", problem, TESTED_ENGINEIO, TESTED_SOCKETIO)
+                direct = False
+        self.direct_fanout = direct
         if settings.redis_url:
             redis_manager = RedisManager if direct else socketio.AsyncRedisManager
             manager = redis_manager(settings.redis_url, channel=settings.chat_redis_channel)
         else:
             manager = LocalManager() if direct else socketio.AsyncManager()
-        self.sio = socketio.AsyncServer(
+        self.origins = OriginPolicy(settings.chat_allowed_origins)
+        self.sio = ChatSocketServer(
             async_mode="aiohttp",
             client_manager=manager,
-            transports=["websocket"],
+            transports=["polling", "websocket"],  # clients' default: long-polling first, then the upgrade
+            cors_allowed_origins=self._cors_allows,  # CORS headers for the allowed cross-origin pages
             async_handlers=False,  # a client's events are handled in order; a flooder only slows itself
             max_http_buffer_size=settings.chat_max_frame_bytes,
             logger=False,
             engineio_logger=False,
         )
-        if direct:
-            direct_websockets(self.sio)
+        self.checked_posts = direct or direct_fanout_problem() is None
+        if self.checked_posts:
+            use_websocket_class(self.sio, DirectWebSocket if direct else CheckedWebSocket)
         if isinstance(manager, LocalManager):  # ``on_drop``: live_dropped_frames_total{consumer="chat_fanout"}
             manager.configure(settings.chat_fanout_max_bytes, settings.chat_fanout_max_packets, on_drop)
         self.namespace = ChatNamespace(self)
         self.sio.register_namespace(self.namespace)
         self.batcher = RoomBatcher(self._emit_to_room, "messages", settings.chat_batch_ms / 1000)
         self.limits = SenderLimits(settings.chat_rate_messages, settings.chat_rate_bytes, settings.chat_rate_window_seconds)
+        self.guests = GuestGuard(settings.chat_guest_identities_per_address, settings.chat_guest_window_seconds,
+                                 settings.chat_guest_messages_per_address, settings.chat_rate_window_seconds)
         self.presence = Presence()
         self.metrics = ChatMetrics(registry or CollectorRegistry())
         self._history: dict[int, tuple[float, deque[dict[str, Any]]]] = {}
@@ -136,6 +251,42 @@ class ChatServer:
             "bytes_per_window": s.chat_rate_bytes,
             "window_seconds": s.chat_rate_window_seconds,
         }
+
+    def _cors_allows(self, origin: str, environ: dict[str, Any]) -> bool:
+        request = environ.get("aiohttp.request")
+        return bool(origin) and request is not None and self.origins.allows(origin, request.host)
+
+    async def endpoint(self, request: web.Request) -> web.StreamResponse:
+        """``/socket.io/``: the origin checked first (a 403 with a reason), then engineio."""
+        origin = request.headers.get("Origin")
+        if origin and not self.origins.allows(origin, request.host):
+            self.metrics_refused("origin_not_allowed")
+            return self.origins.refusal(origin, request.host, request.remote or "?")
+        sid = request.query.get("sid")
+        if request.method == "POST" and sid is not None and self.checked_posts:
+            refusal = await self._check_post(request, sid)
+            if refusal is not None:
+                return refusal
+        response: web.StreamResponse = await self.sio.handle_request(request)
+        return response
+
+    async def _check_post(self, request: web.Request, sid: str) -> web.Response | None:
+        """Read a long-polling POST and refuse what engineio would raise on (it logged a traceback)."""
+        limit = self.settings.chat_max_frame_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return None  # engineio refuses it by its length, without reading it
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            return None
+        request[POST_BODY] = body
+        problem = engineio_payload_problem(body)
+        if problem is None:
+            return None
+        log.warning("chat: closing the long-polling session of %s: invalid engine.io packet %r (%s)",
+                    request.remote or "?", body[:40], problem)
+        self.start_background_task(self.sio.drop(sid))
+        return web.json_response({"error": {"code": "bad_request", "message": f"invalid engine.io packet: {problem}"}},
+                                 status=400)
 
     def start_background_task(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -235,8 +386,14 @@ class ChatServer:
     async def close_connections(self) -> None:
         """Disconnect every client (on app shutdown, so aiohttp does not wait for open websockets)."""
         await self.batcher.close()
-        if self.sio.eio.sockets:
-            await self.sio.eio.disconnect()
+        eio = self.sio.eio
+        # a websocket's writer drains its queue; a long-polling client may never come back for its
+        # CLOSE packet, so nothing waits for it (engineio's disconnect() would, forever)
+        closing = [asyncio.ensure_future(sock.close(wait=sock.upgraded, reason=eio.reason.SERVER_DISCONNECT))
+                   for sock in list(eio.sockets.values())]
+        if closing:
+            await asyncio.wait(closing, timeout=5)
+        eio.sockets = {}
 
     async def stop(self) -> None:
         await self.batcher.close()
@@ -269,7 +426,8 @@ def attach(app: web.Application) -> ChatServer:
     metrics = app.get(METRICS)
     chat = ChatServer(settings, metrics.registry if metrics is not None else None,
                       metrics.drop_counter("chat_fanout") if metrics is not None else None)
-    chat.sio.attach(app, socketio_path="socket.io")
+    for method in ("GET", "POST", "OPTIONS"):
+        app.router.add_route(method, SOCKETIO_PATH, chat.endpoint)
     app[CHAT] = chat
     app.router.add_routes(api.routes)
 

@@ -9,6 +9,7 @@ client fails here even if a connection's cached role were stale.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -553,6 +554,11 @@ def parse(model: type[_Payload], data: Any) -> Any:
     """Validate a client payload; wrong shapes and types are a ``bad_request`` naming the fields."""
     if not isinstance(data, dict):
         raise ChatError("bad_request", "the payload must be an object")
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, TypeError, ValueError, RecursionError):
+        # e.g. a lone surrogate ("\ud800"): valid JSON, not storable text
+        raise ChatError("bad_request", "invalid payload: text must be valid Unicode (no lone surrogates)") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -185,6 +185,11 @@ def _bearer(request: web.Request) -> str | None:
 @web.middleware
 async def identity_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Resolve the caller from an API token or the session cookie; enforce CSRF on cookie-authenticated writes."""
+    if request.path == "/socket.io/" and "sid" in request.query:
+        # An engine.io session's later requests (long-polling GETs/POSTs): who it is was resolved at
+        # its handshake, and its unguessable sid, known only to that client, is what a cross-site
+        # form cannot forge (the chat checks Origin too). No query per poll, no CSRF header to add.
+        return await handler(request)
     identity: Identity | None = None
     db = request.app[DB]
     bearer = _bearer(request)

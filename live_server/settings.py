@@ -8,6 +8,7 @@ the code base reads the environment or carries a default of its own (Esup-Pod's 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -295,6 +296,21 @@ class Settings(BaseModel):
         2.0, gt=0, le=60, description="A join storm reads an event's chat history and questions from the catalog "
         "at most this often.",
     )
+    chat_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Other origins whose pages may open the chat socket, e.g. https://lms.example.edu "
+        "(a page that uses socket.io-client itself; our /embed pages are same-origin and need nothing). "
+        "The server's own origin is always allowed; * allows any.",
+    )
+    chat_guest_identities_per_address: int = Field(
+        10, gt=0, description="New guest identities one address may start per guest window; more are refused."
+    )
+    chat_guest_messages_per_address: int = Field(
+        30, gt=0, description="Chat messages and questions all guests of one address may send together per rate window."
+    )
+    chat_guest_window_seconds: float = Field(
+        600.0, gt=0, description="Window of the per-address guest identity limit."
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -303,6 +319,24 @@ class Settings(BaseModel):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @field_validator("chat_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("chat_allowed_origins")
+    @classmethod
+    def _valid_origins(cls, value: list[str]) -> list[str]:
+        origins = []
+        for item in value:
+            origin = item.strip().rstrip("/").lower()
+            if origin != "*" and (not re.fullmatch(r"https?://[^/\s]+", origin)):
+                raise ValueError(f"{item!r} is not an origin: write scheme://host[:port], e.g. https://lms.example.edu")
+            origins.append(origin)
+        return origins
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -110,20 +110,24 @@ class ChatSite:
 
     async def connect(self, event: Any, account: Account | None = None, *, nickname: str | None = None,
                       guest_token: str | None = None, cookies: dict[str, str] | None = None,
-                      expect_refusal: bool = False, url: str | None = None) -> ChatClient:
+                      expect_refusal: bool = False, url: str | None = None,
+                      transports: list[str] | None = None, headers: dict[str, str] | None = None) -> ChatClient:
         chat = ChatClient()
         self.clients.append(chat)
         jar = dict(cookies or {})
         if account is not None:
             jar["live_session"] = await self.session_cookie(account)
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())} if jar else {}
+        headers = dict(headers or {})
+        if jar:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
         auth: dict[str, Any] = {"event": event}
         if nickname is not None:
             auth["nickname"] = nickname
         if guest_token is not None:
             auth["guest_token"] = guest_token
         try:
-            await chat.sio.connect(url or self.url, headers=headers, auth=auth, transports=["websocket"], wait_timeout=10)
+            await chat.sio.connect(url or self.url, headers=headers, auth=auth, transports=transports or ["websocket"],
+                                   wait_timeout=10)
         except socketio.exceptions.ConnectionError:
             if not expect_refusal:
                 raise AssertionError(f"connection refused: {chat.connect_error}") from None

@@ -91,3 +91,33 @@ async def test_batcher_sends_at_once_when_quiet_and_coalesces_within_the_window(
     unbatched = RoomBatcher(emit, "messages", window=0)
     await unbatched.add("event:9", "now")
     assert sent[-1] == ("event:9", ["now"])
+
+
+def test_guest_guard_counts_identities_per_address_and_follows_bans() -> None:
+    from chat.limits import GuestGuard
+
+    clock = Clock()
+    guard = GuestGuard(identities=2, window_seconds=60, messages=3, message_window_seconds=10, clock=clock)
+    assert guard.admit("1.2.3.4", "guest:a", ["addr:1.2.3.4"]) is None
+    assert guard.admit("1.2.3.4", "guest:b", ["addr:1.2.3.4", "browser:x"]) is None
+    refusal = guard.admit("1.2.3.4", "guest:c", ["addr:1.2.3.4"])
+    assert refusal is not None and refusal.code == "too_many_guests" and refusal.retry_after == 60
+    assert guard.admit("1.2.3.4", "guest:a", ["addr:1.2.3.4"]) is None  # a known identity comes back
+    assert guard.admit("5.6.7.8", "guest:c", ["addr:5.6.7.8"]) is None  # another address
+    clock.now += 61
+    assert guard.admit("1.2.3.4", "guest:c", ["addr:1.2.3.4"]) is None  # the window has passed
+
+    for _ in range(3):
+        assert guard.check_message("1.2.3.4") is None
+        guard.take("1.2.3.4")
+    assert guard.check_message("1.2.3.4").code == "rate_limited"
+    assert guard.check_message("5.6.7.8") is None
+    clock.now += 10 / 3
+    assert guard.check_message("1.2.3.4") is None
+
+    guard.ban(7, "guest:b")
+    assert guard.banned_by(7, ["addr:1.2.3.4"]) == {"guest:b"}
+    assert guard.banned_by(7, ["addr:9.9.9.9", "browser:x"]) == {"guest:b"}
+    assert guard.banned_by(8, ["addr:1.2.3.4"]) == set()  # another event
+    guard.lift(7, "guest:b")
+    assert guard.banned_by(7, ["addr:1.2.3.4", "browser:x"]) == set()
