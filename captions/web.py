@@ -16,7 +16,8 @@ from live_server import events as ev
 from live_server.errors import NotFound
 from live_server.keys import DB, MEDIA_PASS
 from live_server.middleware import identity_of
-from live_server.models import CaptionSegment, Event, Visibility
+from live_server.access import can_view, event_target, person_of
+from live_server.models import CaptionSegment, Event
 
 from .cues import Cue, render_webvtt
 
@@ -40,16 +41,11 @@ def event_cues(session: Session, event_id: int, language: str | None = None, que
 
 
 def _readable_event(request: web.Request, session: Session) -> Event:
-    identity = identity_of(request)
-    user = identity.user if identity else None
+    """Captions are the event's media: the one access rule, and a 404 to whoever may not see them."""
     event = ev.get_event(session, request.match_info["ref"])
-    ev.ensure_readable(user, event)
-    if event.visibility == Visibility.PASSWORD and not ev.can_manage(user, event):
-        from web.media import MediaPass
-
-        token = request.cookies.get(MediaPass.cookie_name(event.id))
-        if not request.app[MEDIA_PASS].check(event.id, token):
-            raise NotFound("no such event")
+    passes = request.app[MEDIA_PASS].presented(request.cookies)
+    if not can_view(person_of(identity_of(request)), event_target(event), passes).allowed:
+        raise NotFound("no such event")
     return event
 
 

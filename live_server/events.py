@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from live_server import security
 from live_server.errors import Conflict, Forbidden, NotFound, Unprocessable
-from live_server.models import Event, EventState, Role, StreamKey, User, Visibility, utcnow
+from live_server.access import Decision, Person, can_view, event_target
+from live_server.models import Event, EventState, Role, StreamKey, User, Visibility, new_access_secret, utcnow
 
 KEY_ID_LEN = 12
 
@@ -104,6 +105,7 @@ def can_create_events(user: User) -> bool:
 
 
 def _apply(event: Event, data: _EventFields) -> None:
+    granted_by = (event.visibility, event.password_hash)
     for name in data.model_fields_set:
         if name in ("password", "slug"):
             continue
@@ -118,6 +120,8 @@ def _apply(event: Event, data: _EventFields) -> None:
             "invalid event: password: required when visibility is 'password'",
             details=[{"field": "password", "message": "required when visibility is 'password'"}],
         )
+    if event.id is not None and (event.visibility, event.password_hash) != granted_by:
+        event.access_secret = new_access_secret()  # every media pass granted before is void (access.Target)
 
 
 def create_event(session: Session, owner: User, data: EventCreate) -> Event:
@@ -179,10 +183,9 @@ def list_events(
 
 
 def ensure_readable(user: User | None, event: Event) -> None:
-    """Who may see an event's page: private ones answer 404 to outsiders, not 403, so they cannot be probed."""
-    if can_manage(user, event):
-        return
-    if event.visibility == Visibility.AUTHENTICATED and user is None:
+    """Who may see an event's description (``access.can_view``; a password event's is shown, locked):
+    private ones answer 404 to outsiders, not 403, so they cannot be probed."""
+    if can_view(Person.of(user), event_target(event)) in (Decision.LOGIN_REQUIRED, Decision.NOT_FOUND):
         raise NotFound("no such event")
 
 

@@ -65,6 +65,12 @@ class Settings(BaseModel):
         description="Signs session cookies and media URLs; empty means generated once into <data_dir>/secret_key.",
     )
     session_max_age_seconds: int = Field(14 * 24 * 3600, gt=0, description="Login session lifetime.")
+    media_pass_lifetime_seconds: int = Field(
+        600, ge=60, le=24 * 3600,
+        description="Lifetime of the cookie that opens a password event's or recording's media; the page and the "
+        "player's playlist requests renew it while someone watches, so it only bounds how long a pass outlives "
+        "the viewer. A new password or visibility voids every pass at once.",
+    )
     cookie_secure: Literal["auto", "always", "never"] = Field(
         "auto", description="Secure flag on cookies: auto sets it when the request came over TLS."
     )

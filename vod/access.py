@@ -10,27 +10,18 @@ from typing import Any
 
 from sqlalchemy import Select, or_, select
 
+from live_server.access import Decision, Person, can_view, recording_target
 from live_server.errors import Forbidden, NotFound
 from live_server.models import Recording, RecordingState, Role, User, Visibility
-
-PRIVATE = (Visibility.AUTHENTICATED, Visibility.PASSWORD)
-
 
 def can_manage(user: User | None, recording: Recording) -> bool:
     return user is not None and (user.role == Role.ADMIN or recording.owner_id == user.id)
 
 
-def is_private(visibility: Visibility) -> bool:
-    """Media of private recordings needs a pass (as for live media)."""
-    return visibility in PRIVATE
-
-
 def ensure_readable(user: User | None, recording: Recording) -> None:
-    if can_manage(user, recording):
-        return
-    if recording.state != RecordingState.READY:
-        raise NotFound("no such recording")
-    if recording.visibility == Visibility.AUTHENTICATED and user is None:
+    """Who may see a recording's description (``access.can_view``; a password one's is shown, locked)."""
+    decision = can_view(Person.of(user), recording_target(recording, None))
+    if decision in (Decision.LOGIN_REQUIRED, Decision.NOT_FOUND):
         raise NotFound("no such recording")
 
 

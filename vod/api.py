@@ -10,17 +10,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from live_server import events as ev
+from live_server.access import person_of
 from live_server.errors import NotFound, Unprocessable
 from live_server.keys import (
-    DB, MEDIA_CACHE, MEDIA_PASS, RECORDER, RECORDING_DIRECTORY, RECORDING_PASS, RECORDING_STORES, RECORDINGS, SETTINGS,
+    DB, MEDIA_CACHE, MEDIA_PASS, RECORDER, RECORDING_DIRECTORY, RECORDING_STORES, RECORDINGS, SETTINGS,
 )
 from live_server.middleware import identity_of, json_body, require_identity
-from live_server.models import Chapter, Recording, RecordingState, User, Visibility
+from live_server.models import Chapter, Recording, RecordingState, User
 
 from . import access, replay, search
 from .catalog import RecordingUpdate
 from .media import VodMediaHandler
-from .page import has_pass
+from .page import decide
 
 routes = web.RouteTableDef()
 
@@ -61,8 +62,7 @@ def _get(session: Session, recording_id: int) -> Recording:
 def readable(request: web.Request, session: Session, recording_id: int, user: User | None) -> Recording:
     """Read access to a recording's data: the API's rules plus, for password ones, a pass."""
     row = _get(session, recording_id)
-    access.ensure_readable(user, row)
-    if row.visibility == Visibility.PASSWORD and not access.can_manage(user, row) and not has_pass(request, row):
+    if not decide(request, session, row).allowed:
         raise NotFound("no such recording")
     return row
 
@@ -339,7 +339,7 @@ async def search_recordings(request: web.Request) -> web.Response:
 @routes.get("/vod/{id}/{tail:.+}")
 async def vod_media(request: web.Request) -> web.StreamResponse:
     app = request.app
-    handler = VodMediaHandler(app[RECORDING_DIRECTORY], app[MEDIA_CACHE], app[RECORDING_PASS], app[MEDIA_PASS],
-                              app[RECORDING_STORES])
-    return await handler(request, _user(request))
+    handler = VodMediaHandler(app[RECORDING_DIRECTORY], app[MEDIA_CACHE], app[MEDIA_PASS], app[RECORDING_STORES],
+                              app[SETTINGS].cookie_secure)
+    return await handler(request, person_of(identity_of(request)))
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from live_server.db import Database
 from live_server.errors import Conflict, ServiceError, Unprocessable
 from live_server.layout import live_run_of_recording
-from live_server.models import CaptionSegment, Event, Recording, RecordingState, Visibility, utcnow
+from live_server.models import CaptionSegment, Event, Recording, RecordingState, Visibility, new_access_secret, utcnow
 from recorder.events import RecordingFinished, RecordingStarted, SegmentCompleted
 from ingest.packaging.playlist import Segment, write_atomic
 from recorder.storage import DOWNLOAD, JOURNAL, MASTER, PLAYLISTS, THUMBNAIL, VOD_PLAYLIST, RecordingFiles, TrimError, parse_journal
@@ -262,6 +262,8 @@ class RecordingCatalog:
             row = session.get(Recording, recording_id)
             assert row is not None
             fields = data.model_fields_set
+            if "visibility" in fields and data.visibility is not None and data.visibility != row.visibility:
+                row.access_secret = new_access_secret()  # media passes granted before are void (access.Target)
             for name in ("title", "visibility", "description"):
                 if name in fields:
                     value = getattr(data, name)

@@ -1,9 +1,10 @@
-"""Serving recordings: GET /vod/{id}/{file}, with the access rules of live media (``web/media.py``).
+"""Serving recordings: GET /vod/{id}/{file}, with the one access rule (``live_server/access.py``).
 
-Public recordings are served to anyone (CORS open); private ones (authenticated, password) need
-a signed pass, a cookie the replay page hands out, checked with one HMAC. A viewer who unlocked
-the live event holds that event's pass, which opens its recordings too; owners and admins are
-let in by their login. Where a recording lives is cached briefly, so players polling or
+Public recordings are served to anyone (CORS open); authenticated ones to any logged-in account;
+password ones need a pass (``live_server/passes.py``), a cookie the replay page hands out,
+checked with one HMAC and renewed by playlist requests. A viewer who unlocked the live event
+holds that event's pass, which opens its recordings too; owners and admins are let in by their
+login. Where a recording lives, with its access facts, is cached briefly, so players polling or
 fetching segments do not query the catalog each time. Segments are immutable; the playable
 playlist changes only on a trim, so it is cached for a few seconds.
 
@@ -26,42 +27,22 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from live_server.db import Database
-from live_server.models import Recording, RecordingState, Role, User, Visibility
-from web.media import CONTENT_TYPES, SAFE_TAIL, MediaCache, MediaPass
+from live_server.access import Decision, Person, Target, can_view, recording_target
+from live_server.models import Event, Recording
+from live_server.passes import MediaPasses
+from web.media import CONTENT_TYPES, SAFE_TAIL, MediaCache
 
-from .access import is_private
 from .objects import RecordingStores, StoreUnavailable
 
-VOD_COOKIE_PREFIX = "live_vod_"
 log = logging.getLogger(__name__)
-
-
-class RecordingPass:
-    """Signed, expiring proof that a browser may fetch a private recording's media."""
-
-    def __init__(self, secret: str, lifetime_seconds: int = 6 * 3600) -> None:
-        self._pass = MediaPass(secret + "|recordings", lifetime_seconds)  # a key of its own: ids differ from events'
-        self.lifetime = lifetime_seconds
-
-    def issue(self, recording_id: int) -> str:
-        return self._pass.issue(recording_id)
-
-    def check(self, recording_id: int, token: str | None) -> bool:
-        return self._pass.check(recording_id, token)
-
-    @staticmethod
-    def cookie_name(recording_id: int) -> str:
-        return f"{VOD_COOKIE_PREFIX}{recording_id}"
 
 
 @dataclass(frozen=True)
 class RecordingLocation:
     recording_id: int
     event_id: int | None
-    owner_id: int
     folder: Path
-    visibility: Visibility
-    ready: bool
+    access: Target
     storage_url: str | None = None  # set when the media is in object storage
 
 
@@ -83,8 +64,9 @@ class RecordingDirectory:
             row = session.get(Recording, recording_id)
             if row is None or not row.media_path:
                 return None
-            return RecordingLocation(row.id, row.event_id, row.owner_id, self.media_dir / row.media_path,
-                                     row.visibility, row.state == RecordingState.READY, row.storage_url)
+            event = session.get(Event, row.event_id) if row.event_id is not None else None
+            return RecordingLocation(row.id, row.event_id, self.media_dir / row.media_path,
+                                     recording_target(row, event), row.storage_url)
 
         location = await self.db.run(work)
         if len(self._cache) > 10_000:
@@ -99,27 +81,27 @@ class RecordingDirectory:
 class VodMediaHandler:
     """GET /vod/{id}/{tail}: the files of a recording's folder."""
 
-    def __init__(self, directory: RecordingDirectory, cache: MediaCache, recording_pass: RecordingPass,
-                 event_pass: MediaPass, stores: RecordingStores | None = None) -> None:
+    def __init__(self, directory: RecordingDirectory, cache: MediaCache, passes: MediaPasses,
+                 stores: RecordingStores | None = None, cookie_secure: str = "auto") -> None:
         self.directory = directory
         self.cache = cache
-        self.recording_pass = recording_pass
-        self.event_pass = event_pass
+        self.passes = passes
         self.stores = stores
+        self.cookie_secure = cookie_secure
 
-    async def __call__(self, request: web.Request, user: User | None) -> web.StreamResponse:
+    async def __call__(self, request: web.Request, person: Person | None) -> web.StreamResponse:
         ref, tail = request.match_info["id"], request.match_info["tail"]
         if not ref.isdigit() or not SAFE_TAIL.match(tail) or ".." in tail or tail.startswith("."):
             raise web.HTTPNotFound(text="no such media\n")
         location = await self.directory.locate(int(ref))
         if location is None:
             raise web.HTTPNotFound(text="no such recording\n")
-        manager = user is not None and (user.role == Role.ADMIN or user.id == location.owner_id)
-        if not location.ready and not manager:
+        decision = can_view(person, location.access, self.passes.presented(request.cookies))
+        if decision is Decision.NOT_FOUND:
             raise web.HTTPNotFound(text="no such recording\n")
-        private = is_private(location.visibility)
-        if private and not manager and not self._has_pass(request, location, user):
-            raise web.HTTPForbidden(text="this recording's media needs a valid viewing pass; open its replay page\n")
+        if decision is not Decision.ALLOWED:
+            raise web.HTTPForbidden(text="this recording's media needs a login or a valid viewing pass; open its replay page\n")
+        private = location.access.private
         suffix = os.path.splitext(tail)[1]
         content_type = CONTENT_TYPES.get(suffix)
         if content_type is None or suffix == ".mp4":  # the MP4 download goes through the API (owners only)
@@ -147,7 +129,12 @@ class VodMediaHandler:
         headers = {"Content-Type": content_type, "Cache-Control": cache_control}
         if not private:
             headers["Access-Control-Allow-Origin"] = "*"
-        return web.Response(body=data, headers=headers)
+        response = web.Response(body=data, headers=headers)
+        if is_playlist:  # while someone watches, keep the pass that opened it alive
+            self.passes.renew(request, response, location.access, self.cookie_secure)
+            if location.access.event is not None:
+                self.passes.renew(request, response, location.access.event, self.cookie_secure)
+        return response
 
     def _redirect(self, storage_url: str, name: str, scope: str) -> NoReturn:
         """The bytes come from the object store: a presigned URL, valid ``s3_url_ttl_seconds``."""
@@ -186,11 +173,3 @@ class VodMediaHandler:
         if data is None:
             raise web.HTTPNotFound(text="no such media\n")
         return data
-
-    def _has_pass(self, request: web.Request, location: RecordingLocation, user: User | None) -> bool:
-        if self.recording_pass.check(location.recording_id, request.cookies.get(RecordingPass.cookie_name(location.recording_id))):
-            return True
-        if location.event_id is not None and self.event_pass.check(
-                location.event_id, request.cookies.get(MediaPass.cookie_name(location.event_id))):
-            return True
-        return location.visibility == Visibility.AUTHENTICATED and user is not None

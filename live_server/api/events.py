@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server.errors import Conflict, Unprocessable
-from live_server.keys import DB, LIVE, LIVE_BOARD, SETTINGS, VIEWERS
+from live_server.keys import DB, LIVE, LIVE_BOARD, MEDIA_DIRECTORY, SETTINGS, VIEWERS
 from live_server.middleware import identity_of, json_body, require_identity
 from live_server.models import Event, EventState, User
 from live_server.settings import Settings
@@ -122,7 +122,9 @@ async def update_event(request: web.Request) -> web.Response:
         ev.update_event(session, event, data)
         return render_event(session, settings, event, identity.user)
 
-    return web.json_response(await request.app[DB].run(work))
+    body = await request.app[DB].run(work)
+    request.app[MEDIA_DIRECTORY].invalidate()  # a new password, visibility or slug applies to media at once
+    return web.json_response(body)
 
 
 @routes.delete("/api/v1/events/{ref}")
