@@ -324,9 +324,9 @@ def _locate(session: "SqlSession", media_dir: Path, slug: str) -> MediaLocation 
 
     from live_server.layout import live_run_folder
     from live_server.access import event_target
-    from live_server.models import Event
+    from live_server.models import Event, EventState
 
     event = session.scalar(select(Event).where(Event.slug == slug))
-    if event is None or event.started_at is None:
-        return None
+    if event is None or event.started_at is None or event.state == EventState.ENDED:
+        return None  # once ended, the live URLs serve nothing: the recording (with its own rules) is the replay
     return MediaLocation(event.id, live_run_folder(media_dir, event.id, event.started_at), event_target(event))

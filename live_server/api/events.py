@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import shutil
 from typing import Any
 
 from aiohttp import web
@@ -10,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server.errors import Conflict, Unprocessable
+from live_server.layout import event_live_folder
 from live_server.keys import DB, LIVE, LIVE_BOARD, MEDIA_DIRECTORY, SETTINGS, VIEWERS
 from live_server.middleware import identity_of, json_body, require_identity
 from live_server.models import Event, EventState, User
@@ -131,14 +134,19 @@ async def update_event(request: web.Request) -> web.Response:
 async def delete_event(request: web.Request) -> web.Response:
     identity = require_identity(request)
 
-    def work(session: Session) -> None:
+    def work(session: Session) -> int:
         event = ev.get_event(session, request.match_info["ref"])
         ev.ensure_manageable(identity.user, event)
         if event.state == EventState.LIVE:
             raise Conflict("the event is live; stop the stream before deleting it")
         session.delete(event)
+        return event.id
 
-    await request.app[DB].run(work)
+    event_id = await request.app[DB].run(work)
+    # Its live runs go with it (its recordings are catalog items of their own, deleted on their own).
+    folder = event_live_folder(request.app[SETTINGS].media_dir, event_id)
+    await asyncio.get_running_loop().run_in_executor(None, lambda: shutil.rmtree(folder, ignore_errors=True))
+    request.app[MEDIA_DIRECTORY].invalidate()
     return web.Response(status=204)
 
 
