@@ -30,11 +30,14 @@ from live_server.db import Database
 from live_server.access import Decision, Person, Target, can_view, recording_target
 from live_server.models import Event, Recording
 from live_server.passes import MediaPasses
+from ingest.packaging.playlist import PlaylistParseError, parse_media_playlist
+from recorder.storage import MASTER, THUMBNAIL, VOD_PLAYLIST
 from web.media import CONTENT_TYPES, SAFE_TAIL, MediaCache
 
 from .objects import RecordingStores, StoreUnavailable
 
 log = logging.getLogger(__name__)
+SERVED_AS_IS = frozenset({MASTER, VOD_PLAYLIST, THUMBNAIL})  # everything else must be listed in the view
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class RecordingDirectory:
         self.media_dir = media_dir
         self.ttl = ttl_seconds
         self._cache: dict[int, tuple[float, RecordingLocation | None]] = {}
+        self._views: dict[int, tuple[bytes, frozenset[str]]] = {}
 
     async def locate(self, recording_id: int) -> RecordingLocation | None:
         cached = self._cache.get(recording_id)
@@ -76,6 +80,20 @@ class RecordingDirectory:
 
     def invalidate(self, recording_id: int) -> None:
         self._cache.pop(recording_id, None)
+
+    def view_names(self, recording_id: int, view: bytes) -> frozenset[str]:
+        """The files the current view (``vod.m3u8``) lists; parsed once per version of the playlist."""
+        cached = self._views.get(recording_id)
+        if cached is not None and cached[0] is view:
+            return cached[1]
+        try:
+            names = frozenset(s.uri for s in parse_media_playlist(view.decode("utf-8")).playlist.segments)
+        except (PlaylistParseError, UnicodeDecodeError):
+            names = frozenset()
+        if len(self._views) > 10_000:
+            self._views.clear()
+        self._views[recording_id] = (view, names)
+        return names
 
 
 class VodMediaHandler:
@@ -107,6 +125,8 @@ class VodMediaHandler:
         if content_type is None or suffix == ".mp4":  # the MP4 download goes through the API (owners only)
             raise web.HTTPNotFound(text="no such media\n")
         is_playlist = suffix == ".m3u8"
+        if tail not in SERVED_AS_IS and not await self._in_view(location, tail):
+            raise web.HTTPNotFound(text="no such media\n")  # trimmed out, or not for players (the journal)
         scope = "private" if private else "public"
         if location.storage_url is None:
             data = await self.cache.read(location.folder / tail, immutable=not is_playlist and suffix != ".jpg")
@@ -152,6 +172,19 @@ class VodMediaHandler:
         # private ones are per viewer.
         cache_control = "private, no-store" if scope == "private" else "public, max-age=10"
         raise web.HTTPFound(url, headers={"Cache-Control": cache_control})
+
+    async def _in_view(self, location: RecordingLocation, name: str) -> bool:
+        """Players get what the current view lists: a trimmed-out segment is not served."""
+        if name.endswith(".m3u8"):
+            return False  # the journal and any other playlist: not for players
+        if location.storage_url is None:
+            view = await self.cache.read(location.folder / VOD_PLAYLIST, immutable=False)
+        else:
+            try:
+                view = await self._playlist(location, VOD_PLAYLIST)
+            except web.HTTPNotFound:
+                view = None
+        return view is not None and name in self.directory.view_names(location.recording_id, view)
 
     async def _playlist(self, location: RecordingLocation, name: str) -> bytes:
         """The cached copy kept beside the (removed) media, else the object."""
