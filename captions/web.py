@@ -42,7 +42,8 @@ def event_cues(session: Session, event_id: int, language: str | None = None, que
 
 def _readable_event(request: web.Request, session: Session) -> Event:
     """Captions are the event's media: the one access rule, and a 404 to whoever may not see them."""
-    event = ev.get_event(session, request.match_info["ref"])
+    identity = identity_of(request)
+    event = ev.get_event(session, request.match_info["ref"], identity.user if identity else None)
     passes = request.app[MEDIA_PASS].presented(request.cookies)
     if not can_view(person_of(identity_of(request)), event_target(event), passes).allowed:
         raise NotFound("no such event")

@@ -32,7 +32,7 @@ async def transcript(request: web.Request) -> web.Response:
     passes = request.app[MEDIA_PASS].presented(request.cookies)
 
     def work(session: Session) -> dict[str, Any]:
-        event = ev.get_event(session, request.match_info["ref"])
+        event = ev.get_event(session, request.match_info["ref"], user)
         moderator = svc.is_moderator(session, event.id, event.owner_id, user)
         decision = Decision.ALLOWED if moderator else can_view(person, event_target(event), passes)
         if decision in (Decision.LOGIN_REQUIRED, Decision.NOT_FOUND):
@@ -47,7 +47,7 @@ async def transcript(request: web.Request) -> web.Response:
 
 
 def _managed_event(session: Session, user: User, ref: str) -> Any:
-    event = ev.get_event(session, ref)
+    event = ev.get_event(session, ref, user)
     ev.ensure_manageable(user, event)
     return event
 

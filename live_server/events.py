@@ -127,10 +127,12 @@ def _apply(event: Event, data: _EventFields) -> None:
 def create_event(session: Session, owner: User, data: EventCreate) -> Event:
     if not can_create_events(owner):
         raise Forbidden("only lecturers and admins can create events")
+    unlisted = data.visibility == Visibility.UNLISTED and data.slug is None
+    wanted = data.slug or (unlisted_slug(data.title) if unlisted else slugify(data.title))
     event = Event(
         title=data.title,
         owner_id=owner.id,
-        slug=_unique_slug(session, data.slug or slugify(data.title), explicit=data.slug is not None),
+        slug=_unique_slug(session, wanted, explicit=data.slug is not None),
         description="",
     )
     _apply(event, data)
@@ -143,17 +145,33 @@ def create_event(session: Session, owner: User, data: EventCreate) -> Event:
 def update_event(session: Session, event: Event, data: EventUpdate) -> Event:
     if data.slug is not None and data.slug != event.slug:
         event.slug = _unique_slug(session, data.slug, explicit=True)
+    was_unlisted = event.visibility == Visibility.UNLISTED
     _apply(event, data)
+    if event.visibility == Visibility.UNLISTED and not was_unlisted and data.slug is None:
+        # "only with the link": a link known while the event was listed (or guessable from its title) stops working
+        event.slug = _unique_slug(session, unlisted_slug(event.title), explicit=False)
     event.updated_at = utcnow()
     session.flush()
     return event
 
 
-def get_event(session: Session, ref: str | int) -> Event:
-    """Look an event up by numeric id or slug."""
+def unlisted_slug(title: str) -> str:
+    """An unlisted event's slug: readable, with 64 random bits so that it cannot be found by guessing."""
+    return f"{slugify(title)[:60].strip('-')}-{secrets.token_hex(8)}"
+
+
+def get_event(session: Session, ref: str | int, user: User | None = None) -> Event:
+    """Look an event up by numeric id or slug.
+
+    An unlisted event is only found by its slug (the link), except by its owner and admins: numeric
+    ids are sequential, so anyone could count through them.
+    """
     event: Event | None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        event = session.get(Event, int(ref))
+    numeric = isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit())
+    if numeric:
+        event = session.get(Event, int(ref)) if int(ref) < 2**63 else None
+        if event is not None and event.visibility == Visibility.UNLISTED and not can_manage(user, event):
+            event = None
     else:
         event = session.scalar(select(Event).where(Event.slug == ref))
     if event is None:

@@ -155,6 +155,10 @@ def new_access_secret() -> str:
     return secrets.token_urlsafe(24)
 
 
+def new_public_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = {"sqlite_autoincrement": True}  # ids are never handed out twice, even after a delete
@@ -247,6 +251,13 @@ class Recording(Base):
     # Where the finished media lives when not in the media folder: "s3://bucket/prefix/" (vod/objects.py).
     storage_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     access_secret: Mapped[str] = mapped_column(String(64), default=new_access_secret)
+    # The recording's name in URLs when unlisted ("only with the link"): ids are sequential, so counted.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+
+    @property
+    def public_ref(self) -> str:
+        """How links name this recording: its unguessable public id when unlisted, else its id."""
+        return self.public_id if self.visibility == Visibility.UNLISTED else str(self.id)
 
 
 class Chapter(Base):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from live_server.keys import DB, LIVE, METRICS, REDIS, VIEWERS
+from live_server import security
+from live_server.keys import DB, LIVE, METRICS, REDIS, SETTINGS, VIEWERS
+from live_server.settings import Settings
 
 routes = web.RouteTableDef()
 
@@ -41,8 +44,23 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
 
 
+def metrics_allowed(request: web.Request, settings: Settings) -> bool:
+    """/metrics names every live event (private and unlisted ones too): loopback, listed networks or a token only."""
+    token = settings.metrics_token.get_secret_value()
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer ") and security.constant_time_equals(header[7:].strip(), token):
+        return True
+    try:
+        address = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(allowed, strict=False) for allowed in settings.metrics_allow)
+
+
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    if not metrics_allowed(request, request.app[SETTINGS]):
+        raise web.HTTPNotFound(text="not found\n")
     metrics = request.app[METRICS]
     metrics.viewers.clear()
     for event_id, count in request.app[VIEWERS].counts().items():

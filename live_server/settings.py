@@ -130,6 +130,15 @@ class Settings(BaseModel):
         description="Addresses/networks of reverse proxies (nginx) whose X-Forwarded-For/-Proto are believed, "
         "e.g. 127.0.0.1,10.0.0.0/8. Empty: the direct peer is the client.",
     )
+    metrics_allow: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Addresses/networks allowed to read /metrics (it names live events, private and unlisted ones "
+        "included), e.g. 10.0.0.0/8 for a Prometheus on the private network. Empty: none (use metrics_token).",
+    )
+    metrics_token: SecretStr = Field(
+        SecretStr(""), description="Also allow /metrics to requests with 'Authorization: Bearer <token>' (Prometheus "
+        "'authorization' in its scrape config). Empty: addresses only.",
+    )
     media_accel_redirect: str = Field(
         "",
         description="Behind nginx: internal location (e.g. /_media/) mapped to media_dir; the app checks access "
@@ -223,14 +232,14 @@ class Settings(BaseModel):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "metrics_allow", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_allow")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         import ipaddress
@@ -356,6 +365,7 @@ class Settings(BaseModel):
         data = self.model_dump(mode="json")
         data["secret_key"] = "********" if self.secret_key.get_secret_value() else ""
         data["s3_secret_key"] = "********" if self.s3_secret_key.get_secret_value() else ""
+        data["metrics_token"] = "********" if self.metrics_token.get_secret_value() else ""
         for name in ("database_url", "redis_url", "s3_endpoint_url"):
             data[name] = mask_url_password(data[name])
         data["effective_database_url"] = mask_url_password(self.effective_database_url)
@@ -441,7 +451,7 @@ def format_validation_error(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "settings"
         name = f"{loc} (env {ENV_PREFIX}{loc.split('.')[0].upper()})" if err["loc"] else loc
         given = err.get("input")
-        shown = "" if isinstance(given, dict) or loc in ("secret_key", "s3_secret_key") else f"; got {given!r}"
+        shown = "" if isinstance(given, dict) or loc in ("secret_key", "s3_secret_key", "metrics_token") else f"; got {given!r}"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown setting"

@@ -24,16 +24,18 @@ from pathlib import Path
 from typing import NoReturn
 
 from aiohttp import web
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from live_server.db import Database
-from live_server.access import Decision, Person, Target, can_view, recording_target
-from live_server.models import Event, Recording
+from live_server.access import Decision, Person, Target, can_manage, can_view, recording_target
+from live_server.models import Event, Recording, Visibility
 from live_server.passes import MediaPasses
 from ingest.packaging.playlist import PlaylistParseError, parse_media_playlist
 from recorder.storage import MASTER, THUMBNAIL, VOD_PLAYLIST
 from web.media import CONTENT_TYPES, SAFE_TAIL, MediaCache
 
+from .access import PUBLIC_REF
 from .objects import RecordingStores, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -47,39 +49,49 @@ class RecordingLocation:
     folder: Path
     access: Target
     storage_url: str | None = None  # set when the media is in object storage
+    by_id: bool = True  # named by its sequential id (not enough for an unlisted recording)
 
 
 class RecordingDirectory:
-    """Recording id → folder and access facts, cached for ``ttl_seconds``; invalidated on changes."""
+    """Recording id or public id → folder and access facts, cached for ``ttl_seconds``; invalidated on changes."""
 
     def __init__(self, db: Database, media_dir: Path, ttl_seconds: float = 2.0) -> None:
         self.db = db
         self.media_dir = media_dir
         self.ttl = ttl_seconds
-        self._cache: dict[int, tuple[float, RecordingLocation | None]] = {}
+        self._cache: dict[str, tuple[float, RecordingLocation | None]] = {}
         self._views: dict[int, tuple[bytes, frozenset[str]]] = {}
 
-    async def locate(self, recording_id: int) -> RecordingLocation | None:
-        cached = self._cache.get(recording_id)
+    async def locate(self, ref: int | str) -> RecordingLocation | None:
+        key = str(ref)
+        cached = self._cache.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
+        by_id = key.isascii() and key.isdigit()
+        if not (by_id and len(key) < 19) and not PUBLIC_REF.match(key):
+            return None
 
         def work(session: Session) -> RecordingLocation | None:
-            row = session.get(Recording, recording_id)
+            if by_id:
+                row = session.get(Recording, int(key))
+            else:
+                row = session.scalar(select(Recording).where(Recording.public_id == key))
             if row is None or not row.media_path:
                 return None
             event = session.get(Event, row.event_id) if row.event_id is not None else None
             return RecordingLocation(row.id, row.event_id, self.media_dir / row.media_path,
-                                     recording_target(row, event), row.storage_url)
+                                     recording_target(row, event), row.storage_url, by_id)
 
         location = await self.db.run(work)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[recording_id] = (time.monotonic(), location)
+        self._cache[key] = (time.monotonic(), location)
         return location
 
     def invalidate(self, recording_id: int) -> None:
-        self._cache.pop(recording_id, None)
+        for key in [k for k, (_, loc) in self._cache.items() if k == str(recording_id)
+                    or (loc is not None and loc.recording_id == recording_id)]:
+            self._cache.pop(key, None)
 
     def view_names(self, recording_id: int, view: bytes) -> frozenset[str]:
         """The files the current view (``vod.m3u8``) lists; parsed once per version of the playlist."""
@@ -109,11 +121,12 @@ class VodMediaHandler:
 
     async def __call__(self, request: web.Request, person: Person | None) -> web.StreamResponse:
         ref, tail = request.match_info["id"], request.match_info["tail"]
-        if not ref.isdigit() or not SAFE_TAIL.match(tail) or ".." in tail or tail.startswith("."):
+        if not SAFE_TAIL.match(tail) or ".." in tail or tail.startswith("."):
             raise web.HTTPNotFound(text="no such media\n")
-        location = await self.directory.locate(int(ref))
-        if location is None:
-            raise web.HTTPNotFound(text="no such recording\n")
+        location = await self.directory.locate(ref)
+        if location is None or (location.by_id and location.access.visibility == Visibility.UNLISTED
+                                and not can_manage(person, location.access)):
+            raise web.HTTPNotFound(text="no such recording\n")  # unlisted: only by its public id
         decision = can_view(person, location.access, self.passes.presented(request.cookies))
         if decision is Decision.NOT_FOUND:
             raise web.HTTPNotFound(text="no such recording\n")

@@ -44,7 +44,7 @@ def event_replay(session: Session, event: Event, user: User | None) -> dict[str,
             access.ensure_readable(user, row)
         except NotFound:
             return None
-    return {"url": f"/recordings/{row.id}", "ready": ready}
+    return {"url": f"/recordings/{row.public_ref}", "ready": ready}
 
 
 @dataclass
@@ -59,7 +59,7 @@ class ReplayView:
 
     @property
     def context(self) -> dict[str, Any]:
-        rid = self.recording.id
+        rid = self.recording.public_ref
         return {
             "recording": self.recording,
             "event_slug": self.event_slug,
@@ -77,16 +77,12 @@ async def replay_view(request: web.Request) -> ReplayView:
     identity = identity_of(request)
     user = identity.user if identity else None
     ref = request.match_info["id"]
-    if not ref.isdigit():
-        raise NotFound("no such recording")
 
     def work(session: Session) -> tuple[Recording, Event | None, Decision]:
-        row = session.get(Recording, int(ref))
-        if row is None:
-            raise NotFound("no such recording")
+        row = access.find(session, ref, user)
         decision = decide(request, session, row)
         if decision is Decision.LOGIN_REQUIRED:
-            raise web.HTTPSeeOther(f"/login?next=/recordings/{row.id}")
+            raise web.HTTPSeeOther(f"/login?next=/recordings/{row.public_ref}")
         if decision is Decision.NOT_FOUND:
             raise NotFound("no such recording")
         return row, session.get(Event, row.event_id) if row.event_id is not None else None, decision

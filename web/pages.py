@@ -94,11 +94,12 @@ def _grant_pass(request: web.Request, response: web.StreamResponse, event: Event
 
 async def _load_event(request: web.Request) -> tuple[Event, Decision]:
     """The event and what this visitor may see of it (``live_server/access.py``)."""
-    person = person_of(identity_of(request))
+    identity = identity_of(request)
+    person = person_of(identity)
     passes = request.app[MEDIA_PASS].presented(request.cookies)
 
     def work(session: Session) -> tuple[Event, Decision]:
-        event = ev.get_event(session, request.match_info["slug"])
+        event = ev.get_event(session, request.match_info["slug"], identity.user if identity else None)
         decision = can_view(person, event_target(event), passes)
         if decision is Decision.LOGIN_REQUIRED:
             raise web.HTTPSeeOther(f"/login?next=/events/{event.slug}")
@@ -178,6 +179,6 @@ async def unlock_replay(request: web.Request) -> web.Response:
         _ = translator(request)
         return render(request, "replay.html", {**view.context, "unlock_error": _("Wrong password.")}, status=403)
     view.locked = False
-    response = web.HTTPSeeOther(f"/recordings/{view.recording.id}")
+    response = web.HTTPSeeOther(f"/recordings/{view.recording.public_ref}")
     grant_pass(request, response, view)
     raise response

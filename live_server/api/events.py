@@ -76,7 +76,7 @@ async def read_event(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
 
     def work(session: Session) -> dict[str, Any]:
-        event = ev.get_event(session, request.match_info["ref"])
+        event = ev.get_event(session, request.match_info["ref"], user)
         ev.ensure_readable(user, event)
         return render_event(session, settings, event, user)
 
@@ -120,7 +120,7 @@ async def update_event(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
 
     def work(session: Session) -> dict[str, Any]:
-        event = ev.get_event(session, request.match_info["ref"])
+        event = ev.get_event(session, request.match_info["ref"], identity.user)
         ev.ensure_manageable(identity.user, event)
         ev.update_event(session, event, data)
         return render_event(session, settings, event, identity.user)
@@ -135,7 +135,7 @@ async def delete_event(request: web.Request) -> web.Response:
     identity = require_identity(request)
 
     def work(session: Session) -> int:
-        event = ev.get_event(session, request.match_info["ref"])
+        event = ev.get_event(session, request.match_info["ref"], identity.user)
         ev.ensure_manageable(identity.user, event)
         if event.state == EventState.LIVE:
             raise Conflict("the event is live; stop the stream before deleting it")
@@ -157,7 +157,7 @@ async def rotate_stream_key(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
 
     def work(session: Session) -> dict[str, Any]:
-        event = ev.get_event(session, request.match_info["ref"])
+        event = ev.get_event(session, request.match_info["ref"], identity.user)
         ev.ensure_manageable(identity.user, event)
         ev.issue_stream_key(session, event)
         return render_event(session, settings, event, identity.user)

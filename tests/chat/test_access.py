@@ -68,3 +68,15 @@ async def test_forged_connect_and_disconnect_events_are_refused(site: ChatSite) 
     reply = await a.call("disconnect", {})
     assert reply["error"]["code"] == "unknown_event_name"
     assert (await a.call("send", {"text": "still connected"}))["ok"]
+
+
+async def test_unlisted_event_chat_is_not_joined_by_its_number(site: ChatSite) -> None:
+    """Issue 17 (9): the socket's ``event`` may be the id only for listed events; unlisted ones need the slug."""
+    event = await site.create_event(visibility="unlisted")
+    for ref in (event["id"], str(event["id"])):
+        refused = await site.connect(ref, expect_refusal=True)
+        assert refused.connect_error["data"]["code"] == "unknown_event"
+    reader = await site.connect(event["slug"])
+    assert (await reader.welcome())["you"]["can_post"] is False
+    owner = await site.connect(event["id"], site.lecturer)
+    assert (await owner.welcome())["you"]["moderator"] is True
