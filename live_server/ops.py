@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
+import shutil
+import tempfile
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -41,7 +44,32 @@ async def readyz(request: web.Request) -> web.Response:
     live = request.app.get(LIVE)
     if live is not None and not live.accepting:
         ok, checks["ingest"] = False, "draining"
+    if live is not None:  # where media is written: can the disk take segments?
+        disk = await asyncio.get_running_loop().run_in_executor(None, media_disk_check, request.app[SETTINGS])
+        checks["media_disk"] = disk
+        ok = ok and not disk.startswith("error")
     return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+def media_disk_check(settings: Settings) -> str:
+    """Write and remove a small file in the media folder (blocking: run in a thread).
+
+    A full or read-only disk makes every packager and recorder write fail; readiness says so
+    (503), so that operators and load balancers see it before the next event tries to go live.
+    """
+    try:
+        settings.media_dir.mkdir(parents=True, exist_ok=True)  # made by the first live run otherwise
+        fd, name = tempfile.mkstemp(prefix=".ready-", dir=settings.media_dir)
+        try:
+            os.write(fd, b"x" * 4096)
+        finally:
+            os.close(fd)
+            os.unlink(name)
+        free = shutil.disk_usage(settings.media_dir).free
+    except OSError as exc:
+        return f"error: {exc.strerror or type(exc).__name__}"
+    low = free < settings.recording_min_free_mb * 2**20
+    return f"low: {free // 2**20} MiB free" if low else "ok"
 
 
 def metrics_allowed(request: web.Request, settings: Settings) -> bool:

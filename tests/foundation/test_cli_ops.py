@@ -66,7 +66,7 @@ def test_ffmpeg_resolution(tmp_path: Path) -> None:
 async def test_health_readiness_and_metrics(client: Any, make_user: Callable[..., Account]) -> None:
     assert await (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
-    assert ready.status == 200 and (await ready.json())["checks"] == {"database": "ok"}
+    assert ready.status == 200 and (await ready.json())["checks"] == {"database": "ok", "media_disk": "ok"}
     await login(client, make_user("viewer"))
     await client.get("/api/v1/events/123")
     text = await (await client.get("/metrics")).text()
@@ -93,7 +93,7 @@ async def test_metrics_only_for_allowed_addresses_or_the_token(aiohttp_client: A
 async def test_readiness_checks_redis(aiohttp_client: Any, make_settings: Callable[..., Settings], migrated_url: str, redis_url: str) -> None:
     good = await aiohttp_client(create_app(make_settings(database_url=migrated_url, redis_url=redis_url)))
     body = await (await good.get("/readyz")).json()
-    assert body == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    assert body == {"status": "ok", "checks": {"database": "ok", "redis": "ok", "media_disk": "ok"}}
     bad = await aiohttp_client(create_app(make_settings(database_url=migrated_url, redis_url="redis://127.0.0.1:1/0")))
     resp = await bad.get("/readyz")
     assert resp.status == 503 and (await resp.json())["checks"]["redis"].startswith("error")

@@ -8,10 +8,13 @@ keep their old cookies; after the end, the recording follows the same rule.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from live_server import accounts
-from live_server.keys import DB
+from live_server.access import event_target
+from live_server.keys import DB, MEDIA_PASS
+from live_server.models import Event
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.media import push_rtmp, stop
 from tests.support import Account, login
@@ -108,6 +111,18 @@ async def test_passes_die_with_logout_deactivation_password_and_visibility_chang
         await _until(stranger, media, 403, "the pass to be void after the visibility change")
         assert await _unlock(stranger, page, "second-pw") == 200
         assert await _status(stranger, media) == 200
+
+        # while someone watches, the playlist requests renew a pass past half its life (and only a valid one)
+        row = live.app[DB].transaction(lambda s: s.get(Event, event["id"]))
+        passes, name = live.app[MEDIA_PASS], f"live_media_{event['id']}"
+        aged = await _client(live, aiohttp_client)
+        aged.session.cookie_jar.update_cookies({name: passes.issue(event_target(row), now=time.time() - 0.75 * passes.lifetime)})
+        renewed = await aged.get(media)
+        assert renewed.status == 200 and name in renewed.cookies
+        assert passes.check(event_target(row), renewed.cookies[name].value)
+        assert not passes.due_for_renewal(renewed.cookies[name].value)
+        fresh = await stranger.get(media)
+        assert fresh.status == 200 and name not in fresh.cookies  # not yet due
     finally:
         await stop(pusher)
     await wait_for(lambda: event_state_is(live, event, "ended"), 15, "ended")
