@@ -17,7 +17,8 @@ from live_server import events as ev
 from live_server.errors import NotFound
 from live_server.keys import DB, MEDIA_PASS
 from live_server.middleware import identity_of
-from live_server.models import CaptionSegment, Event, Visibility
+from live_server.access import can_view, event_target, person_of
+from live_server.models import CaptionSegment, Event
 
 routes = web.RouteTableDef()
 
@@ -39,16 +40,12 @@ def event_cues(session: Session, event_id: int, language: str | None = None, que
 
 
 def _readable_event(request: web.Request, session: Session) -> Event:
+    """Captions are the event's media: the one access rule, and a 404 to whoever may not see them."""
     identity = identity_of(request)
-    user = identity.user if identity else None
-    event = ev.get_event(session, request.match_info["ref"])
-    ev.ensure_readable(user, event)
-    if event.visibility == Visibility.PASSWORD and not ev.can_manage(user, event):
-        from web.media import MediaPass
-
-        token = request.cookies.get(MediaPass.cookie_name(event.id))
-        if not request.app[MEDIA_PASS].check(event.id, token):
-            raise NotFound("no such event")
+    event = ev.get_event(session, request.match_info["ref"], identity.user if identity else None)
+    passes = request.app[MEDIA_PASS].presented(request.cookies)
+    if not can_view(person_of(identity_of(request)), event_target(event), passes).allowed:
+        raise NotFound("no such event")
     return event
 
 

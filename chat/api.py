@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 from chat import service as svc
 from live_server import events as ev
 from live_server.errors import Forbidden, NotFound
+from live_server.access import Decision, can_view, event_target, person_of
 from live_server.keys import DB, MEDIA_PASS
 from live_server.middleware import identity_of, require_identity
-from live_server.models import User, Visibility
-from web.media import MediaPass
+from live_server.models import User
 
 routes = web.RouteTableDef()
 
@@ -28,17 +28,16 @@ async def transcript(request: web.Request) -> web.Response:
     identity = identity_of(request)
     user = identity.user if identity else None
     want_deleted = request.query.get("deleted") in ("1", "true")
-    media_pass = request.app[MEDIA_PASS]
+    person = person_of(identity)
+    passes = request.app[MEDIA_PASS].presented(request.cookies)
 
     def work(session: Session) -> dict[str, Any]:
-        event = ev.get_event(session, request.match_info["ref"])
-        ev.ensure_readable(user, event)
+        event = ev.get_event(session, request.match_info["ref"], user)
         moderator = svc.is_moderator(session, event.id, event.owner_id, user)
-        if event.visibility == Visibility.AUTHENTICATED and user is None:
+        decision = Decision.ALLOWED if moderator else can_view(person, event_target(event), passes)
+        if decision in (Decision.LOGIN_REQUIRED, Decision.NOT_FOUND):
             raise NotFound("no such event")
-        if event.visibility == Visibility.PASSWORD and not moderator and not media_pass.check(
-            event.id, request.cookies.get(MediaPass.cookie_name(event.id))
-        ):
+        if decision is Decision.PASSWORD_REQUIRED:
             raise Forbidden("open the event page and enter its password first", code="password_required")
         if want_deleted and not moderator:
             raise Forbidden("only the event's owner and moderators see deleted messages")
@@ -48,7 +47,7 @@ async def transcript(request: web.Request) -> web.Response:
 
 
 def _managed_event(session: Session, user: User, ref: str) -> Any:
-    event = ev.get_event(session, ref)
+    event = ev.get_event(session, ref, user)
     ev.ensure_manageable(user, event)
     return event
 

@@ -20,8 +20,9 @@ from chat import service as svc
 from chat.limits import Refusal, Strikes
 from chat.service import Author, ChatError, Room
 from live_server.middleware import identity_of
-from live_server.models import User
-from web.media import VIEWER_COOKIE, MediaPass
+from live_server.models import User, Visibility
+from live_server.access import Decision, can_view, person_of
+from web.media import VIEWER_COOKIE
 
 if TYPE_CHECKING:
     from chat.server import ChatServer
@@ -152,8 +153,11 @@ class ChatNamespace(socketio.AsyncNamespace):
         moderator = False
         if user is not None:
             moderator = await self.chat.db.run(lambda s: svc.is_moderator(s, room.event_id, room.owner_id, user))
-        media_pass = self.chat.media_pass.check(room.event_id, request.cookies.get(MediaPass.cookie_name(room.event_id)))
-        error = svc.admission_error(room, user=user, moderator=moderator, media_pass=media_pass)
+        if room.visibility == Visibility.UNLISTED and not moderator and (isinstance(ref, int) or ref.isdigit()):
+            raise ChatError("unknown_event", "no such event")  # unlisted: only by its slug (the link), ids are counted
+        decision = Decision.NOT_FOUND if room.access is None else can_view(
+            person_of(identity), room.access, self.chat.media_pass.presented(request.cookies))
+        error = svc.admission_error(room, moderator=moderator, decision=decision)
         if error is not None:
             raise error
         author: Author | None = None

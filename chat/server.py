@@ -31,7 +31,7 @@ from chat.service import Room
 from live_server.db import Database
 from live_server.keys import CHAT, DB, MEDIA_PASS, METRICS, REDIS, SETTINGS, VIEWERS
 from live_server.settings import Settings
-from web.media import MediaPass
+from live_server.passes import MediaPasses
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class ChatServer:
         self._shared: SharedPresence | None = None
         self._db: Database | None = None
         self._rooms: RoomCache | None = None
-        self._media_pass: MediaPass | None = None
+        self._media_pass: MediaPasses | None = None
 
     # --- dependencies set when the app starts --------------------------------------------------
 
@@ -239,7 +239,7 @@ class ChatServer:
         return self._rooms
 
     @property
-    def media_pass(self) -> MediaPass:
+    def media_pass(self) -> MediaPasses:
         assert self._media_pass is not None, "chat used before the app started"
         return self._media_pass
 
@@ -370,7 +370,7 @@ class ChatServer:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self, db: Database, media_pass: MediaPass, players: Any = None, redis: Any = None) -> None:
+    async def start(self, db: Database, media_pass: MediaPasses, players: Any = None, redis: Any = None) -> None:
         self._db = db
         self._rooms = RoomCache(db, self.settings.chat_room_ttl_seconds)
         self._media_pass = media_pass

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from live_server.access import Decision, Target, event_target
 from live_server.models import (
     ChatBan,
     ChatMessage,
@@ -145,6 +146,7 @@ class Room:
     live: bool
     started_at: datetime | None
     settings: RoomSettings = field(default_factory=RoomSettings)
+    access: Target | None = None  # the event's access facts (live_server/access.py)
 
     @property
     def name(self) -> str:
@@ -180,6 +182,7 @@ def load_room(session: Session, ref: str | int) -> Room:
     return Room(
         event.id, event.slug, event.title, event.owner_id, event.visibility, event.chat_enabled,
         event.guests_allowed, event.state == EventState.LIVE, event.started_at, _settings_of(session, event.id),
+        event_target(event),
     )
 
 
@@ -200,16 +203,18 @@ def _require_moderator(session: Session, room: Room, user: User | None) -> User:
     return user
 
 
-def admission_error(room: Room, *, user: User | None, moderator: bool, media_pass: bool) -> ChatError | None:
-    """May this connection read the event's chat at all? Mirrors who may see the event and its media."""
+def admission_error(room: Room, *, moderator: bool, decision: Decision) -> ChatError | None:
+    """May this connection read the event's chat at all? Who may see the event (``access.can_view``), if it has a chat."""
     if moderator:
         return None
     if not room.chat_enabled:
         return ChatError("chat_disabled", "this event has no chat")
-    if room.visibility == Visibility.AUTHENTICATED and user is None:
+    if decision is Decision.LOGIN_REQUIRED:
         return ChatError("login_required", "log in to join this event's chat")
-    if room.visibility == Visibility.PASSWORD and not media_pass:
+    if decision is Decision.PASSWORD_REQUIRED:
         return ChatError("password_required", "open the event page and enter its password first")
+    if decision is Decision.NOT_FOUND:
+        return ChatError("unknown_event", "no such event")
     return None
 
 

@@ -9,6 +9,7 @@ go through ``Database.run`` and never happen per media message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -33,6 +34,7 @@ from live_server.models import BroadcastSession, Event, EventState, utcnow
 from live_server.settings import Settings
 
 log = logging.getLogger(__name__)
+END_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)  # catalog writes when an event ends, then one last try
 
 def stall_seconds(segment_seconds: float) -> float:
     """No media for this long while connected: the stream is unhealthy (players will soon starve)."""
@@ -265,6 +267,7 @@ class LiveStreams:
         self._sampler: asyncio.Task[None] | None = None
         self.accepting = True
         self.draining = False
+        self.media_errors = 0  # live runs whose media could not be finished (reported by /readyz)
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -391,9 +394,15 @@ class LiveStreams:
             if live.publisher is not None:
                 return
             live.grace_task = None
-        await self._end_event(live, "grace period over")
+        try:
+            await self._end_event(live, "grace period over")
+        except Exception:  # _end_event survives I/O errors; anything else is still logged, never lost in a task
+            log.exception("event %s: ending failed", live.event_id)
 
     async def _end_event(self, live: LiveEvent, reason: str) -> None:
+        """End the run whatever fails on the way: a full disk while writing ENDLIST (or a tap's error)
+        is logged and the event still leaves the registry and is marked ended in the catalog (retried),
+        so it never stays live and a later publish starts a fresh run."""
         if live.ended:
             return
         live.ended = True
@@ -403,16 +412,40 @@ class LiveStreams:
         if live.publisher is not None:
             publisher, live.publisher = live.publisher, None
             publisher.closed = True
-            await self.db.run(lambda s: _close_session(s, publisher.session_id, reason))
-        await live.packager.finish()
+            await self._catalog(lambda s: _close_session(s, publisher.session_id, reason), live, "closing its session")
+        try:
+            await live.packager.finish()
+        except Exception as exc:  # OSError (ENOSPC, EIO) writing the final playlists, a dead ffmpeg...
+            self.media_errors += 1
+            log.error("event %s: finishing its media failed (%s); ending it anyway", live.event_id, exc)
+            with contextlib.suppress(Exception):
+                await live.packager.close()
         for tap in self.media_taps:
             await _tap_safely(tap.run_ended(live), live.event_id)
         self.events.pop(live.event_id, None)
         self.metrics.live_streams.set(len(self.events))
         for gauge in (self.metrics.ingest_bitrate, self.metrics.ingest_fps, self.metrics.ingest_keyframe_interval):
             _remove_label(gauge, str(live.event_id))
-        await self.db.run(lambda s: _end_event_row(s, live.event_id, had_segments=live.segments > 0))
-        log.info("event %s: ended (%s) after %d segments", live.event_id, reason, live.segments)
+        ended = await self._catalog(lambda s: _end_event_row(s, live.event_id, had_segments=live.segments > 0),
+                                    live, "marking it ended")
+        log.info("event %s: ended (%s) after %d segments%s", live.event_id, reason, live.segments,
+                 "" if ended else "; the catalog still says live until it answers (or the next start)")
+
+    async def _catalog(self, work: Callable[[Session], None], live: LiveEvent, what: str) -> bool:
+        """A catalog write of the ending path, retried a few times (a locked or briefly unreachable catalog)."""
+        for delay in END_RETRY_DELAYS:
+            try:
+                await self.db.run(work)
+                return True
+            except Exception as exc:
+                log.warning("event %s: %s failed (%s); retrying in %.1f s", live.event_id, what, exc, delay)
+                await asyncio.sleep(delay)
+        try:
+            await self.db.run(work)
+            return True
+        except Exception as exc:
+            log.error("event %s: %s failed for good: %s", live.event_id, what, exc)
+            return False
 
     async def _mark_live(self, live: LiveEvent) -> None:
         await self.db.run(lambda s: _set_live(s, live.event_id))

@@ -31,7 +31,7 @@ from live_server import keys
 from live_server.keys import (
     CAPTIONS, DB, LIVE, LOGIN_LIMITER, MEDIA_CACHE, MEDIA_DIRECTORY, MEDIA_PASS, METRICS, REDIS, RTMP, SECRET_KEY, SETTINGS, VIEWERS,
 )
-from live_server.keys import RECORDER, RECORDING_DIRECTORY, RECORDING_PASS, RECORDINGS
+from live_server.keys import RECORDER, RECORDING_DIRECTORY, RECORDINGS
 from live_server.keys import IMPORTER, LIVE_BOARD
 from live_server.keys import ARCHIVER, RECORDING_STORES
 from vod.archive import RecordingArchiver
@@ -41,6 +41,7 @@ from vod import import_api
 from live_server.metrics import Metrics
 from live_server.middleware import (
     content_security_policy,
+    identity_of,
     errors_middleware,
     forwarded_middleware,
     identity_middleware,
@@ -54,10 +55,12 @@ from live_server.settings import Settings
 from recorder.recorder import Recorder
 from vod import api as vod_api
 from vod.catalog import RecordingCatalog
-from vod.media import RecordingDirectory, RecordingPass
+from vod.media import RecordingDirectory
 from web import account_pages, admin_pages, dashboard, embed, home, pages
 from web.templating import setup_templates
-from web.media import CatalogMediaDirectory, LiveMediaHandler, MediaCache, MediaPass, ViewerCounter, media_preflight
+from live_server.access import person_of
+from live_server.passes import MediaPasses
+from web.media import CatalogMediaDirectory, LiveMediaHandler, MediaCache, ViewerCounter, media_preflight
 from web.vendor import vendor_routes
 
 log = logging.getLogger(__name__)
@@ -142,7 +145,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     try:
         migrations.ensure_migrated(db.engine)
         app[DB] = db
-        app[MEDIA_PASS] = MediaPass(app[SECRET_KEY])
+        app[MEDIA_PASS] = MediaPasses(app[SECRET_KEY], settings.media_pass_lifetime_seconds)
         app[MEDIA_DIRECTORY] = CatalogMediaDirectory(db, settings.media_dir, settings.media_directory_ttl_seconds,
                                                      settings.media_directory_miss_ttl_seconds)
         log.info("catalog: %s", db.backend)
@@ -167,7 +170,6 @@ async def _recordings(app: web.Application) -> AsyncIterator[None]:
     importer = Importer(app[DB], settings.media_dir, ffmpeg, settings.import_segment_seconds)
     app[IMPORTER] = importer
     directory = app[RECORDING_DIRECTORY] = RecordingDirectory(app[DB], settings.media_dir, settings.media_directory_ttl_seconds)
-    app[RECORDING_PASS] = RecordingPass(app[SECRET_KEY])
     archiver = None
     if stores.target is not None:
         def archived(recording_id: int, media_path: str) -> None:
@@ -200,8 +202,8 @@ async def _live_media(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
     handler = LiveMediaHandler(app[MEDIA_DIRECTORY], app[MEDIA_CACHE], app[VIEWERS], app[MEDIA_PASS],
-                               settings.media_accel_redirect, settings.media_dir)
-    return await handler(request)
+                               settings.media_accel_redirect, settings.media_dir, settings.cookie_secure)
+    return await handler(request, person_of(identity_of(request)))
 
 
 async def _live_ingest(app: web.Application) -> AsyncIterator[None]:

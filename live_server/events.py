@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from live_server import security
 from live_server.errors import Conflict, Forbidden, NotFound, Unprocessable
-from live_server.models import Event, EventState, Role, StreamKey, User, Visibility, utcnow
+from live_server.access import Decision, Person, can_view, event_target
+from live_server.models import Event, EventState, Role, StreamKey, User, Visibility, new_access_secret, utcnow
 
 KEY_ID_LEN = 12
 
@@ -104,6 +105,7 @@ def can_create_events(user: User) -> bool:
 
 
 def _apply(event: Event, data: _EventFields) -> None:
+    granted_by = (event.visibility, event.password_hash)
     for name in data.model_fields_set:
         if name in ("password", "slug"):
             continue
@@ -118,15 +120,19 @@ def _apply(event: Event, data: _EventFields) -> None:
             "invalid event: password: required when visibility is 'password'",
             details=[{"field": "password", "message": "required when visibility is 'password'"}],
         )
+    if event.id is not None and (event.visibility, event.password_hash) != granted_by:
+        event.access_secret = new_access_secret()  # every media pass granted before is void (access.Target)
 
 
 def create_event(session: Session, owner: User, data: EventCreate) -> Event:
     if not can_create_events(owner):
         raise Forbidden("only lecturers and admins can create events")
+    unlisted = data.visibility == Visibility.UNLISTED and data.slug is None
+    wanted = data.slug or (unlisted_slug(data.title) if unlisted else slugify(data.title))
     event = Event(
         title=data.title,
         owner_id=owner.id,
-        slug=_unique_slug(session, data.slug or slugify(data.title), explicit=data.slug is not None),
+        slug=_unique_slug(session, wanted, explicit=data.slug is not None),
         description="",
     )
     _apply(event, data)
@@ -139,17 +145,33 @@ def create_event(session: Session, owner: User, data: EventCreate) -> Event:
 def update_event(session: Session, event: Event, data: EventUpdate) -> Event:
     if data.slug is not None and data.slug != event.slug:
         event.slug = _unique_slug(session, data.slug, explicit=True)
+    was_unlisted = event.visibility == Visibility.UNLISTED
     _apply(event, data)
+    if event.visibility == Visibility.UNLISTED and not was_unlisted and data.slug is None:
+        # "only with the link": a link known while the event was listed (or guessable from its title) stops working
+        event.slug = _unique_slug(session, unlisted_slug(event.title), explicit=False)
     event.updated_at = utcnow()
     session.flush()
     return event
 
 
-def get_event(session: Session, ref: str | int) -> Event:
-    """Look an event up by numeric id or slug."""
+def unlisted_slug(title: str) -> str:
+    """An unlisted event's slug: readable, with 64 random bits so that it cannot be found by guessing."""
+    return f"{slugify(title)[:60].strip('-')}-{secrets.token_hex(8)}"
+
+
+def get_event(session: Session, ref: str | int, user: User | None = None) -> Event:
+    """Look an event up by numeric id or slug.
+
+    An unlisted event is only found by its slug (the link), except by its owner and admins: numeric
+    ids are sequential, so anyone could count through them.
+    """
     event: Event | None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        event = session.get(Event, int(ref))
+    numeric = isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit())
+    if numeric:
+        event = session.get(Event, int(ref)) if int(ref) < 2**63 else None
+        if event is not None and event.visibility == Visibility.UNLISTED and not can_manage(user, event):
+            event = None
     else:
         event = session.scalar(select(Event).where(Event.slug == ref))
     if event is None:
@@ -179,10 +201,9 @@ def list_events(
 
 
 def ensure_readable(user: User | None, event: Event) -> None:
-    """Who may see an event's page: private ones answer 404 to outsiders, not 403, so they cannot be probed."""
-    if can_manage(user, event):
-        return
-    if event.visibility == Visibility.AUTHENTICATED and user is None:
+    """Who may see an event's description (``access.can_view``; a password event's is shown, locked):
+    private ones answer 404 to outsiders, not 403, so they cannot be probed."""
+    if can_view(Person.of(user), event_target(event)) in (Decision.LOGIN_REQUIRED, Decision.NOT_FOUND):
         raise NotFound("no such event")
 
 

@@ -20,10 +20,11 @@ from live_server.metrics import Metrics
 from live_server.settings import Settings
 from recorder.recorder import Recorder
 from vod.catalog import RecordingCatalog
-from vod.media import RecordingDirectory, RecordingPass
+from vod.media import RecordingDirectory
 from vod.archive import RecordingArchiver
 from vod.objects import RecordingStores
-from web.media import CatalogMediaDirectory, MediaCache, MediaPass, ViewerCounter
+from live_server.passes import MediaPasses
+from web.media import CatalogMediaDirectory, MediaCache, ViewerCounter
 from web.i18n import Catalogs
 
 if TYPE_CHECKING:  # chat.server imports these keys: name its type without a circular import
@@ -37,7 +38,7 @@ CONNECTION_GUARD = web.AppKey("connection_guard", ConnectionGuard)
 SECRET_KEY = web.AppKey("secret_key", str)
 REDIS = web.AppKey("redis", Redis)
 
-MEDIA_PASS = web.AppKey("media_pass", MediaPass)
+MEDIA_PASS = web.AppKey("media_passes", MediaPasses)  # events' and recordings' passes
 MEDIA_CACHE = web.AppKey("media_cache", MediaCache)
 MEDIA_DIRECTORY = web.AppKey("media_directory", CatalogMediaDirectory)
 VIEWERS = web.AppKey("viewers", ViewerCounter)
@@ -49,7 +50,6 @@ CHAT: "web.AppKey[ChatServer]" = web.AppKey("chat")
 RECORDINGS = web.AppKey("recordings", RecordingCatalog)
 RECORDER = web.AppKey("recorder", Recorder)
 RECORDING_DIRECTORY = web.AppKey("recording_directory", RecordingDirectory)
-RECORDING_PASS = web.AppKey("recording_pass", RecordingPass)
 LIVE_BOARD = web.AppKey("live_status_board", LiveStatusBoard)
 CATALOGS = web.AppKey("translation_catalogs", Catalogs)
 IMPORTER = web.AppKey("importer", Importer)

@@ -33,3 +33,19 @@ def live_run_of_recording(media_dir: Path, media_path: str) -> Path:
     """The live run folder a recording (``recordings/<event id>/<run>``) was made from."""
     parts = Path(media_path).parts
     return media_dir / "live" / Path(*parts[1:]) if parts and parts[0] == "recordings" else media_dir / "live" / "-"
+
+
+def live_runs(media_dir: Path) -> list[tuple[int, datetime, Path]]:
+    """Every live run folder on disk: (event id, run start, folder); names that are not runs are skipped."""
+    runs = []
+    root = media_dir / "live"
+    for event_dir in root.iterdir() if root.is_dir() else ():
+        if not event_dir.name.isdigit() or not event_dir.is_dir():
+            continue
+        for run in event_dir.iterdir():
+            try:
+                started = datetime.strptime(run.name, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc)
+            except ValueError:
+                continue
+            runs.append((int(event_dir.name), started, run))
+    return runs

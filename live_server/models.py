@@ -8,6 +8,7 @@ start of the event's media timeline, so a replay can put chat and captions back 
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime, timezone
 from typing import Any
 
@@ -149,8 +150,18 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(lazy="joined")
 
 
+def new_access_secret() -> str:
+    """A row's random access secret: media passes are signed over it, so a new row never honours an old pass."""
+    return secrets.token_urlsafe(24)
+
+
+def new_public_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
 class Event(Base):
     __tablename__ = "events"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never handed out twice, even after a delete
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(120), unique=True)
@@ -173,6 +184,7 @@ class Event(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    access_secret: Mapped[str] = mapped_column(String(64), default=new_access_secret)
 
     owner: Mapped[User] = relationship(lazy="joined")
     stream_keys: Mapped[list["StreamKey"]] = relationship(
@@ -216,6 +228,7 @@ class Recording(Base):
     """A replay: the media of one live run of an event (``media_path`` under the media folder)."""
 
     __tablename__ = "recordings"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"), nullable=True, index=True)
@@ -237,6 +250,14 @@ class Recording(Base):
     discontinuities: Mapped[int] = mapped_column(Integer, default=0)  # reconnects and gaps marked in the playlist
     # Where the finished media lives when not in the media folder: "s3://bucket/prefix/" (vod/objects.py).
     storage_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    access_secret: Mapped[str] = mapped_column(String(64), default=new_access_secret)
+    # The recording's name in URLs when unlisted ("only with the link"): ids are sequential, so counted.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+
+    @property
+    def public_ref(self) -> str:
+        """How links name this recording: its unguessable public id when unlisted, else its id."""
+        return self.public_id if self.visibility == Visibility.UNLISTED else str(self.id)
 
 
 class Chapter(Base):

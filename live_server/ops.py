@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
+import shutil
+import tempfile
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from live_server.keys import DB, LIVE, METRICS, REDIS, VIEWERS
+from live_server import security
+from live_server.keys import DB, LIVE, METRICS, REDIS, SETTINGS, VIEWERS
+from live_server.settings import Settings
 
 routes = web.RouteTableDef()
 
@@ -38,11 +44,51 @@ async def readyz(request: web.Request) -> web.Response:
     live = request.app.get(LIVE)
     if live is not None and not live.accepting:
         ok, checks["ingest"] = False, "draining"
+    if live is not None:  # where media is written: can the disk take segments?
+        disk = await asyncio.get_running_loop().run_in_executor(None, media_disk_check, request.app[SETTINGS])
+        checks["media_disk"] = disk
+        ok = ok and not disk.startswith("error")
     return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+def media_disk_check(settings: Settings) -> str:
+    """Write and remove a small file in the media folder (blocking: run in a thread).
+
+    A full or read-only disk makes every packager and recorder write fail; readiness says so
+    (503), so that operators and load balancers see it before the next event tries to go live.
+    """
+    try:
+        settings.media_dir.mkdir(parents=True, exist_ok=True)  # made by the first live run otherwise
+        fd, name = tempfile.mkstemp(prefix=".ready-", dir=settings.media_dir)
+        try:
+            os.write(fd, b"x" * 4096)
+        finally:
+            os.close(fd)
+            os.unlink(name)
+        free = shutil.disk_usage(settings.media_dir).free
+    except OSError as exc:
+        return f"error: {exc.strerror or type(exc).__name__}"
+    low = free < settings.recording_min_free_mb * 2**20
+    return f"low: {free // 2**20} MiB free" if low else "ok"
+
+
+def metrics_allowed(request: web.Request, settings: Settings) -> bool:
+    """/metrics names every live event (private and unlisted ones too): loopback, listed networks or a token only."""
+    token = settings.metrics_token.get_secret_value()
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer ") and security.constant_time_equals(header[7:].strip(), token):
+        return True
+    try:
+        address = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(allowed, strict=False) for allowed in settings.metrics_allow)
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    if not metrics_allowed(request, request.app[SETTINGS]):
+        raise web.HTTPNotFound(text="not found\n")
     metrics = request.app[METRICS]
     metrics.viewers.clear()
     for event_id, count in request.app[VIEWERS].counts().items():

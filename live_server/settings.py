@@ -70,6 +70,12 @@ class Settings(BaseModel):
         description="Signs session cookies and media URLs; empty means generated once into <data_dir>/secret_key.",
     )
     session_max_age_seconds: int = Field(14 * 24 * 3600, gt=0, description="Login session lifetime.")
+    media_pass_lifetime_seconds: int = Field(
+        600, ge=60, le=24 * 3600,
+        description="Lifetime of the cookie that opens a password event's or recording's media; the page and the "
+        "player's playlist requests renew it while someone watches, so it only bounds how long a pass outlives "
+        "the viewer. A new password or visibility voids every pass at once.",
+    )
     cookie_secure: Literal["auto", "always", "never"] = Field(
         "auto", description="Secure flag on cookies: auto sets it when the request came over TLS."
     )
@@ -180,6 +186,15 @@ class Settings(BaseModel):
         default_factory=list,
         description="Addresses/networks of reverse proxies (nginx) whose X-Forwarded-For/-Proto are believed, "
         "e.g. 127.0.0.1,10.0.0.0/8. Empty: the direct peer is the client.",
+    )
+    metrics_allow: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Addresses/networks allowed to read /metrics (it names live events, private and unlisted ones "
+        "included), e.g. 10.0.0.0/8 for a Prometheus on the private network. Empty: none (use metrics_token).",
+    )
+    metrics_token: SecretStr = Field(
+        SecretStr(""), description="Also allow /metrics to requests with 'Authorization: Bearer <token>' (Prometheus "
+        "'authorization' in its scrape config). Empty: addresses only.",
     )
     media_accel_redirect: str = Field(
         "",
@@ -338,14 +353,14 @@ class Settings(BaseModel):
             origins.append(origin)
         return origins
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "metrics_allow", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_allow")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         import ipaddress
@@ -476,6 +491,7 @@ class Settings(BaseModel):
         data = self.model_dump(mode="json")
         data["secret_key"] = "********" if self.secret_key.get_secret_value() else ""
         data["s3_secret_key"] = "********" if self.s3_secret_key.get_secret_value() else ""
+        data["metrics_token"] = "********" if self.metrics_token.get_secret_value() else ""
         for name in ("database_url", "redis_url", "s3_endpoint_url"):
             data[name] = mask_url_password(data[name])
         data["effective_database_url"] = mask_url_password(self.effective_database_url)
@@ -561,7 +577,7 @@ def format_validation_error(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "settings"
         name = f"{loc} (env {ENV_PREFIX}{loc.split('.')[0].upper()})" if err["loc"] else loc
         given = err.get("input")
-        shown = "" if isinstance(given, dict) or loc in ("secret_key", "s3_secret_key") else f"; got {given!r}"
+        shown = "" if isinstance(given, dict) or loc in ("secret_key", "s3_secret_key", "metrics_token") else f"; got {given!r}"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown setting"

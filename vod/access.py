@@ -6,32 +6,43 @@ recordings answer 404 to anonymous callers; only ready recordings are shown to n
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session
 
+from live_server.access import Decision, Person, can_view, recording_target
 from live_server.errors import Forbidden, NotFound
 from live_server.models import Recording, RecordingState, Role, User, Visibility
 
-PRIVATE = (Visibility.AUTHENTICATED, Visibility.PASSWORD)
+PUBLIC_REF = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 
 
 def can_manage(user: User | None, recording: Recording) -> bool:
     return user is not None and (user.role == Role.ADMIN or recording.owner_id == user.id)
 
 
-def is_private(visibility: Visibility) -> bool:
-    """Media of private recordings needs a pass (as for live media)."""
-    return visibility in PRIVATE
-
-
 def ensure_readable(user: User | None, recording: Recording) -> None:
-    if can_manage(user, recording):
-        return
-    if recording.state != RecordingState.READY:
+    """Who may see a recording's description (``access.can_view``; a password one's is shown, locked)."""
+    decision = can_view(Person.of(user), recording_target(recording, None))
+    if decision in (Decision.LOGIN_REQUIRED, Decision.NOT_FOUND):
         raise NotFound("no such recording")
-    if recording.visibility == Visibility.AUTHENTICATED and user is None:
+
+
+def find(session: Session, ref: str, user: User | None) -> Recording:
+    """A recording by its id or its public id; an unlisted one only by its public id (the link), except
+    for its owner and admins: ids are sequential, so anyone could count through them."""
+    row: Recording | None = None
+    if ref.isascii() and ref.isdigit():
+        row = session.get(Recording, int(ref)) if len(ref) < 19 else None
+        if row is not None and row.visibility == Visibility.UNLISTED and not can_manage(user, row):
+            row = None
+    elif PUBLIC_REF.match(ref):
+        row = session.scalar(select(Recording).where(Recording.public_id == ref))
+    if row is None:
         raise NotFound("no such recording")
+    return row
 
 
 def ensure_manageable(user: User | None, recording: Recording) -> None:
@@ -54,10 +65,10 @@ def listed(user: User | None) -> Select[tuple[Recording]]:
 
 
 def recording_json(recording: Recording, base_url: str, manage: bool) -> dict[str, Any]:
-    rid = recording.id
+    rid = recording.public_ref  # unlisted: the unguessable public id, in every URL
     api = f"{base_url}/api/v1/recordings/{rid}"
     data: dict[str, Any] = {
-        "id": rid,
+        "id": recording.id,
         "event_id": recording.event_id,
         "owner_id": recording.owner_id,
         "title": recording.title,

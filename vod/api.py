@@ -10,17 +10,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from live_server import events as ev
+from live_server.access import person_of
 from live_server.errors import NotFound, Unprocessable
 from live_server.keys import (
-    DB, MEDIA_CACHE, MEDIA_PASS, RECORDER, RECORDING_DIRECTORY, RECORDING_PASS, RECORDING_STORES, RECORDINGS, SETTINGS,
+    DB, MEDIA_CACHE, MEDIA_PASS, RECORDER, RECORDING_DIRECTORY, RECORDING_STORES, RECORDINGS, SETTINGS,
 )
 from live_server.middleware import identity_of, json_body, require_identity
-from live_server.models import Chapter, Recording, RecordingState, User, Visibility
+from live_server.models import Chapter, Recording, RecordingState, User
 
 from . import access, replay, search
 from .catalog import RecordingUpdate
 from .media import VodMediaHandler
-from .page import has_pass
+from .page import decide
 
 routes = web.RouteTableDef()
 
@@ -44,11 +45,10 @@ def _user(request: web.Request) -> User | None:
     return identity.user if identity else None
 
 
-def _recording_id(request: web.Request) -> int:
-    ref = request.match_info["id"]
-    if not ref.isdigit():
-        raise NotFound("no such recording")
-    return int(ref)
+async def _recording_id(request: web.Request) -> int:
+    """The recording the path names (``vod.access.find``: unlisted ones only by their public id)."""
+    ref, user = request.match_info["id"], _user(request)
+    return await request.app[DB].run(lambda s: access.find(s, ref, user).id)
 
 
 def _get(session: Session, recording_id: int) -> Recording:
@@ -61,8 +61,7 @@ def _get(session: Session, recording_id: int) -> Recording:
 def readable(request: web.Request, session: Session, recording_id: int, user: User | None) -> Recording:
     """Read access to a recording's data: the API's rules plus, for password ones, a pass."""
     row = _get(session, recording_id)
-    access.ensure_readable(user, row)
-    if row.visibility == Visibility.PASSWORD and not access.can_manage(user, row) and not has_pass(request, row):
+    if not decide(request, session, row).allowed:
         raise NotFound("no such recording")
     return row
 
@@ -89,7 +88,7 @@ async def list_recordings(request: web.Request) -> web.Response:
     def work(session: Session) -> list[dict[str, Any]]:
         query = access.listed(user)
         if event_ref:
-            event = ev.get_event(session, event_ref)
+            event = ev.get_event(session, event_ref, user)
             ev.ensure_readable(user, event)
             query = query.where(Recording.event_id == event.id)
         if state:
@@ -103,7 +102,7 @@ async def list_recordings(request: web.Request) -> web.Response:
 @routes.get("/api/v1/recordings/{id}")
 async def read_recording(request: web.Request) -> web.Response:
     user = _user(request)
-    recording_id = _recording_id(request)
+    recording_id = await _recording_id(request)
 
     def work(session: Session) -> dict[str, Any]:
         row = _get(session, recording_id)
@@ -116,7 +115,7 @@ async def read_recording(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/recordings/{id}")
 async def update_recording(request: web.Request) -> web.Response:
     identity = require_identity(request)
-    recording_id = _recording_id(request)
+    recording_id = await _recording_id(request)
     data = _parse(RecordingUpdate, await json_body(request))
     await request.app[DB].run(lambda s: access.ensure_manageable(identity.user, _get(s, recording_id)))
     row = await request.app[RECORDINGS].update(recording_id, data)
@@ -127,7 +126,7 @@ async def update_recording(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/recordings/{id}")
 async def delete_recording(request: web.Request) -> web.Response:
     identity = require_identity(request)
-    recording_id = _recording_id(request)
+    recording_id = await _recording_id(request)
     row = await request.app[DB].run(lambda s: _manageable(s, recording_id, identity.user))
     await request.app[RECORDINGS].delete(recording_id)
     request.app[RECORDING_DIRECTORY].invalidate(recording_id)
@@ -146,7 +145,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     """MP4 of the playable view for owners: a stream-copy remux, made once and kept beside the segments
     (for a recording in object storage: a 302 to a presigned URL of the MP4 object)."""
     identity = require_identity(request)
-    recording_id = _recording_id(request)
+    recording_id = await _recording_id(request)
     row = await request.app[DB].run(lambda s: _manageable(s, recording_id, identity.user))
     if row.state != RecordingState.READY:
         raise NotFound("the recording is not ready")
@@ -164,7 +163,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 async def replay_data(request: web.Request) -> web.Response:
     """The recording with its captions, chapters, chat and answered questions, timed on the playable view."""
     user = _user(request)
-    recording_id = _recording_id(request)
+    recording_id = await _recording_id(request)
     catalog = request.app[RECORDINGS]
 
     def work(session: Session) -> dict[str, Any]:
@@ -178,7 +177,7 @@ async def replay_data(request: web.Request) -> web.Response:
 @routes.get("/api/v1/recordings/{id}/captions.vtt")
 async def captions_vtt(request: web.Request) -> web.Response:
     user = _user(request)
-    recording_id = _recording_id(request)
+    recording_id = await _recording_id(request)
     language = request.query.get("language") or None
 
     def work(session: Session) -> str:
@@ -191,7 +190,7 @@ async def captions_vtt(request: web.Request) -> web.Response:
 @routes.get("/api/v1/recordings/{id}/chapters.vtt")
 async def chapters_vtt(request: web.Request) -> web.Response:
     user = _user(request)
-    recording_id = _recording_id(request)
+    recording_id = await _recording_id(request)
 
     def work(session: Session) -> str:
         row = readable(request, session, recording_id, user)
@@ -215,7 +214,7 @@ def _chapter_json(chapter: Chapter) -> dict[str, Any]:
 @routes.get("/api/v1/recordings/{id}/chapters")
 async def list_chapters(request: web.Request) -> web.Response:
     user = _user(request)
-    recording_id = _recording_id(request)
+    recording_id = await _recording_id(request)
 
     def work(session: Session) -> list[dict[str, Any]]:
         row = readable(request, session, recording_id, user)
@@ -227,7 +226,7 @@ async def list_chapters(request: web.Request) -> web.Response:
 @routes.post("/api/v1/recordings/{id}/chapters")
 async def add_recording_chapter(request: web.Request) -> web.Response:
     identity = require_identity(request)
-    recording_id = _recording_id(request)
+    recording_id = await _recording_id(request)
     data: ChapterCreate = _parse(ChapterCreate, await json_body(request))
     if data.offset is None:
         raise Unprocessable("invalid chapter: offset: required (seconds on the recording's timeline)")
@@ -245,7 +244,7 @@ async def add_recording_chapter(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/recordings/{id}/chapters/{chapter}")
 async def update_chapter(request: web.Request) -> web.Response:
     identity = require_identity(request)
-    recording_id = _recording_id(request)
+    recording_id = await _recording_id(request)
     data: ChapterUpdate = _parse(ChapterUpdate, await json_body(request))
 
     def work(session: Session) -> dict[str, Any]:
@@ -262,7 +261,7 @@ async def update_chapter(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/recordings/{id}/chapters/{chapter}")
 async def delete_chapter(request: web.Request) -> web.Response:
     identity = require_identity(request)
-    recording_id = _recording_id(request)
+    recording_id = await _recording_id(request)
     await request.app[DB].run(lambda s: s.delete(_chapter(s, request, recording_id, identity.user)))
     return web.Response(status=204)
 
@@ -281,7 +280,7 @@ async def list_event_chapters(request: web.Request) -> web.Response:
     user = _user(request)
 
     def work(session: Session) -> list[dict[str, Any]]:
-        event = ev.get_event(session, request.match_info["ref"])
+        event = ev.get_event(session, request.match_info["ref"], user)
         ev.ensure_readable(user, event)
         rows = session.scalars(select(Chapter).where(Chapter.event_id == event.id)
                                .order_by(Chapter.recording_id, Chapter.offset_seconds, Chapter.id))
@@ -298,7 +297,7 @@ async def add_event_chapter(request: web.Request) -> web.Response:
     recorder = request.app.get(RECORDER)
 
     def work(session: Session) -> dict[str, Any]:
-        event = ev.get_event(session, request.match_info["ref"])
+        event = ev.get_event(session, request.match_info["ref"], identity.user)
         ev.ensure_manageable(identity.user, event)
         now = recorder.stream_time(event.id) if recorder is not None else None
         if now is not None:
@@ -339,7 +338,7 @@ async def search_recordings(request: web.Request) -> web.Response:
 @routes.get("/vod/{id}/{tail:.+}")
 async def vod_media(request: web.Request) -> web.StreamResponse:
     app = request.app
-    handler = VodMediaHandler(app[RECORDING_DIRECTORY], app[MEDIA_CACHE], app[RECORDING_PASS], app[MEDIA_PASS],
-                              app[RECORDING_STORES])
-    return await handler(request, _user(request))
+    handler = VodMediaHandler(app[RECORDING_DIRECTORY], app[MEDIA_CACHE], app[MEDIA_PASS], app[RECORDING_STORES],
+                              app[SETTINGS].cookie_secure)
+    return await handler(request, person_of(identity_of(request)))
 

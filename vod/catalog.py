@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 import shutil
 import secrets
@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from live_server.db import Database
 from live_server.errors import Conflict, ServiceError, Unprocessable
-from live_server.layout import live_run_of_recording
-from live_server.models import CaptionSegment, Event, Recording, RecordingState, Visibility, utcnow
+from live_server.layout import live_run_of_recording, live_runs
+from live_server.models import CaptionSegment, Event, EventState, Recording, RecordingState, Visibility, new_access_secret, utcnow
 from recorder.events import RecordingFinished, RecordingStarted, SegmentCompleted
 from ingest.packaging.playlist import Segment, write_atomic
 from recorder.storage import DOWNLOAD, JOURNAL, MASTER, PLAYLISTS, THUMBNAIL, VOD_PLAYLIST, RecordingFiles, TrimError, parse_journal
@@ -222,11 +222,12 @@ class RecordingCatalog:
             recovered.append(recording_id)
         return recovered
 
-    async def apply_retention(self, days: int) -> list[int]:
-        """Delete finished recordings older than ``days`` (opt-in policy: days > 0)."""
+    async def apply_retention(self, days: int, now: datetime | None = None) -> list[int]:
+        """Delete finished recordings older than ``days``, and live run folders as old (opt-in policy: days > 0)."""
         if days <= 0:
             return []
-        cutoff = utcnow() - timedelta(days=days)
+        cutoff = (now or utcnow()) - timedelta(days=days)
+        await self.clean_live_runs(cutoff)
 
         def old(session: Session) -> list[int]:
             return list(session.scalars(select(Recording.id).where(
@@ -239,6 +240,28 @@ class RecordingCatalog:
         if deleted:
             log.info("retention: deleted %d recordings older than %d days", len(deleted), days)
         return deleted
+
+    async def clean_live_runs(self, started_before: datetime) -> int:
+        """Remove live run folders started before the cutoff, except the run of an event live now.
+
+        A live run's folder is the live copy of its segments (the recording holds hard links of its
+        own): nothing else ever removes it, so without this the media disk only fills.
+        """
+        def live_now(session: Session) -> set[tuple[int, datetime]]:
+            rows = session.execute(select(Event.id, Event.started_at).where(Event.state == EventState.LIVE)).all()
+            return {(event_id, started) for event_id, started in rows if started is not None}
+
+        current = await self.db.run(live_now)
+        loop = asyncio.get_running_loop()
+        runs = await loop.run_in_executor(None, live_runs, self.media_dir)
+        removed = 0
+        for event_id, started, folder in runs:
+            if started < started_before and (event_id, started) not in current:
+                await loop.run_in_executor(None, RecordingFiles(folder).delete)
+                removed += 1
+        if removed:
+            log.info("retention: removed %d live run folders", removed)
+        return removed
 
     async def retention_loop(self, days: int, interval_seconds: float) -> None:
         """Apply the retention policy now and then; a failing round is logged and retried."""
@@ -262,6 +285,8 @@ class RecordingCatalog:
             row = session.get(Recording, recording_id)
             assert row is not None
             fields = data.model_fields_set
+            if "visibility" in fields and data.visibility is not None and data.visibility != row.visibility:
+                row.access_secret = new_access_secret()  # media passes granted before are void (access.Target)
             for name in ("title", "visibility", "description"):
                 if name in fields:
                     value = getattr(data, name)
@@ -352,11 +377,12 @@ class RecordingCatalog:
                     raise MediaToolFailed("the object store did not delete the media; try again later") from None
             elif media_path and self.stores.target is not None:
                 leftovers.append(self.stores.target.location(media_path))  # a failed upload's partial objects
-            folder = self.media_dir / media_path
-            if media_path and folder.is_dir():
-                aside = folder.with_name(f".deleted-{folder.name}")
-                os.replace(folder, aside)
-                trash.append(aside)
+            # the recording's folder and the live run it was made from: nothing of it stays served or on disk
+            for folder in (self.media_dir / media_path, live_run_of_recording(self.media_dir, media_path)):
+                if media_path and folder.is_dir():
+                    aside = folder.with_name(f".deleted-{folder.name}")
+                    os.replace(folder, aside)
+                    trash.append(aside)
             return media_path
 
         try:

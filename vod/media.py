@@ -1,9 +1,10 @@
-"""Serving recordings: GET /vod/{id}/{file}, with the access rules of live media (``web/media.py``).
+"""Serving recordings: GET /vod/{id}/{file}, with the one access rule (``live_server/access.py``).
 
-Public recordings are served to anyone (CORS open); private ones (authenticated, password) need
-a signed pass, a cookie the replay page hands out, checked with one HMAC. A viewer who unlocked
-the live event holds that event's pass, which opens its recordings too; owners and admins are
-let in by their login. Where a recording lives is cached briefly, so players polling or
+Public recordings are served to anyone (CORS open); authenticated ones to any logged-in account;
+password ones need a pass (``live_server/passes.py``), a cookie the replay page hands out,
+checked with one HMAC and renewed by playlist requests. A viewer who unlocked the live event
+holds that event's pass, which opens its recordings too; owners and admins are let in by their
+login. Where a recording lives, with its access facts, is cached briefly, so players polling or
 fetching segments do not query the catalog each time. Segments are immutable; the playable
 playlist changes only on a trim, so it is cached for a few seconds.
 
@@ -23,108 +24,122 @@ from pathlib import Path
 from typing import NoReturn
 
 from aiohttp import web
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from live_server.db import Database
-from live_server.models import Recording, RecordingState, Role, User, Visibility
-from web.media import CONTENT_TYPES, SAFE_TAIL, MediaCache, MediaPass
+from live_server.access import Decision, Person, Target, can_manage, can_view, recording_target
+from live_server.models import Event, Recording, Visibility
+from live_server.passes import MediaPasses
+from ingest.packaging.playlist import PlaylistParseError, parse_media_playlist
+from recorder.storage import MASTER, THUMBNAIL, VOD_PLAYLIST
+from web.media import CONTENT_TYPES, SAFE_TAIL, MediaCache
 
-from .access import is_private
+from .access import PUBLIC_REF
 from .objects import RecordingStores, StoreUnavailable
 
-VOD_COOKIE_PREFIX = "live_vod_"
 log = logging.getLogger(__name__)
-
-
-class RecordingPass:
-    """Signed, expiring proof that a browser may fetch a private recording's media."""
-
-    def __init__(self, secret: str, lifetime_seconds: int = 6 * 3600) -> None:
-        self._pass = MediaPass(secret + "|recordings", lifetime_seconds)  # a key of its own: ids differ from events'
-        self.lifetime = lifetime_seconds
-
-    def issue(self, recording_id: int) -> str:
-        return self._pass.issue(recording_id)
-
-    def check(self, recording_id: int, token: str | None) -> bool:
-        return self._pass.check(recording_id, token)
-
-    @staticmethod
-    def cookie_name(recording_id: int) -> str:
-        return f"{VOD_COOKIE_PREFIX}{recording_id}"
+SERVED_AS_IS = frozenset({MASTER, VOD_PLAYLIST, THUMBNAIL})  # everything else must be listed in the view
 
 
 @dataclass(frozen=True)
 class RecordingLocation:
     recording_id: int
     event_id: int | None
-    owner_id: int
     folder: Path
-    visibility: Visibility
-    ready: bool
+    access: Target
     storage_url: str | None = None  # set when the media is in object storage
+    by_id: bool = True  # named by its sequential id (not enough for an unlisted recording)
 
 
 class RecordingDirectory:
-    """Recording id → folder and access facts, cached for ``ttl_seconds``; invalidated on changes."""
+    """Recording id or public id → folder and access facts, cached for ``ttl_seconds``; invalidated on changes."""
 
     def __init__(self, db: Database, media_dir: Path, ttl_seconds: float = 2.0) -> None:
         self.db = db
         self.media_dir = media_dir
         self.ttl = ttl_seconds
-        self._cache: dict[int, tuple[float, RecordingLocation | None]] = {}
+        self._cache: dict[str, tuple[float, RecordingLocation | None]] = {}
+        self._views: dict[int, tuple[bytes, frozenset[str]]] = {}
 
-    async def locate(self, recording_id: int) -> RecordingLocation | None:
-        cached = self._cache.get(recording_id)
+    async def locate(self, ref: int | str) -> RecordingLocation | None:
+        key = str(ref)
+        cached = self._cache.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
+        by_id = key.isascii() and key.isdigit()
+        if not (by_id and len(key) < 19) and not PUBLIC_REF.match(key):
+            return None
 
         def work(session: Session) -> RecordingLocation | None:
-            row = session.get(Recording, recording_id)
+            if by_id:
+                row = session.get(Recording, int(key))
+            else:
+                row = session.scalar(select(Recording).where(Recording.public_id == key))
             if row is None or not row.media_path:
                 return None
-            return RecordingLocation(row.id, row.event_id, row.owner_id, self.media_dir / row.media_path,
-                                     row.visibility, row.state == RecordingState.READY, row.storage_url)
+            event = session.get(Event, row.event_id) if row.event_id is not None else None
+            return RecordingLocation(row.id, row.event_id, self.media_dir / row.media_path,
+                                     recording_target(row, event), row.storage_url, by_id)
 
         location = await self.db.run(work)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[recording_id] = (time.monotonic(), location)
+        self._cache[key] = (time.monotonic(), location)
         return location
 
     def invalidate(self, recording_id: int) -> None:
-        self._cache.pop(recording_id, None)
+        for key in [k for k, (_, loc) in self._cache.items() if k == str(recording_id)
+                    or (loc is not None and loc.recording_id == recording_id)]:
+            self._cache.pop(key, None)
+
+    def view_names(self, recording_id: int, view: bytes) -> frozenset[str]:
+        """The files the current view (``vod.m3u8``) lists; parsed once per version of the playlist."""
+        cached = self._views.get(recording_id)
+        if cached is not None and cached[0] is view:
+            return cached[1]
+        try:
+            names = frozenset(s.uri for s in parse_media_playlist(view.decode("utf-8")).playlist.segments)
+        except (PlaylistParseError, UnicodeDecodeError):
+            names = frozenset()
+        if len(self._views) > 10_000:
+            self._views.clear()
+        self._views[recording_id] = (view, names)
+        return names
 
 
 class VodMediaHandler:
     """GET /vod/{id}/{tail}: the files of a recording's folder."""
 
-    def __init__(self, directory: RecordingDirectory, cache: MediaCache, recording_pass: RecordingPass,
-                 event_pass: MediaPass, stores: RecordingStores | None = None) -> None:
+    def __init__(self, directory: RecordingDirectory, cache: MediaCache, passes: MediaPasses,
+                 stores: RecordingStores | None = None, cookie_secure: str = "auto") -> None:
         self.directory = directory
         self.cache = cache
-        self.recording_pass = recording_pass
-        self.event_pass = event_pass
+        self.passes = passes
         self.stores = stores
+        self.cookie_secure = cookie_secure
 
-    async def __call__(self, request: web.Request, user: User | None) -> web.StreamResponse:
+    async def __call__(self, request: web.Request, person: Person | None) -> web.StreamResponse:
         ref, tail = request.match_info["id"], request.match_info["tail"]
-        if not ref.isdigit() or not SAFE_TAIL.match(tail) or ".." in tail or tail.startswith("."):
+        if not SAFE_TAIL.match(tail) or ".." in tail or tail.startswith("."):
             raise web.HTTPNotFound(text="no such media\n")
-        location = await self.directory.locate(int(ref))
-        if location is None:
+        location = await self.directory.locate(ref)
+        if location is None or (location.by_id and location.access.visibility == Visibility.UNLISTED
+                                and not can_manage(person, location.access)):
+            raise web.HTTPNotFound(text="no such recording\n")  # unlisted: only by its public id
+        decision = can_view(person, location.access, self.passes.presented(request.cookies))
+        if decision is Decision.NOT_FOUND:
             raise web.HTTPNotFound(text="no such recording\n")
-        manager = user is not None and (user.role == Role.ADMIN or user.id == location.owner_id)
-        if not location.ready and not manager:
-            raise web.HTTPNotFound(text="no such recording\n")
-        private = is_private(location.visibility)
-        if private and not manager and not self._has_pass(request, location, user):
-            raise web.HTTPForbidden(text="this recording's media needs a valid viewing pass; open its replay page\n")
+        if decision is not Decision.ALLOWED:
+            raise web.HTTPForbidden(text="this recording's media needs a login or a valid viewing pass; open its replay page\n")
+        private = location.access.private
         suffix = os.path.splitext(tail)[1]
         content_type = CONTENT_TYPES.get(suffix)
         if content_type is None or suffix == ".mp4":  # the MP4 download goes through the API (owners only)
             raise web.HTTPNotFound(text="no such media\n")
         is_playlist = suffix == ".m3u8"
+        if tail not in SERVED_AS_IS and not await self._in_view(location, tail):
+            raise web.HTTPNotFound(text="no such media\n")  # trimmed out, or not for players (the journal)
         scope = "private" if private else "public"
         if location.storage_url is None:
             data = await self.cache.read(location.folder / tail, immutable=not is_playlist and suffix != ".jpg")
@@ -147,7 +162,12 @@ class VodMediaHandler:
         headers = {"Content-Type": content_type, "Cache-Control": cache_control}
         if not private:
             headers["Access-Control-Allow-Origin"] = "*"
-        return web.Response(body=data, headers=headers)
+        response = web.Response(body=data, headers=headers)
+        if is_playlist:  # while someone watches, keep the pass that opened it alive
+            self.passes.renew(request, response, location.access, self.cookie_secure)
+            if location.access.event is not None:
+                self.passes.renew(request, response, location.access.event, self.cookie_secure)
+        return response
 
     def _redirect(self, storage_url: str, name: str, scope: str) -> NoReturn:
         """The bytes come from the object store: a presigned URL, valid ``s3_url_ttl_seconds``."""
@@ -165,6 +185,19 @@ class VodMediaHandler:
         # private ones are per viewer.
         cache_control = "private, no-store" if scope == "private" else "public, max-age=10"
         raise web.HTTPFound(url, headers={"Cache-Control": cache_control})
+
+    async def _in_view(self, location: RecordingLocation, name: str) -> bool:
+        """Players get what the current view lists: a trimmed-out segment is not served."""
+        if name.endswith(".m3u8"):
+            return False  # the journal and any other playlist: not for players
+        if location.storage_url is None:
+            view = await self.cache.read(location.folder / VOD_PLAYLIST, immutable=False)
+        else:
+            try:
+                view = await self._playlist(location, VOD_PLAYLIST)
+            except web.HTTPNotFound:
+                view = None
+        return view is not None and name in self.directory.view_names(location.recording_id, view)
 
     async def _playlist(self, location: RecordingLocation, name: str) -> bytes:
         """The cached copy kept beside the (removed) media, else the object."""
@@ -186,11 +219,3 @@ class VodMediaHandler:
         if data is None:
             raise web.HTTPNotFound(text="no such media\n")
         return data
-
-    def _has_pass(self, request: web.Request, location: RecordingLocation, user: User | None) -> bool:
-        if self.recording_pass.check(location.recording_id, request.cookies.get(RecordingPass.cookie_name(location.recording_id))):
-            return True
-        if location.event_id is not None and self.event_pass.check(
-                location.event_id, request.cookies.get(MediaPass.cookie_name(location.event_id))):
-            return True
-        return location.visibility == Visibility.AUTHENTICATED and user is not None

@@ -12,22 +12,20 @@ from sqlalchemy.orm import Session
 from sqlalchemy import select
 
 from live_server import security
+from live_server.access import Decision, can_view, person_of, recording_target
 from live_server.errors import NotFound
-from live_server.keys import DB, MEDIA_PASS, RECORDING_PASS, SETTINGS
+from live_server.keys import DB, MEDIA_PASS, SETTINGS
 from live_server.middleware import identity_of
 from live_server.models import Event, Recording, RecordingState, User, Visibility
-from web.media import MediaPass
 
 from . import access
-from .media import RecordingPass
 
 
-def has_pass(request: web.Request, row: Recording) -> bool:
-    """A pass for the recording, or for its event (a viewer who unlocked the live keeps access)."""
-    if request.app[RECORDING_PASS].check(row.id, request.cookies.get(RecordingPass.cookie_name(row.id))):
-        return True
-    return row.event_id is not None and request.app[MEDIA_PASS].check(
-        row.event_id, request.cookies.get(MediaPass.cookie_name(row.event_id)))
+def decide(request: web.Request, session: Session, row: Recording) -> Decision:
+    """The one access rule for a recording; a pass for its event opens it too (whoever unlocked the live)."""
+    event = session.get(Event, row.event_id) if row.event_id is not None else None
+    passes = request.app[MEDIA_PASS].presented(request.cookies)
+    return can_view(person_of(identity_of(request)), recording_target(row, event), passes)
 
 
 def event_replay(session: Session, event: Event, user: User | None) -> dict[str, Any] | None:
@@ -46,7 +44,7 @@ def event_replay(session: Session, event: Event, user: User | None) -> dict[str,
             access.ensure_readable(user, row)
         except NotFound:
             return None
-    return {"url": f"/recordings/{row.id}", "ready": ready}
+    return {"url": f"/recordings/{row.public_ref}", "ready": ready}
 
 
 @dataclass
@@ -57,10 +55,11 @@ class ReplayView:
     manager: bool
     locked: bool
     caption_language: str | None = None
+    event: Event | None = None
 
     @property
     def context(self) -> dict[str, Any]:
-        rid = self.recording.id
+        rid = self.recording.public_ref
         return {
             "recording": self.recording,
             "event_slug": self.event_slug,
@@ -78,25 +77,22 @@ async def replay_view(request: web.Request) -> ReplayView:
     identity = identity_of(request)
     user = identity.user if identity else None
     ref = request.match_info["id"]
-    if not ref.isdigit():
-        raise NotFound("no such recording")
 
-    def work(session: Session) -> tuple[Recording, str | None, str | None, str | None]:
-        row = session.get(Recording, int(ref))
-        if row is None:
+    def work(session: Session) -> tuple[Recording, Event | None, Decision]:
+        row = access.find(session, ref, user)
+        decision = decide(request, session, row)
+        if decision is Decision.LOGIN_REQUIRED:
+            raise web.HTTPSeeOther(f"/login?next=/recordings/{row.public_ref}")
+        if decision is Decision.NOT_FOUND:
             raise NotFound("no such recording")
-        if row.visibility == Visibility.AUTHENTICATED and user is None and row.state == RecordingState.READY:
-            raise web.HTTPSeeOther(f"/login?next=/recordings/{row.id}")
-        access.ensure_readable(user, row)
-        event = session.get(Event, row.event_id) if row.event_id is not None else None
-        if event is None:
-            return row, None, None, None
-        return row, event.slug, event.password_hash, event.caption_language
+        return row, session.get(Event, row.event_id) if row.event_id is not None else None, decision
 
-    row, slug, password_hash, language = await request.app[DB].run(work)
+    row, event, decision = await request.app[DB].run(work)
     manager = access.can_manage(user, row)
-    locked = row.visibility == Visibility.PASSWORD and not manager and not has_pass(request, row)
-    return ReplayView(row, slug, password_hash, manager, locked, language)
+    locked = decision is Decision.PASSWORD_REQUIRED
+    if event is None:
+        return ReplayView(row, None, None, manager, locked, None, None)
+    return ReplayView(row, event.slug, event.password_hash, manager, locked, event.caption_language, event)
 
 
 async def password_matches(view: ReplayView, password: str) -> bool:
@@ -108,13 +104,8 @@ async def password_matches(view: ReplayView, password: str) -> bool:
 
 
 def grant_pass(request: web.Request, response: web.StreamResponse, view: ReplayView) -> None:
-    """Private recordings: the page hands the player a signed media pass (a cookie for /vod/<id>/)."""
-    if view.locked or not access.is_private(view.recording.visibility):
+    """Password recordings: once unlocked (or on each visit after), the page hands the player a pass for /vod/<id>/."""
+    if view.locked or view.manager or view.recording.visibility != Visibility.PASSWORD:
         return
-    recording_pass = request.app[RECORDING_PASS]
-    settings = request.app[SETTINGS]
-    secure = settings.cookie_secure == "always" or (settings.cookie_secure == "auto" and request.secure)
-    response.set_cookie(
-        RecordingPass.cookie_name(view.recording.id), recording_pass.issue(view.recording.id),
-        max_age=recording_pass.lifetime, httponly=True, samesite="Lax", secure=secure, path="/",
-    )
+    target = recording_target(view.recording, view.event)
+    request.app[MEDIA_PASS].grant(request, response, target, request.app[SETTINGS].cookie_secure)

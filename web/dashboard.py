@@ -233,7 +233,7 @@ async def _manageable(request: web.Request, user: User) -> tuple[Event, dict[str
     base = site_url(request)
 
     def work(session: Session) -> tuple[Event, dict[str, Any]]:
-        event = ev.get_event(session, request.match_info["slug"])
+        event = ev.get_event(session, request.match_info["slug"], user)
         ev.ensure_manageable(user, event)
         body = ev.event_json(event, base_url=base, rtmp_url=settings.rtmp_url,
                              stream_key=ev.revealed_stream_key(session, event), include_stream=True)
@@ -275,7 +275,7 @@ async def update_event(request: web.Request) -> web.Response:
         return _form_page(request, form, event, stream, status=422)
 
     def work(session: Session) -> str:
-        row = ev.get_event(session, event.id)
+        row = ev.get_event(session, event.id, user)
         ev.ensure_manageable(user, row)
         return ev.update_event(session, row, payload).slug
 
@@ -294,7 +294,7 @@ async def rotate_key(request: web.Request) -> web.Response:
     user = require_role(request, *EDITORS)
 
     def work(session: Session) -> str:
-        event = ev.get_event(session, request.match_info["slug"])
+        event = ev.get_event(session, request.match_info["slug"], user)
         ev.ensure_manageable(user, event)
         ev.issue_stream_key(session, event)
         return event.slug
@@ -313,7 +313,7 @@ async def delete_event(request: web.Request) -> web.Response:
         raise PageError(422, _("Tick the box to confirm the deletion."))
 
     def work(session: Session) -> None:
-        event = ev.get_event(session, request.match_info["slug"])
+        event = ev.get_event(session, request.match_info["slug"], user)
         ev.ensure_manageable(user, event)
         if event.state == EventState.LIVE:
             raise PageError(409, _("The event is live; stop the stream before deleting it."))

@@ -21,6 +21,7 @@ from live_server.errors import NotFound
 from live_server.keys import DB
 from live_server.models import Event, Recording, RecordingState, User, Visibility
 
+from vod.access import find as find_recording
 from web.pages import render
 from web.templating import site_url, translator
 
@@ -30,7 +31,7 @@ EMBEDDABLE = (Visibility.PUBLIC, Visibility.UNLISTED)
 FRAMING = {"Content-Security-Policy": "frame-ancestors *", "Cache-Control": "no-cache"}
 DEFAULT_WIDTH, MAX_WIDTH, MIN_WIDTH = 640, 1920, 160
 _EVENT_PATH = re.compile(r"^/(?:embed/)?events/([a-z0-9][a-z0-9-]*)/?$")
-_RECORDING_PATH = re.compile(r"^/(?:embed/)?recordings/(\d+)/?$")
+_RECORDING_PATH = re.compile(r"^/(?:embed/)?recordings/([A-Za-z0-9_-]+)/?$")
 
 
 def _embeddable_event(session: Session, slug: str) -> Event:
@@ -40,9 +41,9 @@ def _embeddable_event(session: Session, slug: str) -> Event:
     return event
 
 
-def _embeddable_recording(session: Session, recording_id: int) -> Recording:
-    row = session.get(Recording, recording_id)
-    if row is None or row.visibility not in EMBEDDABLE or row.state != RecordingState.READY:
+def _embeddable_recording(session: Session, ref: str) -> Recording:
+    row = find_recording(session, ref, None)  # unlisted: only by its public id
+    if row.visibility not in EMBEDDABLE or row.state != RecordingState.READY:
         raise NotFound("no such recording")
     return row
 
@@ -76,18 +77,18 @@ async def embed_event(request: web.Request) -> web.StreamResponse:
     }))
 
 
-@routes.get("/embed/recordings/{id:\\d+}", name="embed_recording")
+@routes.get("/embed/recordings/{id}", name="embed_recording")
 async def embed_recording(request: web.Request) -> web.StreamResponse:
-    recording_id = int(request.match_info["id"])
+    ref = request.match_info["id"]
     try:
-        row = await request.app[DB].run(lambda s: _embeddable_recording(s, recording_id))
+        row = await request.app[DB].run(lambda s: _embeddable_recording(s, ref))
     except NotFound:
         return _unavailable(request)
     return _framable(render(request, "embed.html", {
         "title": row.title, "unavailable": False, "kind": "recording", "state": "vod",
-        "page_url": f"{site_url(request)}/recordings/{row.id}",
-        "playback_url": f"/vod/{row.id}/master.m3u8", "api_url": "",
-        "poster": f"/vod/{row.id}/thumbnail.jpg" if row.thumbnail_path else None,
+        "page_url": f"{site_url(request)}/recordings/{row.public_ref}",
+        "playback_url": f"/vod/{row.public_ref}/master.m3u8", "api_url": "",
+        "poster": f"/vod/{row.public_ref}/thumbnail.jpg" if row.thumbnail_path else None,
     }))
 
 
@@ -125,10 +126,10 @@ async def oembed(request: web.Request) -> web.Response:
             return {"title": event.title, "author_name": event.owner.display_name,
                     "src": f"{base}/embed/events/{event.slug}"}
         assert recording_match is not None
-        row = _embeddable_recording(session, int(recording_match.group(1)))
+        row = _embeddable_recording(session, recording_match.group(1))
         owner_row = session.get(User, row.owner_id)
         owner = owner_row.display_name if owner_row is not None else None
-        return {"title": row.title, "author_name": owner, "src": f"{base}/embed/recordings/{row.id}"}
+        return {"title": row.title, "author_name": owner, "src": f"{base}/embed/recordings/{row.public_ref}"}
 
     try:
         found = await request.app[DB].run(work)

@@ -3,26 +3,30 @@
 `web.static` costs three thread-pool trips per request (about 1,400 req/s here, see BASELINES.md);
 a lecture hall of 1,500 viewers needs ~1,500 req/s of playlists and segments. So playlists are
 re-read only when their mtime changes and segments, immutable once listed, are kept in a bounded
-LRU. Access to private events is proven by a signed cookie that the event page hands out, checked
-with one HMAC: no database query per media request. In production nginx serves the same folder.
+LRU. Access follows the one rule (``live_server/access.py``) with the event's access facts cached
+by the directory: a password event's pass (``live_server/passes.py``) is checked with one HMAC and
+renewed by playlist requests while someone watches. In production nginx serves the same folder.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 import os
 import re
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
+
+from live_server.access import Decision, Person, Target, can_view
+from live_server.passes import MediaPasses
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session as SqlSession
@@ -42,16 +46,19 @@ CONTENT_TYPES = {
     ".json": "application/json",
 }
 SAFE_TAIL = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*\.[a-z0-9]+$")
-MEDIA_COOKIE_PREFIX = "live_media_"
 
 
 @dataclass(frozen=True)
 class MediaLocation:
-    """Where an event's live media is, and whether viewers need a media pass."""
+    """Where an event's live media is, and the event's access facts."""
 
     event_id: int
     folder: Path
-    private: bool
+    access: Target
+
+    @property
+    def private(self) -> bool:
+        return self.access.private
 
 
 class MediaDirectory(Protocol):
@@ -168,56 +175,28 @@ def viewer_id(request: web.Request) -> str:
     return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
-class MediaPass:
-    """Signed, expiring proof that a browser may fetch a private event's media (a cookie per event)."""
-
-    def __init__(self, secret: str, lifetime_seconds: int = 6 * 3600) -> None:
-        self._key = hashlib.sha256(b"media-pass|" + secret.encode()).digest()
-        self.lifetime = lifetime_seconds
-
-    def issue(self, event_id: int, now: float | None = None) -> str:
-        expires = int((time.time() if now is None else now) + self.lifetime)
-        return f"{expires}.{self._sign(event_id, expires)}"
-
-    def check(self, event_id: int, token: str | None, now: float | None = None) -> bool:
-        if not token or "." not in token:
-            return False
-        expires_text, _, signature = token.partition(".")
-        if not expires_text.isdigit() or int(expires_text) < (time.time() if now is None else now):
-            return False
-        return hmac.compare_digest(signature, self._sign(event_id, int(expires_text)))
-
-    def _sign(self, event_id: int, expires: int) -> str:
-        return hmac.new(self._key, f"{event_id}|{expires}".encode(), hashlib.sha256).hexdigest()[:40]
-
-    @staticmethod
-    def cookie_name(event_id: int) -> str:
-        return f"{MEDIA_COOKIE_PREFIX}{event_id}"
-
-
 class LiveMediaHandler:
     """GET /live/{slug}/{tail}: the HLS files of an event's current live run."""
 
-    def __init__(self, directory: MediaDirectory, cache: MediaCache, viewers: ViewerCounter, media_pass: MediaPass,
-                 accel_redirect: str = "", media_root: Path | None = None) -> None:
+    def __init__(self, directory: MediaDirectory, cache: MediaCache, viewers: ViewerCounter, passes: MediaPasses,
+                 accel_redirect: str = "", media_root: Path | None = None, cookie_secure: str = "auto") -> None:
         self.directory = directory
         self.cache = cache
         self.viewers = viewers
-        self.media_pass = media_pass
+        self.passes = passes
+        self.cookie_secure = cookie_secure
         self.accel_redirect = accel_redirect  # nginx internal location mapped to ``media_root``
         self.media_root = media_root
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def __call__(self, request: web.Request, person: Person | None = None) -> web.StreamResponse:
         slug, tail = request.match_info["slug"], request.match_info["tail"]
         if not SAFE_TAIL.match(tail) or ".." in tail:
             raise web.HTTPNotFound(text="no such media\n")
         location = await self.directory.locate(slug)
         if location is None:
             raise web.HTTPNotFound(text="no such live event\n")
-        if location.private:
-            token = request.cookies.get(MediaPass.cookie_name(location.event_id))
-            if not self.media_pass.check(location.event_id, token):
-                raise web.HTTPForbidden(text="this event's media needs a valid viewing pass; open the event page\n")
+        if can_view(person, location.access, self.passes.presented(request.cookies)) is not Decision.ALLOWED:
+            raise web.HTTPForbidden(text="this event's media needs a login or a valid viewing pass; open the event page\n")
         suffix = os.path.splitext(tail)[1]
         content_type = CONTENT_TYPES.get(suffix)
         if content_type is None:
@@ -241,9 +220,12 @@ class LiveMediaHandler:
         headers = {"Content-Type": content_type, "Cache-Control": cache_control}
         if not location.private:
             headers["Access-Control-Allow-Origin"] = "*"
+        renew = (lambda r: self.passes.renew(request, r, location.access, self.cookie_secure)) if is_playlist else None
         if len(data) > STREAM_CHUNK:
-            return await _send_paced(request, data, headers)
+            return await _send_paced(request, data, headers, renew)
         response = web.Response(body=data, headers=headers)
+        if renew is not None:
+            renew(response)
         if tail in ("master.m3u8", "master-dvr.m3u8") and not _VIEWER_TOKEN.match(request.cookies.get(VIEWER_COOKIE, "")):
             response.set_cookie(VIEWER_COOKIE, secrets.token_hex(12), max_age=24 * 3600, path="/",
                                 httponly=True, samesite="Lax")
@@ -296,7 +278,8 @@ async def media_preflight(request: web.Request) -> web.Response:
 STREAM_CHUNK = 64 * 1024
 
 
-async def _send_paced(request: web.Request, data: bytes, headers: dict[str, str]) -> web.StreamResponse:
+async def _send_paced(request: web.Request, data: bytes, headers: dict[str, str],
+                      before: Callable[[web.StreamResponse], None] | None = None) -> web.StreamResponse:
     """Send a big body in chunks, waiting for each to drain.
 
     One ``Response(body=...)`` hands the whole segment to the transport, which copies whatever the
@@ -305,6 +288,8 @@ async def _send_paced(request: web.Request, data: bytes, headers: dict[str, str]
     """
     response = web.StreamResponse(headers=headers)
     response.content_length = len(data)
+    if before is not None:
+        before(response)
     await response.prepare(request)
     view = memoryview(data)
     for start in range(0, len(data), STREAM_CHUNK):
@@ -368,10 +353,10 @@ def _locate(session: "SqlSession", media_dir: Path, slug: str) -> MediaLocation 
     from sqlalchemy import select
 
     from live_server.layout import live_run_folder
-    from live_server.models import Event, Visibility
+    from live_server.access import event_target
+    from live_server.models import Event, EventState
 
     event = session.scalar(select(Event).where(Event.slug == slug))
-    if event is None or event.started_at is None:
-        return None
-    private = event.visibility in (Visibility.AUTHENTICATED, Visibility.PASSWORD)
-    return MediaLocation(event.id, live_run_folder(media_dir, event.id, event.started_at), private)
+    if event is None or event.started_at is None or event.state == EventState.ENDED:
+        return None  # once ended, the live URLs serve nothing: the recording (with its own rules) is the replay
+    return MediaLocation(event.id, live_run_folder(media_dir, event.id, event.started_at), event_target(event))

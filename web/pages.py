@@ -19,11 +19,11 @@ from live_server import accounts
 from live_server import events as ev
 from live_server import security
 from live_server.api.auth import login
-from live_server.errors import ServiceError
+from live_server.errors import NotFound, ServiceError
+from live_server.access import Decision, can_view, event_target, person_of
 from live_server.keys import DB, MEDIA_PASS, SETTINGS, VIEWERS
 from live_server.middleware import ANON_CSRF_COOKIE, SESSION_COOKIE, identity_of, require_identity, set_session_cookie
 from live_server.models import Event, EventState, Visibility
-from web.media import MediaPass
 from web.templating import page_context, translator
 from vod.page import event_replay, grant_pass, password_matches, replay_view
 
@@ -100,26 +100,24 @@ async def logout_submit(request: web.Request) -> web.Response:
     raise response
 
 
-def _media_pass_cookie(request: web.Request, response: web.StreamResponse, event_id: int) -> None:
-    media_pass = request.app[MEDIA_PASS]
-    settings = request.app[SETTINGS]
-    secure = settings.cookie_secure == "always" or (settings.cookie_secure == "auto" and request.secure)
-    response.set_cookie(
-        MediaPass.cookie_name(event_id), media_pass.issue(event_id), max_age=media_pass.lifetime,
-        httponly=True, samesite="Lax", secure=secure, path="/",
-    )
+def _grant_pass(request: web.Request, response: web.StreamResponse, event: Event) -> None:
+    request.app[MEDIA_PASS].grant(request, response, event_target(event), request.app[SETTINGS].cookie_secure)
 
 
-async def _load_event(request: web.Request) -> Event:
+async def _load_event(request: web.Request) -> tuple[Event, Decision]:
+    """The event and what this visitor may see of it (``live_server/access.py``)."""
     identity = identity_of(request)
-    user = identity.user if identity else None
+    person = person_of(identity)
+    passes = request.app[MEDIA_PASS].presented(request.cookies)
 
-    def work(session: Session) -> Event:
-        event = ev.get_event(session, request.match_info["slug"])
-        if event.visibility == Visibility.AUTHENTICATED and user is None:
+    def work(session: Session) -> tuple[Event, Decision]:
+        event = ev.get_event(session, request.match_info["slug"], identity.user if identity else None)
+        decision = can_view(person, event_target(event), passes)
+        if decision is Decision.LOGIN_REQUIRED:
             raise web.HTTPSeeOther(f"/login?next=/events/{event.slug}")
-        ev.ensure_readable(user, event)
-        return event
+        if decision is Decision.NOT_FOUND:
+            raise NotFound("no such event")
+        return event, decision
 
     return await request.app[DB].run(work)
 
@@ -149,22 +147,19 @@ async def _event_context(request: web.Request, event: Event, manager: bool, lock
 async def event_page(request: web.Request) -> web.Response:
     identity = identity_of(request)
     user = identity.user if identity else None
-    event = await _load_event(request)
+    event, decision = await _load_event(request)
     manager = ev.can_manage(user, event)
-    media_pass = request.app[MEDIA_PASS]
-    unlocked = event.visibility != Visibility.PASSWORD or manager or media_pass.check(
-        event.id, request.cookies.get(MediaPass.cookie_name(event.id))
-    )
-    response = render(request, "event.html", await _event_context(request, event, manager, locked=not unlocked))
-    if unlocked and event.visibility in (Visibility.AUTHENTICATED, Visibility.PASSWORD):
-        _media_pass_cookie(request, response, event.id)
+    locked = decision is Decision.PASSWORD_REQUIRED
+    response = render(request, "event.html", await _event_context(request, event, manager, locked=locked))
+    if not locked and not manager and event.visibility == Visibility.PASSWORD:
+        _grant_pass(request, response, event)  # opening the page renews the pass the password earned
     return response
 
 
 @routes.post("/events/{slug}/unlock")
 async def unlock_event(request: web.Request) -> web.Response:
     """Password-protected events: the right password earns a signed media pass (a cookie)."""
-    event = await _load_event(request)
+    event, _decision = await _load_event(request)
     form = await request.post()
     password = str(form.get("password", ""))
     ok = await asyncio.get_running_loop().run_in_executor(
@@ -175,7 +170,7 @@ async def unlock_event(request: web.Request) -> web.Response:
         context = await _event_context(request, event, False, locked=True)
         return render(request, "event.html", {**context, "unlock_error": _("Wrong password.")}, status=403)
     response = web.HTTPSeeOther(f"/events/{event.slug}")
-    _media_pass_cookie(request, response, event.id)
+    _grant_pass(request, response, event)
     raise response
 
 
@@ -196,6 +191,6 @@ async def unlock_replay(request: web.Request) -> web.Response:
         _ = translator(request)
         return render(request, "replay.html", {**view.context, "unlock_error": _("Wrong password.")}, status=403)
     view.locked = False
-    response = web.HTTPSeeOther(f"/recordings/{view.recording.id}")
+    response = web.HTTPSeeOther(f"/recordings/{view.recording.public_ref}")
     grant_pass(request, response, view)
     raise response

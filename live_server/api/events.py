@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import shutil
 from typing import Any
 
 from aiohttp import web
@@ -10,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server.errors import Conflict, Unprocessable
-from live_server.keys import DB, LIVE, LIVE_BOARD, SETTINGS, VIEWERS
+from live_server.layout import event_live_folder
+from live_server.keys import DB, LIVE, LIVE_BOARD, MEDIA_DIRECTORY, SETTINGS, VIEWERS
 from live_server.middleware import identity_of, json_body, require_identity
 from live_server.models import Event, EventState, User
 from live_server.settings import Settings
@@ -72,7 +75,7 @@ async def read_event(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
 
     def work(session: Session) -> dict[str, Any]:
-        event = ev.get_event(session, request.match_info["ref"])
+        event = ev.get_event(session, request.match_info["ref"], user)
         ev.ensure_readable(user, event)
         return render_event(session, settings, event, user)
 
@@ -127,26 +130,33 @@ async def update_event(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
 
     def work(session: Session) -> dict[str, Any]:
-        event = ev.get_event(session, request.match_info["ref"])
+        event = ev.get_event(session, request.match_info["ref"], identity.user)
         ev.ensure_manageable(identity.user, event)
         ev.update_event(session, event, data)
         return render_event(session, settings, event, identity.user)
 
-    return web.json_response(await request.app[DB].run(work))
+    body = await request.app[DB].run(work)
+    request.app[MEDIA_DIRECTORY].invalidate()  # a new password, visibility or slug applies to media at once
+    return web.json_response(body)
 
 
 @routes.delete("/api/v1/events/{ref}")
 async def delete_event(request: web.Request) -> web.Response:
     identity = require_identity(request)
 
-    def work(session: Session) -> None:
-        event = ev.get_event(session, request.match_info["ref"])
+    def work(session: Session) -> int:
+        event = ev.get_event(session, request.match_info["ref"], identity.user)
         ev.ensure_manageable(identity.user, event)
         if event.state == EventState.LIVE:
             raise Conflict("the event is live; stop the stream before deleting it")
         session.delete(event)
+        return event.id
 
-    await request.app[DB].run(work)
+    event_id = await request.app[DB].run(work)
+    # Its live runs go with it (its recordings are catalog items of their own, deleted on their own).
+    folder = event_live_folder(request.app[SETTINGS].media_dir, event_id)
+    await asyncio.get_running_loop().run_in_executor(None, lambda: shutil.rmtree(folder, ignore_errors=True))
+    request.app[MEDIA_DIRECTORY].invalidate()
     return web.Response(status=204)
 
 
@@ -157,7 +167,7 @@ async def rotate_stream_key(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
 
     def work(session: Session) -> dict[str, Any]:
-        event = ev.get_event(session, request.match_info["ref"])
+        event = ev.get_event(session, request.match_info["ref"], identity.user)
         ev.ensure_manageable(identity.user, event)
         ev.issue_stream_key(session, event)
         return render_event(session, settings, event, identity.user)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from web.media import MediaPass
 from tests.chat.conftest import ChatSite
 
 
@@ -39,15 +38,15 @@ async def test_password_event_needs_the_media_pass(site: ChatSite) -> None:
     viewer = site.user()
     assert (await site.connect(event["slug"], viewer, expect_refusal=True)).connect_error["data"]["code"] == "password_required"
     assert (await site.connect(event["slug"], nickname="Lou", expect_refusal=True)).connect_error["data"]["code"] == "password_required"
-    forged = {MediaPass.cookie_name(event["id"]): "9999999999.deadbeef"}
+    forged = {f"live_media_{event['id']}": "9999999999.deadbeef"}
     assert (await site.connect(event["slug"], viewer, cookies=forged, expect_refusal=True)).connect_error["data"]["code"] == "password_required"
 
     # the unlock form hands out the pass, as a browser would get it
     unlock = await site.client.post(f"/events/{event['slug']}/unlock", allow_redirects=False,
                                     data={"password": "secret-pw", "csrf_token": site.csrf})
     assert unlock.status == 303, await unlock.text()
-    pass_ = unlock.cookies[MediaPass.cookie_name(event["id"])].value
-    cookies = {MediaPass.cookie_name(event["id"]): pass_}
+    pass_ = unlock.cookies[f"live_media_{event['id']}"].value
+    cookies = {f"live_media_{event['id']}": pass_}
     member = await site.connect(event["slug"], viewer, cookies=cookies)
     assert (await member.call("send", {"text": "with the pass"}))["ok"]
     guest = await site.connect(event["slug"], nickname="Lou", cookies=cookies)
@@ -69,3 +68,15 @@ async def test_forged_connect_and_disconnect_events_are_refused(site: ChatSite) 
     reply = await a.call("disconnect", {})
     assert reply["error"]["code"] == "unknown_event_name"
     assert (await a.call("send", {"text": "still connected"}))["ok"]
+
+
+async def test_unlisted_event_chat_is_not_joined_by_its_number(site: ChatSite) -> None:
+    """Issue 17 (9): the socket's ``event`` may be the id only for listed events; unlisted ones need the slug."""
+    event = await site.create_event(visibility="unlisted")
+    for ref in (event["id"], str(event["id"])):
+        refused = await site.connect(ref, expect_refusal=True)
+        assert refused.connect_error["data"]["code"] == "unknown_event"
+    reader = await site.connect(event["slug"])
+    assert (await reader.welcome())["you"]["can_post"] is False
+    owner = await site.connect(event["id"], site.lecturer)
+    assert (await owner.welcome())["you"]["moderator"] is True

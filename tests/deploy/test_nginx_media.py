@@ -48,6 +48,9 @@ async def test_nginx_serves_what_the_app_allows(live: Live, nginx: Nginx) -> Non
         assert not live.app[MEDIA_CACHE].holds(live.folder(public["id"]) / rendition / name)  # nginx sent it
         async with viewer.get(f"{nginx.url}/_media/") as resp:
             assert resp.status == 404  # the internal location cannot be reached from outside
+        async with viewer.get(f"{nginx.url}/metrics") as resp:
+            assert resp.status == 404  # issue 17 (9): not proxied; Prometheus scrapes the app directly
+        assert (await live.client.get("/metrics")).status == 200
         async with viewer.get(f"{base}/{rendition}/seg_999999.ts") as resp:
             assert resp.status == 404
 

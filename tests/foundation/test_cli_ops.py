@@ -66,7 +66,7 @@ def test_ffmpeg_resolution(tmp_path: Path) -> None:
 async def test_health_readiness_and_metrics(client: Any, make_user: Callable[..., Account]) -> None:
     assert await (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
-    assert ready.status == 200 and (await ready.json())["checks"] == {"database": "ok"}
+    assert ready.status == 200 and (await ready.json())["checks"] == {"database": "ok", "media_disk": "ok"}
     await login(client, make_user("viewer"))
     await client.get("/api/v1/events/123")
     text = await (await client.get("/metrics")).text()
@@ -74,10 +74,26 @@ async def test_health_readiness_and_metrics(client: Any, make_user: Callable[...
     assert 'live_http_request_duration_seconds_count{method="POST",route="/api/v1/auth/login"} 1.0' in text
 
 
+async def test_metrics_only_for_allowed_addresses_or_the_token(aiohttp_client: Any, make_settings: Callable[..., Settings],
+                                                                migrated_url: str) -> None:
+    """Issue 17 (9): /metrics names live events (unlisted and private ones too): loopback by default,
+    a proxied request counts as its real client, and a bearer token opens it from anywhere."""
+    default = await aiohttp_client(create_app(make_settings(database_url=migrated_url, trusted_proxies=["127.0.0.1"])))
+    assert (await default.get("/metrics")).status == 200
+    proxied = await default.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert proxied.status == 404 and "live_" not in await proxied.text()
+
+    closed = await aiohttp_client(create_app(make_settings(database_url=migrated_url, metrics_allow="",
+                                                           metrics_token="scrape-secret-123")))
+    assert (await closed.get("/metrics")).status == 404
+    assert (await closed.get("/metrics", headers={"Authorization": "Bearer wrong"})).status == 404
+    assert (await closed.get("/metrics", headers={"Authorization": "Bearer scrape-secret-123"})).status == 200
+
+
 async def test_readiness_checks_redis(aiohttp_client: Any, make_settings: Callable[..., Settings], migrated_url: str, redis_url: str) -> None:
     good = await aiohttp_client(create_app(make_settings(database_url=migrated_url, redis_url=redis_url)))
     body = await (await good.get("/readyz")).json()
-    assert body == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    assert body == {"status": "ok", "checks": {"database": "ok", "redis": "ok", "media_disk": "ok"}}
     bad = await aiohttp_client(create_app(make_settings(database_url=migrated_url, redis_url="redis://127.0.0.1:1/0")))
     resp = await bad.get("/readyz")
     assert resp.status == 503 and (await resp.json())["checks"]["redis"].startswith("error")

@@ -66,3 +66,42 @@ def test_cli_run_refuses_unmigrated_database(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "live_server.cli", "run"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "refusing to start" in out.stderr and "live-server db upgrade" in out.stderr
+
+
+def test_ids_are_never_reused_after_a_delete_even_in_a_database_from_before(database_url: str) -> None:
+    """Issue 17 (7b): a deleted event's id is not handed to the next event, and rows that existed
+    before the migration get an access secret of their own (passes are signed over it)."""
+    from sqlalchemy import text
+
+    migrations.upgrade(database_url, "0005")
+    db = Database(database_url)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO users (id, username, display_name, password_hash, role, is_active, created_at) "
+                              "VALUES (1, 'a', 'A', 'x', 'lecturer', true, CURRENT_TIMESTAMP)"))
+            for slug in ("a-old", "a-deleted"):
+                conn.execute(text(
+                    "INSERT INTO events (slug, title, description, owner_id, visibility, state, caption_vocabulary, dvr,"
+                    " record, abr, chat_enabled, guests_allowed, created_at, updated_at) VALUES (:slug, 't', '', 1,"
+                    " 'public', 'scheduled', '', true, true, false, true, false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
+                    {"slug": slug})
+        db.engine.dispose()
+        migrations.upgrade(database_url)
+        with db.engine.begin() as conn:
+            secrets_ = [row[0] for row in conn.execute(text("SELECT access_secret FROM events ORDER BY id"))]
+            assert len(secrets_) == 2 and all(len(s) >= 32 for s in secrets_) and secrets_[0] != secrets_[1]
+            deleted = conn.execute(text("SELECT MAX(id) FROM events")).scalar_one()
+            conn.execute(text("DELETE FROM events WHERE id = :id"), {"id": deleted})
+        from live_server.models import Event
+
+        new_id = db.transaction(lambda s: _new_event(s, Event))
+        assert new_id > deleted
+    finally:
+        db.close()
+
+
+def _new_event(session: Any, event_cls: Any) -> int:
+    row = event_cls(slug="b-new", title="B", owner_id=1)
+    session.add(row)
+    session.flush()
+    return int(row.id)

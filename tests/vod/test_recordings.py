@@ -130,6 +130,14 @@ async def test_trim_download_and_delete(live: Live) -> None:
     assert after != before and after.count("#EXTINF") == 3 and "#EXT-X-ENDLIST" in after
     assert body["title"] == "Cut" and abs(body["trim_start"] - 2.0) <= 0.1 and abs(body["duration_seconds"] - 3.0) <= 0.2
     assert re.findall(r"seg_\d+\.ts", after) == re.findall(r"seg_\d+\.ts", before)[2:5]
+    # Issue 17 (3): the trim does not only hide; only what the view lists is served, under any playlist name.
+    kept, every = re.findall(r"seg_\d+\.ts", after), re.findall(r"seg_\d+\.ts", before)
+    for name in every:
+        status = (await live.client.get(f"/vod/{rid}/{name}")).status
+        assert status == (200 if name in kept else 404), name
+    for name in ("index.m3u8", "import.m3u8", "dvr.m3u8", "live.m3u8"):
+        assert (await live.client.get(f"/vod/{rid}/{name}")).status == 404, name
+    assert (folder / "index.m3u8").exists()  # the journal stays: a later trim can widen the view again
     mp4 = await live.client.get(f"/api/v1/recordings/{rid}/download.mp4")
     saved.write_bytes(await mp4.read())
     assert mp4_video_frames(saved) == count_video_frames(folder / "vod.m3u8") == 30

@@ -50,7 +50,8 @@ async def test_big_segments_are_sent_whole_and_paced(db: Database, make_user: Ca
 
     from live_server.layout import live_run_folder
     from live_server.models import Event
-    from web.media import STREAM_CHUNK, LiveMediaHandler, MediaCache, MediaPass, ViewerCounter
+    from live_server.passes import MediaPasses
+    from web.media import STREAM_CHUNK, LiveMediaHandler, MediaCache, ViewerCounter
 
     slug = _live_event(db, make_user().id)
     event = db.transaction(lambda s: s.query(Event).filter_by(slug=slug).one())
@@ -58,7 +59,7 @@ async def test_big_segments_are_sent_whole_and_paced(db: Database, make_user: Ca
     folder.mkdir(parents=True)
     payload = os.urandom(STREAM_CHUNK * 9 + 123)
     (folder / "seg_000000.ts").write_bytes(payload)
-    handler = LiveMediaHandler(CatalogMediaDirectory(db, tmp_path), MediaCache(), ViewerCounter(), MediaPass("k" * 32))
+    handler = LiveMediaHandler(CatalogMediaDirectory(db, tmp_path), MediaCache(), ViewerCounter(), MediaPasses("k" * 32))
 
     async def route(request: web.Request) -> web.StreamResponse:
         return await handler(request)

@@ -406,7 +406,7 @@
       .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
       .then(function (body) {
         var recording = (body.recordings || [])[0];
-        if (recording && recording.state === "ready") { showReplay("/recordings/" + recording.id); return; }
+        if (recording && recording.state === "ready") { showReplay(new URL(recording.page_url, location.href).pathname); return; }
         if ((recording && recording.state !== "failed") || video.dataset.record === "true") showPending();
         if (attempt < 360) setTimeout(function () { findReplay(attempt + 1); }, attempt < 30 ? 3000 : 10000);
       })
