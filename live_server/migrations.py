@@ -37,7 +37,7 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head", stream_key_cipher: object = None) -> None:
-    """``stream_key_cipher`` (security.StreamKeyCipher) lets 0006 seal the stream keys of an existing catalog."""
+    """``stream_key_cipher`` (security.StreamKeyCipher) lets 0008 seal the stream keys of an existing catalog."""
     private_sqlite_file(url)
     cfg = alembic_config(url)
     cfg.attributes["stream_key_cipher"] = stream_key_cipher

@@ -80,7 +80,7 @@ def test_the_migration_seals_existing_keys(database_url: str) -> None:
             return ev.revealed_stream_key(session, event) or "", event.id
 
         key, event_id = db.transaction(setup)
-        migrations.downgrade(database_url, "0005", stream_key_cipher=cipher)  # the catalog as it was: keys in clear
+        migrations.downgrade(database_url, "0007", stream_key_cipher=cipher)  # the catalog as it was: keys in clear
         assert db.transaction(lambda s: s.scalar(select(StreamKey.secret))) == key
         with pytest.raises(RuntimeError, match="live-server db upgrade"):
             migrations.upgrade(database_url)  # without the secret it cannot seal them, and says so

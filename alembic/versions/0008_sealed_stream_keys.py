@@ -5,16 +5,16 @@ derived from the server secret (live_server/security.py, StreamKeyCipher). No sc
 sealed value fits the column. Existing rows are sealed here, which needs the server secret:
 `live-server db upgrade` passes it. An empty catalog needs nothing.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 """
 from typing import Any, Callable, Sequence, Union
 
 from alembic import context, op
 import sqlalchemy as sa
 
-revision: str = '0006'
-down_revision: Union[str, None] = '0005'
+revision: str = '0008'
+down_revision: Union[str, None] = '0007'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
