@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ingest import flv
+from ingest.disk import MediaDiskGuard
 from ingest.packaging.options import DEFAULT_LADDER, PackagerOptions
 from ingest.packaging.packager import Packager
 from ingest.packaging.playlist import Segment
@@ -178,7 +179,8 @@ class LiveEvent:
         self.started_at = started_at
         self.folder = folder
         self.options = options
-        self.packager = Packager(streams.ffmpeg, folder, options, self, streams.packager_dropped)
+        self.packager = Packager(streams.ffmpeg, folder, options, self, streams.packager_dropped,
+                                 streams.metrics.media_write_errors.inc)
         self.publisher: PublishSession | None = None
         self.sessions = 0
         self.segments = 0
@@ -213,6 +215,10 @@ class LiveEvent:
             "packager_restarts": getattr(self.packager, "restarts", 0),
             "dropped_tags": getattr(self.packager, "dropped_tags", 0),
             "packager_failed": self.failed,
+            "playlist_write_errors": self.packager.write_errors,
+            "disk_low": self.streams.disk.low,
+            "disk_message": self.streams.disk.message(),
+            "dvr_paused": self.packager.history_paused,
         }
         if self.publisher is not None:
             data.update(self.publisher.stats.health())
@@ -268,6 +274,7 @@ class LiveStreams:
         self.accepting = True
         self.draining = False
         self.media_errors = 0  # live runs whose media could not be finished (reported by /readyz)
+        self.disk = MediaDiskGuard(settings.media_dir, settings.recording_min_free_mb * 2**20, metrics)
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -342,6 +349,7 @@ class LiveStreams:
                 started_at = await self.db.run(lambda s: _begin_run(s, event_id))
                 folder = live_run_folder(self.settings.media_dir, event_id, started_at)
                 live = LiveEvent(self, event_id, slug, started_at, folder, self._options(dvr, abr))
+                live.packager.pause_history(await self.disk.check())
                 await live.packager.start()
                 self.events[event_id] = live
                 self.metrics.live_streams.set(len(self.events))
@@ -455,6 +463,8 @@ class LiveStreams:
     async def _sample_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            if self.events:
+                await self._guard_disk()
             for live in list(self.events.values()):
                 if live.publisher is None:
                     continue
@@ -466,6 +476,20 @@ class LiveStreams:
                 self.metrics.ingest_fps.labels(label).set(health["fps"])
                 if health["keyframe_interval_seconds"] is not None:
                     self.metrics.ingest_keyframe_interval.labels(label).set(health["keyframe_interval_seconds"])
+
+    async def _guard_disk(self) -> None:
+        """Below the media disk's floor, live events keep only their live window (and the recorder
+        pauses, reading the same guard); when space returns, their DVR grows again."""
+        try:
+            low = await self.disk.check()
+        except Exception:  # never let a disk probe stop the sampler
+            log.exception("checking the media disk failed")
+            return
+        for live in list(self.events.values()):
+            if live.packager.history_paused != low:
+                live.packager.pause_history(low)
+                log.log(logging.WARNING if low else logging.INFO, "event %s: DVR %s", live.event_id,
+                        "drops to the live window (media disk low)" if low else "grows again")
 
     def health(self, event_id: int) -> dict[str, Any] | None:
         live = self.events.get(event_id)

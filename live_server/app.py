@@ -219,7 +219,7 @@ async def _live_ingest(app: web.Application) -> AsyncIterator[None]:
     app[CAPTIONS] = captions
     await app[RECORDINGS].recover()  # before anything new is recorded: finish what a crash left
     if settings.recording_enabled:  # after captions: their last batch is saved when the recorder ends a run
-        recorder = Recorder(settings.media_dir, app[RECORDINGS], app[METRICS], settings.recording_min_free_mb * 2**20)
+        recorder = Recorder(settings.media_dir, app[RECORDINGS], app[METRICS], live.disk)
         live.media_taps.append(recorder)
         live.observers.append(recorder)
         app[RECORDER] = recorder

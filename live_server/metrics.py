@@ -60,7 +60,11 @@ class Metrics:
         )
         self.recording_disk_free = Gauge("live_recording_disk_free_bytes", "Free space on the media disk", registry=r)
         self.recording_disk_low = Gauge(
-            "live_recording_disk_low", "1 while the media disk is below the recording free-space floor (alert on it)",
+            "live_recording_disk_low", "1 while the media disk is below its free-space floor (recording_min_free_mb): "
+            "no new recordings, recordings and DVR paused, /readyz 503 (alert on it)", registry=r,
+        )
+        self.media_write_errors = Counter(
+            "live_media_write_errors", "Live playlist writes that failed (full disk, I/O error); retried at the next segment",
             registry=r,
         )
         self.recording_uploads_pending = Gauge(

@@ -47,15 +47,16 @@ async def readyz(request: web.Request) -> web.Response:
     if live is not None:  # where media is written: can the disk take segments?
         disk = await asyncio.get_running_loop().run_in_executor(None, media_disk_check, request.app[SETTINGS])
         checks["media_disk"] = disk
-        ok = ok and not disk.startswith("error")
+        ok = ok and disk == "ok"
     return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
 
 
 def media_disk_check(settings: Settings) -> str:
     """Write and remove a small file in the media folder (blocking: run in a thread).
 
-    A full or read-only disk makes every packager and recorder write fail; readiness says so
-    (503), so that operators and load balancers see it before the next event tries to go live.
+    A full or read-only disk makes every packager and recorder write fail, and a disk below
+    ``recording_min_free_mb`` pauses DVR and recordings; readiness says so (503, naming the disk),
+    so that operators and load balancers see it before the next event tries to go live.
     """
     try:
         settings.media_dir.mkdir(parents=True, exist_ok=True)  # made by the first live run otherwise
@@ -68,8 +69,9 @@ def media_disk_check(settings: Settings) -> str:
         free = shutil.disk_usage(settings.media_dir).free
     except OSError as exc:
         return f"error: {exc.strerror or type(exc).__name__}"
-    low = free < settings.recording_min_free_mb * 2**20
-    return f"low: {free // 2**20} MiB free" if low else "ok"
+    if free < settings.recording_min_free_mb * 2**20:  # DVR and recordings paused: do not send new events here
+        return f"low: {free // 2**20} MiB free, below the {settings.recording_min_free_mb} MiB floor (recording_min_free_mb)"
+    return "ok"
 
 
 def metrics_allowed(request: web.Request, settings: Settings) -> bool:

@@ -224,7 +224,9 @@ class Settings(BaseModel):
         "longer segments, fewer files).",
     )
     recording_min_free_mb: int = Field(
-        1024, ge=0, description="Refuse to start a recording when the media disk has less free space than this (MiB)."
+        1024, ge=0, description="Free-space floor of the media disk (MiB). Below it no recording starts, running "
+        "recordings pause and live DVR keeps only the live window (older segments deleted) while the live stream "
+        "goes on; /readyz answers 503. All resume when space returns.",
     )
     recording_retention_days: int = Field(
         0, ge=0, description="Delete recordings older than this many days; 0 keeps them forever (opt-in policy)."

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest.disk import MediaDiskGuard
 from ingest.packaging.playlist import Segment
 from live_server.layout import recording_folder
 from live_server.metrics import Metrics
@@ -48,6 +48,7 @@ class ActiveRecording:
     last_source_sequence: int | None = None
     copying: "asyncio.Future[None] | None" = None  # chain of copies when links are impossible
     failed: str | None = None
+    paused: bool = False  # the media disk is below its floor: segments are skipped (a gap on resume)
 
     def stream_time(self, now: float, publishing: bool, segment_seconds: float) -> float:
         """Where "now" of the live stream falls on the recording's timeline."""
@@ -63,31 +64,22 @@ class ActiveRecording:
 class Recorder:
     """``MediaTap`` + ``SegmentObserver`` that turns live runs into recordings."""
 
-    def __init__(self, media_dir: Path, sink: RecordingSink, metrics: Metrics, min_free_bytes: int) -> None:
+    def __init__(self, media_dir: Path, sink: RecordingSink, metrics: Metrics, disk: MediaDiskGuard) -> None:
         self.media_dir = media_dir
         self.sink = sink
         self.metrics = metrics
-        self.min_free_bytes = min_free_bytes
+        self.disk = disk  # shared with the live packagers: one floor for the one media disk
         self.active: dict[int, ActiveRecording] = {}
-
-    # --- disk guard ------------------------------------------------------------------------
-    def free_bytes(self) -> int:
-        self.media_dir.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(self.media_dir).free
-        self.metrics.recording_disk_free.set(free)
-        self.metrics.recording_disk_low.set(1 if free < self.min_free_bytes else 0)
-        return free
 
     # --- MediaTap --------------------------------------------------------------------------
     async def publish_started(self, live: "LiveEvent") -> None:
         current = self.active.get(live.event_id)
         if current is not None and current.live is live:
             return  # a reconnect: the packager marks the discontinuity, the recording goes on
-        free = self.free_bytes()
-        if free < self.min_free_bytes:
+        if await self.disk.check(force=True):
             self.metrics.recordings_refused.labels("disk_space").inc()
             log.error("event %s: not recording: %d MiB free on the media disk, below the %d MiB floor",
-                      live.event_id, free // 2**20, self.min_free_bytes // 2**20)
+                      live.event_id, (self.disk.free_bytes or 0) // 2**20, self.disk.floor_bytes // 2**20)
             return
         folder = recording_folder(self.media_dir, live.event_id, live.started_at)
         started = RecordingStarted(live.event_id, live.started_at, folder.relative_to(self.media_dir).as_posix())
@@ -144,13 +136,20 @@ class Recorder:
         recording = self.active.get(event_id)
         if recording is None:
             return {"recording": False}
-        return {"recording": True, "recording_id": recording.recording_id, "recorded_seconds": round(recording.duration, 3)}
+        return {"recording": True, "recording_id": recording.recording_id, "recorded_seconds": round(recording.duration, 3),
+                "recording_paused": recording.paused}
 
     # --- SegmentObserver -------------------------------------------------------------------
     def on_segment(self, event_id: int, rendition: str, segment: Segment) -> None:
         recording = self.active.get(event_id)
         if recording is None or rendition != recording.rendition or recording.failed:
             return
+        if recording.paused != self.disk.low:  # the guard's verdict, refreshed by the live sampler
+            recording.paused = self.disk.low
+            log.warning("recording %d: %s", recording.recording_id, "paused: the media disk is low"
+                        if recording.paused else "resumed (the gap is marked as a discontinuity)")
+        if recording.paused:
+            return  # not linked: the live window's files can be deleted and the disk stops filling
         gap = recording.last_source_sequence is not None and segment.sequence != recording.last_source_sequence + 1
         recording.last_source_sequence = segment.sequence
         entry = replace(segment, sequence=len(recording.segments),

@@ -86,7 +86,8 @@ class Packager:
     """
 
     def __init__(self, ffmpeg: str, output_dir: Path, options: PackagerOptions,
-                 listener: PackagerListener, on_drop: Callable[[], None] = lambda: None) -> None:
+                 listener: PackagerListener, on_drop: Callable[[], None] = lambda: None,
+                 on_write_error: Callable[[], None] = lambda: None) -> None:
         self._ffmpeg = ffmpeg
         self.output_dir = Path(output_dir)
         self.options = options
@@ -123,6 +124,10 @@ class Packager:
         self._counters_follow: dict[str, str] = {}
         self._counter_shifts: dict[str, dict[int, int]] = {}
         self.hung_kills = 0
+        self.write_errors = 0  # playlist writes that failed (full disk, I/O error); retried at the next segment
+        self._on_write_error = on_write_error
+        self._write_failing = False
+        self._doomed: list[tuple[str, str]] = []  # files to delete once the playlists that drop them are written
 
     # -- counters ----------------------------------------------------------
     @property
@@ -194,6 +199,14 @@ class Packager:
     def target_duration(self, rendition: str) -> int | None:
         """``rendition``'s TARGETDURATION, decided at its first segment (None before)."""
         return self._timeline.target_duration(rendition)
+
+    @property
+    def history_paused(self) -> bool:
+        return self._timeline.history_paused
+
+    def pause_history(self, paused: bool) -> None:
+        """Low media disk: keep only the live window's files (DVR drops to it) until resumed."""
+        self._timeline.pause_history(paused)
 
     def playlist_segments(self, rendition: str) -> list[Segment]:
         """Segments currently remembered for ``rendition`` (all of them with DVR)."""
@@ -320,7 +333,7 @@ class Packager:
         """Captions plug in here: list their WebVTT playlists in the master playlists."""
         self._subtitles = tuple(subtitles)
         if self._started:
-            self._write_master()
+            self._write_safely(self._write_master)  # the master is retried at the next segment
 
     # -- ingest side (never blocks) -------------------------------------------
     def on_metadata(self, metadata: Mapping[str, Any]) -> None:
@@ -329,7 +342,7 @@ class Packager:
         self._wakeup.set()
         self._advertised_metadata = self._feed.metadata
         if self._started:
-            self._write_master()
+            self._write_safely(self._write_master)  # the master is retried at the next segment
 
     def on_media(self, kind: str, timestamp_ms: int, payload: bytes) -> None:
         """One FLV audio/video payload; queued for ffmpeg or dropped, never blocking."""
@@ -353,7 +366,7 @@ class Packager:
         if header is not None and self._advertised_headers.get(kind) != header:
             self._advertised_headers[kind] = header
             if self._started:
-                self._write_master()
+                self._write_safely(self._write_master)  # the master is retried at the next segment
 
     # -- supervisor ------------------------------------------------------------
     def _may_restart(self) -> bool:
@@ -642,13 +655,14 @@ class Packager:
         renditions = {item.rendition for item in listed}
         for item in listed:
             self._measure(item)
-        doomed = self._timeline.trim()
-        for rendition in renditions:
-            self._write_media_playlists(rendition)
-        self._write_master()
-        for rendition, name in doomed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.output_dir / rendition / name)
+        self._doomed.extend(self._timeline.trim())
+        written = self._write_safely(lambda: self._write_media_playlists(*renditions))
+        written = self._write_safely(self._write_master) and written
+        if written:  # files go only once no playlist on disk lists them
+            for rendition, name in self._doomed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.output_dir / rendition / name)
+            self._doomed.clear()
         self._segments += len({item.number for item in listed})
         last = listed[-1].segment
         if last.program_date_time is not None:
@@ -671,14 +685,40 @@ class Packager:
         if bps > self._measured_peak_bps * 1.1:
             self._measured_peak_bps = bps
 
-    def _write_media_playlists(self, rendition: str) -> None:
+    def _write_media_playlists(self, *renditions: str) -> None:
+        for rendition in renditions:
+            self._write_media_playlist(rendition)
+
+    def _write_media_playlist(self, rendition: str) -> None:
         playlist = self._timeline.playlists[rendition]
         if playlist.target_duration is None:
             return  # nothing listed yet: the first segment decides TARGETDURATION, then we write
         folder = self.output_dir / rendition
         write_atomic(folder / MEDIA_PLAYLIST, playlist.render_live(self.options.window_segments))
         if self.options.dvr:
-            write_atomic(folder / DVR_PLAYLIST, playlist.render_event())
+            start = self._timeline.dvr_start(rendition)
+            if start is None:
+                write_atomic(folder / DVR_PLAYLIST, playlist.render_event())
+            else:  # the disk ran low: a sliding window from ``start`` (no EVENT promise any more)
+                window = sum(1 for segment in playlist.segments if segment.sequence >= start)
+                write_atomic(folder / DVR_PLAYLIST, playlist.render_live(max(1, window)))
+
+    def _write_safely(self, write: Callable[[], None]) -> bool:
+        """Write playlists; an OSError (ENOSPC, EIO) is logged once per streak and counted, and the
+        next segment writes again: the supervisor and the listing go on."""
+        try:
+            write()
+        except OSError as exc:
+            self.write_errors += 1
+            self._on_write_error()
+            if not self._write_failing:
+                log.error("%s: cannot write playlists (%s); retrying at the next segment", self.output_dir, exc)
+            self._write_failing = True
+            return False
+        if self._write_failing:
+            log.warning("%s: playlists written again after %d failed writes", self.output_dir, self.write_errors)
+            self._write_failing = False
+        return True
 
     def _write_all_playlists(self) -> None:
         for rendition in self.options.rendition_names:

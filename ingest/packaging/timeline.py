@@ -58,6 +58,10 @@ class EventTimeline:
         self._run_clock: datetime | None = None
         self._run_start_number = 0
         self._run_last_listed: int | None = None
+        #: the media disk is low: keep only the live window's files, whatever DVR and keep_segments say
+        self.history_paused = False
+        #: per rendition, the first sequence the DVR playlist lists since the disk ran low (None: all)
+        self._dvr_start: dict[str, int] | None = None
 
     # -- recovery --------------------------------------------------------
     def restore(self, rendition: str, playlist: MediaPlaylist) -> None:
@@ -205,16 +209,42 @@ class EventTimeline:
         """Forget old segments when no DVR playlist needs them; returns files to delete.
 
         We keep twice the live window: a segment must stay fetchable for a
-        while after it leaves the playlist (RFC 8216 6.2.2).
+        while after it leaves the playlist (RFC 8216 6.2.2). While the history
+        is paused (low disk) files go too, DVR and ``keep_segments`` notwithstanding.
         """
-        if self.options.dvr:
+        if self.options.dvr and not self.history_paused:
             return []
         keep = 2 * self.options.window_segments
         doomed = []
         for rendition, playlist in self.playlists.items():
             for segment in playlist.trim(keep):
                 doomed.append((rendition, segment.uri))
-        return doomed if not self.options.keep_segments else []
+        return doomed if self.history_paused or not self.options.keep_segments else []
+
+    def pause_history(self, paused: bool) -> None:
+        """The media disk ran low (True) or has room again (False).
+
+        Paused, the DVR playlist lists only the live window (it has lost its EVENT promise for
+        the rest of the run); resumed, it grows again from the live window of that moment.
+        """
+        if paused == self.history_paused:
+            return
+        self.history_paused = paused
+        if paused:
+            self._dvr_start = {}
+        else:
+            self._dvr_start = {r: self._window_start(r) for r in self.renditions}
+
+    def dvr_start(self, rendition: str) -> int | None:
+        """The first sequence the DVR playlist lists; None: every segment (an EVENT playlist)."""
+        if self.history_paused:
+            return self._window_start(rendition)
+        return None if self._dvr_start is None else self._dvr_start[rendition]
+
+    def _window_start(self, rendition: str) -> int:
+        playlist = self.playlists[rendition]
+        window = playlist.segments[-self.options.window_segments:]
+        return window[0].sequence if window else playlist.next_sequence
 
     def segments(self, rendition: str) -> Sequence[Segment]:
         return self.playlists[rendition].segments

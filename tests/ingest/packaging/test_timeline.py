@@ -145,6 +145,29 @@ def test_retention(dvr: bool, keep: bool, remembered: int, deleted: int) -> None
         assert doomed[0] == ("source", "seg_000000.ts")
 
 
+@pytest.mark.parametrize("dvr,keep", [(True, True), (False, True), (False, False)])
+def test_low_disk_keeps_only_the_live_window_and_the_dvr_grows_again_after(dvr: bool, keep: bool) -> None:
+    """Issue 17 (8): below the disk floor every event deletes what leaves twice the live window
+    (DVR and keep_segments notwithstanding); the DVR then lists the live window, and grows again
+    from the live window of the moment space returned."""
+    options = PackagerOptions(segment_seconds=2.0, live_window_seconds=6.0, dvr=dvr, keep_segments=keep)
+    tl = EventTimeline(options)
+    run_segments(tl, 10)
+    assert tl.dvr_start("source") is None  # an EVENT playlist of every segment
+    tl.pause_history(True)
+    doomed = tl.trim()
+    assert [s.sequence for s in tl.segments("source")] == list(range(4, 10))  # 2 x 3-segment window
+    assert doomed == [("source", segment_filename(n)) for n in range(4)]  # keep_segments too: the disk comes first
+    assert tl.dvr_start("source") == 7  # the live window only
+    tl.pause_history(False)
+    assert tl.dvr_start("source") == 7  # frozen: never goes back before what was listed
+    first = tl.start_run()
+    for i in range(3):
+        tl.add(entry("source", first + i, 2.0 * i, 2.0 * i + 2.0))
+    tl.trim()
+    assert tl.dvr_start("source") == 7 and len(tl.segments("source")) == (9 if dvr else 6)
+
+
 def test_end_and_reopen() -> None:
     tl = EventTimeline(PackagerOptions())
     run_segments(tl, 2)
