@@ -205,8 +205,11 @@
     // Live messages can arrive before the welcome (the room is joined first, so nothing falls between
     // the history and the live feed): they wait here and follow the history.
     var early = [];
+    // WebSocket first (the server's fast fan-out); where a campus or corporate network blocks the
+    // upgrade, socket.io-client falls back to HTTP long-polling and the chat still works.
     socket = window.io({
-      transports: ["websocket"],
+      transports: ["websocket", "polling"],
+      tryAllTransports: true,
       auth: function (cb) {
         var auth = { event: slug };
         if (nickname) {
