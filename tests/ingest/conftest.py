@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
-from live_server import accounts, migrations
+from live_server import accounts
 from live_server.app import create_app
 from live_server.keys import DB, RTMP
 from live_server.layout import event_live_folder
@@ -61,10 +61,9 @@ async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float, what
 
 @pytest.fixture
 async def live(request: pytest.FixtureRequest, aiohttp_client: Any, make_settings: Callable[..., Settings],
-               tmp_path: Path) -> Live:
+               migrated_sqlite: Callable[[str], str]) -> Live:
     """A running app; ``@pytest.mark.live_settings(name=value)`` overrides settings for one test."""
-    url = f"sqlite:///{tmp_path / 'live.db'}"
-    migrations.upgrade(url)
+    url = migrated_sqlite("live.db")
     marker = request.node.get_closest_marker("live_settings")
     overrides = dict(marker.kwargs) if marker else {}
     settings = make_settings(**{
