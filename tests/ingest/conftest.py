@@ -18,6 +18,10 @@ from live_server.settings import Settings
 from tests.support import Account, login
 
 SEGMENT = 1.0
+#: The ``live`` fixture's grace period: short, as most tests only wait it out after the publisher has gone.
+GRACE = 1.0
+#: For the tests about the grace period itself (a publisher reconnecting within it): room for a loaded machine.
+LONG_GRACE = 2.5
 
 
 @dataclass
@@ -68,7 +72,7 @@ async def live(request: pytest.FixtureRequest, aiohttp_client: Any, make_setting
     overrides = dict(marker.kwargs) if marker else {}
     settings = make_settings(**{
         "database_url": url, "rtmp_enabled": True, "rtmp_host": "127.0.0.1", "rtmp_port": 0,
-        "segment_seconds": SEGMENT, "grace_period_seconds": 2.5, "live_window_segments": 3,
+        "segment_seconds": SEGMENT, "grace_period_seconds": GRACE, "live_window_segments": 3,
         "rtmp_idle_timeout_seconds": 5, **overrides,
     })
     app = create_app(settings)
