@@ -204,9 +204,10 @@ async def client(aiohttp_client: Any, settings: Settings) -> AsyncIterator[Any]:
 
 
 #: Tests that use one of these fixtures run one after another on one xdist worker (``--dist loadgroup``):
-#: live speech recognition must keep up with real time, so two of them side by side on a 2-core
-#: machine would measure the machine, not the code.
-SERIAL_GROUPS = {"captioned": "realtime-speech", "ko_model": "realtime-speech", "ko_loaded": "realtime-speech"}
+#: live captions must keep up with real time, so two of them side by side on a 2-core machine would
+#: measure the machine, not the code. (Other tests join with ``@pytest.mark.xdist_group(REALTIME_SPEECH)``.)
+REALTIME_SPEECH = "realtime-speech"
+SERIAL_GROUPS = {"captioned": REALTIME_SPEECH}
 
 
 @pytest.hookimpl(tryfirst=True)
