@@ -126,7 +126,12 @@ async def test_takeover_replaces_the_live_publisher(live: Live) -> None:
     second = await push_rtmp(live.publish_url(event), seconds=4)
     assert await asyncio.wait_for(first.wait(), 10) != 0  # the first encoder lost its connection
     assert await asyncio.wait_for(second.wait(), 20) == 0  # the second published to the end
-    rows = await live.app[DB].run(lambda s: list(s.scalars(select(BroadcastSession).order_by(BroadcastSession.id))))
+
+    async def sessions() -> list[BroadcastSession]:
+        return await live.app[DB].run(lambda s: list(s.scalars(select(BroadcastSession).order_by(BroadcastSession.id))))
+
+    # the server closes the second session once it has read the encoder's goodbye (just after ffmpeg exits)
+    rows = await wait_for(lambda: _all_ended(sessions), 10, "both broadcast sessions to be closed")
     assert [r.end_reason for r in rows][0] == "taken over"
     assert len(rows) == 2 and rows[1].ended_at is not None
     await wait_for(lambda: event_state_is(live, event, "ended"), 15, "ended")
@@ -182,6 +187,11 @@ async def test_private_event_media_needs_a_pass(live: Live, aiohttp_client: Any)
     assert resp.status == 200 and resp.headers["Cache-Control"].startswith("private")
     assert "Access-Control-Allow-Origin" not in resp.headers
     assert await asyncio.wait_for(pusher.wait(), 20) == 0
+
+
+async def _all_ended(sessions: Any) -> list[BroadcastSession] | None:
+    rows = await sessions()
+    return rows if rows and all(r.ended_at is not None for r in rows) else None
 
 
 def _drained(sock: socket.socket) -> bool:
