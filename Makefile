@@ -63,8 +63,11 @@ run: migrate
 	LIVE_HOST=$(HOST) LIVE_PORT=$(PORT) $(BIN)/live-server demo
 	$(BIN)/live-server run --host $(HOST) --port $(PORT)
 
+# Tests run on PYTEST_WORKERS pytest-xdist workers (0: one process); tests marked with the same
+# xdist_group run one after another on one worker. Extra arguments: PYTEST_ARGS="tests/chat -x".
+PYTEST_WORKERS ?= 3
 test: install-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/mypy live_server formats ingest chat captions recorder vod web

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
@@ -12,12 +14,31 @@ import pytest
 from live_server import accounts, migrations
 from live_server.db import Database
 from live_server.settings import Settings, load_settings
-from tests.browser import browser  # noqa: F401  (fixture for browser tests)
 from tests.support import Account, stream_key_cipher
+
+#: Fixtures shared by every directory: one Chromium per test process (``browser``, ``webrtc_browser``),
+#: and the guard against a blocked event loop (``loop_guard``).
+pytest_plugins = ["tests.browser", "tests.loop_guard"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("LIVE_TEST_POSTGRES", "postgresql+psycopg://root@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("LIVE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def worker_index() -> int:
+    """0 for a plain run, N for pytest-xdist's worker gwN."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
+def worker_redis_url() -> str:
+    """The test Redis database, counting down from LIVE_TEST_REDIS's (15) by xdist worker, so that keys
+    written by tests running in parallel never meet (pub/sub channels are not per database: tests that
+    use them pick a random channel)."""
+    base, _, number = REDIS_TEST_URL.rpartition("/")
+    if not number.isdigit():
+        return REDIS_TEST_URL
+    return f"{base}/{(int(number) - worker_index()) % 16}"
 
 
 def service_missing(what: str, reason: str) -> None:
@@ -62,12 +83,12 @@ def redis_url() -> str:
     import redis
 
     try:
-        client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+        client = redis.Redis.from_url(worker_redis_url(), socket_connect_timeout=2)
         client.ping()
         client.close()
     except redis.RedisError as exc:
         service_missing("Redis on 127.0.0.1:6379", str(exc))
-    return REDIS_TEST_URL
+    return worker_redis_url()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -78,9 +99,56 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite catalog migrated to head once per test process; tests get copies."""
+    path = tmp_path_factory.mktemp("catalog") / "template.db"
+    migrations.upgrade(f"sqlite:///{path}")
+    return path
+
+
+def copy_sqlite(template: Path, target: Path) -> str:
+    """A migrated catalog at ``target`` (SQLite's backup API, so a WAL file is never left behind)."""
+    with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(target)) as copy:
+        source.backup(copy)
+    return f"sqlite:///{target}"
+
+
 @pytest.fixture
-def migrated_url(database_url: str) -> str:
-    migrations.upgrade(database_url)
+def migrated_sqlite(sqlite_template: Path, tmp_path: Path) -> Callable[[str], str]:
+    """``migrated_sqlite("live.db")``: the URL of a migrated SQLite catalog of the test's own."""
+    return lambda name: copy_sqlite(sqlite_template, tmp_path / name)
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: str) -> Iterator[str]:
+    """A PostgreSQL database migrated to head once per test process, cloned by ``CREATE DATABASE … TEMPLATE``."""
+    import psycopg
+
+    name = f"live_template_{secrets.token_hex(4)}"
+    admin = postgres_server.replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        migrations.upgrade(f"{postgres_server.rsplit('/', 1)[0]}/{name}")
+        yield name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def migrated_url(request: pytest.FixtureRequest, database_url: str) -> str:
+    """``database_url`` with the schema at head: a copy of a catalog the migrations built once per process."""
+    if database_url.startswith("sqlite:///"):
+        return copy_sqlite(request.getfixturevalue("sqlite_template"), Path(database_url.removeprefix("sqlite:///")))
+    import psycopg
+
+    template = request.getfixturevalue("postgres_template")
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}"')  # the empty database postgres_url made, under the same name
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return database_url
 
 
@@ -123,7 +191,29 @@ def make_user(db: Database) -> Callable[..., Account]:
 
 
 @pytest.fixture
+async def aiohttp_client(loop_guard: Any, aiohttp_client: Any) -> Any:
+    """pytest-aiohttp's ``aiohttp_client``, with the blocked-loop guard on every in-process app test."""
+    return aiohttp_client
+
+
+@pytest.fixture
 async def client(aiohttp_client: Any, settings: Settings) -> AsyncIterator[Any]:
     from live_server.app import create_app
 
     yield await aiohttp_client(create_app(settings))
+
+
+#: Tests that use one of these fixtures run one after another on one xdist worker (``--dist loadgroup``):
+#: live captions must keep up with real time, so two of them side by side on a 2-core machine would
+#: measure the machine, not the code. (Other tests join with ``@pytest.mark.xdist_group(REALTIME_SPEECH)``.)
+REALTIME_SPEECH = "realtime-speech"
+SERIAL_GROUPS = {"captioned": REALTIME_SPEECH}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        group = next((g for fixture, g in SERIAL_GROUPS.items() if fixture in names), None)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))

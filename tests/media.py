@@ -10,12 +10,19 @@ import imageio_ffmpeg
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
+#: ``readrate`` for publishers whose test asserts what came out (frames, segments, recordings), not
+#: when: ffmpeg reads its input at this multiple of real time (``-readrate``, ffmpeg >= 5.0).
+FAST = 4.0
+
 
 def source_args(fps: int = 10, size: str = "160x120", gop_seconds: float = 1.0, seconds: float | None = None,
-                frames: int | None = None, video_codec: str = "libx264") -> list[str]:
-    """A lavfi test pattern with a tone, encoded like a capture box: H.264 with a fixed GOP, AAC."""
+                frames: int | None = None, video_codec: str = "libx264", readrate: float = 1.0) -> list[str]:
+    """A lavfi test pattern with a tone, encoded like a capture box: H.264 with a fixed GOP, AAC.
+
+    ``readrate``: 1 is real time (``-re``), as an encoder sends; ``FAST`` where time is not the subject."""
+    pace = ["-re"] if readrate == 1 else ["-readrate", str(readrate)]
     args = [
-        "-re", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
+        *pace, "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
         "-map", "0:v", "-map", "1:a",
         "-c:v", video_codec,
@@ -33,7 +40,7 @@ def source_args(fps: int = 10, size: str = "160x120", gop_seconds: float = 1.0, 
 
 
 async def push_rtmp(url: str, **kwargs: object) -> asyncio.subprocess.Process:
-    """Start ffmpeg publishing to ``url`` at real-time speed; the caller waits or kills it."""
+    """Start ffmpeg publishing to ``url`` (at real-time speed unless ``readrate=``); the caller waits or kills it."""
     return await asyncio.create_subprocess_exec(
         FFMPEG, "-hide_banner", "-loglevel", "error", *source_args(**kwargs),  # type: ignore[arg-type]
         "-f", "flv", url, stdin=asyncio.subprocess.DEVNULL,

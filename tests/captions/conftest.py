@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import pytest
 
-from live_server import accounts, migrations
+from live_server import accounts
 from live_server.app import create_app
 from live_server.keys import DB
 from live_server.settings import Settings
@@ -118,10 +118,10 @@ async def push_track(url: str, track: Path, fps: int = 10) -> "asyncio.subproces
 
 
 @pytest.fixture
-async def captioned(aiohttp_client: Any, make_settings: Callable[..., Settings], tmp_path: Path, ko_model: Path) -> Live:
+async def captioned(aiohttp_client: Any, make_settings: Callable[..., Settings], migrated_sqlite: Callable[[str], str],
+                    ko_model: Path) -> Live:
     """A running app (RTMP on a free port, 1 s segments) with the Korean test model configured."""
-    url = f"sqlite:///{tmp_path / 'live.db'}"
-    migrations.upgrade(url)
+    url = migrated_sqlite("live.db")
     settings = make_settings(
         database_url=url, rtmp_enabled=True, rtmp_host="127.0.0.1", rtmp_port=0, segment_seconds=SEGMENT,
         grace_period_seconds=2.5, live_window_segments=3, rtmp_idle_timeout_seconds=5,

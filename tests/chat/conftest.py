@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import pytest
 import socketio
 
-from live_server import accounts, migrations
+from live_server import accounts
 from live_server.app import create_app
 from live_server.keys import DB
 from live_server.settings import Settings
@@ -143,11 +142,10 @@ class ChatSite:
 
 
 @pytest.fixture
-async def site(aiohttp_client: Any, make_settings: Callable[..., Settings], tmp_path: Path,
+async def site(aiohttp_client: Any, make_settings: Callable[..., Settings], migrated_sqlite: Callable[[str], str],
                request: pytest.FixtureRequest) -> AsyncIterator[ChatSite]:
     """``@pytest.mark.chat_settings(name=value)`` overrides settings for one test."""
-    url = f"sqlite:///{tmp_path / 'live.db'}"
-    migrations.upgrade(url)
+    url = migrated_sqlite("live.db")
     marker = request.node.get_closest_marker("chat_settings")
     overrides = dict(marker.kwargs) if marker else {}
     settings = make_settings(database_url=url, chat_batch_ms=20, **overrides)

@@ -131,6 +131,7 @@ async def _session(base: str) -> str:
             return resp.cookies["live_session"].value
 
 
+@pytest.mark.xdist_group("realtime-speech")  # live captions in real time: one at a time (tests/conftest.py)
 async def test_chat_and_captions_cross_workers_and_survive_a_worker_stop(cluster: Cluster, ko_speech: Any,
                                                                          tmp_path: Path) -> None:
     event = create_event(cluster.env, "prof", "Korean lecture", "--caption-language", "ko")

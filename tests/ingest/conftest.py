@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
-from live_server import accounts, migrations
+from live_server import accounts
 from live_server.app import create_app
 from live_server.keys import DB, RTMP
 from live_server.layout import event_live_folder
@@ -18,6 +18,10 @@ from live_server.settings import Settings
 from tests.support import Account, login
 
 SEGMENT = 1.0
+#: The ``live`` fixture's grace period: short, as most tests only wait it out after the publisher has gone.
+GRACE = 1.0
+#: For the tests about the grace period itself (a publisher reconnecting within it): room for a loaded machine.
+LONG_GRACE = 2.5
 
 
 @dataclass
@@ -61,15 +65,14 @@ async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float, what
 
 @pytest.fixture
 async def live(request: pytest.FixtureRequest, aiohttp_client: Any, make_settings: Callable[..., Settings],
-               tmp_path: Path) -> Live:
+               migrated_sqlite: Callable[[str], str]) -> Live:
     """A running app; ``@pytest.mark.live_settings(name=value)`` overrides settings for one test."""
-    url = f"sqlite:///{tmp_path / 'live.db'}"
-    migrations.upgrade(url)
+    url = migrated_sqlite("live.db")
     marker = request.node.get_closest_marker("live_settings")
     overrides = dict(marker.kwargs) if marker else {}
     settings = make_settings(**{
         "database_url": url, "rtmp_enabled": True, "rtmp_host": "127.0.0.1", "rtmp_port": 0,
-        "segment_seconds": SEGMENT, "grace_period_seconds": 2.5, "live_window_segments": 3,
+        "segment_seconds": SEGMENT, "grace_period_seconds": GRACE, "live_window_segments": 3,
         "rtmp_idle_timeout_seconds": 5, **overrides,
     })
     app = create_app(settings)

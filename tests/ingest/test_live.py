@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from live_server.keys import DB, LIVE, RTMP
 from live_server.models import BroadcastSession
-from tests.ingest.conftest import SEGMENT, Live, event_state_is, wait_for
-from tests.media import count_video_frames, decode_errors, push_rtmp
+from tests.ingest.conftest import LONG_GRACE, SEGMENT, Live, event_state_is, wait_for
+from tests.media import FAST, count_video_frames, decode_errors, push_rtmp
 
 
 async def test_publish_goes_live_plays_and_ends(live: Live) -> None:
@@ -75,15 +75,16 @@ async def test_publish_goes_live_plays_and_ends(live: Live) -> None:
     assert len(sessions) == 1 and sessions[0].protocol == "rtmp" and sessions[0].ended_at is not None
 
 
+@pytest.mark.live_settings(grace_period_seconds=LONG_GRACE)
 async def test_frames_in_equal_frames_out_across_a_reconnect(live: Live) -> None:
     event = await live.create_event()
     url = live.publish_url(event)
-    first = await push_rtmp(url, frames=40)
+    first = await push_rtmp(url, frames=40, readrate=FAST)
     assert await asyncio.wait_for(first.wait(), 20) == 0
     await asyncio.sleep(0.5)
     assert (await live.event(event["id"]))["state"] == "live"  # inside the grace period
     run = live.folder(event["id"])
-    second = await push_rtmp(url, frames=30)
+    second = await push_rtmp(url, frames=30, readrate=FAST)
     assert await asyncio.wait_for(second.wait(), 20) == 0
     await wait_for(lambda: event_state_is(live, event, "ended"), 10, "the end of the event")
 
@@ -125,7 +126,12 @@ async def test_takeover_replaces_the_live_publisher(live: Live) -> None:
     second = await push_rtmp(live.publish_url(event), seconds=4)
     assert await asyncio.wait_for(first.wait(), 10) != 0  # the first encoder lost its connection
     assert await asyncio.wait_for(second.wait(), 20) == 0  # the second published to the end
-    rows = await live.app[DB].run(lambda s: list(s.scalars(select(BroadcastSession).order_by(BroadcastSession.id))))
+
+    async def sessions() -> list[BroadcastSession]:
+        return await live.app[DB].run(lambda s: list(s.scalars(select(BroadcastSession).order_by(BroadcastSession.id))))
+
+    # the server closes the second session once it has read the encoder's goodbye (just after ffmpeg exits)
+    rows = await wait_for(lambda: _all_ended(sessions), 10, "both broadcast sessions to be closed")
     assert [r.end_reason for r in rows][0] == "taken over"
     assert len(rows) == 2 and rows[1].ended_at is not None
     await wait_for(lambda: event_state_is(live, event, "ended"), 15, "ended")
@@ -181,6 +187,11 @@ async def test_private_event_media_needs_a_pass(live: Live, aiohttp_client: Any)
     assert resp.status == 200 and resp.headers["Cache-Control"].startswith("private")
     assert "Access-Control-Allow-Origin" not in resp.headers
     assert await asyncio.wait_for(pusher.wait(), 20) == 0
+
+
+async def _all_ended(sessions: Any) -> list[BroadcastSession] | None:
+    rows = await sessions()
+    return rows if rows and all(r.ended_at is not None for r in rows) else None
 
 
 def _drained(sock: socket.socket) -> bool:

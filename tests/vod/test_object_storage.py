@@ -23,7 +23,7 @@ from live_server.keys import DB
 from live_server.models import Recording
 from live_server.settings import SettingsError, load_settings
 from tests.ingest.conftest import Live, event_state_is, wait_for
-from tests.media import count_video_frames, push_rtmp
+from tests.media import FAST, count_video_frames, push_rtmp
 from tests.processes import free_port
 from tests.vod.test_recordings import mp4_video_frames, recordings_of
 
@@ -82,7 +82,7 @@ async def _keys(endpoint: str, bucket: str) -> list[str]:
 
 async def _ready_recording(live: Live, **event_fields: Any) -> dict[str, Any]:
     event = await live.create_event(**event_fields)
-    pusher = await push_rtmp(live.publish_url(event), frames=FRAMES)
+    pusher = await push_rtmp(live.publish_url(event), frames=FRAMES, readrate=FAST)
     assert await asyncio.wait_for(pusher.wait(), 20) == 0
     await wait_for(lambda: event_state_is(live, event, "ended"), 15, "the end of the event")
     [recording] = await recordings_of(live, event)

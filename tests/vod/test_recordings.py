@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from live_server.keys import DB
 from live_server.models import Chapter, Recording
-from tests.ingest.conftest import SEGMENT, Live, event_state_is, wait_for
-from tests.media import FFMPEG, count_video_frames, decode_errors, push_rtmp
+from tests.ingest.conftest import LONG_GRACE, SEGMENT, Live, event_state_is, wait_for
+from tests.media import FAST, FFMPEG, count_video_frames, decode_errors, push_rtmp
 
 
 def mp4_video_frames(path: Path) -> int:
@@ -41,6 +41,7 @@ async def add_chapter(live: Live, event: dict[str, Any], title: str) -> dict[str
     return await resp.json()
 
 
+@__import__("pytest").mark.live_settings(grace_period_seconds=LONG_GRACE)
 async def test_push_reconnect_end_gives_a_ready_vod_with_chapters(live: Live) -> None:
     event = await live.create_event()
     url = live.publish_url(event)
@@ -105,7 +106,7 @@ async def _thumbnail(live: Live, recording_id: int) -> bytes | None:
 
 async def test_trim_download_and_delete(live: Live) -> None:
     event = await live.create_event()
-    pusher = await push_rtmp(live.publish_url(event), frames=60)
+    pusher = await push_rtmp(live.publish_url(event), frames=60, readrate=FAST)
     await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
     await add_chapter(live, event, "Start")
     assert await asyncio.wait_for(pusher.wait(), 20) == 0
@@ -155,7 +156,7 @@ async def test_trim_download_and_delete(live: Live) -> None:
 
 async def test_private_recording_media_needs_access(live: Live, aiohttp_client: Any) -> None:
     event = await live.create_event(visibility="password", password="open sesame")
-    pusher = await push_rtmp(live.publish_url(event), frames=30)
+    pusher = await push_rtmp(live.publish_url(event), frames=30, readrate=FAST)
     assert await asyncio.wait_for(pusher.wait(), 20) == 0
     await wait_for(lambda: event_state_is(live, event, "ended"), 15, "ended")
     [recording] = await recordings_of(live, event)
@@ -183,7 +184,7 @@ async def test_private_recording_media_needs_access(live: Live, aiohttp_client: 
 @__import__("pytest").mark.live_settings(recording_min_free_mb=10**9)
 async def test_low_disk_refuses_to_record_and_alerts(live: Live) -> None:
     event = await live.create_event()
-    pusher = await push_rtmp(live.publish_url(event), frames=20)
+    pusher = await push_rtmp(live.publish_url(event), frames=20, readrate=FAST)
     assert await asyncio.wait_for(pusher.wait(), 20) == 0
     await wait_for(lambda: event_state_is(live, event, "ended"), 15, "ended")
     assert await recordings_of(live, event) == []

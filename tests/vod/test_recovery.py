@@ -15,7 +15,7 @@ import aiohttp
 
 from recorder.storage import RecordingFiles
 from tests.ingest.conftest import wait_for
-from tests.media import count_video_frames, decode_errors, push_rtmp, stop
+from tests.media import FAST, count_video_frames, decode_errors, push_rtmp, stop
 
 
 def _free_port() -> int:
@@ -59,7 +59,8 @@ async def test_recording_left_by_a_killed_server_is_recovered_at_start(tmp_path:
     await _cli(env, "users", "create", "--username", "prof", "--role", "lecturer", "--password", "prof-password")
     event: dict[str, Any] = json.loads(await _cli(env, "events", "create", "--title", "Crash course", "--owner", "prof", "--json"))
     server = await _start(env, port)
-    pusher = await push_rtmp(f"rtmp://127.0.0.1:{rtmp_port}/live/{event['stream']['stream_key']}", seconds=30)
+    pusher = await push_rtmp(f"rtmp://127.0.0.1:{rtmp_port}/live/{event['stream']['stream_key']}", seconds=30,
+                            readrate=FAST)
     folders = tmp_path / "media" / "recordings" / str(event["id"])
 
     async def recorded_segments() -> int:

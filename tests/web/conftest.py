@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from live_server import accounts, migrations
+from live_server import accounts
 from live_server import events as ev
 from live_server.db import Database
 from live_server.models import User
@@ -79,9 +78,8 @@ class Site:
 
 
 @pytest.fixture
-def web_settings(make_settings: Callable[..., Settings], tmp_path: Path) -> Settings:
-    url = f"sqlite:///{tmp_path / 'web.db'}"
-    migrations.upgrade(url)
+def web_settings(make_settings: Callable[..., Settings], migrated_sqlite: Callable[[str], str]) -> Settings:
+    url = migrated_sqlite("web.db")
     return make_settings(database_url=url)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from live_server.keys import DB
 from live_server.models import CaptionSegment, Chapter
 from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
-from tests.media import push_rtmp
+from tests.media import FAST, push_rtmp
 from tests.web.browsing import check_page, new_page, open_context
 
 LINES = [(0.4, 1.4, "Bonjour et bienvenue"), (1.8, 2.8, "Aujourd’hui, les séries de Fourier"),
@@ -23,7 +23,7 @@ CURRENT = "() => Array.from(document.querySelectorAll('#transcript li')).findInd
 
 async def test_replay_page_seeks_from_the_transcript_and_follows_the_video(live: Live, browser: Any, tmp_path: Path) -> None:  # noqa: F811
     event = await live.create_event(title="Signals, week 2")
-    pusher = await push_rtmp(live.publish_url(event), frames=70)
+    pusher = await push_rtmp(live.publish_url(event), frames=70, readrate=FAST)
     assert await asyncio.wait_for(pusher.wait(), 30) == 0
     await wait_for(lambda: event_state_is(live, event, "ended"), 15, "ended")
 

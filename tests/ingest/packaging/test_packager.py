@@ -48,8 +48,19 @@ async def packagers() -> AsyncIterator[list[Packager]]:
         await packager.close()
 
 
+@pytest.fixture(autouse=True)
+async def earlier_tasks() -> set[asyncio.Task[object]]:
+    """Tasks already on the worker's shared event loop (the session's Chromium driver...): not this test's leaks."""
+    EARLIER.clear()
+    EARLIER.update(asyncio.all_tasks())
+    return EARLIER
+
+
+EARLIER: set[asyncio.Task[object]] = set()
+
+
 def other_tasks() -> set[asyncio.Task[object]]:
-    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task() and t not in EARLIER}
 
 
 async def assert_no_leaks(packager: Packager, pids: list[int]) -> None:

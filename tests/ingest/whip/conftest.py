@@ -1,13 +1,10 @@
-"""WHIP test helpers: ffmpeg's ``whip`` muxer as a real publisher, Chromium with fake devices."""
+"""WHIP test helpers: ffmpeg's ``whip`` muxer as a real publisher (Chromium with fake devices: tests/browser.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import Any
 
-import pytest
-
-from tests.browser import CHROMIUM_ARGS, chromium_path
 from tests.media import FFMPEG
 
 #: Loopback-only ICE (aioice leaves 127.0.0.1 out unless told) and short timeouts for tests.
@@ -39,21 +36,3 @@ async def push_whip(url: str, token: str, **kwargs: Any) -> asyncio.subprocess.P
         "-f", "whip", "-authorization", token, url,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
-
-
-@pytest.fixture
-async def webrtc_browser() -> AsyncIterator[Any]:
-    """Chromium with fake camera/microphone that may use loopback ICE candidates."""
-    from playwright.async_api import async_playwright
-
-    executable = chromium_path()
-    args = [a for a in CHROMIUM_ARGS if a != "--mute-audio"] + [
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-    ]
-    async with async_playwright() as pw:
-        instance = await pw.chromium.launch(executable_path=executable, args=args)
-        try:
-            yield instance
-        finally:
-            await instance.close()

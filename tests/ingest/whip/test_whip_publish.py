@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from live_server.keys import DB, LIVE, WHIP
 from live_server.models import BroadcastSession
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.conftest import LONG_GRACE, Live, event_state_is, wait_for
 from tests.ingest.whip.conftest import WHIP_SETTINGS, push_whip
 from tests.media import FFMPEG, count_video_frames, decode_errors, stop
 
@@ -128,7 +128,7 @@ async def test_bad_requests_get_clear_errors(live: Live) -> None:
         assert (await client.request("GET", "/whip/session/nope"))[0] == 405
 
 
-@pytest.mark.live_settings(**WHIP_SETTINGS)
+@pytest.mark.live_settings(**WHIP_SETTINGS, grace_period_seconds=LONG_GRACE)
 async def test_second_publisher_409_delete_then_grace_ends(live: Live) -> None:
     event = await live.create_event()
     key = event["stream"]["whip_bearer_token"]
@@ -155,7 +155,7 @@ async def test_second_publisher_409_delete_then_grace_ends(live: Live) -> None:
         assert live.app[WHIP].sessions == {}
         health = (await live.event(event["id"]))["stream"]["health"]
         assert health["in_grace_period"] and not health["publishing"]
-        assert (await live.event(event["id"]))["state"] == "live"  # within the grace period (2.5 s)
+        assert (await live.event(event["id"]))["state"] == "live"  # within the grace period (LONG_GRACE)
         await wait_for(lambda: event_state_is(live, event, "ended"), 10, "the end after the grace period")
     finally:
         await client.http.close()
