@@ -126,6 +126,9 @@ async def captioned(aiohttp_client: Any, make_settings: Callable[..., Settings],
         database_url=url, rtmp_enabled=True, rtmp_host="127.0.0.1", rtmp_port=0, segment_seconds=SEGMENT,
         grace_period_seconds=2.5, live_window_segments=3, rtmp_idle_timeout_seconds=5,
         vosk_models={"ko": str(ko_model)}, caption_threads=2,
+        # What is checked is which cues reach the rendition, not how soon: a loaded machine (the model
+        # loads at the first captioned publish) must not push a cue past the lag limit.
+        caption_max_lag_seconds=30,
     )
     app = create_app(settings)
     client = await aiohttp_client(app)
