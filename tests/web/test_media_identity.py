@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from sqlalchemy import delete
 from sqlalchemy import event as sa_event
 
 from live_server import events as ev
 from live_server.db import Database
 from live_server.keys import DB
 from live_server.layout import live_run_folder
-from live_server.models import User, Visibility, utcnow
+from live_server.models import LoginSession, User, Visibility, utcnow
 from live_server.session_people import SESSION_PEOPLE
 from live_server.settings import Settings
 from tests.support import Account, login
@@ -112,6 +113,12 @@ async def test_polls_of_a_logged_in_viewer_cost_at_most_one_query_per_ttl(
     assert requests >= 40
     assert 1 <= len(statements.seen) <= int(elapsed / TTL) + 1, statements.seen
     assert all("login_sessions" in s for s in statements.seen), statements.seen
+
+    # Logged out by another process (its row deleted there, no invalidation here): refused within the TTL.
+    db.transaction(lambda s: s.execute(delete(LoginSession)))
+    await asyncio.sleep(TTL * 1.2)
+    assert await _status(client, f"/live/{private}/source/live.m3u8") == 403
+    assert await _status(client, f"/live/{public}/source/live.m3u8") == 200
 
     # An anonymous player of the authenticated event is still refused.
     client.session.cookie_jar.clear()
