@@ -11,7 +11,14 @@ With ``--mode fronted`` the viewers go through nginx configured from ``deploy/ng
 the app (access checked and viewers counted by the app, segments sent by nginx via
 X-Accel-Redirect): the production layout, and what "viewers per web worker" is measured with.
 
-Run: ``.venv/bin/python -m bench.viewer_load [--viewers 1500] [--seconds 30] [--runs 3] [--mode fronted]``
+With ``--logged-in`` the viewers are logged in: each load process first opens ``--sessions`` login
+sessions through ``POST /api/v1/auth/login`` (a password check costs ~80 ms of scrypt, so a hall
+shares a pool of sessions round-robin), then every poll carries a session cookie, as a student's
+browser does. ``--visibility authenticated`` makes the event need that login; ``--no-nginx`` skips
+the nginx column (for app-only comparisons).
+
+Run: ``.venv/bin/python -m bench.viewer_load [--viewers 1500] [--seconds 30] [--runs 3] [--mode fronted]
+[--logged-in [--sessions 100]] [--visibility authenticated] [--no-nginx]``
 (nginx from Debian: ``apt-get install nginx-light``; ``make bench`` installs it).
 """
 
@@ -37,8 +44,10 @@ _SEGMENT = re.compile(r"^(seg_\d+\.ts)$", re.M)
 
 
 async def _viewer(session: aiohttp.ClientSession, base: str, index: int, segment: float, deadline: float,
-                  stats: dict[str, list[Any]]) -> None:
+                  stats: dict[str, list[Any]], cookie: str | None = None) -> None:
     headers = {"User-Agent": f"bench-viewer/{index}"}
+    if cookie is not None:
+        headers["Cookie"] = f"live_session={cookie}"
     fetched: set[str] = set()
     await asyncio.sleep(random.uniform(0, segment))  # players do not start in lockstep
     while time.monotonic() < deadline:
@@ -68,23 +77,42 @@ async def _viewer(session: aiohttp.ClientSession, base: str, index: int, segment
         await asyncio.sleep(max(0.0, segment - (time.monotonic() - started)))
 
 
-async def _load(base: str, first: int, count: int, segment: float, seconds: float) -> dict[str, list[Any]]:
+async def login_sessions(origin: str, count: int, username: str, password: str) -> list[str]:
+    """``count`` login sessions of one account, opened the way a browser does (the session cookie it gets)."""
+    tokens: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(count):
+            session.cookie_jar.clear()
+            async with session.post(f"{origin}/api/v1/auth/login", json={"username": username, "password": password}) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"bench login failed: {resp.status} {await resp.text()}")
+                tokens.append(resp.cookies["live_session"].value)
+    return tokens
+
+
+async def _load(base: str, first: int, count: int, segment: float, seconds: float,
+                cookies: list[str]) -> dict[str, list[Any]]:
     stats: dict[str, list[Any]] = {"playlist": [], "segment": [], "errors": [], "bytes": []}
     deadline = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(_viewer(session, base, first + i, segment, deadline, stats) for i in range(count)))
+        await asyncio.gather(*(_viewer(session, base, first + i, segment, deadline, stats,
+                                       cookies[i % len(cookies)] if cookies else None) for i in range(count)))
     return stats
 
 
-def _worker(args: tuple[str, int, int, float, float]) -> dict[str, list[Any]]:
+def _worker(args: tuple[str, int, int, float, float, list[str]]) -> dict[str, list[Any]]:
     return asyncio.run(_load(*args))
 
 
-def load(base: str, viewers: int, segment: float, seconds: float, processes: int, server_pid: int) -> dict[str, float]:
+def load(base: str, viewers: int, segment: float, seconds: float, processes: int, server_pid: int,
+         cookies: list[str] | None = None) -> dict[str, float]:
     share = viewers // processes
-    jobs = [(base, i * share, share + (viewers % processes if i == processes - 1 else 0), segment, seconds)
+    cookies = cookies or []
+    per = len(cookies) // processes
+    jobs = [(base, i * share, share + (viewers % processes if i == processes - 1 else 0), segment, seconds,
+             cookies[i * per:(i + 1) * per] if cookies else [])
             for i in range(processes)]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         pending = pool.map_async(_worker, jobs)
@@ -161,6 +189,14 @@ def start_fronting_nginx(app_port: int, media_dir: Path) -> tuple[subprocess.Pop
     return proc, port, work
 
 
+def _playing(srv: Any, event: dict[str, Any]) -> bool:
+    """Live with a first playlist on disk (read there: an authenticated event's API answers anonymous callers 404)."""
+    try:
+        return (srv.media_folder(event) / "source" / "live.m3u8").exists()
+    except (FileNotFoundError, IndexError):
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--viewers", type=int, default=1500)
@@ -171,7 +207,14 @@ def main() -> None:
     parser.add_argument("--mode", choices=["direct", "fronted"], default="direct",
                         help="direct: viewers hit the app; fronted: nginx (deploy/ config) in front of the app, "
                              "segments by X-Accel-Redirect — the production layout")
+    parser.add_argument("--logged-in", action="store_true",
+                        help="viewers log in first and poll with their session cookie (a pool of --sessions sessions)")
+    parser.add_argument("--sessions", type=int, default=100, help="login sessions shared by the viewers (--logged-in)")
+    parser.add_argument("--visibility", choices=["public", "authenticated"], default="public")
+    parser.add_argument("--no-nginx", action="store_true", help="measure the app only")
     args = parser.parse_args()
+    if args.visibility == "authenticated" and not args.logged_in:
+        parser.error("an authenticated event needs --logged-in viewers")
     workdir = Path(tempfile.gettempdir()) / "live-bench-media"
     workdir.mkdir(exist_ok=True)
     source = make_source(workdir / f"lecture-720p-gop{args.segment:g}.flv", gop_seconds=args.segment)
@@ -179,26 +222,35 @@ def main() -> None:
     viewers_seen: list[int] = []
     extra = {"media_accel_redirect": "/_media/", "trusted_proxies": "127.0.0.1"} if args.mode == "fronted" else {}
     with server(segment_seconds=args.segment, **extra) as srv:
-        event = srv.create_event("Viewer load")
+        event = srv.create_event("Viewer load", "--visibility", args.visibility)
+        cookies: list[str] = []
+        if args.logged_in:
+            srv.cli("users", "create", "--username", "student", "--password", "student-password-1")
+            cookies = asyncio.run(login_sessions(srv.base_url, max(args.processes, args.sessions),
+                                                 "student", "student-password-1"))
         pusher = push(source, srv.publish_url(event))
         try:
-            wait_until(lambda: srv.event_state(event) == "live", 60, "the event to be live")
+            wait_until(lambda: _playing(srv, event), 60, "the event to be live")
             folder = srv.media_folder(event) / "source"
-            nginx, nginx_port, nginx_work = start_nginx(folder)
+            nginx, nginx_port, nginx_work = start_nginx(folder) if not args.no_nginx else (None, 0, None)
             front = start_fronting_nginx(srv.port, srv.workdir / "media") if args.mode == "fronted" else None
             app_base = (f"http://127.0.0.1:{front[1]}" if front else srv.base_url) + f"/live/{event['slug']}/source"
             try:
                 time.sleep(1)
                 for _ in range(args.runs):
                     results["app"].append(load(app_base, args.viewers,
-                                               args.segment, args.seconds, args.processes, srv.process.pid))
+                                               args.segment, args.seconds, args.processes, srv.process.pid, cookies))
                     import json
-                    viewers_seen.append(json.loads(srv.get(f"/api/v1/events/{event['slug']}"))["viewers"])
+                    viewers_seen.append(json.loads(srv.get(f"/api/v1/events/{event['slug']}"))["viewers"]
+                                        if args.visibility == "public" else -1)
+                    if nginx is None:
+                        continue
                     results["nginx"].append(load(f"http://127.0.0.1:{nginx_port}/live", args.viewers,
                                                  args.segment, args.seconds, args.processes, nginx.pid))
             finally:
-                stop(nginx)
-                shutil.rmtree(nginx_work, ignore_errors=True)
+                if nginx is not None and nginx_work is not None:
+                    stop(nginx)
+                    shutil.rmtree(nginx_work, ignore_errors=True)
                 if front is not None:
                     stop(front[0])
                     shutil.rmtree(front[2], ignore_errors=True)
@@ -208,12 +260,14 @@ def main() -> None:
           f"'server_cpu_cores' of the app column is the app process only)")
     print(f"{args.viewers} viewers, {args.seconds:g} s per run, {args.runs} runs per target, segment {args.segment:g} s, "
           f"{args.processes} load processes on the same 2 cores; app counted viewers: {viewers_seen}")
+    print(f"viewers {'logged in (' + str(len(cookies)) + ' sessions)' if args.logged_in else 'anonymous'}, "
+          f"event {args.visibility}")
     keys = ["requests_per_s", "playlist_p50_ms", "playlist_p99_ms", "segment_p50_ms", "segment_p99_ms",
             "errors", "megabytes_per_s", "server_cpu_cores"]
     print(f"{'metric':18s} {'app':>10s} {'nginx':>10s} {'app/nginx':>10s}")
     for key in keys:
         app_v = median([r[key] for r in results["app"]])
-        ngx_v = median([r[key] for r in results["nginx"]])
+        ngx_v = median([r[key] for r in results["nginx"]]) if results["nginx"] else 0.0
         ratio = app_v / ngx_v if ngx_v else float("nan")
         print(f"{key:18s} {app_v:10.1f} {ngx_v:10.1f} {ratio:10.2f}")
 

@@ -6,8 +6,9 @@ import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Collection
+from datetime import datetime, timedelta
 from typing import Callable
-from datetime import timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -86,6 +87,29 @@ def resolve_login_session(session: Session, token: str) -> Identity | None:
     if row is None or row.expires_at < utcnow() or not row.user.is_active:
         return None
     return Identity(user=row.user, via="session", csrf_token=row.csrf_token, session_id=row.id)
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    """What media access needs from a login session: who, admin or not, active, until when (no ORM rows)."""
+
+    session_id: int
+    user_id: int
+    role: Role
+    active: bool
+    expires_at: datetime
+
+
+def login_session_facts(session: Session, token_hashes: Collection[str]) -> dict[str, SessionFacts]:
+    """The sessions among ``token_hashes`` that exist, in one query (a JOIN, no lazy load)."""
+    if not token_hashes:
+        return {}
+    rows = session.execute(
+        select(LoginSession.token_hash, LoginSession.id, User.id, User.role, User.is_active, LoginSession.expires_at)
+        .join(User, User.id == LoginSession.user_id)
+        .where(LoginSession.token_hash.in_(list(token_hashes)))
+    )
+    return {h: SessionFacts(sid, uid, Role(role), bool(active), expires) for h, sid, uid, role, active, expires in rows}
 
 
 def close_login_session(session: Session, token: str) -> None:

@@ -41,7 +41,6 @@ from vod import import_api
 from live_server.metrics import Metrics
 from live_server.middleware import (
     content_security_policy,
-    identity_of,
     errors_middleware,
     forwarded_middleware,
     identity_middleware,
@@ -58,7 +57,7 @@ from vod.catalog import RecordingCatalog
 from vod.media import RecordingDirectory
 from web import account_pages, admin_pages, dashboard, embed, home, pages
 from web.templating import setup_templates
-from live_server.access import person_of
+from live_server.session_people import SESSION_PEOPLE, SessionPeople
 from live_server.passes import MediaPasses
 from web.media import CatalogMediaDirectory, LiveMediaHandler, MediaCache, ViewerCounter, media_preflight
 from web.vendor import vendor_routes
@@ -146,6 +145,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         migrations.ensure_migrated(db.engine)
         app[DB] = db
         app[MEDIA_PASS] = MediaPasses(app[SECRET_KEY], settings.media_pass_lifetime_seconds)
+        app[SESSION_PEOPLE] = SessionPeople(db, settings.media_identity_ttl_seconds)
         app[MEDIA_DIRECTORY] = CatalogMediaDirectory(db, settings.media_dir, settings.media_directory_ttl_seconds,
                                                      settings.media_directory_miss_ttl_seconds)
         log.info("catalog: %s", db.backend)
@@ -203,7 +203,7 @@ async def _live_media(request: web.Request) -> web.StreamResponse:
     settings = app[SETTINGS]
     handler = LiveMediaHandler(app[MEDIA_DIRECTORY], app[MEDIA_CACHE], app[VIEWERS], app[MEDIA_PASS],
                                settings.media_accel_redirect, settings.media_dir, settings.cookie_secure)
-    return await handler(request, person_of(identity_of(request)))
+    return await handler(request, app[SESSION_PEOPLE])
 
 
 async def _live_ingest(app: web.Application) -> AsyncIterator[None]:

@@ -15,14 +15,16 @@ from live_server import accounts, security
 from live_server.accounts import Identity
 from live_server.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceError, TooManyRequests, Unauthorized
 from live_server.keys import DB, METRICS
+from live_server.session_people import SESSION_COOKIE
 
 log = logging.getLogger(__name__)
 IDENTITY = web.RequestKey("identity", Identity)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-SESSION_COOKIE = "live_session"
 ANON_CSRF_COOKIE = "live_csrf"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MEDIA_PREFIXES = ("/live/", "/vod/")  # the HLS routes; their identity is resolved lazily (session_people.py)
+LAZY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def wants_json(request: web.Request) -> bool:
@@ -189,6 +191,10 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
         # An engine.io session's later requests (long-polling GETs/POSTs): who it is was resolved at
         # its handshake, and its unguessable sid, known only to that client, is what a cross-site
         # form cannot forge (the chat checks Origin too). No query per poll, no CSRF header to add.
+        return await handler(request)
+    if request.method in LAZY_METHODS and request.path.startswith(MEDIA_PREFIXES):
+        # Live and replay media: players poll them every couple of seconds. Their handlers ask
+        # ``SessionPeople`` (cached) and only when the access rule needs a person; nothing to do here.
         return await handler(request)
     identity: Identity | None = None
     db = request.app[DB]

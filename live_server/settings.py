@@ -209,6 +209,11 @@ class Settings(BaseModel):
         2.0, gt=0, le=60, description="How long an event's or recording's access facts (visibility, folder) are "
         "cached for media requests: a change of visibility reaches viewers within it.",
     )
+    media_identity_ttl_seconds: float = Field(
+        2.0, ge=0, le=10, description="How long a login session's person (account, role, active) is trusted by media "
+        "requests before one query re-checks every cached session; logout, deactivation and role changes act at once "
+        "in this process, within it in the others. 0: one query per media request that needs a login.",
+    )
     media_directory_miss_ttl_seconds: float = Field(
         0.5, gt=0, le=60, description="How long an unknown live slug stays unknown to media requests "
         "(an event about to go live should not 404 for long).",

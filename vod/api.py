@@ -10,13 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from live_server import events as ev
-from live_server.access import person_of
 from live_server.errors import NotFound, Unprocessable
 from live_server.keys import (
     DB, MEDIA_CACHE, MEDIA_PASS, RECORDER, RECORDING_DIRECTORY, RECORDING_STORES, RECORDINGS, SETTINGS,
 )
 from live_server.middleware import identity_of, json_body, require_identity
 from live_server.models import Chapter, Recording, RecordingState, User
+from live_server.session_people import SESSION_PEOPLE
 
 from . import access, replay, search
 from .catalog import RecordingUpdate
@@ -340,5 +340,5 @@ async def vod_media(request: web.Request) -> web.StreamResponse:
     app = request.app
     handler = VodMediaHandler(app[RECORDING_DIRECTORY], app[MEDIA_CACHE], app[MEDIA_PASS], app[RECORDING_STORES],
                               app[SETTINGS].cookie_secure)
-    return await handler(request, person_of(identity_of(request)))
+    return await handler(request, app[SESSION_PEOPLE])
 

@@ -12,6 +12,7 @@ from live_server import accounts
 from live_server.errors import Conflict, Unprocessable
 from live_server.keys import DB
 from live_server.models import Event, Role
+from live_server.session_people import SESSION_PEOPLE
 from web.guards import PageError, html_errors, require_role
 from web.pages import render
 from web.templating import translator
@@ -82,6 +83,7 @@ async def change_role(request: web.Request) -> web.Response:
         raise PageError(422, _("Choose a role from the list."))
     try:
         await request.app[DB].run(lambda s: accounts.set_role(s, admin, _user_id(request), role))
+        request.app[SESSION_PEOPLE].forget_user(_user_id(request))  # media access follows the new role at once
     except Conflict:
         return await _users_page(request, problem=_("You cannot remove your own admin role."), status=409)
     raise web.HTTPSeeOther("/admin/users?done=role")
@@ -95,6 +97,7 @@ async def change_active(request: web.Request) -> web.Response:
     active = (await request.post()).get("active") == "yes"
     try:
         await request.app[DB].run(lambda s: accounts.set_active(s, admin, _user_id(request), active))
+        request.app[SESSION_PEOPLE].forget_user(_user_id(request))  # a deactivated viewer's media stops at once
     except Conflict:
         return await _users_page(request, problem=_("You cannot deactivate your own account."), status=409)
     raise web.HTTPSeeOther(f"/admin/users?done={'activated' if active else 'deactivated'}")

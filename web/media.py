@@ -4,8 +4,10 @@
 a lecture hall of 1,500 viewers needs ~1,500 req/s of playlists and segments. So playlists are
 re-read only when their mtime changes and segments, immutable once listed, are kept in a bounded
 LRU. Access follows the one rule (``live_server/access.py``) with the event's access facts cached
-by the directory: a password event's pass (``live_server/passes.py``) is checked with one HMAC and
-renewed by playlist requests while someone watches. In production nginx serves the same folder.
+by the directory and the viewer's login session resolved only when the rule needs it, from a short
+cache (``live_server/session_people.py``): a logged-in viewer's polls cost no query. A password
+event's pass (``live_server/passes.py``) is checked with one HMAC and renewed by playlist requests
+while someone watches. In production nginx serves the same folder.
 """
 
 from __future__ import annotations
@@ -59,6 +61,22 @@ class MediaLocation:
     @property
     def private(self) -> bool:
         return self.access.private
+
+
+class PersonSource(Protocol):
+    """Who is asking, asked only when the access rule needs it (``live_server.session_people.SessionPeople``)."""
+
+    async def person(self, request: web.Request) -> Person | None: ...
+
+
+async def media_decision(request: web.Request, access: Target, passes: MediaPasses, who: PersonSource | None) -> Decision:
+    """``can_view`` without a session lookup when it allows anyone anyway (public, unlisted, a valid pass):
+    a person can only add rights, so the answer is the same as asking with them."""
+    presented = passes.presented(request.cookies)
+    decision = can_view(None, access, presented)
+    if decision is Decision.ALLOWED or who is None:
+        return decision
+    return can_view(await who.person(request), access, presented)
 
 
 class MediaDirectory(Protocol):
@@ -188,14 +206,14 @@ class LiveMediaHandler:
         self.accel_redirect = accel_redirect  # nginx internal location mapped to ``media_root``
         self.media_root = media_root
 
-    async def __call__(self, request: web.Request, person: Person | None = None) -> web.StreamResponse:
+    async def __call__(self, request: web.Request, who: PersonSource | None = None) -> web.StreamResponse:
         slug, tail = request.match_info["slug"], request.match_info["tail"]
         if not SAFE_TAIL.match(tail) or ".." in tail:
             raise web.HTTPNotFound(text="no such media\n")
         location = await self.directory.locate(slug)
         if location is None:
             raise web.HTTPNotFound(text="no such live event\n")
-        if can_view(person, location.access, self.passes.presented(request.cookies)) is not Decision.ALLOWED:
+        if await media_decision(request, location.access, self.passes, who) is not Decision.ALLOWED:
             raise web.HTTPForbidden(text="this event's media needs a login or a valid viewing pass; open the event page\n")
         suffix = os.path.splitext(tail)[1]
         content_type = CONTENT_TYPES.get(suffix)

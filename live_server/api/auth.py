@@ -8,6 +8,7 @@ from live_server import accounts
 from live_server.errors import TooManyRequests, Unauthorized, Unprocessable
 from live_server.keys import DB, LOGIN_LIMITER, METRICS, SETTINGS
 from live_server.middleware import SESSION_COOKIE, json_body, require_identity, set_session_cookie
+from live_server.session_people import SESSION_PEOPLE
 
 routes = web.RouteTableDef()
 
@@ -62,6 +63,7 @@ async def api_logout(request: web.Request) -> web.Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         await request.app[DB].run(lambda s: accounts.close_login_session(s, token))
+        request.app[SESSION_PEOPLE].forget_session(token)  # media requests with this cookie: refused at once
     response = web.json_response({"ok": True})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
