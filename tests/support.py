@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from live_server.security import StreamKeyCipher, load_or_create_secret_key
 from live_server.settings import Settings
@@ -27,3 +32,18 @@ async def login(client: Any, account: Account) -> str:
 def stream_key_cipher(settings: Settings) -> StreamKeyCipher:
     """What the app seals stream keys with for these settings (a test's own Database must use the same)."""
     return StreamKeyCipher(load_or_create_secret_key(settings.secret_key.get_secret_value(), settings.data_dir))
+
+
+def fill_disk_under(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """From now on, files created under ``folder`` the way every playlist and journal is written
+    (``tempfile.mkstemp`` then rename) fail with ENOSPC, as on a full disk; other folders are unaffected."""
+    folder = folder.resolve()
+    real_mkstemp = tempfile.mkstemp
+
+    def full_disk(*args: Any, **kwargs: Any) -> Any:
+        where = kwargs.get("dir", args[2] if len(args) > 2 else None)
+        if where is not None and Path(where).resolve().is_relative_to(folder):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_disk)

@@ -10,11 +10,9 @@ every playlist is written), as in test_end_on_full_disk.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import pytest
 from live_server.keys import LIVE
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.media import FFMPEG, source_args, stop
+from tests.support import fill_disk_under
 
 MARGIN = 512 * 2**20
 
@@ -121,16 +120,7 @@ async def test_a_playlist_write_error_does_not_stop_the_packager(live: Live, mon
         folder = live.folder(event["id"])
         packager = live.app[LIVE].events[event["id"]].packager
         pid = packager.pid
-        media = live.settings.media_dir.resolve()
-        real_mkstemp = tempfile.mkstemp
-
-        def full_disk(*args: Any, **kwargs: Any) -> Any:
-            where = kwargs.get("dir", args[2] if len(args) > 2 else None)
-            if where is not None and Path(where).resolve().is_relative_to(media):
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return real_mkstemp(*args, **kwargs)
-
-        monkeypatch.setattr(tempfile, "mkstemp", full_disk)
+        fill_disk_under(monkeypatch, live.settings.media_dir)
         listed = packager.segments
         await wait_for(lambda: _true(packager.segments >= listed + 3), 5, "segments listed while writes fail")
         frozen = playlist(folder, "live.m3u8")[0]

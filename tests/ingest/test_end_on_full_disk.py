@@ -8,17 +8,14 @@ as a full disk would; the packager, the hub and the catalog run for real.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import tempfile
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from live_server.keys import LIVE
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.media import push_rtmp
+from tests.support import fill_disk_under
 
 
 async def test_an_event_ends_in_the_catalog_when_its_disk_is_full_and_readiness_says_so(
@@ -28,17 +25,8 @@ async def test_an_event_ends_in_the_catalog_when_its_disk_is_full_and_readiness_
     await wait_for(lambda: event_state_is(live, event, "live"), 15, "live")
     assert (await live.client.get("/readyz")).status == 200
 
-    media = live.settings.media_dir.resolve()
-    real_mkstemp = tempfile.mkstemp
-
-    def full_disk(*args: Any, **kwargs: Any) -> Any:
-        folder = kwargs.get("dir", args[2] if len(args) > 2 else None)
-        if folder is not None and Path(folder).resolve().is_relative_to(media):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_mkstemp(*args, **kwargs)
-
     assert await asyncio.wait_for(pusher.wait(), 20) == 0
-    monkeypatch.setattr(tempfile, "mkstemp", full_disk)
+    fill_disk_under(monkeypatch, live.settings.media_dir)
     with caplog.at_level(logging.WARNING):
         await wait_for(lambda: event_state_is(live, event, "ended"), 15, "the event to end despite the full disk")
         assert event["id"] not in live.app[LIVE].events  # a later publish starts afresh, not into a half-ended run
