@@ -25,12 +25,22 @@ AUDIO_TAG = 8
 
 
 def decoder_args(ffmpeg: str) -> list[str]:
-    """FLV (audio only) on stdin → s16le 16 kHz mono on stdout, with as little buffering as ffmpeg allows."""
+    """FLV (audio only) on stdin → s16le 16 kHz mono on stdout, with as little buffering as ffmpeg allows.
+
+    Captions lag the speaker by whatever ffmpeg holds back, so every input and output buffer is
+    turned down; the resampler keeps the sample count tied to FLV time (see the module docstring).
+    """
     return [
+        # -nostdin stops ffmpeg reading keyboard commands from stdin; it still reads the media from pipe:0.
         ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+        # Start decoding at the first tags: no input buffering, and the smallest probe ffmpeg accepts
+        # (the FLV header says audio only and the AAC sequence header comes first, so nothing is missed).
         "-fflags", "nobuffer", "-probesize", "32", "-analyzeduration", "0",
         "-f", "flv", "-i", "pipe:0",
+        # async=1000: pad gaps with silence and trim overlaps by the timestamps (stretching up to 1000
+        # samples a second for small drift), so output sample n is FLV time first tag + n / 16000 s.
         "-vn", "-af", "aresample=async=1000", "-ac", "1", "-ar", str(SAMPLE_RATE),
+        # Write each packet to the pipe at once rather than when ffmpeg's 32 KiB (1 s) output buffer fills.
         "-f", "s16le", "-flush_packets", "1", "pipe:1",
     ]
 

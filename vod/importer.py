@@ -73,20 +73,31 @@ def probe(path: Path) -> Probe:
 
 
 def import_args(ffmpeg: str, source: Path, folder: Path, media: Probe, segment_seconds: float) -> list[str]:
-    """ffmpeg arguments: copy what HLS players take as it is, transcode the rest."""
+    """ffmpeg arguments: copy what HLS players take as it is, transcode the rest.
+
+    The output is the layout of a recording (``seg_%06d.ts`` beside a playlist that
+    ``RecordingFiles.finalize`` turns into ``vod.m3u8``), so replays and imports are served alike.
+    """
     if media.video_codec is None:
         raise ImportRejected("the file has no video stream")
+    # -f: read the upload with the demuxer the probe accepted, so ffmpeg cannot probe it as something else.
     args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *input_options(), "-f", media.demuxer,
             "-i", str(source),
+            # One video and at most one audio track (a rendition has one of each); no subtitle or data
+            # streams, which MPEG-TS segments would carry to players that do not expect them.
             "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn"]
     if media.video_codec in COPYABLE_VIDEO:
         args += ["-c:v", "copy"]
     else:
+        # A keyframe at every segment boundary: the HLS muxer cuts only on keyframes. yuv420p: the only
+        # chroma format every player decodes.
         gop = f"expr:gte(t,n_forced*{segment_seconds:g})"
         args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
                  "-force_key_frames", gop]
     if media.audio_codec is not None:
+        # -ac 2: surround tracks are folded to stereo, which every browser plays.
         args += ["-c:a", "copy"] if media.audio_codec in COPYABLE_AUDIO else ["-c:a", "aac", "-b:a", "128k", "-ac", "2"]
+    # vod + list size 0: one playlist naming every segment, ending with ENDLIST.
     args += ["-f", "hls", "-hls_time", f"{segment_seconds:g}", "-hls_playlist_type", "vod", "-hls_list_size", "0",
              "-hls_segment_type", "mpegts", "-hls_segment_filename", str(folder / "seg_%06d.ts"),
              str(folder / IMPORT_PLAYLIST)]

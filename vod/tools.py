@@ -17,9 +17,15 @@ class FfmpegFailed(Exception):
 
 
 def thumbnail_args(ffmpeg: str, segment: Path, output: Path, width: int = 320) -> list[str]:
-    """First decodable frame of a segment, scaled, as JPEG (the segment starts on a keyframe)."""
+    """First decodable frame of a segment, scaled, as JPEG (the segment starts on a keyframe).
+
+    ``-y``: a temporary file left by an interrupted run is overwritten, not asked about.
+    """
     return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(segment),
-            "-frames:v", "1", "-vf", f"scale={width}:-2", "-q:v", "4", "-f", "image2", str(output)]
+            # -2: the height that keeps the aspect ratio, rounded to even; -q:v 4: good JPEG quality (2-31 scale).
+            "-frames:v", "1", "-vf", f"scale={width}:-2", "-q:v", "4",
+            # The JPEG writer said, not guessed from the (temporary) file name.
+            "-f", "image2", str(output)]
 
 
 def concat_list(segments: Sequence[Path]) -> str:
@@ -33,8 +39,13 @@ def concat_list(segments: Sequence[Path]) -> str:
 
 def remux_args(ffmpeg: str, concat_file: Path, output: Path) -> list[str]:
     """Stream copy into MP4 (no re-encode), moov first so browsers can play while downloading."""
+    # -safe 0: the list (written by concat_list from our own segment paths) names absolute paths,
+    # which the concat demuxer refuses by default.
     return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0",
-            "-i", str(concat_file), "-map", "0:v?", "-map", "0:a?", "-c", "copy", "-movflags", "+faststart",
+            "-i", str(concat_file),
+            # "?": an audio-only or video-only recording remuxes too.
+            "-map", "0:v?", "-map", "0:a?", "-c", "copy", "-movflags", "+faststart",
+            # The output is a temporary name (renamed once complete): say the format, not the extension.
             "-f", "mp4", str(output)]
 
 

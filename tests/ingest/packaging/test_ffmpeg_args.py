@@ -1,11 +1,14 @@
-"""Golden ffmpeg argument lists and the segment-list lines ffmpeg writes back."""
+"""Golden ffmpeg argument lists, the bundled ffmpeg running them, and the segment-list lines it writes back."""
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import os
+import subprocess
+from pathlib import Path, PurePosixPath
 
 import pytest
 
+from ingest.flv import flv_header, flv_tag
 from ingest.packaging.ffmpeg_args import (
     SegmentListEntry,
     build_ffmpeg_args,
@@ -14,7 +17,9 @@ from ingest.packaging.ffmpeg_args import (
     segment_filename,
     segment_number,
 )
-from ingest.packaging.options import DEFAULT_LADDER, PackagerOptions, Rendition
+from ingest.packaging.options import DEFAULT_LADDER, PASSTHROUGH_RENDITION, PackagerOptions, Rendition
+
+from .support import ffmpeg_exe, make_source
 
 OUT = PurePosixPath("/srv/live/ev42")
 
@@ -93,6 +98,30 @@ def test_options_shape_the_command() -> None:
 def test_negative_start_number_is_refused() -> None:
     with pytest.raises(ValueError, match="start_number must be >= 0"):
         build_ffmpeg_args("ffmpeg", PackagerOptions(), OUT, -1, 3)
+
+
+@pytest.mark.parametrize("ladder", [(), DEFAULT_LADDER], ids=["passthrough", "default-ladder"])
+def test_bundled_ffmpeg_runs_the_command(tmp_path: Path, ladder: tuple[Rendition, ...]) -> None:
+    """One second of FLV on stdin: every rendition writes its segment and lists it on the extra fd."""
+    options = PackagerOptions(ladder=ladder)
+    names = [r.name for r in ladder] or [PASSTHROUGH_RENDITION]
+    for name in names:
+        (tmp_path / name).mkdir()
+    kinds = {"audio": 8, "video": 9}
+    flv = flv_header(True, True) + b"".join(
+        flv_tag(kinds[t.kind], t.timestamp_ms, t.payload) for t in make_source(seconds=1.0, fps=10)
+    )
+    read_fd, write_fd = os.pipe()
+    try:
+        args = build_ffmpeg_args(ffmpeg_exe(), options, tmp_path, start_number=3, list_fd=write_fd)
+        out = subprocess.run(args, input=flv, capture_output=True, timeout=60, pass_fds=(write_fd,))
+    finally:
+        os.close(write_fd)
+    with os.fdopen(read_fd, encoding="utf-8") as listing:
+        entries = [parse_segment_list_line(line) for line in listing.read().splitlines()]
+    assert out.returncode == 0, out.stderr.decode()
+    assert sorted((e.rendition, e.number) for e in entries) == sorted((name, 3) for name in names)
+    assert all((tmp_path / e.rendition / e.filename).stat().st_size > 0 for e in entries)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,141 @@
+"""Golden argument lists of the catalog's ffmpeg runs (import, thumbnail, remux), and the bundled ffmpeg running them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import av
+import pytest
+
+from ingest.packaging.playlist import parse_media_playlist
+from tests.media import FFMPEG, count_video_frames, decode_errors
+from vod.importer import IMPORT_PLAYLIST, ImportRejected, Probe, import_args, probe
+from vod.tools import concat_list, remux_args, thumbnail_args
+
+UPLOAD = PurePosixPath("/srv/media/imports/abc.upload")
+FOLDER = PurePosixPath("/srv/media/recordings/imported/7")
+HEAD = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+ONLY_THE_UPLOAD = ["-protocol_whitelist", "file", "-format_whitelist", "mov,matroska,avi,mpegts,flv,asf,mpeg"]
+ONE_TRACK_EACH = ["-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn"]
+
+
+def hls(seconds: str) -> list[str]:
+    return [
+        "-f", "hls", "-hls_time", seconds, "-hls_playlist_type", "vod", "-hls_list_size", "0",
+        "-hls_segment_type", "mpegts", "-hls_segment_filename", "/srv/media/recordings/imported/7/seg_%06d.ts",
+        "/srv/media/recordings/imported/7/import.m3u8",
+    ]
+
+
+def build_import(media: Probe, segment_seconds: float = 4.0) -> list[str]:
+    return import_args("ffmpeg", Path(UPLOAD), Path(FOLDER), media, segment_seconds)
+
+
+def test_import_copies_h264_and_aac() -> None:
+    assert build_import(Probe("h264", "aac", 60.0, "mov")) == [
+        *HEAD, *ONLY_THE_UPLOAD, "-f", "mov", "-i", "/srv/media/imports/abc.upload", *ONE_TRACK_EACH,
+        "-c:v", "copy", "-c:a", "copy", *hls("4"),
+    ]
+
+
+def test_import_transcodes_other_codecs() -> None:
+    assert build_import(Probe("vp8", "opus", None, "matroska"), segment_seconds=2.5) == [
+        *HEAD, *ONLY_THE_UPLOAD, "-f", "matroska", "-i", "/srv/media/imports/abc.upload", *ONE_TRACK_EACH,
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+        "-force_key_frames", "expr:gte(t,n_forced*2.5)",
+        "-c:a", "aac", "-b:a", "128k", "-ac", "2", *hls("2.5"),
+    ]
+
+
+def test_import_without_audio_says_nothing_about_audio() -> None:
+    assert build_import(Probe("h264", None, 10.0, "avi")) == [
+        *HEAD, *ONLY_THE_UPLOAD, "-f", "avi", "-i", "/srv/media/imports/abc.upload", *ONE_TRACK_EACH,
+        "-c:v", "copy", *hls("4"),
+    ]
+
+
+def test_import_without_video_is_refused() -> None:
+    with pytest.raises(ImportRejected, match="the file has no video stream"):
+        build_import(Probe(None, "aac", 60.0, "mov"))
+
+
+def test_thumbnail_golden() -> None:
+    args = thumbnail_args("ffmpeg", Path("/m/seg_000000.ts"), Path("/m/.thumbnail.tmp.jpg"))
+    assert args == [*HEAD, "-i", "/m/seg_000000.ts", "-frames:v", "1", "-vf", "scale=320:-2", "-q:v", "4",
+                    "-f", "image2", "/m/.thumbnail.tmp.jpg"]
+    narrow = thumbnail_args("ffmpeg", Path("/m/a.ts"), Path("/m/b.jpg"), width=160)
+    assert narrow[narrow.index("-vf") + 1] == "scale=160:-2"
+
+
+def test_remux_golden() -> None:
+    assert remux_args("ffmpeg", Path("/m/.recording.ffconcat"), Path("/m/.recording.tmp.mp4")) == [
+        *HEAD, "-f", "concat", "-safe", "0", "-i", "/m/.recording.ffconcat",
+        "-map", "0:v?", "-map", "0:a?", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", "/m/.recording.tmp.mp4",
+    ]
+
+
+def test_concat_list_quotes_each_path() -> None:
+    assert concat_list([Path("/m/seg_000001.ts"), Path("/m/it's.ts")]) == (
+        "ffconcat version 1.0\nfile '/m/seg_000001.ts'\nfile '/m/it'\\''s.ts'\n"
+    )
+
+
+# -- the bundled ffmpeg accepts each command: one second of lavfi media, run once per module ---------
+
+
+def _make(*args: str) -> None:
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10",
+                    "-f", "lavfi", "-i", "sine=frequency=440", "-t", "1", *args], check=True, timeout=60)
+
+
+def _run(args: list[str]) -> None:
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("media")
+    x264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"]
+    _make(*x264, str(folder / "talk.mp4"))
+    _make(*x264, "-f", "mpegts", str(folder / "seg_000000.ts"))
+    _make("-c:v", "mpeg4", "-c:a", "flac", str(folder / "talk.mkv"))
+    return folder
+
+
+@pytest.mark.parametrize(("upload", "expected"), [
+    ("talk.mp4", Probe("h264", "aac", None, "mov")),
+    ("talk.mkv", Probe("mpeg4", "flac", None, "matroska")),
+])
+def test_bundled_ffmpeg_imports(media: Path, tmp_path: Path, upload: str, expected: Probe) -> None:
+    found = probe(media / upload)
+    assert (found.video_codec, found.audio_codec, found.demuxer) == (expected.video_codec, expected.audio_codec,
+                                                                     expected.demuxer)
+    _run(import_args(FFMPEG, media / upload, tmp_path, found, 4.0))
+    playlist = parse_media_playlist((tmp_path / IMPORT_PLAYLIST).read_text(encoding="utf-8"))
+    assert playlist.playlist.segments and all((tmp_path / s.uri).is_file() for s in playlist.playlist.segments)
+    assert count_video_frames(tmp_path / IMPORT_PLAYLIST) == 10
+    assert decode_errors(tmp_path / IMPORT_PLAYLIST) == ""
+
+
+def test_bundled_ffmpeg_makes_a_thumbnail(media: Path, tmp_path: Path) -> None:
+    output = tmp_path / ".thumbnail.tmp.jpg"
+    _run(thumbnail_args(FFMPEG, media / "seg_000000.ts", output))
+    with av.open(str(output)) as image:
+        codec = image.streams.video[0].codec_context
+        assert (codec.name, codec.width, codec.height) == ("mjpeg", 320, 240)  # 160x120 scaled, aspect kept
+
+
+def test_bundled_ffmpeg_remuxes_segments_whose_timestamps_restart(media: Path, tmp_path: Path) -> None:
+    """The same segment twice, as after a reconnect: the concat demuxer puts the second after the first."""
+    listing = tmp_path / ".recording.ffconcat"
+    listing.write_text(concat_list([media / "seg_000000.ts"] * 2), encoding="utf-8")
+    output = tmp_path / ".recording.tmp.mp4"
+    _run(remux_args(FFMPEG, listing, output))
+    with av.open(str(output)) as mp4:
+        assert sorted(s.type for s in mp4.streams) == ["audio", "video"]
+        assert mp4.duration is not None and abs(mp4.duration / 1_000_000 - 2.0) < 0.2
+        assert mp4.streams.video[0].frames == 20
+    data = output.read_bytes()
+    assert data[4:8] == b"ftyp" and data.index(b"moov") < data.index(b"mdat")  # +faststart
