@@ -15,16 +15,14 @@ import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from live_server import accounts
 from live_server import events as ev
 from live_server import security
-from live_server.api.auth import login
+from live_server.api.auth import login, logout
 from live_server.errors import NotFound, ServiceError
 from live_server.access import Decision, can_view, event_target, person_of
 from live_server.keys import DB, MEDIA_PASS, SETTINGS, VIEWERS
-from live_server.middleware import ANON_CSRF_COOKIE, SESSION_COOKIE, identity_of, require_identity, set_session_cookie
+from live_server.middleware import ANON_CSRF_COOKIE, identity_of, set_session_cookie
 from live_server.models import Event, EventState, Visibility
-from live_server.session_people import SESSION_PEOPLE
 from web.templating import page_context, translator
 from vod.page import event_replay, grant_pass, password_matches, replay_view
 
@@ -92,13 +90,8 @@ async def login_submit(request: web.Request) -> web.Response:
 
 @routes.post("/logout")
 async def logout_submit(request: web.Request) -> web.Response:
-    require_identity(request)
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        await request.app[DB].run(lambda s: accounts.close_login_session(s, token))
-        request.app[SESSION_PEOPLE].forget_session(token)  # media requests with this cookie: refused at once
     response = web.HTTPSeeOther("/")
-    response.del_cookie(SESSION_COOKIE, path="/")
+    await logout(request, response)
     raise response
 
 
