@@ -82,3 +82,23 @@ def decode_errors(path: Path | str, across_discontinuities: bool = False) -> str
     if across_discontinuities:
         lines = [line for line in lines if "non monotonically increasing dts" not in line]
     return "\n".join(lines)
+
+
+async def publish_once(url: str, *, seconds: float, video: list[str], audio_source: str = "sine=sample_rate=44100",
+                       audio: list[str] = ["-c:a", "aac"], realtime: bool = True,
+                       loglevel: str | None = None) -> tuple[int, str]:
+    """One ffmpeg publish of a test pattern to ``url``, run to its end: its exit code and stderr (what an
+    operator would read). ``loglevel`` None keeps ffmpeg's default, as a user leaves it."""
+    proc = await asyncio.create_subprocess_exec(
+        FFMPEG, "-hide_banner", *(["-loglevel", loglevel] if loglevel else []), "-nostdin",
+        *(["-re"] if realtime else []),
+        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10", "-f", "lavfi", "-i", audio_source,
+        *video, *audio, "-t", str(seconds), "-f", "flv", url,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), seconds + 20)
+    finally:
+        await stop(proc)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode(errors="replace")

@@ -12,25 +12,14 @@ import logging
 import pytest
 
 from tests.ingest.conftest import Live, event_state_is, wait_for
-from tests.media import FFMPEG, push_rtmp, stop
+from tests.media import publish_once, push_rtmp, stop
 
 ACCEPTED = "this server accepts H.264 video with AAC audio"
 
 
 async def publish(url: str, video: list[str], seconds: float = 6) -> tuple[int, str]:
     """ffmpeg with its defaults (log level included) publishing a test pattern; its exit code and stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        FFMPEG, "-hide_banner", "-nostdin", "-re",
-        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10", "-f", "lavfi", "-i", "sine=sample_rate=44100",
-        *video, "-c:a", "aac", "-t", str(seconds), "-f", "flv", url,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), seconds + 20)
-    finally:
-        await stop(proc)
-    assert proc.returncode is not None
-    return proc.returncode, err.decode(errors="replace")
+    return await publish_once(url, seconds=seconds, video=video)
 
 
 @pytest.mark.parametrize(

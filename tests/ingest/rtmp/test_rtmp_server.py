@@ -17,7 +17,7 @@ from ingest.publishing import MediaSink, PublishRejected
 from ingest.rtmp.__main__ import FlvDumpPublisher
 from ingest.rtmp.server import RtmpServer
 from tests.ingest.rtmp.rtmp_captures import ffmpeg_exe
-from tests.media import stop
+from tests.media import publish_once
 
 ROOT = Path(__file__).resolve().parents[3]
 SILENCE = "anullsrc=r=44100:cl=mono"  # equal-size AAC frames: ffmpeg uses bare type-3 headers
@@ -110,36 +110,8 @@ async def start_server() -> AsyncIterator[ServerFactory]:
 async def ffmpeg_publish(
     url: str, *, seconds: float, video: list[str] = H264, audio: list[str] = AAC, realtime: bool = True
 ) -> tuple[int, str]:
-    args = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-nostdin",
-        *(["-re"] if realtime else []),
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=160x120:rate=10",
-        "-f",
-        "lavfi",
-        "-i",
-        SILENCE,
-        *video,
-        *audio,
-        "-t",
-        str(seconds),
-        "-f",
-        "flv",
-        url,
-    ]
-    proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), seconds + 20)
-    finally:
-        await stop(proc)
-    assert proc.returncode is not None
-    return proc.returncode, err.decode(errors="replace")
+    return await publish_once(url, seconds=seconds, video=video, audio_source=SILENCE, audio=audio,
+                              realtime=realtime, loglevel="error")
 
 
 async def seconds_until_closed(data: bytes, limit: float = 5.0) -> float:
