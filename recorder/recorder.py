@@ -17,18 +17,16 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ingest.disk import MediaDiskGuard
+from ingest.live_run import LiveRun
 from ingest.packaging.playlist import Segment
 from live_server.layout import recording_folder
 from live_server.metrics import Metrics
 
 from .events import RecordingFinished, RecordingSink, RecordingStarted, SegmentCompleted
 from .storage import MASTER, RecordingFiles
-
-if TYPE_CHECKING:
-    from ingest.live import LiveEvent
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ class ActiveRecording:
 
     recording_id: int
     event_id: int
-    live: "LiveEvent"
+    run: LiveRun
     rendition: str
     files: RecordingFiles
     segments: list[Segment] = field(default_factory=list)
@@ -72,9 +70,9 @@ class Recorder:
         self.active: dict[int, ActiveRecording] = {}
 
     # --- MediaTap --------------------------------------------------------------------------
-    async def publish_started(self, live: "LiveEvent") -> None:
+    async def publish_started(self, live: LiveRun) -> None:
         current = self.active.get(live.event_id)
-        if current is not None and current.live is live:
+        if current is not None and current.run.media is live.media:
             return  # a reconnect: the packager marks the discontinuity, the recording goes on
         if await self.disk.check(force=True):
             self.metrics.recordings_refused.labels("disk_space").inc()
@@ -92,15 +90,15 @@ class Recorder:
         self.metrics.recordings_active.set(len(self.active))
         log.info("event %s: recording %d into %s", live.event_id, recording_id, started.media_path)
 
-    def on_media(self, live: "LiveEvent", kind: str, timestamp_ms: int, payload: bytes) -> None:
+    def on_media(self, live: LiveRun, kind: str, timestamp_ms: int, payload: bytes) -> None:
         return  # segments, not media messages, are what gets recorded
 
-    async def publish_ended(self, live: "LiveEvent") -> None:
+    async def publish_ended(self, live: LiveRun) -> None:
         return
 
-    async def run_ended(self, live: "LiveEvent") -> None:
+    async def run_ended(self, live: LiveRun) -> None:
         recording = self.active.get(live.event_id)
-        if recording is None or recording.live is not live:
+        if recording is None or recording.run.media is not live.media:
             return
         del self.active[live.event_id]
         self.metrics.recordings_active.set(len(self.active))
@@ -154,7 +152,7 @@ class Recorder:
         recording.last_source_sequence = segment.sequence
         entry = replace(segment, sequence=len(recording.segments),
                         discontinuity=bool(recording.segments) and (segment.discontinuity or gap))
-        source = recording.live.folder / rendition / segment.uri
+        source = recording.run.folder / rendition / segment.uri
         if recording.copying is None or recording.copying.done():
             try:
                 size = recording.files.link(source)
@@ -179,7 +177,7 @@ class Recorder:
 
     def _recorded(self, recording: ActiveRecording, entry: Segment, size: int) -> None:
         try:
-            recording.files.append(entry, recording.live.packager.target_duration(recording.rendition))
+            recording.files.append(entry, recording.run.media.target_duration(recording.rendition))
         except OSError as exc:
             log.error("recording %d: cannot journal %s: %s", recording.recording_id, entry.uri, exc)
             recording.failed = f"cannot write the journal: {exc}"
@@ -203,5 +201,5 @@ class Recorder:
         recording = self.active.get(event_id)
         if recording is None:
             return None
-        publishing = recording.live.publisher is not None
-        return recording.recording_id, recording.stream_time(time.time(), publishing, recording.live.options.segment_seconds)
+        publishing = recording.run.media.is_publishing()
+        return recording.recording_id, recording.stream_time(time.time(), publishing, recording.run.options.segment_seconds)
