@@ -34,6 +34,11 @@ _REJECTION_STATUS = {RefusalReason.BAD_KEY: 401, RefusalReason.ALREADY_LIVE: 409
                      RefusalReason.TOO_MANY_SESSIONS: 503}
 
 
+def refusal_status(reason: RefusalReason) -> int:
+    """The HTTP status a WHIP client gets for a refused publish (503s come with Retry-After)."""
+    return _REJECTION_STATUS.get(reason, 409)
+
+
 def options_from_settings(settings: Settings) -> WhipOptions:
     return WhipOptions(
         ice_servers=ice_servers(settings),
@@ -157,7 +162,7 @@ async def publish(request: web.Request) -> web.StreamResponse:
     try:
         session, answer = await sessions.create(offer, key, request.remote or "unknown")
     except PublishRejected as exc:
-        status = _REJECTION_STATUS.get(exc.reason, 409)
+        status = refusal_status(exc.reason)
         headers = {"Retry-After": "5"} if status == 503 else None
         return _error(status, exc.reason.value, exc.message, headers)
     location = request.app.router["whip_session"].url_for(session_id=session.id)
