@@ -29,7 +29,7 @@ from ingest.packaging.options import DEFAULT_LADDER, PackagerOptions
 from ingest.packaging.packager import Packager
 from ingest.live_core import (
     Accept, BeginRun, CloseSession, Command, EndPackagerSession, EndRun, EventLookup, GraceStarted, LiveEventCore,
-    MarkLive, NotifyPublishEnded, NotifyPublishStarted, OpenSession, Refuse, RunPhase,
+    MarkLive, NotifyPublishEnded, NotifyPublishStarted, OpenSession, RefusalReason, Refuse, RunPhase,
     StartPackagerSession, StopPublisher,
 )
 from ingest.live_run import LiveRun
@@ -366,14 +366,13 @@ class LiveStreams:
         A publisher that leaves while draining ends its event at once (no grace period), so an
         encoder that reconnects lands on another ingest node and starts afresh there.
         """
-        commands = self.core.drain(self._now())
-        if not self.events or timeout <= 0:
-            for command in commands:
-                await self._run(command)
-            return
-        log.info("draining: %d live event(s) may finish within %.0f s; new publishes are refused", len(self.events), timeout)
-        for command in commands:
+        if self.events and timeout > 0:
+            log.info("draining: %d live event(s) may finish within %.0f s; new publishes are refused",
+                     len(self.events), timeout)
+        for command in self.core.drain(self._now()):  # runs without a publisher end now
             await self._run(command)
+        if timeout <= 0:
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.events and loop.time() < deadline:
@@ -439,7 +438,10 @@ class LiveStreams:
                 else:
                     self._spawn(self._publish_failed(accepted.publisher))
                 raise
-            publisher = self.publishers[accepted.publisher]
+            publisher = self.publishers.get(accepted.publisher)
+            if publisher is None or publisher.live.ended:  # the server stopped under this publish
+                raise self._reject(protocol, self.core.check_request(protocol, app) or Refuse(
+                    RefusalReason.SHUTTING_DOWN, "server is shutting down; retry shortly"))
             live = publisher.live
         if accepted.takeover:
             log.info("event %s: %s publisher from %s took over", live.event_id, protocol, remote_address)
@@ -508,30 +510,13 @@ class LiveStreams:
                 if closing.live.publisher is closing:
                     closing.live.publisher = None
                 await self.db.run(lambda s: _close_session(s, closing.session_id, command.reason))
-        elif isinstance(command, EndPackagerSession):
-            await self.events[command.event_id].packager.end_session()
         elif isinstance(command, BeginRun):
             await self._begin_run(command)
-        elif isinstance(command, OpenSession):
-            live = self.events[command.event_id]
-            session_id = await self.db.run(lambda s: _open_session(s, command.event_id, command.protocol, command.remote))
-            publisher = PublishSession(live, command.publisher, session_id, command.protocol, command.remote, terminate)
-            self.publishers[command.publisher] = publisher
-            live.publisher = publisher
-            live.run = dataclasses.replace(live.run, protocol=command.protocol)
-            self._timer_may_have_changed()  # a grace period may be over
-        elif isinstance(command, StartPackagerSession):
-            live = self.events[command.event_id]
-            await live.packager.begin_session()
-            live.sessions += 1
-        elif isinstance(command, NotifyPublishStarted):
-            live = self.events[command.event_id]
-            for tap in self.media_taps:
-                await _tap_safely(tap.publish_started(live.run), live.event_id)
-        elif isinstance(command, NotifyPublishEnded):
-            live = self.events[command.event_id]
-            for tap in self.media_taps:
-                await _tap_safely(tap.publish_ended(live.run), live.event_id)
+        elif isinstance(command, (EndPackagerSession, OpenSession, StartPackagerSession, NotifyPublishStarted,
+                                  NotifyPublishEnded)):
+            live = self.events.get(command.event_id)
+            if live is not None and not live.ended:  # else the run ended under it (shutdown): nothing to do
+                await self._run_on(live, command, terminate)
         elif isinstance(command, GraceStarted):
             log.info("event %s: publisher left (%s); ending in %.0f s unless it reconnects", command.event_id,
                      command.reason, command.seconds)
@@ -544,6 +529,26 @@ class LiveStreams:
             self._ending[command.event_id] = task
         else:  # Accept and Refuse are answers to start_publish, handled there
             raise AssertionError(f"unexpected command {command!r}")
+
+    async def _run_on(self, live: LiveEventRuntime, command: Command, terminate: Callable[[str], None] | None) -> None:
+        """A command about the run's own media and publishers."""
+        if isinstance(command, EndPackagerSession):
+            await live.packager.end_session()
+        elif isinstance(command, OpenSession):
+            session_id = await self.db.run(lambda s: _open_session(s, command.event_id, command.protocol, command.remote))
+            publisher = PublishSession(live, command.publisher, session_id, command.protocol, command.remote, terminate)
+            self.publishers[command.publisher] = publisher
+            live.publisher = publisher
+            live.run = dataclasses.replace(live.run, protocol=command.protocol)
+        elif isinstance(command, StartPackagerSession):
+            await live.packager.begin_session()
+            live.sessions += 1
+        elif isinstance(command, NotifyPublishStarted):
+            for tap in self.media_taps:
+                await _tap_safely(tap.publish_started(live.run), live.event_id)
+        elif isinstance(command, NotifyPublishEnded):
+            for tap in self.media_taps:
+                await _tap_safely(tap.publish_ended(live.run), live.event_id)
 
     def _stop_publisher(self, command: StopPublisher) -> None:
         publisher = self.publishers.get(command.publisher)
