@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from ingest.flv import is_sequence_header
-from ingest.packaging.playlist import Segment, SubtitleRendition
+from formats.flv import is_sequence_header
+from formats.m3u8 import Segment, SubtitleRendition
 from live_server.db import Database
 from live_server.metrics import Metrics
 from live_server.models import CaptionSegment, Event

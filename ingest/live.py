@@ -21,11 +21,11 @@ from typing import Any, Awaitable, Callable, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ingest import flv
+from formats import flv
 from ingest.disk import MediaDiskGuard
 from ingest.packaging.options import DEFAULT_LADDER, PackagerOptions
 from ingest.packaging.packager import Packager
-from ingest.packaging.playlist import Segment
+from formats.m3u8 import Segment
 from ingest.publishing import MediaSink, PublishRejected, printable_app, redact_key
 from live_server import events as ev
 from live_server.db import Database

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ingest.disk import MediaDiskGuard
-from ingest.packaging.playlist import Segment
+from formats.m3u8 import Segment
 from live_server.layout import recording_folder
 from live_server.metrics import Metrics
 

@@ -15,7 +15,7 @@ Layout of ``recordings/<event id>/<run>/``:
 - ``master.m3u8``: one variant (codecs and resolution from the live master) pointing at ``vod.m3u8``;
 - ``thumbnail.jpg``, ``download.mp4`` (made on demand by ``vod/``).
 
-The playlist functions are pure; the ``RecordingFiles`` methods do the file I/O.
+The m3u8 text is ``formats.m3u8``'s; the ``RecordingFiles`` methods do the file I/O.
 """
 
 from __future__ import annotations
@@ -23,21 +23,24 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ingest.packaging.playlist import (
-    MediaPlaylist,
+from formats.m3u8 import (
     PlaylistParseError,
     Segment,
     VariantStream,
-    format_program_date_time,
+    journal_entry,
+    journal_header,
+    parse_journal,
+    parse_master,
     parse_media_playlist,
     render_master,
+    render_vod,
     target_duration_for,
-    write_atomic,
 )
+from live_server.files import write_atomic
 
 JOURNAL = "index.m3u8"
 VOD_PLAYLIST = "vod.m3u8"
@@ -52,49 +55,7 @@ class TrimError(ValueError):
     """A trim that would leave nothing to play."""
 
 
-# --- pure playlist code ------------------------------------------------------------------
-
-
-def journal_header(target_duration: int) -> str:
-    """Written with the first entry: ``target_duration`` is the live playlist's, decided by then."""
-    return (
-        "#EXTM3U\n#EXT-X-VERSION:3\n"
-        f"#EXT-X-TARGETDURATION:{max(1, target_duration)}\n"
-        "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:EVENT\n"
-    )
-
-
-def journal_entry(segment: Segment) -> str:
-    """One segment's lines; every entry carries its wall clock so chat and chapters can be placed."""
-    lines = []
-    if segment.discontinuity:
-        lines.append("#EXT-X-DISCONTINUITY")
-    if segment.program_date_time is not None:
-        lines.append("#EXT-X-PROGRAM-DATE-TIME:" + format_program_date_time(segment.program_date_time))
-    lines.append(f"#EXTINF:{segment.duration:.3f},")
-    lines.append(segment.uri)
-    return "\n".join(lines) + "\n"
-
-
-def parse_journal(text: str) -> list[Segment]:
-    """The complete entries of a journal (a torn last entry is dropped), numbered from 0."""
-    lines = text.splitlines()
-    while lines and (not lines[-1].strip() or lines[-1].startswith("#")):
-        lines.pop()  # a crash between the tags and the URI of the last entry
-    if not lines:
-        return []
-    try:
-        parsed = parse_media_playlist("\n".join(lines) + "\n")
-    except PlaylistParseError:
-        # The last URI itself may be torn ("seg_0000"): drop it and its tags.
-        while lines and not lines[-1].startswith("#EXTINF"):
-            lines.pop()
-        if lines:
-            lines.pop()
-        while lines and lines[-1].startswith("#EXT-X-") and not lines[-1].startswith("#EXT-X-PLAYLIST-TYPE"):
-            lines.pop()
-        parsed = parse_media_playlist("\n".join(lines) + "\n")
-    return [replace(s, sequence=i) for i, s in enumerate(parsed.playlist.segments)]
+# --- pure code --------------------------------------------------------------------------
 
 
 def segment_starts(segments: Sequence[Segment]) -> list[float]:
@@ -125,39 +86,18 @@ def trimmed(segments: Sequence[Segment], start: float = 0.0, end: float | None =
     return kept, offset
 
 
-def render_vod(segments: Sequence[Segment]) -> str:
-    """A VOD playlist (EXT-X-PLAYLIST-TYPE:VOD, ENDLIST) of these segments."""
-    if not segments:
-        raise ValueError("a VOD playlist needs at least one segment")
-    # Written once, complete: the target covers every duration (RFC 8216 4.3.3.1's rounding).
-    playlist = MediaPlaylist(target_duration=target_duration_for(*(s.duration for s in segments)))
-    first = segments[0].sequence
-    for i, segment in enumerate(segments):
-        playlist.append(replace(segment, sequence=first + i, discontinuity=segment.discontinuity and i > 0))
-    return playlist.render_vod()
-
-
-def _attribute(line: str, name: str) -> str | None:
-    match = re.search(rf'(?:^|[:,]){name}=("[^"]*"|[^,]*)', line)
-    return match.group(1).strip('"') if match else None
-
-
 def vod_master(live_master: str | None, rendition: str | None, peak_bps: int) -> str:
-    """One-variant master for ``vod.m3u8``, keeping the codecs and resolution the live master advertised."""
-    codecs = resolution = frame_rate = None
-    lines = (live_master or "").splitlines()
-    for info, uri in zip(lines, lines[1:]):
-        if info.startswith("#EXT-X-STREAM-INF:") and (rendition is None or uri.startswith(f"{rendition}/")):
-            codecs = _attribute(info, "CODECS")
-            res = _attribute(info, "RESOLUTION")
-            if res and re.fullmatch(r"\d+x\d+", res):
-                w, h = res.split("x")
-                resolution = (int(w), int(h))
-            rate = _attribute(info, "FRAME-RATE")
-            frame_rate = float(rate) if rate and re.fullmatch(r"[\d.]+", rate) else None
-            break
-    variant = VariantStream(uri=VOD_PLAYLIST, bandwidth=max(peak_bps, 1), codecs=codecs,
-                            resolution=resolution, frame_rate=frame_rate)
+    """One-variant master for ``vod.m3u8``, keeping the codecs and resolution the live master advertised.
+
+    A live master we cannot read (or none: an import) gives a variant with the bandwidth alone.
+    """
+    try:
+        variants = parse_master(live_master) if live_master else []
+    except PlaylistParseError:
+        variants = []
+    live = next((v for v in variants if rendition is None or v.uri.startswith(f"{rendition}/")), None)
+    variant = VariantStream(uri=VOD_PLAYLIST, bandwidth=max(peak_bps, 1), codecs=live.codecs if live else None,
+                            resolution=live.resolution if live else None, frame_rate=live.frame_rate if live else None)
     return render_master([variant])
 
 

@@ -28,8 +28,9 @@ from live_server.errors import Conflict, ServiceError, Unprocessable
 from live_server.layout import live_run_of_recording, live_runs
 from live_server.models import CaptionSegment, Event, EventState, Recording, RecordingState, Visibility, new_access_secret, utcnow
 from recorder.events import RecordingFinished, RecordingStarted, SegmentCompleted
-from ingest.packaging.playlist import Segment, write_atomic
-from recorder.storage import DOWNLOAD, JOURNAL, MASTER, PLAYLISTS, THUMBNAIL, VOD_PLAYLIST, RecordingFiles, TrimError, parse_journal
+from formats.m3u8 import Segment, parse_journal
+from live_server.files import write_atomic
+from recorder.storage import DOWNLOAD, JOURNAL, MASTER, PLAYLISTS, THUMBNAIL, VOD_PLAYLIST, RecordingFiles, TrimError
 
 from .objects import LocalDiskStore, RecordingStore, RecordingStores, StoreUnavailable
 from .tools import FfmpegFailed, make_thumbnail, remux_mp4

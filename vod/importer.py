@@ -20,7 +20,7 @@ from typing import Any, Callable
 from live_server.db import Database
 from live_server.models import Recording, RecordingState, User, Visibility, utcnow
 from recorder.storage import RecordingFiles
-from ingest.packaging.playlist import PlaylistParseError, parse_media_playlist
+from formats.m3u8 import PlaylistParseError, parse_media_playlist
 from vod.tools import FfmpegFailed, run_ffmpeg
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from live_server.db import Database
 from live_server.access import Decision, Target, can_manage, can_view, recording_target
 from live_server.models import Event, Recording, Visibility
 from live_server.passes import MediaPasses
-from ingest.packaging.playlist import PlaylistParseError, parse_media_playlist
+from formats.m3u8 import PlaylistParseError, parse_media_playlist
 from recorder.storage import MASTER, THUMBNAIL, VOD_PLAYLIST
 from web.media import CONTENT_TYPES, SAFE_TAIL, MediaCache, PersonSource
 

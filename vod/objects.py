@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 from urllib.parse import quote
 
-from ingest.packaging.playlist import write_atomic
+from live_server.files import write_atomic
 from recorder.storage import PLAYLISTS, RecordingFiles
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .ffmpeg_args import SegmentListEntry, segment_number
 from .options import PackagerOptions
-from .playlist import MediaPlaylist, Segment
+from formats.m3u8 import MediaPlaylist, Segment
 
 __all__ = ["EventTimeline", "AlignmentLost", "ListedSegment"]
 

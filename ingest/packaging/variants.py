@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from .ffmpeg_args import AAC_LC, h264_codecs
 from .options import PASSTHROUGH_RENDITION, PackagerOptions, Rendition
-from .playlist import VariantStream
+from formats.m3u8 import VariantStream
 
 __all__ = ["codecs_from_sequence_headers", "build_variants", "MEDIA_PLAYLIST"]
 

@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 import av
 import pytest
 
-from ingest.packaging.playlist import parse_media_playlist
+from formats.m3u8 import parse_media_playlist
 from tests.media import FFMPEG, count_video_frames, decode_errors
 from vod.importer import IMPORT_PLAYLIST, ImportRejected, Probe, import_args, probe
 from vod.tools import concat_list, remux_args, thumbnail_args
