@@ -37,7 +37,7 @@ from live_server.settings import Settings
 
 from .cues import Cue, CueRules, Word, shape_cues, wrap_lines
 from .decoder import AudioDecoder
-from .models import LoadedModel, ModelRegistry
+from .vosk_models import LoadedModel, ModelRegistry
 from .recognizer import BYTES_PER_SECOND, SAMPLE_RATE, PcmChunk, RecognitionStream, RecognitionUpdate, StreamRecognizer
 from .timeline import MediaClock, first_pts
 from .track import LIVE_PLAYLIST, SubtitleTrack

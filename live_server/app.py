@@ -17,7 +17,7 @@ from live_server import migrations, security
 from live_server.cluster import LiveStatusBoard
 from live_server.accounts import FailedLoginLimiter
 from live_server.api import auth as auth_api
-from live_server.api import events as events_api
+from live_server.api import event_api as events_api
 from live_server.db import Database
 from live_server.http_server import ConnectionGuard
 from ingest.live import LiveStreams

@@ -24,7 +24,7 @@ from formats.m3u8 import Segment
 from live_server.layout import recording_folder
 from live_server.metrics import Metrics
 
-from .events import RecordingFinished, RecordingSink, RecordingStarted, SegmentCompleted
+from .recording_events import RecordingFinished, RecordingSink, RecordingStarted, SegmentCompleted
 from .storage import MASTER, RecordingFiles
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from live_server.db import Database
 from live_server.errors import Conflict, ServiceError, Unprocessable
 from live_server.layout import live_run_of_recording, live_runs
 from live_server.models import CaptionSegment, Event, EventState, Recording, RecordingState, Visibility, new_access_secret, utcnow
-from recorder.events import RecordingFinished, RecordingStarted, SegmentCompleted
+from recorder.recording_events import RecordingFinished, RecordingStarted, SegmentCompleted
 from formats.m3u8 import Segment, parse_journal
 from live_server.files import write_atomic
 from recorder.storage import DOWNLOAD, JOURNAL, MASTER, PLAYLISTS, THUMBNAIL, VOD_PLAYLIST, RecordingFiles, TrimError

@@ -12,7 +12,7 @@ from live_server.db import Database
 from live_server.models import CaptionSegment, Event, Recording, RecordingState, Visibility, utcnow
 from live_server.settings import Settings
 from tests.support import Account, login
-from recorder.events import RecordingStarted
+from recorder.recording_events import RecordingStarted
 from vod.catalog import RecordingCatalog
 
 
