@@ -25,7 +25,7 @@ from live_server.layout import recording_folder
 from live_server.metrics import Metrics
 
 from .recording_events import RecordingFinished, RecordingSink, RecordingStarted, SegmentCompleted
-from .storage import MASTER, RecordingFiles
+from .storage import RecordingFiles, read_live_master
 
 if TYPE_CHECKING:
     from ingest.live import LiveEvent
@@ -106,14 +106,13 @@ class Recorder:
         self.metrics.recordings_active.set(len(self.active))
         if recording.copying is not None:
             await asyncio.gather(recording.copying, return_exceptions=True)  # copies still in flight
-        live_master = live.folder / MASTER
         loop = asyncio.get_running_loop()
         error = recording.failed
         segments = recording.segments
         summary = None
         if segments:
             try:
-                master_text = live_master.read_text(encoding="utf-8") if live_master.exists() else None
+                master_text = read_live_master(live.folder)
                 summary = await loop.run_in_executor(None, recording.files.finalize, segments, master_text, recording.rendition)
             except OSError as exc:
                 error = f"cannot write the VOD playlists: {exc}"
