@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from live_server import events as ev
 from live_server.errors import NotFound, Unprocessable
 from live_server.keys import (
-    DB, MEDIA_CACHE, MEDIA_PASS, RECORDER, RECORDING_DIRECTORY, RECORDING_STORES, RECORDINGS, SETTINGS,
+    DB, MEDIA_CACHE, MEDIA_PASS, RECORDING_DIRECTORY, RECORDING_STORES, RECORDINGS, SETTINGS,
 )
 from live_server.middleware import identity_of, json_body, require_identity
 from live_server.models import Chapter, Recording, RecordingState, User
@@ -294,12 +294,12 @@ async def add_event_chapter(request: web.Request) -> web.Response:
     """A marker from the lecturer's dashboard: by default at the current time of the live stream."""
     identity = require_identity(request)
     data: ChapterCreate = _parse(ChapterCreate, await json_body(request))
-    recorder = request.app.get(RECORDER)
+    catalog = request.app[RECORDINGS]  # it follows the recorder's events: where the live stream is now
 
     def work(session: Session) -> dict[str, Any]:
         event = ev.get_event(session, request.match_info["ref"], identity.user)
         ev.ensure_manageable(identity.user, event)
-        now = recorder.stream_time(event.id) if recorder is not None else None
+        now = catalog.stream_time(event.id)
         if now is not None:
             recording_id, offset = now
             if data.offset is not None:

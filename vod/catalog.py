@@ -14,6 +14,8 @@ import asyncio
 import logging
 import secrets
 import shutil
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -27,7 +29,7 @@ from live_server.errors import Conflict, ServiceError, Unprocessable
 from live_server.layout import delete_live_run, live_runs
 from live_server.models import CaptionSegment, Event, EventState, Recording, RecordingState, Visibility, new_access_secret, utcnow
 from formats.m3u8 import Segment
-from recorder.recording_events import RecordingFinished, RecordingStarted, SegmentCompleted
+from recorder.recording_events import PublisherChanged, RecordingFinished, RecordingStarted, SegmentCompleted
 from recorder.storage import RecordingFiles, TrimError
 
 from .objects import LocalDiskStore, RecordingStores, StoredRecording, StoreUnavailable
@@ -52,6 +54,26 @@ class RecordingUpdate(BaseModel):
     trim_end: float | None = Field(None, gt=0)
 
 
+@dataclass
+class LivePosition:
+    """Where a recording in progress stands, kept from the recorder's events (chapters marked live)."""
+
+    event_id: int
+    recording_id: int
+    segment_seconds: float
+    recorded_seconds: float = 0.0
+    media_end: datetime | None = None  # wall clock of the end of the last recorded segment
+    publishing: bool = True
+
+    def at(self, now: float) -> float:
+        """Where wall-clock ``now`` falls on the recording's timeline: past its last segment by the time
+        since that segment's media ended, while the publisher is there (at most three segments ahead)."""
+        if not self.publishing or self.media_end is None:
+            return self.recorded_seconds
+        ahead = now - self.media_end.timestamp()
+        return self.recorded_seconds + min(max(ahead, 0.0), 3 * self.segment_seconds)
+
+
 class RecordingCatalog:
     """Recording rows and the folders they point to; one owner for both."""
 
@@ -64,6 +86,7 @@ class RecordingCatalog:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._thumbnails: dict[int, asyncio.Future[Any]] = {}
         self._media_locks: dict[int, asyncio.Lock] = {}
+        self._live: dict[int, LivePosition] = {}  # by recording id, while the recorder records it
 
     def files(self, media_path: str) -> RecordingFiles:
         """A recording's folder: the only way this catalog reads, writes or deletes its files."""
@@ -117,16 +140,37 @@ class RecordingCatalog:
             session.flush()
             return row.id
 
-        return await self.db.run(work)
+        recording_id = await self.db.run(work)
+        if recording_id is not None:
+            self._live[recording_id] = LivePosition(started.event_id, recording_id, started.segment_seconds)
+        return recording_id
 
     def segment_completed(self, completed: SegmentCompleted) -> None:
+        position = self._live.get(completed.recording_id)
+        if position is not None:
+            position.recorded_seconds = completed.start_seconds + completed.duration
+            position.media_end = completed.media_end
         if completed.index == 0:
             files = RecordingFiles.containing(completed.path)
             task = self._spawn(self._thumbnail(completed.recording_id, files, completed.path))
             self._thumbnails[completed.recording_id] = task
             task.add_done_callback(lambda _: self._thumbnails.pop(completed.recording_id, None))
 
+    def publisher_changed(self, changed: PublisherChanged) -> None:
+        position = self._live.get(changed.recording_id)
+        if position is not None:
+            position.publishing = changed.publishing
+
+    def stream_time(self, event_id: int, now: float | None = None) -> tuple[int, float] | None:
+        """(recording id, current position on its timeline) while the event is being recorded here."""
+        position = next((p for p in self._live.values() if p.event_id == event_id), None)
+        if position is None:
+            return None
+        return position.recording_id, position.at(time.time() if now is None else now)
+
     async def recording_finished(self, finished: RecordingFinished) -> None:
+        self._live.pop(finished.recording_id, None)
+
         def work(session: Session) -> bool:
             row = session.get(Recording, finished.recording_id)
             if row is None:

@@ -153,6 +153,13 @@ def test_the_ground_floor_imports_no_component() -> None:
     assert formats_out == set(), "formats/ is pure: it imports nothing of ours"
 
 
+def test_the_replay_side_imports_nothing_of_ingest() -> None:
+    """vod/ got m3u8 from the packager once; file formats are formats/ now, a recording's files recorder/'s."""
+    graph = import_graph()
+    arrows = {(m, t) for m, targets in graph.items() if in_layer(m, ("vod",)) for t in targets if in_layer(t, ("ingest",))}
+    assert arrows == set()
+
+
 MEDIA_LIBRARIES = ("aiortc", "av", "vosk")
 
 
