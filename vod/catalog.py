@@ -19,6 +19,7 @@ import shutil
 import secrets
 from typing import Any, Awaitable, Callable
 
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -469,3 +470,6 @@ def _fetch_all(store: RecordingStore, location: str, names: list[str], folder: P
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
         store.fetch(location, name, folder / name)
+
+
+RECORDINGS = web.AppKey("recordings", RecordingCatalog)  # the app's catalog (tests run retention)
