@@ -22,11 +22,11 @@ from live_server import events as ev
 from live_server.errors import Conflict, ServiceError, Unprocessable
 from live_server.db import Database
 from live_server.settings import Settings
-from web.media import ViewerCounter
 from live_server.models import Event, EventState, Role, User, Visibility
 from web import i18n
 from web.guards import PageError, html_errors, require_role
 from web.i18n import N_
+from web.media import ViewerCounter
 from web.pages import render
 from web.templating import language, site_url, timezone_of, translator
 

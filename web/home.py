@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server.db import Database
-from web.media import ViewerCounter
 from live_server.models import Event, EventState, Recording, RecordingState
 from vod import access as recording_access
 from vod import search as transcript_search
 from web.guards import current_user
+from web.media import ViewerCounter
 from web.templating import site_url
 from web.pages import render
 
