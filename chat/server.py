@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from typing import Any, AsyncIterator, Callable, Coroutine
+from typing import Any, Coroutine
 
 import socketio
 from aiohttp import web
