@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
+from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -567,3 +568,6 @@ def _end_orphaned_runs(session: Session) -> None:
     for row in session.scalars(select(BroadcastSession).where(BroadcastSession.ended_at.is_(None))):
         row.ended_at = now
         row.end_reason = "server restarted"
+
+
+LIVE = web.AppKey("live_streams", LiveStreams)  # the app's live events, on ingest nodes (tests inspect them)

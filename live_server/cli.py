@@ -236,7 +236,7 @@ def _demo(db: Database, settings: Settings) -> int:
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     from live_server import http_server
     from live_server.app import create_app
-    from live_server.keys import CONNECTION_GUARD
+    from live_server.http_server import CONNECTION_GUARD
     from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -481,3 +482,5 @@ class RecordingCatalog:
         finally:
             await loop.run_in_executor(None, shutil.rmtree, scratch, True)
 
+
+RECORDINGS = web.AppKey("recordings", RecordingCatalog)  # the app's catalog (tests run retention)

@@ -21,7 +21,7 @@ import pytest
 
 from live_server import accounts
 from live_server.app import create_app
-from live_server.keys import DB
+from live_server.db import DB
 from live_server.settings import Settings
 from tests.conftest import IN_CI
 from tests.ingest.conftest import SEGMENT, Live
