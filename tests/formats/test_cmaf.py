@@ -506,3 +506,15 @@ def test_a_ten_second_gop_still_gives_short_parts_and_decodes(tmp_path: Path) ->
     assert all(p.duration <= 0.334 for p in muxed.parts) and len(muxed.parts) >= 36
     frames, _, _ = decode(_write_ll_hls(tmp_path, muxed, ended=True), "-allowed_extensions", "ALL")
     assert frames == 360
+
+
+def test_ffmpeg_reads_the_live_ll_playlist_ignoring_parts(lecture: tuple[Path, bytes, Muxed], tmp_path: Path) -> None:
+    """A player that ignores LL tags, on the live playlist (segment in progress, preload hint): it
+    reads every complete segment, then stops after two reloads without news (about 3 s: ffmpeg
+    reloads a live playlist once per target duration)."""
+    muxed = lecture[2]
+    playlist = _write_ll_hls(tmp_path, muxed, ended=False)
+    assert "#EXT-X-PRELOAD-HINT" in playlist.read_text()
+    complete = sum(p.duration for p in muxed.parts if p.msn < muxed.parts[-1].msn)
+    frames, seconds, _ = decode(playlist, "-live_start_index", "0", "-m3u8_hold_counters", "2")
+    assert frames == round(complete * 30) and seconds == pytest.approx(complete, abs=0.1)
