@@ -21,7 +21,7 @@ keeps every duration exact and the audio timeline never drifts by rounding, as a
 
 Audio and video are muxed into one file (one ``traf`` each per part), which HLS allows and which
 halves a viewer's part requests compared with a separate audio rendition; such a file is fMP4 as
-HLS means it rather than a single-track CMAF track file, so the brands claim ``iso6`` only.
+HLS means it rather than a single-track CMAF track file, so the brands do not claim ``cmfc``.
 """
 
 from __future__ import annotations
@@ -419,7 +419,8 @@ class CmafMuxer:
     def init_segment(self) -> bytes:
         """``ftyp`` + ``moov``: the ``EXT-X-MAP`` every part and segment of the stream is read with."""
         tracks = [t for t in (self._video, self._audio) if t is not None]
-        ftyp = _box(b"ftyp", b"iso6", struct.pack(">I", 0), b"iso6", b"iso5", b"mp41")
+        # The brands ffmpeg's HLS muxer writes for fMP4 segments, which every HLS player reads.
+        ftyp = _box(b"ftyp", b"iso5", struct.pack(">I", 512), b"iso5", b"iso6", b"mp41")
         mvhd = _full(
             b"mvhd", 0, 0,
             struct.pack(">IIIIIH", 0, 0, 1000, 0, 0x00010000, 0x0100),
@@ -459,18 +460,25 @@ class CmafMuxer:
         if self._audio is None:
             raise ValueError("this muxer has no audio stream")
         stamp = ts_ms * self._audio_rate // 1000
-        nxt = self._audio_next
-        if nxt is None or stamp - nxt > AUDIO_RESYNC_SECONDS * self._audio_rate:
-            nxt = stamp
-        sample = _Sample(bytes(data), nxt, duration=AAC_FRAME_SAMPLES)
-        self._audio_next = nxt + AAC_FRAME_SAMPLES
+        expected = self._audio_next
+        gap = 0 if expected is None else stamp - expected
+        if gap <= AUDIO_RESYNC_SECONDS * self._audio_rate:
+            gap = 0
+        start = stamp if expected is None or gap else expected
+        sample = _Sample(bytes(data), start, duration=AAC_FRAME_SAMPLES)
+        self._audio_next = start + AAC_FRAME_SAMPLES
+        out: list[Part] = []
         if self._video is not None:
+            # A gap: the frame before it lasts until this one (trun has durations, not times).
+            if gap and self._audio_queue:
+                self._audio_queue[-1].duration += gap
             self._audio_queue.append(sample)
             while self._audio_queue and self._audio_next - self._audio_queue[0].dts > self._max_audio_wait:
                 self._audio_queue.pop(0)
                 self.dropped_audio += 1
-            return []
-        out: list[Part] = []
+            return out
+        if gap and self._lead.samples:
+            self._emit(out, end=start)  # the next part's tfdt carries the jump
         if self._segment_duration + self._lead.duration >= self._segment_target:
             self._end_segment(out, end=sample.dts)
         self._take_lead(sample, out)

@@ -261,7 +261,7 @@ def test_init_segment_layout(lecture: tuple[Path, bytes, Muxed]) -> None:
 
     assert tree(muxed.init) == [b"ftyp", [b"moov", [
         b"mvhd", trak(b"vmhd", b"avc1", b"avcC"), trak(b"smhd", b"mp4a", b"esds"), [b"mvex", [b"trex", b"trex"]]]]]
-    assert find(muxed.init, b"ftyp")[0][:4] == b"iso6"
+    assert find(muxed.init, b"ftyp")[0] == b"iso5\0\0\x02\0iso5iso6mp41"
     assert find(muxed.init, b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd", b"avc1", b"avcC") == [
         muxed.video.record]
     esds = find(muxed.init, b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd", b"mp4a", b"esds")[0]
@@ -382,6 +382,37 @@ def test_audio_only_stream_and_audio_follows_the_video_timeline() -> None:
         if audio_run:
             last_start = audio_run[0].base + 1024 * (len(audio_run[0].samples) - 1)
             assert last_start / 44100 < part.start + part.duration
+
+
+def _audio_times(parts: list[Part], track_id: int) -> list[int]:
+    times = []
+    for part in parts:
+        for run in read_fragment(part.data)[1]:
+            if run.track_id == track_id:
+                t = run.base
+                for duration, _, _, _ in run.samples:
+                    times.append(t)
+                    t += duration
+    return times
+
+
+@pytest.mark.parametrize("with_video", [False, True])
+def test_audio_counts_frames_and_follows_a_publisher_gap(with_video: bool) -> None:
+    """AAC frames are 1024 samples apart whatever FLV's millisecond stamps say; a jump forward of
+    more than 0.1 s (a publisher's gap) moves the timeline to the frame's own stamp."""
+    aac = AacConfig(b"\x12\x10", 2, 44100, 2)
+    video = AvcConfig(b"\x01\x64\x00\x1f\xff\xe0\x00", 16, 16, 0x64, 0, 0x1F) if with_video else None
+    muxer = CmafMuxer(video, aac)
+    stamps = [0, 23, 46, 70, 93, 1000, 1023, 1047]  # ms, as FLV rounds them
+    parts: list[Part] = []
+    for i, ms in enumerate(stamps):
+        if with_video and i == 0:
+            parts += muxer.add_video(b"K", 0, 0, keyframe=True)
+        parts += muxer.add_audio(b"a", ms)
+    if with_video:
+        parts += muxer.add_video(b"x", 1100)
+    parts += muxer.flush()
+    assert _audio_times(parts, 2 if with_video else 1) == [0, 1024, 2048, 3072, 4096, 44100, 45124, 46148]
 
 
 def test_a_muxer_needs_a_stream_and_a_sane_target() -> None:
