@@ -340,8 +340,10 @@ class Part:
 
     ``independent`` means the part starts with a keyframe (or has no video), so a player may start
     there (``INDEPENDENT=YES``); ``segment_start`` means it is the first part of media segment
-    ``msn``; ``index`` is its Part Index within that segment; ``start`` and ``duration`` (seconds)
-    are on the media timeline of the leading track (video when there is video).
+    ``msn``; ``index`` is its Part Index within that segment; ``start`` (decode time) and
+    ``duration``, in seconds, are on the timeline of the leading track (video when there is video).
+    A part closes when the sample after it arrives (FLV gives no durations), so a stalled
+    publisher stalls parts: there is no time-based flush, only :meth:`CmafMuxer.flush` at the end.
     """
 
     data: bytes
