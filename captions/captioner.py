@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from ingest.flv import is_sequence_header
+from formats.flv import is_sequence_header
+from formats.m3u8 import Segment, SubtitleRendition
 from ingest.live_run import LiveRun
-from ingest.packaging.playlist import Segment, SubtitleRendition
 from live_server.db import Database
 from live_server.metrics import Metrics
 from live_server.models import CaptionSegment, Event
@@ -38,7 +38,7 @@ from live_server.settings import Settings
 
 from .cues import Cue, CueRules, Word, shape_cues, wrap_lines
 from .decoder import AudioDecoder
-from .models import LoadedModel, ModelRegistry
+from .vosk_models import LoadedModel, ModelRegistry
 from .recognizer import BYTES_PER_SECOND, SAMPLE_RATE, PcmChunk, RecognitionStream, RecognitionUpdate, StreamRecognizer
 from .timeline import MediaClock, first_pts
 from .track import LIVE_PLAYLIST, SubtitleTrack

@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, Sequence
 
+from formats.m3u8 import Segment, SubtitleRendition
 from ingest.packaging.options import PackagerOptions
-from ingest.packaging.playlist import Segment, SubtitleRendition
 
 __all__ = ["LiveRun", "RunMedia"]
 
