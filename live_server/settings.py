@@ -178,6 +178,14 @@ class Settings(BaseModel):
     segment_seconds: float = Field(2.0, ge=0.5, le=10.0, description="HLS segment length and keyframe interval.")
     live_window_segments: int = Field(6, ge=3, le=60, description="Segments in the live sliding-window playlist.")
     grace_period_seconds: float = Field(60.0, ge=0, description="How long a disconnected event stays live.")
+    ll_hls: bool = Field(
+        False, description="Low-Latency HLS (fMP4 parts, blocking playlist reload) for passthrough H.264+AAC events, "
+        "packaged in-process without ffmpeg; ABR and other codecs keep plain HLS. Off: plain HLS (MPEG-TS) for all.",
+    )
+    ll_hls_part_target_seconds: float = Field(
+        0.334, ge=0.1, le=1.0, description="LL-HLS part target duration (PART-TARGET); players stay about three "
+        "parts behind the live edge. 0.334 rather than 1/3: FLV times are whole milliseconds.",
+    )
     ingest_drain_seconds: float = Field(
         0.0, ge=0, description="On shutdown, refuse new publishes and let live events finish for up to this long "
         "(rolling restarts of ingest nodes); 0 ends them at once.",
