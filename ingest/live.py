@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 from formats import flv
 from ingest.disk import MediaDiskGuard
 from ingest.packaging.options import DEFAULT_LADDER, PackagerOptions
-from ingest.packaging.packager import Packager
+from ingest.packaging.ll_packager import LlPackager, LlPlaylists
+from ingest.packaging.packager import LivePackager, Packager
 from formats.m3u8 import Segment, SubtitleRendition
 from ingest.live_core import (
     Accept, BeginRun, CloseSession, Command, EndPackagerSession, EndRun, EventLookup, GraceStarted, LiveEventCore,
@@ -202,7 +203,7 @@ class LiveEventRuntime:
     It is the packager's listener and the ``RunMedia`` its taps reach through their ``LiveRun``.
     """
 
-    def __init__(self, hub: RunCallbacks, packager_factory: Callable[["LiveEventRuntime"], Packager], event_id: int,
+    def __init__(self, hub: RunCallbacks, packager_factory: Callable[["LiveEventRuntime"], LivePackager], event_id: int,
                  slug: str, started_at: datetime, folder: Path, options: PackagerOptions) -> None:
         self.hub = hub
         self.event_id = event_id
@@ -257,8 +258,8 @@ class LiveEventRuntime:
             "protocol": self.publisher.protocol if self.publisher else None,
             "segments": self.segments,
             "in_grace_period": self.hub.in_grace(self.event_id),
-            "packager_restarts": getattr(self.packager, "restarts", 0),
-            "dropped_tags": getattr(self.packager, "dropped_tags", 0),
+            "packager_restarts": self.packager.restarts,
+            "dropped_tags": self.packager.dropped_tags,
             "packager_failed": self.failed,
             "playlist_write_errors": self.packager.write_errors,
             "disk_low": disk.low,
@@ -567,7 +568,10 @@ class LiveStreams:
         started_at = await self.db.run(lambda s: _begin_run(s, command.event_id))
         folder = live_run_folder(self.settings.media_dir, command.event_id, started_at)
 
-        def packager(live: LiveEventRuntime) -> Packager:
+        def packager(live: LiveEventRuntime) -> LivePackager:
+            if self.settings.ll_hls and live.options.passthrough:
+                return LlPackager(folder, live.options, live, part_target=self.settings.ll_hls_part_target_seconds,
+                                  on_drop=self.packager_dropped, on_write_error=self.metrics.media_write_errors.inc)
             return Packager(self.ffmpeg, folder, live.options, live, self.packager_dropped,
                             self.metrics.media_write_errors.inc)
 
@@ -661,6 +665,13 @@ class LiveStreams:
                 live.packager.pause_history(low)
                 log.log(logging.WARNING if low else logging.INFO, "event %s: DVR %s", live.event_id,
                         "drops to the live window (media disk low)" if low else "grows again")
+
+    def ll_playlists(self, event_id: int, rendition: str) -> LlPlaylists | None:
+        """An LL-HLS event's playlists in memory (``web.media.LowLatencyStreams``); None for plain HLS."""
+        live = self.events.get(event_id)
+        if live is None or not isinstance(live.packager, LlPackager):
+            return None
+        return live.packager.ll_playlists(rendition)
 
     def health(self, event_id: int) -> dict[str, Any] | None:
         live = self.events.get(event_id)

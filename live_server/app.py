@@ -201,7 +201,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(AdminPages(db, people).routes())
     app.router.add_routes(EmbedPages(db).routes())
     live_media = LiveMediaHandler(live_directory, cache, viewers, passes, settings.media_accel_redirect, settings.media_dir,
-                                  settings.cookie_secure)
+                                  settings.cookie_secure, low_latency=live)
 
     async def live_media_route(request: web.Request) -> web.StreamResponse:
         return await live_media(request, people)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
+from formats.m3u8_ll import LlPlaylist, Reload, blocking_timeout, decide_reload
 from live_server.access import Decision, Person, Target, can_view
 from live_server.passes import MediaPasses
 
@@ -83,6 +84,26 @@ class MediaDirectory(Protocol):
     """Maps an event slug to its current media folder (cached; the catalog is not asked per request)."""
 
     async def locate(self, slug: str) -> MediaLocation | None: ...
+
+
+class LowLatencyPlaylists(Protocol):
+    """One LL-HLS rendition's playlists as published in memory (``ingest.packaging.ll_packager.LlPlaylists``)."""
+
+    def current(self, name: str) -> LlPlaylist | None: ...
+
+    def text(self, name: str, skip: bool = False) -> str: ...
+
+    def changed(self) -> asyncio.Event: ...
+
+
+class LowLatencyStreams(Protocol):
+    """Where an event's LL-HLS playlists are (the live hub, ``ingest.live.LiveStreams``)."""
+
+    def ll_playlists(self, event_id: int, rendition: str) -> LowLatencyPlaylists | None: ...
+
+
+#: The media playlists of a rendition that LL-HLS events publish in memory.
+LL_PLAYLISTS = ("live.m3u8", "dvr.m3u8")
 
 
 class MediaCache:
@@ -197,7 +218,9 @@ class LiveMediaHandler:
     """GET /live/{slug}/{tail}: the HLS files of an event's current live run."""
 
     def __init__(self, directory: MediaDirectory, cache: MediaCache, viewers: ViewerCounter, passes: MediaPasses,
-                 accel_redirect: str = "", media_root: Path | None = None, cookie_secure: str = "auto") -> None:
+                 accel_redirect: str = "", media_root: Path | None = None, cookie_secure: str = "auto",
+                 low_latency: LowLatencyStreams | None = None) -> None:
+        self.low_latency = low_latency  # this node's LL-HLS events (None: no ingest here, files only)
         self.directory = directory
         self.cache = cache
         self.viewers = viewers
@@ -222,9 +245,17 @@ class LiveMediaHandler:
         is_playlist = suffix == ".m3u8"
         immutable = not is_playlist and suffix != ".vtt"
         scope = "private" if location.private else "public"
-        if immutable and self.accel_redirect and self.media_root is not None:
+        rendition, _, name = tail.rpartition("/")
+        ll = self.low_latency.ll_playlists(location.event_id, rendition) if self.low_latency and rendition else None
+        data: bytes | None = None
+        if ll is not None and name in LL_PLAYLISTS and ll.current(name) is not None:
+            data = (await _blocking_reload(request, ll, name)).encode()
+        elif immutable and self.accel_redirect and self.media_root is not None:
             return self._accel(location, tail, content_type, scope)
-        data = await self.cache.read(location.folder / tail, immutable=immutable)
+        else:
+            data = await self.cache.read(location.folder / tail, immutable=immutable)
+            if data is None and ll is not None and suffix == ".m4s":
+                data = await self._hinted_part(ll, location.folder / tail, name)
         if data is None:
             raise web.HTTPNotFound(text="no such media\n")
         if is_playlist and tail not in ("master.m3u8", "master-dvr.m3u8"):
@@ -249,6 +280,21 @@ class LiveMediaHandler:
                                 httponly=True, samesite="Lax")
         return response
 
+    async def _hinted_part(self, ll: LowLatencyPlaylists, path: Path, name: str) -> bytes | None:
+        """A request for the part the live playlist hints at (``EXT-X-PRELOAD-HINT``) waits for it
+        (RFC 8216bis 6.2.6) instead of a 404, until the playlist moves past the hint."""
+        playlist = ll.current("live.m3u8")
+        if playlist is None or playlist.preload_hint != name:
+            return None
+        try:
+            async with asyncio.timeout(blocking_timeout(playlist)):
+                while playlist is not None and playlist.preload_hint == name:
+                    await ll.changed().wait()
+                    playlist = ll.current("live.m3u8")
+        except TimeoutError:
+            return None
+        return await self.cache.read(path, immutable=True)
+
     def _accel(self, location: MediaLocation, tail: str, content_type: str, scope: str) -> web.Response:
         """Access is checked; nginx sends the segment itself (sendfile) from its internal location."""
         assert self.media_root is not None
@@ -261,6 +307,35 @@ class LiveMediaHandler:
         if scope == "public":
             headers["Access-Control-Allow-Origin"] = "*"
         return web.Response(headers=headers)
+
+
+async def _blocking_reload(request: web.Request, ll: LowLatencyPlaylists, name: str) -> str:
+    """The LL playlist ``name`` once it satisfies the request's delivery directives (RFC 8216bis 6.2.5.2).
+
+    Every waiting request sleeps on the stream's one ``changed`` event and reads the text rendered
+    once for the new version: a lecture hall of blocked players costs one render per part, and
+    nothing polls. 400 for directives the spec rejects, 503 after blocking three target durations.
+    """
+    query = request.query
+    msn, part, skip = query.get("_HLS_msn"), query.get("_HLS_part"), query.get("_HLS_skip")
+    playlist = ll.current(name)
+    assert playlist is not None
+    decision = decide_reload(playlist, msn, part, skip)
+    if decision.outcome is Reload.WAIT:
+        try:
+            async with asyncio.timeout(blocking_timeout(playlist)):
+                while decision.outcome is Reload.WAIT:
+                    await ll.changed().wait()
+                    playlist = ll.current(name)
+                    if playlist is None:  # the run ended under the request
+                        raise web.HTTPNotFound(text="no such media\n")
+                    decision = decide_reload(playlist, msn, part, skip)
+        except TimeoutError:
+            raise web.HTTPServiceUnavailable(text="the requested part did not arrive in time\n",
+                                             headers={"Retry-After": "1"}) from None
+    if decision.outcome is Reload.BAD_REQUEST:
+        raise web.HTTPBadRequest(text=f"{decision.reason}\n")
+    return ll.text(name, decision.skip)
 
 
 # CORS preflight for media (live and recordings). Players embedded in other sites (LMS pages) often

@@ -37,7 +37,7 @@ from .options import PackagerOptions
 from .timeline import AlignmentLost, EventTimeline, ListedSegment
 from .variants import MEDIA_PLAYLIST, build_variants
 
-__all__ = ["Packager", "PackagerListener", "DVR_PLAYLIST", "MASTER_PLAYLIST", "DVR_MASTER_PLAYLIST"]
+__all__ = ["LivePackager", "Packager", "PackagerListener", "DVR_PLAYLIST", "MASTER_PLAYLIST", "DVR_MASTER_PLAYLIST"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,47 @@ class PackagerListener(Protocol):
 
     def on_packager_failed(self, reason: str) -> None:
         """ffmpeg kept dying (or cannot start); the event gets no new segments."""
+
+
+class LivePackager(Protocol):
+    """What the live-event hub drives and its taps read, whichever packager an event has: this
+    module's ffmpeg ``Packager`` or the in-process LL-HLS ``ll_packager.LlPackager``."""
+
+    write_errors: int
+
+    @property
+    def restarts(self) -> int: ...
+
+    @property
+    def dropped_tags(self) -> int: ...
+
+    @property
+    def history_paused(self) -> bool: ...
+
+    @property
+    def segment_overdue_seconds(self) -> float: ...
+
+    def pause_history(self, paused: bool) -> None: ...
+
+    def target_duration(self, rendition: str) -> int | None: ...
+
+    def playlist_segments(self, rendition: str) -> list[Segment]: ...
+
+    def set_subtitles(self, subtitles: Sequence[SubtitleRendition]) -> None: ...
+
+    def on_metadata(self, metadata: Mapping[str, Any]) -> None: ...
+
+    def on_media(self, kind: str, timestamp_ms: int, payload: bytes) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def begin_session(self) -> None: ...
+
+    async def end_session(self) -> None: ...
+
+    async def finish(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class _Run:

@@ -1,0 +1,364 @@
+"""The LL-HLS packager of a passthrough event: FLV tags in, fMP4 parts and LL playlists out, no ffmpeg.
+
+The asyncio shell of :class:`ingest.packaging.ll_stream.LlRendition`. Each tag is muxed on the
+loop as it arrives (the muxer costs about a fifth of ffmpeg's ``-c copy``, bench/cmaf_mux.py); the
+files a tag closed go to one writer thread per packager (off the loop, in order), and only once
+they are on disk does the playlist snapshot listing them become visible: rendered once per part,
+kept in memory for blocking reloads (:class:`LlPlaylists`, shared by every viewer) and written as
+``live.m3u8`` / ``dvr.m3u8`` for readers of the folder. Same layout and listener calls as the
+ffmpeg packager: ``master.m3u8`` (and ``master-dvr.m3u8``), ``source/live.m3u8``,
+``source/dvr.m3u8``, segments reported to the listener once listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from formats.m3u8 import Segment, SubtitleRendition, render_master
+from formats.m3u8_ll import LlPlaylist, render
+from live_server.files import write_atomic
+
+from .ll_stream import LlFile, LlRendition, LlUnsupported, LlUpdate
+from .options import PASSTHROUGH_RENDITION, PackagerOptions
+from .packager import DVR_MASTER_PLAYLIST, DVR_PLAYLIST, MASTER_PLAYLIST, PackagerListener
+from .variants import MEDIA_PLAYLIST, build_variants
+
+__all__ = ["LlPackager", "LlPlaylists"]
+
+log = logging.getLogger(__name__)
+
+
+class LlPlaylists:
+    """One rendition's published LL playlists (live and DVR views), rendered once per version.
+
+    ``changed()`` is the event the next version sets: blocking reloads wait on it (no polling),
+    then decide again with :func:`formats.m3u8_ll.decide_reload` on the new :meth:`current`.
+    A delta update (``_HLS_skip``) is rendered at most once per version, on first demand.
+    """
+
+    def __init__(self) -> None:
+        self._playlists: dict[str, LlPlaylist] = {}
+        self._texts: dict[tuple[str, bool], str] = {}
+        self._changed = asyncio.Event()
+        self.version = 0
+
+    def current(self, name: str) -> LlPlaylist | None:
+        """The playlist ``name`` (``live.m3u8`` or ``dvr.m3u8``) as published now, or None."""
+        return self._playlists.get(name)
+
+    def text(self, name: str, skip: bool = False) -> str:
+        key = (name, skip)
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = render(self._playlists[name], skip=skip)
+        return text
+
+    def changed(self) -> asyncio.Event:
+        return self._changed
+
+    def publish(self, playlists: Mapping[str, LlPlaylist], texts: Mapping[str, str]) -> None:
+        """Make a new version visible and wake every request waiting for one."""
+        self._playlists = dict(playlists)
+        self._texts = {(name, False): text for name, text in texts.items()}
+        self.version += 1
+        woken, self._changed = self._changed, asyncio.Event()
+        woken.set()
+
+
+class LlPackager:
+    """Packages one passthrough live event into LL-HLS under ``output_dir`` (the ``source`` rendition)."""
+
+    def __init__(self, output_dir: Path, options: PackagerOptions, listener: PackagerListener, *,
+                 part_target: float, on_drop: Callable[[], None] = lambda: None,
+                 on_write_error: Callable[[], None] = lambda: None) -> None:
+        if not options.passthrough:
+            raise ValueError("the LL-HLS packager takes passthrough events only (no ABR ladder)")
+        self.output_dir = Path(output_dir)
+        self.options = options
+        self.rendition = PASSTHROUGH_RENDITION
+        self._folder = self.output_dir / self.rendition
+        self._listener = listener
+        self._on_drop = on_drop
+        self._on_write_error = on_write_error
+        self._stream = LlRendition(part_target=part_target, segment_seconds=options.segment_seconds,
+                                   window_segments=options.window_segments, keep_history=options.dvr)
+        self.playlists = LlPlaylists()
+        self._writer: ThreadPoolExecutor | None = None
+        self._last_write: asyncio.Future[None] | None = None
+        self._master_text: dict[str, str] = {}
+        self._metadata: Mapping[str, Any] | None = None
+        self._headers: dict[str, bytes] = {}
+        self._subtitles: tuple[SubtitleRendition, ...] = ()
+        self._started = False
+        self._session_active = False
+        self._failed_reason: str | None = None
+        self._bytes_in = 0
+        self._segments = 0
+        self._peak_bps = 0
+        self._write_failing = False
+        self.write_errors = 0
+        self._last_listing_delay: float | None = None
+
+    # -- what the hub and its taps read ---------------------------------------------------
+    @property
+    def segments(self) -> int:
+        return self._segments
+
+    @property
+    def bytes_in(self) -> int:
+        return self._bytes_in
+
+    @property
+    def restarts(self) -> int:
+        return 0  # no process to restart
+
+    @property
+    def dropped_tags(self) -> int:
+        return self._stream.dropped_tags
+
+    @property
+    def session_active(self) -> bool:
+        return self._session_active
+
+    @property
+    def finished(self) -> bool:
+        return self._stream.ended
+
+    @property
+    def failed_reason(self) -> str | None:
+        return self._failed_reason
+
+    @property
+    def segment_overdue_seconds(self) -> float:
+        return 0.0  # segments are cut here, as the media arrives: nothing can owe one
+
+    @property
+    def overlong_segments(self) -> int:
+        return self._stream.overlong_segments
+
+    @property
+    def last_listing_delay(self) -> float | None:
+        return self._last_listing_delay
+
+    @property
+    def history_paused(self) -> bool:
+        return self._stream.history_paused
+
+    def pause_history(self, paused: bool) -> None:
+        self._unlink_soon(self._stream.pause_history(paused))
+
+    def target_duration(self, rendition: str) -> int | None:
+        return self._stream.target_duration if rendition == self.rendition else None
+
+    def playlist_segments(self, rendition: str) -> list[Segment]:
+        return self._stream.segments if rendition == self.rendition else []
+
+    def ll_playlists(self, rendition: str) -> LlPlaylists | None:
+        return self.playlists if rendition == self.rendition else None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        await asyncio.get_running_loop().run_in_executor(None, lambda: self._folder.mkdir(parents=True, exist_ok=True))
+        await self._submit(self._master_files(), [])
+
+    async def begin_session(self) -> None:
+        if not self._started:
+            await self.start()
+        if self._session_active:
+            await self.end_session()
+        self._stream.begin_session()
+        self._session_active = True
+        self._failed_reason = None
+
+    async def end_session(self) -> None:
+        if not self._session_active:
+            return
+        self._session_active = False
+        self._apply(self._stream.end_session())
+        await self.flush()
+
+    async def finish(self) -> None:
+        self._session_active = False
+        if not self._started:
+            await self.start()
+        self._apply(self._stream.end())
+        try:
+            await self.flush()
+            if self._last_write is not None:
+                await self._last_write  # an OSError writing the final playlists is the caller's to report
+        finally:
+            self._stop_writer()
+
+    async def close(self) -> None:
+        self._session_active = False
+        self._stop_writer()
+
+    async def flush(self) -> None:
+        if self._last_write is not None:
+            await asyncio.gather(asyncio.shield(self._last_write), return_exceptions=True)
+
+    def set_subtitles(self, subtitles: Sequence[SubtitleRendition]) -> None:
+        self._subtitles = tuple(subtitles)
+        if self._started:
+            self._write_soon(self._master_files())
+
+    # -- ingest side (never blocks) -----------------------------------------------------------
+    def on_metadata(self, metadata: Mapping[str, Any]) -> None:
+        self._metadata = dict(metadata)
+        if self._started:
+            self._write_soon(self._master_files())
+
+    def on_media(self, kind: str, timestamp_ms: int, payload: bytes) -> None:
+        """One FLV tag body: muxed now; what it closed is written in order, then published."""
+        self._bytes_in += len(payload)
+        if not self._session_active or self._failed_reason is not None:
+            return
+        if len(payload) > 1 and payload[1] == 0 and kind in ("audio", "video") and self._headers.get(kind) != payload:
+            self._headers[kind] = bytes(payload)
+            self._write_soon(self._master_files())
+        dropped = self._stream.dropped_tags
+        try:
+            update = self._stream.feed(kind, timestamp_ms, payload, time.time())
+        except LlUnsupported as exc:
+            self._fail(str(exc))
+            return
+        if self._stream.dropped_tags > dropped:
+            self._on_drop()
+        self._apply(update)
+
+    # -- output -----------------------------------------------------------------------------
+    def _apply(self, update: LlUpdate) -> None:
+        if not update.changed and not update.files:
+            return
+        views = {MEDIA_PLAYLIST: self._stream.playlist(self.options.window_segments)}
+        if self.options.dvr:
+            views[DVR_PLAYLIST] = self._stream.playlist(None)
+        published = {name: p for name, p in views.items() if p is not None}
+        texts = {name: render(p) for name, p in published.items()}  # one render per part, shared by all viewers
+        files: list[tuple[Path, bytes | str]] = [(self._folder / f.name, f.data) for f in update.files]
+        if update.segments or self._stream.ended:  # on disk per segment (readers of the folder); in memory per part
+            files += [(self._folder / name, text) for name, text in texts.items()]
+            for segment in update.segments:
+                self._measure(segment, update.files)
+            files += self._master_files()
+        future = self._submit(files, [self._folder / name for name in update.removed])
+        segments = update.segments
+
+        def visible(done: "asyncio.Future[None]") -> None:
+            error = None if done.cancelled() else done.exception()
+            if not self._written(error):
+                return
+            if published:
+                self.playlists.publish(published, texts)
+            for segment in segments:
+                self._listed(segment)
+
+        future.add_done_callback(visible)
+
+    def _listed(self, segment: Segment) -> None:
+        self._segments += 1
+        if segment.program_date_time is not None:
+            self._last_listing_delay = time.time() - segment.program_date_time.timestamp() - segment.duration
+        try:
+            self._listener.on_segment(self.rendition, segment)
+        except Exception:
+            log.exception("%s: on_segment raised", self.output_dir)
+
+    def _measure(self, segment: Segment, files: list[LlFile]) -> None:
+        if segment.duration <= 0.5:
+            return
+        size = next((len(f.data) for f in files if f.name == segment.uri), 0)
+        bps = int(size * 8 / segment.duration)
+        if bps > self._peak_bps * 1.1:
+            self._peak_bps = bps
+
+    def _master_files(self) -> list[tuple[Path, bytes | str]]:
+        variants = build_variants(self.options, self._metadata, self._headers, self._peak_bps)
+        targets = {MASTER_PLAYLIST: render_master(variants, self._subtitles)}
+        if self.options.dvr:
+            targets[DVR_MASTER_PLAYLIST] = render_master(
+                [dataclasses.replace(v, uri=v.uri.replace(MEDIA_PLAYLIST, DVR_PLAYLIST)) for v in variants],
+                [dataclasses.replace(s, uri=s.uri.replace(MEDIA_PLAYLIST, DVR_PLAYLIST)) for s in self._subtitles])
+        changed: list[tuple[Path, bytes | str]] = []
+        for name, text in targets.items():
+            if self._master_text.get(name) != text:
+                self._master_text[name] = text
+                changed.append((self.output_dir / name, text))
+        return changed
+
+    def _submit(self, files: list[tuple[Path, bytes | str]], removed: list[Path]) -> "asyncio.Future[None]":
+        """Queue writes (then deletions) on this packager's one writer thread: off the loop, in order."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ll-hls")
+        future = asyncio.wrap_future(self._writer.submit(_write_files, files, removed))
+        self._last_write = future
+        return future
+
+    def _write_soon(self, files: list[tuple[Path, bytes | str]], removed: Sequence[Path] = ()) -> None:
+        """Queue writes nobody waits for (a master change, a DVR shrinking); failures are counted."""
+        if files or removed:
+            self._submit(files, list(removed)).add_done_callback(
+                lambda done: self._written(None if done.cancelled() else done.exception()))
+
+    def _unlink_soon(self, names: list[str]) -> None:
+        self._write_soon([], [self._folder / name for name in names])
+
+    def _written(self, error: BaseException | None) -> bool:
+        if error is None:
+            if self._write_failing:
+                log.warning("%s: media written again after %d failed writes", self.output_dir, self.write_errors)
+                self._write_failing = False
+            return True
+        self.write_errors += 1
+        self._on_write_error()
+        if not self._write_failing:
+            log.error("%s: cannot write LL-HLS media (%s)", self.output_dir, error)
+        self._write_failing = True
+        return False
+
+    def _stop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=False)
+            self._writer = None
+
+    def _fail(self, reason: str) -> None:
+        self._failed_reason = reason
+        log.error("%s: LL-HLS packager failed: %s", self.output_dir, reason)
+        try:
+            self._listener.on_packager_failed(reason)
+        except Exception:
+            log.exception("%s: on_packager_failed raised", self.output_dir)
+
+
+def _write_files(files: list[tuple[Path, bytes | str]], removed: list[Path]) -> None:
+    """The writer thread's job: each file atomically, in order, then the deletions (never raised)."""
+    for path, data in files:
+        if isinstance(data, str):
+            write_atomic(path, data)
+        else:
+            _write_bytes(path, data)
+    for path in removed:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("%s: could not delete %s: %s", path.parent, path.name, exc)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Media bytes, renamed into place so that nobody reads half a part."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)

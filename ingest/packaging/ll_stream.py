@@ -1,0 +1,302 @@
+"""One Low-Latency HLS rendition as pure state: FLV tags in, fMP4 files and LL playlists out.
+
+The sans-I/O half of the LL-HLS packager (``ll_packager.py`` is its asyncio shell). FLV audio and
+video tag bodies, as the ingest hands them over, go to :class:`formats.cmaf.CmafMuxer` without
+re-encoding; each part it closes becomes a part file, each finished segment a segment file (the
+concatenation of its parts) and a :class:`formats.m3u8.Segment` for the rest of the server, and the
+live and DVR views are :class:`formats.m3u8_ll.LlPlaylist` values. Nothing here writes files or
+reads the clock: the caller passes the wall time a tag arrived and writes what :meth:`feed`
+returns, in order, before it publishes the playlist snapshot that lists it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from formats.cmaf import AacConfig, AvcConfig, CmafError, CmafMuxer, Part, parse_aac_config, parse_avc_config
+from formats.m3u8 import Segment, target_duration_for
+from formats.m3u8_ll import LlPart, LlPlaylist, LlSegment
+
+__all__ = ["LlFile", "LlRendition", "LlUnsupported", "LlUpdate", "part_name", "segment_name", "init_name"]
+
+#: FLV codec ids (legacy headers) the muxer takes as they are.
+_FLV_AVC = 7
+_FLV_AAC = 10
+
+
+class LlUnsupported(ValueError):
+    """Media the in-process LL-HLS packager cannot carry without transcoding (not H.264/AAC)."""
+
+
+def segment_name(msn: int) -> str:
+    return f"seg_{msn:06d}.m4s"
+
+
+def part_name(msn: int, index: int) -> str:
+    return f"part_{msn:06d}_{index}.m4s"
+
+
+def init_name(session: int) -> str:
+    """One init segment per publish session: a reconnecting encoder may change its parameters, and
+    files once served are cached as immutable."""
+    return f"init_{session}.mp4"
+
+
+@dataclass(frozen=True)
+class LlFile:
+    """A media file to write (atomically) under the rendition's folder."""
+
+    name: str
+    data: bytes
+
+
+@dataclass
+class LlUpdate:
+    """What one input changed: files to write first, then what becomes visible with them."""
+
+    files: list[LlFile] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)  # completed segments, in order
+    removed: list[str] = field(default_factory=list)  # files no playlist lists any more
+    changed: bool = False  # the playlists changed (a part, a segment, the end)
+
+
+@dataclass
+class _Pending:
+    """The segment in progress: its parts (as listed) and their bytes."""
+
+    msn: int
+    parts: list[LlPart] = field(default_factory=list)
+    data: list[bytes] = field(default_factory=list)
+    duration: float = 0.0
+    program_date_time: datetime | None = None
+    discontinuity: bool = False
+
+
+class LlRendition:
+    """A rendition's LL-HLS state across the publish sessions of one live run.
+
+    Each session gets a fresh muxer (publisher timestamps restart) and starts with a discontinuity;
+    Media Sequence Numbers continue. The muxer is configured at the session's first media frame
+    from the sequence headers seen before it (encoders send both first); a header arriving later
+    for a stream the muxer was built without is ignored. The first complete segment decides
+    ``EXT-X-TARGETDURATION`` (with ``segment_seconds``), as in the plain packager; the playlists are
+    not published before it (a player would otherwise be given a target it cannot keep).
+    """
+
+    def __init__(self, *, part_target: float, segment_seconds: float, window_segments: int,
+                 keep_history: bool = True, first_msn: int = 0) -> None:
+        self.part_target = part_target
+        self.segment_seconds = segment_seconds
+        self.window_segments = window_segments
+        self.keep_history = keep_history  # DVR: remember every segment (else twice the window)
+        self._segments: list[LlSegment] = []
+        self._numbers: list[Segment] = []  # the same segments as the rest of the server sees them
+        self._discontinuities_before = 0  # EXT-X-DISCONTINUITY of segments forgotten before _segments[0]
+        self._next_msn = first_msn
+        self._pending: _Pending | None = None
+        self._muxer: CmafMuxer | None = None
+        self._video: AvcConfig | None = None
+        self._audio: AacConfig | None = None
+        self._session = 0
+        self._in_session = False
+        self._discontinuity = False
+        self._clock: float | None = None  # wall time (epoch s) of FLV time 0 in this session
+        self._init: str | None = None
+        self.target_duration: int | None = None
+        self.ended = False
+        self.history_paused = False
+        self.dropped_tags = 0
+        self.overlong_segments = 0
+
+    # ----------------------------------------------------------------- sessions
+
+    def begin_session(self) -> None:
+        """A publisher (re)started: a new muxer at its first frame, a discontinuity before its media."""
+        self.ended = False
+        self._in_session = True
+        self._muxer = None
+        self._video = self._audio = None
+        self._clock = None
+        self._discontinuity = bool(self._segments) or self._pending is not None
+
+    def end_session(self) -> LlUpdate:
+        """The publisher left: the muxer's last part, and the segment in progress completed."""
+        update = LlUpdate()
+        if self._muxer is not None:
+            self._take(self._muxer.flush(), update)
+        self._close_segment(update)
+        self._in_session = False
+        self._muxer = None
+        return update
+
+    def end(self) -> LlUpdate:
+        """The run is over: the playlists get ``EXT-X-ENDLIST``."""
+        update = self.end_session() if self._in_session else LlUpdate()
+        self.ended = True
+        update.changed = True
+        return update
+
+    def pause_history(self, paused: bool) -> list[str]:
+        """Low media disk: keep only the live window (the DVR shrinks to it); files to delete."""
+        self.history_paused = paused
+        update = LlUpdate()
+        self._trim(update)
+        return update.removed
+
+    # ----------------------------------------------------------------- input
+
+    def feed(self, kind: str, timestamp_ms: int, payload: bytes, wall: float) -> LlUpdate:
+        """One FLV audio or video tag body that arrived at ``wall`` (epoch seconds).
+
+        Raises :class:`LlUnsupported` for a codec other than H.264 and AAC (legacy FLV headers).
+        """
+        update = LlUpdate()
+        if not self._in_session or len(payload) < 2:
+            return update
+        if kind == "video":
+            if payload[0] & 0x80 or payload[0] & 0x0F != _FLV_AVC:
+                raise LlUnsupported("LL-HLS packaging takes H.264 video (legacy FLV AVC) only")
+            packet_type = payload[1]
+            if packet_type == 0:
+                self._configure_video(payload[5:])
+                return update
+            if packet_type != 1 or len(payload) <= 5:
+                return update  # end of sequence, or an empty frame
+            muxer = self._muxer_for_media(timestamp_ms, wall, update)
+            if muxer is None or self._video is None:
+                self.dropped_tags += 1
+                return update
+            cts = int.from_bytes(payload[2:5], "big", signed=True)
+            self._take(muxer.add_video(payload[5:], timestamp_ms, cts, keyframe=payload[0] >> 4 == 1), update)
+        elif kind == "audio":
+            if payload[0] >> 4 != _FLV_AAC:
+                raise LlUnsupported("LL-HLS packaging takes AAC audio only")
+            if payload[1] == 0:
+                self._configure_audio(payload[2:])
+                return update
+            muxer = self._muxer_for_media(timestamp_ms, wall, update)
+            if muxer is None or self._audio is None:
+                self.dropped_tags += 1
+                return update
+            self._take(muxer.add_audio(payload[2:], timestamp_ms), update)
+        return update
+
+    def _configure_video(self, record: bytes) -> None:
+        if self._muxer is None:
+            try:
+                self._video = parse_avc_config(record)
+            except CmafError as exc:
+                raise LlUnsupported(f"H.264 configuration: {exc}") from None
+
+    def _configure_audio(self, asc: bytes) -> None:
+        if self._muxer is None:
+            try:
+                self._audio = parse_aac_config(asc)
+            except CmafError as exc:
+                raise LlUnsupported(f"AAC configuration: {exc}") from None
+
+    def _muxer_for_media(self, timestamp_ms: int, wall: float, update: LlUpdate) -> CmafMuxer | None:
+        if self._muxer is None:
+            if self._video is None and self._audio is None:
+                return None  # media before any sequence header: nothing to describe it with
+            self._muxer = CmafMuxer(self._video, self._audio, part_target=self.part_target,
+                                    segment_target=self.segment_seconds)
+            self._session += 1
+            self._init = init_name(self._session)
+            self._clock = wall - timestamp_ms / 1000
+            update.files.append(LlFile(self._init, self._muxer.init_segment()))
+        return self._muxer
+
+    # ----------------------------------------------------------------- cutting
+
+    def _take(self, parts: list[Part], update: LlUpdate) -> None:
+        for part in parts:
+            if part.segment_start:
+                self._close_segment(update)
+            pending = self._pending
+            if pending is None:
+                pending = self._pending = _Pending(self._next_msn, discontinuity=self._discontinuity)
+                self._next_msn += 1
+                self._discontinuity = False
+                if self._clock is not None:
+                    pending.program_date_time = datetime.fromtimestamp(self._clock + part.start, timezone.utc)
+            name = part_name(pending.msn, len(pending.parts))
+            pending.parts.append(LlPart(name, part.duration, part.independent))
+            pending.data.append(part.data)
+            pending.duration += part.duration
+            update.files.append(LlFile(name, part.data))
+            update.changed = True
+
+    def _close_segment(self, update: LlUpdate) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None or not pending.parts:
+            return
+        name = segment_name(pending.msn)
+        update.files.append(LlFile(name, b"".join(pending.data)))
+        if self.target_duration is None:
+            self.target_duration = target_duration_for(self.segment_seconds, pending.duration)
+        elif target_duration_for(pending.duration) > self.target_duration:
+            self.overlong_segments += 1
+        self._segments.append(LlSegment(name, pending.duration, tuple(pending.parts), pending.program_date_time,
+                                        pending.discontinuity))
+        segment = Segment(name, pending.duration, pending.msn, pending.discontinuity, pending.program_date_time)
+        self._numbers.append(segment)
+        update.segments.append(segment)
+        update.changed = True
+        self._trim(update)
+
+    def _trim(self, update: LlUpdate) -> None:
+        """Parts go when their segment leaves the live window; segments (and their files) when
+        no playlist lists them: past twice the window without DVR, past the window when paused."""
+        window = self.window_segments
+        if len(self._segments) > window:
+            leaving = self._segments[-window - 1]
+            update.removed.extend(p.uri for p in leaving.parts)
+        keep = window if self.history_paused else None if self.keep_history else 2 * window
+        if keep is not None and len(self._segments) > keep:
+            gone = self._segments[: len(self._segments) - keep]
+            del self._segments[: len(gone)]
+            del self._numbers[: len(gone)]
+            self._discontinuities_before += sum(1 for s in gone if s.discontinuity)
+            update.removed.extend(s.uri for s in gone)
+
+    # ----------------------------------------------------------------- output
+
+    @property
+    def segments(self) -> list[Segment]:
+        """Complete segments remembered (every one with DVR), as the rest of the server lists them."""
+        return list(self._numbers)
+
+    @property
+    def init_uri(self) -> str | None:
+        return self._init
+
+    def playlist(self, window: int | None) -> LlPlaylist | None:
+        """The live view (``window`` segments) or the DVR view (None: every remembered segment);
+        None until the first segment has decided the target duration."""
+        if self.target_duration is None or self._init is None:
+            return None
+        shown = self._segments if window is None else self._segments[-window:]
+        hidden = self._segments[: len(self._segments) - len(shown)]
+        discontinuity_sequence = self._discontinuities_before + sum(1 for s in hidden if s.discontinuity)
+        pending = self._pending
+        next_msn = pending.msn if pending is not None else self._next_msn
+        first = self._numbers[len(hidden)].sequence if shown else next_msn
+        hint = None
+        if pending is not None and (pending.discontinuity or self.ended):
+            pending = None  # the renderer cannot mark a discontinuity before parts in progress: listed once complete
+        elif self._in_session and not self.ended:
+            hint = part_name(next_msn, len(pending.parts) if pending is not None else 0)
+        return LlPlaylist(
+            target_duration=self.target_duration,
+            part_target=self.part_target,
+            map_uri=self._init,
+            media_sequence=first,
+            segments=tuple(shown),
+            pending_parts=tuple(pending.parts) if pending is not None else (),
+            preload_hint=hint,
+            pending_program_date_time=pending.program_date_time if pending is not None else None,
+            ended=self.ended,
+            discontinuity_sequence=discontinuity_sequence,
+        )

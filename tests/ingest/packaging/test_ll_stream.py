@@ -1,0 +1,144 @@
+"""The LL-HLS rendition state fed FLV tags from a real encoder: files, segments and playlists, no I/O."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from formats.m3u8_ll import decide_reload, Reload, render
+from ingest.packaging.ll_stream import LlRendition, LlUnsupported, LlUpdate, part_name, segment_name
+from tests.media import FFMPEG
+
+KINDS = {8: "audio", 9: "video"}
+
+
+def flv_tags(data: bytes) -> Iterator[tuple[str, int, bytes]]:
+    """(kind, timestamp ms, body) of the audio and video tags of an FLV file (a test-local reader)."""
+    pos = int.from_bytes(data[5:9], "big") + 4
+    while pos + 11 <= len(data):
+        size = int.from_bytes(data[pos + 1 : pos + 4], "big")
+        stamp = int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
+        if data[pos] in KINDS:
+            yield KINDS[data[pos]], stamp, data[pos + 11 : pos + 11 + size]
+        pos += 11 + size + 4
+
+
+@pytest.fixture(scope="module")
+def flv(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """5 s of 30 fps H.264 (2 s GOP, B-frames) and AAC, as an encoder publishes it."""
+    path = tmp_path_factory.mktemp("ll") / "in.flv"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=30", "-f", "lavfi",
+                    "-i", "sine=sample_rate=44100", "-t", "5", "-c:v", "libx264", "-preset", "ultrafast", "-g", "60",
+                    "-keyint_min", "60", "-sc_threshold", "0", "-bf", "2", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    "-f", "flv", str(path)], check=True, timeout=60)
+    return path.read_bytes()
+
+
+def feed_all(stream: LlRendition, flv: bytes, wall: float = 1_000_000.0) -> list[LlUpdate]:
+    return [stream.feed(kind, stamp, body, wall + stamp / 1000) for kind, stamp, body in flv_tags(flv)]
+
+
+def rendition(**kwargs: object) -> LlRendition:
+    return LlRendition(**{"part_target": 0.334, "segment_seconds": 2.0, "window_segments": 3, **kwargs})  # type: ignore[arg-type]
+
+
+def test_tags_become_an_init_segment_parts_and_segments_made_of_them(flv: bytes) -> None:
+    stream = rendition()
+    stream.begin_session()
+    updates = feed_all(stream, flv)
+    files = [f for u in updates for f in u.files]
+    assert files[0].name == "init_1.mp4" and files[0].data[4:8] == b"ftyp"
+    parts = {f.name: f.data for f in files if f.name.startswith("part_")}
+    segments = [s for u in updates for s in u.segments]
+    assert [s.uri for s in segments] == [segment_name(0), segment_name(1)]  # the third is still in progress
+    assert [s.sequence for s in segments] == [0, 1] and all(s.duration == pytest.approx(2.0) for s in segments)
+    for number in (0, 1):
+        data = next(f.data for f in files if f.name == segment_name(number))
+        own = [parts[part_name(number, i)] for i in range(6)]
+        assert data == b"".join(own) and part_name(number, 6) not in parts  # 2 s = 6 parts of 10 frames
+    # Wall clock of each segment's first frame, from the arrival of the session's first tag.
+    assert segments[1].program_date_time.timestamp() - segments[0].program_date_time.timestamp() == pytest.approx(2.0)
+
+    playlist = stream.playlist(3)
+    assert playlist is not None and playlist.media_sequence == 0 and playlist.pending_msn == 2
+    assert len(playlist.pending_parts) == 2 and playlist.preload_hint == part_name(2, len(playlist.pending_parts))
+    assert playlist.target_duration == 2 and playlist.map_uri == "init_1.mp4"
+    text = render(playlist)
+    assert "#EXT-X-PART:DURATION=0.33" in text and f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{playlist.preload_hint}"' in text
+    assert text.count("#EXT-X-PROGRAM-DATE-TIME") == 3  # two segments and the one in progress
+
+
+def test_no_playlist_before_the_first_segment_decides_the_target_duration(flv: bytes) -> None:
+    stream = rendition()
+    stream.begin_session()
+    for kind, stamp, body in flv_tags(flv):
+        update = stream.feed(kind, stamp, body, 0.0)
+        if update.segments:
+            break
+        assert stream.playlist(3) is None
+    assert stream.playlist(3) is not None
+
+
+def test_blocking_reload_decisions_follow_the_parts(flv: bytes) -> None:
+    """What a viewer asking for the next part gets: wait until the part that makes it exists."""
+    stream = rendition()
+    stream.begin_session()
+    tags = list(flv_tags(flv))
+    waiting: str | None = None
+    for kind, stamp, body in tags:
+        update = stream.feed(kind, stamp, body, 0.0)
+        playlist = stream.playlist(3)
+        if playlist is None or not update.changed:
+            continue
+        if waiting is not None:
+            msn, part = waiting.split(".")
+            assert decide_reload(playlist, msn, part).outcome is Reload.READY
+            return
+        nxt = len(playlist.pending_parts)
+        assert decide_reload(playlist, str(playlist.pending_msn), str(nxt)).outcome is Reload.WAIT
+        assert decide_reload(playlist, None, "0").outcome is Reload.BAD_REQUEST
+        waiting = f"{playlist.pending_msn}.{nxt}"
+    pytest.fail("no part after the first playlist")
+
+
+def test_a_new_session_continues_numbers_after_a_discontinuity(flv: bytes) -> None:
+    stream = rendition()
+    stream.begin_session()
+    feed_all(stream, flv)
+    ended = stream.end_session()
+    assert [s.sequence for s in ended.segments] == [2]  # the segment in progress completed
+    stream.begin_session()
+    updates = feed_all(stream, flv, wall=2_000_000.0)
+    assert updates[0].files == [] or updates[0].files[0].name != "init_1.mp4"
+    assert any(f.name == "init_2.mp4" for u in updates for f in u.files)
+    segments = stream.segments
+    assert [s.sequence for s in segments] == [0, 1, 2, 3, 4]
+    assert [s.discontinuity for s in segments] == [False, False, False, True, False]
+    playlist = stream.playlist(3)
+    assert playlist is not None and playlist.media_sequence == 2 and playlist.discontinuity_sequence == 0
+    assert "#EXT-X-DISCONTINUITY" in render(playlist)
+    final = stream.end()
+    assert final.changed and stream.playlist(None) is not None and stream.playlist(None).ended  # type: ignore[union-attr]
+    assert render(stream.playlist(3)).endswith("#EXT-X-ENDLIST\n")  # type: ignore[arg-type]
+
+
+def test_parts_go_with_the_window_and_segments_without_dvr(flv: bytes) -> None:
+    stream = rendition(window_segments=1, keep_history=False)
+    stream.begin_session()
+    removed = [name for u in feed_all(stream, flv) for name in u.removed]
+    assert set(removed) == {part_name(0, i) for i in range(6)}  # segment 0 left the one-segment window
+    removed = stream.end_session().removed  # segment 2 completes: 0 leaves twice the window
+    assert segment_name(0) in removed and segment_name(1) not in removed
+    assert [s.sequence for s in stream.segments] == [1, 2]
+
+
+def test_other_codecs_are_refused() -> None:
+    stream = rendition()
+    stream.begin_session()
+    with pytest.raises(LlUnsupported, match="H.264"):
+        stream.feed("video", 0, bytes([0x12, 0x00, 0, 0, 0]), 0.0)  # Sorenson H.263 (ffmpeg's FLV default)
+    with pytest.raises(LlUnsupported, match="AAC"):
+        stream.feed("audio", 0, bytes([0x2F, 0x00]), 0.0)  # MP3
