@@ -115,7 +115,10 @@
     if (attached) return;
     if (window.Hls && window.Hls.isSupported()) {
       attached = true;
-      hls = new window.Hls({ liveSyncDurationCount: 3, xhrSetup: function (xhr) { xhr.withCredentials = true; } });
+      // lowLatencyMode: an LL-HLS playlist (EXT-X-PART) is played PART-HOLD-BACK behind its edge with blocking
+      // reloads; a plain one is unaffected and stays liveSyncDurationCount (hls.js default: 3) target durations
+      // behind. That count is deliberately not set here: any user value would override PART-HOLD-BACK.
+      hls = new window.Hls({ lowLatencyMode: true, xhrSetup: function (xhr) { xhr.withCredentials = true; } });
       hls.on(window.Hls.Events.ERROR, onError);
       hls.on(window.Hls.Events.MANIFEST_PARSED, function () { retryDelay = 2000; fillLevels(); play(); });
       hls.on(window.Hls.Events.LEVEL_SWITCHED, showLevel);

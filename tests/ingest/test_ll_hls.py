@@ -1,0 +1,163 @@
+"""LL-HLS end to end (``ll_hls`` on): ffmpeg pushes RTMP, the server packages fMP4 parts in-process,
+viewers make blocking playlist reloads, ffmpeg and hls.js in Chromium play it.
+
+The blocking-reload test is timing-precise by nature (its subject is *when* an answer arrives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.media import FFMPEG, push_rtmp, stop
+
+PART_TARGET = 0.334
+LL = pytest.mark.live_settings(ll_hls=True, recording_enabled=False)
+
+
+async def _get(live: Live, slug: str, tail: str) -> tuple[int, dict[str, str], bytes]:
+    resp = await live.client.get(f"/live/{slug}/{tail}")
+    return resp.status, dict(resp.headers), await resp.read()
+
+
+async def _live_playlist(live: Live, slug: str) -> str:
+    async def ready() -> str | None:
+        status, _, body = await _get(live, slug, "source/live.m3u8")
+        return body.decode() if status == 200 else None
+    return await wait_for(ready, 20, "the LL playlist")  # type: ignore[no-any-return]
+
+
+def _hint(text: str) -> tuple[int, int]:
+    """(msn, part index) of the part the playlist hints at: the next part to come."""
+    match = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part_(\d+)_(\d+)\.m4s"', text)
+    assert match, text
+    return int(match.group(1)), int(match.group(2))
+
+
+async def _appearance(paths: list[Path], stop_at: float) -> tuple[float, Path] | None:
+    """Monotonic time at which the first of ``paths`` appears (checked every 2 ms), and which."""
+    while time.monotonic() < stop_at:
+        for path in paths:
+            if path.exists():
+                return time.monotonic(), path
+        await asyncio.sleep(0.002)
+    return None
+
+
+@LL
+async def test_blocking_reload_answers_when_the_part_exists_and_not_before(live: Live) -> None:
+    event = await live.create_event(dvr=True)
+    slug = event["slug"]
+    pusher = await push_rtmp(live.publish_url(event), seconds=30)
+    try:
+        await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
+        text = await _live_playlist(live, slug)
+        status, headers, master = await _get(live, slug, "master.m3u8")
+        assert status == 200 and b"source/live.m3u8" in master
+        for tag in ("#EXT-X-MAP:URI=\"init_1.mp4\"", "#EXT-X-PART-INF:PART-TARGET=0.33400",
+                    "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES", "#EXT-X-PROGRAM-DATE-TIME", "#EXT-X-PART:"):
+            assert tag in text
+        folder = live.folder(event["id"]) / "source"
+
+        delays = []
+        for _ in range(6):
+            msn, index = _hint(text)
+            # The hinted part, or (when the segment ends first) part 0 of the next segment (RFC 8216bis M3).
+            candidates = [folder / f"part_{msn:06d}_{index}.m4s", folder / f"part_{msn + 1:06d}_0.m4s"]
+            requested = time.monotonic()
+            if any(path.exists() for path in candidates):  # it came in between: ask for the one after
+                text = (await _get(live, slug, "source/live.m3u8"))[2].decode()
+                continue
+            seen = asyncio.ensure_future(_appearance(candidates, requested + 5))
+            resp = await live.client.get(f"/live/{slug}/source/live.m3u8", params={"_HLS_msn": msn, "_HLS_part": index})
+            answered = time.monotonic()
+            body = await resp.text()
+            appeared = await seen
+            assert resp.status == 200 and resp.headers["Cache-Control"] == "public, max-age=1"
+            assert appeared is not None and appeared[0] <= answered + 0.003, "answered before the part existed"
+            delays.append(answered - appeared[0])
+            assert f'URI="{appeared[1].name}"' in body  # the answer lists the part that satisfied it
+            text = body
+        assert len(delays) >= 2
+        print(f"blocking reload answered {[round(d * 1000) for d in delays]} ms after the part file appeared")
+        assert max(delays) < PART_TARGET / 2, delays
+
+        # 400s for what RFC 8216bis 6.2.5.2 rejects; a delta update; the hinted part waits for itself.
+        for params in ({"_HLS_part": "0"}, {"_HLS_msn": str(msn + 5)}, {"_HLS_msn": "x"}, {"_HLS_skip": "NO"}):
+            resp = await live.client.get(f"/live/{slug}/source/live.m3u8", params=params)
+            assert resp.status == 400, (params, resp.status)
+        resp = await live.client.get(f"/live/{slug}/source/live.m3u8", params={"_HLS_skip": "YES"})
+        assert resp.status == 200 and (await resp.text()).startswith("#EXTM3U")
+        msn, index = _hint(await resp.text())
+        status, headers, part = await _get(live, slug, f"source/part_{msn:06d}_{index}.m4s")
+        if status == 200:  # else the segment ended before that part: the hint was honestly wrong
+            assert part[4:8] == b"moof" and headers["Content-Type"] == "video/iso.segment"
+            assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        status, headers, init = await _get(live, slug, "source/init_1.mp4")
+        assert status == 200 and init[4:8] == b"ftyp" and headers["Content-Type"] == "video/mp4"
+
+        # A player that ignores LL tags (ffmpeg) plays the live playlist through HTTP.
+        url = str(live.client.make_url(f"/live/{slug}/master.m3u8"))
+        reader = await asyncio.create_subprocess_exec(
+            FFMPEG, "-v", "error", "-i", url, "-t", "2", "-f", "null", "-",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(reader.communicate(), 30)
+        assert reader.returncode == 0 and not err, err.decode()
+    finally:
+        await stop(pusher)
+
+    await wait_for(lambda: event_state_is(live, event, "ended"), 15, "the event to end")
+    folder = live.folder(event["id"]) / "source"
+    dvr = (folder / "dvr.m3u8").read_text()
+    assert dvr.rstrip().endswith("#EXT-X-ENDLIST") and (folder / "live.m3u8").read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    segments = re.findall(r"^seg_\d+\.m4s$", dvr, re.M)
+    assert len(segments) >= 3 and all((folder / s).exists() for s in segments)
+    out = await asyncio.create_subprocess_exec(FFMPEG, "-v", "error", "-i", str(folder / "dvr.m3u8"), "-f", "null", "-",
+                                               stderr=asyncio.subprocess.PIPE)
+    _, err = await out.communicate()
+    assert out.returncode == 0 and not err, err.decode()
+
+
+@LL
+async def test_event_page_plays_ll_hls_with_low_latency_mode(live: Live, browser: Any) -> None:
+    event = await live.create_event()
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.add_init_script("""
+      (() => { let wrapped;
+        Object.defineProperty(window, "Hls", { configurable: true, get() { return wrapped; }, set(original) {
+          wrapped = class extends original { constructor(c) { super(c); window.__hls = this; } }; } });
+      })();""")
+    pusher = await push_rtmp(live.publish_url(event), seconds=40)
+    try:
+        await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
+        await page.goto(str(live.client.make_url(f"/events/{event['slug']}")))
+        await page.wait_for_function(
+            "() => { const v = document.getElementById('player'); return v && v.readyState >= 3 && v.currentTime > 1.5; }",
+            timeout=30_000)
+        assert await page.evaluate("window.__hls.config.lowLatencyMode") is True
+        assert await page.evaluate("window.__hls.levels[window.__hls.currentLevel].details.partList.length") > 0
+        samples = []
+        for _ in range(8):
+            await asyncio.sleep(1)
+            samples.append(await page.evaluate("""() => { const h = window.__hls, v = document.getElementById('player');
+              return { wall: h.playingDate ? (Date.now() - h.playingDate.getTime()) / 1000 : null,
+                       latency: h.latency, target: h.targetLatency, time: v.currentTime,
+                       shown: document.getElementById('latency').textContent }; }"""))
+        assert samples[-1]["time"] > samples[0]["time"] + 5, samples  # playback progresses
+        walls = sorted(s["wall"] for s in samples if s["wall"] is not None)
+        print(f"LL-HLS in Chromium: wall-clock delay median {walls[len(walls) // 2]:.2f} s, "
+              f"hls.latency {samples[-1]['latency']:.2f} s, target {samples[-1]['target']:.2f} s, "
+              f"page says {samples[-1]['shown']!r}")
+        assert samples[-1]["target"] == pytest.approx(3 * PART_TARGET, abs=0.01)  # PART-HOLD-BACK, not 3 segments
+        assert re.search(r"\d+ s", samples[-1]["shown"])
+        assert errors == []
+    finally:
+        await stop(pusher)
