@@ -17,13 +17,18 @@ a reference to the player the page creates. The TARGETDURATION of the playing re
 second too (all values seen are reported). BASELINES.md: latency ≈ 3 × TARGETDURATION + the age of
 the newest segment. Runs alternate between the two sides; medians of per-run medians.
 
-Run: ``.venv/bin/python -m bench.player_latency --seconds 30 --runs 3``
+* **ours, LL-HLS** (``--ll-hls``): a second ``live-server run`` with ``ll_hls = true`` (fMP4 parts of
+  ``ll_hls_part_target_seconds``, blocking reloads; recording off, as ``ll_hls`` needs for now), the same
+  event page (hls.js ``lowLatencyMode``).
+
+Run: ``.venv/bin/python -m bench.player_latency --seconds 30 --runs 3 [--ll-hls]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import shutil
@@ -221,6 +226,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=6, help="live playlist length in segments (both sides)")
     parser.add_argument("--join-after", type=float, default=None,
                         help="seconds of stream before the viewer opens the page (default: window × segment)")
+    parser.add_argument("--ll-hls", action="store_true", help="also measure our server with ll_hls on")
     parser.add_argument("--json", action="store_true", help="print the per-run results as JSON too")
     args = parser.parse_args()
     join_after = args.window * args.segment if args.join_after is None else args.join_after
@@ -229,22 +235,31 @@ def main() -> None:
 
     source = make_source(Path(tempfile.gettempdir()) / f"player-latency-720p30-gop{args.segment:g}.flv", gop_seconds=args.segment)
     ours: list[dict[str, Any]] = []
+    ours_ll: list[dict[str, Any]] = []
     bare: list[dict[str, Any]] = []
-    with server(segment_seconds=args.segment, live_window_segments=args.window) as srv, sync_playwright() as pw:
+    common = {"segment_seconds": args.segment, "live_window_segments": args.window}
+    with contextlib.ExitStack() as stack, sync_playwright() as pw:
+        srv = stack.enter_context(server(**common))
+        ll_srv = stack.enter_context(server(**common, ll_hls="true", recording_enabled="false")) if args.ll_hls else None
         browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         try:
             for run in range(args.runs):
                 ours.append(run_ours(browser, srv, source, args.seconds, args.warmup, join_after, run))
                 print(f"run {run + 1} ours: {ours[-1]}", flush=True)
+                if ll_srv is not None:
+                    ours_ll.append(run_ours(browser, ll_srv, source, args.seconds, args.warmup, join_after, run))
+                    print(f"run {run + 1} ours LL-HLS: {ours_ll[-1]}", flush=True)
                 bare.append(run_bare(browser, source, args.seconds, args.warmup, join_after, args.segment, args.window))
                 print(f"run {run + 1} bare: {bare[-1]}", flush=True)
         finally:
             browser.close()
     a = report("ours", ours)
+    if ours_ll:
+        report("ours LL-HLS", ours_ll)
     b = report("bare ffmpeg", bare)
     print(f"ratio ours / bare: {a['wall'] / b['wall']:.2f} (wall clock), {a['edge'] / b['edge']:.2f} (hls.latency)")
     if args.json:
-        print(json.dumps({"ours": ours, "bare": bare}))
+        print(json.dumps({"ours": ours, "ours_ll": ours_ll, "bare": bare}))
 
 
 if __name__ == "__main__":

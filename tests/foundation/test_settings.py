@@ -56,6 +56,7 @@ def test_postgres_and_redis_by_environment_only() -> None:
         ({"LIVE_REDIS_URL": "localhost:6379"}, "must start with redis://"),
         ({"LIVE_VOSK_MODELS": "fr"}, "expected key=value pairs"),
         ({"LIVE_PROT": "1"}, "unknown setting LIVE_PROT"),
+        ({"LIVE_LL_HLS": "true"}, "ll_hls = true needs recording_enabled = false"),
     ],
 )
 def test_validation_errors_are_readable(environ: dict[str, str], expected: str) -> None:
