@@ -5,6 +5,10 @@ segment-list lines ffmpeg writes back), ``feed`` (bounded FLV queue), ``mpegts``
 counters joined across processes), ``timeline`` (numbering, discontinuities,
 alignment, retention), ``variants`` (master playlist content); the m3u8
 text itself is ``formats.m3u8``.  The asyncio shell is ``packager``.
+
+Behind the ``ll_hls`` setting, passthrough events get the in-process LL-HLS packager instead:
+``ll_stream`` (pure: FLV tags into ``formats.cmaf`` parts, segments and ``formats.m3u8_ll``
+playlists) and its shell ``ll_packager`` (no ffmpeg). Both meet ``packager.LivePackager``.
 """
 
 from .options import DEFAULT_LADDER, PASSTHROUGH_RENDITION, PackagerOptions, Rendition

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -142,3 +143,25 @@ def test_other_codecs_are_refused() -> None:
         stream.feed("video", 0, bytes([0x12, 0x00, 0, 0, 0]), 0.0)  # Sorenson H.263 (ffmpeg's FLV default)
     with pytest.raises(LlUnsupported, match="AAC"):
         stream.feed("audio", 0, bytes([0x2F, 0x00]), 0.0)  # MP3
+
+
+async def test_published_playlists_wake_every_waiter_once_per_version(flv: bytes) -> None:
+    """The shell's shared playlists: one event per version, one render shared by all requests."""
+    from ingest.packaging.ll_packager import LlPlaylists
+
+    stream = rendition()
+    stream.begin_session()
+    feed_all(stream, flv)
+    playlist = stream.playlist(3)
+    assert playlist is not None
+    shared = LlPlaylists()
+    assert shared.current("live.m3u8") is None
+    first = shared.changed()
+    waiters = [asyncio.ensure_future(first.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    shared.publish({"live.m3u8": playlist}, {"live.m3u8": render(playlist)})
+    await asyncio.wait_for(asyncio.gather(*waiters), 1)
+    assert shared.changed() is not first and not shared.changed().is_set() and shared.version == 1
+    assert shared.text("live.m3u8") is shared.text("live.m3u8") == render(playlist)
+    assert shared.text("live.m3u8", skip=True) is shared.text("live.m3u8", skip=True)  # rendered once, on demand
