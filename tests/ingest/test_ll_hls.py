@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tests.ingest.conftest import Live, event_state_is, wait_for
-from tests.media import FFMPEG, push_rtmp, stop
+from tests.ingest.whip.conftest import WHIP_SETTINGS, push_whip
+from tests.media import FFMPEG, count_video_frames, decode_errors, push_rtmp, stop
 
 PART_TARGET = 0.334
 LL = pytest.mark.live_settings(ll_hls=True, recording_enabled=False)
@@ -150,3 +151,22 @@ async def test_event_page_plays_ll_hls_with_low_latency_mode(live: Live, browser
         assert errors == []
     finally:
         await stop(pusher)
+
+
+@pytest.mark.live_settings(**WHIP_SETTINGS, ll_hls=True, recording_enabled=False)
+async def test_a_whip_publish_is_packaged_as_ll_hls_too(live: Live) -> None:
+    """WHIP hands the hub H.264 as sent and Opus converted to AAC, as FLV tags: the LL packager takes them."""
+    event = await live.create_event(dvr=True)
+    pusher = await push_whip(str(live.client.make_url("/whip")), event["stream"]["whip_bearer_token"], frames=75, fps=15)
+    try:
+        await wait_for(lambda: event_state_is(live, event, "live"), 15, "the event to go live over WHIP")
+        text = await _live_playlist(live, event["slug"])
+        assert "#EXT-X-PART:" in text and "#EXT-X-MAP:" in text
+    finally:
+        _, stderr = await asyncio.wait_for(pusher.communicate(), 30)
+    assert pusher.returncode == 0, stderr.decode()[-2000:]
+    await wait_for(lambda: event_state_is(live, event, "ended"), 15, "the event to end after the grace period")
+    dvr = live.folder(event["id"]) / "source" / "dvr.m3u8"
+    assert dvr.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    assert 70 <= count_video_frames(dvr) <= 75
+    assert decode_errors(dvr) == ""
