@@ -61,6 +61,11 @@ from live_server.session_people import SESSION_PEOPLE, SessionPeople
 from live_server.passes import MediaPasses
 from web.media import CatalogMediaDirectory, LiveMediaHandler, MediaCache, ViewerCounter, media_preflight
 from web.vendor import vendor_routes
+from web.media import viewer_id
+from audience.api import AudienceApi
+from audience.collector import AUDIENCE, Audience
+from audience.merge import RedisMerge
+from captions.captioner import SUBTITLES_FOLDER
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(pages.__file__).resolve().parent
@@ -102,6 +107,22 @@ def create_app(settings: Settings) -> web.Application:
         app.on_startup.append(_caption_events)  # after every cleanup_ctx: the chat's Socket.IO server exists by then
     if settings.redis_url:
         app.cleanup_ctx.append(_live_board)  # after the ingest: it announces what this node carries
+
+    # --- audience insight (issue 21): collected from playlist polls and replay beacons, batched writes
+    audience = app[AUDIENCE] = Audience(settings, captions_folder=SUBTITLES_FOLDER)
+    audience_api = AudienceApi(audience, settings, viewer_id)
+    app.router.add_routes(audience_api.routes())  # before /api/v1/recordings/{id}
+
+    async def _audience(app: web.Application) -> AsyncIterator[None]:
+        audience_api.bind(app[DB], app[SESSION_PEOPLE], app[MEDIA_PASS], app[RECORDING_DIRECTORY])
+        redis = app.get(REDIS)
+        merge = RedisMerge(redis, settings.chat_redis_channel) if redis is not None else None
+        await audience.start(app[DB], app[SESSION_PEOPLE], merge, retention=settings.role in ("both", "web"))
+        yield
+        await audience.stop()
+
+    app.cleanup_ctx.append(_audience)
+    # --- end of audience wiring
 
     setup_templates(app, WEB_DIR / "templates")  # Jinja2 with the French/English catalogs (web/i18n.py)
     app.router.add_routes(ops.routes)
@@ -202,7 +223,8 @@ async def _live_media(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
     handler = LiveMediaHandler(app[MEDIA_DIRECTORY], app[MEDIA_CACHE], app[VIEWERS], app[MEDIA_PASS],
-                               settings.media_accel_redirect, settings.media_dir, settings.cookie_secure)
+                               settings.media_accel_redirect, settings.media_dir, settings.cookie_secure,
+                               app[AUDIENCE])
     return await handler(request, app[SESSION_PEOPLE])
 
 

@@ -193,11 +193,22 @@ def viewer_id(request: web.Request) -> str:
     return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
+class AudienceTap(Protocol):
+    """Told of every media playlist poll (``audience.collector.Audience.polled``): a dict update, no I/O."""
+
+    def polled(self, event_id: int, viewer: str, tail: str, session_token: str | None) -> None: ...
+
+
+SESSION_COOKIE = "live_session"  # the login cookie (live_server.middleware.SESSION_COOKIE)
+
+
 class LiveMediaHandler:
     """GET /live/{slug}/{tail}: the HLS files of an event's current live run."""
 
     def __init__(self, directory: MediaDirectory, cache: MediaCache, viewers: ViewerCounter, passes: MediaPasses,
-                 accel_redirect: str = "", media_root: Path | None = None, cookie_secure: str = "auto") -> None:
+                 accel_redirect: str = "", media_root: Path | None = None, cookie_secure: str = "auto",
+                 audience: AudienceTap | None = None) -> None:
+        self.audience = audience
         self.directory = directory
         self.cache = cache
         self.viewers = viewers
@@ -228,7 +239,10 @@ class LiveMediaHandler:
         if data is None:
             raise web.HTTPNotFound(text="no such media\n")
         if is_playlist and tail not in ("master.m3u8", "master-dvr.m3u8"):
-            self.viewers.seen(location.event_id, viewer_id(request))
+            viewer = viewer_id(request)
+            self.viewers.seen(location.event_id, viewer)
+            if self.audience is not None:
+                self.audience.polled(location.event_id, viewer, tail, request.cookies.get(SESSION_COOKIE))
         if is_playlist:
             cache_control = f"{scope}, max-age=1"
         elif suffix == ".vtt":

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("live_server", "formats", "ingest", "chat", "captions", "recorder", "vod", "web")
+PACKAGES = ("live_server", "formats", "ingest", "chat", "captions", "recorder", "vod", "web", "audience")
 
 # The ground floor: what every component may import, and which imports no component.
 GROUND = ("formats", "live_server.settings", "live_server.db", "live_server.models", "live_server.errors",
           "live_server.security", "live_server.metrics", "live_server.accounts", "live_server.events",
           "live_server.layout", "live_server.migrations", "live_server.ffmpeg", "live_server.access",
           "live_server.passes", "live_server.session_people")
-COMPONENTS = ("ingest", "chat", "captions", "recorder", "vod", "web")
+COMPONENTS = ("ingest", "chat", "captions", "recorder", "vod", "web", "audience")
 
 # Cycles that exist today, each as the sorted modules of one strongly connected component. The
 # refactor (one composition root, AppKeys declared by their owners) shrinks this list to empty;
@@ -153,12 +153,21 @@ def test_the_ground_floor_imports_no_component() -> None:
     assert formats_out == set(), "formats/ is pure: it imports nothing of ours"
 
 
+def test_the_audience_component_imports_only_the_ground_floor() -> None:
+    """audience/ is a component built to the target design (issue 21): the ground floor and itself, nothing sideways."""
+    graph = import_graph()
+    outside = {(m, t) for m, targets in graph.items() if in_layer(m, ("audience",)) for t in targets
+               if not in_layer(t, ("audience",)) and not in_layer(t, GROUND)}
+    assert outside == set()
+    assert "live_server.access" in graph["audience.api"]  # read correctly: it does import the access rule
+
+
 MEDIA_LIBRARIES = ("aiortc", "av", "vosk")
 
 
 @pytest.mark.parametrize("module", [
     "live_server.settings", "live_server.db", "live_server.models", "live_server.security", "live_server.metrics",
-    "live_server.events", "live_server.accounts", "formats.webvtt",
+    "live_server.events", "live_server.accounts", "formats.webvtt", "audience.api",
     pytest.param("live_server.middleware", marks=pytest.mark.xfail(
         strict=True, reason="not ground floor yet: it imports live_server.keys, which imports every component "
         "(aiortc and PyAV through ingest.whip); the composition-root refactor removes that")),
