@@ -155,7 +155,7 @@ class Audience:
                 row.qualities[name] = max(row.qualities.get(name, 0), count)
             for viewer, slots in batch.slots.items():
                 start = batch.minute * 60 + min(slots) * self.slot_seconds
-                end = min(batch.minute * 60 + (max(slots) + 1) * self.slot_seconds, max(now, start))
+                end = batch.minute * 60 + max(slots) * self.slot_seconds  # seen within the slot that starts here
                 credited = result.credited.get(viewer, 0) * self.slot_seconds
                 delta = sessions.get((batch.event_id, viewer))
                 if delta is None:
