@@ -13,7 +13,7 @@ import pytest
 from live_server import events as ev
 from live_server.db import Database
 from live_server.layout import live_run_folder
-from live_server.models import Event, User, Visibility, utcnow
+from live_server.models import User, Visibility, utcnow
 from live_server.settings import Settings
 from tests.support import Account
 
@@ -57,10 +57,6 @@ def live_event(db: Database, media_dir: Path, owner_id: int, title: str = "Lectu
         (run / rendition / "live.m3u8").write_text(PLAYLIST)
     (run / "master.m3u8").write_text(MASTER)
     return {"id": event_id, "slug": slug}
-
-
-def require_attendance(db: Database, event_id: int) -> None:
-    db.transaction(lambda s: setattr(s.get(Event, event_id), "attendance_required", True))
 
 
 @dataclass

@@ -13,7 +13,7 @@ from audience.collector import AUDIENCE
 from live_server.keys import DB
 from live_server.models import AudienceSession
 from live_server.settings import Settings
-from tests.audience.conftest import Clock, Player, live_event, require_attendance
+from tests.audience.conftest import Clock, Player, live_event
 from tests.chat.conftest import ChatClient
 from tests.support import Account, login
 
@@ -90,14 +90,15 @@ async def test_players_and_chat_become_the_owners_figures(
 
     # attendance: off by default (404 for the owner); on, the logged-in viewers only, with their minutes
     assert (await client.get(f"/api/v1/events/{event['id']}/attendance.csv")).status == 404
-    require_attendance(app[DB], event["id"])
+    resp = await client.patch(f"/api/v1/events/{event['id']}", json={"attendance_required": True},
+                              headers={"X-CSRF-Token": csrf})
+    assert resp.status == 200 and (await resp.json())["attendance_required"] is True
     resp = await client.get(f"/api/v1/events/{event['id']}/attendance.csv")
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO((await resp.read()).decode("utf-8-sig"))))
     assert [(r["username"], r["minutes_live"], r["minutes_replay"]) for r in rows] == [
         ("alice", "3.0", "0.0"), ("bob", "1.0", "0.0")]
     assert rows[0]["first_joined"] < rows[0]["last_left"]
-    assert csrf  # the owner's session is a cookie session like a browser's
 
 
 async def test_only_the_owner_and_admins_see_the_audience(
