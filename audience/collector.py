@@ -56,13 +56,14 @@ class Audience:
     """Collector, batch writer and retention of the audience figures of one process."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time,
-                 captions_folder: str = "subtitles") -> None:
+                 captions_folder: str = "subtitles", retention_batch: int = 5_000) -> None:
         self.settings = settings
         self.enabled = settings.audience_enabled
         self.slot_seconds = settings.audience_slot_seconds
         self.bucket_seconds = settings.audience_bucket_seconds
         self.worker = f"{secrets.token_hex(4)}@{settings.effective_node_name}"[:120]
         self.captions_folder = captions_folder
+        self.retention_batch = retention_batch  # sessions reduced per transaction
         self.clock = clock  # public: tests drive it instead of waiting
         self._minutes: dict[tuple[int, int], MinuteBatch] = {}
         self._rows: dict[tuple[int, int], store.MinuteRow] = {}  # this worker's rows of recent minutes
@@ -70,6 +71,8 @@ class Audience:
         self._users: dict[str, tuple[int, int | None]] = {}  # viewer -> (hash of its session token, user id)
         self._replays: dict[tuple[int, str], _Replay] = {}
         self._buckets: Counter[tuple[int, int]] = Counter()
+        self._unwritten_deltas: list[store.SessionDelta] = []  # merged but not written (the catalog failed)
+        self._unwritten_rows: list[store.MinuteRow] = []
         self._db: Database | None = None
         self._people: PeopleBySession | None = None
         self._merge: Merge = MemoryMerge()
@@ -134,7 +137,7 @@ class Audience:
         batches, self._minutes = list(self._minutes.values()), {}
         replays, self._replays = self._replays, {}
         buckets, self._buckets = self._buckets, Counter()
-        if not (batches or replays or buckets):
+        if not (batches or replays or buckets or self._unwritten_deltas or self._unwritten_rows):
             return 0
         try:
             merged = await self._merge.merge(batches)
@@ -166,11 +169,13 @@ class Audience:
                 else:
                     delta.first_seen, delta.last_seen = min(delta.first_seen, start), max(delta.last_seen, end)
                     delta.watched_seconds += credited
-        deltas = list(sessions.values()) + [
+        deltas, self._unwritten_deltas = self._unwritten_deltas, []
+        deltas += list(sessions.values()) + [
             store.SessionDelta(store.REPLAY, recording_id, r.event_id, recording_id, storage_viewer(viewer), r.user_id,
                                r.first, r.last, r.seconds)
             for (recording_id, viewer), r in replays.items()]
-        rows = [self._rows[(b.event_id, b.minute)] for b in batches]
+        rows = list({id(r): r for r in [*self._unwritten_rows, *(self._rows[(b.event_id, b.minute)] for b in batches)]}.values())
+        self._unwritten_rows = []
         db = self._db
 
         def write(session: store.Session) -> int:
@@ -184,7 +189,15 @@ class Audience:
             store.write_batch(session, self.worker, kept_rows, kept, kept_buckets)
             return len(kept_rows) + len(kept) + len(kept_buckets)
 
-        written = await db.run(write)
+        try:
+            written = await db.run(write)
+        except Exception:
+            # the catalog is away: Redis has already counted these, so keep the results (not the polls) for next time
+            self._unwritten_deltas.extend(deltas)
+            self._unwritten_rows = rows[-10_000:]
+            self._buckets.update(buckets)
+            del self._unwritten_deltas[:-100_000]
+            raise
         self.flushes += 1
         self.rows_written += written
         current = int(now // 60)
@@ -229,8 +242,12 @@ class Audience:
         """Reduce the sessions past ``audience_retention_days`` (``now``: the clock, for tests)."""
         assert self._db is not None, "audience used before the app started"
         when = now or datetime.fromtimestamp(self.clock(), timezone.utc)
-        days = self.settings.audience_retention_days
-        return await self._db.run(lambda s: store.reduce_expired(s, when, days))
+        days, batch, total = self.settings.audience_retention_days, self.retention_batch, 0
+        while True:  # in batches: one transaction never holds a whole year of sessions
+            reduced = await self._db.run(lambda s: store.reduce_expired(s, when, days, batch))
+            total += reduced
+            if reduced < batch:
+                return total
 
     # --- lifecycle ---------------------------------------------------------------------------
 

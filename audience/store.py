@@ -193,6 +193,18 @@ def event_audience(session: Session, event: Event) -> dict[str, Any]:
     }
 
 
+def peak_viewers(session: Session, event_ids: Iterable[int]) -> dict[int, int]:
+    """Peak viewers per event, for lists (the dashboard): the largest minute, workers combined by MAX."""
+    ids = list(event_ids)
+    if not ids:
+        return {}
+    per_minute = (select(AudienceMinute.event_id, func.max(AudienceMinute.viewers).label("viewers"))
+                  .where(AudienceMinute.event_id.in_(ids))
+                  .group_by(AudienceMinute.event_id, AudienceMinute.minute).subquery())
+    rows = session.execute(select(per_minute.c.event_id, func.max(per_minute.c.viewers)).group_by(per_minute.c.event_id))
+    return {int(event_id): int(peak or 0) for event_id, peak in rows}
+
+
 def recording_audience(session: Session, recording: Recording, bucket_seconds: int) -> dict[str, Any]:
     """Replay viewers and the heatmap: how many times each ``bucket_seconds`` of the recording was watched."""
     counts = dict(session.execute(select(AudienceReplayBucket.start_second, AudienceReplayBucket.views)

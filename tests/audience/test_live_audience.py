@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from sqlalchemy import func, select
 
+from audience import store
 from audience.collector import AUDIENCE
 from live_server.keys import DB
 from live_server.models import AudienceSession
@@ -77,6 +78,7 @@ async def test_players_and_chat_become_the_owners_figures(
     assert [m["caption_share"] for m in live] == [0.0, round(1 / 3, 3), 0.0]
     assert live[1]["qualities"] == {"source": 2, "720p": 1}
     assert body["peak_viewers"] == 4 and body["peak_at"] == live[0]["minute"]
+    assert app[DB].transaction(lambda s: store.peak_viewers(s, [event["id"], 999_999])) == {event["id"]: 4}  # dashboard
     assert body["viewers"] == {"total": 4, "logged_in": 2, "anonymous": 2}
     # watched: a 180 s, b 60 s, c 180 s, d 120 s
     assert body["watch_seconds"]["total"] == 540.0

@@ -44,6 +44,7 @@ async def test_old_sessions_are_reduced_to_aggregates(
     watched_at = datetime.fromtimestamp(BASE, timezone.utc)
     assert await audience.reduce_expired(watched_at + timedelta(days=settings.audience_retention_days - 1)) == 0
     assert sessions() == 3  # within the retention: kept
+    audience.retention_batch = 2  # in batches, the second one merging into the first's aggregate
     assert await audience.reduce_expired(watched_at + timedelta(days=settings.audience_retention_days, minutes=5)) == 3
     assert sessions() == 0
     reduced = app[DB].transaction(lambda s: s.scalars(select(AudienceReduced)).one())
