@@ -44,6 +44,17 @@ class Merge(Protocol):
     async def merge(self, batches: list[MinuteBatch]) -> list[Merged]: ...
 
 
+#: SADD each member, answer which ones were new (1-based positions): one command per minute batch, and a
+#: reply only as long as the new slots, instead of one SADD round per viewer and slot.
+ADD_NEW = """
+local added = {}
+for i, member in ipairs(ARGV) do
+  if redis.call('SADD', KEYS[1], member) == 1 then added[#added + 1] = i end
+end
+return added
+"""
+
+
 class RedisMerge:
     """The sets live in Redis under ``<prefix>:audience:``; minute sets expire after ``minute_ttl``."""
 
@@ -67,8 +78,8 @@ class RedisMerge:
                 ever = f"{self.prefix}:{batch.event_id}:ever"
                 pipe.sadd(f"{base}:v", *viewers)
                 pipe.sadd(ever, *viewers)
-                for viewer, slot in members:
-                    pipe.sadd(f"{base}:s", f"{viewer}|{slot}")
+                if members:
+                    pipe.eval(ADD_NEW, 1, f"{base}:s", *(f"{viewer}|{slot}" for viewer, slot in members))
                 if batch.captions:
                     pipe.sadd(f"{base}:c", *batch.captions)
                 for rendition in renditions:
@@ -88,8 +99,9 @@ class RedisMerge:
             new_viewers = int(replies[at])
             at += 1
             credited: dict[str, int] = {}
-            for viewer, _ in members:
-                if replies[at]:
+            if members:
+                for position in replies[at]:  # 1-based positions of the members this batch added first
+                    viewer = members[int(position) - 1][0]
                     credited[viewer] = credited.get(viewer, 0) + 1
                 at += 1
             at += (1 if batch.captions else 0) + len(renditions)
