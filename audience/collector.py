@@ -83,8 +83,9 @@ class Audience:
 
     # --- the hot path ------------------------------------------------------------------------
 
-    def polled(self, event_id: int, viewer: str, tail: str, session_token: str | None) -> None:
-        """A player polled one of an event's media playlists (``tail``: ``<rendition>/live.m3u8``)."""
+    def polled(self, event_id: int, viewer: str, tail: str, session_token: str | None, captions: bool = False) -> None:
+        """A player polled one of an event's media playlists (``tail``: ``<rendition>/live.m3u8``); ``captions``:
+        it says it shows captions (our player's overlay is fed by the chat socket, not the subtitles playlist)."""
         if not self.enabled:
             return
         now = self.clock()
@@ -99,8 +100,11 @@ class Audience:
         folder = tail.split("/", 1)[0] if "/" in tail else ""
         if folder == self.captions_folder:
             batch.captions.add(viewer)
-        elif folder:
-            batch.renditions.setdefault(folder, set()).add(viewer)
+        else:
+            if captions:
+                batch.captions.add(viewer)
+            if folder:
+                batch.renditions.setdefault(folder, set()).add(viewer)
         if session_token:
             known = self._users.get(viewer)
             if known is None or known[0] != hash(session_token):

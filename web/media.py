@@ -196,10 +196,11 @@ def viewer_id(request: web.Request) -> str:
 class AudienceTap(Protocol):
     """Told of every media playlist poll (``audience.collector.Audience.polled``): a dict update, no I/O."""
 
-    def polled(self, event_id: int, viewer: str, tail: str, session_token: str | None) -> None: ...
+    def polled(self, event_id: int, viewer: str, tail: str, session_token: str | None, captions: bool = False) -> None: ...
 
 
 SESSION_COOKIE = "live_session"  # the login cookie (live_server.middleware.SESSION_COOKIE)
+CAPTIONS_HEADER = "X-Live-Captions"  # our player says "1" on its playlist polls while captions are shown
 
 
 class LiveMediaHandler:
@@ -242,7 +243,8 @@ class LiveMediaHandler:
             viewer = viewer_id(request)
             self.viewers.seen(location.event_id, viewer)
             if self.audience is not None:
-                self.audience.polled(location.event_id, viewer, tail, request.cookies.get(SESSION_COOKIE))
+                self.audience.polled(location.event_id, viewer, tail, request.cookies.get(SESSION_COOKIE),
+                                     request.headers.get(CAPTIONS_HEADER) == "1")
         if is_playlist:
             cache_control = f"{scope}, max-age=1"
         elif suffix == ".vtt":
@@ -281,7 +283,7 @@ class LiveMediaHandler:
 # add a request header of their own, which makes the browser send OPTIONS first; without an answer
 # the player fails before its first playlist.
 PREFLIGHT_METHODS = "GET, HEAD, OPTIONS"
-PREFLIGHT_HEADERS = "Range, If-None-Match, If-Modified-Since, Cache-Control, Pragma"
+PREFLIGHT_HEADERS = "Range, If-None-Match, If-Modified-Since, Cache-Control, Pragma, X-Live-Captions"
 PREFLIGHT_MAX_AGE = "86400"  # browsers cap it (Chromium: 2 h)
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 

@@ -71,8 +71,10 @@ class Player:
         async with self.http.get(f"{self.base}/live/{self.slug}/master.m3u8") as resp:
             assert resp.status == 200, await resp.text()
 
-    async def poll(self, rendition: str = "source") -> None:
-        async with self.http.get(f"{self.base}/live/{self.slug}/{rendition}/live.m3u8") as resp:
+    async def poll(self, rendition: str = "source", captions: bool = False) -> None:
+        """A playlist poll; ``captions``: as our player sends it while it shows captions (the socket overlay)."""
+        headers = {"X-Live-Captions": "1"} if captions else {}
+        async with self.http.get(f"{self.base}/live/{self.slug}/{rendition}/live.m3u8", headers=headers) as resp:
             assert resp.status == 200, await resp.text()
 
     async def login(self, account: Account) -> str:

@@ -25,7 +25,10 @@ async def _watch(players: list[tuple[Player, str]], clock: Clock, minute: int) -
     for second in SLOTS:
         clock.at(minute, second)
         for player, rendition in players:
-            await player.poll(rendition)
+            if rendition == "720p+captions":  # captions shown by the player's overlay: it says so on its polls
+                await player.poll("720p", captions=True)
+            else:
+                await player.poll(rendition)
 
 
 async def test_players_and_chat_become_the_owners_figures(
@@ -44,10 +47,11 @@ async def test_players_and_chat_become_the_owners_figures(
     for player in (a, b, c, d):
         await player.start()
 
-    # minute 0: everyone; minute 1: bob has left, c turns captions on, d watches 720p; minute 2: a and c only
+    # minute 0: everyone; minute 1: bob has left, c turns the subtitles rendition on, d watches 720p with the
+    # captions overlay; minute 2: a and c only
     await _watch([(a, "source"), (b, "source"), (c, "source"), (d, "source")], clock, 0)
     await audience.flush()  # a flush in the middle changes nothing: minutes and sessions add up
-    await _watch([(a, "source"), (c, "source"), (c, "subtitles"), (d, "720p")], clock, 1)
+    await _watch([(a, "source"), (c, "source"), (c, "subtitles"), (d, "720p+captions")], clock, 1)
     await _watch([(a, "source"), (c, "source")], clock, 2)
 
     # the chat (real python-socketio client, logged in as alice): two messages and a question
@@ -75,7 +79,7 @@ async def test_players_and_chat_become_the_owners_figures(
     live = [m for m in body["minutes"] if m["viewers"]]
     assert [m["viewers"] for m in live] == [4, 3, 2]
     assert [m["new_viewers"] for m in live] == [4, 0, 0]
-    assert [m["caption_share"] for m in live] == [0.0, round(1 / 3, 3), 0.0]
+    assert [m["caption_share"] for m in live] == [0.0, round(2 / 3, 3), 0.0]
     assert live[1]["qualities"] == {"source": 2, "720p": 1}
     assert body["peak_viewers"] == 4 and body["peak_at"] == live[0]["minute"]
     assert app[DB].transaction(lambda s: store.peak_viewers(s, [event["id"], 999_999])) == {event["id"]: 4}  # dashboard
