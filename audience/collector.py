@@ -75,7 +75,7 @@ class Audience:
         self._unwritten_rows: list[store.MinuteRow] = []
         self._db: Database | None = None
         self._people: PeopleBySession | None = None
-        self._merge: Merge = MemoryMerge()
+        self.merge: Merge = MemoryMerge()
         self._tasks: list[asyncio.Task[None]] = []
         self._flushing = asyncio.Lock()
         self.flushes = 0
@@ -144,7 +144,7 @@ class Audience:
         if not (batches or replays or buckets or self._unwritten_deltas or self._unwritten_rows):
             return 0
         try:
-            merged = await self._merge.merge(batches)
+            merged = await self.merge.merge(batches)
         except Exception:
             self._requeue(batches, replays, buckets)
             raise
@@ -260,7 +260,7 @@ class Audience:
         self._db = db
         self._people = people
         if merge is not None:
-            self._merge = merge
+            self.merge = merge
         if not self.enabled:
             return
         self._tasks.append(asyncio.create_task(self._every(self.settings.audience_flush_seconds, self.flush),
