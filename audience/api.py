@@ -118,7 +118,8 @@ class AudienceApi:
         return web.json_response(await self.db.run(work))
 
     async def attendance_csv(self, request: web.Request) -> web.Response:
-        """CSV (UTF-8 with a BOM, so spreadsheet programs read accents right) of logged-in viewers."""
+        """Logged-in viewers as CSV (RFC 4180, UTF-8), or with ``?format=excel`` as Excel opens it in any locale
+        with accents intact: UTF-16 with a BOM, tab-separated."""
         person = await self._person(request)
         ref = request.match_info["ref"]
 
@@ -128,16 +129,18 @@ class AudienceApi:
                 raise NotFound("attendance is not recorded for this event (turn on attendance_required)")
             return event.slug, store.attendance(session, event)
 
+        excel = request.query.get("format") == "excel"
         slug, people = await self.db.run(work)
         out = io.StringIO()
         columns = ["name", "username", "email", "first_joined", "last_left", "minutes_live", "minutes_replay"]
-        writer = csv.DictWriter(out, columns, lineterminator="\r\n")
+        writer = csv.DictWriter(out, columns, lineterminator="\r\n", delimiter="\t" if excel else ",")
         writer.writeheader()
         for row in people:
             writer.writerow({k: _spreadsheet_safe(v) for k, v in row.items()})
-        return web.Response(body=("\ufeff" + out.getvalue()).encode(), headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="attendance-{slug}.csv"',
+        body = ("\ufeff" + out.getvalue()).encode("utf-16-le") if excel else out.getvalue().encode()
+        return web.Response(body=body, headers={
+            "Content-Type": "text/csv; charset=utf-16" if excel else "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="attendance-{slug}{"-excel" if excel else ""}.csv"',
             "Cache-Control": "private, no-store",
         })
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from audience import store
 from audience.collector import AUDIENCE
 from live_server.keys import DB
-from live_server.models import AudienceSession
+from live_server.models import AudienceSession, User
 from live_server.settings import Settings
 from tests.audience.conftest import Clock, Player, live_event
 from tests.chat.conftest import ChatClient
@@ -39,6 +39,8 @@ async def test_players_and_chat_become_the_owners_figures(
     audience.clock = clock
     prof = make_user("lecturer")
     alice, bob = make_user("viewer", "alice"), make_user("viewer", "bob")
+    # a display name that a spreadsheet would run as a formula
+    app[DB].transaction(lambda s: setattr(s.get(User, alice.id), "display_name", '=HYPERLINK("http://x.example")'))
     event = live_event(app[DB], settings.media_dir, prof.id, "Audience lecture")
     base = str(client.make_url("/"))
     a, b, c, d = (players(base, event["slug"]) for _ in range(4))
@@ -101,10 +103,15 @@ async def test_players_and_chat_become_the_owners_figures(
     assert resp.status == 200 and (await resp.json())["attendance_required"] is True
     resp = await client.get(f"/api/v1/events/{event['id']}/attendance.csv")
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO((await resp.read()).decode("utf-8-sig"))))
-    assert [(r["username"], r["minutes_live"], r["minutes_replay"]) for r in rows] == [
-        ("alice", "3.0", "0.0"), ("bob", "1.0", "0.0")]
+    rows = list(csv.DictReader(io.StringIO((await resp.read()).decode("utf-8"))))
+    assert [(r["name"], r["username"], r["minutes_live"], r["minutes_replay"]) for r in rows] == [
+        ("'=HYPERLINK(\"http://x.example\")", "alice", "3.0", "0.0"), ("bob", "bob", "1.0", "0.0")]
     assert rows[0]["first_joined"] < rows[0]["last_left"]
+    resp = await client.get(f"/api/v1/events/{event['id']}/attendance.csv?format=excel")
+    raw = await resp.read()
+    assert raw[:2] == b"\xff\xfe"  # UTF-16 little-endian with its BOM: Excel keeps accents in any locale
+    excel = list(csv.DictReader(io.StringIO(raw.decode("utf-16")), delimiter="\t"))
+    assert excel == rows
 
 
 async def test_only_the_owner_and_admins_see_the_audience(
