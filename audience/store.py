@@ -190,7 +190,19 @@ def event_audience(session: Session, event: Event) -> dict[str, Any]:
         "chat_messages": sum(messages.values()),
         "questions": sum(questions.values()),
         **_viewer_summary(session, LIVE, event.id),
+        "replay": _replay_totals(session, event.id),
     }
+
+
+def _replay_totals(session: Session, event_id: int) -> dict[str, Any]:
+    """Watching of the event's recordings (details per recording: ``recording_audience``)."""
+    viewers, seconds = session.execute(
+        select(func.count(), func.coalesce(func.sum(AudienceSession.watched_seconds), 0.0))
+        .where(AudienceSession.kind == REPLAY, AudienceSession.event_id == event_id)).one()
+    reduced_viewers, reduced_seconds = session.execute(
+        select(func.coalesce(func.sum(AudienceReduced.viewers), 0), func.coalesce(func.sum(AudienceReduced.watched_seconds), 0.0))
+        .where(AudienceReduced.kind == REPLAY, AudienceReduced.event_id == event_id)).one()
+    return {"viewers": int(viewers) + int(reduced_viewers), "watch_seconds": round(float(seconds) + float(reduced_seconds), 1)}
 
 
 def peak_viewers(session: Session, event_ids: Iterable[int]) -> dict[int, int]:

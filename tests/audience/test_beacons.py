@@ -13,6 +13,7 @@ from audience.ranges import BeaconError, bucket_counts, parse_beacon
 from live_server.keys import DB
 from live_server.models import Recording, RecordingState, Visibility
 from live_server.settings import Settings
+from tests.audience.conftest import live_event
 from tests.support import Account, login
 
 
@@ -43,10 +44,11 @@ def test_ranges_cover_half_open_buckets() -> None:
     assert counts == {0: 1, 5: 1, 10: 1, 15: 1, 20: 1, 25: 1, 30: 1, 60: 1}  # 30 once: [0,30) ends where [30,..) starts
 
 
-def _recording(app: Any, owner_id: int, visibility: Visibility = Visibility.PUBLIC, duration: float = 60.0) -> int:
+def _recording(app: Any, owner_id: int, visibility: Visibility = Visibility.PUBLIC, duration: float = 60.0,
+               event_id: int | None = None) -> int:
     def work(session: Any) -> int:
         row = Recording(owner_id=owner_id, title="Replay", visibility=visibility, state=RecordingState.READY,
-                        media_path="recordings/0/test", duration_seconds=duration)
+                        media_path="recordings/0/test", duration_seconds=duration, event_id=event_id)
         session.add(row)
         session.flush()
         return int(row.id)
@@ -62,7 +64,8 @@ async def _beacon(client: Any, recording: int, ranges: Any, **headers: str) -> A
 async def test_beacons_become_the_heatmap(client: Any, settings: Settings, make_user: Callable[..., Account]) -> None:
     app = client.server.app
     prof, student = make_user("lecturer"), make_user("viewer")
-    recording = _recording(app, prof.id)
+    event_id = live_event(app[DB], settings.media_dir, prof.id)["id"]
+    recording = _recording(app, prof.id, event_id=event_id)
     other_browser = {"Cookie": "live_viewer=" + "a1" * 12}  # an anonymous player's own handle
     assert (await _beacon(client, recording, [[0, 30]], **other_browser)).status == 204
     assert (await _beacon(client, recording, [[20, 40]], **other_browser)).status == 204  # the same player rewinds
@@ -85,6 +88,8 @@ async def test_beacons_become_the_heatmap(client: Any, settings: Settings, make_
     assert body["most_watched"] == 20
     assert body["viewers"] == {"total": 2, "logged_in": 1, "anonymous": 1}  # the anonymous player, the student
     assert body["watch_seconds"]["total"] == 60.0  # 30 + 20 anonymous, 5 + 5 the student
+    event = await (await client.get(f"/api/v1/events/{event_id}/audience")).json()
+    assert event["replay"] == {"viewers": 2, "watch_seconds": 60.0}  # the event's figures include its replays
 
 
 async def test_garbage_beacons_get_4xx_and_count_nothing(
