@@ -47,6 +47,20 @@ class _Replay:
     seconds: float
 
 
+def _combined(deltas: list[store.SessionDelta]) -> list[store.SessionDelta]:
+    merged: dict[tuple[str, int, str], store.SessionDelta] = {}
+    for delta in deltas:
+        key = (delta.kind, delta.target_id, delta.viewer)
+        known = merged.get(key)
+        if known is None:
+            merged[key] = delta
+            continue
+        known.first_seen, known.last_seen = min(known.first_seen, delta.first_seen), max(known.last_seen, delta.last_seen)
+        known.watched_seconds += delta.watched_seconds
+        known.user_id = delta.user_id if delta.user_id is not None else known.user_id
+    return list(merged.values())
+
+
 def storage_viewer(viewer: str) -> str:
     """What the catalog keeps of a player's anonymous id: a hash, so rows cannot be matched to a cookie."""
     return hashlib.blake2b(viewer.encode(), digest_size=16, person=b"live-audience").hexdigest()
@@ -178,6 +192,7 @@ class Audience:
             store.SessionDelta(store.REPLAY, recording_id, r.event_id, recording_id, storage_viewer(viewer), r.user_id,
                                r.first, r.last, r.seconds)
             for (recording_id, viewer), r in replays.items()]
+        deltas = _combined(deltas)  # one row per session: an upsert batch may not touch the same row twice
         rows = list({id(r): r for r in [*self._unwritten_rows, *(self._rows[(b.event_id, b.minute)] for b in batches)]}.values())
         self._unwritten_rows = []
         db = self._db
