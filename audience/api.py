@@ -60,24 +60,22 @@ class RecordingDirectory(Protocol):
 
 
 class AudienceApi:
-    """Handlers of the audience routes; collaborators come at wiring (``bind`` once the catalog is open)."""
+    """Handlers of the audience routes, given their collaborators at wiring."""
 
-    def __init__(self, audience: Audience, settings: Settings, viewer_of: Callable[[web.Request], str]) -> None:
+    def __init__(self, audience: Audience, db: "Database", people: People, passes: PassesPresented,
+                 recordings: RecordingDirectory, viewer_of: Callable[[web.Request], str], settings: Settings) -> None:
         self.audience = audience
+        self.db = db
+        self.people = people
+        self.passes = passes
+        self.recordings = recordings
         self.settings = settings
         self.viewer_of = viewer_of  # the player's anonymous handle (``web.media.viewer_id``)
         self.max_bytes = settings.audience_beacon_max_bytes
         self.max_ranges = settings.audience_beacon_max_ranges
         # a beacon carries what was played since the previous one, at up to 2x speed, with slack for a late one
         self.max_seconds = settings.audience_beacon_seconds * 4 + 60
-        self._db: Database | None = None
-        self._people: People | None = None
-        self._passes: PassesPresented | None = None
-        self._recordings: RecordingDirectory | None = None
         self.refused = 0
-
-    def bind(self, db: "Database", people: People, passes: PassesPresented, recordings: RecordingDirectory) -> None:
-        self._db, self._people, self._passes, self._recordings = db, people, passes, recordings
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -87,14 +85,8 @@ class AudienceApi:
             web.post("/api/v1/recordings/{ref}/watch", self.watch),
         ]
 
-    @property
-    def db(self) -> "Database":
-        assert self._db is not None, "audience API used before the app started"
-        return self._db
-
     async def _person(self, request: web.Request) -> Person | None:
-        assert self._people is not None, "audience API used before the app started"
-        return await self._people.person(request)
+        return await self.people.person(request)
 
     # --- owners' figures ---------------------------------------------------------------------
 
@@ -163,11 +155,10 @@ class AudienceApi:
         except BeaconError as exc:
             self.refused += 1
             raise Unprocessable(f"invalid watch beacon: {exc}") from None
-        assert self._recordings is not None and self._passes is not None, "audience API used before the app started"
-        place = await self._recordings.locate(request.match_info["ref"])
+        place = await self.recordings.locate(request.match_info["ref"])
         if place is None:
             raise NotFound("no such recording")
-        presented = self._passes.presented(request.cookies)
+        presented = self.passes.presented(request.cookies)
         person = await self._person(request)  # cached per login session; also who the watch time is for
         if can_view(person, place.access, presented) is not Decision.ALLOWED:
             raise NotFound("no such recording")

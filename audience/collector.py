@@ -69,8 +69,10 @@ def storage_viewer(viewer: str) -> str:
 class Audience:
     """Collector, batch writer and retention of the audience figures of one process."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time,
-                 captions_folder: str = "subtitles", retention_batch: int = 5_000) -> None:
+    def __init__(self, settings: Settings, db: Database, people: PeopleBySession | None = None, merge: Merge | None = None,
+                 clock: Callable[[], float] = time.time, captions_folder: str = "subtitles",
+                 retention_batch: int = 5_000) -> None:
+        """``merge``: how minutes are combined with other workers' (``RedisMerge``); none: this process alone."""
         self.settings = settings
         self.enabled = settings.audience_enabled
         self.slot_seconds = settings.audience_slot_seconds
@@ -87,9 +89,9 @@ class Audience:
         self._buckets: Counter[tuple[int, int]] = Counter()
         self._unwritten_deltas: list[store.SessionDelta] = []  # merged but not written (the catalog failed)
         self._unwritten_rows: list[store.MinuteRow] = []
-        self._db: Database | None = None
-        self._people: PeopleBySession | None = None
-        self.merge: Merge = MemoryMerge()
+        self._db = db
+        self._people = people
+        self.merge: Merge = merge if merge is not None else MemoryMerge()
         self._tasks: list[asyncio.Task[None]] = []
         self._flushing = asyncio.Lock()
         self.flushes = 0
@@ -149,8 +151,6 @@ class Audience:
             return await self._flush()
 
     async def _flush(self) -> int:
-        if self._db is None:
-            return 0
         now = self.clock()
         batches, self._minutes = list(self._minutes.values()), {}
         replays, self._replays = self._replays, {}
@@ -259,7 +259,6 @@ class Audience:
 
     async def reduce_expired(self, now: datetime | None = None) -> int:
         """Reduce the sessions past ``audience_retention_days`` (``now``: the clock, for tests)."""
-        assert self._db is not None, "audience used before the app started"
         when = now or datetime.fromtimestamp(self.clock(), timezone.utc)
         days, batch, total = self.settings.audience_retention_days, self.retention_batch, 0
         while True:  # in batches: one transaction never holds a whole year of sessions
@@ -270,12 +269,8 @@ class Audience:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self, db: Database, people: PeopleBySession | None, merge: Merge | None = None,
-                    retention: bool = True) -> None:
-        self._db = db
-        self._people = people
-        if merge is not None:
-            self.merge = merge
+    async def start(self, retention: bool = True) -> None:
+        """The periodic flush and (``retention``: one role of the site runs it) the retention reduction."""
         if not self.enabled:
             return
         self._tasks.append(asyncio.create_task(self._every(self.settings.audience_flush_seconds, self.flush),
@@ -300,9 +295,8 @@ class Audience:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self._db is not None:
-            with contextlib.suppress(Exception):
-                await self.flush()  # what this process saw last is kept
+        with contextlib.suppress(Exception):
+            await self.flush()  # what this process saw last is kept
 
 
 AUDIENCE = web.AppKey("audience", Audience)

@@ -46,7 +46,6 @@ async def run(viewers: int, minutes: int, poll_seconds: float, database_url: str
     event_id = db.transaction(lambda s: ev.create_event(s, s.merge(prof), ev.EventCreate(title="Bench")).id)
     settings = load_settings(environ={}, database_url=database_url, audience_flush_seconds=15)
     now = [float(int(utcnow().timestamp()) // 60 * 60)]
-    audience = Audience(settings, clock=lambda: now[0])
     merge = None
     redis = None
     if redis_url:
@@ -54,9 +53,7 @@ async def run(viewers: int, minutes: int, poll_seconds: float, database_url: str
 
         redis = Redis.from_url(redis_url)
         merge = RedisMerge(redis, f"bench-{secrets.token_hex(3)}")
-    await audience.start(db, None, merge, retention=False)
-    for task in audience._tasks:  # the bench flushes itself, on the simulated clock
-        task.cancel()
+    audience = Audience(settings, db, None, merge, clock=lambda: now[0])  # not started: the bench flushes itself
     ids = [secrets.token_hex(12) for _ in range(viewers)]
     counter = ViewerCounter()
     seen_ns = per_call(lambda i: counter.seen(event_id, ids[i % viewers]), 200_000)

@@ -11,7 +11,7 @@ import aiohttp
 from live_server import migrations
 from live_server.app import create_app
 from live_server.http_server import serve
-from live_server.keys import CONNECTION_GUARD
+from live_server.http_server import CONNECTION_GUARD
 from live_server.settings import load_settings
 
 async def main(count: int) -> None:

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from ingest.flv import is_sequence_header
-from ingest.packaging.playlist import Segment, SubtitleRendition
+from formats.flv import is_sequence_header
+from formats.m3u8 import Segment, SubtitleRendition
 from live_server.db import Database
 from live_server.metrics import Metrics
 from live_server.models import CaptionSegment, Event
@@ -37,7 +37,7 @@ from live_server.settings import Settings
 
 from .cues import Cue, CueRules, Word, shape_cues, wrap_lines
 from .decoder import AudioDecoder
-from .models import LoadedModel, ModelRegistry
+from .vosk_models import LoadedModel, ModelRegistry
 from .recognizer import BYTES_PER_SECOND, SAMPLE_RATE, PcmChunk, RecognitionStream, RecognitionUpdate, StreamRecognizer
 from .timeline import MediaClock, first_pts
 from .track import LIVE_PLAYLIST, SubtitleTrack

@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session
 from formats import webvtt
 from live_server import events as ev
 from live_server.errors import NotFound
-from live_server.keys import DB, MEDIA_PASS
+from live_server.db import Database
+from live_server.passes import MediaPasses
 from live_server.middleware import identity_of
 from live_server.access import can_view, event_target, person_of
 from live_server.models import CaptionSegment, Event
 
-routes = web.RouteTableDef()
 
-__all__ = ["routes", "event_cues"]
+__all__ = ["CaptionsApi", "event_cues"]
 
 
 def event_cues(session: Session, event_id: int, language: str | None = None, query: str | None = None,
@@ -39,44 +39,53 @@ def event_cues(session: Session, event_id: int, language: str | None = None, que
     return list(session.scalars(stmt))
 
 
-def _readable_event(request: web.Request, session: Session) -> Event:
-    """Captions are the event's media: the one access rule, and a 404 to whoever may not see them."""
-    identity = identity_of(request)
-    event = ev.get_event(session, request.match_info["ref"], identity.user if identity else None)
-    passes = request.app[MEDIA_PASS].presented(request.cookies)
-    if not can_view(person_of(identity_of(request)), event_target(event), passes).allowed:
-        raise NotFound("no such event")
-    return event
+class CaptionsApi:
+    """An event's captions as WebVTT and its searchable transcript."""
 
+    def __init__(self, db: Database, passes: MediaPasses) -> None:
+        self.db = db
+        self.passes = passes
 
-@routes.get("/api/v1/events/{ref}/captions.vtt")
-async def captions_vtt(request: web.Request) -> web.Response:
-    """The whole caption track of an event (for the recording's player)."""
-    language = request.query.get("language")
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/v1/events/{ref}/captions.vtt", self.captions_vtt),
+            web.get("/api/v1/events/{ref}/transcript", self.transcript),
+        ]
 
-    def work(session: Session) -> str:
-        event = _readable_event(request, session)
-        rows = event_cues(session, event.id, language or event.caption_language)
-        return webvtt.render(webvtt.Cue(r.start_seconds, r.end_seconds, r.text) for r in rows)
+    def _readable_event(self, request: web.Request, session: Session) -> Event:
+        """Captions are the event's media: the one access rule, and a 404 to whoever may not see them."""
+        identity = identity_of(request)
+        event = ev.get_event(session, request.match_info["ref"], identity.user if identity else None)
+        passes = self.passes.presented(request.cookies)
+        if not can_view(person_of(identity_of(request)), event_target(event), passes).allowed:
+            raise NotFound("no such event")
+        return event
 
-    text = await request.app[DB].run(work)
-    return web.Response(text=text, content_type="text/vtt", charset="utf-8")
+    async def captions_vtt(self, request: web.Request) -> web.Response:
+        """The whole caption track of an event (for the recording's player)."""
+        language = request.query.get("language")
 
+        def work(session: Session) -> str:
+            event = self._readable_event(request, session)
+            rows = event_cues(session, event.id, language or event.caption_language)
+            return webvtt.render(webvtt.Cue(r.start_seconds, r.end_seconds, r.text) for r in rows)
 
-@routes.get("/api/v1/events/{ref}/transcript")
-async def transcript(request: web.Request) -> web.Response:
-    """Caption segments as JSON; ``?q=`` keeps those containing the words (case-insensitive)."""
-    query = request.query.get("q", "").strip()[:200] or None
+        text = await self.db.run(work)
+        return web.Response(text=text, content_type="text/vtt", charset="utf-8")
 
-    def work(session: Session) -> dict[str, Any]:
-        event = _readable_event(request, session)
-        rows = event_cues(session, event.id, query=query, limit=5000)
-        return {
-            "event_id": event.id,
-            "segments": [
-                {"start": r.start_seconds, "end": r.end_seconds, "text": r.text, "language": r.language}
-                for r in rows
-            ],
-        }
+    async def transcript(self, request: web.Request) -> web.Response:
+        """Caption segments as JSON; ``?q=`` keeps those containing the words (case-insensitive)."""
+        query = request.query.get("q", "").strip()[:200] or None
 
-    return web.json_response(await request.app[DB].run(work))
+        def work(session: Session) -> dict[str, Any]:
+            event = self._readable_event(request, session)
+            rows = event_cues(session, event.id, query=query, limit=5000)
+            return {
+                "event_id": event.id,
+                "segments": [
+                    {"start": r.start_seconds, "end": r.end_seconds, "text": r.text, "language": r.language}
+                    for r in rows
+                ],
+            }
+
+        return web.json_response(await self.db.run(work))

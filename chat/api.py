@@ -11,39 +11,14 @@ from chat import service as svc
 from live_server import events as ev
 from live_server.errors import Forbidden, NotFound
 from live_server.access import Decision, can_view, event_target, person_of
-from live_server.keys import DB, MEDIA_PASS
+from live_server.db import Database
+from live_server.passes import MediaPasses
 from live_server.middleware import identity_of, require_identity
 from live_server.models import User
-
-routes = web.RouteTableDef()
 
 
 def _not_found(exc: svc.ChatError) -> NotFound:
     return NotFound(exc.message, code=exc.code)
-
-
-@routes.get("/api/v1/events/{ref}/chat/messages")
-async def transcript(request: web.Request) -> web.Response:
-    """Every visible message with its stream offset; moderators may add ``?deleted=1`` for the audit trail."""
-    identity = identity_of(request)
-    user = identity.user if identity else None
-    want_deleted = request.query.get("deleted") in ("1", "true")
-    person = person_of(identity)
-    passes = request.app[MEDIA_PASS].presented(request.cookies)
-
-    def work(session: Session) -> dict[str, Any]:
-        event = ev.get_event(session, request.match_info["ref"], user)
-        moderator = svc.is_moderator(session, event.id, event.owner_id, user)
-        decision = Decision.ALLOWED if moderator else can_view(person, event_target(event), passes)
-        if decision in (Decision.LOGIN_REQUIRED, Decision.NOT_FOUND):
-            raise NotFound("no such event")
-        if decision is Decision.PASSWORD_REQUIRED:
-            raise Forbidden("open the event page and enter its password first", code="password_required")
-        if want_deleted and not moderator:
-            raise Forbidden("only the event's owner and moderators see deleted messages")
-        return {"event": event.id, "messages": svc.transcript(session, event.id, include_deleted=want_deleted)}
-
-    return web.json_response(await request.app[DB].run(work))
 
 
 def _managed_event(session: Session, user: User, ref: str) -> Any:
@@ -52,40 +27,72 @@ def _managed_event(session: Session, user: User, ref: str) -> Any:
     return event
 
 
-@routes.get("/api/v1/events/{ref}/moderators")
-async def list_moderators(request: web.Request) -> web.Response:
-    user = require_identity(request).user
+class ChatApi:
+    """The chat transcript and moderators API."""
 
-    def work(session: Session) -> list[dict[str, Any]]:
-        return svc.list_moderators(session, _managed_event(session, user, request.match_info["ref"]).id)
+    def __init__(self, db: Database, passes: MediaPasses) -> None:
+        self.db = db
+        self.passes = passes
 
-    return web.json_response({"moderators": await request.app[DB].run(work)})
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/v1/events/{ref}/chat/messages", self.transcript),
+            web.get("/api/v1/events/{ref}/moderators", self.list_moderators),
+            web.put("/api/v1/events/{ref}/moderators/{username}", self.add_moderator),
+            web.delete("/api/v1/events/{ref}/moderators/{username}", self.remove_moderator),
+        ]
 
+    async def transcript(self, request: web.Request) -> web.Response:
+        """Every visible message with its stream offset; moderators may add ``?deleted=1`` for the audit trail."""
+        identity = identity_of(request)
+        user = identity.user if identity else None
+        want_deleted = request.query.get("deleted") in ("1", "true")
+        person = person_of(identity)
+        passes = self.passes.presented(request.cookies)
 
-@routes.put("/api/v1/events/{ref}/moderators/{username}")
-async def add_moderator(request: web.Request) -> web.Response:
-    user = require_identity(request).user
+        def work(session: Session) -> dict[str, Any]:
+            event = ev.get_event(session, request.match_info["ref"], user)
+            moderator = svc.is_moderator(session, event.id, event.owner_id, user)
+            decision = Decision.ALLOWED if moderator else can_view(person, event_target(event), passes)
+            if decision in (Decision.LOGIN_REQUIRED, Decision.NOT_FOUND):
+                raise NotFound("no such event")
+            if decision is Decision.PASSWORD_REQUIRED:
+                raise Forbidden("open the event page and enter its password first", code="password_required")
+            if want_deleted and not moderator:
+                raise Forbidden("only the event's owner and moderators see deleted messages")
+            return {"event": event.id, "messages": svc.transcript(session, event.id, include_deleted=want_deleted)}
 
-    def work(session: Session) -> dict[str, Any]:
-        event = _managed_event(session, user, request.match_info["ref"])
-        try:
-            return svc.add_moderator(session, event.id, request.match_info["username"], user)
-        except svc.ChatError as exc:
-            raise _not_found(exc) from None
+        return web.json_response(await self.db.run(work))
 
-    return web.json_response(await request.app[DB].run(work))
+    async def list_moderators(self, request: web.Request) -> web.Response:
+        user = require_identity(request).user
 
+        def work(session: Session) -> list[dict[str, Any]]:
+            return svc.list_moderators(session, _managed_event(session, user, request.match_info["ref"]).id)
 
-@routes.delete("/api/v1/events/{ref}/moderators/{username}")
-async def remove_moderator(request: web.Request) -> web.Response:
-    user = require_identity(request).user
+        return web.json_response({"moderators": await self.db.run(work)})
 
-    def work(session: Session) -> None:
-        event = _managed_event(session, user, request.match_info["ref"])
-        try:
-            svc.remove_moderator(session, event.id, request.match_info["username"])
-        except svc.ChatError as exc:
-            raise _not_found(exc) from None
+    async def add_moderator(self, request: web.Request) -> web.Response:
+        user = require_identity(request).user
 
-    await request.app[DB].run(work)
-    return web.Response(status=204)
+        def work(session: Session) -> dict[str, Any]:
+            event = _managed_event(session, user, request.match_info["ref"])
+            try:
+                return svc.add_moderator(session, event.id, request.match_info["username"], user)
+            except svc.ChatError as exc:
+                raise _not_found(exc) from None
+
+        return web.json_response(await self.db.run(work))
+
+    async def remove_moderator(self, request: web.Request) -> web.Response:
+        user = require_identity(request).user
+
+        def work(session: Session) -> None:
+            event = _managed_event(session, user, request.match_info["ref"])
+            try:
+                svc.remove_moderator(session, event.id, request.match_info["username"])
+            except svc.ChatError as exc:
+                raise _not_found(exc) from None
+
+        await self.db.run(work)
+        return web.Response(status=204)

@@ -413,3 +413,31 @@ def direct_fanout_problem() -> str | None:
 
 class RedisManager(socketio.AsyncRedisManager, DirectFanoutManager):
     """Rooms shared by several processes through Redis pub/sub; local delivery as in ``DirectFanoutManager``."""
+
+
+TESTED_ENGINEIO = "4.15"  # the minor versions pyproject.toml pins, for the fallback's log line
+TESTED_SOCKETIO = "5.18"
+
+
+class ClientManager:
+    """The Socket.IO client manager the app factory hands the chat: in-process, or Redis pub/sub so that
+    several processes share each event's room; with the direct fan-out when ``direct`` and the
+    engineio internals it relies on pass their self-check, else python-socketio's own (with a log line)."""
+
+    def __init__(self, redis_url: str, channel: str, direct: bool, max_bytes: int = 0, max_packets: int = 0,
+                 on_drop: Callable[[], None] | None = None) -> None:
+        if direct:
+            problem = direct_fanout_problem()
+            if problem is not None:
+                log.warning("chat: direct fan-out off, using python-socketio's own (%s; tested with "
+                            "python-engineio %s, python-socketio %s)", problem, TESTED_ENGINEIO, TESTED_SOCKETIO)
+                direct = False
+        self.direct = direct
+        self.manager: socketio.AsyncManager
+        if redis_url:
+            redis_manager = RedisManager if direct else socketio.AsyncRedisManager
+            self.manager = redis_manager(redis_url, channel=channel)
+        else:
+            self.manager = LocalManager() if direct else socketio.AsyncManager()
+        if isinstance(self.manager, LocalManager):  # ``on_drop``: live_dropped_frames_total{consumer="chat_fanout"}
+            self.manager.configure(max_bytes, max_packets, on_drop)

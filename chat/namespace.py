@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine, Protocol
 
 import socketio
 from aiohttp import web
 
 from chat import service as svc
-from chat.limits import Refusal, Strikes
+from chat.fanout import RoomBatcher
+from chat.limits import GuestGuard, Refusal, SenderLimits, Strikes
+from chat.presence import Presence
 from chat.service import Author, ChatError, Room
 from live_server.middleware import identity_of
+from live_server.db import Database
 from live_server.models import User, Visibility
+from live_server.passes import MediaPasses
+from live_server.settings import Settings
 from live_server.access import Decision, can_view, person_of
 from web.media import VIEWER_COOKIE
 
-if TYPE_CHECKING:
-    from chat.server import ChatServer
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +54,51 @@ class Connection:
 Handler = Callable[[Connection, Any], Awaitable[dict[str, Any]]]
 
 
+class Rooms(Protocol):
+    async def get(self, ref: str | int) -> Room: ...
+
+    def invalidate(self, event_id: int) -> None: ...
+
+
+class ChatHost(Protocol):
+    """What the handlers use of the process's chat (``chat.server.ChatServer``)."""
+
+    settings: Settings
+    db: Database
+    rooms: Rooms
+    media_pass: MediaPasses
+    batcher: RoomBatcher
+    limits: SenderLimits
+    guests: GuestGuard
+    presence: Presence
+
+    def limits_json(self) -> dict[str, Any]: ...
+
+    def metrics_refused(self, code: str) -> None: ...
+
+    def start_background_task(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+    async def publish_message(self, room: Room, message: dict[str, Any]) -> None: ...
+
+    async def history(self, event_id: int) -> list[dict[str, Any]]: ...
+
+    async def public_questions(self, event_id: int) -> list[dict[str, Any]]: ...
+
+    def forget_questions(self, event_id: int) -> None: ...
+
+    def remember(self, event_id: int, message: dict[str, Any]) -> None: ...
+
+    def forget_history(self, event_id: int) -> None: ...
+
+    def viewers(self, event_id: int) -> int: ...
+
+
 class ChatNamespace(socketio.AsyncNamespace):
     """Handlers for ``/``; state per connection lives in ``self.connections`` (this process only)."""
 
     CLIENT_EVENTS = ("send", "delete", "ban", "unban", "settings", "ask", "vote", "question")
 
-    def __init__(self, chat: "ChatServer") -> None:
+    def __init__(self, chat: ChatHost) -> None:
         super().__init__("/")
         self.chat = chat
         self.connections: dict[str, Connection] = {}

@@ -1,11 +1,10 @@
 """The chat component: a python-socketio ``AsyncServer`` on the aiohttp app, and its lifecycle.
 
-``attach(app)`` mounts Socket.IO at ``/socket.io/`` (long-polling and websocket, as Socket.IO
+``ChatServer.routes()`` is Socket.IO at ``/socket.io/`` (long-polling and websocket, as Socket.IO
 clients expect by default; pages on other origins refused with a reason unless listed in
-``chat_allowed_origins``), the moderators/transcript API, and a
-``cleanup_ctx`` that starts the presence loop and stops everything with the app. The client
-manager is in-process, or Redis pub/sub when ``redis_url`` is set so that several processes
-share each event's room.
+``chat_allowed_origins``); ``start``/``stop`` run the presence loop. The app factory builds it with
+its client manager (``chat.fanout.ClientManager``: in-process, or Redis pub/sub when ``redis_url``
+is set so that several processes share each event's room) and mounts ``chat.api`` beside it.
 """
 
 from __future__ import annotations
@@ -15,21 +14,20 @@ import logging
 import time
 import uuid
 from collections import deque
-from typing import Any, AsyncIterator, Callable, Coroutine
+from typing import Any, Coroutine
 
 import socketio
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from chat import service as svc
-from chat.fanout import (POST_BODY, CheckedWebSocket, DirectWebSocket, LocalManager, RedisManager, RoomBatcher,
-                         describe, direct_fanout_problem, engineio_payload_problem, use_websocket_class)
+from chat.fanout import (POST_BODY, CheckedWebSocket, ClientManager, DirectWebSocket, RoomBatcher, describe,
+                         direct_fanout_problem, engineio_payload_problem, use_websocket_class)
 from chat.limits import GuestGuard, SenderLimits
 from chat.namespace import ChatNamespace
-from chat.presence import Presence, SharedPresence
+from chat.presence import PlayerCounts, Presence, SharedPresence
 from chat.service import Room
 from live_server.db import Database
-from live_server.keys import CHAT, DB, MEDIA_PASS, METRICS, REDIS, SETTINGS, VIEWERS
 from live_server.settings import Settings
 from live_server.passes import MediaPasses
 
@@ -37,8 +35,6 @@ log = logging.getLogger(__name__)
 
 SOCKETIO_PATH = "/socket.io/"
 
-TESTED_ENGINEIO = "4.15"  # the minor versions pyproject.toml pins, for the fallback's log line
-TESTED_SOCKETIO = "5.18"
 
 
 class ChatMetrics:
@@ -175,28 +171,19 @@ class OriginPolicy:
 class ChatServer:
     """Everything the chat handlers share in one process."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None,
-                 on_drop: Callable[[], None] | None = None) -> None:
+    def __init__(self, settings: Settings, manager: ClientManager, db: Database, media_pass: MediaPasses,
+                 players: PlayerCounts | None = None, redis: Any = None, registry: CollectorRegistry | None = None) -> None:
+        """``manager``: in-process or Redis (``chat.fanout.ClientManager``, built by the app factory);
+        ``players``: people watching without the chat open (``web.media.ViewerCounter``); ``redis``: a
+        client to share presence counts through, with ``redis_url``."""
         self.settings = settings
         self.process_id = uuid.uuid4().hex[:12]
-        manager: socketio.AsyncManager
-        direct = settings.chat_direct_fanout
-        if direct:
-            problem = direct_fanout_problem()
-            if problem is not None:
-                log.warning("chat: direct fan-out off, using python-socketio's own (%s; tested with "
-                            "python-engineio %s, python-socketio %s)", problem, TESTED_ENGINEIO, TESTED_SOCKETIO)
-                direct = False
+        direct = manager.direct
         self.direct_fanout = direct
-        if settings.redis_url:
-            redis_manager = RedisManager if direct else socketio.AsyncRedisManager
-            manager = redis_manager(settings.redis_url, channel=settings.chat_redis_channel)
-        else:
-            manager = LocalManager() if direct else socketio.AsyncManager()
         self.origins = OriginPolicy(settings.chat_allowed_origins)
         self.sio = ChatSocketServer(
             async_mode="aiohttp",
-            client_manager=manager,
+            client_manager=manager.manager,
             transports=["polling", "websocket"],  # clients' default: long-polling first, then the upgrade
             cors_allowed_origins=self._cors_allows,  # CORS headers for the allowed cross-origin pages
             async_handlers=False,  # a client's events are handled in order; a flooder only slows itself
@@ -207,41 +194,28 @@ class ChatServer:
         self.checked_posts = direct or direct_fanout_problem() is None
         if self.checked_posts:
             use_websocket_class(self.sio, DirectWebSocket if direct else CheckedWebSocket)
-        if isinstance(manager, LocalManager):  # ``on_drop``: live_dropped_frames_total{consumer="chat_fanout"}
-            manager.configure(settings.chat_fanout_max_bytes, settings.chat_fanout_max_packets, on_drop)
         self.namespace = ChatNamespace(self)
         self.sio.register_namespace(self.namespace)
         self.batcher = RoomBatcher(self._emit_to_room, "messages", settings.chat_batch_ms / 1000)
         self.limits = SenderLimits(settings.chat_rate_messages, settings.chat_rate_bytes, settings.chat_rate_window_seconds)
         self.guests = GuestGuard(settings.chat_guest_identities_per_address, settings.chat_guest_window_seconds,
                                  settings.chat_guest_messages_per_address, settings.chat_rate_window_seconds)
-        self.presence = Presence()
+        self.presence = Presence(players)
         self.metrics = ChatMetrics(registry or CollectorRegistry())
         self._history: dict[int, tuple[float, deque[dict[str, Any]]]] = {}
         self._questions: dict[int, tuple[float, list[dict[str, Any]]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._viewer_totals: dict[int, int] = {}
+        self.db = db
+        self.rooms = RoomCache(db, settings.chat_room_ttl_seconds)
+        self.media_pass = media_pass
         self._shared: SharedPresence | None = None
-        self._db: Database | None = None
-        self._rooms: RoomCache | None = None
-        self._media_pass: MediaPasses | None = None
+        if redis is not None:
+            self._shared = SharedPresence(redis, settings.chat_redis_channel, self.process_id, settings.chat_presence_seconds)
 
-    # --- dependencies set when the app starts --------------------------------------------------
-
-    @property
-    def db(self) -> Database:
-        assert self._db is not None, "chat used before the app started"
-        return self._db
-
-    @property
-    def rooms(self) -> RoomCache:
-        assert self._rooms is not None, "chat used before the app started"
-        return self._rooms
-
-    @property
-    def media_pass(self) -> MediaPasses:
-        assert self._media_pass is not None, "chat used before the app started"
-        return self._media_pass
+    def routes(self) -> list[web.RouteDef]:
+        """``/socket.io/``: long-polling and the websocket upgrade."""
+        return [web.route(method, SOCKETIO_PATH, self.endpoint) for method in ("GET", "POST", "OPTIONS")]
 
     def limits_json(self) -> dict[str, Any]:
         s = self.settings
@@ -370,14 +344,8 @@ class ChatServer:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self, db: Database, media_pass: MediaPasses, players: Any = None, redis: Any = None) -> None:
-        self._db = db
-        self._rooms = RoomCache(db, self.settings.chat_room_ttl_seconds)
-        self._media_pass = media_pass
-        self.presence.players = players
-        if redis is not None:
-            self._shared = SharedPresence(redis, self.settings.chat_redis_channel, self.process_id,
-                                          self.settings.chat_presence_seconds)
+    async def start(self) -> None:
+        """Subscribe to Redis (with ``redis_url``) and start the presence loop; ``stop`` undoes it."""
         if not self.sio.manager_initialized:  # subscribe to Redis now, not at the first connection
             self.sio.manager_initialized = True
             self.sio.manager.initialize()
@@ -418,27 +386,4 @@ class ChatServer:
                 pass
 
 
-def attach(app: web.Application) -> ChatServer:
-    """Mount the chat on ``app``: Socket.IO, its HTTP API, and start/stop with the app."""
-    from chat import api
-
-    settings = app[SETTINGS]
-    metrics = app.get(METRICS)
-    chat = ChatServer(settings, metrics.registry if metrics is not None else None,
-                      metrics.drop_counter("chat_fanout") if metrics is not None else None)
-    for method in ("GET", "POST", "OPTIONS"):
-        app.router.add_route(method, SOCKETIO_PATH, chat.endpoint)
-    app[CHAT] = chat
-    app.router.add_routes(api.routes)
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await chat.start(app[DB], app[MEDIA_PASS], app.get(VIEWERS), app.get(REDIS))
-        yield
-        await chat.stop()
-
-    async def on_shutdown(app: web.Application) -> None:
-        await chat.close_connections()
-
-    app.cleanup_ctx.append(lifecycle)
-    app.on_shutdown.append(on_shutdown)
-    return chat
+CHAT = web.AppKey("chat", ChatServer)  # the app's chat, where this process runs one (tests inspect its manager)

@@ -18,14 +18,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
+from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ingest import flv
+from formats import flv
 from ingest.disk import MediaDiskGuard
 from ingest.packaging.options import DEFAULT_LADDER, PackagerOptions
 from ingest.packaging.packager import Packager
-from ingest.packaging.playlist import Segment
+from formats.m3u8 import Segment
 from ingest.publishing import MediaSink, PublishRejected, printable_app, redact_key
 from live_server import events as ev
 from live_server.db import Database
@@ -567,3 +568,6 @@ def _end_orphaned_runs(session: Session) -> None:
     for row in session.scalars(select(BroadcastSession).where(BroadcastSession.ended_at.is_(None))):
         row.ended_at = now
         row.end_reason = "server restarted"
+
+
+LIVE = web.AppKey("live_streams", LiveStreams)  # the app's live events, on ingest nodes (tests inspect them)

@@ -1,4 +1,9 @@
-"""The application factory: every component is built and wired here, and nowhere else."""
+"""The application factory: every component is built and wired here, and nowhere else.
+
+``create_app`` builds each object once (constructors do no network I/O) and hands handlers their
+collaborators as constructor arguments; ``cleanup_ctx`` only starts and stops what has a lifecycle.
+A few objects are also kept on the app under their owners' ``AppKey``s, for tests and the CLI.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +11,35 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
-from live_server import migrations, security
-from live_server.cluster import LiveStatusBoard
-from live_server.accounts import FailedLoginLimiter
-from live_server.api import auth as auth_api
-from live_server.api import events as events_api
-from live_server.db import Database
-from live_server.http_server import ConnectionGuard
-from ingest.live import LiveStreams
-from ingest.rtmp.server import RtmpServer, rtmp_server_from_settings
-from ingest.whip import handlers as whip_web
-from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
-from captions import web as captions_web
-from captions.captioner import LiveCaptions
+from audience.api import AudienceApi
+from audience.collector import AUDIENCE, Audience
+from audience.merge import RedisMerge
+from captions.captioner import SUBTITLES_FOLDER, LiveCaptions
 from captions.socketio import SocketIOCaptionSink
-from live_server import keys
-from live_server.keys import (
-    CAPTIONS, DB, LIVE, LOGIN_LIMITER, MEDIA_CACHE, MEDIA_DIRECTORY, MEDIA_PASS, METRICS, REDIS, RTMP, SECRET_KEY, SETTINGS, VIEWERS,
-)
-from live_server.keys import RECORDER, RECORDING_DIRECTORY, RECORDINGS
-from live_server.keys import IMPORTER, LIVE_BOARD
-from live_server.keys import ARCHIVER, RECORDING_STORES
-from vod.archive import RecordingArchiver
-from vod.objects import build_stores
-from vod.importer import Importer
-from vod import import_api
-from live_server.metrics import Metrics
+from captions.web import CaptionsApi
+from chat.api import ChatApi
+from chat.fanout import ClientManager
+from chat.server import CHAT, ChatServer
+from ingest.live import LIVE, LiveStreams
+from ingest.rtmp.server import RTMP, RtmpServer, rtmp_server_from_settings
+from ingest.whip.handlers import WHIP, WhipApi, options_from_settings
+from ingest.whip.session import WhipSessions
+from live_server import migrations, security
+from live_server.accounts import FailedLoginLimiter
+from live_server.api.auth import AuthApi, Logins
+from live_server.api.event_api import EventsApi
+from live_server.cluster import LiveStatusBoard
+from live_server.db import DB, Database
+from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
+from live_server.http_server import CONNECTION_GUARD, ConnectionGuard
+from live_server.metrics import METRICS, Metrics
 from live_server.middleware import (
     content_security_policy,
     errors_middleware,
@@ -48,100 +49,197 @@ from live_server.middleware import (
     route_ids_middleware,
     security_headers_middleware,
 )
-from live_server import ops
-from chat import server as chat_server
+from live_server.ops import Ops
+from live_server.passes import MEDIA_PASS, MediaPasses
+from live_server.session_people import SESSION_PEOPLE, SessionPeople
 from live_server.settings import Settings
 from recorder.recorder import Recorder
-from vod import api as vod_api
-from vod.catalog import RecordingCatalog
-from vod.media import RecordingDirectory
-from web import account_pages, admin_pages, dashboard, embed, home, pages
+from vod.api import RecordingsApi
+from vod.archive import RecordingArchiver
+from vod.catalog import RECORDINGS, RecordingCatalog
+from vod.import_api import ImportApi
+from vod.importer import Importer
+from vod.media import RecordingDirectory, VodMediaHandler
+from vod.objects import build_stores
+from vod.page import ReplayPages
+from web import pages
+from web.account_pages import AccountPages
+from web.admin_pages import AdminPages
+from web.dashboard import Dashboard
+from web.embed import EmbedPages
+from web.home import HomePages
+from web.media import (
+    MEDIA_CACHE, VIEWERS, CatalogMediaDirectory, LiveMediaHandler, MediaCache, ViewerCounter, media_preflight, viewer_id,
+)
+from web.pages import Pages
 from web.templating import setup_templates
-from live_server.session_people import SESSION_PEOPLE, SessionPeople
-from live_server.passes import MediaPasses
-from web.media import CatalogMediaDirectory, LiveMediaHandler, MediaCache, ViewerCounter, media_preflight
 from web.vendor import vendor_routes
-from web.media import viewer_id
-from audience.api import AudienceApi
-from audience.collector import AUDIENCE, Audience
-from audience.merge import RedisMerge
-from captions.captioner import SUBTITLES_FOLDER
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(pages.__file__).resolve().parent
+Lifecycle = Callable[[web.Application], AsyncIterator[None]]
 
 
 def create_app(settings: Settings) -> web.Application:
+    ingest = settings.role in ("both", "ingest")
     guard = ConnectionGuard(settings.http_max_connections, settings.http_header_timeout_seconds,
                             settings.http_body_idle_timeout_seconds)
-    app = web.Application(
-        middlewares=[
-            guard.middleware,  # deadlines and the connection cap of `live-server run` (live_server/http_server.py)
-            forwarded_middleware(settings.trusted_proxies),
-            metrics_middleware, errors_middleware, route_ids_middleware,
-            security_headers_middleware(content_security_policy(_page_origins(settings)), settings.hsts_max_age_seconds),
-            identity_middleware,
-        ],
-        client_max_size=settings.max_request_bytes,
-    )
-    app[SETTINGS] = settings
-    app[keys.CONNECTION_GUARD] = guard
-    app[METRICS] = Metrics()
-    app[LOGIN_LIMITER] = FailedLoginLimiter(
+    metrics = Metrics()
+    secret_key = security.load_or_create_secret_key(settings.secret_key.get_secret_value(), settings.data_dir)
+    db = Database(settings.effective_database_url, settings.db_workers, stream_key_cipher=security.StreamKeyCipher(secret_key))
+    passes = MediaPasses(secret_key, settings.media_pass_lifetime_seconds)
+    people = SessionPeople(db, settings.media_identity_ttl_seconds)
+    viewers = ViewerCounter(window_seconds=max(20.0, settings.segment_seconds * 4))
+    cache = MediaCache(settings.media_cache_mb * 2**20)
+    live_directory = CatalogMediaDirectory(db, settings.media_dir, settings.media_directory_ttl_seconds,
+                                           settings.media_directory_miss_ttl_seconds)
+    limiter = FailedLoginLimiter(
         settings.login_attempts_per_window, settings.login_window_seconds,
         account_limit=settings.login_account_attempts_per_window, address_limit=settings.login_address_attempts_per_window,
         max_backoff_seconds=settings.login_max_backoff_seconds,
     )
-    app[VIEWERS] = ViewerCounter(window_seconds=max(20.0, settings.segment_seconds * 4))
-    app[MEDIA_CACHE] = MediaCache(settings.media_cache_mb * 2**20)
-    app.cleanup_ctx.append(_database)
-    app.cleanup_ctx.append(_recordings)
-    if settings.redis_url:
-        app.cleanup_ctx.append(_redis)
-    if settings.role in ("both", "ingest"):
-        app.cleanup_ctx.append(_live_ingest)
-        if settings.whip_enabled:  # WebRTC publishes feed the same live pipeline (closed before it)
-            app.cleanup_ctx.append(whip_web.whip_sessions)
-            app.router.add_routes(whip_web.routes)
-        app.on_shutdown.append(_drain_ingest)
-        app.on_startup.append(_caption_events)  # after every cleanup_ctx: the chat's Socket.IO server exists by then
-    if settings.redis_url:
-        app.cleanup_ctx.append(_live_board)  # after the ingest: it announces what this node carries
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None  # connects on first use
+    board = LiveStatusBoard(redis, settings.chat_redis_channel, settings.effective_node_name) if redis is not None else None
+    ffmpeg = _ffmpeg(settings, required=ingest)
 
-    # --- audience insight (issue 21): collected from playlist polls and replay beacons, batched writes
-    audience = app[AUDIENCE] = Audience(settings, captions_folder=SUBTITLES_FOLDER)
-    audience_api = AudienceApi(audience, settings, viewer_id)
-    app.router.add_routes(audience_api.routes())  # before /api/v1/recordings/{id}
+    # Recordings: the catalog (every role: API and replay media), imports, replay media, uploads to object storage.
+    stores = build_stores(settings)  # boto3 loads its service model (no network)
+    catalog = RecordingCatalog(db, settings.media_dir, ffmpeg, stores)
+    importer = Importer(db, settings.media_dir, ffmpeg, settings.import_segment_seconds)
+    recording_directory = RecordingDirectory(db, settings.media_dir, settings.media_directory_ttl_seconds)
+    archiver: RecordingArchiver | None = None
+    if stores.target is not None:
+        def archived(recording_id: int, media_path: str) -> None:
+            recording_directory.invalidate(recording_id)
+            cache.forget_under(settings.media_dir / media_path)
 
-    async def _audience(app: web.Application) -> AsyncIterator[None]:
-        audience_api.bind(app[DB], app[SESSION_PEOPLE], app[MEDIA_PASS], app[RECORDING_DIRECTORY])
-        redis = app.get(REDIS)
-        merge = RedisMerge(redis, settings.chat_redis_channel) if redis is not None else None
-        await audience.start(app[DB], app[SESSION_PEOPLE], merge, retention=settings.role in ("both", "web"))
-        yield
-        await audience.stop()
+        archiver = RecordingArchiver(catalog, stores.target, metrics, settings.s3_retry_seconds, archived)
+        catalog.ready_listeners.append(archiver.schedule)
+        importer.ready_listeners.append(archiver.schedule)
 
-    app.cleanup_ctx.append(_audience)
-    # --- end of audience wiring
+    # The live pipeline, where media is ingested: captions and the recorder are its taps.
+    live: LiveStreams | None = None
+    captions: LiveCaptions | None = None
+    rtmp: RtmpServer | None = None
+    whip: WhipSessions | None = None
+    if ingest:
+        live = LiveStreams(settings, db, metrics, ffmpeg)
+        captions = LiveCaptions(settings, db, metrics, ffmpeg)
+        live.media_taps.append(captions)
+        live.observers.append(captions)
+        if settings.recording_enabled:  # after captions: their last batch is saved when the recorder ends a run
+            recorder = Recorder(settings.media_dir, catalog, metrics, live.disk)
+            live.media_taps.append(recorder)
+            live.observers.append(recorder)
+        if settings.rtmp_enabled:
+            rtmp = rtmp_server_from_settings(settings, live)
+        if settings.whip_enabled:  # WebRTC publishes feed the same live pipeline
+            whip = WhipSessions(live, options_from_settings(settings), metrics.drop_counter("whip_converter"))
 
-    setup_templates(app, WEB_DIR / "templates")  # Jinja2 with the French/English catalogs (web/i18n.py)
-    app.router.add_routes(ops.routes)
-    app.router.add_routes(auth_api.routes)
-    app.router.add_routes(events_api.routes)
-    app.router.add_routes(captions_web.routes)
-    app.router.add_routes(import_api.routes)  # before /api/v1/recordings/{id}
-    app.router.add_routes(vod_api.routes)
-    app.router.add_routes(pages.routes)
-    for page_routes in (home.routes, dashboard.routes, account_pages.routes, admin_pages.routes, embed.routes):
-        app.router.add_routes(page_routes)
-    app.router.add_get("/live/{slug}/{tail:.+}", _live_media)
+    chat: ChatServer | None = None
+    if settings.role in ("both", "web"):  # Socket.IO chat and Q&A (Redis-shared rooms when redis_url is set)
+        manager = ClientManager(settings.redis_url, settings.chat_redis_channel, settings.chat_direct_fanout,
+                                settings.chat_fanout_max_bytes, settings.chat_fanout_max_packets,
+                                metrics.drop_counter("chat_fanout"))
+        chat = ChatServer(settings, manager, db, passes, viewers, redis, metrics.registry)
+    if captions is not None:
+        _caption_events(settings, captions, chat)
+
+    # Audience insight (issue 21): from playlist polls and replay beacons, merged through Redis, written in batches.
+    audience = Audience(settings, db, people, RedisMerge(redis, settings.chat_redis_channel) if redis is not None else None,
+                        captions_folder=SUBTITLES_FOLDER)
+
+    app = web.Application(
+        middlewares=[
+            guard.middleware,  # deadlines and the connection cap of `live-server run` (live_server/http_server.py)
+            forwarded_middleware(settings.trusted_proxies),
+            metrics_middleware(metrics), errors_middleware, route_ids_middleware,
+            security_headers_middleware(content_security_policy(_page_origins(settings)), settings.hsts_max_age_seconds),
+            identity_middleware(db),
+        ],
+        client_max_size=settings.max_request_bytes,
+    )
+    # What tests and the CLI reach on the app; handlers got theirs above.
+    app[CONNECTION_GUARD] = guard
+    app[METRICS] = metrics
+    app[DB] = db
+    app[MEDIA_PASS] = passes
+    app[SESSION_PEOPLE] = people
+    app[VIEWERS] = viewers
+    app[MEDIA_CACHE] = cache
+    app[RECORDINGS] = catalog
+    if live is not None:
+        app[LIVE] = live
+    if rtmp is not None:
+        app[RTMP] = rtmp
+    if whip is not None:
+        app[WHIP] = whip
+    if chat is not None:
+        app[CHAT] = chat
+    app[AUDIENCE] = audience
+
+    app.cleanup_ctx.append(_database(db))
+    app.cleanup_ctx.append(_recordings(settings, catalog, importer, archiver))
+    if redis is not None:
+        app.cleanup_ctx.append(_redis(redis))
+    if live is not None and captions is not None:
+        app.cleanup_ctx.append(_live_ingest(live, captions, catalog, rtmp))
+        if whip is not None:  # closed before the live pipeline
+            app.cleanup_ctx.append(_whip_sessions(whip))
+            app.router.add_routes(WhipApi(whip).routes())
+        app.on_shutdown.append(_drain_ingest(live, settings.ingest_drain_seconds))
+    if board is not None:
+        app.cleanup_ctx.append(_live_board(board, live))  # after the ingest: it announces what this node carries
+    # after the catalog and Redis: its last flush runs before they close
+    app.cleanup_ctx.append(_audience(audience, retention=settings.role in ("both", "web")))
+
+    setup_templates(app, WEB_DIR / "templates", settings.public_url)  # Jinja2 with the French/English catalogs (web/i18n.py)
+    logins = Logins(db, limiter, metrics, people, settings)
+    replays = ReplayPages(db, passes, settings.cookie_secure)
+    vod_media = VodMediaHandler(recording_directory, cache, passes, stores, settings.cookie_secure)
+    app.router.add_routes(Ops(db, settings, metrics, viewers, redis, live).routes())
+    app.router.add_routes(AuthApi(logins, db).routes())
+    app.router.add_routes(EventsApi(db, settings, viewers, live_directory, live, board).routes())
+    app.router.add_routes(CaptionsApi(db, passes).routes())
+    app.router.add_routes(ImportApi(db, importer, settings).routes())  # before /api/v1/recordings/{id}
+    app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, viewer_id, settings).routes())
+    app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
+                                        people).routes())
+    app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays).routes())
+    app.router.add_routes(HomePages(db, viewers).routes())
+    app.router.add_routes(Dashboard(db, settings, viewers).routes())
+    app.router.add_routes(AccountPages(db).routes())
+    app.router.add_routes(AdminPages(db, people).routes())
+    app.router.add_routes(EmbedPages(db).routes())
+    live_media = LiveMediaHandler(live_directory, cache, viewers, passes, settings.media_accel_redirect, settings.media_dir,
+                                  settings.cookie_secure, audience)
+
+    async def live_media_route(request: web.Request) -> web.StreamResponse:
+        return await live_media(request, people)
+
+    app.router.add_get("/live/{slug}/{tail:.+}", live_media_route)
     for media_path in ("/live/{slug}/{tail:.+}", "/vod/{id}/{tail:.+}"):  # CORS preflight of cross-origin players
         app.router.add_route("OPTIONS", media_path, media_preflight)
     app.router.add_routes(vendor_routes())
     app.router.add_static("/static", WEB_DIR / "static", append_version=True)
-    if settings.role in ("both", "web"):
-        chat_server.attach(app)  # Socket.IO chat and Q&A (Redis-shared rooms when redis_url is set)
+    if chat is not None:
+        app.router.add_routes(chat.routes())
+        app.router.add_routes(ChatApi(db, passes).routes())
+        app.cleanup_ctx.append(_chat(chat))
+        app.on_shutdown.append(_close_chat_connections(chat))
     return app
+
+
+def _ffmpeg(settings: Settings, required: bool) -> str:
+    """The ffmpeg to run: required where media is ingested; elsewhere (a web-only process may have
+    none) thumbnails and MP4 downloads then fail, logged."""
+    try:
+        return resolve_ffmpeg(settings.ffmpeg).path
+    except FfmpegNotFound as exc:
+        if required:
+            raise
+        log.warning("recordings: %s", exc)
+        return settings.ffmpeg or "ffmpeg"
 
 
 def _page_origins(settings: Settings) -> list[str]:
@@ -158,117 +256,11 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
 
 
-async def _database(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    app[SECRET_KEY] = security.load_or_create_secret_key(settings.secret_key.get_secret_value(), settings.data_dir)
-    db = Database(settings.effective_database_url, settings.db_workers, stream_key_cipher=security.StreamKeyCipher(app[SECRET_KEY]))
-    try:
-        migrations.ensure_migrated(db.engine)
-        app[DB] = db
-        app[MEDIA_PASS] = MediaPasses(app[SECRET_KEY], settings.media_pass_lifetime_seconds)
-        app[SESSION_PEOPLE] = SessionPeople(db, settings.media_identity_ttl_seconds)
-        app[MEDIA_DIRECTORY] = CatalogMediaDirectory(db, settings.media_dir, settings.media_directory_ttl_seconds,
-                                                     settings.media_directory_miss_ttl_seconds)
-        log.info("catalog: %s", db.backend)
-        yield
-    finally:
-        db.close()
-
-
-async def _recordings(app: web.Application) -> AsyncIterator[None]:
-    """The recordings catalog (every role: API and replay media) and, where media is made, retention
-    and the upload of ready recordings to object storage (``recording_storage = "s3"``)."""
-    settings = app[SETTINGS]
-    try:
-        ffmpeg = resolve_ffmpeg(settings.ffmpeg).path
-    except FfmpegNotFound as exc:  # a web-only process may have none: thumbnails and MP4 downloads then fail, logged
-        log.warning("recordings: %s", exc)
-        ffmpeg = settings.ffmpeg or "ffmpeg"
-    stores = await asyncio.to_thread(build_stores, settings)  # boto3 loads its service model: not on the loop
-    app[RECORDING_STORES] = stores
-    catalog = RecordingCatalog(app[DB], settings.media_dir, ffmpeg, stores)
-    app[RECORDINGS] = catalog
-    importer = Importer(app[DB], settings.media_dir, ffmpeg, settings.import_segment_seconds)
-    app[IMPORTER] = importer
-    directory = app[RECORDING_DIRECTORY] = RecordingDirectory(app[DB], settings.media_dir, settings.media_directory_ttl_seconds)
-    archiver = None
-    if stores.target is not None:
-        def archived(recording_id: int, media_path: str) -> None:
-            directory.invalidate(recording_id)
-            app[MEDIA_CACHE].forget_under(settings.media_dir / media_path)
-
-        archiver = app[ARCHIVER] = RecordingArchiver(catalog, stores.target, app[METRICS], settings.s3_retry_seconds, archived)
-        catalog.ready_listeners.append(archiver.schedule)
-        importer.ready_listeners.append(archiver.schedule)
-        if settings.role in ("both", "ingest"):  # where recordings are made: retry failed uploads, at start too
-            archiver.start()
-    retention = None
-    if settings.role in ("both", "ingest") and settings.recording_retention_days > 0:
-        retention = asyncio.create_task(catalog.retention_loop(
-            settings.recording_retention_days, settings.recording_retention_check_seconds), name="recording-retention")
-    try:
-        yield
-    finally:
-        if retention is not None:
-            retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retention
-        await importer.close()
-        if archiver is not None:
-            await archiver.close()
-        await catalog.close()
-
-
-async def _live_media(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    settings = app[SETTINGS]
-    handler = LiveMediaHandler(app[MEDIA_DIRECTORY], app[MEDIA_CACHE], app[VIEWERS], app[MEDIA_PASS],
-                               settings.media_accel_redirect, settings.media_dir, settings.cookie_secure,
-                               app[AUDIENCE])
-    return await handler(request, app[SESSION_PEOPLE])
-
-
-async def _live_ingest(app: web.Application) -> AsyncIterator[None]:
-    """The live pipeline and the RTMP listener start and stop with the app."""
-    settings = app[SETTINGS]
-    ffmpeg = resolve_ffmpeg(settings.ffmpeg)
-    live = LiveStreams(settings, app[DB], app[METRICS], ffmpeg.path)
-    await live.start()
-    app[LIVE] = live
-    captions = LiveCaptions(settings, app[DB], app[METRICS], ffmpeg.path)
-    live.media_taps.append(captions)
-    live.observers.append(captions)
-    app[CAPTIONS] = captions
-    await app[RECORDINGS].recover()  # before anything new is recorded: finish what a crash left
-    if settings.recording_enabled:  # after captions: their last batch is saved when the recorder ends a run
-        recorder = Recorder(settings.media_dir, app[RECORDINGS], app[METRICS], live.disk)
-        live.media_taps.append(recorder)
-        live.observers.append(recorder)
-        app[RECORDER] = recorder
-    rtmp: RtmpServer | None = None
-    if settings.rtmp_enabled:
-        rtmp = rtmp_server_from_settings(settings, live)
-        await rtmp.start()
-        app[RTMP] = rtmp
-    try:
-        yield
-    finally:
-        if rtmp is not None:
-            await rtmp.close()
-        await live.close()
-        await captions.close()
-
-
-async def _caption_events(app: web.Application) -> None:
+def _caption_events(settings: Settings, captions: LiveCaptions, chat: ChatServer | None) -> None:
     """Live caption events go to viewers through the chat's Socket.IO server, when this process runs one."""
-    captions = app.get(CAPTIONS)
-    chat = app.get(keys.CHAT)
-    server = chat.sio if chat is not None else None
-    if captions is None:
-        return
-    if server is None and app[SETTINGS].redis_url:
+    server: socketio.AsyncServer | socketio.AsyncRedisManager | None = chat.sio if chat is not None else None
+    if server is None and settings.redis_url:
         # An ingest node without chat: publish into the chat rooms the web workers share via Redis.
-        settings = app[SETTINGS]
         server = socketio.AsyncRedisManager(settings.redis_url, channel=settings.chat_redis_channel, write_only=True)
         log.info("captions: live caption events go to the web workers through Redis")
     if server is None:
@@ -277,28 +269,109 @@ async def _caption_events(app: web.Application) -> None:
     captions.sinks.append(SocketIOCaptionSink(server))
 
 
-async def _drain_ingest(app: web.Application) -> None:
+def _database(db: Database) -> Lifecycle:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        try:
+            migrations.ensure_migrated(db.engine)
+            log.info("catalog: %s", db.backend)
+            yield
+        finally:
+            db.close()
+
+    return lifecycle
+
+
+def _recordings(settings: Settings, catalog: RecordingCatalog, importer: Importer,
+                archiver: RecordingArchiver | None) -> Lifecycle:
+    """Where media is made: retention, and retrying uploads to object storage (at start too)."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        makes_media = settings.role in ("both", "ingest")
+        if archiver is not None and makes_media:
+            archiver.start()
+        retention = None
+        if makes_media and settings.recording_retention_days > 0:
+            retention = asyncio.create_task(catalog.retention_loop(
+                settings.recording_retention_days, settings.recording_retention_check_seconds), name="recording-retention")
+        try:
+            yield
+        finally:
+            if retention is not None:
+                retention.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention
+            await importer.close()
+            if archiver is not None:
+                await archiver.close()
+            await catalog.close()
+
+    return lifecycle
+
+
+def _live_ingest(live: LiveStreams, captions: LiveCaptions, catalog: RecordingCatalog, rtmp: RtmpServer | None) -> Lifecycle:
+    """The live pipeline and the RTMP listener start and stop with the app."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await live.start()
+        await catalog.recover()  # before anything new is recorded: finish what a crash left
+        if rtmp is not None:
+            await rtmp.start()
+        try:
+            yield
+        finally:
+            if rtmp is not None:
+                await rtmp.close()
+            await live.close()
+            await captions.close()
+
+    return lifecycle
+
+
+def _audience(audience: Audience, retention: bool) -> Lifecycle:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await audience.start(retention)
+        try:
+            yield
+        finally:
+            await audience.stop()
+
+    return lifecycle
+
+
+def _whip_sessions(sessions: WhipSessions) -> Lifecycle:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await sessions.close()
+
+    return lifecycle
+
+
+def _drain_ingest(live: LiveStreams, seconds: float) -> Callable[[web.Application], Awaitable[None]]:
     """Shutdown begins: new publishes are refused; current events may finish (``ingest_drain_seconds``)."""
-    live = app.get(LIVE)
-    if live is not None:
-        await live.drain(app[SETTINGS].ingest_drain_seconds)
+
+    async def drain(app: web.Application) -> None:
+        await live.drain(seconds)
+
+    return drain
 
 
-async def _live_board(app: web.Application) -> AsyncIterator[None]:
+def _live_board(board: LiveStatusBoard, live: LiveStreams | None) -> Lifecycle:
     """Ingest nodes announce their live events through Redis; every process can look them up."""
-    settings = app[SETTINGS]
-    board = LiveStatusBoard(app[REDIS], settings.chat_redis_channel, settings.effective_node_name)
-    app[LIVE_BOARD] = board
-    live = app.get(LIVE)
-    task = asyncio.create_task(_announce(board, live), name="live-board") if live is not None else None
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await board.withdraw(list(live.events) if live is not None else [])
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_announce(board, live), name="live-board") if live is not None else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await board.withdraw(list(live.events) if live is not None else [])
+
+    return lifecycle
 
 
 async def _announce(board: LiveStatusBoard, live: LiveStreams) -> None:
@@ -310,8 +383,27 @@ async def _announce(board: LiveStatusBoard, live: LiveStreams) -> None:
         await asyncio.sleep(board.period)
 
 
-async def _redis(app: web.Application) -> AsyncIterator[None]:
-    client = Redis.from_url(app[SETTINGS].redis_url)
-    app[REDIS] = client
-    yield
-    await client.aclose()
+def _redis(client: Redis) -> Lifecycle:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    return lifecycle
+
+
+def _chat(chat: ChatServer) -> Lifecycle:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await chat.start()
+        yield
+        await chat.stop()
+
+    return lifecycle
+
+
+def _close_chat_connections(chat: ChatServer) -> Callable[[web.Application], Awaitable[None]]:
+    """On shutdown, so aiohttp does not wait for open websockets."""
+
+    async def close(app: web.Application) -> None:
+        await chat.close_connections()
+
+    return close

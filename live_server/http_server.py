@@ -229,3 +229,6 @@ def run(app: web.Application, host: str, port: int, guard: ConnectionGuard) -> N
         loop.run_until_complete(loop.shutdown_default_executor())
         asyncio.set_event_loop(None)
         loop.close()
+
+
+CONNECTION_GUARD = web.AppKey("connection_guard", ConnectionGuard)  # the guard `serve` enforces for this app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Every bounded queue between a producer and a slower consumer, as the ``consumer`` label of
@@ -86,3 +87,6 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("metrics", Metrics)  # the app's registry (tests read its series)

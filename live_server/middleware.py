@@ -14,7 +14,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from live_server import accounts, security
 from live_server.accounts import Identity
 from live_server.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceError, TooManyRequests, Unauthorized
-from live_server.keys import DB, METRICS
+from live_server.db import Database
+from live_server.metrics import Metrics
 from live_server.session_people import SESSION_COOKIE
 
 log = logging.getLogger(__name__)
@@ -159,23 +160,27 @@ async def route_ids_middleware(request: web.Request, handler: Handler) -> web.St
     return await handler(request)
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    metrics = request.app[METRICS]
-    start = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        info = request.match_info
-        route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
-        metrics.http_requests.labels(request.method, route, str(status)).inc()
-        metrics.http_latency.labels(request.method, route).observe(time.perf_counter() - start)
+def metrics_middleware(metrics: Metrics) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Count and time every request by route (``live_http_requests_total``, ``live_http_latency_seconds``)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            info = request.match_info
+            route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
+            metrics.http_requests.labels(request.method, route, str(status)).inc()
+            metrics.http_latency.labels(request.method, route).observe(time.perf_counter() - start)
+
+    return middleware
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -184,32 +189,35 @@ def _bearer(request: web.Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-@web.middleware
-async def identity_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def identity_middleware(db: Database) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Resolve the caller from an API token or the session cookie; enforce CSRF on cookie-authenticated writes."""
-    if request.path == "/socket.io/" and "sid" in request.query:
-        # An engine.io session's later requests (long-polling GETs/POSTs): who it is was resolved at
-        # its handshake, and its unguessable sid, known only to that client, is what a cross-site
-        # form cannot forge (the chat checks Origin too). No query per poll, no CSRF header to add.
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/socket.io/" and "sid" in request.query:
+            # An engine.io session's later requests (long-polling GETs/POSTs): who it is was resolved at
+            # its handshake, and its unguessable sid, known only to that client, is what a cross-site
+            # form cannot forge (the chat checks Origin too). No query per poll, no CSRF header to add.
+            return await handler(request)
+        if request.method in LAZY_METHODS and request.path.startswith(MEDIA_PREFIXES):
+            # Live and replay media: players poll them every couple of seconds. Their handlers ask
+            # ``SessionPeople`` (cached) and only when the access rule needs a person; nothing to do here.
+            return await handler(request)
+        identity: Identity | None = None
+        bearer = _bearer(request)
+        if bearer is not None and bearer.startswith(accounts.API_TOKEN_PREFIX):
+            identity = await db.run(lambda s: accounts.resolve_api_token(s, bearer))
+            if identity is None:
+                raise Unauthorized("invalid or revoked API token")
+        elif (cookie := request.cookies.get(SESSION_COOKIE)) is not None:
+            identity = await db.run(lambda s: accounts.resolve_login_session(s, cookie))
+        if identity is not None:
+            request[IDENTITY] = identity
+        if request.method in UNSAFE_METHODS:
+            await _check_csrf(request, identity)
         return await handler(request)
-    if request.method in LAZY_METHODS and request.path.startswith(MEDIA_PREFIXES):
-        # Live and replay media: players poll them every couple of seconds. Their handlers ask
-        # ``SessionPeople`` (cached) and only when the access rule needs a person; nothing to do here.
-        return await handler(request)
-    identity: Identity | None = None
-    db = request.app[DB]
-    bearer = _bearer(request)
-    if bearer is not None and bearer.startswith(accounts.API_TOKEN_PREFIX):
-        identity = await db.run(lambda s: accounts.resolve_api_token(s, bearer))
-        if identity is None:
-            raise Unauthorized("invalid or revoked API token")
-    elif (cookie := request.cookies.get(SESSION_COOKIE)) is not None:
-        identity = await db.run(lambda s: accounts.resolve_login_session(s, cookie))
-    if identity is not None:
-        request[IDENTITY] = identity
-    if request.method in UNSAFE_METHODS:
-        await _check_csrf(request, identity)
-    return await handler(request)
+
+    return middleware
 
 
 async def _check_csrf(request: web.Request, identity: Identity | None) -> None:

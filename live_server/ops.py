@@ -7,48 +7,82 @@ import ipaddress
 import os
 import shutil
 import tempfile
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from live_server import security
-from live_server.keys import DB, LIVE, METRICS, REDIS, SETTINGS, VIEWERS
+from live_server.db import Database
+from live_server.metrics import Metrics
 from live_server.settings import Settings
 
-routes = web.RouteTableDef()
+class Pingable(Protocol):
+    def ping(self) -> Any: ...
 
 
-@routes.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
-    """The process is up and its event loop answers."""
-    return web.json_response({"status": "ok"})
+class Ingest(Protocol):
+    """The live pipeline of an ingest node, as readiness sees it."""
+
+    accepting: bool
 
 
-@routes.get("/readyz")
-async def readyz(request: web.Request) -> web.Response:
-    """Ready to serve: the catalog (and Redis, when configured) answer within a few seconds."""
-    checks: dict[str, str] = {}
-    ok = True
-    try:
-        await asyncio.wait_for(request.app[DB].ping(), timeout=3)
-        checks["database"] = "ok"
-    except Exception as exc:  # any failure means not ready; the reason is reported
-        ok, checks["database"] = False, f"error: {type(exc).__name__}"
-    redis = request.app.get(REDIS)
-    if redis is not None:
+class Viewers(Protocol):
+    def counts(self) -> dict[int, int]: ...
+
+
+class Ops:
+    """``/healthz``, ``/readyz`` and ``/metrics``, with what they check given at wiring."""
+
+    def __init__(self, db: Database, settings: Settings, metrics: Metrics, viewers: Viewers,
+                 redis: Pingable | None, live: Ingest | None) -> None:
+        self.db = db
+        self.settings = settings
+        self.metrics = metrics
+        self.viewers = viewers
+        self.redis = redis  # None without redis_url
+        self.live = live  # None where no ingest runs
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/healthz", self.healthz), web.get("/readyz", self.readyz), web.get("/metrics", self.metrics_page)]
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """The process is up and its event loop answers."""
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Ready to serve: the catalog (and Redis, when configured) answer within a few seconds."""
+        checks: dict[str, str] = {}
+        ok = True
         try:
-            await asyncio.wait_for(redis.ping(), timeout=3)  # type: ignore[arg-type]  # redis types ping for both clients
-            checks["redis"] = "ok"
-        except Exception as exc:
-            ok, checks["redis"] = False, f"error: {type(exc).__name__}"
-    live = request.app.get(LIVE)
-    if live is not None and not live.accepting:
-        ok, checks["ingest"] = False, "draining"
-    if live is not None:  # where media is written: can the disk take segments?
-        disk = await asyncio.get_running_loop().run_in_executor(None, media_disk_check, request.app[SETTINGS])
-        checks["media_disk"] = disk
-        ok = ok and disk == "ok"
-    return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+            await asyncio.wait_for(self.db.ping(), timeout=3)
+            checks["database"] = "ok"
+        except Exception as exc:  # any failure means not ready; the reason is reported
+            ok, checks["database"] = False, f"error: {type(exc).__name__}"
+        if self.redis is not None:
+            try:
+                await asyncio.wait_for(self.redis.ping(), timeout=3)
+                checks["redis"] = "ok"
+            except Exception as exc:
+                ok, checks["redis"] = False, f"error: {type(exc).__name__}"
+        live = self.live
+        if live is not None and not live.accepting:
+            ok, checks["ingest"] = False, "draining"
+        if live is not None:  # where media is written: can the disk take segments?
+            disk = await asyncio.get_running_loop().run_in_executor(None, media_disk_check, self.settings)
+            checks["media_disk"] = disk
+            ok = ok and disk == "ok"
+        return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        if not metrics_allowed(request, self.settings):
+            raise web.HTTPNotFound(text="not found\n")
+        metrics = self.metrics
+        metrics.viewers.clear()
+        for event_id, count in self.viewers.counts().items():
+            metrics.viewers.labels(str(event_id)).set(count)
+        body = metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def media_disk_check(settings: Settings) -> str:
@@ -85,15 +119,3 @@ def metrics_allowed(request: web.Request, settings: Settings) -> bool:
     except ValueError:
         return False
     return any(address in ipaddress.ip_network(allowed, strict=False) for allowed in settings.metrics_allow)
-
-
-@routes.get("/metrics")
-async def metrics(request: web.Request) -> web.Response:
-    if not metrics_allowed(request, request.app[SETTINGS]):
-        raise web.HTTPNotFound(text="not found\n")
-    metrics = request.app[METRICS]
-    metrics.viewers.clear()
-    for event_id, count in request.app[VIEWERS].counts().items():
-        metrics.viewers.labels(str(event_id)).set(count)
-    body = metrics.render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

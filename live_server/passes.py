@@ -91,3 +91,6 @@ class PresentedPasses:
 
     def opens(self, target: Target) -> bool:
         return self.signer.check(target, self.token_for(target), self.now)
+
+
+MEDIA_PASS = web.AppKey("media_passes", MediaPasses)  # the app's passes (tests present and revoke them)

@@ -12,73 +12,16 @@ from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server.errors import BadRequest, Forbidden, PayloadTooLarge, Unprocessable
-from live_server.keys import DB, IMPORTER, SETTINGS
+from live_server.db import Database
+from live_server.settings import Settings
 from live_server.middleware import require_identity
 from live_server.models import Recording
 
 from . import access
-from .importer import ImportRejected, allowed_visibility
+from .importer import Importer, ImportRejected, allowed_visibility
 
-routes = web.RouteTableDef()
 TEXT_FIELD_LIMIT = 10_000
 CHUNK = 256 * 1024
-
-
-@routes.post("/api/v1/recordings/import")
-async def import_recording(request: web.Request) -> web.Response:
-    """Fields ``title``, ``description``, ``visibility`` (optional, before the file) and ``file``.
-
-    Cookie sessions send the CSRF token as the ``X-CSRF-Token`` header (the body is not buffered).
-    Answers 202 with the recording in ``processing``; poll it until ``ready`` or ``failed``.
-    """
-    identity = require_identity(request)
-    if not ev.can_create_events(identity.user):
-        raise Forbidden("only lecturers and admins import videos")
-    if not request.content_type.startswith("multipart/"):
-        raise BadRequest("send multipart/form-data with a file field")
-    importer = request.app[IMPORTER]
-    limit = request.app[SETTINGS].import_max_bytes
-    fields: dict[str, str] = {}
-    upload: Path | None = None
-    filename = ""
-    reader = await request.multipart()
-    try:
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise BadRequest("nested multipart is not supported")
-            if part.name == "file":
-                filename = part.filename or "video"
-                if _has_control_characters(filename):
-                    raise BadRequest("the file name must not contain control characters")
-                upload = importer.upload_path(secrets.token_hex(8))
-                await _save(part, upload, limit)
-            elif part.name in ("title", "description", "visibility"):
-                fields[part.name] = (await part.read(decode=True))[:TEXT_FIELD_LIMIT].decode("utf-8", "replace").strip()
-                if "\x00" in fields[part.name]:
-                    raise BadRequest(f"the {part.name} must not contain NUL characters")
-            else:
-                await part.release()
-        if upload is None:
-            raise Unprocessable("the file field is missing")
-        try:
-            visibility = allowed_visibility(fields.get("visibility"))
-        except ImportRejected as exc:
-            raise Unprocessable(str(exc)) from None
-        title = fields.get("title") or Path(filename).stem or "Imported video"
-        recording_id = await importer.create(identity.user, title, fields.get("description", ""), visibility, upload)
-    except BaseException:
-        if upload is not None:
-            upload.unlink(missing_ok=True)
-        raise
-    settings = request.app[SETTINGS]
-
-    def work(session: Session) -> dict[str, Any]:
-        row = session.get(Recording, recording_id)
-        assert row is not None
-        return access.recording_json(row, settings.base_url, True)
-
-    body = await request.app[DB].run(work)
-    return web.json_response(body, status=202, headers={"Location": f"/api/v1/recordings/{recording_id}"})
 
 
 async def _save(part: BodyPartReader, target: Path, limit: int) -> None:
@@ -94,3 +37,72 @@ async def _save(part: BodyPartReader, target: Path, limit: int) -> None:
 
 def _has_control_characters(text: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+class ImportApi:
+    """Uploading a recording made elsewhere into the catalog."""
+
+    def __init__(self, db: Database, importer: Importer, settings: Settings) -> None:
+        self.db = db
+        self.importer = importer
+        self.settings = settings
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/api/v1/recordings/import", self.import_recording),
+        ]
+
+    async def import_recording(self, request: web.Request) -> web.Response:
+        """Fields ``title``, ``description``, ``visibility`` (optional, before the file) and ``file``.
+
+        Cookie sessions send the CSRF token as the ``X-CSRF-Token`` header (the body is not buffered).
+        Answers 202 with the recording in ``processing``; poll it until ``ready`` or ``failed``.
+        """
+        identity = require_identity(request)
+        if not ev.can_create_events(identity.user):
+            raise Forbidden("only lecturers and admins import videos")
+        if not request.content_type.startswith("multipart/"):
+            raise BadRequest("send multipart/form-data with a file field")
+        importer = self.importer
+        limit = self.settings.import_max_bytes
+        fields: dict[str, str] = {}
+        upload: Path | None = None
+        filename = ""
+        reader = await request.multipart()
+        try:
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader):
+                    raise BadRequest("nested multipart is not supported")
+                if part.name == "file":
+                    filename = part.filename or "video"
+                    if _has_control_characters(filename):
+                        raise BadRequest("the file name must not contain control characters")
+                    upload = importer.upload_path(secrets.token_hex(8))
+                    await _save(part, upload, limit)
+                elif part.name in ("title", "description", "visibility"):
+                    fields[part.name] = (await part.read(decode=True))[:TEXT_FIELD_LIMIT].decode("utf-8", "replace").strip()
+                    if "\x00" in fields[part.name]:
+                        raise BadRequest(f"the {part.name} must not contain NUL characters")
+                else:
+                    await part.release()
+            if upload is None:
+                raise Unprocessable("the file field is missing")
+            try:
+                visibility = allowed_visibility(fields.get("visibility"))
+            except ImportRejected as exc:
+                raise Unprocessable(str(exc)) from None
+            title = fields.get("title") or Path(filename).stem or "Imported video"
+            recording_id = await importer.create(identity.user, title, fields.get("description", ""), visibility, upload)
+        except BaseException:
+            if upload is not None:
+                upload.unlink(missing_ok=True)
+            raise
+        settings = self.settings
+
+        def work(session: Session) -> dict[str, Any]:
+            row = session.get(Recording, recording_id)
+            assert row is not None
+            return access.recording_json(row, settings.base_url, True)
+
+        body = await self.db.run(work)
+        return web.json_response(body, status=202, headers={"Location": f"/api/v1/recordings/{recording_id}"})

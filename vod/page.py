@@ -14,18 +14,19 @@ from sqlalchemy import select
 from live_server import security
 from live_server.access import Decision, can_view, person_of, recording_target
 from live_server.errors import NotFound
-from live_server.keys import DB, MEDIA_PASS, SETTINGS
+from live_server.db import Database
 from live_server.middleware import identity_of
 from live_server.models import Event, Recording, RecordingState, User, Visibility
+from live_server.passes import MediaPasses
 
 from . import access
 
 
-def decide(request: web.Request, session: Session, row: Recording) -> Decision:
+def decide(passes: MediaPasses, request: web.Request, session: Session, row: Recording) -> Decision:
     """The one access rule for a recording; a pass for its event opens it too (whoever unlocked the live)."""
     event = session.get(Event, row.event_id) if row.event_id is not None else None
-    passes = request.app[MEDIA_PASS].presented(request.cookies)
-    return can_view(person_of(identity_of(request)), recording_target(row, event), passes)
+    presented = passes.presented(request.cookies)
+    return can_view(person_of(identity_of(request)), recording_target(row, event), presented)
 
 
 def event_replay(session: Session, event: Event, user: User | None) -> dict[str, Any] | None:
@@ -73,26 +74,41 @@ class ReplayView:
         }
 
 
-async def replay_view(request: web.Request) -> ReplayView:
-    identity = identity_of(request)
-    user = identity.user if identity else None
-    ref = request.match_info["id"]
+class ReplayPages:
+    """The replay page's access, unlock and media pass, with the catalog and the passes given at wiring."""
 
-    def work(session: Session) -> tuple[Recording, Event | None, Decision]:
-        row = access.find(session, ref, user)
-        decision = decide(request, session, row)
-        if decision is Decision.LOGIN_REQUIRED:
-            raise web.HTTPSeeOther(f"/login?next=/recordings/{row.public_ref}")
-        if decision is Decision.NOT_FOUND:
-            raise NotFound("no such recording")
-        return row, session.get(Event, row.event_id) if row.event_id is not None else None, decision
+    def __init__(self, db: Database, passes: MediaPasses, cookie_secure: str) -> None:
+        self.db = db
+        self.passes = passes
+        self.cookie_secure = cookie_secure
 
-    row, event, decision = await request.app[DB].run(work)
-    manager = access.can_manage(user, row)
-    locked = decision is Decision.PASSWORD_REQUIRED
-    if event is None:
-        return ReplayView(row, None, None, manager, locked, None, None)
-    return ReplayView(row, event.slug, event.password_hash, manager, locked, event.caption_language, event)
+    async def replay_view(self, request: web.Request) -> ReplayView:
+        identity = identity_of(request)
+        user = identity.user if identity else None
+        ref = request.match_info["id"]
+
+        def work(session: Session) -> tuple[Recording, Event | None, Decision]:
+            row = access.find(session, ref, user)
+            decision = decide(self.passes, request, session, row)
+            if decision is Decision.LOGIN_REQUIRED:
+                raise web.HTTPSeeOther(f"/login?next=/recordings/{row.public_ref}")
+            if decision is Decision.NOT_FOUND:
+                raise NotFound("no such recording")
+            return row, session.get(Event, row.event_id) if row.event_id is not None else None, decision
+
+        row, event, decision = await self.db.run(work)
+        manager = access.can_manage(user, row)
+        locked = decision is Decision.PASSWORD_REQUIRED
+        if event is None:
+            return ReplayView(row, None, None, manager, locked, None, None)
+        return ReplayView(row, event.slug, event.password_hash, manager, locked, event.caption_language, event)
+
+    def grant_pass(self, request: web.Request, response: web.StreamResponse, view: ReplayView) -> None:
+        """Password recordings: once unlocked (or on each visit after), the page hands the player a pass for /vod/<id>/."""
+        if view.locked or view.manager or view.recording.visibility != Visibility.PASSWORD:
+            return
+        target = recording_target(view.recording, view.event)
+        self.passes.grant(request, response, target, self.cookie_secure)
 
 
 async def password_matches(view: ReplayView, password: str) -> bool:
@@ -101,11 +117,3 @@ async def password_matches(view: ReplayView, password: str) -> bool:
     if not stored or not password:
         return False
     return await asyncio.get_running_loop().run_in_executor(None, security.verify_password, password, stored)
-
-
-def grant_pass(request: web.Request, response: web.StreamResponse, view: ReplayView) -> None:
-    """Password recordings: once unlocked (or on each visit after), the page hands the player a pass for /vod/<id>/."""
-    if view.locked or view.manager or view.recording.visibility != Visibility.PASSWORD:
-        return
-    target = recording_target(view.recording, view.event)
-    request.app[MEDIA_PASS].grant(request, response, target, request.app[SETTINGS].cookie_secure)

@@ -9,69 +9,16 @@ from sqlalchemy.orm import Session
 
 from live_server import accounts
 from live_server.errors import Unprocessable
-from live_server.keys import DB
+from live_server.db import Database
 from web import i18n
 from web.guards import current_user, html_errors, require_login
 from web.pages import _safe_next, render
 from web.templating import translator
 
-routes = web.RouteTableDef()
-
-
-@routes.post("/language", name="language")
-async def switch_language(request: web.Request) -> web.Response:
-    """The switcher in every page's header: a cookie for everyone, and the profile for people logged in."""
-    form = await request.post()
-    lang = str(form.get("language", ""))
-    target = _safe_next(str(form.get("next", "/")))
-    response = web.HTTPSeeOther(target)
-    if lang not in i18n.LANGUAGES:
-        raise response
-    response.set_cookie(i18n.LANGUAGE_COOKIE, lang, max_age=365 * 86400, samesite="Lax", path="/", httponly=True)
-    user = current_user(request)
-    if user is not None:
-        await request.app[DB].run(lambda s: accounts.update_profile(s, user.id, user.display_name, lang))
-    raise response
-
 
 def _profile_page(request: web.Request, values: dict[str, str], errors: dict[str, str], notice: str | None,
                   status: int = 200) -> web.Response:
     return render(request, "profile.html", {"values": values, "errors": errors, "notice": notice}, status=status)
-
-
-@routes.get("/profile", name="profile")
-@html_errors
-async def profile(request: web.Request) -> web.Response:
-    user = require_login(request)
-    _ = translator(request)
-    notice = _("Your profile was saved.") if request.query.get("saved") else None
-    return _profile_page(request, {"display_name": user.display_name, "language": user.language or ""}, {}, notice)
-
-
-@routes.post("/profile")
-@html_errors
-async def save_profile(request: web.Request) -> web.Response:
-    user = require_login(request)
-    _ = translator(request)
-    form = await request.post()
-    values = {"display_name": str(form.get("display_name", "")).strip(), "language": str(form.get("language", ""))}
-    errors: dict[str, str] = {}
-    if not values["display_name"] or len(values["display_name"]) > 200:
-        errors["display_name"] = _("Give a name of 1 to 200 characters.")
-    if values["language"] and values["language"] not in i18n.LANGUAGES:
-        errors["language"] = _("Choose a language from the list.")
-    if errors:
-        return _profile_page(request, values, errors, None, status=422)
-    await request.app[DB].run(
-        lambda s: accounts.update_profile(s, user.id, values["display_name"], values["language"] or None))
-    response = web.HTTPSeeOther("/profile?saved=1")
-    response.del_cookie(i18n.LANGUAGE_COOKIE, path="/")  # the profile decides now ("Automatic": the browser)
-    raise response
-
-
-async def _tokens(request: web.Request) -> list[Any]:
-    user = require_login(request)
-    return await request.app[DB].run(lambda s: accounts.list_api_tokens(s, user))
 
 
 def _tokens_page(request: web.Request, tokens: list[Any], created: str | None = None, name: str = "",
@@ -80,40 +27,90 @@ def _tokens_page(request: web.Request, tokens: list[Any], created: str | None = 
                                            "notice": notice}, status=status)
 
 
-@routes.get("/profile/tokens", name="tokens")
-@html_errors
-async def tokens(request: web.Request) -> web.Response:
-    _ = translator(request)
-    notice = _("The token was revoked; it no longer works.") if request.query.get("revoked") else None
-    return _tokens_page(request, await _tokens(request), notice=notice)
+class AccountPages:
+    """The language switcher, the profile and personal API tokens."""
 
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-@routes.post("/profile/tokens")
-@html_errors
-async def create_token(request: web.Request) -> web.Response:
-    """The token is shown once, in this response only: it is never stored in clear, nor put in a URL."""
-    user = require_login(request)
-    _ = translator(request)
-    name = str((await request.post()).get("name", "")).strip()
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/language", self.switch_language, name="language"),
+            web.get("/profile", html_errors(self.profile), name="profile"),
+            web.post("/profile", html_errors(self.save_profile)),
+            web.get("/profile/tokens", html_errors(self.tokens), name="tokens"),
+            web.post("/profile/tokens", html_errors(self.create_token)),
+            web.post("/profile/tokens/{token_id:\\d+}/revoke", html_errors(self.revoke_token)),
+        ]
 
-    def work(session: Session) -> str:
-        token, _row = accounts.create_api_token(session, user, name)
-        return token
+    async def switch_language(self, request: web.Request) -> web.Response:
+        """The switcher in every page's header: a cookie for everyone, and the profile for people logged in."""
+        form = await request.post()
+        lang = str(form.get("language", ""))
+        target = _safe_next(str(form.get("next", "/")))
+        response = web.HTTPSeeOther(target)
+        if lang not in i18n.LANGUAGES:
+            raise response
+        response.set_cookie(i18n.LANGUAGE_COOKIE, lang, max_age=365 * 86400, samesite="Lax", path="/", httponly=True)
+        user = current_user(request)
+        if user is not None:
+            await self.db.run(lambda s: accounts.update_profile(s, user.id, user.display_name, lang))
+        raise response
 
-    try:
-        token = await request.app[DB].run(work)
-    except Unprocessable:
-        return _tokens_page(request, await _tokens(request), name=name, status=422,
-                            error=_("Give the token a name of 1 to 100 characters."))
-    response = _tokens_page(request, await _tokens(request), created=token, status=201)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    async def profile(self, request: web.Request) -> web.Response:
+        user = require_login(request)
+        _ = translator(request)
+        notice = _("Your profile was saved.") if request.query.get("saved") else None
+        return _profile_page(request, {"display_name": user.display_name, "language": user.language or ""}, {}, notice)
 
+    async def save_profile(self, request: web.Request) -> web.Response:
+        user = require_login(request)
+        _ = translator(request)
+        form = await request.post()
+        values = {"display_name": str(form.get("display_name", "")).strip(), "language": str(form.get("language", ""))}
+        errors: dict[str, str] = {}
+        if not values["display_name"] or len(values["display_name"]) > 200:
+            errors["display_name"] = _("Give a name of 1 to 200 characters.")
+        if values["language"] and values["language"] not in i18n.LANGUAGES:
+            errors["language"] = _("Choose a language from the list.")
+        if errors:
+            return _profile_page(request, values, errors, None, status=422)
+        await self.db.run(
+            lambda s: accounts.update_profile(s, user.id, values["display_name"], values["language"] or None))
+        response = web.HTTPSeeOther("/profile?saved=1")
+        response.del_cookie(i18n.LANGUAGE_COOKIE, path="/")  # the profile decides now ("Automatic": the browser)
+        raise response
 
-@routes.post("/profile/tokens/{token_id:\\d+}/revoke")
-@html_errors
-async def revoke_token(request: web.Request) -> web.Response:
-    user = require_login(request)
-    token_id = int(request.match_info["token_id"])
-    await request.app[DB].run(lambda s: accounts.revoke_api_token(s, user, token_id))
-    raise web.HTTPSeeOther("/profile/tokens?revoked=1")
+    async def _tokens(self, request: web.Request) -> list[Any]:
+        user = require_login(request)
+        return await self.db.run(lambda s: accounts.list_api_tokens(s, user))
+
+    async def tokens(self, request: web.Request) -> web.Response:
+        _ = translator(request)
+        notice = _("The token was revoked; it no longer works.") if request.query.get("revoked") else None
+        return _tokens_page(request, await self._tokens(request), notice=notice)
+
+    async def create_token(self, request: web.Request) -> web.Response:
+        """The token is shown once, in this response only: it is never stored in clear, nor put in a URL."""
+        user = require_login(request)
+        _ = translator(request)
+        name = str((await request.post()).get("name", "")).strip()
+
+        def work(session: Session) -> str:
+            token, _row = accounts.create_api_token(session, user, name)
+            return token
+
+        try:
+            token = await self.db.run(work)
+        except Unprocessable:
+            return _tokens_page(request, await self._tokens(request), name=name, status=422,
+                                error=_("Give the token a name of 1 to 100 characters."))
+        response = _tokens_page(request, await self._tokens(request), created=token, status=201)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def revoke_token(self, request: web.Request) -> web.Response:
+        user = require_login(request)
+        token_id = int(request.match_info["token_id"])
+        await self.db.run(lambda s: accounts.revoke_api_token(s, user, token_id))
+        raise web.HTTPSeeOther("/profile/tokens?revoked=1")

@@ -20,15 +20,16 @@ from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server.errors import Conflict, ServiceError, Unprocessable
-from live_server.keys import DB, SETTINGS, VIEWERS
+from live_server.db import Database
+from live_server.settings import Settings
 from live_server.models import Event, EventState, Role, User, Visibility
 from web import i18n
 from web.guards import PageError, html_errors, require_role
 from web.i18n import N_
+from web.media import ViewerCounter
 from web.pages import render
 from web.templating import language, site_url, timezone_of, translator
 
-routes = web.RouteTableDef()
 
 EDITORS = (Role.LECTURER, Role.ADMIN)
 FLAGS = ("dvr", "record", "abr", "chat_enabled", "guests_allowed")
@@ -152,173 +153,168 @@ class EventForm:
             raise exc
 
 
-def _caption_languages(request: web.Request, current: str) -> list[tuple[str, str]]:
-    """Languages offered for captions (those with a Vosk model, plus French and English), named in the page's language."""
-    codes = set(request.app[SETTINGS].vosk_models) | {"en", "fr"} | ({current} if current else set())
-    lang = language(request)
-    options = []
-    for code in sorted(codes):
+class Dashboard:
+    """The lecturer's dashboard: their events, creating and editing them."""
+
+    def __init__(self, db: Database, settings: Settings, viewers: ViewerCounter) -> None:
+        self.db = db
+        self.settings = settings
+        self.viewers = viewers
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/dashboard", html_errors(self.my_events), name="dashboard"),
+            web.get("/dashboard/events/new", html_errors(self.new_event), name="event_new"),
+            web.post("/dashboard/events/new", html_errors(self.create_event)),
+            web.get("/dashboard/events/{slug}", html_errors(self.edit_event), name="event_edit"),
+            web.post("/dashboard/events/{slug}", html_errors(self.update_event)),
+            web.post("/dashboard/events/{slug}/stream-key", html_errors(self.rotate_key)),
+            web.post("/dashboard/events/{slug}/delete", html_errors(self.delete_event)),
+        ]
+
+    def _caption_languages(self, request: web.Request, current: str) -> list[tuple[str, str]]:
+        """Languages offered for captions (those with a Vosk model, plus French and English), named in the page's language."""
+        codes = set(self.settings.vosk_models) | {"en", "fr"} | ({current} if current else set())
+        lang = language(request)
+        options = []
+        for code in sorted(codes):
+            try:
+                name = Locale.parse(code.replace("-", "_")).get_display_name(lang) or code
+            except (ValueError, UnknownLocaleError):
+                name = code
+            options.append((code, name[:1].upper() + name[1:]))
+        return sorted(options, key=lambda o: o[1])
+
+    def _form_page(self, request: web.Request, form: EventForm, event: Event | None, stream: dict[str, Any] | None,
+                   status: int = 200, notice: str | None = None) -> web.Response:
+        order = {name: i for i, name in enumerate(FIELD_ORDER)}
+        form.errors = dict(sorted(form.errors.items(), key=lambda item: order.get(item[0], len(order))))
+        return render(request, "event_form.html", {
+            "form": form, "event": event, "stream": stream, "notice": notice,
+            "caption_languages": self._caption_languages(request, form.values.get("caption_language", "")),
+            "visibilities": [v.value for v in VISIBILITY_ORDER],
+            "viewers": self.viewers.count(event.id) if event is not None else 0,
+        }, status=status)
+
+    async def my_events(self, request: web.Request) -> web.Response:
+        user = require_role(request, *EDITORS)
+
+        def work(session: Session) -> list[Event]:
+            return list(session.scalars(select(Event).where(Event.owner_id == user.id)
+                                        .order_by(Event.scheduled_start.is_(None), Event.scheduled_start.desc(), Event.id.desc())))
+
+        events = await self.db.run(work)
+        _ = translator(request)
+        notice = _("The event was deleted.") if request.query.get("deleted") else None
+        return render(request, "dashboard.html", {"events": events, "notice": notice})
+
+    async def new_event(self, request: web.Request) -> web.Response:
+        require_role(request, *EDITORS)
+        return self._form_page(request, EventForm.blank(timezone_of(request).key), None, None)
+
+    async def create_event(self, request: web.Request) -> web.Response:
+        user = require_role(request, *EDITORS)
+        _ = translator(request)
+        form = EventForm.posted(await request.post())
+        data = form.payload(_, None)
+        payload = None
         try:
-            name = Locale.parse(code.replace("-", "_")).get_display_name(lang) or code
-        except (ValueError, UnknownLocaleError):
-            name = code
-        options.append((code, name[:1].upper() + name[1:]))
-    return sorted(options, key=lambda o: o[1])
+            payload = ev.EventCreate.model_validate(data)
+        except ValidationError as exc:
+            form.add_validation_errors(_, exc)
+        if form.errors or payload is None:
+            return self._form_page(request, form, None, None, status=422)
 
+        def work(session: Session) -> str:
+            owner = session.merge(user, load=False)
+            return ev.create_event(session, owner, payload).slug
 
-def _form_page(request: web.Request, form: EventForm, event: Event | None, stream: dict[str, Any] | None,
-               status: int = 200, notice: str | None = None) -> web.Response:
-    order = {name: i for i, name in enumerate(FIELD_ORDER)}
-    form.errors = dict(sorted(form.errors.items(), key=lambda item: order.get(item[0], len(order))))
-    return render(request, "event_form.html", {
-        "form": form, "event": event, "stream": stream, "notice": notice,
-        "caption_languages": _caption_languages(request, form.values.get("caption_language", "")),
-        "visibilities": [v.value for v in VISIBILITY_ORDER],
-        "viewers": request.app[VIEWERS].count(event.id) if event is not None else 0,
-    }, status=status)
+        try:
+            slug = await self.db.run(work)
+        except (Conflict, Unprocessable) as exc:
+            form.add_service_error(_, exc)
+            return self._form_page(request, form, None, None, status=422)
+        raise web.HTTPSeeOther(f"/dashboard/events/{slug}?created=1")
 
+    async def _manageable(self, request: web.Request, user: User) -> tuple[Event, dict[str, Any]]:
+        """The event (owner or admin only; others get 403, or 404 where it must not be probed) and its stream settings."""
+        settings = self.settings
+        base = site_url(request)
 
-@routes.get("/dashboard", name="dashboard")
-@html_errors
-async def my_events(request: web.Request) -> web.Response:
-    user = require_role(request, *EDITORS)
+        def work(session: Session) -> tuple[Event, dict[str, Any]]:
+            event = ev.get_event(session, request.match_info["slug"], user)
+            ev.ensure_manageable(user, event)
+            body = ev.event_json(event, base_url=base, rtmp_url=settings.rtmp_url,
+                                 stream_key=ev.revealed_stream_key(session, event), include_stream=True)
+            return event, body["stream"]
 
-    def work(session: Session) -> list[Event]:
-        return list(session.scalars(select(Event).where(Event.owner_id == user.id)
-                                    .order_by(Event.scheduled_start.is_(None), Event.scheduled_start.desc(), Event.id.desc())))
+        return await self.db.run(work)
 
-    events = await request.app[DB].run(work)
-    _ = translator(request)
-    notice = _("The event was deleted.") if request.query.get("deleted") else None
-    return render(request, "dashboard.html", {"events": events, "notice": notice})
+    async def edit_event(self, request: web.Request) -> web.Response:
+        user = require_role(request, *EDITORS)
+        event, stream = await self._manageable(request, user)
+        _ = translator(request)
+        notice = None
+        if request.query.get("created"):
+            notice = _("The event was created. Its stream settings are below.")
+        elif request.query.get("saved"):
+            notice = _("Your changes were saved.")
+        elif request.query.get("rotated"):
+            notice = _("A new stream key was issued; the old one no longer works.")
+        return self._form_page(request, EventForm.of(event, timezone_of(request).key), event, stream, notice=notice)
 
+    async def update_event(self, request: web.Request) -> web.Response:
+        user = require_role(request, *EDITORS)
+        event, stream = await self._manageable(request, user)
+        _ = translator(request)
+        form = EventForm.posted(await request.post())
+        data = form.payload(_, event.slug)
+        payload = None
+        try:
+            payload = ev.EventUpdate.model_validate(data)
+        except ValidationError as exc:
+            form.add_validation_errors(_, exc)
+        if form.errors or payload is None:
+            return self._form_page(request, form, event, stream, status=422)
 
-@routes.get("/dashboard/events/new", name="event_new")
-@html_errors
-async def new_event(request: web.Request) -> web.Response:
-    require_role(request, *EDITORS)
-    return _form_page(request, EventForm.blank(timezone_of(request).key), None, None)
+        def work(session: Session) -> str:
+            row = ev.get_event(session, event.id, user)
+            ev.ensure_manageable(user, row)
+            return ev.update_event(session, row, payload).slug
 
+        try:
+            slug = await self.db.run(work)
+        except (Conflict, Unprocessable) as exc:
+            form.add_service_error(_, exc)
+            return self._form_page(request, form, event, stream, status=422)
+        raise web.HTTPSeeOther(f"/dashboard/events/{slug}?saved=1")
 
-@routes.post("/dashboard/events/new")
-@html_errors
-async def create_event(request: web.Request) -> web.Response:
-    user = require_role(request, *EDITORS)
-    _ = translator(request)
-    form = EventForm.posted(await request.post())
-    data = form.payload(_, None)
-    payload = None
-    try:
-        payload = ev.EventCreate.model_validate(data)
-    except ValidationError as exc:
-        form.add_validation_errors(_, exc)
-    if form.errors or payload is None:
-        return _form_page(request, form, None, None, status=422)
+    async def rotate_key(self, request: web.Request) -> web.Response:
+        """A new stream key; the old one stops working at once (a publish in progress is not cut)."""
+        user = require_role(request, *EDITORS)
 
-    def work(session: Session) -> str:
-        owner = session.merge(user, load=False)
-        return ev.create_event(session, owner, payload).slug
+        def work(session: Session) -> str:
+            event = ev.get_event(session, request.match_info["slug"], user)
+            ev.ensure_manageable(user, event)
+            ev.issue_stream_key(session, event)
+            return event.slug
 
-    try:
-        slug = await request.app[DB].run(work)
-    except (Conflict, Unprocessable) as exc:
-        form.add_service_error(_, exc)
-        return _form_page(request, form, None, None, status=422)
-    raise web.HTTPSeeOther(f"/dashboard/events/{slug}?created=1")
+        slug = await self.db.run(work)
+        raise web.HTTPSeeOther(f"/dashboard/events/{slug}?rotated=1#stream")
 
+    async def delete_event(self, request: web.Request) -> web.Response:
+        user = require_role(request, *EDITORS)
+        form = await request.post()
+        _ = translator(request)
+        if form.get("confirm") != "yes":
+            raise PageError(422, _("Tick the box to confirm the deletion."))
 
-async def _manageable(request: web.Request, user: User) -> tuple[Event, dict[str, Any]]:
-    """The event (owner or admin only; others get 403, or 404 where it must not be probed) and its stream settings."""
-    settings = request.app[SETTINGS]
-    base = site_url(request)
+        def work(session: Session) -> None:
+            event = ev.get_event(session, request.match_info["slug"], user)
+            ev.ensure_manageable(user, event)
+            if event.state == EventState.LIVE:
+                raise PageError(409, _("The event is live; stop the stream before deleting it."))
+            session.delete(event)
 
-    def work(session: Session) -> tuple[Event, dict[str, Any]]:
-        event = ev.get_event(session, request.match_info["slug"], user)
-        ev.ensure_manageable(user, event)
-        body = ev.event_json(event, base_url=base, rtmp_url=settings.rtmp_url,
-                             stream_key=ev.revealed_stream_key(session, event), include_stream=True)
-        return event, body["stream"]
-
-    return await request.app[DB].run(work)
-
-
-@routes.get("/dashboard/events/{slug}", name="event_edit")
-@html_errors
-async def edit_event(request: web.Request) -> web.Response:
-    user = require_role(request, *EDITORS)
-    event, stream = await _manageable(request, user)
-    _ = translator(request)
-    notice = None
-    if request.query.get("created"):
-        notice = _("The event was created. Its stream settings are below.")
-    elif request.query.get("saved"):
-        notice = _("Your changes were saved.")
-    elif request.query.get("rotated"):
-        notice = _("A new stream key was issued; the old one no longer works.")
-    return _form_page(request, EventForm.of(event, timezone_of(request).key), event, stream, notice=notice)
-
-
-@routes.post("/dashboard/events/{slug}")
-@html_errors
-async def update_event(request: web.Request) -> web.Response:
-    user = require_role(request, *EDITORS)
-    event, stream = await _manageable(request, user)
-    _ = translator(request)
-    form = EventForm.posted(await request.post())
-    data = form.payload(_, event.slug)
-    payload = None
-    try:
-        payload = ev.EventUpdate.model_validate(data)
-    except ValidationError as exc:
-        form.add_validation_errors(_, exc)
-    if form.errors or payload is None:
-        return _form_page(request, form, event, stream, status=422)
-
-    def work(session: Session) -> str:
-        row = ev.get_event(session, event.id, user)
-        ev.ensure_manageable(user, row)
-        return ev.update_event(session, row, payload).slug
-
-    try:
-        slug = await request.app[DB].run(work)
-    except (Conflict, Unprocessable) as exc:
-        form.add_service_error(_, exc)
-        return _form_page(request, form, event, stream, status=422)
-    raise web.HTTPSeeOther(f"/dashboard/events/{slug}?saved=1")
-
-
-@routes.post("/dashboard/events/{slug}/stream-key")
-@html_errors
-async def rotate_key(request: web.Request) -> web.Response:
-    """A new stream key; the old one stops working at once (a publish in progress is not cut)."""
-    user = require_role(request, *EDITORS)
-
-    def work(session: Session) -> str:
-        event = ev.get_event(session, request.match_info["slug"], user)
-        ev.ensure_manageable(user, event)
-        ev.issue_stream_key(session, event)
-        return event.slug
-
-    slug = await request.app[DB].run(work)
-    raise web.HTTPSeeOther(f"/dashboard/events/{slug}?rotated=1#stream")
-
-
-@routes.post("/dashboard/events/{slug}/delete")
-@html_errors
-async def delete_event(request: web.Request) -> web.Response:
-    user = require_role(request, *EDITORS)
-    form = await request.post()
-    _ = translator(request)
-    if form.get("confirm") != "yes":
-        raise PageError(422, _("Tick the box to confirm the deletion."))
-
-    def work(session: Session) -> None:
-        event = ev.get_event(session, request.match_info["slug"], user)
-        ev.ensure_manageable(user, event)
-        if event.state == EventState.LIVE:
-            raise PageError(409, _("The event is live; stop the stream before deleting it."))
-        session.delete(event)
-
-    await request.app[DB].run(work)
-    raise web.HTTPSeeOther("/dashboard?deleted=1")
-
+        await self.db.run(work)
+        raise web.HTTPSeeOther("/dashboard?deleted=1")

@@ -18,14 +18,13 @@ from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server.errors import NotFound
-from live_server.keys import DB
+from live_server.db import Database
 from live_server.models import Event, Recording, RecordingState, User, Visibility
 
 from vod.access import find as find_recording
 from web.pages import render
 from web.templating import site_url, translator
 
-routes = web.RouteTableDef()
 
 EMBEDDABLE = (Visibility.PUBLIC, Visibility.UNLISTED)
 FRAMING = {"Content-Security-Policy": "frame-ancestors *", "Cache-Control": "no-cache"}
@@ -62,36 +61,6 @@ def _unavailable(request: web.Request) -> web.StreamResponse:
     }, status=404))
 
 
-@routes.get("/embed/events/{slug}", name="embed_event")
-async def embed_event(request: web.Request) -> web.StreamResponse:
-    slug = request.match_info["slug"]
-    try:
-        event = await request.app[DB].run(lambda s: _embeddable_event(s, slug))
-    except NotFound:
-        return _unavailable(request)
-    return _framable(render(request, "embed.html", {
-        "title": event.title, "unavailable": False, "kind": "event", "state": event.state.value,
-        "page_url": f"{site_url(request)}/events/{event.slug}",
-        "playback_url": f"/live/{event.slug}/master.m3u8", "api_url": f"/api/v1/events/{event.slug}",
-        "poster": None,
-    }))
-
-
-@routes.get("/embed/recordings/{id}", name="embed_recording")
-async def embed_recording(request: web.Request) -> web.StreamResponse:
-    ref = request.match_info["id"]
-    try:
-        row = await request.app[DB].run(lambda s: _embeddable_recording(s, ref))
-    except NotFound:
-        return _unavailable(request)
-    return _framable(render(request, "embed.html", {
-        "title": row.title, "unavailable": False, "kind": "recording", "state": "vod",
-        "page_url": f"{site_url(request)}/recordings/{row.public_ref}",
-        "playback_url": f"/vod/{row.public_ref}/master.m3u8", "api_url": "",
-        "poster": f"/vod/{row.public_ref}/thumbnail.jpg" if row.thumbnail_path else None,
-    }))
-
-
 def _size(request: web.Request) -> tuple[int, int]:
     """16:9 within the consumer's maxwidth/maxheight (oEmbed 1.0, section 2.2)."""
     def limit(name: str) -> int | None:
@@ -107,43 +76,81 @@ def _size(request: web.Request) -> tuple[int, int]:
     return width, height
 
 
-@routes.get("/oembed", name="oembed")
-async def oembed(request: web.Request) -> web.Response:
-    """oEmbed 1.0 (JSON): a ``video`` whose ``html`` is an iframe of the embed page."""
-    headers = {"Access-Control-Allow-Origin": "*"}
-    if request.query.get("format", "json") != "json":
-        raise web.HTTPNotImplemented(text="only format=json is offered\n", headers=headers)
-    target = urlsplit(request.query.get("url", "").strip())
-    base = site_url(request)
-    ours = {urlsplit(base).netloc, request.host}
-    event_match, recording_match = _EVENT_PATH.match(target.path), _RECORDING_PATH.match(target.path)
-    if target.scheme not in ("http", "https") or target.netloc not in ours or not (event_match or recording_match):
-        raise web.HTTPNotFound(text="no embeddable page at this URL\n", headers=headers)
+class EmbedPages:
+    """Embeddable players for other sites, and oEmbed."""
 
-    def work(session: Session) -> dict[str, Any]:
-        if event_match:
-            event = _embeddable_event(session, event_match.group(1))
-            return {"title": event.title, "author_name": event.owner.display_name,
-                    "src": f"{base}/embed/events/{event.slug}"}
-        assert recording_match is not None
-        row = _embeddable_recording(session, recording_match.group(1))
-        owner_row = session.get(User, row.owner_id)
-        owner = owner_row.display_name if owner_row is not None else None
-        return {"title": row.title, "author_name": owner, "src": f"{base}/embed/recordings/{row.public_ref}"}
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    try:
-        found = await request.app[DB].run(work)
-    except NotFound:
-        raise web.HTTPNotFound(text="no embeddable page at this URL\n", headers=headers) from None
-    width, height = _size(request)
-    _ = translator(request)
-    html = (f'<iframe src="{escape(found["src"])}" width="{width}" height="{height}" title="{escape(found["title"])}" '
-            'frameborder="0" allow="autoplay; fullscreen; picture-in-picture" allowfullscreen></iframe>')
-    body = {
-        "version": "1.0", "type": "video", "title": found["title"],
-        "provider_name": _("Live lectures"), "provider_url": base + "/",
-        "width": width, "height": height, "html": html, "cache_age": 300,
-    }
-    if found["author_name"]:
-        body["author_name"] = found["author_name"]
-    return web.json_response(body, headers=headers)
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/embed/events/{slug}", self.embed_event, name="embed_event"),
+            web.get("/embed/recordings/{id}", self.embed_recording, name="embed_recording"),
+            web.get("/oembed", self.oembed, name="oembed"),
+        ]
+
+    async def embed_event(self, request: web.Request) -> web.StreamResponse:
+        slug = request.match_info["slug"]
+        try:
+            event = await self.db.run(lambda s: _embeddable_event(s, slug))
+        except NotFound:
+            return _unavailable(request)
+        return _framable(render(request, "embed.html", {
+            "title": event.title, "unavailable": False, "kind": "event", "state": event.state.value,
+            "page_url": f"{site_url(request)}/events/{event.slug}",
+            "playback_url": f"/live/{event.slug}/master.m3u8", "api_url": f"/api/v1/events/{event.slug}",
+            "poster": None,
+        }))
+
+    async def embed_recording(self, request: web.Request) -> web.StreamResponse:
+        ref = request.match_info["id"]
+        try:
+            row = await self.db.run(lambda s: _embeddable_recording(s, ref))
+        except NotFound:
+            return _unavailable(request)
+        return _framable(render(request, "embed.html", {
+            "title": row.title, "unavailable": False, "kind": "recording", "state": "vod",
+            "page_url": f"{site_url(request)}/recordings/{row.public_ref}",
+            "playback_url": f"/vod/{row.public_ref}/master.m3u8", "api_url": "",
+            "poster": f"/vod/{row.public_ref}/thumbnail.jpg" if row.thumbnail_path else None,
+        }))
+
+    async def oembed(self, request: web.Request) -> web.Response:
+        """oEmbed 1.0 (JSON): a ``video`` whose ``html`` is an iframe of the embed page."""
+        headers = {"Access-Control-Allow-Origin": "*"}
+        if request.query.get("format", "json") != "json":
+            raise web.HTTPNotImplemented(text="only format=json is offered\n", headers=headers)
+        target = urlsplit(request.query.get("url", "").strip())
+        base = site_url(request)
+        ours = {urlsplit(base).netloc, request.host}
+        event_match, recording_match = _EVENT_PATH.match(target.path), _RECORDING_PATH.match(target.path)
+        if target.scheme not in ("http", "https") or target.netloc not in ours or not (event_match or recording_match):
+            raise web.HTTPNotFound(text="no embeddable page at this URL\n", headers=headers)
+
+        def work(session: Session) -> dict[str, Any]:
+            if event_match:
+                event = _embeddable_event(session, event_match.group(1))
+                return {"title": event.title, "author_name": event.owner.display_name,
+                        "src": f"{base}/embed/events/{event.slug}"}
+            assert recording_match is not None
+            row = _embeddable_recording(session, recording_match.group(1))
+            owner_row = session.get(User, row.owner_id)
+            owner = owner_row.display_name if owner_row is not None else None
+            return {"title": row.title, "author_name": owner, "src": f"{base}/embed/recordings/{row.public_ref}"}
+
+        try:
+            found = await self.db.run(work)
+        except NotFound:
+            raise web.HTTPNotFound(text="no embeddable page at this URL\n", headers=headers) from None
+        width, height = _size(request)
+        _ = translator(request)
+        html = (f'<iframe src="{escape(found["src"])}" width="{width}" height="{height}" title="{escape(found["title"])}" '
+                'frameborder="0" allow="autoplay; fullscreen; picture-in-picture" allowfullscreen></iframe>')
+        body = {
+            "version": "1.0", "type": "video", "title": found["title"],
+            "provider_name": _("Live lectures"), "provider_url": base + "/",
+            "width": width, "height": height, "html": html, "cache_age": 300,
+        }
+        if found["author_name"]:
+            body["author_name"] = found["author_name"]
+        return web.json_response(body, headers=headers)

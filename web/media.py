@@ -394,3 +394,7 @@ def _locate(session: "SqlSession", media_dir: Path, slug: str) -> MediaLocation 
     if event is None or event.started_at is None or event.state == EventState.ENDED:
         return None  # once ended, the live URLs serve nothing: the recording (with its own rules) is the replay
     return MediaLocation(event.id, live_run_folder(media_dir, event.id, event.started_at), event_target(event))
+
+
+VIEWERS = web.AppKey("viewers", ViewerCounter)  # the app's counter (tests play a viewer)
+MEDIA_CACHE = web.AppKey("media_cache", MediaCache)  # the app's cache (tests check what nginx served)

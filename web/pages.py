@@ -17,16 +17,17 @@ from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server import security
-from live_server.api.auth import login, logout
+from live_server.api.auth import Logins
+from live_server.db import Database
+from live_server.passes import MediaPasses
+from live_server.settings import Settings
 from live_server.errors import NotFound, ServiceError
 from live_server.access import Decision, can_view, event_target, person_of
-from live_server.keys import DB, MEDIA_PASS, SETTINGS, VIEWERS
-from live_server.middleware import ANON_CSRF_COOKIE, identity_of, set_session_cookie
+from live_server.middleware import ANON_CSRF_COOKIE, identity_of
 from live_server.models import Event, EventState, Visibility
 from web.templating import page_context, translator
-from vod.page import event_replay, grant_pass, password_matches, replay_view
-
-routes = web.RouteTableDef()
+from vod.page import ReplayPages, event_replay, password_matches
+from web.media import ViewerCounter
 
 
 def _csrf_for(request: web.Request, response_cookies: dict[str, str]) -> str:
@@ -51,11 +52,6 @@ def render(request: web.Request, template: str, context: dict[str, Any], status:
     return response
 
 
-@routes.get("/login", name="login")
-async def login_form(request: web.Request) -> web.Response:
-    return render(request, "login.html", {"error": None, "next": request.query.get("next", "/")})
-
-
 def _safe_next(target: str) -> str:
     """A same-site path to go to after a form, else ``/``. Browsers and yarl drop tabs and newlines and read
     ``\\`` as ``/``, so ``/<TAB>/evil.example`` would become ``//evil.example``: any control character,
@@ -70,122 +66,132 @@ def _safe_next(target: str) -> str:
     return target
 
 
-@routes.post("/login")
-async def login_submit(request: web.Request) -> web.Response:
-    form = await request.post()
-    username, password = str(form.get("username", "")), str(form.get("password", ""))
-    target = _safe_next(str(form.get("next", "/")))
-    try:
-        token, _user, _csrf = await login(request, username, password)
-    except ServiceError as exc:
-        _ = translator(request)
-        message = _("Too many failed logins; wait a few minutes and try again.") if exc.status == 429 else \
-            _("Wrong username or password.")
-        return render(request, "login.html", {"error": message, "next": target}, status=exc.status)
-    response = web.HTTPSeeOther(target)
-    settings = request.app[SETTINGS]
-    set_session_cookie(request, response, token, settings.session_max_age_seconds, settings.cookie_secure)
-    raise response
+class Pages:
+    """Login and logout, the event page and the replay page."""
 
+    def __init__(self, db: Database, passes: MediaPasses, viewers: ViewerCounter, settings: Settings, logins: Logins, replays: ReplayPages) -> None:
+        self.db = db
+        self.passes = passes
+        self.viewers = viewers
+        self.settings = settings
+        self.logins = logins
+        self.replays = replays
 
-@routes.post("/logout")
-async def logout_submit(request: web.Request) -> web.Response:
-    response = web.HTTPSeeOther("/")
-    await logout(request, response)
-    raise response
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/login", self.login_form, name="login"),
+            web.post("/login", self.login_submit),
+            web.post("/logout", self.logout_submit),
+            web.get("/events/{slug}", self.event_page, name="event"),
+            web.post("/events/{slug}/unlock", self.unlock_event),
+            web.get("/recordings/{id}", self.replay_page, name="replay"),
+            web.post("/recordings/{id}/unlock", self.unlock_replay),
+        ]
 
+    async def login_form(self, request: web.Request) -> web.Response:
+        return render(request, "login.html", {"error": None, "next": request.query.get("next", "/")})
 
-def _grant_pass(request: web.Request, response: web.StreamResponse, event: Event) -> None:
-    request.app[MEDIA_PASS].grant(request, response, event_target(event), request.app[SETTINGS].cookie_secure)
+    async def login_submit(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        username, password = str(form.get("username", "")), str(form.get("password", ""))
+        target = _safe_next(str(form.get("next", "/")))
+        try:
+            token, _user, _csrf = await self.logins.login(request, username, password)
+        except ServiceError as exc:
+            _ = translator(request)
+            message = _("Too many failed logins; wait a few minutes and try again.") if exc.status == 429 else \
+                _("Wrong username or password.")
+            return render(request, "login.html", {"error": message, "next": target}, status=exc.status)
+        response = web.HTTPSeeOther(target)
+        self.logins.set_cookie(request, response, token)
+        raise response
 
+    async def logout_submit(self, request: web.Request) -> web.Response:
+        response = web.HTTPSeeOther("/")
+        await self.logins.logout(request, response)
+        raise response
 
-async def _load_event(request: web.Request) -> tuple[Event, Decision]:
-    """The event and what this visitor may see of it (``live_server/access.py``)."""
-    identity = identity_of(request)
-    person = person_of(identity)
-    passes = request.app[MEDIA_PASS].presented(request.cookies)
+    def _grant_pass(self, request: web.Request, response: web.StreamResponse, event: Event) -> None:
+        self.passes.grant(request, response, event_target(event), self.settings.cookie_secure)
 
-    def work(session: Session) -> tuple[Event, Decision]:
-        event = ev.get_event(session, request.match_info["slug"], identity.user if identity else None)
-        decision = can_view(person, event_target(event), passes)
-        if decision is Decision.LOGIN_REQUIRED:
-            raise web.HTTPSeeOther(f"/login?next=/events/{event.slug}")
-        if decision is Decision.NOT_FOUND:
-            raise NotFound("no such event")
-        return event, decision
+    async def _load_event(self, request: web.Request) -> tuple[Event, Decision]:
+        """The event and what this visitor may see of it (``live_server/access.py``)."""
+        identity = identity_of(request)
+        person = person_of(identity)
+        passes = self.passes.presented(request.cookies)
 
-    return await request.app[DB].run(work)
+        def work(session: Session) -> tuple[Event, Decision]:
+            event = ev.get_event(session, request.match_info["slug"], identity.user if identity else None)
+            decision = can_view(person, event_target(event), passes)
+            if decision is Decision.LOGIN_REQUIRED:
+                raise web.HTTPSeeOther(f"/login?next=/events/{event.slug}")
+            if decision is Decision.NOT_FOUND:
+                raise NotFound("no such event")
+            return event, decision
 
+        return await self.db.run(work)
 
-async def _event_context(request: web.Request, event: Event, manager: bool, locked: bool) -> dict[str, Any]:
-    """What event.html needs; the player follows the event's state by itself (player.js polls the API)."""
-    identity = identity_of(request)
-    user = identity.user if identity else None
-    replay = None
-    if not locked and event.state == EventState.ENDED:
-        replay = await request.app[DB].run(lambda s: event_replay(s, event, user))
-    return {
-        "event": event,
-        "can_manage": manager,
-        "locked": locked,
-        "unlock_error": None,
-        # DVR events play the EVENT playlist (every segment so far): viewers can seek back.
-        "playback_url": f"/live/{event.slug}/{'master-dvr.m3u8' if event.dvr else 'master.m3u8'}",
-        "api_url": f"/api/v1/events/{event.slug}",
-        "replay": replay,
-        "viewers": request.app[VIEWERS].count(event.id) if event.state == EventState.LIVE else 0,
-        "base_url": request.app[SETTINGS].base_url,
-    }
+    async def _event_context(self, request: web.Request, event: Event, manager: bool, locked: bool) -> dict[str, Any]:
+        """What event.html needs; the player follows the event's state by itself (player.js polls the API)."""
+        identity = identity_of(request)
+        user = identity.user if identity else None
+        replay = None
+        if not locked and event.state == EventState.ENDED:
+            replay = await self.db.run(lambda s: event_replay(s, event, user))
+        return {
+            "event": event,
+            "can_manage": manager,
+            "locked": locked,
+            "unlock_error": None,
+            # DVR events play the EVENT playlist (every segment so far): viewers can seek back.
+            "playback_url": f"/live/{event.slug}/{'master-dvr.m3u8' if event.dvr else 'master.m3u8'}",
+            "api_url": f"/api/v1/events/{event.slug}",
+            "replay": replay,
+            "viewers": self.viewers.count(event.id) if event.state == EventState.LIVE else 0,
+            "base_url": self.settings.base_url,
+        }
 
+    async def event_page(self, request: web.Request) -> web.Response:
+        identity = identity_of(request)
+        user = identity.user if identity else None
+        event, decision = await self._load_event(request)
+        manager = ev.can_manage(user, event)
+        locked = decision is Decision.PASSWORD_REQUIRED
+        response = render(request, "event.html", await self._event_context(request, event, manager, locked=locked))
+        if not locked and not manager and event.visibility == Visibility.PASSWORD:
+            self._grant_pass(request, response, event)  # opening the page renews the pass the password earned
+        return response
 
-@routes.get("/events/{slug}", name="event")
-async def event_page(request: web.Request) -> web.Response:
-    identity = identity_of(request)
-    user = identity.user if identity else None
-    event, decision = await _load_event(request)
-    manager = ev.can_manage(user, event)
-    locked = decision is Decision.PASSWORD_REQUIRED
-    response = render(request, "event.html", await _event_context(request, event, manager, locked=locked))
-    if not locked and not manager and event.visibility == Visibility.PASSWORD:
-        _grant_pass(request, response, event)  # opening the page renews the pass the password earned
-    return response
+    async def unlock_event(self, request: web.Request) -> web.Response:
+        """Password-protected events: the right password earns a signed media pass (a cookie)."""
+        event, _decision = await self._load_event(request)
+        form = await request.post()
+        password = str(form.get("password", ""))
+        ok = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: bool(event.password_hash) and security.verify_password(password, event.password_hash or "")
+        )
+        if not ok:
+            _ = translator(request)
+            context = await self._event_context(request, event, False, locked=True)
+            return render(request, "event.html", {**context, "unlock_error": _("Wrong password.")}, status=403)
+        response = web.HTTPSeeOther(f"/events/{event.slug}")
+        self._grant_pass(request, response, event)
+        raise response
 
+    async def replay_page(self, request: web.Request) -> web.Response:
+        """A recording's replay: the VOD with its captions, chapters and chat (logic in vod/page.py)."""
+        view = await self.replays.replay_view(request)
+        response = render(request, "replay.html", view.context)
+        self.replays.grant_pass(request, response, view)
+        return response
 
-@routes.post("/events/{slug}/unlock")
-async def unlock_event(request: web.Request) -> web.Response:
-    """Password-protected events: the right password earns a signed media pass (a cookie)."""
-    event, _decision = await _load_event(request)
-    form = await request.post()
-    password = str(form.get("password", ""))
-    ok = await asyncio.get_running_loop().run_in_executor(
-        None, lambda: bool(event.password_hash) and security.verify_password(password, event.password_hash or "")
-    )
-    if not ok:
-        _ = translator(request)
-        context = await _event_context(request, event, False, locked=True)
-        return render(request, "event.html", {**context, "unlock_error": _("Wrong password.")}, status=403)
-    response = web.HTTPSeeOther(f"/events/{event.slug}")
-    _grant_pass(request, response, event)
-    raise response
-
-
-@routes.get("/recordings/{id}", name="replay")
-async def replay_page(request: web.Request) -> web.Response:
-    """A recording's replay: the VOD with its captions, chapters and chat (logic in vod/page.py)."""
-    view = await replay_view(request)
-    response = render(request, "replay.html", view.context)
-    grant_pass(request, response, view)
-    return response
-
-
-@routes.post("/recordings/{id}/unlock")
-async def unlock_replay(request: web.Request) -> web.Response:
-    view = await replay_view(request)
-    form = await request.post()
-    if view.locked and not await password_matches(view, str(form.get("password", ""))):
-        _ = translator(request)
-        return render(request, "replay.html", {**view.context, "unlock_error": _("Wrong password.")}, status=403)
-    view.locked = False
-    response = web.HTTPSeeOther(f"/recordings/{view.recording.public_ref}")
-    grant_pass(request, response, view)
-    raise response
+    async def unlock_replay(self, request: web.Request) -> web.Response:
+        view = await self.replays.replay_view(request)
+        form = await request.post()
+        if view.locked and not await password_matches(view, str(form.get("password", ""))):
+            _ = translator(request)
+            return render(request, "replay.html", {**view.context, "unlock_error": _("Wrong password.")}, status=403)
+        view.locked = False
+        response = web.HTTPSeeOther(f"/recordings/{view.recording.public_ref}")
+        self.replays.grant_pass(request, response, view)
+        raise response

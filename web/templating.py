@@ -17,7 +17,6 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from live_server.keys import CATALOGS, SETTINGS
 from live_server.middleware import identity_of
 from web import i18n
 
@@ -25,9 +24,21 @@ LANGUAGE = web.RequestKey("language", str)
 _FALLBACK = gettext.NullTranslations()
 
 
-def setup_templates(app: web.Application, templates: Path) -> jinja2.Environment:
+class Templating:
+    """What every page's rendering needs besides the request: the translation catalogs and the public URL."""
+
+    def __init__(self, catalogs: i18n.Catalogs, public_url: str) -> None:
+        self.catalogs = catalogs
+        self.public_url = public_url
+
+
+# Kept on the app beside aiohttp_jinja2's environment (its own key), for the render helpers of every page.
+TEMPLATING = web.AppKey("templating", Templating)
+
+
+def setup_templates(app: web.Application, templates: Path, public_url: str = "") -> jinja2.Environment:
     """The app's Jinja2 environment: autoescaped HTML, gettext callables bound to the page's language."""
-    app[CATALOGS] = i18n.Catalogs()
+    app[TEMPLATING] = Templating(i18n.Catalogs(), public_url)
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(templates)),
@@ -74,8 +85,8 @@ def language(request: web.Request) -> str:
 
 
 def translations(request: web.Request) -> gettext.NullTranslations:
-    catalogs = request.app.get(CATALOGS)
-    return catalogs.get(language(request)) if catalogs is not None else _FALLBACK
+    templating = request.config_dict.get(TEMPLATING)
+    return templating.catalogs.get(language(request)) if templating is not None else _FALLBACK
 
 
 def translator(request: web.Request) -> Callable[[str], str]:
@@ -90,7 +101,8 @@ def timezone_of(request: web.Request) -> ZoneInfo:
 
 def site_url(request: web.Request) -> str:
     """The address people reach this site at: the configured public URL, else what this request used."""
-    public = request.app[SETTINGS].public_url
+    templating = request.config_dict.get(TEMPLATING)
+    public = templating.public_url if templating is not None else ""
     return public.rstrip("/") if public else f"{request.scheme}://{request.host}"
 
 

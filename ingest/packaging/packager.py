@@ -25,20 +25,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from ingest.flv import is_keyframe, is_sequence_header
+from formats.flv import is_keyframe, is_sequence_header
+from formats.m3u8 import PlaylistParseError, Segment, SubtitleRendition, parse_media_playlist, render_master
+from live_server.files import write_atomic
 
 from .feed import FlvFeed
 from .ffmpeg_args import SegmentListEntry, build_ffmpeg_args, parse_segment_list_line
 from .mpegts import counter_offsets, last_counters, shift_counters
 from .options import PackagerOptions
-from .playlist import (
-    PlaylistParseError,
-    Segment,
-    SubtitleRendition,
-    parse_media_playlist,
-    render_master,
-    write_atomic,
-)
 from .timeline import AlignmentLost, EventTimeline, ListedSegment
 from .variants import MEDIA_PLAYLIST, build_variants
 

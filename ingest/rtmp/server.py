@@ -18,6 +18,8 @@ import logging
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+
 from ingest.publishing import MediaSink, PublishRejected, StreamPublisher, printable_app, redact_key
 from ingest.rtmp.chunk import ChunkLimits
 from ingest.rtmp.protocol import (
@@ -394,3 +396,6 @@ def rtmp_server_from_settings(settings: Settings, publisher: StreamPublisher, **
     }
     host, port = options.pop("host"), options.pop("port")
     return RtmpServer(host, port, publisher, **options)
+
+
+RTMP = web.AppKey("rtmp_server", RtmpServer)  # the app's listener, when enabled (tests read its port)

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from ingest.publishing import PublishRejected
 from ingest.whip.sdp import MAX_SDP_BYTES, IceServer, OfferError, ice_server_link, parse_ice_server, parse_trickle_fragment
 from ingest.whip.session import WhipOptions, WhipSession, WhipSessionGone, WhipSessions
-from live_server.keys import LIVE, METRICS, SETTINGS, WHIP
 from live_server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["routes", "whip_sessions", "options_from_settings"]
+__all__ = ["WhipApi", "WHIP", "options_from_settings"]
 
-routes = web.RouteTableDef()
+WHIP = web.AppKey("whip_sessions", WhipSessions)  # the app's WHIP sessions, when enabled (tests inspect them)
 
 SDP = "application/sdp"
 SDP_FRAG = "application/trickle-ice-sdpfrag"
@@ -50,16 +49,6 @@ def options_from_settings(settings: Settings) -> WhipOptions:
 def ice_servers(settings: Settings) -> tuple[IceServer, ...]:
     credential = settings.whip_turn_credential.get_secret_value()
     return tuple(parse_ice_server(url, settings.whip_turn_username, credential) for url in settings.whip_ice_servers)
-
-
-async def whip_sessions(app: web.Application) -> AsyncIterator[None]:
-    """WHIP sessions start and stop with the app, after (and closed before) the live pipeline."""
-    sessions = WhipSessions(app[LIVE], options_from_settings(app[SETTINGS]), app[METRICS].drop_counter("whip_converter"))
-    app[WHIP] = sessions
-    try:
-        yield
-    finally:
-        await sessions.close()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -103,8 +92,8 @@ async def _read_sdp(request: web.Request, code: str) -> str:
         raise OfferError(400, code, "malformed SDP: the body is not UTF-8 text") from None
 
 
-def _link_headers(request: web.Request) -> list[tuple[str, str]]:
-    return [("Link", ice_server_link(server)) for server in request.app[WHIP].options.ice_servers]
+def _link_headers(sessions: WhipSessions) -> list[tuple[str, str]]:
+    return [("Link", ice_server_link(server)) for server in sessions.options.ice_servers]
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -127,86 +116,86 @@ def _whip(handler: Handler) -> Handler:
 
 # --------------------------------------------------------------------------- routes
 
-@routes.options("/whip")
-@_whip
-async def endpoint_options(request: web.Request) -> web.StreamResponse:
-    headers = _cors({
-        "Access-Control-Allow-Methods": "POST, OPTIONS",
-        "Access-Control-Allow-Headers": "Authorization, Content-Type",
-        "Access-Control-Max-Age": "600",
-        "Accept-Post": SDP,
-        "Allow": "POST, OPTIONS",
-    })
-    response = web.Response(status=204, headers=headers)
-    for name, value in _link_headers(request):
-        response.headers.add(name, value)
-    return response
+class WhipApi:
+    """The WHIP endpoint and its session URLs, over the process's ``WhipSessions``."""
 
+    def __init__(self, sessions: WhipSessions) -> None:
+        self.sessions = sessions
 
-@routes.post("/whip")
-@_whip
-async def publish(request: web.Request) -> web.StreamResponse:
-    if request.content_type != SDP:
-        return _error(415, "unsupported_media_type", f"send the SDP offer as {SDP}", {"Accept-Post": SDP})
-    key = _bearer(request)
-    if key is None:
-        return _error(401, "unauthorized", "send the event's stream key as Authorization: Bearer <stream key>")
-    offer = await _read_sdp(request, "malformed_sdp")
-    sessions = request.app[WHIP]
-    try:
-        session, answer = await sessions.create(offer, key, request.remote or "unknown")
-    except PublishRejected as exc:
-        status = _REJECTION_STATUS.get(exc.reason, 409)
-        headers = {"Retry-After": "5"} if status == 503 else None
-        return _error(status, exc.reason or "rejected", exc.message, headers)
-    location = request.app.router["whip_session"].url_for(session_id=session.id)
-    response = web.Response(status=201, body=answer.encode(), content_type=SDP, headers=_cors({
-        "Location": str(location),
-        "ETag": f'"{session.etag}"',
-        "Accept-Patch": SDP_FRAG,
-    }))
-    for name, value in _link_headers(request):
-        response.headers.add(name, value)
-    return response
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.options("/whip", _whip(self.endpoint_options)),
+            web.post("/whip", _whip(self.publish)),
+            web.delete(SESSION_PATH, _whip(self.end_session), name="whip_session"),
+            web.patch(SESSION_PATH, _whip(self.trickle)),
+            web.options(SESSION_PATH, self.session_options),
+        ]
 
+    async def endpoint_options(self, request: web.Request) -> web.StreamResponse:
+        headers = _cors({
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+            "Access-Control-Max-Age": "600",
+            "Accept-Post": SDP,
+            "Allow": "POST, OPTIONS",
+        })
+        response = web.Response(status=204, headers=headers)
+        for name, value in _link_headers(self.sessions):
+            response.headers.add(name, value)
+        return response
 
-def _session_for(request: web.Request) -> WhipSession:
-    session = request.app[WHIP].get(request.match_info["session_id"])
-    presented = _bearer(request)
-    # The session URL is an unguessable capability; a bearer, when sent, must still be the right key.
-    if presented is not None and not secrets.compare_digest(presented, session.stream_key):
-        raise OfferError(401, "unauthorized", "this stream key does not own the WHIP session")
-    return session
+    async def publish(self, request: web.Request) -> web.StreamResponse:
+        if request.content_type != SDP:
+            return _error(415, "unsupported_media_type", f"send the SDP offer as {SDP}", {"Accept-Post": SDP})
+        key = _bearer(request)
+        if key is None:
+            return _error(401, "unauthorized", "send the event's stream key as Authorization: Bearer <stream key>")
+        offer = await _read_sdp(request, "malformed_sdp")
+        try:
+            session, answer = await self.sessions.create(offer, key, request.remote or "unknown")
+        except PublishRejected as exc:
+            status = _REJECTION_STATUS.get(exc.reason, 409)
+            headers = {"Retry-After": "5"} if status == 503 else None
+            return _error(status, exc.reason or "rejected", exc.message, headers)
+        location = request.app.router["whip_session"].url_for(session_id=session.id)
+        response = web.Response(status=201, body=answer.encode(), content_type=SDP, headers=_cors({
+            "Location": str(location),
+            "ETag": f'"{session.etag}"',
+            "Accept-Patch": SDP_FRAG,
+        }))
+        for name, value in _link_headers(self.sessions):
+            response.headers.add(name, value)
+        return response
 
+    def _session_for(self, request: web.Request) -> WhipSession:
+        session = self.sessions.get(request.match_info["session_id"])
+        presented = _bearer(request)
+        # The session URL is an unguessable capability; a bearer, when sent, must still be the right key.
+        if presented is not None and not secrets.compare_digest(presented, session.stream_key):
+            raise OfferError(401, "unauthorized", "this stream key does not own the WHIP session")
+        return session
 
-@routes.delete(SESSION_PATH, name="whip_session")
-@_whip
-async def end_session(request: web.Request) -> web.StreamResponse:
-    session = _session_for(request)
-    await session.close("publisher ended the session (DELETE)")
-    return web.Response(status=200, headers=_cors())
+    async def end_session(self, request: web.Request) -> web.StreamResponse:
+        session = self._session_for(request)
+        await session.close("publisher ended the session (DELETE)")
+        return web.Response(status=200, headers=_cors())
 
+    async def trickle(self, request: web.Request) -> web.StreamResponse:
+        session = self._session_for(request)
+        if request.content_type != SDP_FRAG:
+            return _error(415, "unsupported_media_type", f"PATCH takes {SDP_FRAG} (trickle ICE)", {"Accept-Patch": SDP_FRAG})
+        match = request.headers.get("If-Match")
+        if match not in (None, "*", f'"{session.etag}"'):
+            return _error(412, "precondition_failed", "the If-Match ETag does not match this WHIP session")
+        fragment = parse_trickle_fragment(await _read_sdp(request, "malformed_sdpfrag"))
+        await session.add_trickle(fragment)
+        return web.Response(status=204, headers=_cors())
 
-@routes.patch(SESSION_PATH)
-@_whip
-async def trickle(request: web.Request) -> web.StreamResponse:
-    session = _session_for(request)
-    if request.content_type != SDP_FRAG:
-        return _error(415, "unsupported_media_type", f"PATCH takes {SDP_FRAG} (trickle ICE)", {"Accept-Patch": SDP_FRAG})
-    match = request.headers.get("If-Match")
-    if match not in (None, "*", f'"{session.etag}"'):
-        return _error(412, "precondition_failed", "the If-Match ETag does not match this WHIP session")
-    fragment = parse_trickle_fragment(await _read_sdp(request, "malformed_sdpfrag"))
-    await session.add_trickle(fragment)
-    return web.Response(status=204, headers=_cors())
-
-
-@routes.options(SESSION_PATH)
-async def session_options(request: web.Request) -> web.StreamResponse:
-    return web.Response(status=204, headers=_cors({
-        "Access-Control-Allow-Methods": "PATCH, DELETE, OPTIONS",
-        "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-        "Access-Control-Max-Age": "600",
-        "Accept-Patch": SDP_FRAG,
-        "Allow": "PATCH, DELETE, OPTIONS",
-    }))
+    async def session_options(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204, headers=_cors({
+            "Access-Control-Allow-Methods": "PATCH, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+            "Access-Control-Max-Age": "600",
+            "Accept-Patch": SDP_FRAG,
+            "Allow": "PATCH, DELETE, OPTIONS",
+        }))

@@ -10,7 +10,7 @@ import pytest
 
 from audience.collector import AUDIENCE
 from audience.ranges import BeaconError, bucket_counts, parse_beacon
-from live_server.keys import DB
+from live_server.db import DB
 from live_server.models import Recording, RecordingState, Visibility
 from live_server.settings import Settings
 from tests.audience.conftest import live_event

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from audience import store
 from audience.collector import AUDIENCE
-from live_server.keys import DB
+from live_server.db import DB
 from live_server.models import AudienceSession, User
 from live_server.settings import Settings
 from tests.audience.conftest import Clock, Player, live_event

@@ -23,10 +23,10 @@ async def test_a_flush_without_redis_loses_nothing(
     prof = make_user("lecturer")
     event = live_event(db, settings.media_dir, prof.id)
     clock = Clock()
-    audience = Audience(settings, clock=clock)
     away = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)  # nothing listens on port 1
     redis = Redis.from_url(redis_url)
-    await audience.start(db, None, RedisMerge(away, "unused"), retention=False)
+    audience = Audience(settings, db, None, RedisMerge(away, "unused"), clock=clock)
+    await audience.start(retention=False)
     try:
         for second in (0, 10, 20):
             clock.at(0, second)

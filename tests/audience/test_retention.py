@@ -9,7 +9,7 @@ from typing import Any, Callable
 from sqlalchemy import func, select
 
 from audience.collector import AUDIENCE
-from live_server.keys import DB
+from live_server.db import DB
 from live_server.models import AudienceReduced, AudienceSession
 from live_server.settings import Settings
 from tests.audience.conftest import BASE, Clock, Player, live_event

@@ -17,7 +17,7 @@ import socketio
 from sqlalchemy import select
 
 from formats.webvtt import parse as parse_webvtt
-from live_server.keys import DB
+from live_server.db import DB
 from live_server.models import CaptionSegment
 from tests.captions.conftest import Speech, push_track, speech_track
 from tests.ingest.conftest import Live, event_state_is, wait_for

@@ -12,7 +12,7 @@ import socketio
 
 from live_server import accounts
 from live_server.app import create_app
-from live_server.keys import DB
+from live_server.db import DB
 from live_server.settings import Settings
 from tests.support import Account, login
 

@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from live_server.keys import CHAT, DB
+from chat.server import CHAT
+from live_server.db import DB
 from live_server.models import ChatMessage, Event, EventState
 from live_server.models import utcnow
 from tests.chat.conftest import ChatSite

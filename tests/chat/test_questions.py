@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from live_server.keys import DB
+from live_server.db import DB
 from live_server.models import Question, QuestionVote
 from tests.chat.conftest import ChatSite
 

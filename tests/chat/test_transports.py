@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from chat.fanout import DirectFanoutManager
-from live_server.keys import CHAT
+from chat.server import CHAT
 from tests.chat.conftest import ChatSite
 
 HERE = Path(__file__).parent

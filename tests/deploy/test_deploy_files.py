@@ -55,7 +55,7 @@ def test_nginx_accepts_the_shipped_configuration(tmp_path: Path) -> None:
 def _exported_metric_names(settings: Settings) -> set[str]:
     """Every series name of a fully wired app (components register their metrics when attached)."""
     from live_server.app import create_app
-    from live_server.keys import METRICS
+    from live_server.metrics import METRICS
 
     names: set[str] = set()
     for metric in create_app(settings)[METRICS].registry.collect():

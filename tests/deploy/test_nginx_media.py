@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import aiohttp
 import pytest
 
-from live_server.keys import MEDIA_CACHE
+from web.media import MEDIA_CACHE
 from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
 from tests.media import push_rtmp
 from tests.nginx import Nginx, run_nginx

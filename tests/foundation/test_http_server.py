@@ -12,7 +12,7 @@ import pytest
 
 from live_server.app import create_app
 from live_server.http_server import GuardedTCPSite, serve
-from live_server.keys import CONNECTION_GUARD
+from live_server.http_server import CONNECTION_GUARD
 from live_server.settings import Settings
 
 

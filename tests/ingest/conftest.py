@@ -12,7 +12,8 @@ import pytest
 
 from live_server import accounts
 from live_server.app import create_app
-from live_server.keys import DB, RTMP
+from live_server.db import DB
+from ingest.rtmp.server import RTMP
 from live_server.layout import event_live_folder
 from live_server.settings import Settings
 from tests.support import Account, login

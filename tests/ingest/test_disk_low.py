@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from live_server.keys import LIVE
+from ingest.live import LIVE
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.media import FFMPEG, source_args, stop
 from tests.support import fill_disk_under

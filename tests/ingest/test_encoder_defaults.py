@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from live_server.keys import LIVE, RTMP
+from ingest.live import LIVE
+from ingest.rtmp.server import RTMP
 from tests.ingest.conftest import SEGMENT, Live, event_state_is, wait_for
 from tests.ingest.rtmp.rtmp_captures import AAC_SEQ, AVC_SEQ, metadata_message, publish_preamble, raw_chunks
 from tests.media import FFMPEG, count_video_frames

@@ -12,7 +12,7 @@ import logging
 
 import pytest
 
-from live_server.keys import LIVE
+from ingest.live import LIVE
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.media import push_rtmp
 from tests.support import fill_disk_under

@@ -13,7 +13,9 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from live_server.keys import DB, LIVE, RTMP
+from live_server.db import DB
+from ingest.live import LIVE
+from ingest.rtmp.server import RTMP
 from live_server.models import BroadcastSession
 from tests.ingest.conftest import LONG_GRACE, SEGMENT, Live, event_state_is, wait_for
 from tests.media import FAST, count_video_frames, decode_errors, push_rtmp

@@ -7,7 +7,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from live_server.keys import RECORDINGS
+from vod.catalog import RECORDINGS
 from live_server.layout import event_live_folder
 from live_server.models import utcnow
 from tests.ingest.conftest import Live, event_state_is, wait_for

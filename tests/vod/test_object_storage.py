@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import aiohttp
 import pytest
 
-from live_server.keys import DB
+from live_server.db import DB
 from live_server.models import Recording
 from live_server.settings import SettingsError, load_settings
 from tests.ingest.conftest import Live, event_state_is, wait_for

@@ -13,7 +13,8 @@ from typing import Any
 
 from live_server import accounts
 from live_server.access import event_target
-from live_server.keys import DB, MEDIA_PASS
+from live_server.db import DB
+from live_server.passes import MEDIA_PASS
 from live_server.models import Event
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.media import push_rtmp, stop

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from live_server import events as ev
-from live_server.keys import VIEWERS
+from web.media import VIEWERS
 from live_server.models import EventState, Recording, RecordingState
 from tests.support import Account
 from tests.web.conftest import Site

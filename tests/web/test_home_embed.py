@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from live_server import events as ev
 from live_server.db import Database
-from live_server.keys import VIEWERS
+from web.media import VIEWERS
 from live_server.models import CaptionSegment, EventState, Recording, RecordingState, User, Visibility
 from tests.support import Account
 from tests.web.conftest import Site

@@ -19,7 +19,7 @@ from sqlalchemy import event as sa_event
 
 from live_server import events as ev
 from live_server.db import Database
-from live_server.keys import DB
+from live_server.db import DB
 from live_server.layout import live_run_folder
 from live_server.models import LoginSession, User, Visibility, utcnow
 from live_server.session_people import SESSION_PEOPLE

@@ -15,8 +15,8 @@ from typing import AsyncIterator
 
 import pytest
 
-from ingest.packaging import Packager, PackagerOptions, Rendition, SubtitleRendition
-from ingest.packaging.playlist import parse_media_playlist
+from formats.m3u8 import SubtitleRendition, parse_media_playlist
+from ingest.packaging import Packager, PackagerOptions, Rendition
 
 from .support import (
     METADATA,

@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import pytest
 
-from ingest import flv
+from formats import flv
 from ingest.whip.convert import (
     AvcToFlv, MediaClock, OpusToAac, Vp8ToH264, audio_specific_config, avc_decoder_configuration, sps_dimensions,
     split_annexb,

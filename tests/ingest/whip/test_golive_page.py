@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from live_server.keys import WHIP
+from ingest.whip.handlers import WHIP
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.ingest.whip.conftest import WHIP_SETTINGS
 from tests.ingest.whip.media import stream_codecs

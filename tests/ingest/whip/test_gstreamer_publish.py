@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from live_server.keys import WHIP
+from ingest.whip.handlers import WHIP
 from tests.conftest import service_missing
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.ingest.whip.conftest import WHIP_SETTINGS

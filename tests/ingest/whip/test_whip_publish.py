@@ -13,7 +13,9 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from live_server.keys import DB, LIVE, WHIP
+from live_server.db import DB
+from ingest.live import LIVE
+from ingest.whip.handlers import WHIP
 from live_server.models import BroadcastSession
 from tests.ingest.conftest import LONG_GRACE, Live, event_state_is, wait_for
 from tests.ingest.whip.conftest import WHIP_SETTINGS, push_whip

@@ -1,0 +1,229 @@
+"""LL-HLS playlists: the RFC 8216bis rules we rely on, table tests of blocking reload, and hls.js's
+own parser (a parser we did not write) reading what we render, delta updates included."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from formats.m3u8_ll import (LlPart, LlPlaylist, LlSegment, Reload, RenditionReport, advance_part_limit,
+                             blocking_timeout, decide_reload, render, rendition_report)
+
+REPO = Path(__file__).resolve().parents[2]
+HLS_JS = REPO / "node_modules" / "hls.js" / "dist" / "hls.mjs"
+T0 = datetime(2026, 12, 1, 10, 0, 0, tzinfo=timezone.utc)
+PART = 0.334
+
+
+def _parts(msn: int, count: int) -> tuple[LlPart, ...]:
+    return tuple(LlPart(f"p{msn}.{i}.m4s", PART, independent=i == 0) for i in range(count))
+
+
+def live(segments: int = 10, pending: int = 2, first: int = 100, ended: bool = False,
+         reports: tuple[RenditionReport, ...] = ()) -> LlPlaylist:
+    """A 2 s-segment window: six parts per segment, ``pending`` parts of the next one."""
+    segs = tuple(
+        LlSegment(f"s{first + i}.m4s", 6 * PART, _parts(first + i, 6), T0 + timedelta(seconds=6 * PART * i))
+        for i in range(segments)
+    )
+    return LlPlaylist(
+        target_duration=2, part_target=PART, map_uri="init.mp4", media_sequence=first, segments=segs,
+        pending_parts=_parts(first + segments, pending),
+        preload_hint=f"p{first + segments}.{pending}.m4s", ended=ended, rendition_reports=reports,
+        pending_program_date_time=T0 + timedelta(seconds=6 * PART * segments),
+    )
+
+
+def test_full_playlist_lists_tags_in_order_with_parts_near_the_live_edge() -> None:
+    text = render(live(reports=(RenditionReport("../360p/index.m3u8", 110, 1),)))
+    lines = text.splitlines()
+    assert lines[:7] == [
+        "#EXTM3U",
+        "#EXT-X-VERSION:6",
+        "#EXT-X-TARGETDURATION:2",
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.00200,CAN-SKIP-UNTIL=12.00000",
+        "#EXT-X-PART-INF:PART-TARGET=0.33400",
+        "#EXT-X-MEDIA-SEQUENCE:100",
+        '#EXT-X-MAP:URI="init.mp4"',
+    ]
+    assert lines[-4:] == [
+        '#EXT-X-PART:DURATION=0.33400,URI="p110.0.m4s",INDEPENDENT=YES',
+        '#EXT-X-PART:DURATION=0.33400,URI="p110.1.m4s"',
+        '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p110.2.m4s"',
+        '#EXT-X-RENDITION-REPORT:URI="../360p/index.m3u8",LAST-MSN=110,LAST-PART=1',
+    ]
+    assert "#EXT-X-PROGRAM-DATE-TIME:2026-12-01T10:00:00.000Z" in lines
+    # RFC 8216bis 6.2.2: parts more than three target durations (6 s) from the end are not listed.
+    # The window ends 10 x 2.004 + 0.668 s in; segments starting at or after 14.72 s keep their parts.
+    listed = {line.split('"')[1].split(".")[0] for line in lines if line.startswith("#EXT-X-PART:")}
+    assert listed == {"p108", "p109", "p110"}
+    assert text.endswith("\n") and "#EXT-X-ENDLIST" not in text and "#EXT-X-SKIP" not in text
+
+
+@pytest.mark.parametrize(("segments", "skipped"), [(3, 0), (6, 0), (7, 1), (8, 2), (10, 4)])
+def test_delta_update_skips_segments_beyond_the_skip_boundary(segments: int, skipped: int) -> None:
+    """6.2.5.1: segments further from the end than CAN-SKIP-UNTIL (12 s here) become EXT-X-SKIP.
+    Segments last 2.004 s and 0.668 s of parts follow: the end of a segment six before the last is
+    6 x 2.004 + 0.668 = 12.69 s from the end (skipped), five before 10.69 s (kept)."""
+    text = render(live(segments=segments), skip=True)
+    if skipped:
+        assert f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}\n" in text and "#EXT-X-VERSION:9\n" in text
+        assert f"s{100 + skipped - 1}.m4s" not in text and f"s{100 + skipped}.m4s" in text
+        # The first listed segment still carries its date, so a player can place it.
+        first = text.index(f"s{100 + skipped}.m4s")
+        assert "#EXT-X-PROGRAM-DATE-TIME:" in text[text.index("#EXT-X-SKIP"):first]
+    else:
+        assert "#EXT-X-SKIP" not in text and "#EXT-X-VERSION:6\n" in text
+
+
+def test_skipping_stops_at_a_discontinuity_so_the_numbering_holds() -> None:
+    base = live(segments=10)
+    segs = list(base.segments)
+    segs[1] = LlSegment(segs[1].uri, segs[1].duration, segs[1].parts, segs[1].program_date_time, discontinuity=True)
+    text = render(LlPlaylist(**{**base.__dict__, "segments": tuple(segs)}), skip=True)
+    assert "#EXT-X-SKIP:SKIPPED-SEGMENTS=1\n" in text and text.count("#EXT-X-DISCONTINUITY\n") == 1
+    assert render(base, skip=True).count("#EXT-X-SKIP:SKIPPED-SEGMENTS=4\n") == 1
+
+
+def test_ended_playlist_has_endlist_no_hint_and_ignores_skip() -> None:
+    text = render(live(ended=True, pending=0), skip=True)
+    assert text.endswith("s109.m4s\n#EXT-X-ENDLIST\n")
+    assert "PRELOAD-HINT" not in text and "#EXT-X-SKIP" not in text
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"part_hold_back": 0.9}, "PART-HOLD-BACK must be at least three Part Target Durations"),
+    ({"can_skip_until": 11.9}, "CAN-SKIP-UNTIL must be at least six Target Durations"),
+    ({"map_uri": 'in"it.mp4'}, "quoted-string cannot contain quotes or newlines"),
+])
+def test_values_the_rfc_forbids_are_refused(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        render(LlPlaylist(**{**live().__dict__, **change}))
+
+
+def test_rendition_report_names_the_last_part() -> None:
+    assert rendition_report(live(pending=2), "a.m3u8") == RenditionReport("a.m3u8", 110, 1)
+    assert rendition_report(live(pending=0), "a.m3u8") == RenditionReport("a.m3u8", 109, 5)
+
+
+# Window: segments 100..109 complete (6 parts each), parts 0 and 1 of segment 110 exist.
+@pytest.mark.parametrize(("msn", "part", "skip", "outcome", "reason"), [
+    (None, None, None, Reload.READY, ""),
+    ("109", None, None, Reload.READY, ""),
+    ("110", None, None, Reload.WAIT, ""),  # M1: segment 110 is still in progress
+    ("111", None, None, Reload.WAIT, ""),  # last complete + 2
+    ("112", None, None, Reload.BAD_REQUEST, "_HLS_msn more than two segments ahead"),  # S1
+    ("3", None, None, Reload.READY, ""),  # M4: long gone, answer with the whole playlist
+    ("3", "9", None, Reload.READY, ""),
+    ("110", "0", None, Reload.READY, ""),
+    ("110", "1", None, Reload.READY, ""),
+    ("110", "2", None, Reload.WAIT, ""),  # M2: the hinted part
+    ("110", "9", None, Reload.WAIT, ""),  # 9 - 1 = 8 parts ahead <= 3 / 0.334 = 8.98
+    ("110", "10", None, Reload.BAD_REQUEST, "_HLS_part beyond the Advance Part Limit"),  # S1
+    ("109", "5", None, Reload.READY, ""),
+    ("109", "6", None, Reload.READY, ""),  # M3: part 0 of segment 110, which exists
+    ("111", "0", None, Reload.WAIT, ""),
+    (None, "1", None, Reload.BAD_REQUEST, "_HLS_part without _HLS_msn"),  # M6
+    ("-1", None, None, Reload.BAD_REQUEST, "_HLS_msn must be a decimal-integer, got '-1'"),
+    ("1e3", None, None, Reload.BAD_REQUEST, "_HLS_msn must be a decimal-integer, got '1e3'"),
+    ("110", "x", None, Reload.BAD_REQUEST, "_HLS_part must be a decimal-integer, got 'x'"),
+    ("9" * 30, None, None, Reload.BAD_REQUEST, f"_HLS_msn must be a decimal-integer, got {'9' * 30!r}"),
+    (None, None, "NO", Reload.BAD_REQUEST, "_HLS_skip must be YES or v2"),
+])
+def test_blocking_reload_decisions(msn: str | None, part: str | None, skip: str | None, outcome: Reload,
+                                   reason: str) -> None:
+    decision = decide_reload(live(), msn, part, skip)
+    assert (decision.outcome, decision.reason) == (outcome, reason)
+
+
+def test_reload_waits_until_the_part_exists_and_not_before() -> None:
+    """The same request against the window as it grows: wait, wait, then ready with the part."""
+    answers = [decide_reload(live(pending=n), "110", "3").outcome for n in range(5)]
+    assert answers == [Reload.WAIT, Reload.WAIT, Reload.WAIT, Reload.WAIT, Reload.READY]
+    # M3 across a segment end: part 6 of 110 is part 0 of 111; ready once 111 has a part.
+    assert decide_reload(live(segments=11, pending=0), "110", "6").outcome is Reload.WAIT
+    assert decide_reload(live(segments=11, pending=1), "110", "6").outcome is Reload.READY
+
+
+def test_skip_and_end_of_stream() -> None:
+    assert decide_reload(live(), "110", "1", "YES").skip and decide_reload(live(), None, None, "v2").skip
+    assert not decide_reload(live(), "110", "1").skip
+    # M5: with EXT-X-ENDLIST the directives are ignored, even one far ahead.
+    assert decide_reload(live(ended=True), "999", "3", "YES") == decide_reload(live(ended=True))
+    assert decide_reload(live(ended=True)).outcome is Reload.READY and not decide_reload(live(ended=True)).skip
+
+
+def test_stream_start_without_a_complete_segment() -> None:
+    start = LlPlaylist(2, PART, "init.mp4", media_sequence=0, pending_parts=_parts(0, 1), preload_hint="p0.1.m4s")
+    assert decide_reload(start, "0", "0").outcome is Reload.READY
+    assert decide_reload(start, "0", "1").outcome is Reload.WAIT
+    assert decide_reload(start, "1").outcome is Reload.WAIT
+    assert decide_reload(start, "2").outcome is Reload.BAD_REQUEST
+    assert rendition_report(start, "x") == RenditionReport("x", 0, 0)
+
+
+def test_limits_from_the_rfc() -> None:
+    assert advance_part_limit(0.5) == 6 and advance_part_limit(1.0) == 3 and advance_part_limit(2.0) == 3
+    assert blocking_timeout(live()) == 6.0
+
+
+# --------------------------------------------------------------------------- hls.js reads it
+
+_READER = """
+import { M3U8Parser } from %s;
+let text = '';
+process.stdin.on('data', (c) => { text += c; });
+process.stdin.on('end', () => {
+  const d = M3U8Parser.parseLevelPlaylist(text, 'http://h/a/index.m3u8', 0, 'main', 0, null);
+  console.log(JSON.stringify({
+    version: d.version, startSN: d.startSN, endSN: d.endSN, skipped: d.skippedSegments,
+    partTarget: d.partTarget, partHoldBack: d.partHoldBack, canSkipUntil: d.canSkipUntil,
+    canBlockReload: d.canBlockReload, live: d.live, hint: d.preloadHint,
+    lastPartSn: d.lastPartSn, lastPartIndex: d.lastPartIndex,
+    parts: (d.partList || []).map((p) => [p.fragment.sn, p.index, p.duration, p.independent, p.relurl]),
+    frags: d.fragments.filter(Boolean).map((f) => [f.sn, f.duration, f.relurl, f.programDateTime,
+                                                   f.initSegment && f.initSegment.relurl]),
+    reports: d.renditionReports,
+  }));
+});
+"""
+
+
+def hls_js_parse(text: str, tmp_path: Path) -> dict[str, Any]:
+    node = shutil.which("node")
+    if node is None or not HLS_JS.exists():
+        pytest.fail("node and node_modules/hls.js are test peers (make install-test)")
+    script = tmp_path / "read.mjs"
+    script.write_text(_READER % json.dumps(str(HLS_JS)))
+    done = subprocess.run([node, str(script)], input=text, capture_output=True, text=True, timeout=60, check=True)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_hls_js_reads_the_full_playlist_as_we_meant_it(tmp_path: Path) -> None:
+    playlist = live(reports=(RenditionReport("../360p/index.m3u8", 110, 1),))
+    got = hls_js_parse(render(playlist), tmp_path)
+    assert (got["startSN"], got["endSN"], got["skipped"], got["live"]) == (100, 109, 0, True)
+    assert (got["partTarget"], got["partHoldBack"], got["canSkipUntil"], got["canBlockReload"]) == (
+        PART, 3 * PART, 12, True)
+    assert got["hint"] == {"TYPE": "PART", "URI": "p110.2.m4s"}
+    assert (got["lastPartSn"], got["lastPartIndex"]) == (110, 1)
+    assert got["parts"][-2:] == [[110, 0, PART, True, "p110.0.m4s"], [110, 1, PART, False, "p110.1.m4s"]]
+    assert [p[0] for p in got["parts"]] == [108] * 6 + [109] * 6 + [110] * 2
+    first = got["frags"][0]
+    assert first == [100, 6 * PART, "s100.m4s", T0.timestamp() * 1000, "init.mp4"]
+    assert got["reports"] == [{"URI": "../360p/index.m3u8", "LAST-MSN": "110", "LAST-PART": "1"}]
+
+
+def test_hls_js_reads_the_delta_update(tmp_path: Path) -> None:
+    got = hls_js_parse(render(live(), skip=True), tmp_path)
+    assert (got["version"], got["skipped"], got["startSN"], got["endSN"]) == (9, 4, 100, 109)
+    frags = got["frags"]
+    assert [f[0] for f in frags] == list(range(104, 110))
+    assert frags[0][3] == (T0 + timedelta(seconds=4 * 6 * PART)).timestamp() * 1000
