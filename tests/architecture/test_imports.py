@@ -177,3 +177,13 @@ def test_a_foundation_module_loads_no_media_library(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [], f"importing {module} loads media libraries"
+
+
+def test_taps_see_a_frozen_run_not_the_hub() -> None:
+    """Captions and the recorder get a ``LiveRun`` (``ingest.live_run``) and reach the run's media
+    through its small ``RunMedia`` interface; the hub (``ingest.live``) and its core are not theirs."""
+    graph = import_graph()
+    sideways = {(m, t) for m, targets in graph.items() if in_layer(m, ("captions", "recorder"))
+                for t in targets if in_layer(t, ("ingest",))}
+    assert {t for _, t in sideways} & {"ingest.live", "ingest.live_core"} == set()
+    assert ("captions.captioner", "ingest.live_run") in sideways and ("recorder.recorder", "ingest.live_run") in sideways
