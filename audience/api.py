@@ -63,14 +63,15 @@ class AudienceApi:
     """Handlers of the audience routes, given their collaborators at wiring."""
 
     def __init__(self, audience: Audience, db: "Database", people: People, passes: PassesPresented,
-                 recordings: RecordingDirectory, viewer_of: Callable[[web.Request], str], settings: Settings) -> None:
+                 recordings: RecordingDirectory, viewer_of: Callable[[web.Request, web.StreamResponse], str],
+                 settings: Settings) -> None:
         self.audience = audience
         self.db = db
         self.people = people
         self.passes = passes
         self.recordings = recordings
         self.settings = settings
-        self.viewer_of = viewer_of  # the player's anonymous handle (``web.media.viewer_id``)
+        self.viewer_of = viewer_of  # the player's anonymous handle, given with the answer if new (``web.media.player_handle``)
         self.max_bytes = settings.audience_beacon_max_bytes
         self.max_ranges = settings.audience_beacon_max_ranges
         # a beacon carries what was played since the previous one, at up to 2x speed, with slack for a late one
@@ -162,9 +163,10 @@ class AudienceApi:
         person = await self._person(request)  # cached per login session; also who the watch time is for
         if can_view(person, place.access, presented) is not Decision.ALLOWED:
             raise NotFound("no such recording")
-        self.audience.watched(place.recording_id, place.event_id, self.viewer_of(request),
+        response = web.Response(status=204)
+        self.audience.watched(place.recording_id, place.event_id, self.viewer_of(request, response),
                               person.user_id if person is not None else None, beacon)
-        return web.Response(status=204)
+        return response
 
 
 def _spreadsheet_safe(value: Any) -> Any:

@@ -69,7 +69,7 @@ from web.dashboard import Dashboard
 from web.embed import EmbedPages
 from web.home import HomePages
 from web.media import (
-    MEDIA_CACHE, VIEWERS, CatalogMediaDirectory, LiveMediaHandler, MediaCache, ViewerCounter, media_preflight, viewer_id,
+    MEDIA_CACHE, VIEWERS, CatalogMediaDirectory, LiveMediaHandler, MediaCache, ViewerCounter, media_preflight, player_handle,
 )
 from web.pages import Pages
 from web.templating import setup_templates
@@ -202,7 +202,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(EventsApi(db, settings, viewers, live_directory, live, board).routes())
     app.router.add_routes(CaptionsApi(db, passes).routes())
     app.router.add_routes(ImportApi(db, importer, settings).routes())  # before /api/v1/recordings/{id}
-    app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, viewer_id, settings).routes())
+    app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, player_handle, settings).routes())
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
                                         people).routes())
     app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays).routes())

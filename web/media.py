@@ -193,6 +193,17 @@ def viewer_id(request: web.Request) -> str:
     return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
+def player_handle(request: web.Request, response: web.StreamResponse) -> str:
+    """The player's ``live_viewer`` handle, given to it now (on ``response``) if it has none: a replay
+    viewer who never watched live is told apart from the others behind the same address and browser."""
+    token = request.cookies.get(VIEWER_COOKIE, "")
+    if _VIEWER_TOKEN.match(token):
+        return token
+    token = secrets.token_hex(12)
+    response.set_cookie(VIEWER_COOKIE, token, max_age=24 * 3600, path="/", httponly=True, samesite="Lax")
+    return token
+
+
 class AudienceTap(Protocol):
     """Told of every media playlist poll (``audience.collector.Audience.polled``): a dict update, no I/O."""
 
@@ -260,9 +271,8 @@ class LiveMediaHandler:
         response = web.Response(body=data, headers=headers)
         if renew is not None:
             renew(response)
-        if tail in ("master.m3u8", "master-dvr.m3u8") and not _VIEWER_TOKEN.match(request.cookies.get(VIEWER_COOKIE, "")):
-            response.set_cookie(VIEWER_COOKIE, secrets.token_hex(12), max_age=24 * 3600, path="/",
-                                httponly=True, samesite="Lax")
+        if tail in ("master.m3u8", "master-dvr.m3u8"):
+            player_handle(request, response)
         return response
 
     def _accel(self, location: MediaLocation, tail: str, content_type: str, scope: str) -> web.Response:

@@ -71,7 +71,8 @@ async def test_beacons_become_the_heatmap(client: Any, settings: Settings, make_
     assert (await _beacon(client, recording, [[20, 40]], **other_browser)).status == 204  # the same player rewinds
     csrf = await login(client, student)
     assert (await _beacon(client, recording, [[20, 25]])).status == 403  # a login session needs its CSRF token
-    assert (await _beacon(client, recording, [[20, 25]], **{"X-CSRF-Token": csrf})).status == 204
+    first = await _beacon(client, recording, [[20, 25]], **{"X-CSRF-Token": csrf})
+    assert first.status == 204 and len(first.cookies["live_viewer"].value) == 24  # a replay-only player gets its handle
     await app[AUDIENCE].flush()
     assert (await _beacon(client, recording, [[55, 60]], **{"X-CSRF-Token": csrf})).status == 204
     await app[AUDIENCE].flush()  # a second batch adds to the same rows
