@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from live_server import events as ev
 from live_server.errors import NotFound, Unprocessable
 from live_server.db import Database
-from live_server.middleware import identity_of, json_body, require_identity
+from live_server.http_request import identity_of, json_body, require_identity
 from live_server.models import Chapter, Recording, RecordingState, User
 from live_server.passes import MediaPasses
 from live_server.settings import Settings

@@ -14,7 +14,7 @@ from live_server import events as ev
 from live_server.errors import Conflict, Unprocessable
 from live_server.layout import event_live_folder
 from live_server.db import Database
-from live_server.middleware import identity_of, json_body, require_identity
+from live_server.http_request import identity_of, json_body, require_identity
 from live_server.models import Event, EventState, User
 from live_server.settings import Settings
 
