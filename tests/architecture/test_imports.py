@@ -32,12 +32,12 @@ COMPONENTS = ("ingest", "chat", "captions", "recorder", "vod", "web")
 # docs/architecture.md. Same rule as KNOWN_CYCLES: the list may only shrink; a new arrow fails the
 # test (ask for a Protocol declared by the importer and wire the real object in the app factory).
 KNOWN_SIDEWAYS: set[tuple[str, str]] = {
-    ("captions.captioner", "ingest.live"),  # the hub's LiveEvent (a frozen LiveRun is coming, issue 16)
+    ("captions.captioner", "ingest.live"),  # the hub's LiveEvent, a type hint (a frozen LiveRun is coming, issue 16)
     ("recorder.recorder", "ingest.live"),  # the same
     ("recorder.recorder", "ingest.disk"),  # the media disk guard the packager and the recorder share
-    ("chat.namespace", "web.media"),  # media passes (one pass module on the ground floor is coming)
-    ("vod.api", "web.media"),  # the same
-    ("vod.media", "web.media"),  # the same
+    ("chat.namespace", "web.media"),  # the viewer cookie's name: chat counts the same viewers as the player
+    ("vod.api", "web.media"),  # the media cache and PersonSource, shared by live and replay media
+    ("vod.media", "web.media"),  # the same, and content types and safe file names
     ("vod.catalog", "recorder.recording_events"),  # the recorder says what happened; the catalog persists it
     ("vod.catalog", "recorder.storage"),  # a recording's files have one owner: recorder/storage.py
     ("vod.importer", "recorder.storage"),  # the same
