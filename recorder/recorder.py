@@ -16,18 +16,16 @@ import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ingest.disk import MediaDiskGuard
 from formats.m3u8 import Segment
+from ingest.live_run import LiveRun
 from live_server.layout import recording_folder
 from live_server.metrics import Metrics
 
 from .recording_events import PublisherChanged, RecordingFinished, RecordingSink, RecordingStarted, SegmentCompleted
 from .storage import RecordingFiles, read_live_master
-
-if TYPE_CHECKING:
-    from ingest.live import LiveEvent
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,7 @@ class ActiveRecording:
 
     recording_id: int
     event_id: int
-    live: "LiveEvent"
+    run: LiveRun
     rendition: str
     files: RecordingFiles
     segments: list[Segment] = field(default_factory=list)
@@ -61,9 +59,9 @@ class Recorder:
         self.active: dict[int, ActiveRecording] = {}
 
     # --- MediaTap --------------------------------------------------------------------------
-    async def publish_started(self, live: "LiveEvent") -> None:
+    async def publish_started(self, live: LiveRun) -> None:
         current = self.active.get(live.event_id)
-        if current is not None and current.live is live:
+        if current is not None and current.run.media is live.media:
             self._publisher_changed(current, True)
             return  # a reconnect: the packager marks the discontinuity, the recording goes on
         if await self.disk.check(force=True):
@@ -83,12 +81,12 @@ class Recorder:
         self.metrics.recordings_active.set(len(self.active))
         log.info("event %s: recording %d into %s", live.event_id, recording_id, started.media_path)
 
-    def on_media(self, live: "LiveEvent", kind: str, timestamp_ms: int, payload: bytes) -> None:
+    def on_media(self, live: LiveRun, kind: str, timestamp_ms: int, payload: bytes) -> None:
         return  # segments, not media messages, are what gets recorded
 
-    async def publish_ended(self, live: "LiveEvent") -> None:
+    async def publish_ended(self, live: LiveRun) -> None:
         recording = self.active.get(live.event_id)
-        if recording is not None and recording.live is live:
+        if recording is not None and recording.run.media is live.media:
             self._publisher_changed(recording, False)
 
     def _publisher_changed(self, recording: ActiveRecording, publishing: bool) -> None:
@@ -97,9 +95,9 @@ class Recorder:
         except Exception:
             log.exception("recording %d: publisher_changed raised", recording.recording_id)
 
-    async def run_ended(self, live: "LiveEvent") -> None:
+    async def run_ended(self, live: LiveRun) -> None:
         recording = self.active.get(live.event_id)
-        if recording is None or recording.live is not live:
+        if recording is None or recording.run.media is not live.media:
             return
         del self.active[live.event_id]
         self.metrics.recordings_active.set(len(self.active))
@@ -152,7 +150,7 @@ class Recorder:
         recording.last_source_sequence = segment.sequence
         entry = replace(segment, sequence=len(recording.segments),
                         discontinuity=bool(recording.segments) and (segment.discontinuity or gap))
-        source = recording.live.folder / rendition / segment.uri
+        source = recording.run.folder / rendition / segment.uri
         if recording.copying is None or recording.copying.done():
             try:
                 size = recording.files.link(source)
@@ -177,7 +175,7 @@ class Recorder:
 
     def _recorded(self, recording: ActiveRecording, entry: Segment, size: int) -> None:
         try:
-            recording.files.append(entry, recording.live.packager.target_duration(recording.rendition))
+            recording.files.append(entry, recording.run.media.target_duration(recording.rendition))
         except OSError as exc:
             log.error("recording %d: cannot journal %s: %s", recording.recording_id, entry.uri, exc)
             recording.failed = f"cannot write the journal: {exc}"

@@ -21,7 +21,7 @@ from formats.h264 import H264Error, sps_size
 
 __all__ = [
     "AvcToFlv",
-    "MediaClock",
+    "RtpTimestampMapper",
     "OpusToAac",
     "Vp8ToH264",
     "aac_sequence_header",
@@ -50,7 +50,7 @@ VIDEO_CLOCK: Final = 90000
 # --------------------------------------------------------------------------- timing
 
 
-class MediaClock:
+class RtpTimestampMapper:
     """Puts each track's RTP time on one millisecond timeline for FLV.
 
     Each track's first frame is placed at its arrival time relative to the first frame of the

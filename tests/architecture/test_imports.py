@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("live_server", "formats", "ingest", "chat", "captions", "recorder", "vod", "web")
+PACKAGES = ("live_server", "formats", "ingest", "chat", "captions", "recorder", "vod", "web", "audience")
 
 # The ground floor: what every component may import, and which imports no component.
 GROUND = ("formats", "live_server.settings", "live_server.db", "live_server.models", "live_server.errors",
           "live_server.security", "live_server.metrics", "live_server.accounts", "live_server.events",
           "live_server.layout", "live_server.files", "live_server.migrations", "live_server.ffmpeg", "live_server.access",
           "live_server.passes", "live_server.session_people", "live_server.http_request", "live_server.logins")
-COMPONENTS = ("ingest", "chat", "captions", "recorder", "vod", "web")
+COMPONENTS = ("ingest", "chat", "captions", "recorder", "vod", "web", "audience")
 # The roof: every module of live_server/ that is not the ground floor (the app factory, the CLI, the
 # request pipeline, the /api/v1 handler groups of the server itself, ops, the cluster, the listener).
 # Only the composition root knows every component; no component imports any of it.
@@ -32,8 +32,8 @@ COMPONENTS = ("ingest", "chat", "captions", "recorder", "vod", "web")
 # docs/architecture.md. Same rule as KNOWN_CYCLES: the list may only shrink; a new arrow fails the
 # test (ask for a Protocol declared by the importer and wire the real object in the app factory).
 KNOWN_SIDEWAYS: set[tuple[str, str]] = {
-    ("captions.captioner", "ingest.live"),  # the hub's LiveEvent, a type hint (a frozen LiveRun is coming, issue 16)
-    ("recorder.recorder", "ingest.live"),  # the same
+    ("captions.captioner", "ingest.live_run"),  # the frozen LiveRun the hub hands its taps, and RunMedia
+    ("recorder.recorder", "ingest.live_run"),  # the same
     ("recorder.recorder", "ingest.disk"),  # the media disk guard the packager and the recorder share
     ("chat.namespace", "web.media"),  # the viewer cookie's name: chat counts the same viewers as the player
     ("vod.api", "web.media"),  # the media cache and PersonSource, shared by live and replay media
@@ -190,6 +190,15 @@ def test_sideways_arrows_between_components_are_the_known_ones() -> None:
     assert KNOWN_SIDEWAYS - sideways == set(), "a known sideways arrow is gone: remove it from KNOWN_SIDEWAYS and the docs"
 
 
+def test_the_audience_component_imports_only_the_ground_floor() -> None:
+    """audience/ is a component built to the target design (issue 21): the ground floor and itself, nothing sideways."""
+    graph = import_graph()
+    outside = {(m, t) for m, targets in graph.items() if in_layer(m, ("audience",)) for t in targets
+               if not in_layer(t, ("audience",)) and not in_layer(t, GROUND)}
+    assert outside == set()
+    assert "live_server.access" in graph["audience.api"]  # read correctly: it does import the access rule
+
+
 def test_the_replay_side_imports_nothing_of_ingest() -> None:
     """vod/ got m3u8 from the packager once; file formats are formats/ now, a recording's files recorder/'s."""
     graph = import_graph()
@@ -205,6 +214,7 @@ MEDIA_LIBRARIES = ("aiortc", "av", "vosk")
     "live_server.events", "live_server.accounts", "formats.webvtt", "formats.m3u8", "formats.flv", "formats.amf0",
     "live_server.middleware",  # the request pipeline: wired with the catalog and metrics, it imports no component
     "live_server.http_request", "live_server.logins",
+    "audience.api",
 ])
 def test_a_foundation_module_loads_no_media_library(module: str) -> None:
     code = (f"import json, sys; import {module}; "
@@ -212,3 +222,13 @@ def test_a_foundation_module_loads_no_media_library(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [], f"importing {module} loads media libraries"
+
+
+def test_taps_see_a_frozen_run_not_the_hub() -> None:
+    """Captions and the recorder get a ``LiveRun`` (``ingest.live_run``) and reach the run's media
+    through its small ``RunMedia`` interface; the hub (``ingest.live``) and its core are not theirs."""
+    graph = import_graph()
+    sideways = {(m, t) for m, targets in graph.items() if in_layer(m, ("captions", "recorder"))
+                for t in targets if in_layer(t, ("ingest",))}
+    assert {t for _, t in sideways} & {"ingest.live", "ingest.live_core"} == set()
+    assert ("captions.captioner", "ingest.live_run") in sideways and ("recorder.recorder", "ingest.live_run") in sideways
