@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
-from formats.m3u8_ll import LlPlaylist, Reload, blocking_timeout, decide_reload
+from formats.m3u8 import LlPlaylist, Reload, blocking_timeout, decide_reload
 from live_server.access import Decision, Person, Target, can_view
 from live_server.passes import MediaPasses
 
@@ -214,12 +214,34 @@ def viewer_id(request: web.Request) -> str:
     return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
+def player_handle(request: web.Request, response: web.StreamResponse) -> str:
+    """The player's ``live_viewer`` handle, given to it now (on ``response``) if it has none: a replay
+    viewer who never watched live is told apart from the others behind the same address and browser."""
+    token = request.cookies.get(VIEWER_COOKIE, "")
+    if _VIEWER_TOKEN.match(token):
+        return token
+    token = secrets.token_hex(12)
+    response.set_cookie(VIEWER_COOKIE, token, max_age=24 * 3600, path="/", httponly=True, samesite="Lax")
+    return token
+
+
+class AudienceTap(Protocol):
+    """Told of every media playlist poll (``audience.collector.Audience.polled``): a dict update, no I/O."""
+
+    def polled(self, event_id: int, viewer: str, tail: str, session_token: str | None, captions: bool = False) -> None: ...
+
+
+SESSION_COOKIE = "live_session"  # the login cookie (live_server.middleware.SESSION_COOKIE)
+CAPTIONS_HEADER = "X-Live-Captions"  # our player says "1" on its playlist polls while captions are shown
+
+
 class LiveMediaHandler:
     """GET /live/{slug}/{tail}: the HLS files of an event's current live run."""
 
     def __init__(self, directory: MediaDirectory, cache: MediaCache, viewers: ViewerCounter, passes: MediaPasses,
                  accel_redirect: str = "", media_root: Path | None = None, cookie_secure: str = "auto",
-                 low_latency: LowLatencyStreams | None = None) -> None:
+                 audience: AudienceTap | None = None, low_latency: LowLatencyStreams | None = None) -> None:
+        self.audience = audience
         self.low_latency = low_latency  # this node's LL-HLS events (None: no ingest here, files only)
         self.directory = directory
         self.cache = cache
@@ -259,7 +281,11 @@ class LiveMediaHandler:
         if data is None:
             raise web.HTTPNotFound(text="no such media\n")
         if is_playlist and tail not in ("master.m3u8", "master-dvr.m3u8"):
-            self.viewers.seen(location.event_id, viewer_id(request))
+            viewer = viewer_id(request)
+            self.viewers.seen(location.event_id, viewer)
+            if self.audience is not None:
+                self.audience.polled(location.event_id, viewer, tail, request.cookies.get(SESSION_COOKIE),
+                                     request.headers.get(CAPTIONS_HEADER) == "1")
         if is_playlist:
             cache_control = f"{scope}, max-age=1"
         elif suffix == ".vtt":
@@ -275,9 +301,8 @@ class LiveMediaHandler:
         response = web.Response(body=data, headers=headers)
         if renew is not None:
             renew(response)
-        if tail in ("master.m3u8", "master-dvr.m3u8") and not _VIEWER_TOKEN.match(request.cookies.get(VIEWER_COOKIE, "")):
-            response.set_cookie(VIEWER_COOKIE, secrets.token_hex(12), max_age=24 * 3600, path="/",
-                                httponly=True, samesite="Lax")
+        if tail in ("master.m3u8", "master-dvr.m3u8"):
+            player_handle(request, response)
         return response
 
     async def _hinted_part(self, ll: LowLatencyPlaylists, path: Path, name: str) -> bytes | None:
@@ -342,7 +367,7 @@ async def _blocking_reload(request: web.Request, ll: LowLatencyPlaylists, name: 
 # add a request header of their own, which makes the browser send OPTIONS first; without an answer
 # the player fails before its first playlist.
 PREFLIGHT_METHODS = "GET, HEAD, OPTIONS"
-PREFLIGHT_HEADERS = "Range, If-None-Match, If-Modified-Since, Cache-Control, Pragma"
+PREFLIGHT_HEADERS = "Range, If-None-Match, If-Modified-Since, Cache-Control, Pragma, X-Live-Captions"
 PREFLIGHT_MAX_AGE = "86400"  # browsers cap it (Chromium: 2 h)
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 

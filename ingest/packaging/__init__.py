@@ -7,7 +7,7 @@ alignment, retention), ``variants`` (master playlist content); the m3u8
 text itself is ``formats.m3u8``.  The asyncio shell is ``packager``.
 
 Behind the ``ll_hls`` setting, passthrough events get the in-process LL-HLS packager instead:
-``ll_stream`` (pure: FLV tags into ``formats.cmaf`` parts, segments and ``formats.m3u8_ll``
+``ll_stream`` (pure: FLV tags into ``formats.cmaf`` parts, segments and ``formats.m3u8``
 playlists) and its shell ``ll_packager`` (no ffmpeg). Both meet ``packager.LivePackager``.
 """
 

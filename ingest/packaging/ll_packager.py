@@ -21,13 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from formats.m3u8 import Segment, SubtitleRendition, render_master
-from formats.m3u8_ll import LlPlaylist, render
+from formats.m3u8 import LlPlaylist, Segment, SubtitleRendition, render_ll, render_master
 from live_server.files import write_atomic
+from live_server.layout import MASTER_PLAYLIST
 
 from .ll_stream import LlFile, LlRendition, LlUnsupported, LlUpdate
 from .options import PASSTHROUGH_RENDITION, PackagerOptions
-from .packager import DVR_MASTER_PLAYLIST, DVR_PLAYLIST, MASTER_PLAYLIST, PackagerListener
+from .packager import DVR_MASTER_PLAYLIST, DVR_PLAYLIST, PackagerListener
 from .variants import MEDIA_PLAYLIST, build_variants
 
 __all__ = ["LlPackager", "LlPlaylists"]
@@ -39,7 +39,7 @@ class LlPlaylists:
     """One rendition's published LL playlists (live and DVR views), rendered once per version.
 
     ``changed()`` is the event the next version sets: blocking reloads wait on it (no polling),
-    then decide again with :func:`formats.m3u8_ll.decide_reload` on the new :meth:`current`.
+    then decide again with :func:`formats.m3u8.decide_reload` on the new :meth:`current`.
     A delta update (``_HLS_skip``) is rendered at most once per version, on first demand.
     """
 
@@ -57,7 +57,7 @@ class LlPlaylists:
         key = (name, skip)
         text = self._texts.get(key)
         if text is None:
-            text = self._texts[key] = render(self._playlists[name], skip=skip)
+            text = self._texts[key] = render_ll(self._playlists[name], skip=skip)
         return text
 
     def changed(self) -> asyncio.Event:
@@ -244,7 +244,7 @@ class LlPackager:
         if self.options.dvr:
             views[DVR_PLAYLIST] = self._stream.playlist(None)
         published = {name: p for name, p in views.items() if p is not None}
-        texts = {name: render(p) for name, p in published.items()}  # one render per part, shared by all viewers
+        texts = {name: render_ll(p) for name, p in published.items()}  # one render per part, shared by all viewers
         files: list[tuple[Path, bytes | str]] = [(self._folder / f.name, f.data) for f in update.files]
         if update.segments or self._stream.ended:  # on disk per segment (readers of the folder); in memory per part
             files += [(self._folder / name, text) for name, text in texts.items()]

@@ -4,7 +4,7 @@ The sans-I/O half of the LL-HLS packager (``ll_packager.py`` is its asyncio shel
 video tag bodies, as the ingest hands them over, go to :class:`formats.cmaf.CmafMuxer` without
 re-encoding; each part it closes becomes a part file, each finished segment a segment file (the
 concatenation of its parts) and a :class:`formats.m3u8.Segment` for the rest of the server, and the
-live and DVR views are :class:`formats.m3u8_ll.LlPlaylist` values. Nothing here writes files or
+live and DVR views are :class:`formats.m3u8.LlPlaylist` values. Nothing here writes files or
 reads the clock: the caller passes the wall time a tag arrived and writes what :meth:`feed`
 returns, in order, before it publishes the playlist snapshot that lists it.
 """
@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from formats.cmaf import AacConfig, AvcConfig, CmafError, CmafMuxer, Part, parse_aac_config, parse_avc_config
-from formats.m3u8 import Segment, target_duration_for
-from formats.m3u8_ll import LlPart, LlPlaylist, LlSegment
+from formats.m3u8 import LlPart, LlPlaylist, LlSegment, Segment, target_duration_for
 
 __all__ = ["LlFile", "LlRendition", "LlUnsupported", "LlUpdate", "part_name", "segment_name", "init_name"]
 

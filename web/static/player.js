@@ -118,7 +118,11 @@
       // lowLatencyMode: an LL-HLS playlist (EXT-X-PART) is played PART-HOLD-BACK behind its edge with blocking
       // reloads; a plain one is unaffected and stays liveSyncDurationCount (hls.js default: 3) target durations
       // behind. That count is deliberately not set here: any user value would override PART-HOLD-BACK.
-      hls = new window.Hls({ lowLatencyMode: true, xhrSetup: function (xhr) { xhr.withCredentials = true; } });
+      hls = new window.Hls({ lowLatencyMode: true, xhrSetup: function (xhr, url) {
+        xhr.withCredentials = true;
+        // the owner's audience figures count who watches with captions (the socket overlay polls no subtitles playlist)
+        if (/\.m3u8(\?|$)/.test(url)) xhr.setRequestHeader("X-Live-Captions", captionsShown() ? "1" : "0");
+      } });
       hls.on(window.Hls.Events.ERROR, onError);
       hls.on(window.Hls.Events.MANIFEST_PARSED, function () { retryDelay = 2000; fillLevels(); play(); });
       hls.on(window.Hls.Events.LEVEL_SWITCHED, showLevel);
@@ -252,6 +256,10 @@
   function renditionTracks() {
     if (hls) return hls.subtitleTracks || [];
     return Array.prototype.filter.call(video.textTracks, function (tr) { return tr.kind === "subtitles" || tr.kind === "captions"; });
+  }
+
+  function captionsShown() {  // on, and this event has captions (live overlay or the WebVTT rendition)
+    return !!(captionsOn && (captionLanguage || renditionTracks().length > 0));
   }
 
   function applyCaptions() {

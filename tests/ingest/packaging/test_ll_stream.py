@@ -9,7 +9,8 @@ from typing import Iterator
 
 import pytest
 
-from formats.m3u8_ll import decide_reload, Reload, render
+from formats.m3u8 import Reload, decide_reload
+from formats.m3u8 import render_ll as render
 from ingest.packaging.ll_stream import LlRendition, LlUnsupported, LlUpdate, part_name, segment_name
 from tests.media import FFMPEG
 
