@@ -65,6 +65,7 @@ from vod.page import ReplayPages
 from web import pages
 from web.account_pages import AccountPages
 from web.admin_pages import AdminPages
+from web.audience_tab import AudienceTab
 from web.dashboard import Dashboard
 from web.embed import EmbedPages
 from web.home import HomePages
@@ -205,7 +206,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, player_handle, settings).routes())
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
                                         people).routes())
-    app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays).routes())
+    app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays,
+                                       AudienceTab(db, settings.audience_bucket_seconds)).routes())
     app.router.add_routes(HomePages(db, viewers).routes())
     app.router.add_routes(Dashboard(db, settings, viewers).routes())
     app.router.add_routes(AccountPages(db).routes())

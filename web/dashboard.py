@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audience import store as audience_store
 from live_server import events as ev
 from live_server.errors import Conflict, ServiceError, Unprocessable
 from live_server.db import Database
@@ -32,7 +33,7 @@ from web.templating import language, site_url, timezone_of, translator
 
 
 EDITORS = (Role.LECTURER, Role.ADMIN)
-FLAGS = ("dvr", "record", "abr", "chat_enabled", "guests_allowed")
+FLAGS = ("dvr", "record", "abr", "chat_enabled", "guests_allowed", "attendance_required")
 # The form's order: problems are listed in it, and "who can watch" from the most to the least open.
 FIELD_ORDER = ("title", "description", "slug", "scheduled_start", "scheduled_end", "timezone", "visibility", "password",
                "caption_language", "caption_vocabulary", *FLAGS)
@@ -80,7 +81,7 @@ class EventForm:
         return cls({"title": "", "slug": "", "description": "", "scheduled_start": "", "scheduled_end": "",
                     "timezone": tz_name, "visibility": Visibility.PUBLIC.value, "caption_language": "",
                     "caption_vocabulary": "", "dvr": True, "record": True, "abr": False, "chat_enabled": True,
-                    "guests_allowed": False})
+                    "guests_allowed": False, "attendance_required": False})
 
     @classmethod
     def of(cls, event: Event, tz_name: str) -> "EventForm":
@@ -199,14 +200,15 @@ class Dashboard:
     async def my_events(self, request: web.Request) -> web.Response:
         user = require_role(request, *EDITORS)
 
-        def work(session: Session) -> list[Event]:
-            return list(session.scalars(select(Event).where(Event.owner_id == user.id)
-                                        .order_by(Event.scheduled_start.is_(None), Event.scheduled_start.desc(), Event.id.desc())))
+        def work(session: Session) -> tuple[list[Event], dict[int, int]]:
+            events = list(session.scalars(select(Event).where(Event.owner_id == user.id)
+                                          .order_by(Event.scheduled_start.is_(None), Event.scheduled_start.desc(), Event.id.desc())))
+            return events, audience_store.peak_viewers(session, [e.id for e in events])  # one query for the list
 
-        events = await self.db.run(work)
+        events, peaks = await self.db.run(work)
         _ = translator(request)
         notice = _("The event was deleted.") if request.query.get("deleted") else None
-        return render(request, "dashboard.html", {"events": events, "notice": notice})
+        return render(request, "dashboard.html", {"events": events, "notice": notice, "peaks": peaks})
 
     async def new_event(self, request: web.Request) -> web.Response:
         require_role(request, *EDITORS)
