@@ -136,6 +136,7 @@ async def test_the_audience_tab_shows_the_apis_numbers_accessibly(
     assert await page.is_visible("#chart-viewers table")
 
     problems = {"en": await _axe(page, "#audience")}
+    await page.locator("#chart-viewers svg").screenshot(path=tmp_path / "chart-viewers.png")
     await page.screenshot(path=tmp_path / "audience-en.png", full_page=True)
     await page.click(".language-switch button[value=fr]")
     await page.wait_for_selector("html[lang=fr]")
