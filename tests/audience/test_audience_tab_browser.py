@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
+
 from audience.collector import AUDIENCE
 from live_server.db import DB
 from live_server.models import BroadcastSession
@@ -18,6 +20,12 @@ from tests.chat.conftest import ChatClient
 from tests.support import Account, login
 from tests.web.browsing import new_page, open_context
 from web import i18n
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], migrated_sqlite: Callable[[str], str]) -> Settings:
+    """One backend: the pages read what tests/audience checked on both (a browser test is paid once)."""
+    return make_settings(database_url=migrated_sqlite("live.db"), audience_flush_seconds=300, chat_batch_ms=20)
+
 
 AXE_WCAG = """async (selector) => {
   const result = await axe.run(selector, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
