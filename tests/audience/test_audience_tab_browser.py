@@ -151,6 +151,7 @@ async def test_the_audience_tab_shows_the_apis_numbers_accessibly(
     assert await page.inner_text("#audience-title") == "Audience"
     assert "Le plus de spectateurs en même temps : 3," in await page.inner_text("#chart-viewers figcaption")
     problems["fr"] = await _axe(page, "#audience")
+    await page.locator("#chart-joins").screenshot(path=tmp_path / "chart-joins-fr.png")
     await page.screenshot(path=tmp_path / "audience-fr.png", full_page=True)
     assert problems == {"en": [], "fr": []}, problems
 
