@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from audience.api import AudienceApi
 from audience.collector import AUDIENCE, Audience
 from audience.merge import RedisMerge
+from audience import store as audience_store
 from captions.captioner import SUBTITLES_FOLDER, LiveCaptions
 from captions.socketio import SocketIOCaptionSink
 from captions.web import CaptionsApi
@@ -33,12 +34,13 @@ from ingest.whip.handlers import WHIP, WhipApi, options_from_settings
 from ingest.whip.session import WhipSessions
 from live_server import migrations, security
 from live_server.accounts import FailedLoginLimiter
-from live_server.api.auth import AuthApi, Logins
+from live_server.api.auth import AuthApi
 from live_server.api.event_api import EventsApi
 from live_server.cluster import LiveStatusBoard
 from live_server.db import DB, Database
 from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
 from live_server.http_server import CONNECTION_GUARD, ConnectionGuard
+from live_server.logins import Logins
 from live_server.metrics import METRICS, Metrics
 from live_server.middleware import (
     content_security_policy,
@@ -207,9 +209,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
                                         people).routes())
     app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays,
-                                       AudienceTab(db, settings.audience_bucket_seconds)).routes())
+                                       AudienceTab(db, audience_store, settings.audience_bucket_seconds)).routes())
     app.router.add_routes(HomePages(db, viewers).routes())
-    app.router.add_routes(Dashboard(db, settings, viewers).routes())
+    app.router.add_routes(Dashboard(db, settings, viewers, audience_store).routes())
     app.router.add_routes(AccountPages(db).routes())
     app.router.add_routes(AdminPages(db, people).routes())
     app.router.add_routes(EmbedPages(db).routes())

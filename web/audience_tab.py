@@ -11,16 +11,26 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
+from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
 import leather
 from sqlalchemy.orm import Session
 
-from audience import store
 from live_server.db import Database
 from live_server.models import Event, Recording
 from web import i18n
+
+class AudienceFigures(Protocol):
+    """The owners' figures, as the API gives them (``audience.store``, handed over by the app factory)."""
+
+    def event_audience(self, session: Session, event: Event) -> dict[str, Any]: ...
+
+    def recording_audience(self, session: Session, recording: Recording, bucket_seconds: int) -> dict[str, Any]: ...
+
+    def peak_viewers(self, session: Session, event_ids: Iterable[int]) -> dict[int, int]: ...
+
 
 WIDTH, HEIGHT = 720, 260
 MAX_MINUTES = 24 * 60  # a longer span is drawn from its first day (the table and the API keep everything)
@@ -267,12 +277,13 @@ def figures(payload: dict[str, Any], lang: str) -> dict[str, str]:
 class AudienceTab:
     """Reads an event's or recording's audience for its owner's page (the caller checked who may see it)."""
 
-    def __init__(self, db: Database, bucket_seconds: int) -> None:
+    def __init__(self, db: Database, figures: AudienceFigures, bucket_seconds: int) -> None:
         self.db = db
+        self.figures = figures
         self.bucket_seconds = bucket_seconds
 
     async def for_event(self, event: Event, _: Callable[[str], str], zone: ZoneInfo, lang: str) -> dict[str, Any]:
-        payload = await self.db.run(lambda s: store.event_audience(s, s.get(Event, event.id) or event))
+        payload = await self.db.run(lambda s: self.figures.event_audience(s, s.get(Event, event.id) or event))
         return {"kind": "event", "data": payload, "figures": figures(payload, lang),
                 "charts": event_charts(payload, _, zone, lang), "event_id": event.id,
                 "attendance_required": bool(event.attendance_required)}
@@ -280,7 +291,7 @@ class AudienceTab:
     async def for_recording(self, recording: Recording, event: Event | None, _: Callable[[str], str],
                             lang: str) -> dict[str, Any]:
         def work(session: Session) -> dict[str, Any]:
-            return store.recording_audience(session, session.get(Recording, recording.id) or recording, self.bucket_seconds)
+            return self.figures.recording_audience(session, session.get(Recording, recording.id) or recording, self.bucket_seconds)
 
         payload = await self.db.run(work)
         heatmap = heatmap_chart(payload, _, lang)

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from live_server.errors import ServiceError
-from live_server.middleware import identity_of
+from live_server.http_request import identity_of
 from live_server.models import Role, User
 from web.i18n import N_
 from web.pages import render
