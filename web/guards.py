@@ -13,7 +13,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from live_server.errors import ServiceError
-from live_server.middleware import identity_of
+from live_server.middleware import Handler, identity_of, wants_json
 from live_server.models import Role, User
 from web.i18n import N_
 from web.pages import render
@@ -33,6 +33,7 @@ _MESSAGES = {
     409: N_("That cannot be done now."),
     429: N_("Too many attempts; wait a little and try again."),
 }
+_CSRF_MESSAGE = N_("The form expired: go back, reload the page and try again.")
 _OTHER_TITLE = N_("Something went wrong")
 _OTHER_MESSAGE = N_("Something went wrong; try again later.")
 
@@ -91,3 +92,30 @@ def html_errors(handler: PageHandler) -> PageHandler:
             return error_page(request, exc.status)
 
     return wrapper
+
+
+# Paths whose errors stay as they are: the API's JSON, media and scripts for players, oEmbed for LMS servers.
+_NOT_PAGES = ("/api/", "/live/", "/vod/", "/static/", "/vendor/", "/socket.io/", "/whip", "/oembed", "/_media/")
+
+
+def _wants_page(request: web.Request) -> bool:
+    return "text/html" in request.headers.get("Accept", "") and not wants_json(request) \
+        and not request.path.startswith(_NOT_PAGES)
+
+
+@web.middleware
+async def error_pages_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A person in a browser who reaches an unknown event, recording or path (or a refused form) gets a page in
+    their language, with a title, landmarks, a heading and a way back, instead of the API's plain text. Wired
+    inside the identity middleware (the page knows who is there) and the security headers (it gets the CSP)."""
+    try:
+        return await handler(request)
+    except ServiceError as exc:
+        if exc.status not in _TITLES or not _wants_page(request):
+            raise
+        _ = translator(request)
+        return error_page(request, exc.status, _(_CSRF_MESSAGE) if exc.code == "csrf_failed" else None)
+    except web.HTTPNotFound:
+        if not _wants_page(request):
+            raise
+        return error_page(request, 404)
