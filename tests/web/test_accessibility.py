@@ -148,7 +148,7 @@ async def test_the_player_pages_keep_focus_visible_and_say_what_language_caption
     await context.close()
 
 
-async def test_unknown_pages_are_pages_in_the_visitors_language_and_the_api_stays_json(site: Site, browser: Any) -> None:
+async def test_unknown_pages_and_a_wrong_password_are_pages_in_the_visitors_language(site: Site, browser: Any) -> None:
     context = await open_context(browser, str(site.client.make_url("")).rstrip("/"), locale="fr-FR")
     page, errors = await new_page(context)
     for path in ("/events/no-such-event", "/recordings/zzzzzzzz", "/recordings/99999999999", "/no/such/path"):
@@ -161,6 +161,14 @@ async def test_unknown_pages_are_pages_in_the_visitors_language_and_the_api_stay
         assert "Content-Security-Policy" in response.headers or "content-security-policy" in response.headers
     api = await context.request.get("/api/v1/events/no-such-event", headers={"Accept": "text/html"})
     assert api.status == 404 and (await api.json())["error"]["code"] == "not_found"
+    # a wrong event password: the message has the focus, the title says there is an error
+    slug = site.event(site.account("lecturer"), title="Linear algebra", visibility="password", password="matrix")
+    await page.goto(f"/events/{slug}")
+    await page.fill("#event-password", "not it")
+    await page.click("form.stack button[type=submit]")
+    await page.wait_for_selector("p.error[role=alert]")
+    assert await page.evaluate("document.activeElement.matches('p.error[role=alert]')")
+    assert (await page.title()).startswith("Erreur : Linear algebra")
     assert errors == []
     await context.close()
 

@@ -138,6 +138,15 @@ async def test_a_chat_message_sent_in_one_browser_appears_in_another(site: Site,
         "Delete the message from Ada: Bonjour, une question sur la phase ?", "Delete the message from Ada: Et sur le module ?"]
     assert await host.is_visible("#chat-moderation")
 
+    # a question: the empty list was no Tab stop; the moderator's buttons say which question they act on
+    assert await host.is_hidden("#qa-list")
+    await guest.fill("#qa-text", "Pourquoi la phase change-t-elle ?")
+    await guest.click("#qa-form button[type=submit]")
+    await host.wait_for_selector("#qa-list li button[data-action=answer]")
+    assert await host.is_visible("#qa-list")
+    assert await host.get_attribute("#qa-list button[data-action=answer]", "aria-label") == \
+        "Mark as answered: Pourquoi la phase change-t-elle ?"
+
     await host.fill("#chat-text", "Welcome, Ada")
     await host.click("#chat-form button[type=submit]")
     await guest.wait_for_function("() => document.querySelectorAll('#chat-messages .chat-message').length === 3")
