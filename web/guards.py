@@ -33,7 +33,6 @@ _MESSAGES = {
     409: N_("That cannot be done now."),
     429: N_("Too many attempts; wait a little and try again."),
 }
-_CSRF_MESSAGE = N_("The form expired: go back, reload the page and try again.")
 _OTHER_TITLE = N_("Something went wrong")
 _OTHER_MESSAGE = N_("Something went wrong; try again later.")
 
@@ -105,16 +104,16 @@ def _wants_page(request: web.Request) -> bool:
 
 @web.middleware
 async def error_pages_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A person in a browser who reaches an unknown event, recording or path (or a refused form) gets a page in
-    their language, with a title, landmarks, a heading and a way back, instead of the API's plain text. Wired
-    inside the identity middleware (the page knows who is there) and the security headers (it gets the CSP)."""
+    """A person in a browser who reaches an unknown event, recording or path (or a page refused to them) gets a
+    page in their language, with a title, landmarks, a heading and a way back, instead of the API's plain text.
+    Wired inside the identity middleware (the page knows who is there; a CSRF refusal there stays plain text)
+    and the security headers (it gets the CSP)."""
     try:
         return await handler(request)
     except ServiceError as exc:
         if exc.status not in _TITLES or not _wants_page(request):
             raise
-        _ = translator(request)
-        return error_page(request, exc.status, _(_CSRF_MESSAGE) if exc.code == "csrf_failed" else None)
+        return error_page(request, exc.status)
     except web.HTTPNotFound:
         if not _wants_page(request):
             raise
