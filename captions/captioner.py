@@ -24,14 +24,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from babel import Locale
 from babel.core import UnknownLocaleError
 from sqlalchemy.orm import Session
 
-from ingest.flv import is_sequence_header
-from ingest.packaging.playlist import Segment, SubtitleRendition
+from formats.flv import is_sequence_header
+from formats.m3u8 import Segment, SubtitleRendition
+from ingest.live_run import LiveRun
 from live_server.db import Database
 from live_server.metrics import Metrics
 from live_server.models import CaptionSegment, Event
@@ -39,13 +40,11 @@ from live_server.settings import Settings
 
 from .cues import Cue, CueRules, Word, shape_cues, wrap_lines
 from .decoder import AudioDecoder
-from .models import LoadedModel, ModelRegistry
+from .vosk_models import LoadedModel, ModelRegistry
 from .recognizer import BYTES_PER_SECOND, SAMPLE_RATE, PcmChunk, RecognitionStream, RecognitionUpdate, StreamRecognizer
 from .timeline import MediaClock, first_pts
 from .track import LIVE_PLAYLIST, SubtitleTrack
 
-if TYPE_CHECKING:
-    from ingest.live import LiveEvent
 
 log = logging.getLogger(__name__)
 
@@ -131,17 +130,17 @@ def _read_head(path: Path, size: int = 65536) -> bytes:
 class EventCaptioner:
     """Captions of one live run of one event."""
 
-    def __init__(self, owner: "LiveCaptions", live: "LiveEvent", language: str, vocabulary: list[str]) -> None:
+    def __init__(self, owner: "LiveCaptions", live: LiveRun, language: str, vocabulary: list[str]) -> None:
         settings = owner.settings
         self.owner = owner
-        self.live = live
+        self.run = live
         self.event_id = live.event_id
         self.language = language
         self.vocabulary = vocabulary
         self.rules = CueRules()
         self.clock = MediaClock()
         self.reference = live.options.rendition_names[0]
-        for segment in live.packager.playlist_segments(self.reference):  # recovered after a restart
+        for segment in live.media.playlist_segments(self.reference):  # recovered after a restart
             self.clock.segment_listed(segment.duration, None)
         self.track = SubtitleTrack(
             live.folder / SUBTITLES_FOLDER / language, live.options.window_segments, live.options.dvr,
@@ -166,7 +165,7 @@ class EventCaptioner:
             owner.recognizer_dropped,
         )
         self.track.start()
-        live.packager.set_subtitles([SubtitleRendition(
+        live.media.set_subtitles([SubtitleRendition(
             name=rendition_name(language), language=language, uri=f"{SUBTITLES_FOLDER}/{language}/{LIVE_PLAYLIST}",
             default=False, autoselect=True, characteristics=CAPTION_CHARACTERISTICS,
         )])
@@ -197,7 +196,7 @@ class EventCaptioner:
     def _on_failure(self, reason: str) -> None:
         self.state, self.message = "unavailable", reason
         log.error("event %s: captions off: %s", self.event_id, reason)
-        self.live.packager.set_subtitles([])
+        self.run.media.set_subtitles([])
 
     # -- media tap ------------------------------------------------------------------------
     async def publish_started(self) -> None:
@@ -258,11 +257,11 @@ class EventCaptioner:
             if job is None:
                 return
             segment, start, end = job
-            head = await loop.run_in_executor(None, _read_head, self.live.folder / self.reference / segment.uri)
+            head = await loop.run_in_executor(None, _read_head, self.run.folder / self.reference / segment.uri)
             name = os.path.splitext(segment.uri)[0] + ".vtt"
             self.track.video_segment(segment.sequence, name, start, end, segment.discontinuity,
                                      segment.program_date_time, first_pts(head),
-                                     self.live.packager.target_duration(self.reference))
+                                     self.run.media.target_duration(self.reference))
             self._advance_track(None)
 
     def _advance_track(self, settled: float | None) -> None:
@@ -418,7 +417,7 @@ class LiveCaptions:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     # -- media tap --------------------------------------------------------------------------
-    async def publish_started(self, live: "LiveEvent") -> None:
+    async def publish_started(self, live: LiveRun) -> None:
         captioner = self.captioners.get(live.event_id)
         if captioner is None:
             info = await self.db.run(lambda s: _event_info(s, live.event_id))
@@ -439,7 +438,7 @@ class LiveCaptions:
             log.info("event %s: live captions in %s", live.event_id, info.language)
         await captioner.publish_started()
 
-    def on_media(self, live: "LiveEvent", kind: str, timestamp_ms: int, payload: bytes) -> None:
+    def on_media(self, live: LiveRun, kind: str, timestamp_ms: int, payload: bytes) -> None:
         captioner = self.captioners.get(live.event_id)
         if captioner is not None:
             try:
@@ -447,12 +446,12 @@ class LiveCaptions:
             except Exception:  # never let captions disturb ingest
                 log.exception("event %s: captions could not take a media tag", live.event_id)
 
-    async def publish_ended(self, live: "LiveEvent") -> None:
+    async def publish_ended(self, live: LiveRun) -> None:
         captioner = self.captioners.get(live.event_id)
         if captioner is not None:
             await captioner.publish_ended()
 
-    async def run_ended(self, live: "LiveEvent") -> None:
+    async def run_ended(self, live: LiveRun) -> None:
         self._off.pop(live.event_id, None)
         captioner = self.captioners.pop(live.event_id, None)
         if captioner is not None:

@@ -13,7 +13,7 @@ import logging
 from collections import deque
 from typing import Callable
 
-from ingest.flv import flv_header, flv_tag
+from formats.flv import flv_header, flv_tag
 
 from .recognizer import SAMPLE_RATE
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .cues import Word, words_from_result
-from .models import LoadedModel
+from .vosk_models import LoadedModel
 
 log = logging.getLogger(__name__)
 

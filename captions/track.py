@@ -8,7 +8,7 @@ settled past its end (or after ``max_lag`` seconds), so the subtitle playlist tr
 by a second or two, which players tolerate (viewers sit segments behind the live edge).
 The playlists take the video playlist's TARGETDURATION (decided once, at its first segment), so
 they are first written when the first video segment is listed.
-Playlist rendering and atomic writes are the packager's (``ingest.packaging.playlist``).
+Playlists are rendered by ``formats.m3u8`` (as the packager's are) and replaced with ``live_server.files.write_atomic``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Callable
 
 from formats import webvtt
-from ingest.packaging.playlist import MediaPlaylist, Segment, write_atomic
+from formats.m3u8 import MediaPlaylist, Segment
+from live_server.files import write_atomic
 
 from .cues import Cue, to_webvtt
 

@@ -1,33 +1,41 @@
-"""Live events at run time: who is publishing, their packager, the grace period, the catalog rows.
+"""Live events at run time: the asyncio shell around the live-event core (``ingest.live_core``).
 
-``LiveStreams`` is the ``StreamPublisher`` every ingest protocol (RTMP, WHIP) talks to. It checks
-the stream key, keeps one ``LiveEvent`` (one packager) per event across reconnects, and moves the
-event through scheduled → live (first segment listed) → ended (grace period over). Catalog writes
-go through ``Database.run`` and never happen per media message.
+``LiveStreams`` is the ``StreamPublisher`` every ingest protocol (RTMP, WHIP) talks to. The rules
+(refusals, takeover, reconnect within the grace period, the grace period's end, drain) are the
+core's; this shell looks stream keys up, feeds the core ``(input, now)`` and runs the commands it
+returns: packagers (ffmpeg), catalog rows (through ``Database.run``, never per media message),
+taps (which see a frozen ``LiveRun``), and the one timer the core asks for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ingest import flv
+from formats import flv
 from ingest.disk import MediaDiskGuard
 from ingest.packaging.options import DEFAULT_LADDER, PackagerOptions
 from ingest.packaging.packager import Packager
-from ingest.packaging.playlist import Segment
-from ingest.publishing import MediaSink, PublishRejected, printable_app, redact_key
+from formats.m3u8 import Segment, SubtitleRendition
+from ingest.live_core import (
+    Accept, BeginRun, CloseSession, Command, EndPackagerSession, EndRun, EventLookup, GraceStarted, LiveEventCore,
+    MarkLive, NotifyPublishEnded, NotifyPublishStarted, OpenSession, RefusalReason, Refuse, RunPhase,
+    StartPackagerSession, StopPublisher,
+)
+from ingest.live_run import LiveRun
+from ingest.publishing import MediaSink, PublishRejected, redact_key
 from live_server import events as ev
 from live_server.db import Database
 from live_server.layout import live_run_folder
@@ -68,15 +76,17 @@ class SegmentObserver(Protocol):
 
 
 class MediaTap(Protocol):
-    """Something that taps an event's live media (captions). ``on_media`` must never block."""
+    """Something that taps an event's live media (captions, recorder). ``on_media`` must never block.
 
-    async def publish_started(self, live: "LiveEvent") -> None: ...
+    Taps see a frozen ``LiveRun``; what they add to the run goes through ``LiveRun.media``."""
 
-    def on_media(self, live: "LiveEvent", kind: str, timestamp_ms: int, payload: bytes) -> None: ...
+    async def publish_started(self, run: LiveRun) -> None: ...
 
-    async def publish_ended(self, live: "LiveEvent") -> None: ...
+    def on_media(self, run: LiveRun, kind: str, timestamp_ms: int, payload: bytes) -> None: ...
 
-    async def run_ended(self, live: "LiveEvent") -> None: ...
+    async def publish_ended(self, run: LiveRun) -> None: ...
+
+    async def run_ended(self, run: LiveRun) -> None: ...
 
     def health(self, event_id: int) -> dict[str, Any] | None: ...
 
@@ -135,9 +145,10 @@ class IngestStats:
 class PublishSession:
     """One accepted publish: the ``MediaSink`` an ingest connection pushes into."""
 
-    def __init__(self, live: "LiveEvent", session_id: int, protocol: str, remote: str,
+    def __init__(self, live: "LiveEventRuntime", publisher_id: int, session_id: int, protocol: str, remote: str,
                  terminate: Callable[[str], None] | None) -> None:
         self.live = live
+        self.publisher_id = publisher_id
         self.session_id = session_id
         self.protocol = protocol
         self.remote = remote
@@ -153,72 +164,105 @@ class PublishSession:
         if self.closed:
             return
         self.stats.add(kind, timestamp_ms, payload)
-        self.live.packager.on_media(kind, timestamp_ms, payload)
-        for tap in self.live.streams.media_taps:
-            tap.on_media(self.live, kind, timestamp_ms, payload)
+        live = self.live
+        live.packager.on_media(kind, timestamp_ms, payload)
+        for tap in live.media_taps:
+            tap.on_media(live.run, kind, timestamp_ms, payload)
 
     async def close(self, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
-        await self.live.streams._publish_ended(self, reason)
+        await self.live.on_publisher_gone(self, reason)
 
     def terminate(self, reason: str) -> None:
-        """Ask the ingest connection to go away (takeover by a newer publisher)."""
+        """Ask the ingest connection to go away (takeover, packaging failed, shutdown)."""
         if self._terminate is not None:
             self._terminate(reason)
 
 
-class LiveEvent:
-    """An event's live run: its packager and the publish sessions that feed it."""
+class RunCallbacks(Protocol):
+    """What a run's runtime reports to its hub (``LiveStreams``)."""
 
-    def __init__(self, streams: "LiveStreams", event_id: int, slug: str, started_at: datetime,
-                 folder: Path, options: PackagerOptions) -> None:
-        self.streams = streams
+    disk: MediaDiskGuard
+    media_taps: list[MediaTap]
+
+    def segment_listed(self, live: "LiveEventRuntime", rendition: str, segment: Segment) -> None: ...
+
+    def packager_failed(self, live: "LiveEventRuntime", reason: str) -> None: ...
+
+    def in_grace(self, event_id: int) -> bool: ...
+
+    async def publisher_gone(self, publisher: PublishSession, reason: str) -> None: ...
+
+
+class LiveEventRuntime:
+    """The I/O side of one event's live run: its packager, its publisher, its counters.
+
+    It is the packager's listener and the ``RunMedia`` its taps reach through their ``LiveRun``.
+    """
+
+    def __init__(self, hub: RunCallbacks, packager_factory: Callable[["LiveEventRuntime"], Packager], event_id: int,
+                 slug: str, started_at: datetime, folder: Path, options: PackagerOptions) -> None:
+        self.hub = hub
         self.event_id = event_id
         self.slug = slug
         self.started_at = started_at
         self.folder = folder
         self.options = options
-        self.packager = Packager(streams.ffmpeg, folder, options, self, streams.packager_dropped,
-                                 streams.metrics.media_write_errors.inc)
+        self.packager = packager_factory(self)
         self.publisher: PublishSession | None = None
         self.sessions = 0
         self.segments = 0
-        self.listed_live = False
         self.last_segment_at: float | None = None  # monotonic
-        self.grace_task: asyncio.Task[None] | None = None
         self.failed: str | None = None
         self.ended = False
+        self.run = LiveRun(event_id, slug, started_at, folder, options, "", self)
+
+    @property
+    def media_taps(self) -> list[MediaTap]:
+        return self.hub.media_taps
+
+    async def on_publisher_gone(self, publisher: PublishSession, reason: str) -> None:
+        await self.hub.publisher_gone(publisher, reason)
+
+    # RunMedia (what taps may ask through LiveRun.media)
+    def playlist_segments(self, rendition: str) -> list[Segment]:
+        return self.packager.playlist_segments(rendition)
+
+    def target_duration(self, rendition: str) -> int | None:
+        return self.packager.target_duration(rendition)
+
+    def set_subtitles(self, subtitles: Sequence[SubtitleRendition]) -> None:
+        self.packager.set_subtitles(subtitles)
+
+    def is_publishing(self) -> bool:
+        return self.publisher is not None
 
     # PackagerListener
     def on_segment(self, rendition: str, segment: Segment) -> None:
         self.segments += 1
         self.last_segment_at = time.monotonic()
-        if not self.listed_live:
-            self.listed_live = True
-            self.streams._spawn(self.streams._mark_live(self))
-        for observer in self.streams.observers:
-            observer.on_segment(self.event_id, rendition, segment)
+        self.hub.segment_listed(self, rendition, segment)
 
     def on_packager_failed(self, reason: str) -> None:
         self.failed = reason
         log.error("event %s: packager gave up: %s", self.event_id, reason)
-        if self.publisher is not None:
-            self.publisher.terminate(f"packaging failed: {reason}")
+        self.hub.packager_failed(self, reason)
 
     def health(self) -> dict[str, Any]:
+        disk = self.hub.disk
         data: dict[str, Any] = {
             "publishing": self.publisher is not None,
             "protocol": self.publisher.protocol if self.publisher else None,
             "segments": self.segments,
-            "in_grace_period": self.grace_task is not None,
+            "in_grace_period": self.hub.in_grace(self.event_id),
             "packager_restarts": getattr(self.packager, "restarts", 0),
             "dropped_tags": getattr(self.packager, "dropped_tags", 0),
             "packager_failed": self.failed,
             "playlist_write_errors": self.packager.write_errors,
-            "disk_low": self.streams.disk.low,
-            "disk_message": self.streams.disk.message(),
+            "disk_low": disk.low,
+            "disk_message": disk.message(),
             "dvr_paused": self.packager.history_paused,
         }
         if self.publisher is not None:
@@ -228,7 +272,7 @@ class LiveEvent:
             data.update({"healthy": False, "stalled": True})
         if self.failed:
             data["healthy"] = False
-        for tap in self.streams.media_taps:
+        for tap in self.media_taps:
             data.update(tap.health(self.event_id) or {})
         return data
 
@@ -258,7 +302,13 @@ class LiveEvent:
 
 
 class LiveStreams:
-    """The ``StreamPublisher`` for every ingest protocol, and the registry of live events."""
+    """The ``StreamPublisher`` for every ingest protocol, and the registry of live events.
+
+    The asyncio shell of ``LiveEventCore``: each input goes to the core with the time, and the
+    commands it returns run here, in order. Publishes and publisher ends run under one lock (their
+    commands await the catalog and ffmpeg); ends of runs run as background tasks, and a new run of
+    the same event waits for the previous one's end.
+    """
 
     def __init__(self, settings: Settings, db: Database, metrics: Metrics, ffmpeg: str) -> None:
         self.settings = settings
@@ -266,16 +316,31 @@ class LiveStreams:
         self.metrics = metrics
         self.packager_dropped = metrics.drop_counter("packager")
         self.ffmpeg = ffmpeg
-        self.events: dict[int, LiveEvent] = {}
+        self.core = LiveEventCore(grace_seconds=settings.grace_period_seconds, takeover=settings.publish_takeover)
+        self.events: dict[int, LiveEventRuntime] = {}
+        self.publishers: dict[int, PublishSession] = {}
         self.observers: list[SegmentObserver] = []
         self.media_taps: list[MediaTap] = []
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._ending: dict[int, asyncio.Task[None]] = {}
         self._sampler: asyncio.Task[None] | None = None
-        self.accepting = True
-        self.draining = False
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_changed = asyncio.Event()
         self.media_errors = 0  # live runs whose media could not be finished (reported by /readyz)
         self.disk = MediaDiskGuard(settings.media_dir, settings.recording_min_free_mb * 2**20, metrics)
+
+    @property
+    def accepting(self) -> bool:
+        return self.core.accepting
+
+    @property
+    def draining(self) -> bool:
+        return self.core.draining
+
+    @staticmethod
+    def _now() -> float:
+        return time.monotonic()
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -284,13 +349,15 @@ class LiveStreams:
 
     async def close(self) -> None:
         """Stop accepting, end every live event (ENDLIST, catalog), wait for the background work."""
-        self.accepting = False
         if self._sampler is not None:
             self._sampler.cancel()
-        for live in list(self.events.values()):
-            if live.publisher is not None:
-                live.publisher.terminate("server shutting down")
-            await self._end_event(live, "server shutdown")
+        for command in self.core.shutdown(self._now()):
+            if isinstance(command, EndRun):
+                await self._end_run(command)
+            else:
+                await self._run(command)
+        if self._timer is not None:
+            self._timer.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -300,76 +367,102 @@ class LiveStreams:
         A publisher that leaves while draining ends its event at once (no grace period), so an
         encoder that reconnects lands on another ingest node and starts afresh there.
         """
-        self.accepting = False
-        self.draining = True
-        if not self.events or timeout <= 0:
+        if self.events and timeout > 0:
+            log.info("draining: %d live event(s) may finish within %.0f s; new publishes are refused",
+                     len(self.events), timeout)
+        for command in self.core.drain(self._now()):  # runs without a publisher end now
+            await self._run(command)
+        if timeout <= 0:
             return
-        log.info("draining: %d live event(s) may finish within %.0f s; new publishes are refused", len(self.events), timeout)
-        for live in list(self.events.values()):
-            if live.publisher is None:
-                self._spawn(self._end_event(live, "node draining"))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.events and loop.time() < deadline:
             await asyncio.sleep(0.2)
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("live background task failed", exc_info=task.exception())
 
+    # --- the core's timer ----------------------------------------------------------------
+    def _timer_may_have_changed(self) -> None:
+        self._timer_changed.set()
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.create_task(self._timer_loop(), name="live-timer")
+
+    async def _timer_loop(self) -> None:
+        """Sleep until the core's next deadline (or a change of it), then hand it the time; gone
+        while the core has no deadline (the next grace period starts it again)."""
+        while True:
+            due = self.core.next_timer()
+            self._timer_changed.clear()
+            if due is None:
+                return
+            delay = due - self._now()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._timer_changed.wait(), delay)
+                continue
+            for command in self.core.handle_timer(self._now()):
+                await self._run(command)
+
     # --- StreamPublisher -----------------------------------------------------------------
     async def start_publish(self, *, protocol: str, app: str, stream_key: str, remote_address: str,
                             terminate: Callable[[str], None] | None = None) -> MediaSink:
-        if not self.accepting:
-            raise self._reject(protocol, "shutting_down", "NetStream.Publish.Rejected", "server is shutting down; retry shortly")
-        if protocol == "rtmp" and app != "live":
-            raise self._reject(protocol, "bad_app", "NetStream.Publish.BadName", f"unknown application {printable_app(app)}; publish to /live/<stream key>")
+        refused = self.core.check_request(protocol, app)
+        if refused is not None:
+            raise self._reject(protocol, refused)
         found = await self.db.run(lambda s: _event_for_key(s, stream_key))
         if found is None:
             log.warning("%s publish from %s refused: unknown or revoked stream key %s", protocol, remote_address, redact_key(stream_key))
-            raise self._reject(protocol, "bad_key", "NetStream.Publish.BadName", "unknown or revoked stream key")
-        event_id, slug, dvr, abr = found
+        lookup = None if found is None else EventLookup(*found)
         async with self._lock:
-            live = self.events.get(event_id)
-            if live is not None and live.publisher is not None:
-                if not self.settings.publish_takeover:
-                    raise self._reject(protocol, "already_live", "NetStream.Publish.BadName", "this event already has a publisher")
-                old, live.publisher = live.publisher, None
-                old.closed = True  # its later close() finds nothing to do: the event is handed over here
-                log.info("event %s: %s publisher from %s takes over from %s", event_id, protocol, remote_address, old.remote)
-                old.terminate("taken over by a newer publisher")
-                await self.db.run(lambda s: _close_session(s, old.session_id, "taken over"))
-                await live.packager.end_session()
-            if live is None:
-                started_at = await self.db.run(lambda s: _begin_run(s, event_id))
-                folder = live_run_folder(self.settings.media_dir, event_id, started_at)
-                live = LiveEvent(self, event_id, slug, started_at, folder, self._options(dvr, abr))
-                live.packager.pause_history(await self.disk.check())
-                await live.packager.start()
-                self.events[event_id] = live
-                self.metrics.live_streams.set(len(self.events))
-            elif live.grace_task is not None:
-                live.grace_task.cancel()
-                live.grace_task = None
-            session_id = await self.db.run(lambda s: _open_session(s, event_id, protocol, remote_address))
-            await live.packager.begin_session()
-            live.sessions += 1
-            publisher = PublishSession(live, session_id, protocol, remote_address, terminate)
-            live.publisher = publisher
-            for tap in self.media_taps:
-                await _tap_safely(tap.publish_started(live), live.event_id)
-        log.info("event %s (%s): %s publish #%d from %s accepted", event_id, slug, protocol, live.sessions, remote_address)
+            commands = self.core.publish(protocol, app, remote_address, lookup, self._now())
+            if isinstance(commands[0], Refuse):
+                raise self._reject(protocol, commands[0])
+            accepted = commands[-1]
+            assert isinstance(accepted, Accept)
+            begun = not any(isinstance(command, BeginRun) for command in commands)
+            try:
+                for command in commands[:-1]:
+                    await self._run(command, terminate=terminate)
+                    begun = begun or isinstance(command, BeginRun)
+            except BaseException:  # the catalog, ffmpeg, or the adapter's deadline (a cancellation)
+                if not begun:
+                    self.core.run_failed_to_start(accepted.event_id)
+                else:
+                    self._spawn(self._publish_failed(accepted.publisher))
+                raise
+            publisher = self.publishers.get(accepted.publisher)
+            if publisher is None or publisher.live.ended:  # the server stopped under this publish
+                raise self._reject(protocol, self.core.check_request(protocol, app) or Refuse(
+                    RefusalReason.SHUTTING_DOWN, "server is shutting down; retry shortly"))
+            live = publisher.live
+        if accepted.takeover:
+            log.info("event %s: %s publisher from %s took over", live.event_id, protocol, remote_address)
+        log.info("event %s (%s): %s publish #%d from %s accepted", live.event_id, live.slug, protocol, live.sessions,
+                 remote_address)
         return publisher
 
-    def _reject(self, protocol: str, reason: str, code: str, message: str) -> PublishRejected:
-        self.metrics.rejected_publishes.labels(protocol, reason).inc()
-        return PublishRejected(code, message, reason)
+    async def _publish_failed(self, publisher_id: int) -> None:
+        """A publish failed half-way (catalog, ffmpeg): its run goes on as if it had left."""
+        publisher = self.publishers.get(publisher_id)
+        if publisher is not None:
+            await publisher.close("publish failed")
+            return
+        async with self._lock:
+            for command in self.core.publisher_gone(publisher_id, "publish failed", self._now()):
+                await self._run(command)
+
+    def _reject(self, protocol: str, refusal: Refuse) -> PublishRejected:
+        self.metrics.rejected_publishes.labels(protocol, refusal.reason.value).inc()
+        return PublishRejected(refusal.reason, refusal.message)
 
     def _options(self, dvr: bool, abr: bool) -> PackagerOptions:
         s = self.settings
@@ -380,46 +473,123 @@ class LiveStreams:
             ladder=DEFAULT_LADDER if abr else (),
         )
 
-    # --- session and event ends ----------------------------------------------------------
-    async def _publish_ended(self, publisher: PublishSession, reason: str) -> None:
-        live = publisher.live
-        await self.db.run(lambda s: _close_session(s, publisher.session_id, reason))
+    # --- RunCallbacks (from runtimes) ----------------------------------------------------
+    def segment_listed(self, live: LiveEventRuntime, rendition: str, segment: Segment) -> None:
+        if self.events.get(live.event_id) is live:
+            for command in self.core.segment_listed(live.event_id, self._now()):
+                self._run_now(command)
+        for observer in self.observers:
+            observer.on_segment(live.event_id, rendition, segment)
+
+    def packager_failed(self, live: LiveEventRuntime, reason: str) -> None:
+        if self.events.get(live.event_id) is live:
+            for command in self.core.packager_failed(live.event_id, reason, self._now()):
+                self._run_now(command)
+
+    def in_grace(self, event_id: int) -> bool:
+        return self.core.phase(event_id) is RunPhase.GRACE
+
+    async def publisher_gone(self, publisher: PublishSession, reason: str) -> None:
         async with self._lock:
-            if live.publisher is not publisher:
-                return  # replaced by a takeover; the newer publisher owns the event now
-            live.publisher = None
+            for command in self.core.publisher_gone(publisher.publisher_id, reason, self._now()):
+                await self._run(command)
+
+    # --- running the core's commands -----------------------------------------------------
+    def _run_now(self, command: Command) -> None:
+        """A command from a synchronous callback: what awaits runs as a background task."""
+        if isinstance(command, StopPublisher):
+            self._stop_publisher(command)
+        else:
+            self._spawn(self._run(command))
+
+    async def _run(self, command: Command, terminate: Callable[[str], None] | None = None) -> None:
+        if isinstance(command, StopPublisher):
+            self._stop_publisher(command)
+        elif isinstance(command, CloseSession):
+            closing = self.publishers.pop(command.publisher, None)
+            if closing is not None:
+                if closing.live.publisher is closing:
+                    closing.live.publisher = None
+                await self.db.run(lambda s: _close_session(s, closing.session_id, command.reason))
+        elif isinstance(command, BeginRun):
+            await self._begin_run(command)
+        elif isinstance(command, (EndPackagerSession, OpenSession, StartPackagerSession, NotifyPublishStarted,
+                                  NotifyPublishEnded)):
+            live = self.events.get(command.event_id)
+            if live is not None and not live.ended:  # else the run ended under it (shutdown): nothing to do
+                await self._run_on(live, command, terminate)
+        elif isinstance(command, GraceStarted):
+            log.info("event %s: publisher left (%s); ending in %.0f s unless it reconnects", command.event_id,
+                     command.reason, command.seconds)
+            self._timer_may_have_changed()
+        elif isinstance(command, MarkLive):
+            await self.db.run(lambda s: _set_live(s, command.event_id))
+            log.info("event %s (%s) is live", command.event_id, command.slug)
+        elif isinstance(command, EndRun):
+            task = self._spawn(self._end_run(command))
+            self._ending[command.event_id] = task
+        else:  # Accept and Refuse are answers to start_publish, handled there
+            raise AssertionError(f"unexpected command {command!r}")
+
+    async def _run_on(self, live: LiveEventRuntime, command: Command, terminate: Callable[[str], None] | None) -> None:
+        """A command about the run's own media and publishers."""
+        if isinstance(command, EndPackagerSession):
             await live.packager.end_session()
+        elif isinstance(command, OpenSession):
+            session_id = await self.db.run(lambda s: _open_session(s, command.event_id, command.protocol, command.remote))
+            publisher = PublishSession(live, command.publisher, session_id, command.protocol, command.remote, terminate)
+            self.publishers[command.publisher] = publisher
+            live.publisher = publisher
+            live.run = dataclasses.replace(live.run, protocol=command.protocol)
+        elif isinstance(command, StartPackagerSession):
+            await live.packager.begin_session()
+            live.sessions += 1
+        elif isinstance(command, NotifyPublishStarted):
             for tap in self.media_taps:
-                await _tap_safely(tap.publish_ended(live), live.event_id)
-            if live.ended:
-                return
-            grace = 0.0 if self.draining else self.settings.grace_period_seconds
-            log.info("event %s: publisher left (%s); ending in %.0f s unless it reconnects", live.event_id, reason, grace)
-            live.grace_task = asyncio.create_task(self._grace(live, grace), name=f"grace-{live.event_id}")
+                await _tap_safely(tap.publish_started(live.run), live.event_id)
+        elif isinstance(command, NotifyPublishEnded):
+            for tap in self.media_taps:
+                await _tap_safely(tap.publish_ended(live.run), live.event_id)
 
-    async def _grace(self, live: LiveEvent, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-        async with self._lock:
-            if live.publisher is not None:
-                return
-            live.grace_task = None
-        try:
-            await self._end_event(live, "grace period over")
-        except Exception:  # _end_event survives I/O errors; anything else is still logged, never lost in a task
-            log.exception("event %s: ending failed", live.event_id)
+    def _stop_publisher(self, command: StopPublisher) -> None:
+        publisher = self.publishers.get(command.publisher)
+        if publisher is None:
+            return
+        if command.detached:
+            publisher.closed = True  # its later close() finds nothing to do: the event is handed over here
+            log.info("event %s: publisher from %s: %s", publisher.live.event_id, publisher.remote, command.reason)
+        publisher.terminate(command.reason)
 
-    async def _end_event(self, live: LiveEvent, reason: str) -> None:
+    async def _begin_run(self, command: BeginRun) -> None:
+        previous = self._ending.get(command.event_id)
+        if previous is not None:  # the previous run of this event is still ending: let it finish first
+            await asyncio.gather(asyncio.shield(previous), return_exceptions=True)
+        started_at = await self.db.run(lambda s: _begin_run(s, command.event_id))
+        folder = live_run_folder(self.settings.media_dir, command.event_id, started_at)
+
+        def packager(live: LiveEventRuntime) -> Packager:
+            return Packager(self.ffmpeg, folder, live.options, live, self.packager_dropped,
+                            self.metrics.media_write_errors.inc)
+
+        live = LiveEventRuntime(self, packager, command.event_id, command.slug, started_at, folder,
+                                self._options(command.dvr, command.abr))
+        live.packager.pause_history(await self.disk.check())
+        await live.packager.start()
+        self.events[command.event_id] = live
+        self.metrics.live_streams.set(len(self.events))
+
+    async def _end_run(self, command: EndRun) -> None:
         """End the run whatever fails on the way: a full disk while writing ENDLIST (or a tap's error)
         is logged and the event still leaves the registry and is marked ended in the catalog (retried),
         so it never stays live and a later publish starts a fresh run."""
-        if live.ended:
+        live = self.events.get(command.event_id)
+        if live is None or live.ended:
             return
         live.ended = True
-        if live.grace_task is not None and live.grace_task is not asyncio.current_task():
-            live.grace_task.cancel()
-        live.grace_task = None
-        if live.publisher is not None:
-            publisher, live.publisher = live.publisher, None
+        reason = command.reason
+        publisher = self.publishers.pop(command.publisher, None) if command.publisher is not None else None
+        if publisher is not None:
+            live.publisher = None
             publisher.closed = True
             await self._catalog(lambda s: _close_session(s, publisher.session_id, reason), live, "closing its session")
         try:
@@ -430,17 +600,21 @@ class LiveStreams:
             with contextlib.suppress(Exception):
                 await live.packager.close()
         for tap in self.media_taps:
-            await _tap_safely(tap.run_ended(live), live.event_id)
-        self.events.pop(live.event_id, None)
+            await _tap_safely(tap.run_ended(live.run), live.event_id)
+        if self.events.get(live.event_id) is live:
+            del self.events[live.event_id]
+        if self._ending.get(live.event_id) is asyncio.current_task():
+            del self._ending[live.event_id]
         self.metrics.live_streams.set(len(self.events))
         for gauge in (self.metrics.ingest_bitrate, self.metrics.ingest_fps, self.metrics.ingest_keyframe_interval):
             _remove_label(gauge, str(live.event_id))
-        ended = await self._catalog(lambda s: _end_event_row(s, live.event_id, had_segments=live.segments > 0),
+        had_segments = command.had_segments or live.segments > 0
+        ended = await self._catalog(lambda s: _end_event_row(s, live.event_id, had_segments=had_segments),
                                     live, "marking it ended")
         log.info("event %s: ended (%s) after %d segments%s", live.event_id, reason, live.segments,
                  "" if ended else "; the catalog still says live until it answers (or the next start)")
 
-    async def _catalog(self, work: Callable[[Session], None], live: LiveEvent, what: str) -> bool:
+    async def _catalog(self, work: Callable[[Session], None], live: LiveEventRuntime, what: str) -> bool:
         """A catalog write of the ending path, retried a few times (a locked or briefly unreachable catalog)."""
         for delay in END_RETRY_DELAYS:
             try:
@@ -455,10 +629,6 @@ class LiveStreams:
         except Exception as exc:
             log.error("event %s: %s failed for good: %s", live.event_id, what, exc)
             return False
-
-    async def _mark_live(self, live: LiveEvent) -> None:
-        await self.db.run(lambda s: _set_live(s, live.event_id))
-        log.info("event %s (%s) is live", live.event_id, live.slug)
 
     # --- observability -------------------------------------------------------------------
     async def _sample_loop(self) -> None:

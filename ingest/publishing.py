@@ -7,28 +7,37 @@ into the ``MediaSink`` it returns. It knows nothing about keys, packagers or rec
 from __future__ import annotations
 
 import re
+from enum import Enum
 from typing import Any, Callable, Final, Protocol
 
-__all__ = ["MediaSink", "PublishRejected", "StreamPublisher", "printable_app", "redact_key"]
+__all__ = ["MediaSink", "PublishRejected", "RefusalReason", "StreamPublisher", "printable_app", "redact_key"]
 
 #: An application name is shown only when it looks like one: a mistyped URL may put the key there.
 _SHOWABLE_APP: Final = re.compile(r"[A-Za-z0-9_.-]{1,20}")
 
 
+class RefusalReason(str, Enum):
+    """Why a publish is refused, in no protocol's words: each ingest adapter maps it to its own
+    (RTMP: a NetStream status code, WHIP: an HTTP status). The value is the metrics label."""
+
+    SHUTTING_DOWN = "shutting_down"  # stopping or draining: retry on another node or shortly
+    BAD_APP = "bad_app"  # RTMP application other than "live"
+    BAD_KEY = "bad_key"  # unknown or revoked stream key (an ended event's key is revoked)
+    ALREADY_LIVE = "already_live"  # another publisher holds the event and takeover is off
+    TOO_MANY_SESSIONS = "too_many_sessions"  # the protocol's own session limit (WHIP)
+
+
 class PublishRejected(Exception):
     """Raised by ``StreamPublisher.start_publish`` to refuse a publish.
 
-    ``code`` goes to the client as is (RTMP: e.g. "NetStream.Publish.BadName"),
-    ``message`` is human readable and may be shown to the client and logged;
-    ``reason`` is protocol-neutral ("bad_key", "already_live", "shutting_down", ...) so that
-    HTTP-based ingest (WHIP) can pick its status code.
+    ``reason`` is protocol-neutral: the adapter picks its code or status from it;
+    ``message`` is human readable and may be shown to the client and logged.
     """
 
-    def __init__(self, code: str, message: str, reason: str = "") -> None:
+    def __init__(self, reason: RefusalReason, message: str) -> None:
         super().__init__(message)
-        self.code = code
-        self.message = message
         self.reason = reason
+        self.message = message
 
 
 class MediaSink(Protocol):

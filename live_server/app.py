@@ -18,7 +18,10 @@ import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
-from captions.captioner import LiveCaptions
+from audience.api import AudienceApi
+from audience.collector import AUDIENCE, Audience
+from audience.merge import RedisMerge
+from captions.captioner import SUBTITLES_FOLDER, LiveCaptions
 from captions.socketio import SocketIOCaptionSink
 from captions.web import CaptionsApi
 from chat.api import ChatApi
@@ -31,7 +34,7 @@ from ingest.whip.session import WhipSessions
 from live_server import migrations, security
 from live_server.accounts import FailedLoginLimiter
 from live_server.api.auth import AuthApi, Logins
-from live_server.api.events import EventsApi
+from live_server.api.event_api import EventsApi
 from live_server.cluster import LiveStatusBoard
 from live_server.db import DB, Database
 from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
@@ -67,7 +70,7 @@ from web.embed import EmbedPages
 from web.guards import error_pages_middleware
 from web.home import HomePages
 from web.media import (
-    MEDIA_CACHE, VIEWERS, CatalogMediaDirectory, LiveMediaHandler, MediaCache, ViewerCounter, media_preflight,
+    MEDIA_CACHE, VIEWERS, CatalogMediaDirectory, LiveMediaHandler, MediaCache, ViewerCounter, media_preflight, player_handle,
 )
 from web.pages import Pages
 from web.templating import setup_templates
@@ -118,7 +121,6 @@ def create_app(settings: Settings) -> web.Application:
     # The live pipeline, where media is ingested: captions and the recorder are its taps.
     live: LiveStreams | None = None
     captions: LiveCaptions | None = None
-    recorder: Recorder | None = None
     rtmp: RtmpServer | None = None
     whip: WhipSessions | None = None
     if ingest:
@@ -143,6 +145,10 @@ def create_app(settings: Settings) -> web.Application:
         chat = ChatServer(settings, manager, db, passes, viewers, redis, metrics.registry)
     if captions is not None:
         _caption_events(settings, captions, chat)
+
+    # Audience insight (issue 21): from playlist polls and replay beacons, merged through Redis, written in batches.
+    audience = Audience(settings, db, people, RedisMerge(redis, settings.chat_redis_channel) if redis is not None else None,
+                        captions_folder=SUBTITLES_FOLDER)
 
     app = web.Application(
         middlewares=[
@@ -173,6 +179,7 @@ def create_app(settings: Settings) -> web.Application:
         app[WHIP] = whip
     if chat is not None:
         app[CHAT] = chat
+    app[AUDIENCE] = audience
 
     app.cleanup_ctx.append(_database(db))
     app.cleanup_ctx.append(_recordings(settings, catalog, importer, archiver))
@@ -186,6 +193,8 @@ def create_app(settings: Settings) -> web.Application:
         app.on_shutdown.append(_drain_ingest(live, settings.ingest_drain_seconds))
     if board is not None:
         app.cleanup_ctx.append(_live_board(board, live))  # after the ingest: it announces what this node carries
+    # after the catalog and Redis: its last flush runs before they close
+    app.cleanup_ctx.append(_audience(audience, retention=settings.role in ("both", "web")))
 
     setup_templates(app, WEB_DIR / "templates", settings.public_url)  # Jinja2 with the French/English catalogs (web/i18n.py)
     logins = Logins(db, limiter, metrics, people, settings)
@@ -196,7 +205,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(EventsApi(db, settings, viewers, live_directory, live, board).routes())
     app.router.add_routes(CaptionsApi(db, passes).routes())
     app.router.add_routes(ImportApi(db, importer, settings).routes())  # before /api/v1/recordings/{id}
-    app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, recorder, vod_media,
+    app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, player_handle, settings).routes())
+    app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
                                         people).routes())
     app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays).routes())
     app.router.add_routes(HomePages(db, viewers).routes())
@@ -205,7 +215,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(AdminPages(db, people).routes())
     app.router.add_routes(EmbedPages(db).routes())
     live_media = LiveMediaHandler(live_directory, cache, viewers, passes, settings.media_accel_redirect, settings.media_dir,
-                                  settings.cookie_secure)
+                                  settings.cookie_secure, audience)
 
     async def live_media_route(request: web.Request) -> web.StreamResponse:
         return await live_media(request, people)
@@ -316,6 +326,17 @@ def _live_ingest(live: LiveStreams, captions: LiveCaptions, catalog: RecordingCa
                 await rtmp.close()
             await live.close()
             await captions.close()
+
+    return lifecycle
+
+
+def _audience(audience: Audience, retention: bool) -> Lifecycle:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await audience.start(retention)
+        try:
+            yield
+        finally:
+            await audience.stop()
 
     return lifecycle
 

@@ -143,7 +143,7 @@ def _effective_ffmpeg(settings: Settings) -> dict[str, Any]:
 
 def _check_models(settings: Settings) -> int:
     """Exit 0 when every configured model loads (1 otherwise, or when none is configured)."""
-    from captions.models import check_models
+    from captions.vosk_models import check_models
 
     if not settings.vosk_models:
         print("no Vosk models configured: set vosk_models (LIVE_VOSK_MODELS=fr=/srv/models/vosk-fr,en=...); captions are off")
@@ -187,7 +187,7 @@ def _create_event(db: Database, settings: Settings, args: argparse.Namespace) ->
     def work(session: Any) -> dict[str, Any]:
         from sqlalchemy import select
 
-        from live_server.api.events import render_event
+        from live_server.api.event_api import render_event
         from live_server.models import User
 
         owner = session.scalar(select(User).where(User.username == args.owner))

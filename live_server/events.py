@@ -38,6 +38,7 @@ class _EventFields(BaseModel):
     abr: bool | None = None
     chat_enabled: bool | None = None
     guests_allowed: bool | None = None
+    attendance_required: bool | None = None  # logged-in viewers listed for the owner (issue 21); viewers are told
 
     @model_validator(mode="after")
     def _times(self) -> "_EventFields":
@@ -110,7 +111,8 @@ def _apply(event: Event, data: _EventFields) -> None:
         if name in ("password", "slug"):
             continue
         value = getattr(data, name)
-        if value is None and name in ("title", "visibility", "dvr", "record", "abr", "chat_enabled", "guests_allowed", "description", "caption_vocabulary"):
+        if value is None and name in ("title", "visibility", "dvr", "record", "abr", "chat_enabled", "guests_allowed",
+                                      "description", "caption_vocabulary", "attendance_required"):
             raise Unprocessable(f"invalid event: {name}: may not be null", details=[{"field": name, "message": "may not be null"}])
         setattr(event, name, value)
     if "password" in data.model_fields_set:
@@ -294,6 +296,7 @@ def event_json(
         "abr": event.abr,
         "chat_enabled": event.chat_enabled,
         "guests_allowed": event.guests_allowed,
+        "attendance_required": event.attendance_required,
         "started_at": event.started_at.isoformat() if event.started_at else None,
         "ended_at": event.ended_at.isoformat() if event.ended_at else None,
         "created_at": event.created_at.isoformat(),

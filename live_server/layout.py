@@ -8,6 +8,7 @@ time, so an event that goes live again later never overwrites an earlier run tha
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,6 +28,11 @@ def event_live_folder(media_dir: Path, event_id: int) -> Path:
 def recording_folder(media_dir: Path, event_id: int, started_at: datetime) -> Path:
     """``recordings/<event id>/<run>/``: the segments and playlists of one recording (one live run)."""
     return media_dir / "recordings" / str(event_id) / run_name(started_at)
+
+
+def imported_recording(recording_id: int) -> str:
+    """``recordings/imported/<recording id>``: the media path of an imported video (same layout as a run's)."""
+    return f"recordings/imported/{recording_id}"
 
 
 def live_run_of_recording(media_dir: Path, media_path: str) -> Path:
@@ -49,3 +55,12 @@ def live_runs(media_dir: Path) -> list[tuple[int, datetime, Path]]:
                 continue
             runs.append((int(event_dir.name), started, run))
     return runs
+
+
+def delete_live_run(folder: Path) -> None:
+    """Remove a live run folder (retention), and its event folder when that becomes empty (blocking)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()
+    except OSError:
+        pass

@@ -247,7 +247,8 @@ async def _check_csrf(request: web.Request, identity: Identity | None) -> None:
 def content_security_policy(extra_origins: Sequence[str] = ()) -> dict[str, str]:
     """The policy every page satisfies: scripts and styles only from our files (no inline script or style;
     data for scripts comes in ``<script type="application/json">`` blocks, which are not executed), media
-    and fetches from us (``blob:`` for hls.js's MediaSource, ``data:`` for its text tracks), from the public URL and, with object storage,
+    and fetches from us (``blob:`` for hls.js's MediaSource; ``data:`` for the empty ``data:,WEBVTT`` track
+    hls.js adds for each subtitle rendition), from the public URL and, with object storage,
     from the bucket's presigned URLs. Framing: same origin unless a page says otherwise (embed pages)."""
     extra = " ".join(dict.fromkeys(extra_origins))
     with_extra = f"'self' {extra}".strip()
@@ -256,7 +257,6 @@ def content_security_policy(extra_origins: Sequence[str] = ()) -> dict[str, str]
         "script-src": "'self'",
         "style-src": "'self'",
         "img-src": f"{with_extra} data: blob:",
-        # data: for hls.js's caption and subtitle track nodes (<track src="data:,WEBVTT">, cues added by script)
         "media-src": f"{with_extra} blob: data:",
         "connect-src": with_extra,
         "worker-src": "'self' blob:",

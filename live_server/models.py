@@ -180,6 +180,8 @@ class Event(Base):
     abr: Mapped[bool] = mapped_column(Boolean, default=False)
     chat_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     guests_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Attendance list of logged-in viewers for the owner (admins can always export); announced on the event page.
+    attendance_required: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
@@ -373,3 +375,79 @@ class CaptionSegment(Base):
     end_seconds: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class AudienceMinute(Base):
+    """One process's view of one minute of an event's live audience (``audience/``).
+
+    Several web workers write their own row per minute; readers combine them: distinct counts
+    (``viewers``, ``caption_viewers``, each ``qualities`` entry) with MAX — each flush stores the
+    cluster-wide distinct count Redis held after it added its own viewers, so the last writer's
+    number is the whole minute's — and ``new_viewers`` with SUM (each viewer is new for exactly one
+    process). No per-viewer data here: these rows outlive the retention of sessions.
+    """
+
+    __tablename__ = "audience_minutes"
+    __table_args__ = (UniqueConstraint("event_id", "minute", "worker", name="uq_audience_minutes_event_minute_worker"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    minute: Mapped[datetime] = mapped_column(UtcDateTime())
+    worker: Mapped[str] = mapped_column(String(120))
+    viewers: Mapped[int] = mapped_column(Integer, default=0)
+    new_viewers: Mapped[int] = mapped_column(Integer, default=0)
+    caption_viewers: Mapped[int] = mapped_column(Integer, default=0)
+    qualities: Mapped[str] = mapped_column(Text, default="{}")  # JSON {rendition: distinct viewers}
+
+
+class AudienceSession(Base):
+    """One viewer's watching of one event live (``kind`` live, ``target_id`` the event) or of one recording
+    (replay, ``target_id`` the recording). Per viewer: kept ``audience_retention_days``, then reduced."""
+
+    __tablename__ = "audience_sessions"
+    __table_args__ = (UniqueConstraint("kind", "target_id", "viewer", name="uq_audience_sessions_kind_target_viewer"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "live" or "replay"
+    target_id: Mapped[int] = mapped_column(Integer)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), nullable=True, index=True)
+    recording_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recordings.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    viewer: Mapped[str] = mapped_column(String(32))  # hash of the player's anonymous id, never the cookie itself
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    watched_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class AudienceReduced(Base):
+    """What is left of sessions past their retention: counts and distributions, nobody in them."""
+
+    __tablename__ = "audience_reduced"
+    __table_args__ = (UniqueConstraint("kind", "target_id", name="uq_audience_reduced_kind_target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    target_id: Mapped[int] = mapped_column(Integer)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), nullable=True, index=True)
+    recording_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recordings.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    viewers: Mapped[int] = mapped_column(Integer, default=0)
+    logged_in: Mapped[int] = mapped_column(Integer, default=0)
+    watched_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    watch_histogram: Mapped[str] = mapped_column(Text, default="{}")  # JSON {whole minutes watched: viewers}
+    joins: Mapped[str] = mapped_column(Text, default="{}")  # JSON {ISO minute: viewers who joined}
+    leaves: Mapped[str] = mapped_column(Text, default="{}")
+    reduced_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class AudienceReplayBucket(Base):
+    """How many times the ``bucket_seconds`` of a recording starting at ``start_second`` were watched."""
+
+    __tablename__ = "audience_replay_buckets"
+
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True)
+    start_second: Mapped[int] = mapped_column(Integer, primary_key=True)
+    views: Mapped[int] = mapped_column(Integer, default=0)

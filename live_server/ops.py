@@ -24,7 +24,8 @@ class Pingable(Protocol):
 class Ingest(Protocol):
     """The live pipeline of an ingest node, as readiness sees it."""
 
-    accepting: bool
+    @property
+    def accepting(self) -> bool: ...
 
 
 class Viewers(Protocol):

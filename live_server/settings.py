@@ -281,6 +281,38 @@ class Settings(BaseModel):
         15.0, gt=0, le=300, description="At the end of a live run, how long captions may take to catch up before the rest is dropped."
     )
 
+    # --- Audience insight ------------------------------------------------------------------
+    audience_enabled: bool = Field(
+        True, description="Collect audience figures (viewers per minute, watch time, replay heatmaps) for event owners.",
+    )
+    audience_flush_seconds: float = Field(
+        15.0, gt=0, le=300, description="How often a process writes what it collected about the audience, in one batch "
+        "(never a write per playlist request).",
+    )
+    audience_slot_seconds: int = Field(
+        10, ge=1, le=60, description="Live watch time is counted in slots of this many seconds: a viewer whose player "
+        "polled in a slot watched it. Must divide 60.",
+    )
+    audience_bucket_seconds: int = Field(
+        5, ge=1, le=600, description="Width of a replay heatmap bucket, in seconds of the recording.",
+    )
+    audience_beacon_seconds: float = Field(
+        30.0, ge=5, le=600, description="How often a replay player reports the ranges it played (batched).",
+    )
+    audience_beacon_max_ranges: int = Field(
+        64, ge=1, le=1000, description="Most watched ranges one replay beacon may carry; more is refused (422).",
+    )
+    audience_beacon_max_bytes: int = Field(
+        8192, ge=256, le=1024 * 1024, description="Largest replay beacon body; a bigger one is refused (413) unread.",
+    )
+    audience_retention_days: int = Field(
+        90, ge=1, description="Per-viewer audience sessions are kept this many days, then reduced to counts and "
+        "distributions that name nobody.",
+    )
+    audience_retention_check_seconds: float = Field(
+        3600.0, gt=0, description="How often sessions past their retention are reduced.",
+    )
+
     # --- Chat -----------------------------------------------------------------------------
     chat_max_message_length: int = Field(500, gt=0, le=10000, description="Longest chat message, in characters.")
     chat_history_size: int = Field(50, ge=0, le=1000, description="Messages sent to a viewer on join.")
@@ -333,6 +365,13 @@ class Settings(BaseModel):
     chat_guest_window_seconds: float = Field(
         600.0, gt=0, description="Window of the per-address guest identity limit."
     )
+
+    @field_validator("audience_slot_seconds")
+    @classmethod
+    def _slot_divides_minute(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
+        return value
 
     @field_validator("log_level")
     @classmethod

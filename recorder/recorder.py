@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ingest.disk import MediaDiskGuard
-from ingest.packaging.playlist import Segment
+from formats.m3u8 import Segment
+from ingest.live_run import LiveRun
 from live_server.layout import recording_folder
 from live_server.metrics import Metrics
 
-from .events import RecordingFinished, RecordingSink, RecordingStarted, SegmentCompleted
-from .storage import MASTER, RecordingFiles
-
-if TYPE_CHECKING:
-    from ingest.live import LiveEvent
+from .recording_events import PublisherChanged, RecordingFinished, RecordingSink, RecordingStarted, SegmentCompleted
+from .storage import RecordingFiles, read_live_master
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +36,7 @@ class ActiveRecording:
 
     recording_id: int
     event_id: int
-    live: "LiveEvent"
+    run: LiveRun
     rendition: str
     files: RecordingFiles
     segments: list[Segment] = field(default_factory=list)
@@ -49,16 +46,6 @@ class ActiveRecording:
     copying: "asyncio.Future[None] | None" = None  # chain of copies when links are impossible
     failed: str | None = None
     paused: bool = False  # the media disk is below its floor: segments are skipped (a gap on resume)
-
-    def stream_time(self, now: float, publishing: bool, segment_seconds: float) -> float:
-        """Where "now" of the live stream falls on the recording's timeline."""
-        if not self.segments:
-            return 0.0
-        last = self.segments[-1]
-        if not publishing or last.program_date_time is None:
-            return self.duration
-        ahead = now - (last.program_date_time.timestamp() + last.duration)
-        return self.duration + min(max(ahead, 0.0), 3 * segment_seconds)
 
 
 class Recorder:
@@ -72,9 +59,10 @@ class Recorder:
         self.active: dict[int, ActiveRecording] = {}
 
     # --- MediaTap --------------------------------------------------------------------------
-    async def publish_started(self, live: "LiveEvent") -> None:
+    async def publish_started(self, live: LiveRun) -> None:
         current = self.active.get(live.event_id)
-        if current is not None and current.live is live:
+        if current is not None and current.run.media is live.media:
+            self._publisher_changed(current, True)
             return  # a reconnect: the packager marks the discontinuity, the recording goes on
         if await self.disk.check(force=True):
             self.metrics.recordings_refused.labels("disk_space").inc()
@@ -82,7 +70,8 @@ class Recorder:
                       live.event_id, (self.disk.free_bytes or 0) // 2**20, self.disk.floor_bytes // 2**20)
             return
         folder = recording_folder(self.media_dir, live.event_id, live.started_at)
-        started = RecordingStarted(live.event_id, live.started_at, folder.relative_to(self.media_dir).as_posix())
+        started = RecordingStarted(live.event_id, live.started_at, folder.relative_to(self.media_dir).as_posix(),
+                                   live.options.segment_seconds)
         recording_id = await self.sink.recording_started(started)
         if recording_id is None:
             return  # this event opted out
@@ -92,28 +81,35 @@ class Recorder:
         self.metrics.recordings_active.set(len(self.active))
         log.info("event %s: recording %d into %s", live.event_id, recording_id, started.media_path)
 
-    def on_media(self, live: "LiveEvent", kind: str, timestamp_ms: int, payload: bytes) -> None:
+    def on_media(self, live: LiveRun, kind: str, timestamp_ms: int, payload: bytes) -> None:
         return  # segments, not media messages, are what gets recorded
 
-    async def publish_ended(self, live: "LiveEvent") -> None:
-        return
-
-    async def run_ended(self, live: "LiveEvent") -> None:
+    async def publish_ended(self, live: LiveRun) -> None:
         recording = self.active.get(live.event_id)
-        if recording is None or recording.live is not live:
+        if recording is not None and recording.run.media is live.media:
+            self._publisher_changed(recording, False)
+
+    def _publisher_changed(self, recording: ActiveRecording, publishing: bool) -> None:
+        try:
+            self.sink.publisher_changed(PublisherChanged(recording.recording_id, publishing))
+        except Exception:
+            log.exception("recording %d: publisher_changed raised", recording.recording_id)
+
+    async def run_ended(self, live: LiveRun) -> None:
+        recording = self.active.get(live.event_id)
+        if recording is None or recording.run.media is not live.media:
             return
         del self.active[live.event_id]
         self.metrics.recordings_active.set(len(self.active))
         if recording.copying is not None:
             await asyncio.gather(recording.copying, return_exceptions=True)  # copies still in flight
-        live_master = live.folder / MASTER
         loop = asyncio.get_running_loop()
         error = recording.failed
         segments = recording.segments
         summary = None
         if segments:
             try:
-                master_text = live_master.read_text(encoding="utf-8") if live_master.exists() else None
+                master_text = read_live_master(live.folder)
                 summary = await loop.run_in_executor(None, recording.files.finalize, segments, master_text, recording.rendition)
             except OSError as exc:
                 error = f"cannot write the VOD playlists: {exc}"
@@ -154,7 +150,7 @@ class Recorder:
         recording.last_source_sequence = segment.sequence
         entry = replace(segment, sequence=len(recording.segments),
                         discontinuity=bool(recording.segments) and (segment.discontinuity or gap))
-        source = recording.live.folder / rendition / segment.uri
+        source = recording.run.folder / rendition / segment.uri
         if recording.copying is None or recording.copying.done():
             try:
                 size = recording.files.link(source)
@@ -179,7 +175,7 @@ class Recorder:
 
     def _recorded(self, recording: ActiveRecording, entry: Segment, size: int) -> None:
         try:
-            recording.files.append(entry, recording.live.packager.target_duration(recording.rendition))
+            recording.files.append(entry, recording.run.media.target_duration(recording.rendition))
         except OSError as exc:
             log.error("recording %d: cannot journal %s: %s", recording.recording_id, entry.uri, exc)
             recording.failed = f"cannot write the journal: {exc}"
@@ -190,18 +186,10 @@ class Recorder:
         recording.size_bytes += size
         self.metrics.recorded_segments.inc()
         try:
+            media_end = entry.program_date_time + timedelta(seconds=entry.duration) if entry.program_date_time else None
             self.sink.segment_completed(SegmentCompleted(
-                recording.recording_id, entry.sequence, recording.files.folder / entry.uri, start,
-                entry.duration, size, entry.discontinuity,
+                recording.recording_id, entry.sequence, recording.files.path_of(entry), start,
+                entry.duration, size, entry.discontinuity, media_end,
             ))
         except Exception:
             log.exception("recording %d: segment_completed raised", recording.recording_id)
-
-    # --- for the chapters API --------------------------------------------------------------
-    def stream_time(self, event_id: int) -> tuple[int, float] | None:
-        """(recording id, current position on its timeline) while the event is being recorded here."""
-        recording = self.active.get(event_id)
-        if recording is None:
-            return None
-        publishing = recording.live.publisher is not None
-        return recording.recording_id, recording.stream_time(time.time(), publishing, recording.live.options.segment_seconds)

@@ -13,9 +13,12 @@ Layout of ``recordings/<event id>/<run>/``:
   rewritten at the end as the full VOD playlist with ENDLIST;
 - ``vod.m3u8``: what players get: the full playlist or its trimmed view (playlist-level trim);
 - ``master.m3u8``: one variant (codecs and resolution from the live master) pointing at ``vod.m3u8``;
-- ``thumbnail.jpg``, ``download.mp4`` (made on demand by ``vod/``).
+- ``thumbnail.jpg``, ``download.mp4`` (made by ``vod/``'s tools at the paths given here);
+- imports (``recordings/imported/<id>/``) have the same layout.
 
-The playlist functions are pure; the ``RecordingFiles`` methods do the file I/O.
+This module is the one owner of that layout: the recorder writes a run here and the catalog
+(``vod/``) trims, archives, imports and deletes through ``RecordingFiles``, never by file name.
+The m3u8 text is ``formats.m3u8``'s; the ``RecordingFiles`` methods do the file I/O.
 """
 
 from __future__ import annotations
@@ -23,28 +26,36 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
-from ingest.packaging.playlist import (
-    MediaPlaylist,
+from formats.m3u8 import (
     PlaylistParseError,
     Segment,
     VariantStream,
-    format_program_date_time,
+    journal_entry,
+    journal_header,
+    parse_journal,
+    parse_master,
     parse_media_playlist,
     render_master,
+    render_vod,
     target_duration_for,
-    write_atomic,
 )
+from ingest.packaging.packager import MASTER_PLAYLIST
+from live_server.files import write_atomic
+from live_server.layout import live_run_of_recording
 
+# The names below are this module's alone: everything else asks ``RecordingFiles`` for a path.
 JOURNAL = "index.m3u8"
 VOD_PLAYLIST = "vod.m3u8"
 MASTER = "master.m3u8"
 THUMBNAIL = "thumbnail.jpg"
 DOWNLOAD = "download.mp4"
+IMPORT_PLAYLIST = "import.m3u8"  # ffmpeg's playlist of an import, until it is turned into ours
 PLAYLISTS = (JOURNAL, VOD_PLAYLIST, MASTER)  # kept on local disk as a cached copy when the media moves to objects
+_ASIDE = ".deleted-"  # prefix of a folder being deleted
 _SEGMENT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.ts$")
 
 
@@ -52,49 +63,7 @@ class TrimError(ValueError):
     """A trim that would leave nothing to play."""
 
 
-# --- pure playlist code ------------------------------------------------------------------
-
-
-def journal_header(target_duration: int) -> str:
-    """Written with the first entry: ``target_duration`` is the live playlist's, decided by then."""
-    return (
-        "#EXTM3U\n#EXT-X-VERSION:3\n"
-        f"#EXT-X-TARGETDURATION:{max(1, target_duration)}\n"
-        "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:EVENT\n"
-    )
-
-
-def journal_entry(segment: Segment) -> str:
-    """One segment's lines; every entry carries its wall clock so chat and chapters can be placed."""
-    lines = []
-    if segment.discontinuity:
-        lines.append("#EXT-X-DISCONTINUITY")
-    if segment.program_date_time is not None:
-        lines.append("#EXT-X-PROGRAM-DATE-TIME:" + format_program_date_time(segment.program_date_time))
-    lines.append(f"#EXTINF:{segment.duration:.3f},")
-    lines.append(segment.uri)
-    return "\n".join(lines) + "\n"
-
-
-def parse_journal(text: str) -> list[Segment]:
-    """The complete entries of a journal (a torn last entry is dropped), numbered from 0."""
-    lines = text.splitlines()
-    while lines and (not lines[-1].strip() or lines[-1].startswith("#")):
-        lines.pop()  # a crash between the tags and the URI of the last entry
-    if not lines:
-        return []
-    try:
-        parsed = parse_media_playlist("\n".join(lines) + "\n")
-    except PlaylistParseError:
-        # The last URI itself may be torn ("seg_0000"): drop it and its tags.
-        while lines and not lines[-1].startswith("#EXTINF"):
-            lines.pop()
-        if lines:
-            lines.pop()
-        while lines and lines[-1].startswith("#EXT-X-") and not lines[-1].startswith("#EXT-X-PLAYLIST-TYPE"):
-            lines.pop()
-        parsed = parse_media_playlist("\n".join(lines) + "\n")
-    return [replace(s, sequence=i) for i, s in enumerate(parsed.playlist.segments)]
+# --- pure code --------------------------------------------------------------------------
 
 
 def segment_starts(segments: Sequence[Segment]) -> list[float]:
@@ -125,39 +94,18 @@ def trimmed(segments: Sequence[Segment], start: float = 0.0, end: float | None =
     return kept, offset
 
 
-def render_vod(segments: Sequence[Segment]) -> str:
-    """A VOD playlist (EXT-X-PLAYLIST-TYPE:VOD, ENDLIST) of these segments."""
-    if not segments:
-        raise ValueError("a VOD playlist needs at least one segment")
-    # Written once, complete: the target covers every duration (RFC 8216 4.3.3.1's rounding).
-    playlist = MediaPlaylist(target_duration=target_duration_for(*(s.duration for s in segments)))
-    first = segments[0].sequence
-    for i, segment in enumerate(segments):
-        playlist.append(replace(segment, sequence=first + i, discontinuity=segment.discontinuity and i > 0))
-    return playlist.render_vod()
-
-
-def _attribute(line: str, name: str) -> str | None:
-    match = re.search(rf'(?:^|[:,]){name}=("[^"]*"|[^,]*)', line)
-    return match.group(1).strip('"') if match else None
-
-
 def vod_master(live_master: str | None, rendition: str | None, peak_bps: int) -> str:
-    """One-variant master for ``vod.m3u8``, keeping the codecs and resolution the live master advertised."""
-    codecs = resolution = frame_rate = None
-    lines = (live_master or "").splitlines()
-    for info, uri in zip(lines, lines[1:]):
-        if info.startswith("#EXT-X-STREAM-INF:") and (rendition is None or uri.startswith(f"{rendition}/")):
-            codecs = _attribute(info, "CODECS")
-            res = _attribute(info, "RESOLUTION")
-            if res and re.fullmatch(r"\d+x\d+", res):
-                w, h = res.split("x")
-                resolution = (int(w), int(h))
-            rate = _attribute(info, "FRAME-RATE")
-            frame_rate = float(rate) if rate and re.fullmatch(r"[\d.]+", rate) else None
-            break
-    variant = VariantStream(uri=VOD_PLAYLIST, bandwidth=max(peak_bps, 1), codecs=codecs,
-                            resolution=resolution, frame_rate=frame_rate)
+    """One-variant master for ``vod.m3u8``, keeping the codecs and resolution the live master advertised.
+
+    A live master we cannot read (or none: an import) gives a variant with the bandwidth alone.
+    """
+    try:
+        variants = parse_master(live_master) if live_master else []
+    except PlaylistParseError:
+        variants = []
+    live = next((v for v in variants if rendition is None or v.uri.startswith(f"{rendition}/")), None)
+    variant = VariantStream(uri=VOD_PLAYLIST, bandwidth=max(peak_bps, 1), codecs=live.codecs if live else None,
+                            resolution=live.resolution if live else None, frame_rate=live.frame_rate if live else None)
     return render_master([variant])
 
 
@@ -172,12 +120,87 @@ class DiskSummary:
     discontinuities: int
 
 
+class RemoteCopy(Protocol):
+    """A recording's copy in object storage, one name per file (``vod.objects.StoredRecording``)."""
+
+    def read(self, name: str) -> bytes | None: ...
+
+    def write(self, name: str, data: bytes) -> None: ...
+
+    def remove(self, names: Sequence[str]) -> None: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def fetch(self, name: str, target: Path) -> None: ...
+
+    def upload(self, folder: Path, batches: Sequence[Sequence[str]]) -> int:
+        """Copy these files of ``folder`` in, batch after batch; returns the bytes sent."""
+
+    def signed_url(self, name: str, download_name: str | None = None) -> str | None: ...
+
+
+def read_live_master(live_run: Path) -> str | None:
+    """The master playlist the packager wrote for a live run (codecs and resolution), if there is one."""
+    try:
+        return (live_run / MASTER_PLAYLIST).read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def served_as_is(name: str) -> bool:
+    """Whether players may fetch this file of a recording without the view listing it."""
+    return name in (MASTER, VOD_PLAYLIST, THUMBNAIL)
+
+
+def listed_names(view: bytes) -> frozenset[str]:
+    """The segment files a view (``vod.m3u8``, as bytes) lists; nothing when it cannot be read."""
+    try:
+        return frozenset(s.uri for s in parse_media_playlist(view.decode("utf-8")).playlist.segments)
+    except (PlaylistParseError, UnicodeDecodeError):
+        return frozenset()
+
+
 class RecordingFiles:
-    """The files of one recording folder."""
+    """The files of one recording folder: the only code that names, writes or deletes them.
 
-    def __init__(self, folder: Path) -> None:
+    The recorder writes a run's segments and journal here; the catalog (``vod/``) trims, archives,
+    imports and deletes through these methods. ``live_run`` is the live run the recording was made
+    from (None for an import), which goes with it when it is deleted.
+    """
+
+    def __init__(self, folder: Path, live_run: Path | None = None) -> None:
         self.folder = folder
+        self.live_run = live_run
 
+    @classmethod
+    def of(cls, media_dir: Path, media_path: str) -> "RecordingFiles":
+        """The folder of a catalog row's ``media_path`` (relative to the media folder)."""
+        return cls(media_dir / media_path, live_run_of_recording(media_dir, media_path))
+
+    @classmethod
+    def containing(cls, segment: Path) -> "RecordingFiles":
+        """The folder a recorded segment (``SegmentCompleted.path``) lies in."""
+        return cls(segment.parent)
+
+    # --- paths of files made by tools (thumbnail, MP4 remux) ------------------------------
+    @property
+    def thumbnail(self) -> Path:
+        return self.folder / THUMBNAIL
+
+    @property
+    def download(self) -> Path:
+        """The MP4 of the view, made on demand and removed when the view changes."""
+        return self.folder / DOWNLOAD
+
+    @property
+    def view(self) -> Path:
+        """The playlist players get (``vod.m3u8``)."""
+        return self.folder / VOD_PLAYLIST
+
+    def path_of(self, segment: Segment) -> Path:
+        return self.folder / segment.uri
+
+    # --- recording a run -------------------------------------------------------------------
     def create(self) -> None:
         """The folder; the journal starts with the first segment (its header needs the target duration)."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -242,20 +265,109 @@ class RecordingFiles:
             discontinuities=sum(1 for s in segments[1:] if s.discontinuity),
         )
 
+    def finalize_recovered(self, segments: Sequence[Segment]) -> DiskSummary:
+        """After a crash: :meth:`finalize` the journal's complete entries, with the live run's codecs."""
+        live_master = read_live_master(self.live_run) if self.live_run is not None else None
+        return self.finalize(segments, live_master, None)
+
+    # --- an import (ffmpeg writes the segments and a playlist, we make it a recording) ------
+    def import_outputs(self) -> tuple[Path, Path]:
+        """Where ffmpeg's HLS muxer writes an import: (segment file pattern, its playlist)."""
+        return self.folder / "seg_%06d.ts", self.folder / IMPORT_PLAYLIST
+
+    def finish_import(self) -> DiskSummary:
+        """Turn ffmpeg's playlist into the recording's playlists; raises ValueError without a segment."""
+        playlist = self.folder / IMPORT_PLAYLIST
+        segments = parse_media_playlist(playlist.read_text(encoding="utf-8")).playlist.segments
+        if not segments:
+            raise ValueError("ffmpeg produced no segment")
+        summary = self.finalize(segments, None, None)
+        playlist.unlink(missing_ok=True)
+        return summary
+
+    def first_segment(self) -> Path | None:
+        """The recording's first segment (a thumbnail is made from it), if it is on disk."""
+        segments = self.view_segments() or self.journal_segments()
+        return self.path_of(segments[0]) if segments else None
+
+    # --- the view (trim) -------------------------------------------------------------------
     def write_view(self, start: float = 0.0, end: float | None = None, require_files: bool = True) -> tuple[float, float]:
         """Rewrite ``vod.m3u8`` as the trimmed view; returns (offset of its first segment, its duration)."""
         kept, offset = trimmed(self.journal_segments(require_files), start, end)
         write_atomic(self.folder / VOD_PLAYLIST, render_vod(kept))
-        (self.folder / DOWNLOAD).unlink(missing_ok=True)  # the download follows the view
+        self.download.unlink(missing_ok=True)  # the download follows the view
         return round(offset, 3), round(sum(s.duration for s in kept), 3)
+
+    def trim(self, start: float, end: float | None, remote: RemoteCopy | None = None) -> tuple[float, float]:
+        """The trimmed view here and, for an archived recording, in its objects (blocking).
+
+        Raises :class:`TrimError` when nothing would be left, and the store's own error when it did
+        not take the new view (the cached copy here then keeps the old one too).
+        """
+        if remote is None:
+            return self.write_view(start, end)
+        self.restore_playlists(remote)
+        before = self.view.read_text(encoding="utf-8") if self.view.exists() else None
+        offset_duration = self.write_view(start, end, require_files=False)
+        try:
+            remote.write(VOD_PLAYLIST, self.view.read_bytes())
+            remote.remove([DOWNLOAD])  # the download follows the view
+        except BaseException:
+            if before is not None:
+                write_atomic(self.view, before)
+            raise
+        return offset_duration
 
     def view_segments(self) -> list[Segment]:
         """The segments players get (after trim)."""
         try:
-            parsed = parse_media_playlist((self.folder / VOD_PLAYLIST).read_text(encoding="utf-8"))
+            parsed = parse_media_playlist(self.view.read_text(encoding="utf-8"))
         except (FileNotFoundError, PlaylistParseError):
             return []
         return parsed.playlist.segments
+
+    # --- object storage --------------------------------------------------------------------
+    def remote_journal(self, remote: RemoteCopy) -> list[Segment]:
+        """The journal of an archived recording read from its objects (this host has no copy)."""
+        text = remote.read(JOURNAL)
+        return parse_journal(text.decode("utf-8")) if text else []
+
+    def restore_playlists(self, remote: RemoteCopy) -> None:
+        """Restore the cached playlist copies of an archived recording (another host, a wiped disk)."""
+        for name in PLAYLISTS:
+            if not (self.folder / name).exists():
+                data = remote.read(name)
+                if data is not None:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    write_atomic(self.folder / name, data.decode("utf-8"))
+
+    def upload(self, remote: RemoteCopy) -> tuple[int, int]:
+        """Copy a finished recording into its objects, playlists last (a partial upload never has a
+        playlist naming a missing segment); returns (files, bytes sent)."""
+        names = self.stored_names()
+        media = [n for n in names if n not in PLAYLISTS]
+        return len(names), remote.upload(self.folder, [media, [n for n in names if n in PLAYLISTS]])
+
+    def remote_download(self, remote: RemoteCopy) -> bool:
+        """Whether the archived recording's MP4 is made (raises the store's error when it cannot tell)."""
+        return remote.exists(DOWNLOAD)
+
+    def remote_download_url(self, remote: RemoteCopy, filename: str) -> str | None:
+        return remote.signed_url(DOWNLOAD, download_name=filename)
+
+    def fetch_view(self, remote: RemoteCopy, scratch: Path) -> tuple[list[Path], Path]:
+        """The view's segments of an archived recording, fetched into ``scratch`` for a remux, and where
+        the MP4 goes (:meth:`store_download` sends it); no segments when there is no view."""
+        self.restore_playlists(remote)
+        segments = self.view_segments()
+        if segments:
+            scratch.mkdir(parents=True, exist_ok=True)
+            for segment in segments:
+                remote.fetch(segment.uri, scratch / segment.uri)
+        return [scratch / s.uri for s in segments], scratch / DOWNLOAD
+
+    def store_download(self, remote: RemoteCopy, scratch: Path) -> None:
+        remote.upload(scratch, [[DOWNLOAD]])
 
     def stored_names(self) -> list[str]:
         """The files of a finished recording (no temporaries), playlists last: what an archive copies."""
@@ -278,6 +390,31 @@ class RecordingFiles:
             if entry.is_file():
                 total += entry.stat().st_size
         return total
+
+    # --- deletion --------------------------------------------------------------------------
+    def set_aside(self) -> list[Path]:
+        """Step one of a delete, inside the catalog's transaction: the folder and its live run are
+        renamed out of the way (nothing of it is served any more); returns what was moved."""
+        moved = []
+        for folder in (self.folder, self.live_run):
+            if folder is not None and folder.is_dir():
+                aside = folder.with_name(f"{_ASIDE}{folder.name}")
+                os.replace(folder, aside)
+                moved.append(aside)
+        return moved
+
+    @staticmethod
+    def put_back(moved: Sequence[Path]) -> None:
+        """The transaction failed: the folders return where they were."""
+        for aside in moved:
+            if aside.exists():
+                os.replace(aside, aside.with_name(aside.name.removeprefix(_ASIDE)))
+
+    @staticmethod
+    def remove_aside(moved: Sequence[Path]) -> None:
+        """Step two, after the commit (blocking: run it in a thread)."""
+        for aside in moved:
+            RecordingFiles(aside).delete()
 
     def delete(self) -> None:
         """Remove the folder, and its event folder when that becomes empty."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,12 +22,6 @@ from . import access, replay, search
 from .catalog import RecordingCatalog, RecordingUpdate
 from .media import RecordingDirectory, VodMediaHandler
 from .page import decide
-
-
-class LiveRecorder(Protocol):
-    """The recorder of an ingest node: where a live event's recording is now (chapters at "now")."""
-
-    def stream_time(self, event_id: int) -> tuple[int, float] | None: ...
 
 
 class ChapterCreate(BaseModel):
@@ -88,7 +82,7 @@ class RecordingsApi:
     """/api/v1/recordings, chapters, search, and the /vod/{id}/... media route."""
 
     def __init__(self, db: Database, catalog: RecordingCatalog, directory: RecordingDirectory, cache: MediaCache,
-                 passes: MediaPasses, settings: Settings, recorder: LiveRecorder | None, media: VodMediaHandler,
+                 passes: MediaPasses, settings: Settings, media: VodMediaHandler,
                  people: PersonSource) -> None:
         self.db = db
         self.catalog = catalog
@@ -96,7 +90,6 @@ class RecordingsApi:
         self.cache = cache
         self.passes = passes
         self.settings = settings
-        self.recorder = recorder  # None where nothing is recorded live (role "web", recording off)
         self.media = media  # built once, at wiring
         self.people = people
 
@@ -298,12 +291,12 @@ class RecordingsApi:
         """A marker from the lecturer's dashboard: by default at the current time of the live stream."""
         identity = require_identity(request)
         data: ChapterCreate = _parse(ChapterCreate, await json_body(request))
-        recorder = self.recorder
+        catalog = self.catalog  # it keeps, from the recorder's events, where a recorded live stream is now
 
         def work(session: Session) -> dict[str, Any]:
             event = ev.get_event(session, request.match_info["ref"], identity.user)
             ev.ensure_manageable(identity.user, event)
-            now = recorder.stream_time(event.id) if recorder is not None else None
+            now = catalog.stream_time(event.id)
             if now is not None:
                 recording_id, offset = now
                 if data.offset is not None:

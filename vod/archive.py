@@ -22,7 +22,7 @@ from live_server.metrics import Metrics
 from live_server.models import Recording, RecordingState
 
 from .catalog import RecordingCatalog
-from .objects import S3RecordingStore
+from .objects import S3RecordingStore, StoredRecording
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,7 @@ class RecordingArchiver:
             loop = asyncio.get_running_loop()
             started = time.monotonic()
             try:
-                names = await loop.run_in_executor(None, files.stored_names)
-                sent = await loop.run_in_executor(None, self.store.upload, files.folder, names, location)
+                count, sent = await loop.run_in_executor(None, files.upload, StoredRecording(self.store, location))
             except Exception as exc:  # botocore's errors, a vanished folder: keep the files, try later
                 self.metrics.recording_upload_failures.inc()
                 log.warning("recording %d: upload to %s failed, kept on local disk, retried within %.0f s: %s",
@@ -131,7 +130,7 @@ class RecordingArchiver:
                 log.warning("recording %d: uploaded, but the local copies could not all be removed: %s", recording_id, exc)
             self.metrics.recording_uploaded_bytes.inc(sent)
             log.info("recording %d: %d files (%.1f MB) uploaded to %s in %.1f s; %.1f MB freed on local disk",
-                     recording_id, len(names), sent / 1e6, location, time.monotonic() - started, freed / 1e6)
+                     recording_id, count, sent / 1e6, location, time.monotonic() - started, freed / 1e6)
         await self._count_pending()
         return True
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-import shutil
-import secrets
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -26,13 +27,13 @@ from sqlalchemy.orm import Session
 
 from live_server.db import Database
 from live_server.errors import Conflict, ServiceError, Unprocessable
-from live_server.layout import live_run_of_recording, live_runs
+from live_server.layout import delete_live_run, live_runs
 from live_server.models import CaptionSegment, Event, EventState, Recording, RecordingState, Visibility, new_access_secret, utcnow
-from recorder.events import RecordingFinished, RecordingStarted, SegmentCompleted
-from ingest.packaging.playlist import Segment, write_atomic
-from recorder.storage import DOWNLOAD, JOURNAL, MASTER, PLAYLISTS, THUMBNAIL, VOD_PLAYLIST, RecordingFiles, TrimError, parse_journal
+from formats.m3u8 import Segment
+from recorder.recording_events import PublisherChanged, RecordingFinished, RecordingStarted, SegmentCompleted
+from recorder.storage import RecordingFiles, TrimError
 
-from .objects import LocalDiskStore, RecordingStore, RecordingStores, StoreUnavailable
+from .objects import LocalDiskStore, RecordingStores, StoredRecording, StoreUnavailable
 from .tools import FfmpegFailed, make_thumbnail, remux_mp4
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,26 @@ class RecordingUpdate(BaseModel):
     trim_end: float | None = Field(None, gt=0)
 
 
+@dataclass
+class LivePosition:
+    """Where a recording in progress stands, kept from the recorder's events (chapters marked live)."""
+
+    event_id: int
+    recording_id: int
+    segment_seconds: float
+    recorded_seconds: float = 0.0
+    media_end: datetime | None = None  # wall clock of the end of the last recorded segment
+    publishing: bool = True
+
+    def at(self, now: float) -> float:
+        """Where wall-clock ``now`` falls on the recording's timeline: past its last segment by the time
+        since that segment's media ended, while the publisher is there (at most three segments ahead)."""
+        if not self.publishing or self.media_end is None:
+            return self.recorded_seconds
+        ahead = now - self.media_end.timestamp()
+        return self.recorded_seconds + min(max(ahead, 0.0), 3 * self.segment_seconds)
+
+
 class RecordingCatalog:
     """Recording rows and the folders they point to; one owner for both."""
 
@@ -66,9 +87,11 @@ class RecordingCatalog:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._thumbnails: dict[int, asyncio.Future[Any]] = {}
         self._media_locks: dict[int, asyncio.Lock] = {}
+        self._live: dict[int, LivePosition] = {}  # by recording id, while the recorder records it
 
     def files(self, media_path: str) -> RecordingFiles:
-        return RecordingFiles(self.media_dir / media_path)
+        """A recording's folder: the only way this catalog reads, writes or deletes its files."""
+        return RecordingFiles.of(self.media_dir, media_path)
 
     def media_lock(self, recording_id: int) -> asyncio.Lock:
         """Serialises work on one recording's media: upload, trim, MP4 remux, delete."""
@@ -88,20 +111,10 @@ class RecordingCatalog:
             return segments
         try:
             store, location = self.stores.of(storage_url)
-            text = store.read(location or "", JOURNAL)
+            return files.remote_journal(StoredRecording(store, location or ""))
         except Exception as exc:  # the replay still works, its chat just cannot be placed by wall clock
             log.warning("recordings: journal of %s not read from object storage: %s", media_path, exc)
             return []
-        return parse_journal(text.decode("utf-8")) if text else []
-
-    def _playlists_here(self, files: RecordingFiles, store: RecordingStore, location: str) -> None:
-        """Restore the cached playlist copies of an archived recording (another host, a wiped disk)."""
-        for name in PLAYLISTS:
-            if not (files.folder / name).exists():
-                data = store.read(location, name)
-                if data is not None:
-                    files.folder.mkdir(parents=True, exist_ok=True)
-                    write_atomic(files.folder / name, data.decode("utf-8"))
 
     async def close(self) -> None:
         if self._tasks:
@@ -128,15 +141,37 @@ class RecordingCatalog:
             session.flush()
             return row.id
 
-        return await self.db.run(work)
+        recording_id = await self.db.run(work)
+        if recording_id is not None:
+            self._live[recording_id] = LivePosition(started.event_id, recording_id, started.segment_seconds)
+        return recording_id
 
     def segment_completed(self, completed: SegmentCompleted) -> None:
+        position = self._live.get(completed.recording_id)
+        if position is not None:
+            position.recorded_seconds = completed.start_seconds + completed.duration
+            position.media_end = completed.media_end
         if completed.index == 0:
-            task = self._spawn(self._thumbnail(completed.recording_id, completed.path))
+            files = RecordingFiles.containing(completed.path)
+            task = self._spawn(self._thumbnail(completed.recording_id, files, completed.path))
             self._thumbnails[completed.recording_id] = task
             task.add_done_callback(lambda _: self._thumbnails.pop(completed.recording_id, None))
 
+    def publisher_changed(self, changed: PublisherChanged) -> None:
+        position = self._live.get(changed.recording_id)
+        if position is not None:
+            position.publishing = changed.publishing
+
+    def stream_time(self, event_id: int, now: float | None = None) -> tuple[int, float] | None:
+        """(recording id, current position on its timeline) while the event is being recorded here."""
+        position = next((p for p in self._live.values() if p.event_id == event_id), None)
+        if position is None:
+            return None
+        return position.recording_id, position.at(time.time() if now is None else now)
+
     async def recording_finished(self, finished: RecordingFinished) -> None:
+        self._live.pop(finished.recording_id, None)
+
         def work(session: Session) -> bool:
             row = session.get(Recording, finished.recording_id)
             if row is None:
@@ -167,8 +202,8 @@ class RecordingCatalog:
             except Exception:
                 log.exception("recording %d: a ready listener raised", recording_id)
 
-    async def _thumbnail(self, recording_id: int, segment: Path) -> None:
-        output = segment.parent / THUMBNAIL
+    async def _thumbnail(self, recording_id: int, files: RecordingFiles, segment: Path) -> None:
+        output = files.thumbnail
         try:
             await make_thumbnail(self.ffmpeg, segment, output)
         except (FfmpegFailed, OSError) as exc:
@@ -199,10 +234,8 @@ class RecordingCatalog:
             error = None
             summary = None
             if segments:
-                master = live_run_of_recording(self.media_dir, media_path) / MASTER
                 try:
-                    text = master.read_text(encoding="utf-8") if master.exists() else None
-                    summary = await loop.run_in_executor(None, files.finalize, segments, text, None)
+                    summary = await loop.run_in_executor(None, files.finalize_recovered, segments)
                 except OSError as exc:
                     error = f"recovery could not write the playlists: {exc}"
             else:
@@ -216,8 +249,8 @@ class RecordingCatalog:
                 summary.duration_seconds if summary else 0.0, summary.size_bytes if summary else 0,
                 summary.discontinuities if summary else 0, error if summary is None else None,
             ))
-            if summary is not None and not (files.folder / THUMBNAIL).exists():
-                await self._thumbnail(recording_id, files.folder / segments[0].uri)
+            if summary is not None and not files.thumbnail.exists():
+                await self._thumbnail(recording_id, files, files.path_of(segments[0]))
             log.warning("recording %d was still recording when the server stopped; recovered %d segments (%.1f s)",
                         recording_id, len(segments), summary.duration_seconds if summary else 0.0)
             recovered.append(recording_id)
@@ -258,7 +291,7 @@ class RecordingCatalog:
         removed = 0
         for event_id, started, folder in runs:
             if started < started_before and (event_id, started) not in current:
-                await loop.run_in_executor(None, RecordingFiles(folder).delete)
+                await loop.run_in_executor(None, delete_live_run, folder)
                 removed += 1
         if removed:
             log.info("retention: removed %d live run folders", removed)
@@ -323,29 +356,23 @@ class RecordingCatalog:
         """The trimmed view on disk and, for an archived recording, in its objects (blocking)."""
         files = self.files(row.media_path)
         if not row.storage_url:
-            return files.write_view(start, end)
-        store, location = self._store_of(row.storage_url)
-        self._playlists_here(files, store, location)
-        view = files.folder / VOD_PLAYLIST
-        before = view.read_text(encoding="utf-8") if view.exists() else None
-        offset_duration = files.write_view(start, end, require_files=False)
+            return files.trim(start, end)
         try:
-            store.write(location, VOD_PLAYLIST, view.read_bytes())
-            store.remove(location, [DOWNLOAD])  # the download follows the view
-        except Exception as exc:
-            if before is not None:  # the row keeps the old trim: so does the cached copy
-                write_atomic(view, before)
+            return files.trim(start, end, self._stored(row.storage_url))
+        except (TrimError, ServiceError):
+            raise
+        except Exception as exc:  # the row keeps the old trim: so does the cached copy (trim put it back)
             log.error("recording %d: trim not stored in object storage: %s", row.id, exc)
             raise MediaToolFailed("the object store did not take the trim; try again later") from None
-        return offset_duration
 
-    def _store_of(self, storage_url: str) -> tuple[RecordingStore, str]:
+    def _stored(self, storage_url: str) -> StoredRecording:
+        """The objects of an archived recording; 503 when this server cannot reach its store."""
         try:
             store, location = self.stores.of(storage_url)
         except StoreUnavailable as exc:
             log.error("recordings: %s", exc)
             raise MediaToolFailed("the recording's storage is not reachable from this server") from None
-        return store, location or ""
+        return StoredRecording(store, location or "")
 
     async def delete(self, recording_id: int) -> str | None:
         """Rows, files and objects together: the folder is moved aside inside the transaction and removed
@@ -356,7 +383,7 @@ class RecordingCatalog:
         return media_path
 
     async def _delete(self, recording_id: int) -> str | None:
-        trash: list[Path] = []
+        trash: list[Path] = []  # the recording's folder and the live run it was made from, set aside
         leftovers: list[str] = []
 
         def work(session: Session) -> str | None:
@@ -370,32 +397,25 @@ class RecordingCatalog:
             session.delete(row)
             session.flush()  # foreign keys checked before any file moves
             if storage_url:
-                store, location = self._store_of(storage_url)
+                stored = self._stored(storage_url)
                 try:
-                    store.delete(location)
+                    stored.store.delete(stored.location)
                 except Exception as exc:
-                    log.error("recording %d: objects at %s not deleted: %s", recording_id, location, exc)
+                    log.error("recording %d: objects at %s not deleted: %s", recording_id, stored.location, exc)
                     raise MediaToolFailed("the object store did not delete the media; try again later") from None
             elif media_path and self.stores.target is not None:
                 leftovers.append(self.stores.target.location(media_path))  # a failed upload's partial objects
-            # the recording's folder and the live run it was made from: nothing of it stays served or on disk
-            for folder in (self.media_dir / media_path, live_run_of_recording(self.media_dir, media_path)):
-                if media_path and folder.is_dir():
-                    aside = folder.with_name(f".deleted-{folder.name}")
-                    os.replace(folder, aside)
-                    trash.append(aside)
+            if media_path:  # nothing of it stays served or on disk
+                trash.extend(self.files(media_path).set_aside())
             return media_path
 
         try:
             media_path = await self.db.run(work)
         except BaseException:
-            for aside in trash:  # the rows stayed: put the files back
-                if aside.exists():
-                    os.replace(aside, aside.with_name(aside.name.removeprefix(".deleted-")))
+            RecordingFiles.put_back(trash)  # the rows stayed: so do the files
             raise
         loop = asyncio.get_running_loop()
-        for aside in trash:
-            await loop.run_in_executor(None, RecordingFiles(aside).delete)
+        await loop.run_in_executor(None, RecordingFiles.remove_aside, trash)
         target = self.stores.target
         for location in leftovers:
             if target is not None:
@@ -414,46 +434,43 @@ class RecordingCatalog:
             if storage_url:
                 return await self._download_url(recording, storage_url, filename)
             files = self.files(recording.media_path)
-            output = files.folder / DOWNLOAD
+            output = files.download
             if not output.exists():
                 segments = await asyncio.get_running_loop().run_in_executor(None, files.view_segments)
                 if not segments:
                     raise Conflict("the recording has no playable media")
                 try:
-                    await remux_mp4(self.ffmpeg, [files.folder / s.uri for s in segments], output)
+                    await remux_mp4(self.ffmpeg, [files.path_of(s) for s in segments], output)
                 except (FfmpegFailed, OSError) as exc:
                     log.error("recording %d: MP4 remux failed: %s", recording.id, exc)
                     raise MediaToolFailed("the MP4 could not be made; try again later") from None
         return output
 
     async def _download_url(self, recording: Recording, storage_url: str, filename: str) -> str:
-        store, location = self._store_of(storage_url)
+        stored = self._stored(storage_url)
+        files = self.files(recording.media_path)
         loop = asyncio.get_running_loop()
         try:
-            made = await loop.run_in_executor(None, store.exists, location, DOWNLOAD)
+            made = await loop.run_in_executor(None, files.remote_download, stored)
         except Exception as exc:
             log.error("recording %d: object storage unreachable: %s", recording.id, exc)
             raise MediaToolFailed("the recording's storage is not reachable; try again later") from None
         if not made:
-            await self._remux_from_store(recording, store, location)
-        url = store.signed_url(location, DOWNLOAD, download_name=filename)
+            await self._remux_from_store(recording, files, stored)
+        url = files.remote_download_url(stored, filename)
         if url is None:
             raise MediaToolFailed("the recording's storage gives no download link")
         return url
 
-    async def _remux_from_store(self, row: Recording, store: RecordingStore, location: str) -> None:
+    async def _remux_from_store(self, row: Recording, files: RecordingFiles, stored: StoredRecording) -> None:
         loop = asyncio.get_running_loop()
-        files = self.files(row.media_path)
         scratch = self.media_dir / ".downloads" / f"{row.id}-{secrets.token_hex(4)}"
         try:
-            await loop.run_in_executor(None, self._playlists_here, files, store, location)
-            segments = await loop.run_in_executor(None, files.view_segments)
+            segments, output = await loop.run_in_executor(None, files.fetch_view, stored, scratch)
             if not segments:
                 raise Conflict("the recording has no playable media")
-            await loop.run_in_executor(None, _fetch_all, store, location, [s.uri for s in segments], scratch)
-            output = scratch / DOWNLOAD
-            await remux_mp4(self.ffmpeg, [scratch / s.uri for s in segments], output)
-            await loop.run_in_executor(None, store.upload, scratch, [DOWNLOAD], location)
+            await remux_mp4(self.ffmpeg, segments, output)
+            await loop.run_in_executor(None, files.store_download, stored, scratch)
         except ServiceError:
             raise
         except (FfmpegFailed, OSError) as exc:
@@ -464,12 +481,6 @@ class RecordingCatalog:
             raise MediaToolFailed("the MP4 could not be made; try again later") from None
         finally:
             await loop.run_in_executor(None, shutil.rmtree, scratch, True)
-
-
-def _fetch_all(store: RecordingStore, location: str, names: list[str], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        store.fetch(location, name, folder / name)
 
 
 RECORDINGS = web.AppKey("recordings", RecordingCatalog)  # the app's catalog (tests run retention)

@@ -12,20 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from formats.m3u8 import PlaylistParseError
 from live_server.db import Database
+from live_server.layout import imported_recording
 from live_server.models import Recording, RecordingState, User, Visibility, utcnow
 from recorder.storage import RecordingFiles
-from ingest.packaging.playlist import PlaylistParseError, parse_media_playlist
 from vod.tools import FfmpegFailed, run_ffmpeg
 
 log = logging.getLogger(__name__)
 
-IMPORT_PLAYLIST = "import.m3u8"
 COPYABLE_VIDEO = {"h264"}
 COPYABLE_AUDIO = {"aac"}
 
@@ -72,11 +71,11 @@ def probe(path: Path) -> Probe:
                              f"{exc.__class__.__name__})") from None
 
 
-def import_args(ffmpeg: str, source: Path, folder: Path, media: Probe, segment_seconds: float) -> list[str]:
+def import_args(ffmpeg: str, source: Path, files: RecordingFiles, media: Probe, segment_seconds: float) -> list[str]:
     """ffmpeg arguments: copy what HLS players take as it is, transcode the rest.
 
-    The output is the layout of a recording (``seg_%06d.ts`` beside a playlist that
-    ``RecordingFiles.finalize`` turns into ``vod.m3u8``), so replays and imports are served alike.
+    The output is the layout of a recording (``RecordingFiles.import_outputs``: segments beside a
+    playlist that ``RecordingFiles.finish_import`` turns into ours), so replays and imports are served alike.
     """
     if media.video_codec is None:
         raise ImportRejected("the file has no video stream")
@@ -98,9 +97,9 @@ def import_args(ffmpeg: str, source: Path, folder: Path, media: Probe, segment_s
         # -ac 2: surround tracks are folded to stereo, which every browser plays.
         args += ["-c:a", "copy"] if media.audio_codec in COPYABLE_AUDIO else ["-c:a", "aac", "-b:a", "128k", "-ac", "2"]
     # vod + list size 0: one playlist naming every segment, ending with ENDLIST.
+    segments, playlist = files.import_outputs()
     args += ["-f", "hls", "-hls_time", f"{segment_seconds:g}", "-hls_playlist_type", "vod", "-hls_list_size", "0",
-             "-hls_segment_type", "mpegts", "-hls_segment_filename", str(folder / "seg_%06d.ts"),
-             str(folder / IMPORT_PLAYLIST)]
+             "-hls_segment_type", "mpegts", "-hls_segment_filename", str(segments), str(playlist)]
     return args
 
 
@@ -138,7 +137,7 @@ class Importer:
                             state=RecordingState.PROCESSING)
             session.add(row)
             session.flush()
-            row.media_path = f"recordings/imported/{row.id}"
+            row.media_path = imported_recording(row.id)
             return row.id
 
         recording_id: int = await self.db.run(work)
@@ -153,50 +152,42 @@ class Importer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _process(self, recording_id: int, upload: Path) -> None:
-        folder = self.media_dir / "recordings" / "imported" / str(recording_id)
+        files = RecordingFiles.of(self.media_dir, imported_recording(recording_id))
         try:
             async with self._slots:
                 media = await asyncio.to_thread(probe, upload)
-                folder.mkdir(parents=True, exist_ok=True)
-                args = import_args(self.ffmpeg, upload, folder, media, self.segment_seconds)
+                files.create()
+                args = import_args(self.ffmpeg, upload, files, media, self.segment_seconds)
                 work = transcodes(media)
                 log.info("recording %d: importing (%s)", recording_id, ", ".join(work) or "remux only")
                 timeout = max(300.0, (media.duration_seconds or 3600) * (4 if work else 1))
                 await run_ffmpeg(args, timeout=timeout)
-                summary = await asyncio.to_thread(self._finalize, folder)
-            thumbnail = await self._thumbnail(folder)
+                summary = await asyncio.to_thread(files.finish_import)
+            thumbnail = await self._thumbnail(files)
         except (ImportRejected, FfmpegFailed, OSError, PlaylistParseError, ValueError) as exc:
             log.warning("recording %d: import failed: %s", recording_id, exc)
-            shutil.rmtree(folder, ignore_errors=True)
+            await asyncio.to_thread(files.delete)
             await self.db.run(lambda s: _failed(s, recording_id, str(exc)))
             return
         finally:
             upload.unlink(missing_ok=True)
-        await self.db.run(lambda s: _ready(s, recording_id, summary, thumbnail))
-        log.info("recording %d: imported, %.1f s", recording_id, summary[0])
+        await self.db.run(lambda s: _ready(s, recording_id, (summary.duration_seconds, summary.size_bytes), thumbnail))
+        log.info("recording %d: imported, %.1f s", recording_id, summary.duration_seconds)
         for listener in self.ready_listeners:
             listener(recording_id)
 
-    def _finalize(self, folder: Path) -> tuple[float, int]:
-        parsed = parse_media_playlist((folder / IMPORT_PLAYLIST).read_text(encoding="utf-8"))
-        segments = parsed.playlist.segments
-        if not segments:
-            raise ImportRejected("ffmpeg produced no segment")
-        files = RecordingFiles(folder)
-        summary = files.finalize(segments, None, None)
-        (folder / IMPORT_PLAYLIST).unlink(missing_ok=True)
-        return summary.duration_seconds, summary.size_bytes
-
-    async def _thumbnail(self, folder: Path) -> str | None:
+    async def _thumbnail(self, files: RecordingFiles) -> str | None:
         from vod.tools import make_thumbnail
 
-        first = folder / "seg_000000.ts"
+        first = await asyncio.to_thread(files.first_segment)
         try:
-            await make_thumbnail(self.ffmpeg, first, folder / "thumbnail.jpg")
+            if first is None:
+                raise FileNotFoundError("no segment")
+            await make_thumbnail(self.ffmpeg, first, files.thumbnail)
         except (FfmpegFailed, OSError) as exc:
-            log.warning("%s: no thumbnail: %s", folder, exc)
+            log.warning("%s: no thumbnail: %s", files.folder, exc)
             return None
-        return (folder / "thumbnail.jpg").relative_to(self.media_dir).as_posix()
+        return files.thumbnail.relative_to(self.media_dir).as_posix()
 
 
 def _ready(session: Any, recording_id: int, summary: tuple[float, int], thumbnail: str | None) -> None:

@@ -31,15 +31,13 @@ from live_server.db import Database
 from live_server.access import Decision, Target, can_manage, can_view, recording_target
 from live_server.models import Event, Recording, Visibility
 from live_server.passes import MediaPasses
-from ingest.packaging.playlist import PlaylistParseError, parse_media_playlist
-from recorder.storage import MASTER, THUMBNAIL, VOD_PLAYLIST
+from recorder.storage import RecordingFiles, listed_names, served_as_is
 from web.media import CONTENT_TYPES, SAFE_TAIL, MediaCache, PersonSource
 
 from .access import PUBLIC_REF
 from .objects import RecordingStores, StoreUnavailable
 
 log = logging.getLogger(__name__)
-SERVED_AS_IS = frozenset({MASTER, VOD_PLAYLIST, THUMBNAIL})  # everything else must be listed in the view
 
 
 @dataclass(frozen=True)
@@ -98,10 +96,7 @@ class RecordingDirectory:
         cached = self._views.get(recording_id)
         if cached is not None and cached[0] is view:
             return cached[1]
-        try:
-            names = frozenset(s.uri for s in parse_media_playlist(view.decode("utf-8")).playlist.segments)
-        except (PlaylistParseError, UnicodeDecodeError):
-            names = frozenset()
+        names = listed_names(view)
         if len(self._views) > 10_000:
             self._views.clear()
         self._views[recording_id] = (view, names)
@@ -146,7 +141,7 @@ class VodMediaHandler:
         if content_type is None or suffix == ".mp4":  # the MP4 download goes through the API (owners only)
             raise web.HTTPNotFound(text="no such media\n")
         is_playlist = suffix == ".m3u8"
-        if tail not in SERVED_AS_IS and not await self._in_view(location, tail):
+        if not served_as_is(tail) and not await self._in_view(location, tail):  # the rest must be listed in the view
             raise web.HTTPNotFound(text="no such media\n")  # trimmed out, or not for players (the journal)
         scope = "private" if private else "public"
         if location.storage_url is None:
@@ -198,11 +193,12 @@ class VodMediaHandler:
         """Players get what the current view lists: a trimmed-out segment is not served."""
         if name.endswith(".m3u8"):
             return False  # the journal and any other playlist: not for players
+        view_path = RecordingFiles(location.folder).view
         if location.storage_url is None:
-            view = await self.cache.read(location.folder / VOD_PLAYLIST, immutable=False)
+            view = await self.cache.read(view_path, immutable=False)
         else:
             try:
-                view = await self._playlist(location, VOD_PLAYLIST)
+                view = await self._playlist(location, view_path.name)
             except web.HTTPNotFound:
                 view = None
         return view is not None and name in self.directory.view_names(location.recording_id, view)

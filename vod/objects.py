@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 from urllib.parse import quote
 
-from ingest.packaging.playlist import write_atomic
-from recorder.storage import PLAYLISTS, RecordingFiles
+from live_server.files import write_atomic
+from recorder.storage import RecordingFiles
 
 if TYPE_CHECKING:
     from live_server.settings import Settings
@@ -46,8 +46,8 @@ class RecordingStore(Protocol):
     def location(self, media_path: str) -> str:
         """Where the recording of this media folder lives (or goes) in this store."""
 
-    def upload(self, folder: Path, names: Sequence[str], location: str) -> int:
-        """Copy these files of ``folder`` in, in order (playlists last); returns the bytes sent."""
+    def upload(self, folder: Path, batches: Sequence[Sequence[str]], location: str) -> int:
+        """Copy these files of ``folder`` in, batch after batch (playlists last); returns the bytes sent."""
 
     def read(self, location: str, name: str) -> bytes | None:
         """One (small) file, or None when it is not there."""
@@ -82,12 +82,12 @@ class LocalDiskStore:
     def location(self, media_path: str) -> str:
         return media_path
 
-    def upload(self, folder: Path, names: Sequence[str], location: str) -> int:
+    def upload(self, folder: Path, batches: Sequence[Sequence[str]], location: str) -> int:
         target = self._folder(location)
         sent = 0
         if target.resolve() != folder.resolve():
             target.mkdir(parents=True, exist_ok=True)
-            for name in names:
+            for name in (name for batch in batches for name in batch):
                 data = (folder / name).read_bytes()
                 (target / name).write_bytes(data)
                 sent += len(data)
@@ -178,13 +178,12 @@ class S3RecordingStore:
         return bucket, prefix + name
 
     # --- RecordingStore ----------------------------------------------------------------------
-    def upload(self, folder: Path, names: Sequence[str], location: str) -> int:
-        media = [n for n in names if n not in PLAYLISTS]
-        playlists = [n for n in names if n in PLAYLISTS]
+    def upload(self, folder: Path, batches: Sequence[Sequence[str]], location: str) -> int:
+        """The files of a batch in parallel (``s3_upload_threads``), each batch once the previous one is in."""
+        sizes: list[int] = []
         with ThreadPoolExecutor(self.upload_threads, thread_name_prefix="s3-upload") as pool:
-            sizes = list(pool.map(lambda name: self._put_file(folder / name, location, name), media))
-        # Playlists last: a partial upload never has a playlist naming a segment that is not there.
-        sizes += [self._put_file(folder / name, location, name) for name in playlists]
+            for batch in batches:
+                sizes += pool.map(lambda name: self._put_file(folder / name, location, name), batch)
         return sum(sizes)
 
     def _put_file(self, path: Path, location: str, name: str) -> int:
@@ -268,6 +267,38 @@ class S3RecordingStore:
     def check(self) -> None:
         """Is the bucket there and ours? Raises with the store's answer (logged at start)."""
         self.client.head_bucket(Bucket=self.bucket)
+
+
+class StoredRecording:
+    """One recording's objects: a store bound to its location, as ``recorder.storage.RemoteCopy``.
+
+    The recording folder module names the files; the store moves the bytes.
+    """
+
+    def __init__(self, store: RecordingStore, location: str) -> None:
+        self.store = store
+        self.location = location
+
+    def read(self, name: str) -> bytes | None:
+        return self.store.read(self.location, name)
+
+    def write(self, name: str, data: bytes) -> None:
+        self.store.write(self.location, name, data)
+
+    def remove(self, names: Sequence[str]) -> None:
+        self.store.remove(self.location, names)
+
+    def exists(self, name: str) -> bool:
+        return self.store.exists(self.location, name)
+
+    def fetch(self, name: str, target: Path) -> None:
+        self.store.fetch(self.location, name, target)
+
+    def upload(self, folder: Path, batches: Sequence[Sequence[str]]) -> int:
+        return self.store.upload(folder, batches, self.location)
+
+    def signed_url(self, name: str, download_name: str | None = None) -> str | None:
+        return self.store.signed_url(self.location, name, download_name)
 
 
 class RecordingStores:

@@ -17,7 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from formats import webvtt
-from ingest.packaging.playlist import Segment
+from formats.m3u8 import Segment
 from live_server.models import CaptionSegment, Chapter, ChatMessage, Question, QuestionState, Recording, User
 
 Anchor = tuple[float, float, float]  # (wall clock, timeline start, timeline end of its run of segments)

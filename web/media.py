@@ -193,11 +193,34 @@ def viewer_id(request: web.Request) -> str:
     return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
+def player_handle(request: web.Request, response: web.StreamResponse) -> str:
+    """The player's ``live_viewer`` handle, given to it now (on ``response``) if it has none: a replay
+    viewer who never watched live is told apart from the others behind the same address and browser."""
+    token = request.cookies.get(VIEWER_COOKIE, "")
+    if _VIEWER_TOKEN.match(token):
+        return token
+    token = secrets.token_hex(12)
+    response.set_cookie(VIEWER_COOKIE, token, max_age=24 * 3600, path="/", httponly=True, samesite="Lax")
+    return token
+
+
+class AudienceTap(Protocol):
+    """Told of every media playlist poll (``audience.collector.Audience.polled``): a dict update, no I/O."""
+
+    def polled(self, event_id: int, viewer: str, tail: str, session_token: str | None, captions: bool = False) -> None: ...
+
+
+SESSION_COOKIE = "live_session"  # the login cookie (live_server.middleware.SESSION_COOKIE)
+CAPTIONS_HEADER = "X-Live-Captions"  # our player says "1" on its playlist polls while captions are shown
+
+
 class LiveMediaHandler:
     """GET /live/{slug}/{tail}: the HLS files of an event's current live run."""
 
     def __init__(self, directory: MediaDirectory, cache: MediaCache, viewers: ViewerCounter, passes: MediaPasses,
-                 accel_redirect: str = "", media_root: Path | None = None, cookie_secure: str = "auto") -> None:
+                 accel_redirect: str = "", media_root: Path | None = None, cookie_secure: str = "auto",
+                 audience: AudienceTap | None = None) -> None:
+        self.audience = audience
         self.directory = directory
         self.cache = cache
         self.viewers = viewers
@@ -228,7 +251,11 @@ class LiveMediaHandler:
         if data is None:
             raise web.HTTPNotFound(text="no such media\n")
         if is_playlist and tail not in ("master.m3u8", "master-dvr.m3u8"):
-            self.viewers.seen(location.event_id, viewer_id(request))
+            viewer = viewer_id(request)
+            self.viewers.seen(location.event_id, viewer)
+            if self.audience is not None:
+                self.audience.polled(location.event_id, viewer, tail, request.cookies.get(SESSION_COOKIE),
+                                     request.headers.get(CAPTIONS_HEADER) == "1")
         if is_playlist:
             cache_control = f"{scope}, max-age=1"
         elif suffix == ".vtt":
@@ -244,9 +271,8 @@ class LiveMediaHandler:
         response = web.Response(body=data, headers=headers)
         if renew is not None:
             renew(response)
-        if tail in ("master.m3u8", "master-dvr.m3u8") and not _VIEWER_TOKEN.match(request.cookies.get(VIEWER_COOKIE, "")):
-            response.set_cookie(VIEWER_COOKIE, secrets.token_hex(12), max_age=24 * 3600, path="/",
-                                httponly=True, samesite="Lax")
+        if tail in ("master.m3u8", "master-dvr.m3u8"):
+            player_handle(request, response)
         return response
 
     def _accel(self, location: MediaLocation, tail: str, content_type: str, scope: str) -> web.Response:
@@ -267,7 +293,7 @@ class LiveMediaHandler:
 # add a request header of their own, which makes the browser send OPTIONS first; without an answer
 # the player fails before its first playlist.
 PREFLIGHT_METHODS = "GET, HEAD, OPTIONS"
-PREFLIGHT_HEADERS = "Range, If-None-Match, If-Modified-Since, Cache-Control, Pragma"
+PREFLIGHT_HEADERS = "Range, If-None-Match, If-Modified-Since, Cache-Control, Pragma, X-Live-Captions"
 PREFLIGHT_MAX_AGE = "86400"  # browsers cap it (Chromium: 2 h)
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 

@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from ingest.flv import flv_header, flv_tag, is_keyframe, is_sequence_header, script_tag_from_metadata
+from formats.flv import flv_header, flv_tag, is_keyframe, is_sequence_header, script_tag_from_metadata
 
 __all__ = ["FlvFeed", "QueuedTag", "TAG_TYPES"]
 

@@ -21,24 +21,19 @@ import logging
 import os
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from ingest.flv import is_keyframe, is_sequence_header
+from formats.flv import is_keyframe, is_sequence_header
+from formats.m3u8 import PlaylistParseError, Segment, SubtitleRendition, parse_media_playlist, render_master
+from live_server.files import write_atomic
 
 from .feed import FlvFeed
 from .ffmpeg_args import SegmentListEntry, build_ffmpeg_args, parse_segment_list_line
 from .mpegts import counter_offsets, last_counters, shift_counters
 from .options import PackagerOptions
-from .playlist import (
-    PlaylistParseError,
-    Segment,
-    SubtitleRendition,
-    parse_media_playlist,
-    render_master,
-    write_atomic,
-)
 from .timeline import AlignmentLost, EventTimeline, ListedSegment
 from .variants import MEDIA_PLAYLIST, build_variants
 
@@ -128,6 +123,9 @@ class Packager:
         self._on_write_error = on_write_error
         self._write_failing = False
         self._doomed: list[tuple[str, str]] = []  # files to delete once the playlists that drop them are written
+        # Playlists are rendered on the loop and written by one thread (off the loop, in order).
+        self._writer: ThreadPoolExecutor | None = None
+        self._last_write: asyncio.Future[None] | None = None
 
     # -- counters ----------------------------------------------------------
     @property
@@ -222,7 +220,7 @@ class Packager:
             folder = self.output_dir / rendition
             folder.mkdir(parents=True, exist_ok=True)
             self._recover(rendition, folder)
-        self._write_all_playlists()
+        await self._write_all_playlists()
 
     def _recover(self, rendition: str, folder: Path) -> None:
         for name in (DVR_PLAYLIST, MEDIA_PLAYLIST):
@@ -293,7 +291,10 @@ class Packager:
         if not self._started:
             await self.start()
         self._timeline.end()
-        self._write_all_playlists()
+        try:
+            await self._write_all_playlists()
+        finally:
+            self._stop_writer()
 
     async def close(self) -> None:
         """Hard stop (server shutdown): kill ffmpeg, cancel tasks, no ENDLIST."""
@@ -306,6 +307,12 @@ class Packager:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
+        self._stop_writer()
+
+    async def flush(self) -> None:
+        """Wait until every playlist write queued so far is on disk (or has failed)."""
+        if self._last_write is not None:
+            await asyncio.gather(asyncio.shield(self._last_write), return_exceptions=True)
 
     async def __aenter__(self) -> "Packager":
         await self.start()
@@ -333,7 +340,7 @@ class Packager:
         """Captions plug in here: list their WebVTT playlists in the master playlists."""
         self._subtitles = tuple(subtitles)
         if self._started:
-            self._write_safely(self._write_master)  # the master is retried at the next segment
+            self._write_soon(self._master_files())  # the master is retried at the next segment
 
     # -- ingest side (never blocks) -------------------------------------------
     def on_metadata(self, metadata: Mapping[str, Any]) -> None:
@@ -342,7 +349,7 @@ class Packager:
         self._wakeup.set()
         self._advertised_metadata = self._feed.metadata
         if self._started:
-            self._write_safely(self._write_master)  # the master is retried at the next segment
+            self._write_soon(self._master_files())  # the master is retried at the next segment
 
     def on_media(self, kind: str, timestamp_ms: int, payload: bytes) -> None:
         """One FLV audio/video payload; queued for ffmpeg or dropped, never blocking."""
@@ -366,7 +373,7 @@ class Packager:
         if header is not None and self._advertised_headers.get(kind) != header:
             self._advertised_headers[kind] = header
             if self._started:
-                self._write_safely(self._write_master)  # the master is retried at the next segment
+                self._write_soon(self._master_files())  # the master is retried at the next segment
 
     # -- supervisor ------------------------------------------------------------
     def _may_restart(self) -> bool:
@@ -635,7 +642,7 @@ class Packager:
                             "(the encoder's keyframe interval grew); the target stays (RFC 8216)",
                             self.output_dir, entry.duration, self._timeline.target_duration(entry.rendition))
             if listed:
-                self._publish(listed)
+                await self._publish(listed)
 
     async def _continue_counters(self, entry: SegmentListEntry) -> None:
         """Shift a later process's continuity counters to follow on from the last listed segment."""
@@ -653,14 +660,17 @@ class Packager:
             del self._counters_follow[entry.rendition]
 
     # -- output ------------------------------------------------------------------
-    def _publish(self, listed: list[ListedSegment]) -> None:
+    async def _publish(self, listed: list[ListedSegment]) -> None:
         """Write the playlists that list these segments, then tell the listener."""
         renditions = {item.rendition for item in listed}
         for item in listed:
             self._measure(item)
         self._doomed.extend(self._timeline.trim())
-        written = self._write_safely(lambda: self._write_media_playlists(*renditions))
-        written = self._write_safely(self._write_master) and written
+        media = self._submit(self._media_playlist_files(*renditions))
+        master_files = self._master_files()
+        master = self._submit(master_files)
+        written = self._written(await _outcome(media), [])
+        written = self._written(await _outcome(master), master_files) and written
         if written:  # files go only once no playlist on disk lists them
             paths = [self.output_dir / rendition / name for rendition, name in self._doomed]
             self._doomed.clear()
@@ -690,47 +700,26 @@ class Packager:
         if bps > self._measured_peak_bps * 1.1:
             self._measured_peak_bps = bps
 
-    def _write_media_playlists(self, *renditions: str) -> None:
+    def _media_playlist_files(self, *renditions: str) -> list[tuple[Path, str]]:
+        """The media playlists of ``renditions`` as they must be on disk now (rendered, not written)."""
+        files: list[tuple[Path, str]] = []
         for rendition in renditions:
-            self._write_media_playlist(rendition)
+            playlist = self._timeline.playlists[rendition]
+            if playlist.target_duration is None:
+                continue  # nothing listed yet: the first segment decides TARGETDURATION, then we write
+            folder = self.output_dir / rendition
+            files.append((folder / MEDIA_PLAYLIST, playlist.render_live(self.options.window_segments)))
+            if self.options.dvr:
+                start = self._timeline.dvr_start(rendition)
+                if start is None:
+                    files.append((folder / DVR_PLAYLIST, playlist.render_event()))
+                else:  # the disk ran low: a sliding window from ``start`` (no EVENT promise any more)
+                    window = sum(1 for segment in playlist.segments if segment.sequence >= start)
+                    files.append((folder / DVR_PLAYLIST, playlist.render_live(max(1, window))))
+        return files
 
-    def _write_media_playlist(self, rendition: str) -> None:
-        playlist = self._timeline.playlists[rendition]
-        if playlist.target_duration is None:
-            return  # nothing listed yet: the first segment decides TARGETDURATION, then we write
-        folder = self.output_dir / rendition
-        write_atomic(folder / MEDIA_PLAYLIST, playlist.render_live(self.options.window_segments))
-        if self.options.dvr:
-            start = self._timeline.dvr_start(rendition)
-            if start is None:
-                write_atomic(folder / DVR_PLAYLIST, playlist.render_event())
-            else:  # the disk ran low: a sliding window from ``start`` (no EVENT promise any more)
-                window = sum(1 for segment in playlist.segments if segment.sequence >= start)
-                write_atomic(folder / DVR_PLAYLIST, playlist.render_live(max(1, window)))
-
-    def _write_safely(self, write: Callable[[], None]) -> bool:
-        """Write playlists; an OSError (ENOSPC, EIO) is logged once per streak and counted, and the
-        next segment writes again: the supervisor and the listing go on."""
-        try:
-            write()
-        except OSError as exc:
-            self.write_errors += 1
-            self._on_write_error()
-            if not self._write_failing:
-                log.error("%s: cannot write playlists (%s); retrying at the next segment", self.output_dir, exc)
-            self._write_failing = True
-            return False
-        if self._write_failing:
-            log.warning("%s: playlists written again after %d failed writes", self.output_dir, self.write_errors)
-            self._write_failing = False
-        return True
-
-    def _write_all_playlists(self) -> None:
-        for rendition in self.options.rendition_names:
-            self._write_media_playlists(rendition)
-        self._write_master()
-
-    def _write_master(self) -> None:
+    def _master_files(self) -> list[tuple[Path, str]]:
+        """The master playlists that changed since last queued (rendered, not written)."""
         variants = build_variants(self.options, self._advertised_metadata,
                                   self._advertised_headers, self._measured_peak_bps)
         targets = {MASTER_PLAYLIST: render_master(variants, self._subtitles)}
@@ -743,10 +732,77 @@ class Packager:
                 dataclasses.replace(s, uri=s.uri.replace(MEDIA_PLAYLIST, DVR_PLAYLIST)) for s in self._subtitles
             ]
             targets[DVR_MASTER_PLAYLIST] = render_master(dvr_variants, dvr_subtitles)
-        for name, text in targets.items():
-            if self._master_text.get(name) != text:
-                write_atomic(self.output_dir / name, text)
-                self._master_text[name] = text
+        files = [(self.output_dir / name, text) for name, text in targets.items() if self._master_text.get(name) != text]
+        for path, text in files:
+            self._master_text[path.name] = text
+        return files
+
+    def _submit(self, files: list[tuple[Path, str]]) -> "asyncio.Future[None]":
+        """Queue writes on this packager's one writer thread: off the event loop, in the order queued
+        (a later version of a playlist never lands before an earlier one)."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="playlists")
+        future = asyncio.wrap_future(self._writer.submit(_write_files, files))
+        self._last_write = future
+        return future
+
+    def _stop_writer(self) -> None:
+        """Let the writer thread finish what is queued and go; a later write starts a new one."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=False)
+            self._writer = None
+
+    def _write_soon(self, files: list[tuple[Path, str]]) -> None:
+        """Queue writes nobody waits for (a master change from the ingest side); failures are counted."""
+        if files:
+            self._submit(files).add_done_callback(
+                lambda done: self._written(None if done.cancelled() else done.exception(), files))
+
+    def _written(self, error: BaseException | None, master_files: list[tuple[Path, str]]) -> bool:
+        """Account for one queued write: an OSError (ENOSPC, EIO) is logged once per streak and
+        counted, and the next segment writes again: the supervisor and the listing go on."""
+        if error is None:
+            if self._write_failing:
+                log.warning("%s: playlists written again after %d failed writes", self.output_dir, self.write_errors)
+                self._write_failing = False
+            return True
+        if not isinstance(error, OSError):
+            log.error("%s: writing playlists failed", self.output_dir, exc_info=error)
+        for path, text in master_files:  # not on disk: write it again next time
+            if self._master_text.get(path.name) == text:
+                del self._master_text[path.name]
+        self.write_errors += 1
+        self._on_write_error()
+        if not self._write_failing:
+            log.error("%s: cannot write playlists (%s); retrying at the next segment", self.output_dir, error)
+        self._write_failing = True
+        return False
+
+    async def _write_all_playlists(self) -> None:
+        """Every playlist, waited for; an OSError is raised (start and finish report it)."""
+        master_files = self._master_files()
+        try:
+            await self._submit(self._media_playlist_files(*self.options.rendition_names) + master_files)
+        except BaseException:
+            for path, text in master_files:
+                if self._master_text.get(path.name) == text:
+                    del self._master_text[path.name]
+            raise
+
+
+async def _outcome(future: "asyncio.Future[None]") -> BaseException | None:
+    """The exception a queued write ended with, or None."""
+    try:
+        await future
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _write_files(files: list[tuple[Path, str]]) -> None:
+    """The writer thread's job: each file atomically, in order; the first failure stops the job."""
+    for path, text in files:
+        write_atomic(path, text)
 
 
 def _unlink_all(paths: list[Path]) -> None:

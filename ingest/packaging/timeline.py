@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable, Mapping, Sequence
 
+from formats.m3u8 import MediaPlaylist, Segment
+
 from .ffmpeg_args import SegmentListEntry, segment_number
 from .options import PackagerOptions
-from .playlist import MediaPlaylist, Segment
 
 __all__ = ["EventTimeline", "AlignmentLost", "ListedSegment"]
 

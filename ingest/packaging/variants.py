@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from formats.m3u8 import VariantStream
+
 from .ffmpeg_args import AAC_LC, h264_codecs
 from .options import PASSTHROUGH_RENDITION, PackagerOptions, Rendition
-from .playlist import VariantStream
 
 __all__ = ["codecs_from_sequence_headers", "build_variants", "MEDIA_PLAYLIST"]
 

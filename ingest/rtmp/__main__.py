@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 from typing import Any, BinaryIO
 
-from ingest import flv
+from formats import flv
 from ingest.publishing import MediaSink, redact_key
 from ingest.rtmp.server import rtmp_server_from_settings
 

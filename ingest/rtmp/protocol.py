@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import parse_qsl
 
-from ingest import flv
+from formats import flv
 from ingest.publishing import printable_app
-from ingest.rtmp import amf0
+from formats import amf0
 from ingest.rtmp.chunk import (
     MSG_ACK,
     MSG_AGGREGATE,
@@ -60,7 +60,7 @@ _USER_CONTROL_PING_REQUEST: Final = 6
 _USER_CONTROL_PING_RESPONSE: Final = 7
 
 _MAX_CREATED_STREAMS: Final = 16
-#: How codecs are named to people (encoder logs), by the names ``ingest.flv`` gives them.
+#: How codecs are named to people (encoder logs), by the names ``formats.flv`` gives them.
 _CODEC_NAMES: Final = {
     "h264": "H.264",
     "hevc": "HEVC (H.265)",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ingest.publishing import MediaSink, PublishRejected, StreamPublisher, printable_app, redact_key
+from ingest.publishing import MediaSink, PublishRejected, RefusalReason, StreamPublisher, printable_app, redact_key
 from ingest.rtmp.chunk import ChunkLimits
 from ingest.rtmp.protocol import (
     ConnectionFailed,
@@ -361,9 +361,9 @@ class _Session:
                 printable_app(event.app),
                 self.remote,
                 exc.message,
-                exc.code,
+                exc.reason.value,
             )
-            self.conn.reject_publish(exc.code, exc.message)
+            self.conn.reject_publish(refusal_code(exc.reason), exc.message)
             return []
         except TimeoutError:
             logger.warning(
@@ -375,6 +375,14 @@ class _Session:
         self.release_pending()
         logger.info("publish started: app %s key %s from %s", printable_app(event.app), self.key, self.remote)
         return self.conn.accept_publish()
+
+
+def refusal_code(reason: RefusalReason) -> str:
+    """The NetStream status code an RTMP encoder gets for a refusal: "Rejected" when retrying later
+    may work (the node is stopping), "BadName" when the stream name (key, app) is the problem."""
+    if reason in (RefusalReason.SHUTTING_DOWN, RefusalReason.TOO_MANY_SESSIONS):
+        return "NetStream.Publish.Rejected"
+    return "NetStream.Publish.BadName"
 
 
 def rtmp_server_from_settings(settings: Settings, publisher: StreamPublisher, **overrides: Any) -> RtmpServer:

@@ -19,7 +19,7 @@ from av.video.frame import PictureType
 
 __all__ = [
     "AvcToFlv",
-    "MediaClock",
+    "RtpTimestampMapper",
     "OpusToAac",
     "Vp8ToH264",
     "aac_sequence_header",
@@ -48,7 +48,7 @@ VIDEO_CLOCK: Final = 90000
 # --------------------------------------------------------------------------- timing
 
 
-class MediaClock:
+class RtpTimestampMapper:
     """Puts each track's RTP time on one millisecond timeline for FLV.
 
     Each track's first frame is placed at its arrival time relative to the first frame of the

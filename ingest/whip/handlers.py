@@ -13,7 +13,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from ingest.publishing import PublishRejected
+from ingest.publishing import PublishRejected, RefusalReason
 from ingest.whip.sdp import MAX_SDP_BYTES, IceServer, OfferError, ice_server_link, parse_ice_server, parse_trickle_fragment
 from ingest.whip.session import WhipOptions, WhipSession, WhipSessionGone, WhipSessions
 from live_server.settings import Settings
@@ -29,7 +29,13 @@ SDP_FRAG = "application/trickle-ice-sdpfrag"
 SESSION_PATH = "/whip/session/{session_id}"
 
 #: PublishRejected.reason → HTTP status (anything else: 409).
-_REJECTION_STATUS = {"bad_key": 401, "already_live": 409, "shutting_down": 503, "too_many_sessions": 503}
+_REJECTION_STATUS = {RefusalReason.BAD_KEY: 401, RefusalReason.ALREADY_LIVE: 409, RefusalReason.SHUTTING_DOWN: 503,
+                     RefusalReason.TOO_MANY_SESSIONS: 503}
+
+
+def refusal_status(reason: RefusalReason) -> int:
+    """The HTTP status a WHIP client gets for a refused publish (503s come with Retry-After)."""
+    return _REJECTION_STATUS.get(reason, 409)
 
 
 def options_from_settings(settings: Settings) -> WhipOptions:
@@ -154,9 +160,9 @@ class WhipApi:
         try:
             session, answer = await self.sessions.create(offer, key, request.remote or "unknown")
         except PublishRejected as exc:
-            status = _REJECTION_STATUS.get(exc.reason, 409)
+            status = refusal_status(exc.reason)
             headers = {"Retry-After": "5"} if status == 503 else None
-            return _error(status, exc.reason or "rejected", exc.message, headers)
+            return _error(status, exc.reason.value, exc.message, headers)
         location = request.app.router["whip_session"].url_for(session_id=session.id)
         response = web.Response(status=201, body=answer.encode(), content_type=SDP, headers=_cors({
             "Location": str(location),

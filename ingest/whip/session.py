@@ -24,8 +24,8 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpRece
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
-from ingest.publishing import MediaSink, PublishRejected, StreamPublisher, redact_key
-from ingest.whip.convert import OPUS_CLOCK, VIDEO_CLOCK, AvcToFlv, MediaClock, OpusToAac, Vp8ToH264
+from ingest.publishing import MediaSink, PublishRejected, RefusalReason, StreamPublisher, redact_key
+from ingest.whip.convert import OPUS_CLOCK, VIDEO_CLOCK, AvcToFlv, RtpTimestampMapper, OpusToAac, Vp8ToH264
 from ingest.whip.dtls import DtlsPolicy
 from ingest.whip.sdp import IceServer, OfferError, OfferSummary, TrickleFragment, inspect_offer, reject_sections
 
@@ -184,7 +184,7 @@ class WhipSession:
         self._dtls = dtls or DtlsPolicy()
         self._dtls.prepare(self._pc)
         self.dtls_roles: list[str] = []
-        self._clock = MediaClock()
+        self._clock = RtpTimestampMapper()
         self._avc = AvcToFlv()
         self._audio: _Converter | None = None
         self._vp8: _Converter | None = None
@@ -472,11 +472,11 @@ class WhipSessions:
         """Check the offer, claim the event (``PublishRejected``), negotiate; returns the session and answer."""
         summary = inspect_offer(offer, allow_vp8=self.options.allow_vp8)
         if not self.accepting:
-            raise PublishRejected("shutting_down", "server is shutting down; retry shortly", "shutting_down")
+            raise PublishRejected(RefusalReason.SHUTTING_DOWN, "server is shutting down; retry shortly")
         # Counted before the first await: concurrent POSTs cannot all pass the check.
         if len(self.sessions) + self.reserved >= self.options.max_sessions:
-            raise PublishRejected("too_many_sessions", f"this server already carries {self.options.max_sessions} WHIP sessions",
-                                  "too_many_sessions")
+            raise PublishRejected(RefusalReason.TOO_MANY_SESSIONS,
+                                  f"this server already carries {self.options.max_sessions} WHIP sessions")
         holder: dict[str, WhipSession] = {}
 
         def terminate(reason: str) -> None:

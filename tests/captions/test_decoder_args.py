@@ -8,7 +8,7 @@ import sys
 
 from captions.decoder import decoder_args
 from captions.recognizer import SAMPLE_RATE
-from ingest.flv import flv_header, flv_tag
+from formats.flv import flv_header, flv_tag
 from tests.ingest.packaging.support import ffmpeg_exe, make_source
 
 AUDIO_TAG = 8

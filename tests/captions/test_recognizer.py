@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from captions.models import LoadedModel, ModelRegistry, ModelUnavailable, check_models
+from captions.vosk_models import LoadedModel, ModelRegistry, ModelUnavailable, check_models
 from captions.recognizer import BYTES_PER_SECOND, PcmChunk, RecognitionStream, RecognitionUpdate, StreamRecognizer
 from tests.captions.conftest import Speech, pcm_of
 

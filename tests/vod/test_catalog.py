@@ -12,7 +12,7 @@ from live_server.db import Database
 from live_server.models import CaptionSegment, Event, Recording, RecordingState, Visibility, utcnow
 from live_server.settings import Settings
 from tests.support import Account, login
-from recorder.events import RecordingStarted
+from recorder.recording_events import PublisherChanged, RecordingFinished, RecordingStarted, SegmentCompleted
 from vod.catalog import RecordingCatalog
 
 
@@ -96,8 +96,41 @@ async def test_recording_follows_the_event_switch_and_inherits_from_it(db: Datab
 
     on, off = db.transaction(events)
     catalog = RecordingCatalog(db, settings.media_dir, "ffmpeg")
-    assert await catalog.recording_started(RecordingStarted(off, utcnow(), "recordings/2/run")) is None
-    recording_id = await catalog.recording_started(RecordingStarted(on, utcnow(), "recordings/1/run"))
+    assert await catalog.recording_started(RecordingStarted(off, utcnow(), "recordings/2/run", 2.0)) is None
+    recording_id = await catalog.recording_started(RecordingStarted(on, utcnow(), "recordings/1/run", 2.0))
     row = db.transaction(lambda s: s.get(Recording, recording_id))
     assert (row.title, row.description, row.visibility, row.state, row.owner_id) == (
         "Recorded", "Week 3", Visibility.AUTHENTICATED, RecordingState.RECORDING, prof.id)
+
+
+async def test_where_the_live_stream_is_comes_from_the_recorders_events(db: Database, settings: Settings,
+                                                                        make_user: Callable[..., Account]) -> None:
+    """Chapters marked live land at the stream time the catalog keeps from the events (no recorder asked)."""
+    prof = make_user("lecturer")
+
+    def events(session: Any) -> tuple[int, int]:
+        on, off = Event(slug="on", title="Recorded", owner_id=prof.id), Event(slug="off", title="Not", owner_id=prof.id)
+        session.add_all([on, off])
+        session.flush()
+        return on.id, off.id
+
+    on, off = db.transaction(events)
+    catalog = RecordingCatalog(db, settings.media_dir, "ffmpeg")
+    recording_id = await catalog.recording_started(RecordingStarted(on, utcnow(), "recordings/1/run", 2.0))
+    assert recording_id is not None
+    assert catalog.stream_time(off) is None and catalog.stream_time(on) == (recording_id, 0.0)
+    start = utcnow()
+    for index in range(2):
+        catalog.segment_completed(SegmentCompleted(
+            recording_id, index, settings.media_dir / "recordings/1/run/seg.ts", 2.0 * index, 2.0, 188, False,
+            start + timedelta(seconds=2.0 * (index + 1))))
+    end = (start + timedelta(seconds=4.0)).timestamp()
+    assert catalog.stream_time(on, now=end - 1.0) == (recording_id, 4.0)  # not before what is recorded
+    assert catalog.stream_time(on, now=end + 1.5) == (recording_id, 5.5)  # the segment being cut
+    assert catalog.stream_time(on, now=end + 60.0) == (recording_id, 10.0)  # at most three segments ahead
+    catalog.publisher_changed(PublisherChanged(recording_id, False))
+    assert catalog.stream_time(on, now=end + 1.5) == (recording_id, 4.0)  # nobody publishes: the recording's end
+    catalog.publisher_changed(PublisherChanged(recording_id, True))
+    assert catalog.stream_time(on, now=end + 1.5) == (recording_id, 5.5)
+    await catalog.recording_finished(RecordingFinished(recording_id, utcnow(), 2, 4.0, 376, 0, "no media was recorded"))
+    assert catalog.stream_time(on) is None

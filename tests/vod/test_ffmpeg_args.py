@@ -8,9 +8,10 @@ from pathlib import Path, PurePosixPath
 import av
 import pytest
 
-from ingest.packaging.playlist import parse_media_playlist
+from formats.m3u8 import parse_media_playlist
 from tests.media import FFMPEG, count_video_frames, decode_errors
-from vod.importer import IMPORT_PLAYLIST, ImportRejected, Probe, import_args, probe
+from recorder.storage import RecordingFiles
+from vod.importer import ImportRejected, Probe, import_args, probe
 from vod.tools import concat_list, remux_args, thumbnail_args
 
 UPLOAD = PurePosixPath("/srv/media/imports/abc.upload")
@@ -29,7 +30,7 @@ def hls(seconds: str) -> list[str]:
 
 
 def build_import(media: Probe, segment_seconds: float = 4.0) -> list[str]:
-    return import_args("ffmpeg", Path(UPLOAD), Path(FOLDER), media, segment_seconds)
+    return import_args("ffmpeg", Path(UPLOAD), RecordingFiles(Path(FOLDER)), media, segment_seconds)
 
 
 def test_import_copies_h264_and_aac() -> None:
@@ -112,11 +113,12 @@ def test_bundled_ffmpeg_imports(media: Path, tmp_path: Path, upload: str, expect
     found = probe(media / upload)
     assert (found.video_codec, found.audio_codec, found.demuxer) == (expected.video_codec, expected.audio_codec,
                                                                      expected.demuxer)
-    _run(import_args(FFMPEG, media / upload, tmp_path, found, 4.0))
-    playlist = parse_media_playlist((tmp_path / IMPORT_PLAYLIST).read_text(encoding="utf-8"))
+    _run(import_args(FFMPEG, media / upload, RecordingFiles(tmp_path), found, 4.0))
+    written = RecordingFiles(tmp_path).import_outputs()[1]
+    playlist = parse_media_playlist(written.read_text(encoding="utf-8"))
     assert playlist.playlist.segments and all((tmp_path / s.uri).is_file() for s in playlist.playlist.segments)
-    assert count_video_frames(tmp_path / IMPORT_PLAYLIST) == 10
-    assert decode_errors(tmp_path / IMPORT_PLAYLIST) == ""
+    assert count_video_frames(written) == 10
+    assert decode_errors(written) == ""
 
 
 def test_bundled_ffmpeg_makes_a_thumbnail(media: Path, tmp_path: Path) -> None:

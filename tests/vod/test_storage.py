@@ -1,4 +1,4 @@
-"""The recording's files as plain data: journal (torn tails), trim views, the VOD master, WebVTT."""
+"""The recording's files as plain data: trim views, the VOD master, WebVTT (the journal: tests/formats)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from formats.webvtt import render
-from ingest.packaging.playlist import Segment, parse_media_playlist
-from recorder.storage import RecordingFiles, TrimError, journal_entry, journal_header, parse_journal, render_vod, trimmed, vod_master
+from formats.m3u8 import Segment, parse_media_playlist, render_vod
+from recorder.storage import RecordingFiles, TrimError, trimmed, vod_master
 from vod.replay import anchors, chapter_cues, timeline_of_wall
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
@@ -24,16 +24,6 @@ def _segments(durations: list[float], breaks: tuple[int, ...] = (), gap: float =
                            program_date_time=datetime.fromtimestamp(wall, timezone.utc)))
         wall += d
     return out
-
-
-def test_journal_keeps_every_complete_entry_and_drops_a_torn_one() -> None:
-    segments = _segments([2.0, 2.0, 1.5], breaks=(2,))
-    text = journal_header(2) + "".join(journal_entry(s) for s in segments)
-    assert [(s.uri, s.duration, s.discontinuity) for s in parse_journal(text)] == [
-        ("seg_000000.ts", 2.0, False), ("seg_000001.ts", 2.0, False), ("seg_000002.ts", 1.5, True)]
-    for torn in (text + "#EXT-X-PROGRAM-DATE-TIME:2026-03-02T10:00:08.000Z\n#EXTINF:2.0", text + "#EXTI"):
-        assert len(parse_journal(torn)) == 3
-    assert parse_journal(journal_header(2)) == []
 
 
 def test_trim_keeps_whole_segments_and_says_where_the_view_starts() -> None:

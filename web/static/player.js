@@ -126,7 +126,11 @@
     if (attached) return;
     if (window.Hls && window.Hls.isSupported()) {
       attached = true;
-      hls = new window.Hls({ liveSyncDurationCount: 3, xhrSetup: function (xhr) { xhr.withCredentials = true; } });
+      hls = new window.Hls({ liveSyncDurationCount: 3, xhrSetup: function (xhr, url) {
+        xhr.withCredentials = true;
+        // the owner's audience figures count who watches with captions (the socket overlay polls no subtitles playlist)
+        if (/\.m3u8(\?|$)/.test(url)) xhr.setRequestHeader("X-Live-Captions", captionsShown() ? "1" : "0");
+      } });
       hls.on(window.Hls.Events.ERROR, onError);
       hls.on(window.Hls.Events.MANIFEST_PARSED, function () { retryDelay = 2000; fillLevels(); play(); });
       hls.on(window.Hls.Events.LEVEL_SWITCHED, showLevel);
@@ -260,6 +264,10 @@
   function renditionTracks() {
     if (hls) return hls.subtitleTracks || [];
     return Array.prototype.filter.call(video.textTracks, function (tr) { return tr.kind === "subtitles" || tr.kind === "captions"; });
+  }
+
+  function captionsShown() {  // on, and this event has captions (live overlay or the WebVTT rendition)
+    return !!(captionsOn && (captionLanguage || renditionTracks().length > 0));
   }
 
   // A recording (embed page) has the replay's <track kind="captions">: the toggle shows it or hides it,

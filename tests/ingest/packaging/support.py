@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from ingest.flv import is_keyframe, is_sequence_header
-from ingest.packaging.playlist import Segment, parse_media_playlist
+from formats.flv import is_keyframe, is_sequence_header
+from formats.m3u8 import Segment, parse_media_playlist
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.flv import flv_header, flv_tag, script_tag_from_metadata
+from formats.flv import flv_header, flv_tag, script_tag_from_metadata
 from ingest.packaging.feed import TAG_OVERHEAD, FlvFeed
 
 from .support import split_flv

@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from ingest.flv import flv_header, flv_tag
+from formats.flv import flv_header, flv_tag
 from ingest.packaging.ffmpeg_args import (
     SegmentListEntry,
     build_ffmpeg_args,

@@ -15,8 +15,8 @@ from typing import AsyncIterator
 
 import pytest
 
-from ingest.packaging import Packager, PackagerOptions, Rendition, SubtitleRendition
-from ingest.packaging.playlist import parse_media_playlist
+from formats.m3u8 import SubtitleRendition, parse_media_playlist
+from ingest.packaging import Packager, PackagerOptions, Rendition
 
 from .support import (
     METADATA,
@@ -126,6 +126,7 @@ async def test_passthrough_lists_decodable_segments_promptly(tmp_path: Path, pac
     assert 'CODECS="avc1.' in master and "RESOLUTION=160x120" in master
     assert packager.segments == 5 and packager.restarts == 0 and packager.dropped_tags == 0
     packager.set_subtitles([SubtitleRendition("Deutsch", "de", "captions/de.m3u8", default=True)])
+    await packager.flush()  # written by the packager's writer thread, off the event loop
     assert 'SUBTITLES="subs"' in (tmp_path / "master.m3u8").read_text()
     assert 'URI="captions/de.m3u8"' in (tmp_path / "master-dvr.m3u8").read_text()
     assert "source/dvr.m3u8" in (tmp_path / "master-dvr.m3u8").read_text()

@@ -8,7 +8,7 @@ import pytest
 
 from ingest.packaging.ffmpeg_args import SegmentListEntry, segment_filename
 from ingest.packaging.options import PackagerOptions, Rendition
-from ingest.packaging.playlist import MediaPlaylist, Segment
+from formats.m3u8 import MediaPlaylist, Segment
 from ingest.packaging.timeline import AlignmentLost, EventTimeline
 from ingest.packaging.variants import build_variants, codecs_from_sequence_headers
 

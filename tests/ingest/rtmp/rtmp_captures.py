@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:  # when run as a script
     sys.path.insert(0, str(ROOT))
 
-from ingest.rtmp import amf0  # noqa: E402
+from formats import amf0  # noqa: E402
 from ingest.rtmp.protocol import (  # noqa: E402
     Event,
     PublishRequested,

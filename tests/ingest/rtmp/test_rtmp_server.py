@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ingest.publishing import MediaSink, PublishRejected
+from ingest.publishing import MediaSink, PublishRejected, RefusalReason
 from ingest.rtmp.__main__ import FlvDumpPublisher
 from ingest.rtmp.server import RtmpServer
 from tests.ingest.rtmp.rtmp_captures import ffmpeg_exe
@@ -63,7 +63,7 @@ class FakePublisher:
     ) -> MediaSink:
         self.requests.append((protocol, app, remote_address))
         if stream_key not in ("testkey", "crashkey"):
-            raise PublishRejected("NetStream.Publish.BadName", "unknown stream key")
+            raise PublishRejected(RefusalReason.BAD_KEY, "unknown stream key")
         sink = FakeSink(fail_on_media=stream_key == "crashkey")
         self.sinks[stream_key] = sink
         return sink

@@ -10,9 +10,9 @@ from pathlib import Path
 import av
 import pytest
 
-from ingest import flv
+from formats import flv
 from ingest.whip.convert import (
-    AvcToFlv, MediaClock, OpusToAac, Vp8ToH264, audio_specific_config, avc_decoder_configuration, sps_dimensions,
+    AvcToFlv, RtpTimestampMapper, OpusToAac, Vp8ToH264, audio_specific_config, avc_decoder_configuration, sps_dimensions,
     split_annexb,
 )
 from tests.media import FFMPEG, decode_errors
@@ -132,7 +132,7 @@ def test_vp8_transcode_forces_keyframes_on_the_segment_clock(tmp_path: Path) -> 
 
 
 def test_media_clock_aligns_tracks_by_arrival_and_never_goes_back() -> None:
-    clock = MediaClock()
+    clock = RtpTimestampMapper()
     assert clock.to_ms("video", 0, 90000, arrival=100.0) == 0
     assert clock.to_ms("audio", 0, 48000, arrival=100.040) == 40  # audio started 40 ms later
     assert clock.to_ms("video", 9000, 90000, arrival=100.5) == 100  # RTP time, not (jittery) arrival time

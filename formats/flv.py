@@ -1,6 +1,6 @@
-"""FLV helpers shared by ingest and recording: tag framing and codec inspection.
+"""FLV (the tag format RTMP media travels in): tag framing and codec inspection, bytes in and out.
 
-RTMP audio/video message bodies are FLV tag bodies, so the same inspection serves both.
+RTMP audio/video message bodies are FLV tag bodies, so ingest, the packager's feed and the caption decoder share it.
 Inspection never raises: publishers send short, odd and Enhanced-RTMP payloads (FourCC
 ex-headers, ModEx preludes, multitrack) and a parser crash must never drop a stream.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ingest.rtmp import amf0
+from formats import amf0
 
 __all__ = [
     "TAG_AUDIO",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.rtmp.amf0 import UNDEFINED, AMFError, ECMAArray, decode, decode_value, encode
+from formats.amf0 import UNDEFINED, AMFError, ECMAArray, decode, decode_value, encode
 
 # "connect", 1.0, {"app": "live"} exactly as it appears on the wire
 CONNECT_BYTES = (

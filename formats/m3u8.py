@@ -1,19 +1,18 @@
-"""HLS playlists (RFC 8216) as plain data: render, parse, write atomically.
+"""HLS playlists (RFC 8216) as plain data: text in, plain objects out, and back.
 
-We own the public playlists (not ffmpeg) so that discontinuities across
-reconnects, the sliding window, the DVR playlist and ENDLIST follow our rules
-and we know the exact moment a segment becomes visible.  Pure code: no I/O
-except :func:`write_atomic`.
+The one m3u8 reader and writer of the code base. We own the public playlists (not ffmpeg) so that
+discontinuities across reconnects, the sliding window, the DVR playlist and ENDLIST follow our
+rules and we know the exact moment a segment becomes visible; the recorder's append-only journal,
+the VOD playlists and master playlists, and the subtitle playlists of live captions are written
+and read here too. Pure code: no I/O (files are written by their owners, atomically).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Iterable, Sequence
 
 __all__ = [
@@ -24,8 +23,12 @@ __all__ = [
     "VariantStream",
     "SubtitleRendition",
     "render_master",
+    "parse_master",
     "parse_media_playlist",
-    "write_atomic",
+    "render_vod",
+    "journal_header",
+    "journal_entry",
+    "parse_journal",
     "format_program_date_time",
     "target_duration_for",
 ]
@@ -185,21 +188,81 @@ class MediaPlaylist:
             lines.append(f"#EXT-X-PLAYLIST-TYPE:{playlist_type}")
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
         for index, segment in enumerate(segments):
-            if segment.discontinuity:
-                # Kept even on the first listed segment: a segment's own tag
-                # counts towards its discontinuity sequence number, and the
-                # window's EXT-X-DISCONTINUITY-SEQUENCE counts only tags before it.
-                lines.append("#EXT-X-DISCONTINUITY")
-            if segment.program_date_time is not None and (index == 0 or segment.discontinuity):
-                lines.append(
-                    "#EXT-X-PROGRAM-DATE-TIME:"
-                    + format_program_date_time(segment.program_date_time)
-                )
-            lines.append(f"#EXTINF:{_format_duration(segment.duration)},")
-            lines.append(segment.uri)
+            # EXT-X-DISCONTINUITY is kept even on the first listed segment: a segment's own
+            # tag counts towards its discontinuity sequence number, and the window's
+            # EXT-X-DISCONTINUITY-SEQUENCE counts only tags before it.
+            lines.extend(_segment_lines(segment, with_date=index == 0 or segment.discontinuity))
         if self.ended if ended is None else ended:
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
+
+
+def _segment_lines(segment: Segment, with_date: bool) -> list[str]:
+    """The tags and URI of one listed segment; its wall clock only where ``with_date`` asks for it."""
+    lines = []
+    if segment.discontinuity:
+        lines.append("#EXT-X-DISCONTINUITY")
+    if with_date and segment.program_date_time is not None:
+        lines.append("#EXT-X-PROGRAM-DATE-TIME:" + format_program_date_time(segment.program_date_time))
+    lines.append(f"#EXTINF:{_format_duration(segment.duration)},")
+    lines.append(segment.uri)
+    return lines
+
+
+def render_vod(segments: Sequence[Segment]) -> str:
+    """A finished playlist of these segments (EXT-X-PLAYLIST-TYPE:VOD, ENDLIST), numbered from the first.
+
+    Written once, complete: the target duration covers every duration (RFC 8216 4.3.3.1's
+    rounding), and a discontinuity on the first segment is dropped (nothing precedes it).
+    """
+    if not segments:
+        raise ValueError("a VOD playlist needs at least one segment")
+    playlist = MediaPlaylist(target_duration=target_duration_for(*(s.duration for s in segments)))
+    first = segments[0].sequence
+    for i, segment in enumerate(segments):
+        playlist.append(replace(segment, sequence=first + i, discontinuity=segment.discontinuity and i > 0))
+    return playlist.render_vod()
+
+
+# --- journals: EVENT playlists grown by appends ---------------------------------------------
+
+
+def journal_header(target_duration: int) -> str:
+    """The head of an append-only EVENT playlist, written with its first entry."""
+    return (
+        f"#EXTM3U\n#EXT-X-VERSION:{HLS_VERSION}\n"
+        f"#EXT-X-TARGETDURATION:{max(1, target_duration)}\n"
+        "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:EVENT\n"
+    )
+
+
+def journal_entry(segment: Segment) -> str:
+    """One segment's lines for a journal; every entry carries its wall clock when it has one."""
+    return "\n".join(_segment_lines(segment, with_date=True)) + "\n"
+
+
+def parse_journal(text: str) -> list[Segment]:
+    """The complete entries of a journal, numbered from 0: a torn last entry (a crash mid-append) is dropped.
+
+    Anything else that is wrong raises :class:`PlaylistParseError`, as :func:`parse_media_playlist` does.
+    """
+    lines = text.splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].startswith("#")):
+        lines.pop()  # a crash between the tags and the URI of the last entry
+    if not lines:
+        return []
+    try:
+        parsed = parse_media_playlist("\n".join(lines) + "\n")
+    except PlaylistParseError:
+        # The last URI itself may be torn ("seg_0000"): drop it and its tags.
+        while lines and not lines[-1].startswith("#EXTINF"):
+            lines.pop()
+        if lines:
+            lines.pop()
+        while lines and lines[-1].startswith("#EXT-X-") and not lines[-1].startswith("#EXT-X-PLAYLIST-TYPE"):
+            lines.pop()
+        parsed = parse_media_playlist("\n".join(lines) + "\n")
+    return [replace(s, sequence=i) for i, s in enumerate(parsed.playlist.segments)]
 
 
 @dataclass(frozen=True)
@@ -371,24 +434,71 @@ def render_master(
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path | str, text: str) -> None:
-    """Replace ``path`` so that a concurrent reader sees the old or the new file, never half.
+_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"\r\n]*"|[^",\s]*)(,|$)')
 
-    The temp file lives in the same directory so ``os.replace`` is a rename on
-    one filesystem.  No fsync: a crash may lose the latest version, which the
-    next segment rewrites anyway.
-    """
-    target = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
 
+def _attributes(text: str, line_no: int) -> dict[str, str]:
+    """An attribute list (RFC 8216 4.2): ``NAME=value`` pairs, commas allowed inside quoted strings."""
+    found: dict[str, str] = {}
+    pos = 0
+    while pos < len(text):
+        match = _ATTRIBUTE.match(text, pos)
+        if match is None:
+            raise PlaylistParseError(f"line {line_no}: bad attribute list at {text[pos:pos + 20]!r}")
+        found[match.group(1)] = match.group(2).strip('"')
+        pos = match.end()
+    return found
+
+
+def _variant(attributes: dict[str, str], uri: str, line_no: int) -> VariantStream:
+    def number(name: str) -> int | None:
+        value = attributes.get(name)
+        if value is None:
+            return None
+        if not value.isdigit():
+            raise PlaylistParseError(f"line {line_no}: bad {name} {value!r}")
+        return int(value)
+
+    bandwidth = number("BANDWIDTH")
+    if bandwidth is None:
+        raise PlaylistParseError(f"line {line_no}: #EXT-X-STREAM-INF without BANDWIDTH")
+    resolution = None
+    if "RESOLUTION" in attributes:
+        match = re.fullmatch(r"(\d+)x(\d+)", attributes["RESOLUTION"])
+        if match is None:
+            raise PlaylistParseError(f"line {line_no}: bad RESOLUTION {attributes['RESOLUTION']!r}")
+        resolution = (int(match.group(1)), int(match.group(2)))
+    frame_rate = None
+    if "FRAME-RATE" in attributes:
+        if not re.fullmatch(r"\d+(\.\d+)?", attributes["FRAME-RATE"]):
+            raise PlaylistParseError(f"line {line_no}: bad FRAME-RATE {attributes['FRAME-RATE']!r}")
+        frame_rate = float(attributes["FRAME-RATE"])
+    return VariantStream(uri=uri, bandwidth=bandwidth, average_bandwidth=number("AVERAGE-BANDWIDTH"),
+                         resolution=resolution, codecs=attributes.get("CODECS"), frame_rate=frame_rate)
+
+
+def parse_master(text: str) -> list[VariantStream]:
+    """The variants of a master playlist, in the order listed; other tags (subtitles...) are ignored."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "#EXTM3U":
+        raise PlaylistParseError("line 1: missing #EXTM3U")
+    variants: list[VariantStream] = []
+    pending: tuple[dict[str, str], int] | None = None
+    for line_no, raw in enumerate(lines[1:], start=2):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            if pending is not None:
+                raise PlaylistParseError(f"line {line_no}: #EXT-X-STREAM-INF without URI")
+            pending = (_attributes(line[len("#EXT-X-STREAM-INF:"):], line_no), line_no)
+        elif line.startswith("#"):
+            continue
+        elif pending is None:
+            raise PlaylistParseError(f"line {line_no}: URI {line!r} without #EXT-X-STREAM-INF")
+        else:
+            variants.append(_variant(pending[0], line, pending[1]))
+            pending = None
+    if pending is not None:
+        raise PlaylistParseError(f"line {len(lines)}: #EXT-X-STREAM-INF without URI")
+    return variants

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import math
-import os
-import threading
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.packaging.playlist import (
+from formats.m3u8 import (
     MediaPlaylist,
     PlaylistParseError,
     Segment,
     SubtitleRendition,
     VariantStream,
     parse_media_playlist,
+    journal_entry,
+    journal_header,
+    parse_journal,
+    parse_master,
     render_master,
+    render_vod,
     target_duration_for,
-    write_atomic,
 )
 
 T0 = datetime(2024, 3, 4, 9, 15, 0, 250_000, tzinfo=timezone.utc)
@@ -316,43 +317,101 @@ def test_master_refuses_bad_input() -> None:
         render_master([VariantStream("a.m3u8", 1)], [SubtitleRendition('x"y', "en", "s.m3u8")])
 
 
-# -- atomic writes ---------------------------------------------------------------
-
-def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
-    target = tmp_path / "live.m3u8"
-    write_atomic(target, "one\n")
-    write_atomic(target, "two\n")
-    assert target.read_text() == "two\n"
-    assert os.listdir(tmp_path) == ["live.m3u8"]
-    assert oct(target.stat().st_mode & 0o777) == "0o644"
-
-
-def test_readers_never_see_a_partial_file(tmp_path: Path) -> None:
-    target = tmp_path / "live.m3u8"
-    versions = ["A" * 200_000 + "\n", "B" * 300_000 + "\n"]
-    write_atomic(target, versions[0])
-    stop = threading.Event()
-    seen: set[int] = set()
-
-    def reader() -> None:
-        while not stop.is_set():
-            seen.add(len(target.read_text()))
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
-        for i in range(200):
-            write_atomic(target, versions[i % 2])
-    finally:
-        stop.set()
-        thread.join()
-    assert seen <= {len(v) for v in versions}
+@pytest.mark.parametrize(
+    ("text", "variants"),
+    [
+        (
+            '#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="fr",LANGUAGE="fr",URI="x"\n'
+            '#EXT-X-STREAM-INF:BANDWIDTH=3000000,AVERAGE-BANDWIDTH=2500000,CODECS="avc1.64001f,mp4a.40.2",'
+            'RESOLUTION=1280x720,FRAME-RATE=30.000,SUBTITLES="subs"\nsource/live.m3u8\n'
+            '#EXT-X-STREAM-INF:BANDWIDTH=96000,CODECS="mp4a.40.2"\naudio/live.m3u8\n',
+            [VariantStream("source/live.m3u8", 3_000_000, 2_500_000, (1280, 720), "avc1.64001f,mp4a.40.2", 30.0),
+             VariantStream("audio/live.m3u8", 96_000, codecs="mp4a.40.2")],
+        ),
+        ("#EXTM3U\n#EXT-X-INDEPENDENT-SEGMENTS\n", []),
+    ],
+)
+def test_master_parses_to_its_variants(text: str, variants: list[VariantStream]) -> None:
+    assert parse_master(text) == variants
 
 
-def test_write_atomic_cleans_up_on_failure(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        write_atomic(tmp_path / "missing" / "live.m3u8", "x")
-    (tmp_path / "dir.m3u8").mkdir()
-    with pytest.raises(OSError):
-        write_atomic(tmp_path / "dir.m3u8", "x")
-    assert sorted(os.listdir(tmp_path)) == ["dir.m3u8"]
+def test_master_round_trip() -> None:
+    variants = [VariantStream("720p/live.m3u8", 2_000_000, 1_800_000, (1280, 720), "avc1.4d401f,mp4a.40.2", 25.0),
+                VariantStream("audio/live.m3u8", 64_000, codecs="mp4a.40.2")]
+    subtitles = [SubtitleRendition("Deutsch", "de", "subs/live.m3u8", default=True)]
+    assert parse_master(render_master(variants, subtitles)) == variants
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "line 1: missing #EXTM3U"),
+        ("#EXTM3U\nlive.m3u8\n", "line 2: URI 'live.m3u8' without #EXT-X-STREAM-INF"),
+        ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n", "line 2: #EXT-X-STREAM-INF without URI"),
+        ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n#EXT-X-STREAM-INF:BANDWIDTH=2\nb.m3u8\n",
+         "line 3: #EXT-X-STREAM-INF without URI"),
+        ("#EXTM3U\n#EXT-X-STREAM-INF:CODECS=\"avc1\"\na.m3u8\n", "line 2: #EXT-X-STREAM-INF without BANDWIDTH"),
+        ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=lots\na.m3u8\n", "line 2: bad BANDWIDTH 'lots'"),
+        ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=wide\na.m3u8\n", "line 2: bad RESOLUTION 'wide'"),
+        ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,FRAME-RATE=-1\na.m3u8\n", "line 2: bad FRAME-RATE '-1'"),
+        ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS=\"avc1\na.m3u8\n", "line 2: bad attribute list at 'CODECS=\"avc1'"),
+    ],
+)
+def test_master_parser_errors_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(PlaylistParseError) as info:
+        parse_master(text)
+    assert str(info.value) == message
+
+
+# -- VOD playlists and journals (append-only EVENT playlists) ------------------------------
+
+
+def _walled(durations: list[float], breaks: tuple[int, ...] = ()) -> list[Segment]:
+    out, wall = [], T0
+    for i, d in enumerate(durations):
+        out.append(Segment(f"seg_{i:06d}.ts", d, i, discontinuity=i in breaks, program_date_time=wall))
+        wall += timedelta(seconds=d)
+    return out
+
+
+def test_vod_playlist_exact_text() -> None:
+    segments = _walled([2.04, 1.5], breaks=(0, 1))
+    assert render_vod(segments) == (
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+        "#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-PROGRAM-DATE-TIME:2024-03-04T09:15:00.250Z\n#EXTINF:2.040,\n"
+        "seg_000000.ts\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2024-03-04T09:15:02.290Z\n#EXTINF:1.500,\n"
+        "seg_000001.ts\n#EXT-X-ENDLIST\n"
+    )  # the first segment's discontinuity is dropped: nothing precedes it
+    assert parse_media_playlist(render_vod(_walled([2.0, 10.01, 2.0]))).playlist.target_duration == 10
+    with pytest.raises(ValueError, match="^a VOD playlist needs at least one segment$"):
+        render_vod([])
+
+
+def test_journal_exact_text_and_round_trip() -> None:
+    segments = _walled([2.0, 2.0, 1.5], breaks=(2,))
+    text = journal_header(2) + "".join(journal_entry(s) for s in segments)
+    assert text.startswith("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                           "#EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-PROGRAM-DATE-TIME:2024-03-04T09:15:00.250Z\n"
+                           "#EXTINF:2.000,\nseg_000000.ts\n#EXT-X-PROGRAM-DATE-TIME:2024-03-04T09:15:02.250Z\n")
+    assert parse_journal(text) == segments  # every entry keeps its wall clock
+    assert journal_header(0).count("#EXT-X-TARGETDURATION:1\n") == 1
+
+
+@pytest.mark.parametrize("tail", [
+    "#EXT-X-PROGRAM-DATE-TIME:2024-03-04T09:15:05.750Z\n#EXTINF:2.0",  # torn in the tags
+    "#EXTI",
+    "#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\nseg_0000",  # torn in the URI: parses, so it is kept...
+])
+def test_journal_drops_a_torn_last_entry(tail: str) -> None:
+    segments = _walled([2.0, 2.0, 1.5], breaks=(2,))
+    text = journal_header(2) + "".join(journal_entry(s) for s in segments)
+    found = parse_journal(text + tail)
+    assert found[:3] == segments
+    assert len(found) == (4 if tail.endswith("seg_0000") else 3)  # ...as a name the recorder then finds no file for
+    assert parse_journal(journal_header(2)) == [] and parse_journal("") == []
+
+
+def test_journal_with_a_broken_middle_is_refused() -> None:
+    with pytest.raises(PlaylistParseError) as info:
+        parse_journal(journal_header(2) + "#EXTINF:two,\nseg_000000.ts\n#EXTINF:2.0,\nseg_000001.ts\n")
+    assert str(info.value) == "line 6: bad EXTINF duration 'two'"

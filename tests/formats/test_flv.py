@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest import flv
-from ingest.rtmp import amf0
+from formats import flv
+from formats import amf0
 from tests.ingest.rtmp.rtmp_captures import AAC_SEQ, AVC_SEQ, enhanced_video_payloads
 
 
@@ -23,7 +23,7 @@ def test_tag_with_extended_timestamp_and_previous_tag_size() -> None:
 
 
 def test_tag_rejects_oversize_payload() -> None:
-    with pytest.raises(ValueError, match="exceeds 16 MiB"):
+    with pytest.raises(ValueError, match=r"^FLV tag payload of 16777216 bytes exceeds 16 MiB$"):
         flv.flv_tag(9, 0, bytes(0x1000000))
 
 

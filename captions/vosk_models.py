@@ -1,4 +1,4 @@
-"""Vosk models by language: loaded once, on first use, and shared by every stream of that language.
+"""Vosk speech models by language: loaded once, on first use, and shared by every stream of that language.
 
 A model is ~500 MiB and takes seconds to load, so it is never loaded per stream (Esup-Pod's
 captioner reloaded it every few seconds). One ``vosk.Model`` is safe to share across threads.

@@ -1,0 +1,163 @@
+"""The recording folder module: the one owner of a recording's files, driven through its methods only.
+
+A hand-written stand-in for object storage (a dict of files, with a switch that makes it fail) plays
+the archived copy; everything else is real files in a temporary media folder.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+
+from formats.m3u8 import Segment, VariantStream, parse_media_playlist, render_master
+from live_server.layout import imported_recording, recording_folder
+from recorder.storage import RecordingFiles, TrimError, listed_names, read_live_master, served_as_is
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
+
+
+class DictCopy:
+    """Object storage as a dict of name -> bytes; ``failing`` makes every write raise."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.batches: list[list[str]] = []
+        self.failing = False
+
+    def read(self, name: str) -> bytes | None:
+        return self.files.get(name)
+
+    def write(self, name: str, data: bytes) -> None:
+        if self.failing:
+            raise OSError("the store is away")
+        self.files[name] = data
+
+    def remove(self, names: Sequence[str]) -> None:
+        for name in names:
+            self.files.pop(name, None)
+
+    def exists(self, name: str) -> bool:
+        return name in self.files
+
+    def fetch(self, name: str, target: Path) -> None:
+        target.write_bytes(self.files[name])
+
+    def upload(self, folder: Path, batches: Sequence[Sequence[str]]) -> int:
+        sent = 0
+        for batch in batches:
+            self.batches.append(list(batch))
+            for name in batch:
+                self.files[name] = (folder / name).read_bytes()
+                sent += len(self.files[name])
+        return sent
+
+    def signed_url(self, name: str, download_name: str | None = None) -> str | None:
+        return f"https://store/{name}?as={download_name}" if name in self.files else None
+
+
+def recorded(media: Path, durations: list[float]) -> tuple[RecordingFiles, str]:
+    """A finished recording of a live run (its segments linked from the run, journaled, finalized)."""
+    run = recording_folder(media, 7, T0)
+    media_path = run.relative_to(media).as_posix()
+    files = RecordingFiles.of(media, media_path)
+    assert files.live_run is not None
+    files.live_run.mkdir(parents=True)
+    (files.live_run / "master.m3u8").write_text(render_master(
+        [VariantStream("source/live.m3u8", 900_000, codecs="avc1.42c00d,mp4a.40.2", resolution=(320, 240))]))
+    files.create()
+    wall = T0
+    for i, duration in enumerate(durations):
+        source = files.live_run / f"seg_{i:06d}.ts"
+        source.write_bytes(b"\x47" * 188 * (i + 1))
+        files.link(source)
+        files.append(Segment(source.name, duration, i, program_date_time=wall), 2)
+        wall += timedelta(seconds=duration)
+    files.finalize_recovered(files.journal_segments())
+    return files, media_path
+
+
+def test_a_finished_recording_lists_what_players_get(tmp_path: Path) -> None:
+    files, _ = recorded(tmp_path, [2.0, 2.0, 1.0])
+    master = files.folder.joinpath("master.m3u8").read_text()
+    assert 'CODECS="avc1.42c00d,mp4a.40.2"' in master and "RESOLUTION=320x240" in master  # from the live run
+    view = files.view.read_bytes()
+    assert listed_names(view) == {"seg_000000.ts", "seg_000001.ts", "seg_000002.ts"}
+    assert listed_names(b"\xff") == frozenset() and listed_names(b"not a playlist") == frozenset()
+    assert [served_as_is(n) for n in ("master.m3u8", "vod.m3u8", "thumbnail.jpg", "index.m3u8", "seg_000000.ts")] == [
+        True, True, True, False, False]
+    assert files.first_segment() == files.folder / "seg_000000.ts"
+    assert read_live_master(tmp_path / "nowhere") is None
+
+
+def test_trim_of_an_archived_recording_is_undone_here_when_the_store_refuses_it(tmp_path: Path) -> None:
+    files, _ = recorded(tmp_path, [2.0, 2.0, 1.0])
+    remote = DictCopy()
+    assert files.upload(remote) == (len(remote.files), sum(len(d) for d in remote.files.values()))
+    assert remote.batches[-1] == ["index.m3u8", "vod.m3u8", "master.m3u8"]  # playlists last
+    assert not any(n.endswith(".m3u8") for n in remote.batches[0])
+    files.drop_media()
+    assert sorted(p.name for p in files.folder.iterdir()) == ["index.m3u8", "master.m3u8", "vod.m3u8"]
+
+    remote.files["download.mp4"] = b"old mp4"
+    assert files.trim(2.5, None, remote) == (2.0, 3.0)  # whole segments: from the second one on
+    assert [s.uri for s in parse_media_playlist(remote.files["vod.m3u8"].decode()).playlist.segments] == [
+        "seg_000001.ts", "seg_000002.ts"]
+    assert "download.mp4" not in remote.files  # the download follows the view
+
+    before = files.view.read_text()
+    remote.failing = True
+    with pytest.raises(OSError, match="^the store is away$"):
+        files.trim(0.0, None, remote)
+    assert files.view.read_text() == before  # the cached copy keeps the trim the row keeps
+    with pytest.raises(TrimError, match="^the trim leaves nothing to play$"):
+        files.trim(10.0, None, remote)
+
+
+def test_an_archived_recording_comes_back_on_a_host_without_its_playlists(tmp_path: Path) -> None:
+    files, media_path = recorded(tmp_path, [2.0, 1.0])
+    remote = DictCopy()
+    files.upload(remote)
+    files.delete()
+    again = RecordingFiles.of(tmp_path, media_path)
+    assert [s.uri for s in again.remote_journal(remote)] == ["seg_000000.ts", "seg_000001.ts"]
+    assert not again.remote_download(remote) and again.remote_download_url(remote, "talk.mp4") is None
+    segments, output = again.fetch_view(remote, tmp_path / "scratch")
+    assert [p.read_bytes() for p in segments] == [remote.files["seg_000000.ts"], remote.files["seg_000001.ts"]]
+    output.write_bytes(b"mp4")  # what the remux would write
+    again.store_download(remote, tmp_path / "scratch")
+    assert again.remote_download(remote)
+    assert again.remote_download_url(remote, "talk.mp4") == "https://store/download.mp4?as=talk.mp4"
+
+
+def test_delete_sets_aside_then_removes_the_folder_and_its_live_run(tmp_path: Path) -> None:
+    files, media_path = recorded(tmp_path, [2.0])
+    assert files.live_run is not None
+    moved = files.set_aside()
+    assert [p.name for p in moved] == [f".deleted-{files.folder.name}", f".deleted-{files.live_run.name}"]
+    assert not files.folder.exists() and not files.live_run.exists()
+    RecordingFiles.put_back(moved)  # the transaction failed
+    assert files.view.exists() and (files.live_run / "seg_000000.ts").exists()
+    moved = files.set_aside()
+    RecordingFiles.remove_aside(moved)
+    assert not any(p.exists() for p in moved) and not (tmp_path / "recordings" / "7").exists()
+    assert RecordingFiles.of(tmp_path, media_path).set_aside() == []  # nothing left to move
+
+
+def test_an_import_becomes_a_recording(tmp_path: Path) -> None:
+    files = RecordingFiles.of(tmp_path, imported_recording(3))
+    files.create()
+    pattern, playlist = files.import_outputs()
+    assert pattern == tmp_path / "recordings/imported/3/seg_%06d.ts"
+    with pytest.raises(FileNotFoundError):
+        files.finish_import()
+    playlist.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-ENDLIST\n")
+    with pytest.raises(ValueError, match="^ffmpeg produced no segment$"):
+        files.finish_import()
+    (files.folder / "seg_000000.ts").write_bytes(b"\x47" * 188)
+    playlist.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nseg_000000.ts\n#EXT-X-ENDLIST\n")
+    summary = files.finish_import()
+    assert (summary.segments, summary.duration_seconds, summary.size_bytes) == (1, 4.0, 188)
+    assert not playlist.exists() and listed_names(files.view.read_bytes()) == {"seg_000000.ts"}
