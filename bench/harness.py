@@ -18,10 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -197,6 +198,27 @@ def wait_until(predicate: Any, timeout: float, what: str) -> Any:
             return value
         time.sleep(0.05)
     raise RuntimeError(f"timed out waiting for {what}")
+
+
+def poll_playlist(srv: Server, path: str, record: Callable[[str, float], bool], seconds: float,
+                  deadline: float | None = None) -> None:
+    """Fetch the playlist at ``path`` and hand its text and fetch time to ``record`` (true once a segment is
+    listed): until that first segment (30 s at most), then every 10 ms until ``deadline`` (default: ``seconds``
+    after the first segment). A failed fetch is skipped."""
+
+    def poll() -> bool:
+        now = time.time()
+        try:
+            text = srv.get(path, timeout=2).decode()
+        except (urllib.error.URLError, OSError):
+            return False
+        return record(text, now)
+
+    wait_until(poll, 30, "the first segment")
+    end = deadline if deadline is not None else time.time() + seconds
+    while time.time() < end:
+        poll()
+        time.sleep(0.01)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -21,10 +21,9 @@ import re
 import tempfile
 import threading
 import time
-import urllib.error
 from pathlib import Path
 
-from bench.harness import report_latency_runs, make_source, median, percentile, push, server, stop, wait_until
+from bench.harness import report_latency_runs, make_source, median, percentile, poll_playlist, push, server, stop
 from formats import flv
 from ingest.rtmp.protocol import MediaReceived, PublishRequested, RtmpServerConnection
 
@@ -90,10 +89,7 @@ def run(seconds: float, segment: float) -> dict[str, float]:
         playlist_path = f"/live/{event['slug']}/source/live.m3u8"
         deadline = time.time() + seconds
         try:
-            wait_until(lambda: _poll(srv, playlist_path, listed), 30, "the first segment")
-            while time.time() < deadline:
-                _poll(srv, playlist_path, listed)
-                time.sleep(0.01)
+            poll_playlist(srv, playlist_path, lambda text, now: _record(text, now, listed), seconds, deadline)
         finally:
             stop(pusher)
             stop_flag.set()
@@ -114,12 +110,7 @@ def run(seconds: float, segment: float) -> dict[str, float]:
 _SEGMENT = re.compile(r"seg_(\d+)\.ts")
 
 
-def _poll(srv: object, path: str, listed: dict[int, float]) -> bool:
-    now = time.time()
-    try:
-        text = srv.get(path, timeout=2).decode()  # type: ignore[attr-defined]
-    except (urllib.error.URLError, OSError):
-        return False
+def _record(text: str, now: float, listed: dict[int, float]) -> bool:
     for match in _SEGMENT.finditer(text):
         listed.setdefault(int(match.group(1)), now)
     return bool(listed)

@@ -21,10 +21,9 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
 from pathlib import Path
 
-from bench.harness import report_latency_runs, ffmpeg_path, median, percentile, server, stop, wait_until
+from bench.harness import report_latency_runs, ffmpeg_path, median, percentile, poll_playlist, server, stop
 from bench.whip_cpu import make_whip_source
 
 ETH_P_ALL = 0x0003
@@ -95,11 +94,7 @@ def run(seconds: float, segment: float, source: Path) -> dict[str, float]:
         listed: dict[int, tuple[float, float]] = {}  # number -> (listed at, media start)
         path = f"/live/{event['slug']}/source/dvr.m3u8"
         try:
-            wait_until(lambda: _poll(srv, path, listed), 30, "the first segment")
-            deadline = time.time() + seconds
-            while time.time() < deadline:
-                _poll(srv, path, listed)
-                time.sleep(0.01)
+            poll_playlist(srv, path, lambda text, now: _record(text, now, listed), seconds)
         finally:
             stop(publisher)
             sniffer.close()
@@ -129,12 +124,7 @@ def run(seconds: float, segment: float, source: Path) -> dict[str, float]:
             "last_median": median(last), "last_p90": percentile(last, 90)}
 
 
-def _poll(srv: object, path: str, listed: dict[int, tuple[float, float]]) -> bool:
-    now = time.time()
-    try:
-        text = srv.get(path, timeout=2).decode()  # type: ignore[attr-defined]
-    except (urllib.error.URLError, OSError):
-        return False
+def _record(text: str, now: float, listed: dict[int, tuple[float, float]]) -> bool:
     start = 0.0
     for match in _SEGMENT.finditer(text):
         number = int(match.group(3))

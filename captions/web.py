@@ -17,7 +17,7 @@ from live_server import events as ev
 from live_server.errors import NotFound
 from live_server.db import Database
 from live_server.passes import MediaPasses
-from live_server.middleware import identity_of
+from live_server.http_request import identity_of
 from live_server.access import can_view, event_target, person_of
 from live_server.models import CaptionSegment, Event
 

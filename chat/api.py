@@ -13,7 +13,7 @@ from live_server.errors import Forbidden, NotFound
 from live_server.access import Decision, can_view, event_target, person_of
 from live_server.db import Database
 from live_server.passes import MediaPasses
-from live_server.middleware import identity_of, require_identity
+from live_server.http_request import identity_of, require_identity
 from live_server.models import User
 
 

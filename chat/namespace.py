@@ -21,7 +21,7 @@ from chat.fanout import RoomBatcher
 from chat.limits import GuestGuard, Refusal, SenderLimits, Strikes
 from chat.presence import Presence
 from chat.service import Author, ChatError, Room
-from live_server.middleware import identity_of
+from live_server.http_request import identity_of
 from live_server.db import Database
 from live_server.models import User, Visibility
 from live_server.passes import MediaPasses

@@ -30,6 +30,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final
 
+from formats.h264 import BitReader, H264Error, sps_size
+
 __all__ = [
     "AacConfig",
     "AvcConfig",
@@ -52,8 +54,6 @@ NON_SYNC_SAMPLE_FLAGS: Final = 0x01010000
 AUDIO_RESYNC_SECONDS: Final = 0.1
 
 _AAC_SAMPLE_RATES: Final = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
-# profile_idc values whose SPS carries chroma format, bit depths and scaling lists (H.264 7.3.2.1.1).
-_HIGH_PROFILES: Final = frozenset((100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135))
 _TFHD_DEFAULT_BASE_IS_MOOF: Final = 0x020000
 _TRUN_DATA_OFFSET: Final = 0x000001
 _TRUN_DURATION: Final = 0x000100
@@ -102,98 +102,6 @@ class AacConfig:
         return f"mp4a.40.{self.object_type}"
 
 
-class _Bits:
-    """MSB-first bit reader with H.264 Exp-Golomb codes; reading past the end raises CmafError."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def bits(self, n: int) -> int:
-        value = 0
-        for _ in range(n):
-            byte = self._pos >> 3
-            if byte >= len(self._data):
-                raise CmafError("truncated parameter set")
-            value = (value << 1) | ((self._data[byte] >> (7 - (self._pos & 7))) & 1)
-            self._pos += 1
-        return value
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.bits(1) == 0:
-            zeros += 1
-            if zeros > 31:
-                raise CmafError("invalid Exp-Golomb code in SPS")
-        return (1 << zeros) - 1 + self.bits(zeros)
-
-    def se(self) -> int:
-        k = self.ue()
-        return (k + 1) // 2 if k & 1 else -(k // 2)
-
-
-def _rbsp(nal: bytes) -> bytes:
-    """NAL payload without emulation-prevention bytes (00 00 03 -> 00 00)."""
-    return nal.replace(b"\x00\x00\x03", b"\x00\x00")
-
-
-def _sps_size(sps: bytes) -> tuple[int, int]:
-    """Displayed width and height from an H.264 SPS NAL unit (H.264 7.3.2.1.1, cropping 7.4.2.1.1)."""
-    r = _Bits(_rbsp(sps[1:]))
-    profile = r.bits(8)
-    r.bits(16)  # constraint flags, level_idc
-    r.ue()  # seq_parameter_set_id
-    chroma_format = 1
-    separate_planes = 0
-    if profile in _HIGH_PROFILES:
-        chroma_format = r.ue()
-        if chroma_format == 3:
-            separate_planes = r.bits(1)
-        r.ue()  # bit_depth_luma_minus8
-        r.ue()  # bit_depth_chroma_minus8
-        r.bits(1)  # qpprime_y_zero_transform_bypass_flag
-        if r.bits(1):  # seq_scaling_matrix_present_flag
-            for i in range(8 if chroma_format != 3 else 12):
-                if r.bits(1):
-                    last, following = 8, 8
-                    for _ in range(16 if i < 6 else 64):
-                        if following:
-                            following = (last + r.se() + 256) % 256
-                        last = following or last
-    r.ue()  # log2_max_frame_num_minus4
-    poc_type = r.ue()
-    if poc_type == 0:
-        r.ue()
-    elif poc_type == 1:
-        r.bits(1)
-        r.se()
-        r.se()
-        for _ in range(r.ue()):
-            r.se()
-    r.ue()  # max_num_ref_frames
-    r.bits(1)  # gaps_in_frame_num_value_allowed_flag
-    width_mbs = r.ue() + 1
-    height_units = r.ue() + 1
-    frame_mbs_only = r.bits(1)
-    if not frame_mbs_only:
-        r.bits(1)  # mb_adaptive_frame_field_flag
-    r.bits(1)  # direct_8x8_inference_flag
-    width = width_mbs * 16
-    height = (2 - frame_mbs_only) * height_units * 16
-    if r.bits(1):  # frame_cropping_flag
-        left, right, top, bottom = r.ue(), r.ue(), r.ue(), r.ue()
-        if chroma_format == 0 or separate_planes:
-            unit_x, unit_y = 1, 2 - frame_mbs_only
-        else:
-            unit_x = 1 if chroma_format == 3 else 2
-            unit_y = (2 if chroma_format == 1 else 1) * (2 - frame_mbs_only)
-        width -= unit_x * (left + right)
-        height -= unit_y * (top + bottom)
-    if width <= 0 or height <= 0:
-        raise CmafError("SPS cropping leaves no picture")
-    return width, height
-
-
 def parse_avc_config(record: bytes) -> AvcConfig:
     """Read an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1), as in FLV's AVC sequence header."""
     record = bytes(record)
@@ -212,14 +120,17 @@ def parse_avc_config(record: bytes) -> AvcConfig:
         pos += 2 + size
     if not sps:
         raise CmafError("AVCDecoderConfigurationRecord without SPS")
-    width, height = _sps_size(sps[0])
+    try:
+        width, height = sps_size(sps[0])
+    except H264Error as error:
+        raise CmafError(str(error)) from None
     return AvcConfig(record, width, height, record[1], record[2], record[3])
 
 
 def parse_aac_config(asc: bytes) -> AacConfig:
     """Read an AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1), as in FLV's AAC sequence header."""
     asc = bytes(asc)
-    r = _Bits(asc)
+    r = BitReader(asc)
     try:
         object_type = r.bits(5)
         if object_type == 31:
@@ -227,7 +138,7 @@ def parse_aac_config(asc: bytes) -> AacConfig:
         index = r.bits(4)
         rate = r.bits(24) if index == 15 else (_AAC_SAMPLE_RATES[index] if index < len(_AAC_SAMPLE_RATES) else 0)
         channels = r.bits(4)
-    except CmafError:
+    except H264Error:
         raise CmafError("truncated AudioSpecificConfig") from None
     if object_type == 0 or rate == 0:
         raise CmafError("AudioSpecificConfig without object type or sample rate")

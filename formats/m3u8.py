@@ -1,10 +1,17 @@
-"""HLS playlists (RFC 8216) as plain data: text in, plain objects out, and back.
+"""HLS playlists (RFC 8216, and RFC 8216bis for Low-Latency HLS) as plain data: text in, plain objects out, and back.
 
 The one m3u8 reader and writer of the code base. We own the public playlists (not ffmpeg) so that
 discontinuities across reconnects, the sliding window, the DVR playlist and ENDLIST follow our
 rules and we know the exact moment a segment becomes visible; the recorder's append-only journal,
 the VOD playlists and master playlists, and the subtitle playlists of live captions are written
 and read here too. Pure code: no I/O (files are written by their owners, atomically).
+
+Low-Latency HLS (a live rendition of fMP4 parts from :mod:`formats.cmaf`): :func:`render_ll` writes
+the playlist (parts of the last segments, preload hint, server control, delta updates, rendition
+reports), and :func:`decide_reload` answers a request's delivery directives (``_HLS_msn``,
+``_HLS_part``, ``_HLS_skip``): ready now, wait for a later playlist, or 400. Waiting, timeouts and
+sharing one rendered text between identical requests are the caller's; this module has no clock.
+Players that ignore LL tags play these playlists as plain live ones.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Iterable, Sequence
 
 __all__ = [
@@ -31,10 +39,29 @@ __all__ = [
     "parse_journal",
     "format_program_date_time",
     "target_duration_for",
+    "LlPart",
+    "LlPlaylist",
+    "LlSegment",
+    "Reload",
+    "ReloadDecision",
+    "RenditionReport",
+    "advance_part_limit",
+    "blocking_timeout",
+    "decide_reload",
+    "render_ll",
+    "rendition_report",
 ]
 
-#: EXTINF with decimals needs version 3; nothing we emit needs more.
+#: EXTINF with decimals needs version 3; nothing we emit in a plain playlist needs more.
 HLS_VERSION = 3
+#: LL-HLS: EXT-X-MAP in a media playlist without I-frames needs 6, which is also enough for every
+#: other tag of an LL playlist but EXT-X-SKIP, which needs 9 (RFC 8216bis section 8).
+LL_VERSION = 6
+LL_VERSION_WITH_SKIP = 9
+#: Decimal places of durations: three in plain playlists; five in LL-HLS ones, whose parts are
+#: fractions of a second (as written since LL-HLS came; the LL texts are pinned by tests).
+_PLACES = 3
+_LL_PLACES = 5
 
 
 class PlaylistParseError(ValueError):
@@ -66,8 +93,41 @@ def format_program_date_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def _format_duration(duration: float) -> str:
-    return f"{duration:.3f}"
+def _format_duration(duration: float, places: int = _PLACES) -> str:
+    return f"{duration:.{places}f}"
+
+
+def _media_header(version: int, target_duration: int, media_sequence: int, discontinuity_sequence: int,
+                  server_tags: Iterable[str] = ()) -> list[str]:
+    """The first tags of every media playlist we write; LL-HLS puts its server tags before the sequence."""
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{version}",
+        f"#EXT-X-TARGETDURATION:{target_duration}",
+        *server_tags,
+        f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}",
+    ]
+    if discontinuity_sequence:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
+    return lines
+
+
+def _date_line(value: datetime) -> str:
+    return "#EXT-X-PROGRAM-DATE-TIME:" + format_program_date_time(value)
+
+
+def _media_segment_lines(uri: str, duration: float, discontinuity: bool, date: datetime | None,
+                         parts: Iterable[str] = (), places: int = _PLACES) -> list[str]:
+    """One listed segment: its discontinuity, its wall clock when given, its parts' lines (LL-HLS), EXTINF, URI."""
+    lines = []
+    if discontinuity:
+        lines.append("#EXT-X-DISCONTINUITY")
+    if date is not None:
+        lines.append(_date_line(date))
+    lines.extend(parts)
+    lines.append(f"#EXTINF:{_format_duration(duration, places)},")
+    lines.append(uri)
+    return lines
 
 
 def _rounded(duration: float) -> float:
@@ -176,14 +236,7 @@ class MediaPlaylist:
         if self.target_duration is None:
             raise ValueError("the target duration is not decided yet")
         media_sequence = segments[0].sequence if segments else self.next_sequence
-        lines = [
-            "#EXTM3U",
-            f"#EXT-X-VERSION:{HLS_VERSION}",
-            f"#EXT-X-TARGETDURATION:{self.target_duration}",
-            f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}",
-        ]
-        if discontinuity_sequence:
-            lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
+        lines = _media_header(HLS_VERSION, self.target_duration, media_sequence, discontinuity_sequence)
         if playlist_type:
             lines.append(f"#EXT-X-PLAYLIST-TYPE:{playlist_type}")
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
@@ -199,14 +252,8 @@ class MediaPlaylist:
 
 def _segment_lines(segment: Segment, with_date: bool) -> list[str]:
     """The tags and URI of one listed segment; its wall clock only where ``with_date`` asks for it."""
-    lines = []
-    if segment.discontinuity:
-        lines.append("#EXT-X-DISCONTINUITY")
-    if with_date and segment.program_date_time is not None:
-        lines.append("#EXT-X-PROGRAM-DATE-TIME:" + format_program_date_time(segment.program_date_time))
-    lines.append(f"#EXTINF:{_format_duration(segment.duration)},")
-    lines.append(segment.uri)
-    return lines
+    date = segment.program_date_time if with_date else None
+    return _media_segment_lines(segment.uri, segment.duration, segment.discontinuity, date)
 
 
 def render_vod(segments: Sequence[Segment]) -> str:
@@ -229,11 +276,8 @@ def render_vod(segments: Sequence[Segment]) -> str:
 
 def journal_header(target_duration: int) -> str:
     """The head of an append-only EVENT playlist, written with its first entry."""
-    return (
-        f"#EXTM3U\n#EXT-X-VERSION:{HLS_VERSION}\n"
-        f"#EXT-X-TARGETDURATION:{max(1, target_duration)}\n"
-        "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:EVENT\n"
-    )
+    lines = _media_header(HLS_VERSION, max(1, target_duration), 0, 0)
+    return "\n".join([*lines, "#EXT-X-PLAYLIST-TYPE:EVENT"]) + "\n"
 
 
 def journal_entry(segment: Segment) -> str:
@@ -502,3 +546,254 @@ def parse_master(text: str) -> list[VariantStream]:
     if pending is not None:
         raise PlaylistParseError(f"line {len(lines)}: #EXT-X-STREAM-INF without URI")
     return variants
+
+
+# --- Low-Latency HLS (RFC 8216bis): a live rendition of fMP4 parts ---------------------------
+
+_DECIMAL_INTEGER = re.compile(r"[0-9]{1,19}")
+
+
+@dataclass(frozen=True)
+class LlPart:
+    """A Partial Segment (``EXT-X-PART``): ``independent`` when it starts with a keyframe."""
+
+    uri: str
+    duration: float
+    independent: bool = False
+
+
+@dataclass(frozen=True)
+class LlSegment:
+    """A complete Media Segment and the parts it was made of (listed near the live edge only)."""
+
+    uri: str
+    duration: float
+    parts: tuple[LlPart, ...] = ()
+    program_date_time: datetime | None = None
+    discontinuity: bool = False
+
+
+@dataclass(frozen=True)
+class RenditionReport:
+    """``EXT-X-RENDITION-REPORT``: where another rendition of the same event is (relative URI)."""
+
+    uri: str
+    last_msn: int
+    last_part: int
+
+
+@dataclass(frozen=True)
+class LlPlaylist:
+    """One rendition's live window: complete ``segments`` from ``media_sequence`` on, then the
+    ``pending_parts`` of the segment in progress (Media Sequence Number ``pending_msn``).
+
+    ``part_hold_back`` defaults to three part targets and ``can_skip_until`` to six target
+    durations, the least RFC 8216bis 4.4.3.8 allows (SHOULD and MUST respectively).
+    ``pending_program_date_time`` dates the segment in progress when no complete segment does.
+    """
+
+    target_duration: int
+    part_target: float
+    map_uri: str
+    media_sequence: int = 0
+    segments: tuple[LlSegment, ...] = ()
+    pending_parts: tuple[LlPart, ...] = ()
+    preload_hint: str | None = None
+    pending_program_date_time: datetime | None = None
+    ended: bool = False
+    discontinuity_sequence: int = 0
+    rendition_reports: tuple[RenditionReport, ...] = ()
+    part_hold_back: float | None = None
+    can_skip_until: float | None = None
+
+    @property
+    def last_msn(self) -> int:
+        """Media Sequence Number of the last complete segment (one less than the first when none)."""
+        return self.media_sequence + len(self.segments) - 1
+
+    @property
+    def pending_msn(self) -> int:
+        return self.media_sequence + len(self.segments)
+
+    @property
+    def hold_back(self) -> float:
+        return self.part_hold_back if self.part_hold_back is not None else 3 * self.part_target
+
+    @property
+    def skip_until(self) -> float:
+        return self.can_skip_until if self.can_skip_until is not None else 6.0 * self.target_duration
+
+
+def _ll_seconds(value: float) -> str:
+    return _format_duration(value, _LL_PLACES)
+
+
+def _part_line(part: LlPart) -> str:
+    line = f"#EXT-X-PART:DURATION={_ll_seconds(part.duration)},URI={_quote(part.uri)}"
+    return line + ",INDEPENDENT=YES" if part.independent else line
+
+
+def _skipped_segments(playlist: LlPlaylist, end: float) -> int:
+    """Segments a delta update replaces (RFC 8216bis 6.2.5.1): those whose end is further than the
+    Skip Boundary from the end of the playlist. Skipping stops at a segment with a discontinuity so
+    that ``EXT-X-DISCONTINUITY-SEQUENCE`` keeps numbering the listed segments the same way."""
+    skipped = 0
+    position = 0.0
+    for segment in playlist.segments:
+        position += segment.duration
+        if segment.discontinuity or end - position <= playlist.skip_until:
+            break
+        skipped += 1
+    return skipped
+
+
+def render_ll(playlist: LlPlaylist, *, skip: bool = False) -> str:
+    """The LL-HLS media playlist; ``skip`` renders the Playlist Delta Update asked for by ``_HLS_skip``.
+
+    Checks the rules RFC 8216bis puts on the values it writes: ``PART-HOLD-BACK`` at least three
+    part targets (4.4.3.8, SHOULD; 2 is the MUST), ``CAN-SKIP-UNTIL`` at least six target durations
+    (4.4.3.8, MUST). ``EXT-X-PART`` tags are listed for segments starting no more than three target
+    durations from the end (6.2.2: SHOULD be removed after that) and for the segment in progress.
+    Every listed segment carries its wall clock, so the first one after a skip can be placed.
+    """
+    if playlist.hold_back < 3 * playlist.part_target:
+        raise ValueError("PART-HOLD-BACK must be at least three Part Target Durations")
+    if playlist.skip_until < 6 * playlist.target_duration:
+        raise ValueError("CAN-SKIP-UNTIL must be at least six Target Durations")
+    segment_total = sum(s.duration for s in playlist.segments)
+    end = segment_total + sum(p.duration for p in playlist.pending_parts)
+    skipped = _skipped_segments(playlist, end) if skip and not playlist.ended else 0
+    server_tags = (
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
+        f"PART-HOLD-BACK={_ll_seconds(playlist.hold_back)},CAN-SKIP-UNTIL={_ll_seconds(playlist.skip_until)}",
+        f"#EXT-X-PART-INF:PART-TARGET={_ll_seconds(playlist.part_target)}",
+    )
+    lines = _media_header(LL_VERSION_WITH_SKIP if skipped else LL_VERSION, playlist.target_duration,
+                          playlist.media_sequence, playlist.discontinuity_sequence, server_tags)
+    lines.append(f"#EXT-X-MAP:URI={_quote(playlist.map_uri)}")
+    if skipped:
+        lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
+    parts_from = end - 3 * playlist.target_duration
+    start = 0.0
+    for number, segment in enumerate(playlist.segments):
+        if number >= skipped:
+            parts = [_part_line(part) for part in segment.parts] if start >= parts_from else []
+            lines.extend(_media_segment_lines(segment.uri, segment.duration, segment.discontinuity,
+                                              segment.program_date_time, parts, _LL_PLACES))
+        start += segment.duration
+    if not playlist.ended:
+        if playlist.pending_parts and playlist.pending_program_date_time is not None:
+            lines.append(_date_line(playlist.pending_program_date_time))
+        lines.extend(_part_line(part) for part in playlist.pending_parts)
+        if playlist.preload_hint is not None:
+            lines.append(f"#EXT-X-PRELOAD-HINT:TYPE=PART,URI={_quote(playlist.preload_hint)}")
+        lines.extend(
+            f"#EXT-X-RENDITION-REPORT:URI={_quote(r.uri)},LAST-MSN={r.last_msn},LAST-PART={r.last_part}"
+            for r in playlist.rendition_reports
+        )
+    else:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def rendition_report(playlist: LlPlaylist, uri: str) -> RenditionReport:
+    """What other renditions' playlists say about this one: its last part (RFC 8216bis 4.4.5.4)."""
+    if playlist.pending_parts:
+        return RenditionReport(uri, playlist.pending_msn, len(playlist.pending_parts) - 1)
+    last_parts = playlist.segments[-1].parts if playlist.segments else ()
+    return RenditionReport(uri, playlist.last_msn, len(last_parts) - 1)
+
+
+# --- LL-HLS blocking playlist reload ----------------------------------------------------------
+
+
+class Reload(Enum):
+    READY = "ready"  # render and answer now
+    WAIT = "wait"  # answer when a later playlist satisfies the request (503 after blocking_timeout)
+    BAD_REQUEST = "bad_request"  # answer 400 at once
+
+
+@dataclass(frozen=True)
+class ReloadDecision:
+    """The answer to one playlist request: what to do, whether to render a delta, and why."""
+
+    outcome: Reload
+    skip: bool = False
+    reason: str = ""
+
+
+def advance_part_limit(part_target: float) -> float:
+    """RFC 8216bis 6.2.5.2: three divided by the Part Target Duration if it is less than one
+    second, three otherwise (how many parts a request may run ahead of the last one)."""
+    return 3 / part_target if part_target < 1 else 3.0
+
+
+def blocking_timeout(playlist: LlPlaylist) -> float:
+    """RFC 8216bis 6.2.5.2: a server that cannot answer after blocking for more than three Target
+    Durations SHOULD return 503 (Service Unavailable)."""
+    return 3.0 * playlist.target_duration
+
+
+def _directive(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not _DECIMAL_INTEGER.fullmatch(value):
+        raise ValueError(f"{name} must be a decimal-integer, got {value[:40]!r}")
+    return int(value)
+
+
+def decide_reload(playlist: LlPlaylist, msn: str | None = None, part: str | None = None,
+                  skip: str | None = None) -> ReloadDecision:
+    """Whether a playlist request with these delivery directives can be answered from ``playlist``.
+
+    RFC 8216bis 6.2.5.2 (Blocking Playlist Reload), as applied here:
+
+    - ``_HLS_msn=M`` alone: answer once the playlist contains Media Segment M or later (M1);
+      with ``_HLS_part=N``: once it contains part N of segment M or later (M2). A part index past
+      the final part of a complete segment means part 0 of the next segment (M3). A segment no
+      longer in the playlist is answered at once with the whole playlist (M4).
+    - ``_HLS_part`` without ``_HLS_msn``: 400 (M6). A value that is not a decimal-integer: 400.
+    - "If the _HLS_msn is greater than the Media Sequence Number of the last Media Segment in the
+      current Playlist plus two, or if the _HLS_part exceeds the last Partial Segment in the
+      current Playlist by the Advance Part Limit, then the server SHOULD immediately return Bad
+      Request, such as HTTP 400" (S1). The last Media Segment is the last complete one; the part
+      rule is applied to requests for the segment in progress (for a segment after it, how many
+      parts the one in progress will have is not known yet, so only the msn rule applies).
+    - With ``EXT-X-ENDLIST``, ``_HLS_msn`` and ``_HLS_part`` are ignored (M5), and so is
+      ``_HLS_skip`` (6.2.5.1 M5).
+    - ``_HLS_skip=YES`` or ``v2`` asks for a delta update (6.2.5.1); we skip no date ranges, so
+      both mean the same. Another value: 400.
+    - Blocking longer than :func:`blocking_timeout` SHOULD end in 503 (S2), the caller's part.
+    """
+    if skip is not None and skip not in ("YES", "v2"):
+        return ReloadDecision(Reload.BAD_REQUEST, reason="_HLS_skip must be YES or v2")
+    try:
+        msn_value = _directive("_HLS_msn", msn)
+        part_value = _directive("_HLS_part", part)
+    except ValueError as error:
+        return ReloadDecision(Reload.BAD_REQUEST, reason=str(error))
+    if part_value is not None and msn_value is None:
+        return ReloadDecision(Reload.BAD_REQUEST, reason="_HLS_part without _HLS_msn")
+    if playlist.ended:
+        return ReloadDecision(Reload.READY)
+    delta = skip is not None
+    if msn_value is None:
+        return ReloadDecision(Reload.READY, delta)
+    if msn_value > playlist.last_msn + 2:
+        return ReloadDecision(Reload.BAD_REQUEST, delta, "_HLS_msn more than two segments ahead")
+    if part_value is None:
+        return ReloadDecision(Reload.READY if msn_value <= playlist.last_msn else Reload.WAIT, delta)
+    if msn_value < playlist.last_msn:
+        return ReloadDecision(Reload.READY, delta)
+    if msn_value == playlist.last_msn:
+        last_parts = playlist.segments[-1].parts if playlist.segments else ()
+        if part_value < len(last_parts):
+            return ReloadDecision(Reload.READY, delta)
+        msn_value, part_value = msn_value + 1, 0  # M3: part 0 of the next segment
+    if msn_value == playlist.pending_msn:
+        have = len(playlist.pending_parts)
+        if part_value < have:
+            return ReloadDecision(Reload.READY, delta)
+        if part_value - (have - 1) > advance_part_limit(playlist.part_target):
+            return ReloadDecision(Reload.BAD_REQUEST, delta, "_HLS_part beyond the Advance Part Limit")
+    return ReloadDecision(Reload.WAIT, delta)

@@ -33,12 +33,13 @@ from ingest.whip.handlers import WHIP, WhipApi, options_from_settings
 from ingest.whip.session import WhipSessions
 from live_server import migrations, security
 from live_server.accounts import FailedLoginLimiter
-from live_server.api.auth import AuthApi, Logins
+from live_server.api.auth import AuthApi
 from live_server.api.event_api import EventsApi
 from live_server.cluster import LiveStatusBoard
 from live_server.db import DB, Database
 from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
 from live_server.http_server import CONNECTION_GUARD, ConnectionGuard
+from live_server.logins import Logins
 from live_server.metrics import METRICS, Metrics
 from live_server.middleware import (
     content_security_policy,

@@ -12,6 +12,10 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+#: The master playlist of a live run, at the top of its folder: the packager writes it, the recorder
+#: reads it (codecs and resolution of a recording's master).
+MASTER_PLAYLIST = "master.m3u8"
+
 
 def run_name(started_at: datetime) -> str:
     return started_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")

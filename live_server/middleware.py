@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import time
 from typing import Awaitable, Callable, Iterable, Sequence
@@ -15,14 +14,12 @@ from live_server import accounts, security
 from live_server.accounts import Identity
 from live_server.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceError, TooManyRequests, Unauthorized
 from live_server.db import Database
+from live_server.http_request import ANON_CSRF_COOKIE, IDENTITY, SESSION_COOKIE
 from live_server.metrics import Metrics
-from live_server.session_people import SESSION_COOKIE
 
 log = logging.getLogger(__name__)
-IDENTITY = web.RequestKey("identity", Identity)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-ANON_CSRF_COOKIE = "live_csrf"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MEDIA_PREFIXES = ("/live/", "/vod/")  # the HLS routes; their identity is resolved lazily (session_people.py)
 LAZY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -300,63 +297,3 @@ def security_headers_middleware(policy: dict[str, str], hsts_max_age: int) -> Ca
         return response
 
     return middleware
-
-
-def identity_of(request: web.Request) -> Identity | None:
-    return request.get(IDENTITY)
-
-
-def require_identity(request: web.Request) -> Identity:
-    identity = identity_of(request)
-    if identity is None:
-        raise Unauthorized("log in or send an API token")
-    return identity
-
-
-async def json_body(request: web.Request) -> object:
-    """The request's JSON body; malformed JSON is a 400 that says where."""
-    if request.content_type != "application/json":
-        raise BadRequest("send the body as application/json", code="unsupported_media_type")
-    raw = await request.read()  # bounded by client_max_size (max_request_bytes)
-    try:
-        body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}", code="malformed_json") from None
-    except RecursionError:
-        body = None
-    else:
-        problem = _json_problem(body, MAX_JSON_DEPTH)
-        if problem is None:
-            return body
-        raise BadRequest(f"malformed JSON: {problem}", code="malformed_json")
-    raise BadRequest(f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels", code="malformed_json")
-
-
-MAX_JSON_DEPTH = 32  # our payloads are two levels deep; deeper ones only serve to exhaust the stack later
-
-
-def _json_problem(value: object, limit: int) -> str | None:
-    """What makes a parsed body unusable: nesting beyond ``limit`` (it would exhaust the stack later) or a NUL
-    character (PostgreSQL text refuses it). Iterative: no recursion on hostile input."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return "text must not contain NUL characters"
-        elif isinstance(item, (list, dict)):
-            if depth > limit:
-                return f"nested deeper than {limit} levels"
-            if isinstance(item, dict):
-                stack.extend((key, depth) for key in item)
-                stack.extend((child, depth + 1) for child in item.values())
-            else:
-                stack.extend((child, depth + 1) for child in item)
-    return None
-
-
-def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str, max_age: int, secure_mode: str) -> None:
-    secure = secure_mode == "always" or (secure_mode == "auto" and request.secure)
-    response.set_cookie(
-        SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="Lax", secure=secure, path="/"
-    )

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SESSION_COOKIE = "live_session"  # the same cookie as live_server.middleware.SESSION_COOKIE
+SESSION_COOKIE = "live_session"  # the login session cookie (``live_server.http_request.set_session_cookie``)
 
 
 @dataclass

@@ -43,9 +43,8 @@ from formats.m3u8 import (
     render_vod,
     target_duration_for,
 )
-from ingest.packaging.packager import MASTER_PLAYLIST
 from live_server.files import write_atomic
-from live_server.layout import live_run_of_recording
+from live_server.layout import MASTER_PLAYLIST, live_run_of_recording
 
 # The names below are this module's alone: everything else asks ``RecordingFiles`` for a path.
 JOURNAL = "index.m3u8"

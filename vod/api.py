@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from live_server import events as ev
 from live_server.errors import NotFound, Unprocessable
 from live_server.db import Database
-from live_server.middleware import identity_of, json_body, require_identity
+from live_server.http_request import identity_of, json_body, require_identity
 from live_server.models import Chapter, Recording, RecordingState, User
 from live_server.passes import MediaPasses
 from live_server.settings import Settings
@@ -67,6 +67,14 @@ def _vtt(text: str) -> web.Response:
 def _chapter_json(chapter: Chapter) -> dict[str, Any]:
     return {"id": chapter.id, "title": chapter.title, "offset": chapter.offset_seconds,
             "event_id": chapter.event_id, "recording_id": chapter.recording_id}
+
+
+def _add_chapter(session: Session, event_id: int | None, recording_id: int, title: str, offset: float) -> dict[str, Any]:
+    """A new chapter, as the API shows it (with its id: flushed)."""
+    chapter = Chapter(event_id=event_id, recording_id=recording_id, title=title, offset_seconds=offset)
+    session.add(chapter)
+    session.flush()
+    return _chapter_json(chapter)
 
 
 def _chapter(session: Session, request: web.Request, recording_id: int, user: User) -> Chapter:
@@ -244,13 +252,11 @@ class RecordingsApi:
         data: ChapterCreate = _parse(ChapterCreate, await json_body(request))
         if data.offset is None:
             raise Unprocessable("invalid chapter: offset: required (seconds on the recording's timeline)")
+        offset = data.offset
 
         def work(session: Session) -> dict[str, Any]:
             row = _manageable(session, recording_id, identity.user)
-            chapter = Chapter(event_id=row.event_id, recording_id=row.id, title=data.title, offset_seconds=data.offset)
-            session.add(chapter)
-            session.flush()
-            return _chapter_json(chapter)
+            return _add_chapter(session, row.event_id, row.id, data.title, offset)
 
         return web.json_response(await self.db.run(work), status=201)
 
@@ -309,10 +315,7 @@ class RecordingsApi:
                 if latest is None:
                     raise Unprocessable("invalid chapter: the event has no recording to put a chapter in")
                 recording_id, offset = latest, data.offset
-            chapter = Chapter(event_id=event.id, recording_id=recording_id, title=data.title, offset_seconds=round(offset, 3))
-            session.add(chapter)
-            session.flush()
-            return _chapter_json(chapter)
+            return _add_chapter(session, event.id, recording_id, data.title, round(offset, 3))
 
         return web.json_response(await self.db.run(work), status=201)
 

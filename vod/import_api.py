@@ -14,7 +14,7 @@ from live_server import events as ev
 from live_server.errors import BadRequest, Forbidden, PayloadTooLarge, Unprocessable
 from live_server.db import Database
 from live_server.settings import Settings
-from live_server.middleware import require_identity
+from live_server.http_request import require_identity
 from live_server.models import Recording
 
 from . import access

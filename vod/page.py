@@ -15,7 +15,7 @@ from live_server import security
 from live_server.access import Decision, can_view, person_of, recording_target
 from live_server.errors import NotFound
 from live_server.db import Database
-from live_server.middleware import identity_of
+from live_server.http_request import identity_of
 from live_server.models import Event, Recording, RecordingState, User, Visibility
 from live_server.passes import MediaPasses
 

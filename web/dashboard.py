@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from aiohttp import web
 from babel import Locale, UnknownLocaleError
 from multidict import MultiDictProxy
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -153,6 +153,9 @@ class EventForm:
             raise exc
 
 
+Payload = TypeVar("Payload", bound=BaseModel)
+
+
 class Dashboard:
     """The lecturer's dashboard: their events, creating and editing them."""
 
@@ -212,29 +215,36 @@ class Dashboard:
         require_role(request, *EDITORS)
         return self._form_page(request, EventForm.blank(timezone_of(request).key), None, None)
 
-    async def create_event(self, request: web.Request) -> web.Response:
-        user = require_role(request, *EDITORS)
+    async def _save_form(self, request: web.Request, event: Event | None, stream: dict[str, Any] | None,
+                         model: type[Payload], save: Callable[[Session, Payload], str], done: str) -> web.Response:
+        """The posted event form, checked as ``model`` and saved by ``save`` (which returns the slug); then the
+        edit page with the ``done`` notice. A form the model or the service refuses comes back with its errors (422)."""
         _ = translator(request)
         form = EventForm.posted(await request.post())
-        data = form.payload(_, None)
+        data = form.payload(_, event.slug if event is not None else None)
         payload = None
         try:
-            payload = ev.EventCreate.model_validate(data)
+            payload = model.model_validate(data)
         except ValidationError as exc:
             form.add_validation_errors(_, exc)
         if form.errors or payload is None:
-            return self._form_page(request, form, None, None, status=422)
+            return self._form_page(request, form, event, stream, status=422)
+        valid = payload
+        try:
+            slug = await self.db.run(lambda session: save(session, valid))
+        except (Conflict, Unprocessable) as exc:
+            form.add_service_error(_, exc)
+            return self._form_page(request, form, event, stream, status=422)
+        raise web.HTTPSeeOther(f"/dashboard/events/{slug}?{done}=1")
 
-        def work(session: Session) -> str:
+    async def create_event(self, request: web.Request) -> web.Response:
+        user = require_role(request, *EDITORS)
+
+        def save(session: Session, payload: ev.EventCreate) -> str:
             owner = session.merge(user, load=False)
             return ev.create_event(session, owner, payload).slug
 
-        try:
-            slug = await self.db.run(work)
-        except (Conflict, Unprocessable) as exc:
-            form.add_service_error(_, exc)
-            return self._form_page(request, form, None, None, status=422)
-        raise web.HTTPSeeOther(f"/dashboard/events/{slug}?created=1")
+        return await self._save_form(request, None, None, ev.EventCreate, save, "created")
 
     async def _manageable(self, request: web.Request, user: User) -> tuple[Event, dict[str, Any]]:
         """The event (owner or admin only; others get 403, or 404 where it must not be probed) and its stream settings."""
@@ -266,28 +276,13 @@ class Dashboard:
     async def update_event(self, request: web.Request) -> web.Response:
         user = require_role(request, *EDITORS)
         event, stream = await self._manageable(request, user)
-        _ = translator(request)
-        form = EventForm.posted(await request.post())
-        data = form.payload(_, event.slug)
-        payload = None
-        try:
-            payload = ev.EventUpdate.model_validate(data)
-        except ValidationError as exc:
-            form.add_validation_errors(_, exc)
-        if form.errors or payload is None:
-            return self._form_page(request, form, event, stream, status=422)
 
-        def work(session: Session) -> str:
+        def save(session: Session, payload: ev.EventUpdate) -> str:
             row = ev.get_event(session, event.id, user)
             ev.ensure_manageable(user, row)
             return ev.update_event(session, row, payload).slug
 
-        try:
-            slug = await self.db.run(work)
-        except (Conflict, Unprocessable) as exc:
-            form.add_service_error(_, exc)
-            return self._form_page(request, form, event, stream, status=422)
-        raise web.HTTPSeeOther(f"/dashboard/events/{slug}?saved=1")
+        return await self._save_form(request, event, stream, ev.EventUpdate, save, "saved")
 
     async def rotate_key(self, request: web.Request) -> web.Response:
         """A new stream key; the old one stops working at once (a publish in progress is not cut)."""

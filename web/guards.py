@@ -13,7 +13,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from live_server.errors import ServiceError
-from live_server.middleware import Handler, identity_of, wants_json
+from live_server.http_request import identity_of
 from live_server.models import Role, User
 from web.i18n import N_
 from web.pages import render
@@ -98,12 +98,12 @@ _NOT_PAGES = ("/api/", "/live/", "/vod/", "/static/", "/vendor/", "/socket.io/",
 
 
 def _wants_page(request: web.Request) -> bool:
-    return "text/html" in request.headers.get("Accept", "") and not wants_json(request) \
-        and not request.path.startswith(_NOT_PAGES)
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and "application/json" not in accept and not request.path.startswith(_NOT_PAGES)
 
 
 @web.middleware
-async def error_pages_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def error_pages_middleware(request: web.Request, handler: PageHandler) -> web.StreamResponse:
     """A person in a browser who reaches an unknown event, recording or path (or a page refused to them) gets a
     page in their language, with a title, landmarks, a heading and a way back, instead of the API's plain text.
     Wired inside the identity middleware (the page knows who is there; a CSRF refusal there stays plain text)

@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server import security
-from live_server.api.auth import Logins
 from live_server.db import Database
+from live_server.logins import Logins
 from live_server.passes import MediaPasses
 from live_server.settings import Settings
 from live_server.errors import NotFound, ServiceError
 from live_server.access import Decision, can_view, event_target, person_of
-from live_server.middleware import ANON_CSRF_COOKIE, identity_of
+from live_server.http_request import ANON_CSRF_COOKIE, identity_of
 from live_server.models import Event, EventState, Visibility
 from web.templating import page_context, translator
 from vod.page import ReplayPages, event_replay, password_matches

@@ -17,7 +17,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from live_server.middleware import identity_of
+from live_server.http_request import identity_of
 from web import i18n
 
 LANGUAGE = web.RequestKey("language", str)

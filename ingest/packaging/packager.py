@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 from formats.flv import is_keyframe, is_sequence_header
 from formats.m3u8 import PlaylistParseError, Segment, SubtitleRendition, parse_media_playlist, render_master
 from live_server.files import write_atomic
+from live_server.layout import MASTER_PLAYLIST
 
 from .feed import FlvFeed
 from .ffmpeg_args import SegmentListEntry, build_ffmpeg_args, parse_segment_list_line
@@ -37,12 +38,11 @@ from .options import PackagerOptions
 from .timeline import AlignmentLost, EventTimeline, ListedSegment
 from .variants import MEDIA_PLAYLIST, build_variants
 
-__all__ = ["Packager", "PackagerListener", "DVR_PLAYLIST", "MASTER_PLAYLIST", "DVR_MASTER_PLAYLIST"]
+__all__ = ["Packager", "PackagerListener", "DVR_PLAYLIST", "DVR_MASTER_PLAYLIST"]
 
 log = logging.getLogger(__name__)
 
 DVR_PLAYLIST = "dvr.m3u8"
-MASTER_PLAYLIST = "master.m3u8"
 DVR_MASTER_PLAYLIST = "master-dvr.m3u8"
 
 

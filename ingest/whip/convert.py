@@ -17,6 +17,8 @@ import av
 from av.audio.fifo import AudioFifo
 from av.video.frame import PictureType
 
+from formats.h264 import H264Error, sps_size
+
 __all__ = [
     "AvcToFlv",
     "RtpTimestampMapper",
@@ -95,91 +97,12 @@ def split_annexb(data: bytes) -> list[bytes]:
     return units
 
 
-def _unescape(rbsp: bytes) -> bytes:
-    """Remove emulation-prevention bytes (00 00 03 → 00 00)."""
-    return rbsp.replace(b"\x00\x00\x03", b"\x00\x00")
-
-
-class _Bits:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def bit(self) -> int:
-        if self._pos >= len(self._data) * 8:
-            raise ValueError("SPS truncated")
-        value = (self._data[self._pos >> 3] >> (7 - (self._pos & 7))) & 1
-        self._pos += 1
-        return value
-
-    def bits(self, count: int) -> int:
-        value = 0
-        for _ in range(count):
-            value = (value << 1) | self.bit()
-        return value
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.bit() == 0:
-            zeros += 1
-            if zeros > 31:
-                raise ValueError("bad Exp-Golomb code")
-        return (1 << zeros) - 1 + self.bits(zeros)
-
-    def se(self) -> int:
-        value = self.ue()
-        return (value + 1) // 2 if value & 1 else -(value // 2)
-
-
-_HIGH_PROFILES: Final = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
-
-
 def sps_dimensions(sps: bytes) -> tuple[int, int] | None:
     """Display width and height from an SPS NAL unit (header byte included); None if unreadable."""
     try:
-        r = _Bits(_unescape(sps[1:]))
-        profile_idc = r.bits(8)
-        r.bits(16)  # constraint flags, level
-        r.ue()  # seq_parameter_set_id
-        chroma = 1
-        if profile_idc in _HIGH_PROFILES:
-            chroma = r.ue()
-            if chroma == 3:
-                r.bit()
-            r.ue(), r.ue(), r.bit()  # bit depths, qpprime_y_zero_transform_bypass
-            if r.bit():  # seq_scaling_matrix_present
-                for i in range(12 if chroma == 3 else 8):
-                    if r.bit():
-                        last = nxt = 8
-                        for _ in range(16 if i < 6 else 64):
-                            if nxt:
-                                nxt = (last + r.se() + 256) % 256
-                            last = nxt or last
-        r.ue()  # log2_max_frame_num
-        poc_type = r.ue()
-        if poc_type == 0:
-            r.ue()
-        elif poc_type == 1:
-            r.bit(), r.se(), r.se()
-            for _ in range(r.ue()):
-                r.se()
-        r.ue(), r.bit()  # max_num_ref_frames, gaps_in_frame_num_allowed
-        width = (r.ue() + 1) * 16
-        map_units = r.ue() + 1
-        frame_mbs_only = r.bit()
-        if not frame_mbs_only:
-            r.bit()
-        r.bit()  # direct_8x8_inference
-        height = (2 - frame_mbs_only) * map_units * 16
-        if r.bit():  # frame_cropping
-            left, right, top, bottom = r.ue(), r.ue(), r.ue(), r.ue()
-            unit_x = 1 if chroma in (0, 3) else 2
-            unit_y = (2 if chroma == 1 else 1) * (2 - frame_mbs_only)
-            width -= (left + right) * unit_x
-            height -= (top + bottom) * unit_y
-    except ValueError:
+        return sps_size(sps)
+    except H264Error:
         return None
-    return (width, height) if width > 0 and height > 0 else None
 
 
 def avc_decoder_configuration(sps: bytes, pps: bytes) -> bytes:

@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Final
+from typing import Any, Callable, Final, Iterable
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
@@ -263,32 +263,42 @@ class WhipSession:
             raise OfferError(400, "malformed_sdpfrag", f"malformed SDP fragment: {exc}") from None
 
     # --- media ------------------------------------------------------------------------------
+    def _arrived(self, kind: str, frame: Any, clock_rate: int) -> int:
+        """A decoded frame of a track arrived: the session has media now; its FLV timestamp (ms)."""
+        now = time.monotonic()
+        self.stats.last_media_at = now
+        return self._clock.to_ms(kind, frame.timestamp, clock_rate, now)
+
+    def _converter(self, kind: str, name: str, feed: Callable[[bytes, int], Iterable[tuple[int, bytes]]], clock_rate: int,
+                   maxsize: int, deliver: Callable[[list[tuple[int, bytes]]], None]) -> _Converter:
+        """A converter thread for a track: what ``feed`` makes (pts in ``clock_rate`` units) comes back to
+        ``deliver`` in FLV milliseconds on the session's timeline (never before 0)."""
+        offset = self._clock.offset_ms(kind)
+
+        def convert(data: bytes, rtp_ts: int) -> list[tuple[int, bytes]]:
+            return [(max(0, round(offset + pts * 1000 / clock_rate)), out) for pts, out in feed(data, rtp_ts)]
+
+        return _Converter(f"whip-{name}-{self.id[:8]}", convert, maxsize, deliver, self._loop, self._on_drop)
+
     def _on_video_frame(self, codec: Any, frame: Any) -> None:
         if self.closed:
             return
-        now = time.monotonic()
         self.stats.video_frames_in += 1
-        self.stats.last_media_at = now
-        ts_ms = self._clock.to_ms("video", frame.timestamp, VIDEO_CLOCK, now)
+        ts_ms = self._arrived("video", frame, VIDEO_CLOCK)
         name = codec.name.lower()
         if name == "h264":
             self._deliver_video(self._avc.push(frame.data, ts_ms))
         elif name == "vp8":
             if self._vp8 is None:
                 transcoder = Vp8ToH264(self.options.transcode_bitrate, self.options.keyframe_seconds)
-                offset = self._clock.offset_ms("video")
-
-                def convert(data: bytes, rtp_ts: int) -> list[tuple[int, bytes]]:
-                    return [(round(offset + pts * 1000 / VIDEO_CLOCK), au) for pts, au in transcoder.feed(data, rtp_ts)]
-
-                self._vp8 = _Converter(f"whip-vp8-{self.id[:8]}", convert, VIDEO_QUEUE_FRAMES, self._on_transcoded, self._loop,
-                                       self._on_drop)
+                self._vp8 = self._converter("video", "vp8", transcoder.feed, VIDEO_CLOCK, VIDEO_QUEUE_FRAMES,
+                                            self._on_transcoded)
             if not self._vp8.submit(frame.data, frame.timestamp):
                 self.stats.last_keyframe_at = 0.0  # the decoder lost a frame: ask for a keyframe soon
 
     def _on_transcoded(self, access_units: list[tuple[int, bytes]]) -> None:
         for ts_ms, au in access_units:
-            self._deliver_video(self._avc.push(au, max(0, ts_ms)))
+            self._deliver_video(self._avc.push(au, ts_ms))
 
     def _deliver_video(self, tags: list[tuple[int, bytes]]) -> None:
         if self.closed or not tags:
@@ -307,20 +317,12 @@ class WhipSession:
     def _on_audio_frame(self, codec: Any, frame: Any) -> None:
         if self.closed:
             return
-        now = time.monotonic()
         self.stats.audio_frames_in += 1
-        self.stats.last_media_at = now
-        self._clock.to_ms("audio", frame.timestamp, OPUS_CLOCK, now)
+        self._arrived("audio", frame, OPUS_CLOCK)  # the clock maps this track from its first frame on
         if self._audio is None:
             transcoder = OpusToAac(self.options.audio_bitrate)
-            offset = self._clock.offset_ms("audio")
             self._emit("audio", 0, transcoder.sequence_header)
-
-            def convert(data: bytes, rtp_ts: int) -> list[tuple[int, bytes]]:
-                return [(max(0, round(offset + pts * 1000 / OPUS_CLOCK)), body) for pts, body in transcoder.feed(data, rtp_ts)]
-
-            self._audio = _Converter(f"whip-opus-{self.id[:8]}", convert, AUDIO_QUEUE_FRAMES, self._on_aac, self._loop,
-                                        self._on_drop)
+            self._audio = self._converter("audio", "opus", transcoder.feed, OPUS_CLOCK, AUDIO_QUEUE_FRAMES, self._on_aac)
         self._audio.submit(frame.data, frame.timestamp)
 
     def _on_aac(self, tags: list[tuple[int, bytes]]) -> None:

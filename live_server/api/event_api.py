@@ -14,7 +14,7 @@ from live_server import events as ev
 from live_server.errors import Conflict, Unprocessable
 from live_server.layout import event_live_folder
 from live_server.db import Database
-from live_server.middleware import identity_of, json_body, require_identity
+from live_server.http_request import identity_of, json_body, require_identity
 from live_server.models import Event, EventState, User
 from live_server.settings import Settings
 
@@ -56,6 +56,17 @@ def render_event(session: Session, settings: Settings, event: Event, user: User 
 
 
 
+def _user(request: web.Request) -> User | None:
+    identity = identity_of(request)
+    return identity.user if identity else None
+
+
+def _manageable_event(session: Session, request: web.Request, user: User) -> Event:
+    """The event named by the route, if ``user`` may change it (else NotFound or Forbidden, as the service says)."""
+    event = ev.get_event(session, request.match_info["ref"], user)
+    ev.ensure_manageable(user, event)
+    return event
+
 
 class EventsApi:
     """/api/v1/events: list, create, read, update, delete, rotate the stream key."""
@@ -80,8 +91,7 @@ class EventsApi:
         ]
 
     async def list_events(self, request: web.Request) -> web.Response:
-        identity = identity_of(request)
-        user = identity.user if identity else None
+        user = _user(request)
         state_param = request.query.get("state")
         try:
             state = EventState(state_param) if state_param else None
@@ -110,8 +120,7 @@ class EventsApi:
         return web.json_response(body, status=201, headers={"Location": f"/api/v1/events/{body['id']}"})
 
     async def read_event(self, request: web.Request) -> web.Response:
-        identity = identity_of(request)
-        user = identity.user if identity else None
+        user = _user(request)
         settings = self.settings
 
         def work(session: Session) -> dict[str, Any]:
@@ -158,8 +167,7 @@ class EventsApi:
         settings = self.settings
 
         def work(session: Session) -> dict[str, Any]:
-            event = ev.get_event(session, request.match_info["ref"], identity.user)
-            ev.ensure_manageable(identity.user, event)
+            event = _manageable_event(session, request, identity.user)
             ev.update_event(session, event, data)
             return render_event(session, settings, event, identity.user)
 
@@ -171,8 +179,7 @@ class EventsApi:
         identity = require_identity(request)
 
         def work(session: Session) -> int:
-            event = ev.get_event(session, request.match_info["ref"], identity.user)
-            ev.ensure_manageable(identity.user, event)
+            event = _manageable_event(session, request, identity.user)
             if event.state == EventState.LIVE:
                 raise Conflict("the event is live; stop the stream before deleting it")
             session.delete(event)
@@ -191,8 +198,7 @@ class EventsApi:
         settings = self.settings
 
         def work(session: Session) -> dict[str, Any]:
-            event = ev.get_event(session, request.match_info["ref"], identity.user)
-            ev.ensure_manageable(identity.user, event)
+            event = _manageable_event(session, request, identity.user)
             ev.issue_stream_key(session, event)
             return render_event(session, settings, event, identity.user)
 

@@ -22,8 +22,32 @@ PACKAGES = ("live_server", "formats", "ingest", "chat", "captions", "recorder", 
 GROUND = ("formats", "live_server.settings", "live_server.db", "live_server.models", "live_server.errors",
           "live_server.security", "live_server.metrics", "live_server.accounts", "live_server.events",
           "live_server.layout", "live_server.files", "live_server.migrations", "live_server.ffmpeg", "live_server.access",
-          "live_server.passes", "live_server.session_people")
+          "live_server.passes", "live_server.session_people", "live_server.http_request", "live_server.logins")
 COMPONENTS = ("ingest", "chat", "captions", "recorder", "vod", "web", "audience")
+# The roof: every module of live_server/ that is not the ground floor (the app factory, the CLI, the
+# request pipeline, the /api/v1 handler groups of the server itself, ops, the cluster, the listener).
+# Only the composition root knows every component; no component imports any of it.
+
+# Arrows from one component to another that exist today, module to module, each said in
+# docs/architecture.md. Same rule as KNOWN_CYCLES: the list may only shrink; a new arrow fails the
+# test (ask for a Protocol declared by the importer and wire the real object in the app factory).
+KNOWN_SIDEWAYS: set[tuple[str, str]] = {
+    ("captions.captioner", "ingest.live_run"),  # the frozen LiveRun the hub hands its taps, and RunMedia
+    ("recorder.recorder", "ingest.live_run"),  # the same
+    ("recorder.recorder", "ingest.disk"),  # the media disk guard the packager and the recorder share
+    ("chat.namespace", "web.media"),  # the viewer cookie's name: chat counts the same viewers as the player
+    ("vod.api", "web.media"),  # the media cache and PersonSource, shared by live and replay media
+    ("vod.media", "web.media"),  # the same, and content types and safe file names
+    ("vod.catalog", "recorder.recording_events"),  # the recorder says what happened; the catalog persists it
+    ("vod.catalog", "recorder.storage"),  # a recording's files have one owner: recorder/storage.py
+    ("vod.importer", "recorder.storage"),  # the same
+    ("vod.media", "recorder.storage"),  # the same
+    ("vod.objects", "recorder.storage"),  # the same
+    ("web.embed", "vod.access"),  # web pages show recordings: who may see one
+    ("web.home", "vod.access"),  # the same
+    ("web.home", "vod.search"),  # the home page's recordings search
+    ("web.pages", "vod.page"),  # the replay page
+}
 
 # Cycles that exist today, each as the sorted modules of one strongly connected component. Empty:
 # the app factory is the one composition root and each component declares its own AppKeys; a cycle
@@ -146,6 +170,26 @@ def test_the_ground_floor_imports_no_component() -> None:
     assert formats_out == set(), "formats/ is pure: it imports nothing of ours"
 
 
+def test_no_component_imports_the_roof() -> None:
+    """Components import the ground floor and formats/ only: login/logout is ``live_server.logins``, what a
+    handler reads from a request ``live_server.http_request``, a live run's file names ``live_server.layout``."""
+    graph = import_graph()
+    roof = {m for m in graph if in_layer(m, ("live_server",)) and not in_layer(m, GROUND)}
+    assert {"live_server.app", "live_server.cli", "live_server.middleware", "live_server.api.auth"} <= roof
+    upward = {(m, t) for m, targets in graph.items() if in_layer(m, COMPONENTS) for t in targets if t in roof}
+    assert upward == set(), "a component imports the roof; move what it needs to the ground floor or wire it in"
+    ground_up = {(m, t) for m, targets in graph.items() if in_layer(m, GROUND) for t in targets if t in roof}
+    assert ground_up == set(), "a ground-floor module imports the roof"
+
+
+def test_sideways_arrows_between_components_are_the_known_ones() -> None:
+    graph = import_graph()
+    sideways = {(m, t) for m, targets in graph.items() if in_layer(m, COMPONENTS) for t in targets
+                if in_layer(t, COMPONENTS) and t.split(".")[0] != m.split(".")[0]}
+    assert sideways - KNOWN_SIDEWAYS == set(), "a new arrow between components: a Protocol wired in the app factory instead"
+    assert KNOWN_SIDEWAYS - sideways == set(), "a known sideways arrow is gone: remove it from KNOWN_SIDEWAYS and the docs"
+
+
 def test_the_audience_component_imports_only_the_ground_floor() -> None:
     """audience/ is a component built to the target design (issue 21): the ground floor and itself, nothing sideways."""
     graph = import_graph()
@@ -169,6 +213,7 @@ MEDIA_LIBRARIES = ("aiortc", "av", "vosk")
     "live_server.settings", "live_server.db", "live_server.models", "live_server.security", "live_server.metrics",
     "live_server.events", "live_server.accounts", "formats.webvtt", "formats.m3u8", "formats.flv", "formats.amf0",
     "live_server.middleware",  # the request pipeline: wired with the catalog and metrics, it imports no component
+    "live_server.http_request", "live_server.logins",
     "audience.api",
 ])
 def test_a_foundation_module_loads_no_media_library(module: str) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from formats.cmaf import (NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, AacConfig, AvcConfig, CmafError, CmafMuxer,
                           Part, parse_aac_config, parse_avc_config)
-from formats.m3u8_ll import LlPart, LlPlaylist, LlSegment, render
+from formats.m3u8 import LlPart, LlPlaylist, LlSegment, render_ll
 from tests.media import FFMPEG
 
 # --------------------------------------------------------------------------- test-local readers
@@ -498,7 +498,7 @@ def _write_ll_hls(folder: Path, muxed: Muxed, ended: bool) -> Path:
     else:
         playlist = LlPlaylist(2, 0.334, "init.mp4", segments=tuple(segments), ended=True)
     path = folder / "index.m3u8"
-    path.write_text(render(playlist))
+    path.write_text(render_ll(playlist))
     return path
 
 

@@ -1,5 +1,6 @@
-"""LL-HLS playlists: the RFC 8216bis rules we rely on, table tests of blocking reload, and hls.js's
-own parser (a parser we did not write) reading what we render, delta updates included."""
+"""LL-HLS playlists (``formats.m3u8.render_ll``, ``decide_reload``): the RFC 8216bis rules we rely on,
+table tests of blocking reload, and hls.js's own parser (a parser we did not write) reading what we
+render, delta updates included."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from formats.m3u8_ll import (LlPart, LlPlaylist, LlSegment, Reload, RenditionReport, advance_part_limit,
-                             blocking_timeout, decide_reload, render, rendition_report)
+from formats.m3u8 import (LlPart, LlPlaylist, LlSegment, Reload, RenditionReport, advance_part_limit,
+                          blocking_timeout, decide_reload, render_ll, rendition_report)
 
 REPO = Path(__file__).resolve().parents[2]
 HLS_JS = REPO / "node_modules" / "hls.js" / "dist" / "hls.mjs"
@@ -41,7 +42,7 @@ def live(segments: int = 10, pending: int = 2, first: int = 100, ended: bool = F
 
 
 def test_full_playlist_lists_tags_in_order_with_parts_near_the_live_edge() -> None:
-    text = render(live(reports=(RenditionReport("../360p/index.m3u8", 110, 1),)))
+    text = render_ll(live(reports=(RenditionReport("../360p/index.m3u8", 110, 1),)))
     lines = text.splitlines()
     assert lines[:7] == [
         "#EXTM3U",
@@ -71,7 +72,7 @@ def test_delta_update_skips_segments_beyond_the_skip_boundary(segments: int, ski
     """6.2.5.1: segments further from the end than CAN-SKIP-UNTIL (12 s here) become EXT-X-SKIP.
     Segments last 2.004 s and 0.668 s of parts follow: the end of a segment six before the last is
     6 x 2.004 + 0.668 = 12.69 s from the end (skipped), five before 10.69 s (kept)."""
-    text = render(live(segments=segments), skip=True)
+    text = render_ll(live(segments=segments), skip=True)
     if skipped:
         assert f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}\n" in text and "#EXT-X-VERSION:9\n" in text
         assert f"s{100 + skipped - 1}.m4s" not in text and f"s{100 + skipped}.m4s" in text
@@ -86,13 +87,13 @@ def test_skipping_stops_at_a_discontinuity_so_the_numbering_holds() -> None:
     base = live(segments=10)
     segs = list(base.segments)
     segs[1] = LlSegment(segs[1].uri, segs[1].duration, segs[1].parts, segs[1].program_date_time, discontinuity=True)
-    text = render(LlPlaylist(**{**base.__dict__, "segments": tuple(segs)}), skip=True)
+    text = render_ll(LlPlaylist(**{**base.__dict__, "segments": tuple(segs)}), skip=True)
     assert "#EXT-X-SKIP:SKIPPED-SEGMENTS=1\n" in text and text.count("#EXT-X-DISCONTINUITY\n") == 1
-    assert render(base, skip=True).count("#EXT-X-SKIP:SKIPPED-SEGMENTS=4\n") == 1
+    assert render_ll(base, skip=True).count("#EXT-X-SKIP:SKIPPED-SEGMENTS=4\n") == 1
 
 
 def test_ended_playlist_has_endlist_no_hint_and_ignores_skip() -> None:
-    text = render(live(ended=True, pending=0), skip=True)
+    text = render_ll(live(ended=True, pending=0), skip=True)
     assert text.endswith("s109.m4s\n#EXT-X-ENDLIST\n")
     assert "PRELOAD-HINT" not in text and "#EXT-X-SKIP" not in text
 
@@ -104,7 +105,7 @@ def test_ended_playlist_has_endlist_no_hint_and_ignores_skip() -> None:
 ])
 def test_values_the_rfc_forbids_are_refused(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        render(LlPlaylist(**{**live().__dict__, **change}))
+        render_ll(LlPlaylist(**{**live().__dict__, **change}))
 
 
 def test_rendition_report_names_the_last_part() -> None:
@@ -208,7 +209,7 @@ def hls_js_parse(text: str, tmp_path: Path) -> dict[str, Any]:
 
 def test_hls_js_reads_the_full_playlist_as_we_meant_it(tmp_path: Path) -> None:
     playlist = live(reports=(RenditionReport("../360p/index.m3u8", 110, 1),))
-    got = hls_js_parse(render(playlist), tmp_path)
+    got = hls_js_parse(render_ll(playlist), tmp_path)
     assert (got["startSN"], got["endSN"], got["skipped"], got["live"]) == (100, 109, 0, True)
     assert (got["partTarget"], got["partHoldBack"], got["canSkipUntil"], got["canBlockReload"]) == (
         PART, 3 * PART, 12, True)
@@ -222,7 +223,7 @@ def test_hls_js_reads_the_full_playlist_as_we_meant_it(tmp_path: Path) -> None:
 
 
 def test_hls_js_reads_the_delta_update(tmp_path: Path) -> None:
-    got = hls_js_parse(render(live(), skip=True), tmp_path)
+    got = hls_js_parse(render_ll(live(), skip=True), tmp_path)
     assert (got["version"], got["skipped"], got["startSN"], got["endSN"]) == (9, 4, 100, 109)
     frags = got["frags"]
     assert [f[0] for f in frags] == list(range(104, 110))
