@@ -70,6 +70,7 @@ from web.admin_pages import AdminPages
 from web.audience_tab import AudienceTab
 from web.dashboard import Dashboard
 from web.embed import EmbedPages
+from web.guards import error_pages_middleware
 from web.home import HomePages
 from web.media import (
     MEDIA_CACHE, VIEWERS, CatalogMediaDirectory, LiveMediaHandler, MediaCache, ViewerCounter, media_preflight, player_handle,
@@ -156,9 +157,11 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             guard.middleware,  # deadlines and the connection cap of `live-server run` (live_server/http_server.py)
             forwarded_middleware(settings.trusted_proxies),
-            metrics_middleware(metrics), errors_middleware, route_ids_middleware,
+            metrics_middleware(metrics), errors_middleware,
             security_headers_middleware(content_security_policy(_page_origins(settings)), settings.hsts_max_age_seconds),
             identity_middleware(db),
+            error_pages_middleware,  # 404s and refusals as pages for browsers (web/guards.py); the API stays JSON
+            route_ids_middleware,
         ],
         client_max_size=settings.max_request_bytes,
     )

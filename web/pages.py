@@ -45,7 +45,9 @@ def render(request: web.Request, template: str, context: dict[str, Any], status:
     identity = identity_of(request)
     context = {
         **page_context(request),  # language, catalog, time zone (web/templating.py)
-        "user": identity.user if identity else None, "csrf_token": _csrf_for(request, cookies), **context,
+        "user": identity.user if identity else None, "csrf_token": _csrf_for(request, cookies),
+        "status": status,  # base.html starts the title with "Error:" on 4xx pages (a form refused, a page not found)
+        **context,
     }
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     for name, value in cookies.items():
