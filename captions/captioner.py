@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from babel import Locale
+from babel.core import UnknownLocaleError
 from sqlalchemy.orm import Session
 
 from formats.flv import is_sequence_header
@@ -102,6 +104,21 @@ def _store_cues(session: Session, event_id: int, language: str, cues: list[Cue])
     )
 
 
+# What hls.js (and Apple's players) need to list a track as captions, not subtitles: same-language text
+# for viewers who cannot hear the sound (RFC 8216 4.3.4.1, Apple HLS authoring spec).
+CAPTION_CHARACTERISTICS = "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"
+
+
+def rendition_name(language: str) -> str:
+    """The caption rendition's NAME: the language's own name ("한국어", "Français"). RFC 8216 asks for a NAME
+    in the rendition's language, and one playlist serves every viewer, so no interface language fits all."""
+    try:
+        name = Locale.parse(language.replace("-", "_")).get_display_name() or language
+    except (UnknownLocaleError, ValueError):
+        return language
+    return name[:1].upper() + name[1:]
+
+
 def _read_head(path: Path, size: int = 65536) -> bytes:
     try:
         with open(path, "rb") as fh:
@@ -149,8 +166,8 @@ class EventCaptioner:
         )
         self.track.start()
         live.media.set_subtitles([SubtitleRendition(
-            name=f"Captions ({language})", language=language, uri=f"{SUBTITLES_FOLDER}/{language}/{LIVE_PLAYLIST}",
-            default=False, autoselect=True,
+            name=rendition_name(language), language=language, uri=f"{SUBTITLES_FOLDER}/{language}/{LIVE_PLAYLIST}",
+            default=False, autoselect=True, characteristics=CAPTION_CHARACTERISTICS,
         )])
         self._settled: float | None = None
         self._segment_task = asyncio.create_task(self._segment_loop(), name=f"captions-segments-{self.event_id}")

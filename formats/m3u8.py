@@ -429,6 +429,7 @@ class SubtitleRendition:
     uri: str
     default: bool = False
     autoselect: bool = True
+    characteristics: str | None = None  # CHARACTERISTICS (RFC 8216 4.3.4.1): players type a track by it
 
 
 SUBTITLE_GROUP = "subs"
@@ -457,7 +458,8 @@ def render_master(
             f"LANGUAGE={_quote(sub.language)},"
             f"DEFAULT={'YES' if sub.default else 'NO'},"
             f"AUTOSELECT={'YES' if sub.autoselect or sub.default else 'NO'},"
-            f"URI={_quote(sub.uri)}"
+            + (f"CHARACTERISTICS={_quote(sub.characteristics)}," if sub.characteristics else "")
+            + f"URI={_quote(sub.uri)}"
         )
     for variant in variant_list:
         attrs = [f"BANDWIDTH={variant.bandwidth}"]

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from audience.api import AudienceApi
 from audience.collector import AUDIENCE, Audience
 from audience.merge import RedisMerge
+from audience import store as audience_store
 from captions.captioner import SUBTITLES_FOLDER, LiveCaptions
 from captions.socketio import SocketIOCaptionSink
 from captions.web import CaptionsApi
@@ -66,8 +67,10 @@ from vod.page import ReplayPages
 from web import pages
 from web.account_pages import AccountPages
 from web.admin_pages import AdminPages
+from web.audience_tab import AudienceTab
 from web.dashboard import Dashboard
 from web.embed import EmbedPages
+from web.guards import error_pages_middleware
 from web.home import HomePages
 from web.media import (
     MEDIA_CACHE, VIEWERS, CatalogMediaDirectory, LiveMediaHandler, MediaCache, ViewerCounter, media_preflight, player_handle,
@@ -154,9 +157,11 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             guard.middleware,  # deadlines and the connection cap of `live-server run` (live_server/http_server.py)
             forwarded_middleware(settings.trusted_proxies),
-            metrics_middleware(metrics), errors_middleware, route_ids_middleware,
+            metrics_middleware(metrics), errors_middleware,
             security_headers_middleware(content_security_policy(_page_origins(settings)), settings.hsts_max_age_seconds),
             identity_middleware(db),
+            error_pages_middleware,  # 404s and refusals as pages for browsers (web/guards.py); the API stays JSON
+            route_ids_middleware,
         ],
         client_max_size=settings.max_request_bytes,
     )
@@ -206,9 +211,10 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, player_handle, settings).routes())
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
                                         people).routes())
-    app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays).routes())
+    app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays,
+                                       AudienceTab(db, audience_store, settings.audience_bucket_seconds)).routes())
     app.router.add_routes(HomePages(db, viewers).routes())
-    app.router.add_routes(Dashboard(db, settings, viewers).routes())
+    app.router.add_routes(Dashboard(db, settings, viewers, audience_store).routes())
     app.router.add_routes(AccountPages(db).routes())
     app.router.add_routes(AdminPages(db, people).routes())
     app.router.add_routes(EmbedPages(db).routes())

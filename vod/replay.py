@@ -76,8 +76,9 @@ def _author(names: dict[int, str], user_id: int | None, guest_name: str | None) 
 
 
 def _window(recording: Recording) -> tuple[datetime, datetime]:
-    end = recording.ended_at or datetime.max.replace(tzinfo=recording.created_at.tzinfo)
-    return recording.created_at - timedelta(seconds=5), end + timedelta(seconds=5)
+    # No end known (an import, a run still open): no upper bound (datetime.max + 5 s would overflow).
+    end = recording.ended_at + timedelta(seconds=5) if recording.ended_at else datetime.max.replace(tzinfo=recording.created_at.tzinfo)
+    return recording.created_at - timedelta(seconds=5), end
 
 
 def _shift(value: float | None, offset: float, duration: float) -> float | None:

@@ -35,13 +35,13 @@ def _fts5_query(terms: list[str]) -> str:
 def _caption_hits(session: Session, terms: list[str]) -> list[Any]:
     if session.get_bind().dialect.name == "postgresql":
         sql = text(
-            "SELECT c.id, c.event_id, c.recording_id, c.start_seconds, c.end_seconds, c.text FROM caption_segments c "
+            "SELECT c.id, c.event_id, c.recording_id, c.start_seconds, c.end_seconds, c.text, c.language FROM caption_segments c "
             "WHERE to_tsvector('simple', c.text) @@ plainto_tsquery('simple', :q) "
             "ORDER BY c.start_seconds LIMIT :n"
         )
         return list(session.execute(sql, {"q": " ".join(terms), "n": MAX_HITS}))
     sql = text(
-        "SELECT c.id, c.event_id, c.recording_id, c.start_seconds, c.end_seconds, c.text FROM caption_fts f "
+        "SELECT c.id, c.event_id, c.recording_id, c.start_seconds, c.end_seconds, c.text, c.language FROM caption_fts f "
         "JOIN caption_segments c ON c.id = f.rowid WHERE caption_fts MATCH :q ORDER BY c.start_seconds LIMIT :n"
     )
     return list(session.execute(sql, {"q": _fts5_query(terms), "n": MAX_HITS}))
@@ -90,7 +90,7 @@ def search(session: Session, user: User | None, query: str, base_url: str, limit
             continue  # trimmed away
         matches.setdefault(recording.id, []).append(
             {"start": round(max(offset, 0.0), 3), "end": round(hit.end_seconds - recording.trim_start, 3),
-             "text": hit.text})
+             "text": hit.text, "language": hit.language})  # the page marks the excerpt with it (WCAG 3.1.2)
     ranked: list[tuple[bool, int, int, dict[str, Any]]] = []
     for recording_id, recording in rows.items():
         in_title = recording_id in title_hits

@@ -26,13 +26,14 @@ from live_server.models import Event, EventState, Role, User, Visibility
 from web import i18n
 from web.guards import PageError, html_errors, require_role
 from web.i18n import N_
+from web.audience_tab import AudienceFigures
 from web.media import ViewerCounter
 from web.pages import render
 from web.templating import language, site_url, timezone_of, translator
 
 
 EDITORS = (Role.LECTURER, Role.ADMIN)
-FLAGS = ("dvr", "record", "abr", "chat_enabled", "guests_allowed")
+FLAGS = ("dvr", "record", "abr", "chat_enabled", "guests_allowed", "attendance_required")
 # The form's order: problems are listed in it, and "who can watch" from the most to the least open.
 FIELD_ORDER = ("title", "description", "slug", "scheduled_start", "scheduled_end", "timezone", "visibility", "password",
                "caption_language", "caption_vocabulary", *FLAGS)
@@ -80,7 +81,7 @@ class EventForm:
         return cls({"title": "", "slug": "", "description": "", "scheduled_start": "", "scheduled_end": "",
                     "timezone": tz_name, "visibility": Visibility.PUBLIC.value, "caption_language": "",
                     "caption_vocabulary": "", "dvr": True, "record": True, "abr": False, "chat_enabled": True,
-                    "guests_allowed": False})
+                    "guests_allowed": False, "attendance_required": False})
 
     @classmethod
     def of(cls, event: Event, tz_name: str) -> "EventForm":
@@ -159,10 +160,11 @@ Payload = TypeVar("Payload", bound=BaseModel)
 class Dashboard:
     """The lecturer's dashboard: their events, creating and editing them."""
 
-    def __init__(self, db: Database, settings: Settings, viewers: ViewerCounter) -> None:
+    def __init__(self, db: Database, settings: Settings, viewers: ViewerCounter, figures: AudienceFigures | None = None) -> None:
         self.db = db
         self.settings = settings
         self.viewers = viewers
+        self.figures = figures  # each event's peak viewers (audience.store); None: no column figures
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -202,14 +204,15 @@ class Dashboard:
     async def my_events(self, request: web.Request) -> web.Response:
         user = require_role(request, *EDITORS)
 
-        def work(session: Session) -> list[Event]:
-            return list(session.scalars(select(Event).where(Event.owner_id == user.id)
-                                        .order_by(Event.scheduled_start.is_(None), Event.scheduled_start.desc(), Event.id.desc())))
+        def work(session: Session) -> tuple[list[Event], dict[int, int]]:
+            events = list(session.scalars(select(Event).where(Event.owner_id == user.id)
+                                          .order_by(Event.scheduled_start.is_(None), Event.scheduled_start.desc(), Event.id.desc())))
+            return events, self.figures.peak_viewers(session, [e.id for e in events]) if self.figures else {}  # one query for the list
 
-        events = await self.db.run(work)
+        events, peaks = await self.db.run(work)
         _ = translator(request)
         notice = _("The event was deleted.") if request.query.get("deleted") else None
-        return render(request, "dashboard.html", {"events": events, "notice": notice})
+        return render(request, "dashboard.html", {"events": events, "notice": notice, "peaks": peaks})
 
     async def new_event(self, request: web.Request) -> web.Response:
         require_role(request, *EDITORS)

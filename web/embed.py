@@ -47,6 +47,12 @@ def _embeddable_recording(session: Session, ref: str) -> Recording:
     return row
 
 
+def _caption_language(session: Session, row: Recording) -> str | None:
+    """The language of a recording's captions: its event's (what the live captions were made in)."""
+    event = session.get(Event, row.event_id) if row.event_id is not None else None
+    return event.caption_language if event is not None else None
+
+
 def _framable(response: web.StreamResponse) -> web.StreamResponse:
     # The security-headers middleware merges this directive into the site's Content-Security-Policy and,
     # framing being allowed, sends no X-Frame-Options (it would contradict frame-ancestors *).
@@ -99,13 +105,14 @@ class EmbedPages:
             "title": event.title, "unavailable": False, "kind": "event", "state": event.state.value,
             "page_url": f"{site_url(request)}/events/{event.slug}",
             "playback_url": f"/live/{event.slug}/master.m3u8", "api_url": f"/api/v1/events/{event.slug}",
-            "poster": None,
+            "poster": None, "caption_language": event.caption_language, "captions_url": None,
         }))
 
     async def embed_recording(self, request: web.Request) -> web.StreamResponse:
         ref = request.match_info["id"]
         try:
-            row = await self.db.run(lambda s: _embeddable_recording(s, ref))
+            row, caption_language = await self.db.run(
+                lambda s: (row := _embeddable_recording(s, ref), _caption_language(s, row)))
         except NotFound:
             return _unavailable(request)
         return _framable(render(request, "embed.html", {
@@ -113,6 +120,8 @@ class EmbedPages:
             "page_url": f"{site_url(request)}/recordings/{row.public_ref}",
             "playback_url": f"/vod/{row.public_ref}/master.m3u8", "api_url": "",
             "poster": f"/vod/{row.public_ref}/thumbnail.jpg" if row.thumbnail_path else None,
+            # the same captions track as the replay page: an LMS shows students this player (WCAG 1.2.2)
+            "caption_language": caption_language, "captions_url": f"/api/v1/recordings/{row.public_ref}/captions.vtt",
         }))
 
     async def oembed(self, request: web.Request) -> web.Response:

@@ -91,3 +91,30 @@ def html_errors(handler: PageHandler) -> PageHandler:
             return error_page(request, exc.status)
 
     return wrapper
+
+
+# Paths whose errors stay as they are: the API's JSON, media and scripts for players, oEmbed for LMS servers.
+_NOT_PAGES = ("/api/", "/live/", "/vod/", "/static/", "/vendor/", "/socket.io/", "/whip", "/oembed", "/_media/")
+
+
+def _wants_page(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and "application/json" not in accept and not request.path.startswith(_NOT_PAGES)
+
+
+@web.middleware
+async def error_pages_middleware(request: web.Request, handler: PageHandler) -> web.StreamResponse:
+    """A person in a browser who reaches an unknown event, recording or path (or a page refused to them) gets a
+    page in their language, with a title, landmarks, a heading and a way back, instead of the API's plain text.
+    Wired inside the identity middleware (the page knows who is there; a CSRF refusal there stays plain text)
+    and the security headers (it gets the CSP)."""
+    try:
+        return await handler(request)
+    except ServiceError as exc:
+        if exc.status not in _TITLES or not _wants_page(request):
+            raise
+        return error_page(request, exc.status)
+    except web.HTTPNotFound:
+        if not _wants_page(request):
+            raise
+        return error_page(request, 404)

@@ -28,6 +28,7 @@ from live_server.models import Event, EventState, Visibility
 from web.templating import page_context, translator
 from vod.page import ReplayPages, event_replay, password_matches
 from web.media import ViewerCounter
+from web.audience_tab import AudienceTab
 
 
 def _csrf_for(request: web.Request, response_cookies: dict[str, str]) -> str:
@@ -44,7 +45,9 @@ def render(request: web.Request, template: str, context: dict[str, Any], status:
     identity = identity_of(request)
     context = {
         **page_context(request),  # language, catalog, time zone (web/templating.py)
-        "user": identity.user if identity else None, "csrf_token": _csrf_for(request, cookies), **context,
+        "user": identity.user if identity else None, "csrf_token": _csrf_for(request, cookies),
+        "status": status,  # base.html starts the title with "Error:" on 4xx pages (a form refused, a page not found)
+        **context,
     }
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     for name, value in cookies.items():
@@ -69,8 +72,10 @@ def _safe_next(target: str) -> str:
 class Pages:
     """Login and logout, the event page and the replay page."""
 
-    def __init__(self, db: Database, passes: MediaPasses, viewers: ViewerCounter, settings: Settings, logins: Logins, replays: ReplayPages) -> None:
+    def __init__(self, db: Database, passes: MediaPasses, viewers: ViewerCounter, settings: Settings, logins: Logins, replays: ReplayPages,
+                 audience: AudienceTab | None = None) -> None:
         self.db = db
+        self.audience = audience  # the owners' Audience tab (issue 21); None: no tab
         self.passes = passes
         self.viewers = viewers
         self.settings = settings
@@ -149,7 +154,15 @@ class Pages:
             "replay": replay,
             "viewers": self.viewers.count(event.id) if event.state == EventState.LIVE else 0,
             "base_url": self.settings.base_url,
+            "audience": await self._event_audience(request, event) if manager and not locked else None,
         }
+
+    async def _event_audience(self, request: web.Request, event: Event) -> dict[str, Any] | None:
+        """The owner's Audience tab, once viewers could have come (during the live run and after)."""
+        if self.audience is None or event.state == EventState.SCHEDULED and event.started_at is None:
+            return None
+        context = page_context(request)
+        return await self.audience.for_event(event, translator(request), context["timezone"], context["lang"])
 
     async def event_page(self, request: web.Request) -> web.Response:
         identity = identity_of(request)
@@ -181,7 +194,11 @@ class Pages:
     async def replay_page(self, request: web.Request) -> web.Response:
         """A recording's replay: the VOD with its captions, chapters and chat (logic in vod/page.py)."""
         view = await self.replays.replay_view(request)
-        response = render(request, "replay.html", view.context)
+        context = view.context
+        if self.audience is not None and view.manager and not view.locked:
+            context["audience"] = await self.audience.for_recording(view.recording, view.event, translator(request),
+                                                                    page_context(request)["lang"])
+        response = render(request, "replay.html", context)
         self.replays.grant_pass(request, response, view)
         return response
 

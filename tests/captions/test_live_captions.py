@@ -48,8 +48,10 @@ async def test_live_captions_reach_viewers_hls_and_the_catalog(captioned: Live, 
 
     await wait_for(lambda: event_state_is(live, event, "live"), 15, "the event to go live")
     master = await (await live.client.get(f"/live/{event['slug']}/master.m3u8")).text()
-    assert re.search(r'^#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="[^"]+",LANGUAGE="ko",.*'
-                     r'URI="subtitles/ko/live.m3u8"$', master, re.M), master
+    # named in its own language, typed as captions (hls.js reads CHARACTERISTICS for the track's kind)
+    assert re.search(r'^#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="한국어",LANGUAGE="ko",.*'
+                     r'CHARACTERISTICS="public.accessibility.transcribes-spoken-dialog,'
+                     r'public.accessibility.describes-music-and-sound",URI="subtitles/ko/live.m3u8"$', master, re.M), master
     assert all('SUBTITLES="subs"' in line for line in master.splitlines() if line.startswith("#EXT-X-STREAM-INF"))
 
     async def first_final() -> Any:

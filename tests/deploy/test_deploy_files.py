@@ -80,3 +80,14 @@ def test_monitoring_files_name_only_exported_metrics(path: str, settings: Settin
     assert used, "no live_* metric referenced"
     missing = used - _exported_metric_names(settings)
     assert not missing, f"{path} names metrics the app does not export: {sorted(missing)}"
+
+
+def test_the_readme_names_counters_as_they_are_exported(settings: Settings) -> None:
+    """Prometheus exports a counter ``x`` as ``x_total``: the README names the series an operator finds in /metrics."""
+    from live_server.app import create_app
+    from live_server.metrics import METRICS
+
+    counters = {m.name for m in create_app(settings)[METRICS].registry.collect() if m.type == "counter"}
+    named = set(re.findall(r"`(live_[a-z0-9_]+)", (DEPLOY.parent / "README.md").read_text()))
+    assert counters and named
+    assert not named & counters, f"README names counters without their _total suffix: {sorted(named & counters)}"

@@ -295,6 +295,15 @@ def test_master_with_variants_audio_only_and_subtitles() -> None:
     )
 
 
+def test_a_caption_rendition_carries_its_characteristics() -> None:
+    sdh = "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"
+    text = render_master([VariantStream("a.m3u8", 1)],
+                         [SubtitleRendition("한국어", "ko", "subtitles/ko/live.m3u8", characteristics=sdh)])
+    assert ('#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="한국어",LANGUAGE="ko",DEFAULT=NO,AUTOSELECT=YES,'
+            'CHARACTERISTICS="public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound",'
+            'URI="subtitles/ko/live.m3u8"\n') in text
+
+
 def test_master_without_subtitles_has_no_group() -> None:
     text = render_master([VariantStream("source/live.m3u8", 3_000_000)])
     assert text.endswith("#EXT-X-STREAM-INF:BANDWIDTH=3000000\nsource/live.m3u8\n")

@@ -1,6 +1,7 @@
 """Live captions on the event page in Chromium: espeak-ng Korean speech pushed over RTMP, recognised by
 Vosk; the caption reaches the page over the chat's socket and shows over the video when the video
-reaches the words, is read out through a live region, and the viewer's choice to hide captions is kept.
+reaches the words, is read out through a live region (marked as Korean), and the viewer's choice to hide
+captions is kept; the player lists the WebVTT rendition as captions named in its own language.
 """
 
 from __future__ import annotations
@@ -36,11 +37,15 @@ async def test_live_captions_show_over_the_video_and_the_choice_is_kept(
         await page.wait_for_function(f"{OVERLAY_TEXT} && !document.getElementById('caption-overlay').hidden",
                                      timeout=25_000)
         assert HANGUL.search(await page.evaluate(OVERLAY_TEXT))
+        assert await page.get_attribute("#caption-overlay", "lang") == "ko"
         await page.wait_for_function("() => /[\\uac00-\\ud7a3]/.test(document.getElementById('caption-live').textContent)",
                                      timeout=15_000)  # a final caption, for screen readers
         # the master's WebVTT rendition is known, but not shown on top of the overlay
         tracks = await page.evaluate("Array.from(document.getElementById('player').textTracks).map(t => t.mode)")
         assert tracks and "showing" not in tracks, tracks
+        # hls.js lists it as captions (CHARACTERISTICS), named in its own language, not "Captions (ko)"
+        kinds = await page.evaluate("Array.from(document.getElementById('player').textTracks).map(t => [t.kind, t.label, t.language])")
+        assert ["captions", "한국어", "ko"] in kinds, kinds
         await page.screenshot(path=tmp_path / "event-captions.png")
 
         await page.click("#captions-toggle")

@@ -34,7 +34,7 @@
   var list = $("chat-messages"), status = $("chat-status"), errorLine = $("chat-error");
   var form = $("chat-form"), text = $("chat-text"), guestForm = $("chat-guest"), nicknameInput = $("chat-nickname");
   var moderation = $("chat-moderation"), toggleOpen = $("chat-toggle-open"), slow = $("chat-slow");
-  var premoderation = $("chat-premoderation");
+  var premoderation = $("chat-premoderation"), announceBox = $("chat-announce");
   var qaList = $("qa-list"), qaForm = $("qa-form"), qaText = $("qa-text"), qaEmpty = $("qa-empty"), qaStatus = $("qa-status");
 
   var slug = panel.dataset.event;
@@ -66,6 +66,26 @@
   }
 
   function showError(message) { errorLine.textContent = message || ""; }
+
+  // New messages are read out (the list is a polite live region) unless this viewer silenced them; the
+  // captions have their own region and their own switch (the player's "Captions").
+  var ANNOUNCE = "live-chat-announce", announcing = true, welcomed = false;
+  try { announcing = window.localStorage.getItem(ANNOUNCE) !== "off"; } catch (e) { /* private mode */ }
+  function liveMode() { return announcing ? "polite" : "off"; }
+  if (announceBox) {
+    announceBox.checked = announcing;
+    $("chat-announce-field").hidden = false;
+    list.setAttribute("aria-live", liveMode());
+    announceBox.addEventListener("change", function () {
+      announcing = announceBox.checked;
+      try { window.localStorage.setItem(ANNOUNCE, announcing ? "on" : "off"); } catch (e) { /* not remembered */ }
+      if (welcomed) list.setAttribute("aria-live", liveMode());
+    });
+  }
+
+  // What a moderator's button is about, in its accessible name: the same "Delete" on every message reads
+  // as one control repeated (the start of the text tells them apart).
+  function excerpt(text) { return text.length > 60 ? text.slice(0, 59) + "…" : text; }
 
   function storage(action, value) {
     try {
@@ -121,7 +141,7 @@
     if (me.moderator) {
       var tools = el("span", "chat-tools");
       tools.appendChild(button(t("delete", "Delete"), "delete", function () { call("delete", { id: m.id }); },
-        t("delete_label", "Delete the message from %(name)s", { name: m.author.name })));
+        t("delete_label", "Delete the message from %(name)s: %(text)s", { name: m.author.name, text: excerpt(m.text) })));
       if (!me.author || m.author.key !== me.author.key) {
         var ban = t("ban", "Ban %(name)s", { name: m.author.name });
         tools.appendChild(button(ban, "ban", function () {
@@ -169,6 +189,7 @@
     });
     qaList.textContent = "";
     qaEmpty.hidden = items.length > 0;
+    qaList.hidden = items.length === 0;  // an empty list is no Tab stop
     items.forEach(function (q) {
       var item = el("li", "qa-question qa-" + q.state + (q.pinned ? " qa-pinned" : ""));
       item.dataset.id = String(q.id);
@@ -183,10 +204,14 @@
       }
       if (me.moderator) {
         var act = function (action) { return function () { call("question", { id: q.id, action: action }); }; };
-        if (q.state === "pending" || q.state === "rejected") tools.appendChild(button(t("approve", "Approve"), "approve", act("approve")));
-        if (q.state !== "answered") tools.appendChild(button(t("mark_answered", "Mark as answered"), "answer", act("answer")));
-        tools.appendChild(button(q.pinned ? t("unpin", "Unpin") : t("pin", "Pin"), "pin", act(q.pinned ? "unpin" : "pin")));
-        if (q.state !== "rejected") tools.appendChild(button(t("hide", "Hide"), "reject", act("reject")));
+        var about = { text: excerpt(q.text) };
+        var tool = function (name, fallback, action, command) {
+          tools.appendChild(button(t(name, fallback), action, act(command), t(name + "_label", fallback + ": %(text)s", about)));
+        };
+        if (q.state === "pending" || q.state === "rejected") tool("approve", "Approve", "approve", "approve");
+        if (q.state !== "answered") tool("mark_answered", "Mark as answered", "answer", "answer");
+        if (q.pinned) tool("unpin", "Unpin", "pin", "unpin"); else tool("pin", "Pin", "pin", "pin");
+        if (q.state !== "rejected") tool("hide", "Hide", "reject", "reject");
       }
       if (tools.children.length) item.appendChild(tools);
       qaList.appendChild(item);
@@ -230,7 +255,7 @@
         // The history is not read out: only messages that arrive from now on are announced.
         list.setAttribute("aria-live", "off");
         addMessages(w.history);
-        setTimeout(function () { list.setAttribute("aria-live", "polite"); }, 100);
+        setTimeout(function () { welcomed = true; list.setAttribute("aria-live", liveMode()); }, 100);
       } else {
         // A reconnection: add what was said meanwhile (re-rendering would read everything out again).
         var last = Number(list.lastElementChild.dataset.id);

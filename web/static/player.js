@@ -69,13 +69,22 @@
     if (next === "live") attach();
     if (next === "ended") {
       if (latency) { latency.textContent = ""; latency.classList.remove("at-live"); }
-      if (goLive) goLive.hidden = true;
+      hideKeepingFocus(goLive);
       findReplay(0);
     }
     updateBar();
   }
 
   function updateBar() { if (bar) bar.hidden = !attached; }
+
+  // "Back to live" and "Turn the sound on" hide themselves once done: the keyboard focus they had goes to
+  // the video, not to the top of the page (WCAG 2.4.3).
+  function hideKeepingFocus(button) {
+    if (!button || button.hidden) return;
+    var focused = document.activeElement === button;
+    button.hidden = true;
+    if (focused) video.focus();
+  }
 
   // A gap in the publisher's media: the frame on screen is frozen, so say so (and that it comes back).
   // quiet: the state is changing anyway (ended), so its texts are left to setState.
@@ -89,13 +98,15 @@
     if (stateLine) stateLine.textContent = text;
     if (notice) notice.querySelector("p").textContent = t("interrupted", FALLBACK.interrupted);
     if (latency) { latency.textContent = on ? text : ""; latency.classList.remove("at-live"); }
-    if (goLive && on) goLive.hidden = true;
+    if (on) hideKeepingFocus(goLive);
     if (!on) showLatency();
   }
 
   // The slate over the video says the state; the state line (the live region) is then only heard.
+  // The video under it is no Tab stop: there is nothing to do with it.
   function showSlate(show) {
     slate.hidden = !show;
+    if (show) video.setAttribute("tabindex", "-1"); else video.removeAttribute("tabindex");
     if (stateLine) stateLine.classList.toggle("visually-hidden", show);
   }
 
@@ -161,8 +172,8 @@
   }
 
   if (unmute) {
-    unmute.addEventListener("click", function () { video.muted = false; unmute.hidden = true; });
-    video.addEventListener("volumechange", function () { if (!video.muted) unmute.hidden = true; });
+    unmute.addEventListener("click", function () { video.muted = false; hideKeepingFocus(unmute); });
+    video.addEventListener("volumechange", function () { if (!video.muted) hideKeepingFocus(unmute); });
   }
   video.addEventListener("ended", function () { if (state === "ended" && slate) showSlate(true); });
 
@@ -232,7 +243,7 @@
     latency.textContent = atLive ? t("at_live", "Live, %(seconds)s s delay", { seconds: Math.round(distance) })
       : t("behind_live", "%(seconds)s s behind live", { seconds: Math.round(distance) });
     latency.classList.toggle("at-live", atLive);
-    if (goLive) goLive.hidden = atLive;
+    if (atLive) hideKeepingFocus(goLive); else if (goLive) goLive.hidden = false;
   }
 
   if (goLive) {
@@ -262,8 +273,22 @@
     return !!(captionsOn && (captionLanguage || renditionTracks().length > 0));
   }
 
+  // A recording (embed page) has the replay's <track kind="captions">: the toggle shows it or hides it,
+  // once it has cues; the choice is the same one as on the live pages.
+  var trackShown = null;
+  function applyTrackCaptions() {
+    var tracks = Array.prototype.filter.call(video.textTracks, function (tr) { return tr.kind === "captions"; });
+    captionsToggle.hidden = !tracks.some(function (tr) { return tr.cues && tr.cues.length > 0; });
+    captionsToggle.setAttribute("aria-pressed", captionsOn ? "true" : "false");
+    if (trackShown === captionsOn) return;  // in between, the viewer may use the video's own menu
+    trackShown = captionsOn;
+    tracks.forEach(function (tr) { tr.mode = captionsOn ? "showing" : "hidden"; });
+  }
+  Array.prototype.forEach.call(video.querySelectorAll("track"), function (el) { el.addEventListener("load", applyCaptions); });
+
   function applyCaptions() {
     if (!captionsToggle) return;
+    if (state === "vod") { applyTrackCaptions(); return; }
     var rendition = renditionTracks().length > 0;
     captionsToggle.hidden = !(captionLanguage || rendition);
     captionsToggle.setAttribute("aria-pressed", captionsOn ? "true" : "false");

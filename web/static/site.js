@@ -14,6 +14,11 @@
     });
   } catch (e) { /* old browser: dates stay in UTC */ }
 
+  // After a form the server refused (its error summary), a one-time secret or a wrong password, the keyboard
+  // and the screen reader start at that message instead of the top of the page (WCAG 2.4.3, 3.3.1).
+  var first = document.querySelector("[data-focus-on-load]");
+  if (first) first.focus();
+
   function announce(text) {
     var region = document.getElementById("live-status");
     if (!region) return;
