@@ -78,6 +78,24 @@ async def test_blocking_reload_answers_when_the_part_exists_and_not_before(live:
         # Client and server share this test's event loop: a loaded machine delays both; the median stays tight.
         assert sorted(delays)[len(delays) // 2] < PART_TARGET / 2 and max(delays) < PART_TARGET, delays
 
+        # A lecture hall asking for the same coming part (the one after the hinted one, so surely not there yet):
+        # every request wakes on the same part, with the same text.
+        msn, index = _hint((await _get(live, slug, "source/live.m3u8"))[2].decode())
+        index += 1
+        started = time.monotonic()
+
+        async def blocked() -> tuple[int, float, str]:
+            resp = await live.client.get(f"/live/{slug}/source/live.m3u8", params={"_HLS_msn": msn, "_HLS_part": index})
+            return resp.status, time.monotonic(), await resp.text()
+
+        answers = await asyncio.gather(*(blocked() for _ in range(50)))
+        assert {status for status, _, _ in answers} == {200} and len({body for _, _, body in answers}) == 1
+        spread = max(t for _, t, _ in answers) - min(t for _, t, _ in answers)
+        waited = min(t for _, t, _ in answers) - started
+        print(f"50 identical blocking reloads waited {waited * 1000:.0f} ms, answered within {spread * 1000:.0f} ms "
+              "of each other")
+        assert waited > 0.05  # they did block
+
         # 400s for what RFC 8216bis 6.2.5.2 rejects; a delta update; the hinted part waits for itself.
         for params in ({"_HLS_part": "0"}, {"_HLS_msn": str(msn + 5)}, {"_HLS_msn": "x"}, {"_HLS_skip": "NO"}):
             resp = await live.client.get(f"/live/{slug}/source/live.m3u8", params=params)
