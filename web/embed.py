@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from html import escape
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -96,33 +96,45 @@ class EmbedPages:
         ]
 
     async def embed_event(self, request: web.Request) -> web.StreamResponse:
-        slug = request.match_info["slug"]
-        try:
-            event = await self.db.run(lambda s: _embeddable_event(s, slug))
-        except NotFound:
-            return _unavailable(request)
-        return _framable(render(request, "embed.html", {
-            "title": event.title, "unavailable": False, "kind": "event", "state": event.state.value,
-            "page_url": f"{site_url(request)}/events/{event.slug}",
-            "playback_url": f"/live/{event.slug}/master.m3u8", "api_url": f"/api/v1/events/{event.slug}",
-            "poster": None, "caption_language": event.caption_language, "captions_url": None,
-        }))
+        slug, site = request.match_info["slug"], site_url(request)
+
+        def context(session: Session) -> dict[str, Any]:
+            event = _embeddable_event(session, slug)
+            return {
+                "title": event.title, "kind": "event", "state": event.state.value,
+                "page_url": f"{site}/events/{event.slug}",
+                "playback_url": f"/live/{event.slug}/master.m3u8", "api_url": f"/api/v1/events/{event.slug}",
+                "poster": None, "caption_language": event.caption_language, "captions_url": None,
+            }
+
+        return await self._embed_page(request, context)
 
     async def embed_recording(self, request: web.Request) -> web.StreamResponse:
-        ref = request.match_info["id"]
+        ref, site = request.match_info["id"], site_url(request)
+
+        def context(session: Session) -> dict[str, Any]:
+            row = _embeddable_recording(session, ref)
+            return {
+                "title": row.title, "kind": "recording", "state": "vod",
+                "page_url": f"{site}/recordings/{row.public_ref}",
+                "playback_url": f"/vod/{row.public_ref}/master.m3u8", "api_url": "",
+                "poster": f"/vod/{row.public_ref}/thumbnail.jpg" if row.thumbnail_path else None,
+                # the same captions track as the replay page: an LMS shows students this player (WCAG 1.2.2)
+                "caption_language": _caption_language(session, row),
+                "captions_url": f"/api/v1/recordings/{row.public_ref}/captions.vtt",
+            }
+
+        return await self._embed_page(request, context)
+
+    async def _embed_page(
+        self, request: web.Request, context: Callable[[Session], dict[str, Any]],
+    ) -> web.StreamResponse:
+        """The framable player page of what ``context`` finds embeddable, else the same 404 page for every refusal."""
         try:
-            row, caption_language = await self.db.run(
-                lambda s: (row := _embeddable_recording(s, ref), _caption_language(s, row)))
+            found = await self.db.run(context)
         except NotFound:
             return _unavailable(request)
-        return _framable(render(request, "embed.html", {
-            "title": row.title, "unavailable": False, "kind": "recording", "state": "vod",
-            "page_url": f"{site_url(request)}/recordings/{row.public_ref}",
-            "playback_url": f"/vod/{row.public_ref}/master.m3u8", "api_url": "",
-            "poster": f"/vod/{row.public_ref}/thumbnail.jpg" if row.thumbnail_path else None,
-            # the same captions track as the replay page: an LMS shows students this player (WCAG 1.2.2)
-            "caption_language": caption_language, "captions_url": f"/api/v1/recordings/{row.public_ref}/captions.vtt",
-        }))
+        return _framable(render(request, "embed.html", {**found, "unavailable": False}))
 
     async def oembed(self, request: web.Request) -> web.Response:
         """oEmbed 1.0 (JSON): a ``video`` whose ``html`` is an iframe of the embed page."""

@@ -14,21 +14,13 @@
   var $ = function (id) { return document.getElementById(id); };
 
   // --- texts -----------------------------------------------------------------------------------
-  var T = {};
-  try { if ($("player-text")) T = JSON.parse($("player-text").textContent); } catch (e) { T = {}; }
+  var T = window.PlayerText.load("player-text"), clock = window.PlayerText.clock;
   var DATA_MSG = { scheduled: "msgWaiting", live: "msgLive", ended: "msgEnded", unsupported: "msgUnsupported",
                    interrupted: "msgInterrupted" };
   var lang = document.documentElement.lang || "en";
   var plural = window.Intl && Intl.PluralRules ? new Intl.PluralRules(lang) : null;
   function t(name, fallback, vars) {
-    var text = T[name] || video.dataset[DATA_MSG[name] || ""] || fallback;
-    if (vars) Object.keys(vars).forEach(function (k) { text = text.split("%(" + k + ")s").join(String(vars[k])); });
-    return text;
-  }
-  function clock(seconds) {
-    var s = Math.max(0, Math.floor(seconds)), m = Math.floor(s / 60), h = Math.floor(m / 60);
-    var two = function (n) { return (n < 10 ? "0" : "") + n; };
-    return (h ? h + ":" + two(m % 60) : m) + ":" + two(s % 60);
+    return window.PlayerText.fill(T[name] || video.dataset[DATA_MSG[name] || ""] || fallback, vars);
   }
   var FALLBACK = { scheduled: "Waiting for the stream to start.", live: "Live now.", ended: "This event has ended.",
                    interrupted: "The stream is interrupted; it will resume by itself." };

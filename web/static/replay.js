@@ -8,18 +8,8 @@
   var video = document.getElementById("replay");
   if (!video) return;
   var $ = function (id) { return document.getElementById(id); };
-  var T = {};
-  try { T = JSON.parse($("replay-text").textContent); } catch (e) { T = {}; }
-  function t(name, fallback, vars) {
-    var text = T[name] || fallback;
-    if (vars) Object.keys(vars).forEach(function (k) { text = text.split("%(" + k + ")s").join(String(vars[k])); });
-    return text;
-  }
-  function clock(seconds) {
-    var s = Math.max(0, Math.floor(seconds)), m = Math.floor(s / 60), h = Math.floor(m / 60);
-    var two = function (n) { return (n < 10 ? "0" : "") + n; };
-    return (h ? h + ":" + two(m % 60) : m) + ":" + two(s % 60);
-  }
+  var T = window.PlayerText.load("replay-text"), clock = window.PlayerText.clock;
+  function t(name, fallback, vars) { return window.PlayerText.fill(T[name] || fallback, vars); }
 
   var transcript = $("transcript"), transcriptEmpty = $("transcript-empty"), follow = $("transcript-follow");
   var chaptersList = $("replay-chapters"), chatList = $("replay-chat");
@@ -71,6 +61,21 @@
     });
   }
 
+  // Text always goes in with textContent: captions and chat are what people said or typed, never HTML.
+  function span(className, text) {
+    var el = document.createElement("span");
+    el.className = className;
+    el.textContent = text;
+    return el;
+  }
+  // The parts one after the other, a space between two (as the line reads and is copied).
+  function spaced(parent, parts) {
+    parts.forEach(function (part, i) {
+      if (i > 0) parent.appendChild(document.createTextNode(" "));
+      parent.appendChild(part);
+    });
+  }
+
   // --- the transcript -----------------------------------------------------------------------------------
   function lineButton(index) { return transcript.children[index] && transcript.children[index].firstChild; }
 
@@ -94,15 +99,7 @@
       button.className = "transcript-line";
       button.tabIndex = i === 0 ? 0 : -1;  // one stop for Tab; the arrow keys move inside
       button.dataset.index = String(i);
-      var time = document.createElement("span");
-      time.className = "time";
-      time.textContent = clock(line.start);
-      var words = document.createElement("span");
-      words.className = "words";
-      words.textContent = line.text;
-      button.appendChild(time);
-      button.appendChild(document.createTextNode(" "));
-      button.appendChild(words);
+      spaced(button, [span("time", clock(line.start)), span("words", line.text)]);
       button.addEventListener("click", function () { seek(line.start + 0.01, true); });
       item.appendChild(button);
       transcript.appendChild(item);
@@ -159,21 +156,9 @@
   function chatItem(m) {
     var li = document.createElement("li");
     li.className = m.question ? "chat-message replay-question" : "chat-message";
-    var time = document.createElement("span");
-    time.className = "chat-time";
-    time.textContent = clock(m.offset);
-    var author = document.createElement("span");
-    author.className = "chat-author";
     var name = m.author === "guest" ? t("guest", "guest") : m.author;
-    author.textContent = m.question ? t("question", "Question from %(name)s", { name: name }) : name;
-    var text = document.createElement("span");
-    text.className = "chat-text";
-    text.textContent = m.text;
-    li.appendChild(time);
-    li.appendChild(document.createTextNode(" "));
-    li.appendChild(author);
-    li.appendChild(document.createTextNode(" "));
-    li.appendChild(text);
+    var author = m.question ? t("question", "Question from %(name)s", { name: name }) : name;
+    spaced(li, [span("chat-time", clock(m.offset)), span("chat-author", author), span("chat-text", m.text)]);
     return li;
   }
 
@@ -206,10 +191,7 @@
       var button = document.createElement("button");
       button.type = "button";
       button.className = "link-button chapter";
-      var time = document.createElement("span");
-      time.className = "time";
-      time.textContent = clock(c.start);
-      button.appendChild(time);
+      button.appendChild(span("time", clock(c.start)));
       button.appendChild(document.createTextNode(" " + c.title));
       button.addEventListener("click", function () { seek(c.start, true); });
       li.appendChild(button);
