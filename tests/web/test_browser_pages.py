@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import pytest
 from aiohttp import web
 
 from tests.support import Account
@@ -124,36 +125,30 @@ async def _owner_states(audit: Audit, content: Content) -> None:
     await audit.visit("replay-owner", f"/recordings/{content.recording}", ready="#transcript li")
 
 
+@pytest.mark.parametrize("locale", ["en-GB", "fr-FR"])  # one test per language: they run on two workers
 async def test_every_page_state_passes_axe_wcag_a_and_aa_at_both_sizes_in_both_languages(
-        site: Site, browser: Any, tmp_path: Path) -> None:
+        site: Site, browser: Any, tmp_path: Path, locale: str) -> None:
     admin = site.account("admin")
     content = make_content(site, admin)
     shots = tmp_path / "screenshots"
     shots.mkdir()
     started = time.monotonic()
-    problems: dict[str, Any] = {}
-    states: list[str] = []
-    seconds: dict[str, float] = {}
-    for locale in ("en-GB", "fr-FR"):
-        # one profile per language: the visitor's pages first, then the same profile logged in
-        context = await _logged_in_context(browser, site, None, DESKTOP, locale)
-        page = await context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        audit = Audit(page, locale[:2], shots)
-        await _anonymous_states(audit, content)
-        resp = await context.request.post("/api/v1/auth/login", data={"username": admin.username, "password": admin.password})
-        assert resp.status == 200
-        await _owner_states(audit, content)
-        assert errors == []
-        problems.update(audit.problems)
-        states += audit.states
-        seconds = {name: seconds.get(name, 0.0) + spent for name, spent in audit.seconds.items()}
-        await context.close()
-    assert not problems, f"axe found problems (screenshots in {shots}): {problems}"
-    assert len(states) == 2 * 25
-    print(f"axe: {len(states)} page states x 2 sizes in {time.monotonic() - started:.1f} s "
-          f"(axe {seconds['axe']:.1f} s, screenshots {seconds['screenshots']:.1f} s)")
+    # one profile for the language: the visitor's pages first, then the same profile logged in
+    context = await _logged_in_context(browser, site, None, DESKTOP, locale)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    audit = Audit(page, locale[:2], shots)
+    await _anonymous_states(audit, content)
+    resp = await context.request.post("/api/v1/auth/login", data={"username": admin.username, "password": admin.password})
+    assert resp.status == 200
+    await _owner_states(audit, content)
+    await context.close()
+    assert errors == []
+    assert not audit.problems, f"axe found problems (screenshots in {shots}): {audit.problems}"
+    assert len(audit.states) == 25
+    print(f"axe {locale}: {len(audit.states)} page states x 2 sizes in {time.monotonic() - started:.1f} s "
+          f"(axe {audit.seconds['axe']:.1f} s, screenshots {audit.seconds['screenshots']:.1f} s)")
 
 
 async def _tab_until(page: Any, selector: str, limit: int = 25) -> list[str]:
