@@ -67,8 +67,9 @@ async def _login(http: aiohttp.ClientSession, base: str) -> None:
 async def test_a_stream_on_the_ingest_node_is_watched_through_nginx(cluster: Cluster) -> None:
     public = create_event(cluster.env, "prof", "Amphi A")
     private = create_event(cluster.env, "prof", "Closed seminar", "--visibility", "authenticated")
-    pushers = [await push_rtmp(f"rtmp://127.0.0.1:{cluster.rtmp_port}/live/{e['stream']['stream_key']}", seconds=8)
-               for e in (public, private)]
+    # Long enough that both are still publishing when the web workers read the board, then the private checks run.
+    pushers = [await push_rtmp(f"rtmp://127.0.0.1:{cluster.rtmp_port}/live/{e['stream']['stream_key']}", seconds=seconds)
+               for e, seconds in ((public, 16), (private, 16))]
     base = cluster.nginx.url
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as viewer:
         async def is_live() -> bool:
@@ -95,13 +96,9 @@ async def test_a_stream_on_the_ingest_node_is_watched_through_nginx(cluster: Clu
         async with viewer.get(f"{base}/live/{private['slug']}/master.m3u8") as resp:
             assert resp.status == 403
         await _login(viewer, base)
-        async with viewer.get(f"{base}/events/{private['slug']}") as resp:
-            assert resp.status == 200  # the page hands out the media pass
-        async with viewer.get(f"{base}/live/{private['slug']}/master.m3u8") as resp:
-            assert resp.status == 200
 
-        # The web workers know where the stream is and how it is doing, from the ingest node's board.
-        # (announced every 2 s, so allow a few periods)
+        # Signed in as the owner (who sees stream health): the web workers know where the stream is and
+        # how it is doing, from the ingest node's board (announced every 2 s, so allow a few periods).
         for web in cluster.webs:
             body: dict[str, Any] = {}
             for _ in range(60):
@@ -112,6 +109,12 @@ async def test_a_stream_on_the_ingest_node_is_watched_through_nginx(cluster: Clu
                 await asyncio.sleep(0.1)
             assert body["stream"]["ingest_node"] == "ingest-a"
             assert body["stream"]["health"]["publishing"] is True
+
+        async with viewer.get(f"{base}/events/{private['slug']}") as resp:
+            assert resp.status == 200  # the page hands out the media pass
+        async with viewer.get(f"{base}/live/{private['slug']}/master.m3u8") as resp:
+            assert resp.status == 200
+
     for pusher in pushers:
         assert await asyncio.wait_for(pusher.wait(), 30) == 0
 
