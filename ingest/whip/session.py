@@ -191,6 +191,7 @@ class WhipSession:
         self._video_receiver: RTCRtpReceiver | None = None
         self._video_started = False
         self._last_audio_ms = -1
+        self._last_video_ms = -1
         self._sent_dimensions: tuple[int, int] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -308,8 +309,13 @@ class WhipSession:
             if self._announced:
                 asyncio.ensure_future(self._send_metadata())  # else the announcement carries them
         for ts_ms, body in tags:
-            if body[0] == 0x17 and body[1] == 1:
-                self.stats.last_keyframe_at = time.monotonic()
+            if body[1] == 1:  # a frame (not the decoder configuration)
+                # Decode times must increase: a browser's frames bunched by a stall can map to one
+                # millisecond, and the packager's muxer refuses a repeated DTS.
+                ts_ms = max(ts_ms, self._last_video_ms + 1)
+                self._last_video_ms = ts_ms
+                if body[0] == 0x17:
+                    self.stats.last_keyframe_at = time.monotonic()
             self._emit("video", ts_ms, body)
             self.stats.video_tags_out += 1
         self._video_started = self._video_started or self._avc.started
