@@ -26,20 +26,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from bench.harness import ffmpeg_path, make_source, median
+from formats.flv import read_tags
 from formats.cmaf import CmafMuxer, Part, parse_aac_config, parse_avc_config
-
-
-def flv_tags(data: bytes) -> Iterator[tuple[int, int, bytes]]:
-    """(tag type, timestamp ms, body) of every tag of an FLV file."""
-    pos = int.from_bytes(data[5:9], "big") + 4
-    while pos + 11 <= len(data):
-        size = int.from_bytes(data[pos + 1 : pos + 4], "big")
-        stamp = int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
-        yield data[pos], stamp, data[pos + 11 : pos + 11 + size]
-        pos += 11 + size + 4
 
 
 def mux(tags: list[tuple[int, int, bytes]], on_part: Callable[[Part], None], loops: int, length_ms: int) -> int:
@@ -68,7 +59,7 @@ def mux(tags: list[tuple[int, int, bytes]], on_part: Callable[[Part], None], loo
 
 
 def python_mux(source: Path, loops: int, seconds: int) -> float:
-    tags = list(flv_tags(source.read_bytes()))
+    tags = list(read_tags(source.read_bytes()))
     start = time.process_time()
     mux(tags, lambda part: None, loops, seconds * 1000)
     return time.process_time() - start

@@ -7,7 +7,7 @@ ex-headers, ModEx preludes, multitrack) and a parser crash must never drop a str
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Iterator
 
 from formats import amf0
 
@@ -103,6 +103,21 @@ def flv_tag(tag_type: int, timestamp_ms: int, payload: bytes) -> bytes:
         + b"\0\0\0"
     )
     return header + payload + (11 + size).to_bytes(4, "big")
+
+
+def read_tags(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(tag type, timestamp ms, payload) of every whole tag of an FLV file: the reverse of
+    ``flv_header`` + ``flv_tag``. A truncated last tag is left out; a missing signature is an error."""
+    if data[:3] != b"FLV" or len(data) < 9:
+        raise ValueError("not an FLV file: no FLV signature")
+    pos = int.from_bytes(data[5:9], "big") + 4
+    while pos + 11 <= len(data):
+        size = int.from_bytes(data[pos + 1 : pos + 4], "big")
+        if pos + 11 + size > len(data):
+            return
+        stamp = int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
+        yield data[pos] & 0x1F, stamp, data[pos + 11 : pos + 11 + size]
+        pos += 11 + size + 4
 
 
 def script_tag_from_metadata(metadata: dict[str, Any]) -> bytes:

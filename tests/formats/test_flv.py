@@ -127,3 +127,16 @@ def test_inspection_never_raises(payload: bytes) -> None:
     flv.is_keyframe(payload)
     flv.is_sequence_header("video", payload)
     flv.is_sequence_header("audio", payload)
+
+
+def test_read_tags_is_the_reverse_of_the_writers_and_stops_at_a_torn_tag() -> None:
+    tags = [(9, 0, b"\x17\x00config"), (8, 21, b"\xaf\x01aac"), (9, 0x1_0000_0005, b"\x27\x01frame")]
+    data = flv.flv_header(True, True) + b"".join(flv.flv_tag(*tag) for tag in tags)
+    expected = [(kind, stamp & 0xFFFFFFFF, body) for kind, stamp, body in tags]
+    assert list(flv.read_tags(data)) == expected
+    assert list(flv.read_tags(data[:-6])) == expected[:2]  # the last tag cut short is left out
+
+
+def test_read_tags_refuses_what_is_not_flv() -> None:
+    with pytest.raises(ValueError, match="^not an FLV file: no FLV signature$"):
+        list(flv.read_tags(b"RIFF\x00\x00\x00\x00WAVE"))

@@ -12,20 +12,15 @@ import pytest
 from formats.m3u8 import Reload, decide_reload
 from formats.m3u8 import render_ll as render
 from ingest.packaging.ll_stream import LlRendition, LlUnsupported, LlUpdate, part_name, segment_name
+from formats.flv import read_tags
 from tests.media import FFMPEG
 
 KINDS = {8: "audio", 9: "video"}
 
 
 def flv_tags(data: bytes) -> Iterator[tuple[str, int, bytes]]:
-    """(kind, timestamp ms, body) of the audio and video tags of an FLV file (a test-local reader)."""
-    pos = int.from_bytes(data[5:9], "big") + 4
-    while pos + 11 <= len(data):
-        size = int.from_bytes(data[pos + 1 : pos + 4], "big")
-        stamp = int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
-        if data[pos] in KINDS:
-            yield KINDS[data[pos]], stamp, data[pos + 11 : pos + 11 + size]
-        pos += 11 + size + 4
+    """(kind, timestamp ms, body) of the audio and video tags of an FLV file."""
+    return ((KINDS[kind], stamp, body) for kind, stamp, body in read_tags(data) if kind in KINDS)
 
 
 @pytest.fixture(scope="module")
