@@ -122,6 +122,11 @@ def _apply(event: Event, data: _EventFields) -> None:
             "invalid event: password: required when visibility is 'password'",
             details=[{"field": "password", "message": "required when visibility is 'password'"}],
         )
+    if event.visibility == Visibility.COURSE and event.lti_context_id is None:
+        raise Unprocessable(
+            "invalid event: visibility: 'course' needs the event added to a course from the LMS (LTI deep linking)",
+            details=[{"field": "visibility", "message": "needs the event added to a course from the LMS"}],
+        )
     if event.id is not None and (event.visibility, event.password_hash) != granted_by:
         event.access_secret = new_access_secret()  # every media pass granted before is void (access.Target)
 
