@@ -52,6 +52,9 @@ from live_server.middleware import (
     security_headers_middleware,
 )
 from live_server.ops import Ops
+from lti.deep_linking import Tickets
+from lti.platform_keys import PlatformKeys
+from lti.tool import LtiTool
 from live_server.passes import MEDIA_PASS, MediaPasses
 from live_server.session_people import SESSION_PEOPLE, SessionPeople
 from live_server.settings import Settings
@@ -218,6 +221,11 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(AccountPages(db).routes())
     app.router.add_routes(AdminPages(db, people).routes())
     app.router.add_routes(EmbedPages(db).routes())
+    # The LTI 1.3 tool (Moodle...): platforms' keys fetched with a deadline, our keys sealed like stream keys.
+    platform_keys = PlatformKeys(settings.lti_jwks_timeout_seconds, settings.lti_jwks_cache_seconds)
+    app.cleanup_ctx.append(_closing(platform_keys.close))
+    app.router.add_routes(LtiTool(db, settings, platform_keys, security.StreamKeyCipher(secret_key), Tickets(secret_key),
+                                  logins, pages.render).routes())
     live_media = LiveMediaHandler(live_directory, cache, viewers, passes, settings.media_accel_redirect, settings.media_dir,
                                   settings.cookie_secure, audience, low_latency=live)
 
@@ -388,6 +396,16 @@ async def _announce(board: LiveStatusBoard, live: LiveStreams) -> None:
         except Exception as exc:  # Redis hiccup: try again next period; the stream itself is unaffected
             log.warning("announcing live events failed: %r", exc)
         await asyncio.sleep(board.period)
+
+
+def _closing(close: Callable[[], Awaitable[None]]) -> Lifecycle:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await close()
+
+    return lifecycle
 
 
 def _redis(client: Redis) -> Lifecycle:
