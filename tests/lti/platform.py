@@ -41,6 +41,9 @@ def rsa_pem_pair() -> tuple[str, str]:
     return private, public
 
 
+PLATFORM_KEYS = rsa_pem_pair()  # once per test process: RSA generation is the slow part of a platform
+
+
 @dataclass
 class Person:
     sub: str
@@ -95,7 +98,7 @@ class Moodle:
 
     def __init__(self, client_id: str = "moodle-client-1", deployment_id: str = "deployment-1") -> None:
         self.client_id, self.deployment_id = client_id, deployment_id
-        self.private_pem, self.public_pem = rsa_pem_pair()
+        self.private_pem, self.public_pem = PLATFORM_KEYS
         self.activities: dict[str, Activity] = {}
         self.returned: list[dict[str, Any]] = []  # content items our deep-linking responses carried, verified
         self.tool = ""
