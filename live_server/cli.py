@@ -259,8 +259,8 @@ def _lti(db: Database, settings: Settings, args: argparse.Namespace) -> int:
             print(f"{k.kid}\t{k.created_at.isoformat()}\t{'active' if k.active else 'published'}")
         return 0
     if command == "rotate-key":
-        row = db.transaction(lambda s: keys.rotate(s, sealer))
-        print(f"now signing with key {row.kid}; older keys stay published until removed")
+        key = db.transaction(lambda s: keys.rotate(s, sealer))
+        print(f"now signing with key {key.kid}; older keys stay published until removed")
         return 0
     db.transaction(lambda s: keys.remove(s, args.kid))
     print(f"key {args.kid} is no longer published")
