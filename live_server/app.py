@@ -214,18 +214,19 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, player_handle, settings).routes())
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
                                         people).routes())
+    # The LTI 1.3 tool (Moodle...): platforms' keys fetched with a deadline, our keys sealed like stream keys.
+    platform_keys = PlatformKeys(settings.lti_jwks_timeout_seconds, settings.lti_jwks_cache_seconds)
+    app.cleanup_ctx.append(_closing(platform_keys.close))
+    lti_tool = LtiTool(db, settings, platform_keys, security.StreamKeyCipher(secret_key), Tickets(secret_key), logins,
+                       pages.render)
+    app.router.add_routes(lti_tool.routes())
     app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays,
-                                       AudienceTab(db, audience_store, settings.audience_bucket_seconds)).routes())
+                                AudienceTab(db, audience_store, settings.audience_bucket_seconds), lti_tool).routes())
     app.router.add_routes(HomePages(db, viewers).routes())
     app.router.add_routes(Dashboard(db, settings, viewers, audience_store).routes())
     app.router.add_routes(AccountPages(db).routes())
     app.router.add_routes(AdminPages(db, people).routes())
     app.router.add_routes(EmbedPages(db).routes())
-    # The LTI 1.3 tool (Moodle...): platforms' keys fetched with a deadline, our keys sealed like stream keys.
-    platform_keys = PlatformKeys(settings.lti_jwks_timeout_seconds, settings.lti_jwks_cache_seconds)
-    app.cleanup_ctx.append(_closing(platform_keys.close))
-    app.router.add_routes(LtiTool(db, settings, platform_keys, security.StreamKeyCipher(secret_key), Tickets(secret_key),
-                                  logins, pages.render).routes())
     live_media = LiveMediaHandler(live_directory, cache, viewers, passes, settings.media_accel_redirect, settings.media_dir,
                                   settings.cookie_secure, audience, low_latency=live)
 

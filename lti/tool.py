@@ -85,6 +85,10 @@ class LtiTool:
 
     # --- pages inside the LMS -----------------------------------------------------------------
 
+    async def frame_ancestors(self) -> list[str]:
+        """The registered platforms' origins (``web.pages.LmsFraming``: event and replay pages put in a course)."""
+        return await self.db.run(registry.platform_origins)
+
     async def _framable(self, response: web.StreamResponse, form_action: str | None = None) -> web.StreamResponse:
         """Let the registered platforms frame this page (and, for the deep-linking return, post to one)."""
         origins = await self.db.run(registry.platform_origins)

@@ -89,6 +89,8 @@ async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: 
     learner_cookie = http.cookie_jar.filter_cookies(lms.client.make_url("/"))["live_session"].value
     page = await lms.client.get(f"/events/{slug}")
     assert page.status == 200 and "Quantum mechanics, lecture 1" in await page.text()
+    assert f"frame-ancestors 'self' {lms.moodle.base}" in page.headers["Content-Security-Policy"]  # the LMS frames it
+    assert "X-Frame-Options" not in page.headers
     media = await lms.client.get(f"/live/{slug}/source/live.m3u8")
     assert media.status == 200 and "#EXTM3U" in await media.text()
     chat = await _chat(lms, slug, learner_cookie)
