@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session
 from live_server import security
 from live_server.errors import Conflict, NotFound, Unprocessable
 from live_server.models import ApiToken, LoginSession, LtiMembership, Role, User, utcnow
+
+if TYPE_CHECKING:
+    from live_server.access import Person
 
 API_TOKEN_PREFIX = "lst_"
 
@@ -94,6 +97,16 @@ def resolve_login_session(session: Session, token: str) -> Identity | None:
 
 
 INSTRUCTOR = "instructor"  # lti_memberships.role of the course's teachers (the rest: "learner")
+
+
+def person_in_session(session: Session, user: User | None) -> "Person | None":
+    """The access rule's ``Person`` for ``user``, with their LTI courses (for course-only events and recordings)."""
+    from live_server.access import Person
+
+    if user is None:
+        return None
+    courses, teaching = course_memberships(session, [user.id]).get(user.id, (frozenset(), frozenset()))
+    return Person.of(user, None, courses, teaching)
 
 
 def course_memberships(session: Session, user_ids: Collection[int]) -> dict[int, tuple[frozenset[int], frozenset[int]]]:

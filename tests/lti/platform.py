@@ -149,6 +149,12 @@ class Moodle:
         login.set_lti_message_hint(hint=hint)
         return login.initiate_login(activity.person.sub)
 
+    def course_url(self, activity: Activity) -> str:
+        """The LMS's course page that shows ``activity`` in an iframe (a fresh login each time it is opened)."""
+        hint = secrets.token_urlsafe(8)
+        self.activities[hint] = activity
+        return f"{self.base}/course/{hint}"
+
     # --- the platform's endpoints --------------------------------------------------------------
 
     async def _jwks(self, request: web.Request) -> web.Response:
