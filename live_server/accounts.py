@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Callable
@@ -137,20 +137,26 @@ class SessionFacts:
 
 
 def login_session_facts(session: Session, token_hashes: Collection[str]) -> dict[str, SessionFacts]:
-    """The sessions among ``token_hashes`` that exist, in one query (a JOIN, no lazy load), and their
-    accounts' LTI courses in a second."""
+    """The sessions among ``token_hashes`` that exist, with their accounts' LTI courses, in one query (JOINs,
+    one row per session and course; no lazy load)."""
     if not token_hashes:
         return {}
     rows = session.execute(
-        select(LoginSession.token_hash, LoginSession.id, User.id, User.role, User.is_active, LoginSession.expires_at)
+        select(LoginSession.token_hash, LoginSession.id, User.id, User.role, User.is_active, LoginSession.expires_at,
+               LtiMembership.context_id, LtiMembership.role)
         .join(User, User.id == LoginSession.user_id)
+        .outerjoin(LtiMembership, LtiMembership.user_id == User.id)
         .where(LoginSession.token_hash.in_(list(token_hashes)))
     )
-    found = list(rows)
-    courses = course_memberships(session, {uid for _h, _sid, uid, _role, _active, _expires in found})
-    empty: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
-    return {h: SessionFacts(sid, uid, Role(role), bool(active), expires, *courses.get(uid, empty))
-            for h, sid, uid, role, active, expires in found}
+    found: dict[str, tuple[SessionFacts, set[int], set[int]]] = {}
+    for h, sid, uid, role, active, expires, context_id, member_role in rows:
+        facts, courses, teaching = found.setdefault(h, (SessionFacts(sid, uid, Role(role), bool(active), expires), set(), set()))
+        if context_id is not None:
+            courses.add(context_id)
+            if member_role == INSTRUCTOR:
+                teaching.add(context_id)
+    return {h: replace(facts, courses=frozenset(courses), teaching=frozenset(teaching))
+            for h, (facts, courses, teaching) in found.items()}
 
 
 def close_login_session(session: Session, token: str) -> None:

@@ -71,6 +71,9 @@ async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: 
         roles = [m.role for m in session.scalars(select(LtiMembership).where(LtiMembership.user_id == owner.id))]
         return event, owner, roles
 
+    editing = await (await lms.client.get(f"/dashboard/events/{slug}")).text()  # the owner's edit form keeps it
+    assert 'value="course" checked' in editing
+
     event, owner, roles = lms.db.transaction(catalog)
     assert event.visibility == Visibility.COURSE and event.lti_context_id is not None
     assert (owner.display_name, owner.email, owner.role) == ("Ada Lovelace", "ada@univ.example", Role.LECTURER)
@@ -94,8 +97,18 @@ async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: 
     media = await lms.client.get(f"/live/{slug}/source/live.m3u8")
     assert media.status == 200 and "#EXTM3U" in await media.text()
     chat = await _chat(lms, slug, learner_cookie)
-    assert chat.connect_error is None and (await chat.welcome())["you"]["author"]["name"] == "Bob Student"
+    you = (await chat.welcome())["you"]
+    assert chat.connect_error is None and you["author"]["name"] == "Bob Student" and you["moderator"] is False
     await chat.sio.disconnect()
+
+    # another instructor of the course: lecturer rights on its events (chat moderation), without owning them
+    http.cookie_jar.clear()
+    grace = Person("teacher-2", [INSTRUCTOR], "Grace Hopper")
+    assert (await launch(lms, Activity(grace, resource_link_id="rl-2", custom=item["custom"]))).status == 303
+    grace_cookie = http.cookie_jar.filter_cookies(lms.client.make_url("/"))["live_session"].value
+    co_teacher = await _chat(lms, slug, grace_cookie)
+    assert (await co_teacher.welcome())["you"]["moderator"] is True
+    await co_teacher.sio.disconnect()
 
     # a student of another course, and someone anonymous: no page, no media, no chat
     http.cookie_jar.clear()
@@ -115,7 +128,7 @@ async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: 
 
     # the accounts are linked: the same person launching again is the same account
     links = lms.db.transaction(lambda s: len(list(s.scalars(select(LtiAccount)))))
-    assert links == 3
+    assert links == 4
 
 
 async def _chat(lms: Lms, slug: str, session_cookie: str | None, refused: bool = False) -> ChatClient:
