@@ -177,14 +177,19 @@ def empty_postgres(url: str) -> None:
 
 
 @pytest.fixture
+def migrated_postgres(postgres_worker_db: str) -> str:
+    """This process's migrated PostgreSQL catalog, emptied for the test (multi-process tests share it)."""
+    empty_postgres(postgres_worker_db)
+    return postgres_worker_db
+
+
+@pytest.fixture
 def migrated_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
     """A catalog with the schema at head and no rows: a copy of the SQLite catalog the migrations built
     once per process, or this process's PostgreSQL database emptied."""
     if backend == "sqlite":
         return copy_sqlite(request.getfixturevalue("sqlite_template"), tmp_path / "live.db")
-    url: str = request.getfixturevalue("postgres_worker_db")
-    empty_postgres(url)
-    return url
+    return str(request.getfixturevalue("migrated_postgres"))
 
 
 @pytest.fixture
