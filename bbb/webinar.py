@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from formats.bbb import EVENT_META, OWNER_META, RECORDING_READY_META, STREAM_META, api_url, parse_meeting
 from live_server import events as ev
 from live_server.db import Database
-from live_server.errors import Forbidden
+from live_server.errors import Forbidden, NotFound
 from live_server.models import BbbMeeting, User
 
 from . import servers as srv
@@ -132,16 +132,16 @@ class Webinars:
         join = presenter_join_url(config, meeting.meeting_id, user.display_name or user.username, meeting.moderator_pw)
         return Webinar(config.id, config.name, meeting.meeting_id, slug, title, join, attached)
 
-    def runner_config(self, session: Session, user: User, event_ref: str) -> str:
-        """The runner's docker-compose.yml for the event's webinar meeting (NotFound when it has none)."""
-        from live_server.errors import NotFound
 
-        event = ev.get_event(session, event_ref, user)
-        if not ev.can_manage(user, event):
-            raise Forbidden("only the event's owner or an admin")
-        row = session.scalar(select(BbbMeeting).where(BbbMeeting.event_id == event.id).order_by(BbbMeeting.id.desc()))
-        if row is None:
-            raise NotFound("this event has no BigBlueButton webinar meeting yet: start one from the dashboard")
-        config = srv.server_config(session, row.server_id)
-        key = ev.revealed_stream_key(session, event) or ev.issue_stream_key(session, event)
-        return runner_compose(config, row.meeting_id, f"{self.rtmp_url}/{key}", event.title, event.slug)
+def runner_config(session: Session, user: User, event_ref: str, rtmp_url: str) -> str:
+    """The runner's docker-compose.yml for the event's webinar meeting (NotFound when it has none)."""
+    event = ev.get_event(session, event_ref, user)
+    if not ev.can_manage(user, event):
+        raise Forbidden("only the event's owner or an admin")
+    row = session.scalar(select(BbbMeeting).where(BbbMeeting.event_id == event.id).order_by(BbbMeeting.id.desc()))
+    if row is None:
+        raise NotFound("this event has no BigBlueButton webinar meeting yet: start one from the dashboard "
+                       "(/dashboard/bigbluebutton)")
+    config = srv.server_config(session, row.server_id)
+    key = ev.revealed_stream_key(session, event) or ev.issue_stream_key(session, event)
+    return runner_compose(config, row.meeting_id, f"{rtmp_url.rstrip('/')}/{key}", event.title, event.slug)
