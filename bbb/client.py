@@ -13,6 +13,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from formats.bbb import MAX_RESPONSE_BYTES, BbbError, BbbUnavailable, api_url
 
@@ -50,7 +51,9 @@ class BbbClient:
         """The raw XML answer of one API call (``formats.bbb.parse_*`` reads it)."""
         url = api_url(server.api_url, call, params, server.secret, server.algorithm)
         try:
-            async with self._client().get(url, timeout=self.timeout, allow_redirects=False) as resp:
+            # encoded=True: sent byte for byte as signed (yarl would otherwise requote it: ``%3A`` becomes ``:``,
+            # and BBB, which hashes the query string it receives, answers checksumError)
+            async with self._client().get(URL(url, encoded=True), timeout=self.timeout, allow_redirects=False) as resp:
                 if resp.status != 200:
                     raise BbbUnavailable(f"{server.name} answered HTTP {resp.status} to {call}")
                 body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
@@ -71,7 +74,8 @@ class BbbClient:
                 last = "the video is on another host than the BigBlueButton API"
                 continue
             try:
-                async with self._client().get(url, timeout=self.download_timeout, allow_redirects=False) as resp:
+                async with self._client().get(URL(url, encoded=True), timeout=self.download_timeout,
+                                              allow_redirects=False) as resp:
                     kind = resp.headers.get("Content-Type", "")
                     if resp.status != 200 or not kind.startswith(VIDEO_TYPES):
                         last = f"HTTP {resp.status} {kind.split(';')[0]}".strip()

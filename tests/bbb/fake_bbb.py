@@ -117,10 +117,11 @@ class FakeBbb:
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
         call = request.match_info["call"]
-        if not self._checksum_ok(call, request.query_string):
+        query = request.rel_url.raw_query_string  # as received, percent-encoding untouched (what bbb-web hashes)
+        if not self._checksum_ok(call, query):
             self.refused.append(call)
             return _failed("checksumError", "Checksums do not match")
-        params = {k: v for k, v in parse_qsl(request.query_string, keep_blank_values=True) if k != "checksum"}
+        params = {k: v for k, v in parse_qsl(query, keep_blank_values=True) if k != "checksum"}
         self.calls.append((call, params))
         handler = {"create": self._create, "getMeetingInfo": self._info, "join": self._join,
                    "getRecordings": self._recordings}.get(call)
