@@ -147,3 +147,19 @@ async def test_cli_servers_and_meetings(live: Live, fake_bbb: FakeBbb, monkeypat
     # the secret is sealed at rest: the catalog alone does not give it away
     sealed = live.app[DB].transaction(lambda s: s.execute(text("SELECT secret FROM bbb_servers")).scalar())
     assert SECRET not in sealed and sealed.startswith("v1.")
+
+
+def test_the_shipped_runner_file_has_the_shape_the_cli_renders() -> None:
+    from pathlib import Path
+
+    from bbb.webinar import runner_compose
+
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" / "bbb-streaming" / "docker-compose.yml").read_text())
+    config = srv.ServerConfig(1, "campus", "https://bbb.example.edu/bigbluebutton/api", 'se"cr\\et: #1', "sha256")
+    rendered = yaml.safe_load(runner_compose(config, "live-x-1", "rtmp://live.example.edu/live/k", 'Title: "quoted" #1', "x"))
+    service, expected = rendered["services"]["bbb-streamer"], shipped["services"]["bbb-streamer"]
+    assert set(service["environment"]) == set(expected["environment"])
+    assert {k: v for k, v in service.items() if k != "environment"} == {k: v for k, v in expected.items() if k != "environment"}
+    # values that YAML would misread unquoted come back as they were
+    assert service["environment"]["BBB_SECRET"] == 'se"cr\\et: #1'
+    assert service["environment"]["BBB_MEETING_TITLE"] == 'Title: "quoted" #1'
