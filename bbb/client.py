@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
-from formats.bbb import MAX_RESPONSE_BYTES, BbbError, BbbUnavailable, api_url
+from formats.bbb import MAX_RESPONSE_BYTES, BbbError, BbbMalformed, BbbUnavailable, api_url
 
 from .servers import ServerConfig
 
@@ -56,11 +56,16 @@ class BbbClient:
             async with self._client().get(URL(url, encoded=True), timeout=self.timeout, allow_redirects=False) as resp:
                 if resp.status != 200:
                     raise BbbUnavailable(f"{server.name} answered HTTP {resp.status} to {call}")
-                body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise BbbMalformed(f"{server.name}'s answer to {call} is larger than "
+                                           f"{MAX_RESPONSE_BYTES // 2**20} MiB")
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             log.warning("bbb %s: %s failed: %s", server.name, call, exc.__class__.__name__)
             raise BbbUnavailable(f"{server.name} cannot be reached ({exc.__class__.__name__})") from None
-        return body
+        return bytes(body)
 
     async def download(self, server: ServerConfig, candidates: list[str], target: Path, limit: int) -> str:
         """Fetch the first candidate URL that answers with a video into ``target``; returns its URL.
