@@ -267,7 +267,7 @@ class BbbDeposit:
                 log.warning("bbb %s: polling: %s (%s)", problem.server_name, problem.kind, problem.detail)
             if started:
                 log.info("bbb: %d new recording(s) being imported", started)
-            delay = min(delay * 2, self.poll_max_seconds) if problems else self.poll_seconds
+            delay = next_poll_delay(delay, self.poll_seconds, self.poll_max_seconds, failed=bool(problems))
 
     async def recording_ready(self, server_id: int, token: str) -> bool:
         """BBB's recording-ready callback: True when it started an import. :class:`CallbackRejected` when the
@@ -294,6 +294,11 @@ class BbbDeposit:
         if rec is None or rec.video is None:
             return False
         return await self._start(config, rec, owner)
+
+
+def next_poll_delay(current: float, base: float, ceiling: float, *, failed: bool) -> float:
+    """The wait before the next poll: back to ``base`` after a good round, doubled (up to ``ceiling``) after a failed one."""
+    return min(current * 2, max(base, ceiling)) if failed else base
 
 
 def _mark(session: Session, import_id: int, state: str, recording_id: int | None, error: str | None) -> None:

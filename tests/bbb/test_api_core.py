@@ -193,3 +193,14 @@ def test_the_recording_ready_jwt() -> None:
 def test_forged_or_incomplete_callbacks_are_refused(token: str, text: str) -> None:
     with pytest.raises(bbb.CallbackRejected, match=text):
         bbb.recording_ready_claims(token, "s3cret")
+
+
+def test_polling_backs_off_while_a_server_fails_and_returns_after() -> None:
+    from bbb.deposit import next_poll_delay
+
+    delays, delay = [], 300.0
+    for failed in (True, True, True, True, False, True):
+        delay = next_poll_delay(delay, 300, 3600, failed=failed)
+        delays.append(delay)
+    assert delays == [600, 1200, 2400, 3600, 300, 600]
+    assert next_poll_delay(300, 300, 60, failed=True) == 300  # a ceiling below the period never polls faster
