@@ -6,6 +6,7 @@ the server's name), opened only to sign a call, and shown back as its first char
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 from urllib.parse import urlsplit
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from formats.bbb import ALGORITHMS
+from formats.bbb import ALGORITHMS, BbbError
 from live_server import security
 from live_server.db import Database
 from live_server.errors import Conflict, NotFound, Unprocessable
@@ -21,6 +22,7 @@ from live_server.events import STREAM_KEY_CIPHER
 from live_server.models import BbbMeeting, BbbServer, Event, User
 
 MIN_SECRET_CHARS = 8
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -119,14 +121,29 @@ def _server_row(session: Session, server: int | str) -> BbbServer:
     return row
 
 
+class SecretUnreadable(BbbError):
+    """The shared secret was sealed under another server secret (``secret_key`` changed): an admin enters it again."""
+
+
 def server_config(session: Session, server: int | str) -> ServerConfig:
     row = _server_row(session, server)
-    return ServerConfig(row.id, row.name, row.api_url, _cipher(session).open(_sealing_id(row.name), row.secret),
-                        row.checksum_algorithm)
+    try:
+        secret = _cipher(session).open(_sealing_id(row.name), row.secret)
+    except ValueError:
+        raise SecretUnreadable(f"the shared secret of {row.name} cannot be read (secret_key changed?): "
+                               "an admin removes the server and adds it again") from None
+    return ServerConfig(row.id, row.name, row.api_url, secret, row.checksum_algorithm)
 
 
 def server_configs(session: Session) -> list[ServerConfig]:
-    return [server_config(session, row.id) for row in session.scalars(select(BbbServer).order_by(BbbServer.name))]
+    """Every server whose secret can be read (the others are logged, and shown as ``?`` on the admin page)."""
+    configs = []
+    for row in session.scalars(select(BbbServer).order_by(BbbServer.name)):
+        try:
+            configs.append(server_config(session, row.id))
+        except SecretUnreadable as exc:
+            log.warning("bbb: %s", exc)
+    return configs
 
 
 def server_views(session: Session) -> list[ServerView]:
