@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from live_server.layout import live_run_folder
-from live_server.models import Event, LtiAccount, LtiMembership, Role, User, Visibility, utcnow
+from live_server.models import Event, LtiAccount, LtiMembership, Recording, RecordingState, Role, User, Visibility, utcnow
 from tests.chat.conftest import ChatClient
 from tests.lti.conftest import Lms
 from tests.lti.platform import INSTRUCTOR, LEARNER, Activity, Person, parse_form
@@ -83,6 +83,8 @@ async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: 
     folder = live_run_folder(lms.settings.media_dir, event.id, started)
     (folder / "source").mkdir(parents=True)
     (folder / "source" / "live.m3u8").write_text(PLAYLIST)
+    # its replay, as the recorder leaves it: the event's visibility; its course is the event's (access.recording_target)
+    replay = lms.db.transaction(lambda s: _ready_recording(s, event))
 
     # a learner of the course launches the link: the event page (framable by the LMS), its media, its chat
     http.cookie_jar.clear()
@@ -96,6 +98,7 @@ async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: 
     assert "X-Frame-Options" not in page.headers
     media = await lms.client.get(f"/live/{slug}/source/live.m3u8")
     assert media.status == 200 and "#EXTM3U" in await media.text()
+    assert (await lms.client.get(f"/recordings/{replay}")).status == 200
     chat = await _chat(lms, slug, learner_cookie)
     you = (await chat.welcome())["you"]
     assert chat.connect_error is None and you["author"]["name"] == "Bob Student" and you["moderator"] is False
@@ -117,6 +120,7 @@ async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: 
     assert other.status == 303
     stranger_cookie = http.cookie_jar.filter_cookies(lms.client.make_url("/"))["live_session"].value
     assert (await lms.client.get(f"/events/{slug}", allow_redirects=False)).status == 404
+    assert (await lms.client.get(f"/recordings/{replay}", allow_redirects=False)).status == 404
     assert (await lms.client.get(f"/live/{slug}/source/live.m3u8")).status in (403, 404)
     refused = await _chat(lms, slug, stranger_cookie, refused=True)
     assert refused.connect_error is not None
@@ -129,6 +133,14 @@ async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: 
     # the accounts are linked: the same person launching again is the same account
     links = lms.db.transaction(lambda s: len(list(s.scalars(select(LtiAccount)))))
     assert links == 4
+
+
+def _ready_recording(session: Any, event: Event) -> int:
+    row = Recording(event_id=event.id, owner_id=event.owner_id, title=event.title, visibility=event.visibility,
+                    state=RecordingState.READY, media_path="x")
+    session.add(row)
+    session.flush()
+    return row.id
 
 
 async def _chat(lms: Lms, slug: str, session_cookie: str | None, refused: bool = False) -> ChatClient:
