@@ -24,9 +24,12 @@ OTHER_PRIVATE, _OTHER_PUBLIC = rsa_pem_pair()
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], migrated_sqlite: Callable[[str], str]) -> Settings:
-    """SQLite only: what is refused does not depend on the catalog (the full flow runs on both backends)."""
-    return make_settings(database_url=migrated_sqlite("live.db"))
+def settings(make_settings: Callable[..., Settings], migrated_sqlite: Callable[[str], str],
+             request: pytest.FixtureRequest) -> Settings:
+    """SQLite only: what is refused does not depend on the catalog (the full flow runs on both backends).
+    ``@pytest.mark.lti_settings(name=value)`` overrides settings for one test."""
+    marker = request.node.get_closest_marker("lti_settings")
+    return make_settings(database_url=migrated_sqlite("live.db"), **(marker.kwargs if marker else {}))
 
 
 async def start_login(lms: Lms, sub: str = "student-1") -> dict[str, str]:
@@ -152,3 +155,16 @@ async def test_login_initiation_refuses_what_it_cannot_start(lms: Lms) -> None:
         "iss": lms.moodle.issuer, "login_hint": "x", "target_link_uri": f"{lms.tool}/lti/launch",
         "client_id": lms.moodle.client_id}, headers={"Origin": lms.moodle.base}, allow_redirects=False)
     assert posted.status == 302 and posted.headers["Location"].startswith(lms.moodle.base + "/auth?")
+
+
+@pytest.mark.lti_settings(lti_state_cookie_required=False)
+async def test_without_the_cookie_requirement_a_cookieless_launch_passes_but_a_foreign_cookie_never(lms: Lms) -> None:
+    """For browsers that send no cookie in a cross-site frame: the single-use server-side state alone."""
+    auth = await start_login(lms)
+    lms.client.session.cookie_jar.clear()  # the launch arrives without the browser cookie
+    assert (await post_launch(lms, sign(lms, claims_for(lms, auth)), auth["state"])).status == 303
+    other = await start_login(lms)
+    lms.client.session.cookie_jar.clear()
+    await start_login(lms)  # this browser now holds another login's cookie
+    foreign = await post_launch(lms, sign(lms, claims_for(lms, other)), other["state"])
+    assert foreign.status == 403 and "wrong_state" in await foreign.text()
