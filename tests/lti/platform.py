@@ -14,7 +14,6 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 import jwt
@@ -217,7 +216,3 @@ def parse_form(page: str, marker: str = "<form") -> tuple[str, dict[str, str]]:
     action = FORM_ACTION.search(page)
     assert action is not None, page[:500]
     return html.unescape(action.group(1)), {k: html.unescape(v) for k, v in FORM_FIELD.findall(page)}
-
-
-def query_of(**params: str) -> str:
-    return urlencode(params)

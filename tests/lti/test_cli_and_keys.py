@@ -4,7 +4,6 @@ sealed in the catalog; the admin page shows the values Moodle asks for and regis
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any

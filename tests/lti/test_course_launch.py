@@ -5,10 +5,8 @@ member of another course and an anonymous visitor get none of them.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from live_server.layout import live_run_folder
@@ -34,7 +32,7 @@ async def launch(lms: Lms, activity: Activity) -> Any:
     return await http.post(action, data=fields, headers={"Origin": lms.moodle.base}, allow_redirects=False)
 
 
-async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: Lms, caplog: pytest.LogCaptureFixture) -> None:
+async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: Lms) -> None:
     http = lms.client.session
     ada = Person("teacher-1", [INSTRUCTOR], "Ada Lovelace", "ada@univ.example")
     picked = await launch(lms, Activity(ada, deep_linking=True))
