@@ -46,6 +46,11 @@ class Live:
         assert resp.status == 201, await resp.text()
         return await resp.json()
 
+    @property
+    def segment_suffix(self) -> str:
+        """What the live segments (and so the recordings' segments) end with: fMP4 with LL-HLS, else MPEG-TS."""
+        return ".m4s" if self.settings.ll_hls else ".ts"
+
     def publish_url(self, event: dict[str, Any]) -> str:
         """The owner's publish URL, with the port the test server really bound (settings say 0)."""
         return f"{self.rtmp_base}/{event['stream']['stream_key']}"
