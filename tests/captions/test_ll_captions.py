@@ -60,9 +60,15 @@ async def test_ll_hls_caption_cues_land_at_their_media_time_in_hls_js(
     expected = fragment_start_90khz(init, (run / "source" / "seg_000001.m4s").read_bytes())
     assert expected is not None and expected >= 100 * 90_000 and tsmap.mpegts == expected
 
+    async def page_html(_: web.Request) -> web.StreamResponse:
+        return web.Response(text=PAGE, content_type="text/html")
+
+    async def hls_js(_: web.Request) -> web.StreamResponse:
+        return web.FileResponse(HLS_JS)
+
     app = web.Application()
-    app.router.add_get("/", lambda _: web.Response(text=PAGE, content_type="text/html"))
-    app.router.add_get("/hls.min.js", lambda _: web.FileResponse(HLS_JS))
+    app.router.add_get("/", page_html)
+    app.router.add_get("/hls.min.js", hls_js)
     app.router.add_static("/run/", run)
     server = TestServer(app)
     await server.start_server()
