@@ -287,7 +287,9 @@ class LlRendition:
         hint = None
         if pending is not None and (pending.discontinuity or self.ended):
             pending = None  # the renderer cannot mark a discontinuity before parts in progress: listed once complete
-        elif self._in_session and not self.ended:
+        elif self._in_session and not self.ended and not (pending is None and self._discontinuity):
+            # (not across a reconnect: the next part starts a new session, with a new init section and a
+            # discontinuity the playlist cannot announce before that part is listed)
             hint = part_name(next_msn, len(pending.parts) if pending is not None else 0)
         return LlPlaylist(
             target_duration=self.target_duration,
