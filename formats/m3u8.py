@@ -626,6 +626,7 @@ class LlPlaylist:
     ``part_hold_back`` defaults to three part targets and ``can_skip_until`` to six target
     durations, the least RFC 8216bis 4.4.3.8 allows (SHOULD and MUST respectively).
     ``pending_program_date_time`` dates the segment in progress when no complete segment does.
+    ``playlist_type`` is ``EVENT`` for a DVR view that only ever grows (as the plain-HLS DVR).
     """
 
     target_duration: int
@@ -641,6 +642,7 @@ class LlPlaylist:
     rendition_reports: tuple[RenditionReport, ...] = ()
     part_hold_back: float | None = None
     can_skip_until: float | None = None
+    playlist_type: str | None = None
 
     @property
     def last_msn(self) -> int:
@@ -706,6 +708,8 @@ def render_ll(playlist: LlPlaylist, *, skip: bool = False) -> str:
     )
     lines = _media_header(LL_VERSION_WITH_SKIP if skipped else LL_VERSION, playlist.target_duration,
                           playlist.media_sequence, playlist.discontinuity_sequence, server_tags)
+    if playlist.playlist_type:
+        lines.append(f"#EXT-X-PLAYLIST-TYPE:{playlist.playlist_type}")
     # EXT-X-MAP before the first segment, and again wherever the init section changes.
     mapped = (playlist.segments[0].map_uri if playlist.segments else None) or playlist.map_uri
     lines.append(_map_line(mapped))

@@ -91,7 +91,7 @@ class LlPackager:
                                    window_segments=options.window_segments, keep_history=options.dvr)
         self.playlists = LlPlaylists()
         self._writer: ThreadPoolExecutor | None = None
-        self._last_write: asyncio.Future[None] | None = None
+        self._last_write: asyncio.Future[OSError | None] | None = None
         self._master_text: dict[str, str] = {}
         self._metadata: Mapping[str, Any] | None = None
         self._headers: dict[str, bytes] = {}
@@ -195,7 +195,9 @@ class LlPackager:
         try:
             await self.flush()
             if self._last_write is not None:
-                await self._last_write  # an OSError writing the final playlists is the caller's to report
+                error = await self._last_write
+                if error is not None:
+                    raise error  # an OSError writing the final playlists is the caller's to report
         finally:
             self._stop_writer()
 
@@ -254,10 +256,14 @@ class LlPackager:
         future = self._submit(files, [self._folder / name for name in update.removed])
         segments = update.segments
 
-        def visible(done: "asyncio.Future[None]") -> None:
-            error = None if done.cancelled() else done.exception()
-            if not self._written(error):
-                return
+        def visible(done: "asyncio.Future[OSError | None]") -> None:
+            media_error, playlist_error = _outcome(done)
+            self._written(media_error or playlist_error)
+            if media_error is not None:
+                return  # a part or segment is not on disk: listing it would send viewers to a 404
+            # A playlist file that could not be written is counted, but viewers are answered from
+            # memory: the media is on disk, so they get it, as the ffmpeg packager lists segments
+            # whatever happens to its playlist files.
             if published:
                 self.playlists.publish(published, texts)
             for segment in segments:
@@ -296,8 +302,11 @@ class LlPackager:
                 changed.append((self.output_dir / name, text))
         return changed
 
-    def _submit(self, files: list[tuple[Path, bytes | str]], removed: list[Path]) -> "asyncio.Future[None]":
-        """Queue writes (then deletions) on this packager's one writer thread: off the loop, in order."""
+    def _submit(self, files: list[tuple[Path, bytes | str]], removed: list[Path]) -> "asyncio.Future[OSError | None]":
+        """Queue writes (then deletions) on this packager's one writer thread: off the loop, in order.
+
+        The future fails when media bytes could not be written; it returns the first playlist
+        write error (the other files are still written), or None."""
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ll-hls")
         future = asyncio.wrap_future(self._writer.submit(_write_files, files, removed))
@@ -308,7 +317,7 @@ class LlPackager:
         """Queue writes nobody waits for (a master change, a DVR shrinking); failures are counted."""
         if files or removed:
             self._submit(files, list(removed)).add_done_callback(
-                lambda done: self._written(None if done.cancelled() else done.exception()))
+                lambda done: self._written(_outcome(done)[0] or _outcome(done)[1]))
 
     def _unlink_soon(self, names: list[str]) -> None:
         self._write_soon([], [self._folder / name for name in names])
@@ -340,11 +349,26 @@ class LlPackager:
             log.exception("%s: on_packager_failed raised", self.output_dir)
 
 
-def _write_files(files: list[tuple[Path, bytes | str]], removed: list[Path]) -> None:
-    """The writer thread's job: each file atomically, in order, then the deletions (never raised)."""
+def _outcome(done: "asyncio.Future[OSError | None]") -> tuple[BaseException | None, OSError | None]:
+    """(media write error, playlist write error) of one batch of writes."""
+    if done.cancelled():
+        return None, None
+    error = done.exception()
+    return (error, None) if error is not None else (None, done.result())
+
+
+def _write_files(files: list[tuple[Path, bytes | str]], removed: list[Path]) -> OSError | None:
+    """The writer thread's job: each file atomically, in order, then the deletions (never raised).
+
+    Media bytes that cannot be written raise (what follows them would list them); a playlist that
+    cannot be written is skipped and its error returned, so the media after it still lands."""
+    playlist_error: OSError | None = None
     for path, data in files:
         if isinstance(data, str):
-            write_atomic(path, data)
+            try:
+                write_atomic(path, data)
+            except OSError as exc:
+                playlist_error = playlist_error or exc
         else:
             _write_bytes(path, data)
     for path in removed:
@@ -354,6 +378,7 @@ def _write_files(files: list[tuple[Path, bytes | str]], removed: list[Path]) -> 
             pass
         except OSError as exc:
             log.warning("%s: could not delete %s: %s", path.parent, path.name, exc)
+    return playlist_error
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

@@ -106,6 +106,7 @@ class LlRendition:
         self.target_duration: int | None = None
         self.ended = False
         self.history_paused = False
+        self._history_cut = False  # the DVR once shrank to the live window: no EVENT promise any more
         self.dropped_tags = 0
         self.overlong_segments = 0
 
@@ -140,6 +141,7 @@ class LlRendition:
     def pause_history(self, paused: bool) -> list[str]:
         """Low media disk: keep only the live window (the DVR shrinks to it); files to delete."""
         self.history_paused = paused
+        self._history_cut = self._history_cut or paused
         update = LlUpdate()
         self._trim(update)
         return update.removed
@@ -302,4 +304,5 @@ class LlRendition:
             pending_program_date_time=pending.program_date_time if pending is not None else None,
             ended=self.ended,
             discontinuity_sequence=discontinuity_sequence,
+            playlist_type="EVENT" if window is None and self.keep_history and not self._history_cut else None,
         )

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import aiohttp
 import pytest
 
+from formats.m3u8 import parse_media_playlist
 from web.media import MEDIA_CACHE
 from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
 from tests.media import push_rtmp
@@ -35,12 +36,12 @@ async def test_nginx_serves_what_the_app_allows(live: Live, nginx: Nginx) -> Non
             assert resp.status == 200 and resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
             variant = re.search(r"^(\S+\.m3u8)$", await resp.text(), re.M).group(1)  # type: ignore[union-attr]
         async with viewer.get(f"{base}/{variant}") as resp:
-            name = re.search(r"^(\S+\.ts)$", await resp.text(), re.M).group(1)  # type: ignore[union-attr]
+            name = parse_media_playlist(await resp.text()).playlist.segments[0].uri
         rendition = variant.rsplit("/", 1)[0]
         async with viewer.get(f"{base}/{rendition}/{name}") as resp:
             body = await resp.read()
             assert resp.status == 200, body[:200]
-            assert resp.headers["Content-Type"] == "video/mp2t"
+            assert resp.headers["Content-Type"] == ("video/iso.segment" if live.settings.ll_hls else "video/mp2t")
             assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
             assert resp.headers["Access-Control-Allow-Origin"] == "*"
             assert "X-Accel-Redirect" not in resp.headers
@@ -51,13 +52,14 @@ async def test_nginx_serves_what_the_app_allows(live: Live, nginx: Nginx) -> Non
         async with viewer.get(f"{nginx.url}/metrics") as resp:
             assert resp.status == 404  # issue 17 (9): not proxied; Prometheus scrapes the app directly
         assert (await live.client.get("/metrics")).status == 200
-        async with viewer.get(f"{base}/{rendition}/seg_999999.ts") as resp:
+        async with viewer.get(f"{base}/{rendition}/seg_999999{live.segment_suffix}") as resp:
             assert resp.status == 404
 
         # The private event: refused without the pass, through the app's decision, served with it.
         pbase = f"{nginx.url}/live/{private['slug']}"
         folder = live.folder(private["id"])
-        segment = sorted((folder / rendition).glob("seg_*.ts"))[0]
+        listed = parse_media_playlist((folder / rendition / "live.m3u8").read_text()).playlist.segments[0].uri
+        segment = folder / rendition / listed
         async with viewer.get(f"{pbase}/{rendition}/{segment.name}") as resp:
             assert resp.status == 403
         page = await viewer.get(f"{nginx.url}/events/{private['slug']}")

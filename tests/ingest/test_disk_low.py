@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from formats.m3u8 import parse_media_playlist
 from ingest.live import LIVE
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.media import FFMPEG, source_args, stop
@@ -53,7 +54,8 @@ def playlist(folder: Path, name: str) -> tuple[int, list[str], str]:
     except FileNotFoundError:
         return -1, [], ""
     found = re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text)
-    return (int(found.group(1)) if found else -1), re.findall(r"^seg_\d+\.ts$", text, re.M), text
+    names = [segment.uri for segment in parse_media_playlist(text).playlist.segments] if text else []
+    return (int(found.group(1)) if found else -1), names, text
 
 
 async def health(live: Live, event: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +69,8 @@ async def test_a_low_disk_keeps_the_stream_live_stops_the_dvr_and_recovers(floor
         await wait_for(lambda: event_state_is(live, event, "live"), 15, "live")
         folder = live.folder(event["id"])
         await wait_for(lambda: _true(len(playlist(folder, "dvr.m3u8")[1]) >= 8), 15, "a DVR of 8 segments")
-        assert "#EXT-X-PLAYLIST-TYPE:EVENT" in playlist(folder, "dvr.m3u8")[2]
+        _, (first, *_), text = playlist(folder, "dvr.m3u8")
+        assert "#EXT-X-PLAYLIST-TYPE:EVENT" in text
         assert (await live.client.get("/readyz")).status == 200
         assert (await health(live, event))["disk_low"] is False
 
@@ -88,11 +91,11 @@ async def test_a_low_disk_keeps_the_stream_live_stops_the_dvr_and_recovers(floor
             live_seq = playlist(folder, "live.m3u8")[0]
             # The DVR drops to the live window and what leaves it is deleted, DVR on or not.
             await wait_for(lambda: _true(len(playlist(folder, "dvr.m3u8")[1]) == 3
-                                         and not (folder / "source" / "seg_000000.ts").exists()), 5, "the DVR to shrink")
+                                         and not (folder / "source" / first).exists()), 5, "the DVR to shrink")
             await wait_for(lambda: _true(playlist(folder, "live.m3u8")[0] >= live_seq + 4), 5, "the live stream to go on")
             sequence, names, text = playlist(folder, "dvr.m3u8")
             assert "PLAYLIST-TYPE:EVENT" not in text and names == playlist(folder, "live.m3u8")[1]
-            on_disk = len(list((folder / "source").glob("seg_*.ts")))
+            on_disk = len(list((folder / "source").glob(f"seg_*{live.segment_suffix}")))
             assert on_disk <= 8, on_disk  # twice the live window, and the segment being written
             assert (await health(live, event))["recording_paused"] is True
         finally:
@@ -119,7 +122,7 @@ async def test_a_playlist_write_error_does_not_stop_the_packager(live: Live, mon
         await wait_for(lambda: event_state_is(live, event, "live"), 15, "live")
         folder = live.folder(event["id"])
         packager = live.app[LIVE].events[event["id"]].packager
-        pid = packager.pid
+        pid = getattr(packager, "pid", None)  # the LL packager runs no process
         fill_disk_under(monkeypatch, live.settings.media_dir)
         listed = packager.segments
         await wait_for(lambda: _true(packager.segments >= listed + 3), 5, "segments listed while writes fail")
@@ -128,7 +131,7 @@ async def test_a_playlist_write_error_does_not_stop_the_packager(live: Live, mon
         await wait_for(lambda: _true(playlist(folder, "live.m3u8")[0] > frozen), 5, "playlists written again")
         state = await health(live, event)
         assert state["playlist_write_errors"] >= 3 and state["packager_restarts"] == 0 and not state["packager_failed"]
-        assert packager.pid == pid  # the same ffmpeg: the supervisor never noticed
+        assert getattr(packager, "pid", None) == pid  # the same ffmpeg: the supervisor never noticed
         metrics = await (await live.client.get("/metrics")).text()
         assert re.search(r"^live_media_write_errors_total [1-9]", metrics, re.M), metrics
     finally:

@@ -139,6 +139,24 @@ def test_parts_go_with_the_window_and_segments_without_dvr(flv: bytes) -> None:
     assert [s.sequence for s in stream.segments] == [1, 2]
 
 
+def test_the_dvr_view_is_an_event_playlist_until_the_disk_cuts_it(flv: bytes) -> None:
+    """As the plain-HLS DVR: EXT-X-PLAYLIST-TYPE:EVENT promises segments are never removed; a low disk
+    shrinking the DVR to the live window breaks that promise for the rest of the run."""
+    stream = rendition(window_segments=1)
+    stream.begin_session()
+    feed_all(stream, flv)
+    dvr, window = stream.playlist(None), stream.playlist(1)
+    assert dvr is not None and window is not None
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in render(dvr) and "PLAYLIST-TYPE" not in render(window)
+    assert stream.pause_history(True)  # segment 0 is deleted
+    stream.pause_history(False)
+    assert "PLAYLIST-TYPE" not in render(stream.playlist(None))  # type: ignore[arg-type]
+    no_dvr = rendition(window_segments=1, keep_history=False)
+    no_dvr.begin_session()
+    feed_all(no_dvr, flv)
+    assert "PLAYLIST-TYPE" not in render(no_dvr.playlist(None))  # type: ignore[arg-type]  # it drops segments
+
+
 def test_other_codecs_are_refused() -> None:
     stream = rendition()
     stream.begin_session()

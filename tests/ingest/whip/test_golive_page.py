@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from ingest.whip.handlers import WHIP
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.ingest.whip.conftest import WHIP_SETTINGS
-from tests.ingest.whip.media import stream_codecs
+from tests.ingest.whip.media import listed_segment, stream_codecs
 from tests.media import count_video_frames, decode_errors
 
 
@@ -43,7 +44,8 @@ window.RTCPeerConnection.prototype = NativePeerConnection.prototype;
 
 @pytest.mark.parametrize("bundle_policy", ["max-bundle", "balanced"])
 @pytest.mark.live_settings(**WHIP_SETTINGS)
-async def test_lecturer_goes_live_from_the_event_page(live: Live, webrtc_browser: Any, bundle_policy: str) -> None:
+async def test_lecturer_goes_live_from_the_event_page(live: Live, webrtc_browser: Any, bundle_policy: str,
+                                                     tmp_path: Path) -> None:
     event = await live.create_event(dvr=True)
     init = BUNDLE_POLICY % ('"balanced"' if bundle_policy == "balanced" else "null")
     context, page, errors = await _owner_page(live, webrtc_browser, event["slug"], init)
@@ -71,7 +73,7 @@ async def test_lecturer_goes_live_from_the_event_page(live: Live, webrtc_browser
         await context.close()
     source = live.folder(event["id"]) / "source"
     assert count_video_frames(source / "dvr.m3u8") >= 30
-    assert {"video:h264", "audio:aac"} <= set(stream_codecs(sorted(source.glob("seg_*.ts"))[-1]))
+    assert {"video:h264", "audio:aac"} <= set(stream_codecs(listed_segment(source / "dvr.m3u8", -1, tmp_path)))
 
 
 async def _no_sessions(live: Live) -> bool:

@@ -20,7 +20,7 @@ from ingest.whip.handlers import WHIP
 from tests.conftest import service_missing
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.ingest.whip.conftest import WHIP_SETTINGS
-from tests.ingest.whip.media import stream_codecs
+from tests.ingest.whip.media import listed_segment, stream_codecs
 from tests.media import count_video_frames, decode_errors
 
 CLIENT = Path(__file__).parent / "gst_whip_client.py"
@@ -74,7 +74,7 @@ async def run_gstreamer(url: str, token: str, *extra: str) -> dict[str, Any]:
 ])
 @pytest.mark.live_settings(**WHIP_SETTINGS)
 async def test_gstreamer_webrtcbin_publishes_video_and_audio(gstreamer: None, live: Live, bundle_policy: str,
-                                                              offer_setup: str | None) -> None:
+                                                              offer_setup: str | None, tmp_path: Path) -> None:
     event = await live.create_event(dvr=True)
     extra = ["--bundle-policy", bundle_policy, "--seconds", "5", "--host-address", "127.0.0.1"]
     if offer_setup:
@@ -101,9 +101,8 @@ async def test_gstreamer_webrtcbin_publishes_video_and_audio(gstreamer: None, li
     assert live.app[WHIP].sessions == {}
 
     source = live.folder(event["id"]) / "source"
-    segments = sorted(source.glob("seg_*.ts"))
-    assert segments, list(source.iterdir())
-    assert {"video:h264", "audio:aac"} <= set(stream_codecs(segments[-1])), stream_codecs(segments[-1])
     dvr = source / "dvr.m3u8"
+    last = listed_segment(dvr, -1, tmp_path)
+    assert {"video:h264", "audio:aac"} <= set(stream_codecs(last)), stream_codecs(last)
     assert count_video_frames(dvr) >= 15  # ≥ 1 s of the 15 fps pattern
     assert decode_errors(dvr) == ""

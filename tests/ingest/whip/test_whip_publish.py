@@ -19,6 +19,7 @@ from ingest.whip.handlers import WHIP
 from live_server.models import BroadcastSession
 from tests.ingest.conftest import LONG_GRACE, Live, event_state_is, wait_for
 from tests.ingest.whip.conftest import WHIP_SETTINGS, push_whip
+from tests.ingest.whip.media import listed_segment
 from tests.media import FFMPEG, count_video_frames, decode_errors, stop
 
 DATA = Path(__file__).parent / "data"
@@ -58,7 +59,7 @@ def _audio_codec(path: Path) -> str:
 
 
 @pytest.mark.live_settings(**WHIP_SETTINGS)
-async def test_ffmpeg_whip_publish_goes_live_plays_and_ends(live: Live) -> None:
+async def test_ffmpeg_whip_publish_goes_live_plays_and_ends(live: Live, tmp_path: Path) -> None:
     event = await live.create_event(dvr=True)
     assert event["stream"]["whip_url"].endswith("/whip")
     pusher = await push_whip(str(live.client.make_url("/whip")), event["stream"]["whip_bearer_token"], frames=75, fps=15)
@@ -83,7 +84,7 @@ async def test_ffmpeg_whip_publish_goes_live_plays_and_ends(live: Live) -> None:
     frames = count_video_frames(dvr)
     assert 70 <= frames <= 75, frames  # H.264 kept as is: frames in = frames out (loopback loses nothing)
     assert decode_errors(dvr) == ""
-    assert _audio_codec(sorted((folder / "source").glob("seg_*.ts"))[1]) == "aac"  # Opus → AAC
+    assert _audio_codec(listed_segment(dvr, 1, tmp_path)) == "aac"  # Opus → AAC
     (row,) = _sessions(live)
     assert row.protocol == "whip" and row.ended_at is not None and "DELETE" in (row.end_reason or "")
 
