@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 from formats.flv import flv_header, flv_tag, is_keyframe, is_sequence_header, script_tag_from_metadata
 
-__all__ = ["FlvFeed", "QueuedTag", "TAG_TYPES"]
+__all__ = ["FlvFeed", "QueuedTag", "TAG_TYPES", "announced_streams"]
 
 TAG_TYPES = {"audio": 8, "video": 9}
 #: FLV tag header (11) + PreviousTagSize (4), counted with the payload.
@@ -58,7 +58,7 @@ class FirstMedia:
     received_at: float
 
 
-def _has_streams(metadata: Mapping[str, Any] | None) -> tuple[bool, bool]:
+def announced_streams(metadata: Mapping[str, Any] | None) -> tuple[bool, bool]:
     """(has_audio, has_video) as announced by onMetaData; both when unknown."""
     if not metadata:
         return True, True
@@ -166,7 +166,7 @@ class FlvFeed:
     def has_video(self) -> bool:
         if "video" in self.sequence_headers:
             return True
-        return _has_streams(self.metadata)[1] and self.metadata is not None
+        return announced_streams(self.metadata)[1] and self.metadata is not None
 
     def pop(self) -> bytes | None:
         """Bytes for ffmpeg's stdin, or None when the queue is empty."""
@@ -198,7 +198,7 @@ class FlvFeed:
         return bytes(out) if out else None
 
     def _preamble(self, timestamp_ms: int) -> bytes:
-        has_audio, has_video = _has_streams(self.metadata)
+        has_audio, has_video = announced_streams(self.metadata)
         if "audio" in self.sequence_headers:
             has_audio = True
         if "video" in self.sequence_headers:

@@ -25,6 +25,7 @@ from formats.m3u8 import LlPlaylist, Segment, SubtitleRendition, render_ll, rend
 from live_server.files import write_atomic
 from live_server.layout import MASTER_PLAYLIST
 
+from .feed import announced_streams
 from .ll_stream import LlFile, LlRendition, LlUnsupported, LlUpdate
 from .options import PASSTHROUGH_RENDITION, PackagerOptions
 from .packager import DVR_MASTER_PLAYLIST, DVR_PLAYLIST, PackagerListener
@@ -217,6 +218,7 @@ class LlPackager:
     # -- ingest side (never blocks) -----------------------------------------------------------
     def on_metadata(self, metadata: Mapping[str, Any]) -> None:
         self._metadata = dict(metadata)
+        self._stream.expect_streams(*announced_streams(metadata))
         if self._started:
             self._write_soon(self._master_files())
 

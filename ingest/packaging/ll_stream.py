@@ -19,6 +19,11 @@ from formats.m3u8 import LlPart, LlPlaylist, LlSegment, Segment, target_duration
 
 __all__ = ["LlFile", "LlRendition", "LlUnsupported", "LlUpdate", "part_name", "segment_name", "init_name"]
 
+#: Media held at most (publisher time, ms) waiting for an announced stream's sequence header; after
+#: it the muxer starts without that stream.
+HOLD_MS = 2000
+#: ... and at most this many tags (timestamps that do not advance must not hold media forever).
+HOLD_TAGS = 1000
 #: FLV codec ids (legacy headers) the muxer takes as they are.
 _FLV_AVC = 7
 _FLV_AAC = 10
@@ -77,9 +82,10 @@ class LlRendition:
     """A rendition's LL-HLS state across the publish sessions of one live run.
 
     Each session gets a fresh muxer (publisher timestamps restart) and starts with a discontinuity;
-    Media Sequence Numbers continue. The muxer is configured at the session's first media frame
-    from the sequence headers seen before it (encoders send both first); a header arriving later
-    for a stream the muxer was built without is ignored. The first complete segment decides
+    Media Sequence Numbers continue. The muxer is configured from the sequence headers of the
+    streams :meth:`expect_streams` announced (both unless told otherwise): media arriving before the
+    last of them is held, up to ``HOLD_MS`` of it, then replayed (a WHIP publisher's AAC, transcoded
+    from Opus, comes after its first video frames). A header arriving after that is ignored. The first complete segment decides
     ``EXT-X-TARGETDURATION`` (with ``segment_seconds``), as in the plain packager; the playlists are
     not published before it (a player would otherwise be given a target it cannot keep).
     """
@@ -105,6 +111,8 @@ class LlRendition:
         self._init: str | None = None
         self.target_duration: int | None = None
         self.ended = False
+        self._expected = (True, True)  # (audio, video) the publisher announced
+        self._held: list[tuple[str, int, bytes, float]] | None = []  # media before the muxer could be configured
         self.history_paused = False
         self._history_cut = False  # the DVR once shrank to the live window: no EVENT promise any more
         self.dropped_tags = 0
@@ -119,11 +127,17 @@ class LlRendition:
         self._muxer = None
         self._video = self._audio = None
         self._clock = None
+        self._held = []
         self._discontinuity = bool(self._segments) or self._pending is not None
+
+    def expect_streams(self, audio: bool, video: bool) -> None:
+        """The streams the publisher announced (onMetaData): the muxer waits for their headers."""
+        self._expected = (audio, video) if audio or video else (True, True)
 
     def end_session(self) -> LlUpdate:
         """The publisher left: the muxer's last part, and the segment in progress completed."""
         update = LlUpdate()
+        self._release_held(update)
         if self._muxer is not None:
             self._take(self._muxer.flush(), update)
         self._close_segment(update)
@@ -156,19 +170,26 @@ class LlRendition:
         update = LlUpdate()
         if not self._in_session or len(payload) < 2:
             return update
+        self._feed(kind, timestamp_ms, payload, wall, update)
+        return update
+
+    def _feed(self, kind: str, timestamp_ms: int, payload: bytes, wall: float, update: LlUpdate) -> None:
+        if (self._muxer is None and not self._is_header(kind, payload)
+                and self._hold(kind, timestamp_ms, payload, wall, update)):
+            return
         if kind == "video":
             if payload[0] & 0x80 or payload[0] & 0x0F != _FLV_AVC:
                 raise LlUnsupported("LL-HLS packaging takes H.264 video (legacy FLV AVC) only")
             packet_type = payload[1]
             if packet_type == 0:
                 self._configure_video(payload[5:])
-                return update
+                return
             if packet_type != 1 or len(payload) <= 5:
-                return update  # end of sequence, or an empty frame
+                return  # end of sequence, or an empty frame
             muxer = self._muxer_for_media(timestamp_ms, wall, update)
             if muxer is None or self._video is None:
                 self.dropped_tags += 1
-                return update
+                return
             cts = int.from_bytes(payload[2:5], "big", signed=True)
             self._take(muxer.add_video(payload[5:], timestamp_ms, cts, keyframe=payload[0] >> 4 == 1), update)
         elif kind == "audio":
@@ -176,13 +197,37 @@ class LlRendition:
                 raise LlUnsupported("LL-HLS packaging takes AAC audio only")
             if payload[1] == 0:
                 self._configure_audio(payload[2:])
-                return update
+                return
             muxer = self._muxer_for_media(timestamp_ms, wall, update)
             if muxer is None or self._audio is None:
                 self.dropped_tags += 1
-                return update
+                return
             self._take(muxer.add_audio(payload[2:], timestamp_ms), update)
-        return update
+
+    @staticmethod
+    def _is_header(kind: str, payload: bytes) -> bool:
+        return kind in ("audio", "video") and payload[1] == 0
+
+    def _hold(self, kind: str, timestamp_ms: int, payload: bytes, wall: float, update: LlUpdate) -> bool:
+        """Keep media back while an announced stream has no header yet (True: held); when the
+        last header is in or the hold is full, replay what was held first (False: go on)."""
+        if self._held is None:
+            return False  # replaying what was held
+        audio, video = self._expected
+        missing = (audio and self._audio is None) or (video and self._video is None)
+        full = bool(self._held) and (timestamp_ms - self._held[0][1] >= HOLD_MS or len(self._held) >= HOLD_TAGS)
+        if missing and not full:
+            self._held.append((kind, timestamp_ms, payload, wall))
+            return True
+        self._release_held(update)
+        return False
+
+    def _release_held(self, update: LlUpdate) -> None:
+        """Feed what was held, in order, to the muxer it waited for (built by the first of it)."""
+        held, self._held = self._held, None  # None: not holding while replaying
+        for kind, timestamp_ms, payload, wall in held or ():
+            self._feed(kind, timestamp_ms, payload, wall, update)
+        self._held = []
 
     def _configure_video(self, record: bytes) -> None:
         if self._muxer is None:

@@ -11,7 +11,7 @@ import pytest
 
 from formats.m3u8 import Reload, decide_reload
 from formats.m3u8 import render_ll as render
-from ingest.packaging.ll_stream import LlRendition, LlUnsupported, LlUpdate, part_name, segment_name
+from ingest.packaging.ll_stream import HOLD_MS, LlRendition, LlUnsupported, LlUpdate, part_name, segment_name
 from formats.flv import read_tags
 from tests.media import FFMPEG
 
@@ -155,6 +155,42 @@ def test_the_dvr_view_is_an_event_playlist_until_the_disk_cuts_it(flv: bytes) ->
     no_dvr.begin_session()
     feed_all(no_dvr, flv)
     assert "PLAYLIST-TYPE" not in render(no_dvr.playlist(None))  # type: ignore[arg-type]  # it drops segments
+
+
+def _init_data(updates: list[LlUpdate]) -> bytes:
+    return next(f.data for u in updates for f in u.files if f.name.startswith("init_"))
+
+
+def test_a_late_audio_header_is_waited_for_and_the_video_before_it_kept(flv: bytes) -> None:
+    """A WHIP publisher: its AAC (transcoded from Opus) starts 0.5 s after the first video frames."""
+    tags = list(flv_tags(flv))
+    header = next(t for t in tags if t[0] == "audio" and t[2][1] == 0)
+    late = [t for t in tags if t is not header and not (t[0] == "audio" and t[1] < 500)]
+    late.insert(next(i for i, t in enumerate(late) if t[1] >= 500), header)
+    stream = rendition()
+    stream.begin_session()
+    updates = [stream.feed(kind, stamp, body, 1_000_000.0 + stamp / 1000) for kind, stamp, body in late]
+    updates.append(stream.end_session())
+    assert b"mp4a" in _init_data(updates) and b"avc1" in _init_data(updates)
+    assert stream.dropped_tags == 0
+    assert sum(s.duration for s in stream.segments) == pytest.approx(5.0, abs=0.1)  # the held video is all there
+
+
+def test_a_stream_never_announced_is_not_waited_for_and_a_missing_one_only_so_long(flv: bytes) -> None:
+    video_only = [t for t in flv_tags(flv) if t[0] == "video"]
+    announced = rendition()
+    announced.expect_streams(audio=False, video=True)
+    announced.begin_session()
+    first = announced.feed(*video_only[0], 1_000_000.0)
+    first = announced.feed(*video_only[1], 1_000_000.0)
+    assert any(f.name.startswith("init_") for f in first.files)  # the muxer started at the first frame
+    silent = rendition()  # no metadata: audio is expected, but not for ever
+    silent.begin_session()
+    updates = [silent.feed(kind, stamp, body, 1_000_000.0 + stamp / 1000) for kind, stamp, body in video_only]
+    started = next(i for i, u in enumerate(updates) if any(f.name.startswith("init_") for f in u.files))
+    assert video_only[started][1] >= HOLD_MS and b"mp4a" not in _init_data(updates)
+    updates.append(silent.end_session())
+    assert sum(s.duration for s in silent.segments) == pytest.approx(5.0, abs=0.1)
 
 
 def test_other_codecs_are_refused() -> None:
