@@ -217,7 +217,7 @@ def _drained(sock: socket.socket) -> bool:
 
 
 @pytest.mark.live_settings(ll_hls=False)  # about ffmpeg's supervisor: the LL packager has no process to crash
-async def test_packager_crash_is_restarted_and_stalls_are_reported(live: Live) -> None:
+async def test_packager_crash_is_restarted(live: Live) -> None:
     event = await live.create_event()
     pusher = await push_rtmp(live.publish_url(event), seconds=9)
     await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
@@ -226,17 +226,36 @@ async def test_packager_crash_is_restarted_and_stalls_are_reported(live: Live) -
     os.kill(old_pid, signal.SIGKILL)
     await wait_for(lambda: _restarted(live, event), 10, "the packager restart")
     assert packager.pid != old_pid
+    await asyncio.wait_for(pusher.wait(), 30)
+    await wait_for(lambda: event_state_is(live, event, "ended"), 10, "the end of the event")
+    dvr = (live.folder(event["id"]) / "source" / "dvr.m3u8").read_text()
+    assert "#EXT-X-DISCONTINUITY" in dvr  # after the crash, players are told to reset their decoders
 
-    pusher.send_signal(signal.SIGSTOP)  # the encoder hangs but keeps its connection open
+
+async def test_a_stalled_encoder_is_reported(live: Live) -> None:
+    """Either packager: the encoder hangs but keeps its connection open; then it comes back."""
+    event = await live.create_event()
+    pusher = await push_rtmp(live.publish_url(event), seconds=12)
+    await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
+    await wait_for(lambda: _segments_listed(live, event), 5, "a segment in the health figures")
+    pusher.send_signal(signal.SIGSTOP)
     try:
         health = await wait_for(lambda: _stalled(live, event), 8, "the stall to be reported")
         assert health["healthy"] is False and health["publishing"] is True
     finally:
         pusher.send_signal(signal.SIGCONT)
-    await asyncio.wait_for(pusher.wait(), 30)
-    await wait_for(lambda: event_state_is(live, event, "ended"), 10, "the end of the event")
-    dvr = (live.folder(event["id"]) / "source" / "dvr.m3u8").read_text()
-    assert "#EXT-X-DISCONTINUITY" in dvr  # after the crash, players are told to reset their decoders
+    await wait_for(lambda: _healthy(live, event), 8, "health to come back with the media")
+    await stop(pusher)
+
+
+async def _segments_listed(live: Live, event: dict) -> bool:
+    health = (await live.event(event["id"]))["stream"]["health"]
+    return bool(health) and health["segments"] > 0 and health["packager_restarts"] == 0
+
+
+async def _healthy(live: Live, event: dict) -> bool:
+    health = (await live.event(event["id"]))["stream"]["health"]
+    return bool(health) and health["healthy"] and not health["stalled"]
 
 
 async def _restarted(live: Live, event: dict) -> bool:
