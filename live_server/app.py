@@ -23,6 +23,10 @@ from audience.collector import AUDIENCE, Audience
 from audience.merge import RedisMerge
 from audience import store as audience_store
 from captions.captioner import SUBTITLES_FOLDER, LiveCaptions
+from captions.transcriber import TranscriptionFailed
+from captions.transcription import TRANSCRIPTIONS, AudioSource, Transcriptions
+from captions.transcription_api import TranscriptionApi
+from captions.vosk_models import ModelRegistry
 from captions.socketio import SocketIOCaptionSink
 from captions.web import CaptionsApi
 from chat.api import ChatApi
@@ -56,6 +60,7 @@ from live_server.passes import MEDIA_PASS, MediaPasses
 from live_server.session_people import SESSION_PEOPLE, SessionPeople
 from live_server.settings import Settings
 from recorder.recorder import Recorder
+from recorder.storage import RecordingFiles
 from vod.api import RecordingsApi
 from vod.archive import RecordingArchiver
 from vod.catalog import RECORDINGS, RecordingCatalog
@@ -121,6 +126,9 @@ def create_app(settings: Settings) -> web.Application:
         catalog.ready_listeners.append(archiver.schedule)
         importer.ready_listeners.append(archiver.schedule)
 
+    # Speech models, loaded once and shared by live captions and transcriptions.
+    models = ModelRegistry(dict(settings.vosk_models))
+
     # The live pipeline, where media is ingested: captions and the recorder are its taps.
     live: LiveStreams | None = None
     captions: LiveCaptions | None = None
@@ -128,7 +136,7 @@ def create_app(settings: Settings) -> web.Application:
     whip: WhipSessions | None = None
     if ingest:
         live = LiveStreams(settings, db, metrics, ffmpeg)
-        captions = LiveCaptions(settings, db, metrics, ffmpeg)
+        captions = LiveCaptions(settings, db, metrics, ffmpeg, models)
         live.media_taps.append(captions)
         live.observers.append(captions)
         if settings.recording_enabled:  # after captions: their last batch is saved when the recorder ends a run
@@ -139,6 +147,11 @@ def create_app(settings: Settings) -> web.Application:
             rtmp = rtmp_server_from_settings(settings, live)
         if settings.whip_enabled:  # WebRTC publishes feed the same live pipeline
             whip = WhipSessions(live, options_from_settings(settings), metrics.drop_counter("whip_converter"))
+
+    # Transcription of recordings (queue in the catalog): workers run where media is made, behind live captions.
+    transcriptions = Transcriptions(settings, db, models, ffmpeg, _RecordingAudio(settings.media_dir), captions)
+    catalog.ready_listeners.append(transcriptions.recording_ready)
+    importer.ready_listeners.append(transcriptions.recording_ready)
 
     chat: ChatServer | None = None
     if settings.role in ("both", "web"):  # Socket.IO chat and Q&A (Redis-shared rooms when redis_url is set)
@@ -183,9 +196,11 @@ def create_app(settings: Settings) -> web.Application:
     if chat is not None:
         app[CHAT] = chat
     app[AUDIENCE] = audience
+    app[TRANSCRIPTIONS] = transcriptions
 
     app.cleanup_ctx.append(_database(db))
     app.cleanup_ctx.append(_recordings(settings, catalog, importer, archiver))
+    app.cleanup_ctx.append(_transcriptions(transcriptions, workers=ingest))
     if redis is not None:
         app.cleanup_ctx.append(_redis(redis))
     if live is not None and captions is not None:
@@ -207,7 +222,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(AuthApi(logins, db).routes())
     app.router.add_routes(EventsApi(db, settings, viewers, live_directory, live, board).routes())
     app.router.add_routes(CaptionsApi(db, passes).routes())
-    app.router.add_routes(ImportApi(db, importer, settings).routes())  # before /api/v1/recordings/{id}
+    app.router.add_routes(ImportApi(db, importer, settings, transcriptions).routes())  # before /api/v1/recordings/{id}
+    app.router.add_routes(TranscriptionApi(db, transcriptions).routes())
     app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, player_handle, settings).routes())
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
                                         people).routes())
@@ -311,6 +327,34 @@ def _recordings(settings: Settings, catalog: RecordingCatalog, importer: Importe
             if archiver is not None:
                 await archiver.close()
             await catalog.close()
+
+    return lifecycle
+
+
+class _RecordingAudio:
+    """A recording's full playlist for transcription, from its folder's one owner (``RecordingFiles``)."""
+
+    def __init__(self, media_dir: Path) -> None:
+        self.media_dir = media_dir
+
+    def audio_source(self, media_path: str, storage_url: str | None) -> AudioSource:
+        found = RecordingFiles.of(self.media_dir, media_path).full_playlist() if media_path else None
+        if found is None:
+            where = "in object storage" if storage_url else "missing"
+            raise TranscriptionFailed(f"the recording's segments are not on this server's disk ({where})")
+        return AudioSource(*found)
+
+
+def _transcriptions(transcriptions: Transcriptions, workers: bool) -> Lifecycle:
+    """Transcription workers run in processes that make media; every process may queue jobs."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if workers:
+            await transcriptions.start()
+        try:
+            yield
+        finally:
+            await transcriptions.close()
 
     return lifecycle
 

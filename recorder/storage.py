@@ -250,6 +250,17 @@ class RecordingFiles:
         return [s for s in parse_journal(text)
                 if _SEGMENT_NAME.match(s.uri) and (not require_files or (self.folder / s.uri).exists())]
 
+    def full_playlist(self) -> tuple[Path, float] | None:
+        """The journal (every segment, trimmed or not) and its length in seconds, when all its segments are
+        on this disk: what a transcription reads, so cue times are on the recording's full timeline."""
+        try:
+            listed = parse_journal((self.folder / JOURNAL).read_text(encoding="utf-8"))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not listed or any(not _SEGMENT_NAME.match(s.uri) or not (self.folder / s.uri).is_file() for s in listed):
+            return None
+        return self.folder / JOURNAL, round(sum(s.duration for s in listed), 3)
+
     def finalize(self, segments: Sequence[Segment], live_master: str | None, rendition: str | None) -> DiskSummary:
         """Write the VOD playlists (full record, player view, master); ``segments`` must not be empty."""
         sizes = [os.stat(self.folder / s.uri).st_size for s in segments]
