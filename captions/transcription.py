@@ -135,6 +135,31 @@ class Transcriptions:
             control.stop.set()
         return body
 
+    async def panel(self, recording_id: int, user: Any) -> dict[str, Any] | None:
+        """What the recording page shows about transcription, or None when this person may not transcribe it:
+        ``{"job": <latest job or None>, "languages": [codes with a model]}``."""
+        now, languages = utcnow(), sorted(self.languages)
+
+        def work(session: Session) -> dict[str, Any] | None:
+            recording = session.get(Recording, recording_id)
+            if recording is None or not jobs.can_transcribe(session, user, recording):
+                return None
+            job = jobs.latest_job(session, recording_id)
+            return {"job": jobs.job_json(job, now) if job is not None else None, "languages": languages}
+
+        return await self.db.run(work)
+
+    async def owner_jobs(self, owner_id: int, limit: int = 20) -> list[dict[str, Any]]:
+        """The lecturer's dashboard: jobs of their recordings that are queued, running or failed, newest first,
+        each with its recording's ``title`` and ``ref`` (how links name it)."""
+        now = utcnow()
+
+        def work(session: Session) -> list[dict[str, Any]]:
+            return [{**jobs.job_json(job, now), "title": recording.title, "ref": recording.public_ref}
+                    for job, recording in jobs.owner_jobs(session, owner_id, limit)]
+
+        return await self.db.run(work)
+
     def recording_ready(self, recording_id: int) -> None:
         """A recording became ready (an import, or the end of a live run): transcribe it when its event's
         captions did not happen or its owner set a transcription language (``catalog.ready_listeners``)."""

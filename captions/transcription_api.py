@@ -110,5 +110,9 @@ class TranscriptionApi:
         raise web.HTTPSeeOther(f"/recordings/{request.match_info['ref']}#transcription")
 
     async def cancel_form(self, request: web.Request) -> web.Response:
+        """Back where the button was: the recording page, or the dashboard (``next=dashboard``)."""
+        form = await request.post()
         await self._cancel(request)
+        if form.get("next") == "dashboard":
+            raise web.HTTPSeeOther("/dashboard#transcriptions")
         raise web.HTTPSeeOther(f"/recordings/{request.match_info['ref']}#transcription")

@@ -25,7 +25,7 @@ from .cues import Cue
 
 __all__ = [
     "ACTIVE", "ClaimedJob", "JobConflict", "enqueue", "claim", "heartbeat", "finish", "fail", "release", "cancel",
-    "requeue_stale", "fail_orphans", "latest_job", "auto_language", "job_json", "time_left", "can_transcribe",
+    "requeue_stale", "fail_orphans", "latest_job", "owner_jobs", "has_captions", "auto_language", "job_json", "time_left", "can_transcribe",
 ]
 
 ACTIVE = (JobState.QUEUED, JobState.RUNNING)
@@ -191,6 +191,22 @@ def fail_orphans(session: Session, now: datetime) -> int:
 def latest_job(session: Session, recording_id: int) -> TranscriptionJob | None:
     return session.scalar(select(TranscriptionJob).where(TranscriptionJob.recording_id == recording_id)
                           .order_by(TranscriptionJob.created_at.desc(), TranscriptionJob.id.desc()).limit(1))
+
+
+def owner_jobs(session: Session, owner_id: int, limit: int) -> list[tuple[TranscriptionJob, Recording]]:
+    """Each recording's latest job of this owner, when queued, running or failed (what still needs them)."""
+    rows = session.execute(select(TranscriptionJob, Recording).join(Recording, Recording.id == TranscriptionJob.recording_id)
+                           .where(Recording.owner_id == owner_id)
+                           .order_by(TranscriptionJob.created_at.desc(), TranscriptionJob.id.desc()).limit(limit * 4)).all()
+    seen: set[int] = set()
+    found: list[tuple[TranscriptionJob, Recording]] = []
+    for job, recording in rows:
+        if recording.id in seen:
+            continue
+        seen.add(recording.id)
+        if job.state in (*ACTIVE, JobState.FAILED):
+            found.append((job, recording))
+    return found[:limit]
 
 
 def has_captions(session: Session, recording: Recording) -> bool:

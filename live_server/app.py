@@ -228,9 +228,10 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
                                         people).routes())
     app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays,
-                                       AudienceTab(db, audience_store, settings.audience_bucket_seconds)).routes())
+                                       AudienceTab(db, audience_store, settings.audience_bucket_seconds),
+                                       transcriptions).routes())
     app.router.add_routes(HomePages(db, viewers).routes())
-    app.router.add_routes(Dashboard(db, settings, viewers, audience_store).routes())
+    app.router.add_routes(Dashboard(db, settings, viewers, audience_store, transcriptions).routes())
     app.router.add_routes(AccountPages(db).routes())
     app.router.add_routes(AdminPages(db, people).routes())
     app.router.add_routes(EmbedPages(db).routes())
