@@ -232,7 +232,7 @@ def create_app(settings: Settings) -> web.Application:
                                        transcriptions).routes())
     app.router.add_routes(HomePages(db, viewers).routes())
     app.router.add_routes(Dashboard(db, settings, viewers, audience_store, transcriptions).routes())
-    app.router.add_routes(AccountPages(db).routes())
+    app.router.add_routes(AccountPages(db, settings.vosk_models).routes())
     app.router.add_routes(AdminPages(db, people).routes())
     app.router.add_routes(EmbedPages(db).routes())
     live_media = LiveMediaHandler(live_directory, cache, viewers, passes, settings.media_accel_redirect, settings.media_dir,

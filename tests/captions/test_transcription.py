@@ -98,6 +98,15 @@ async def test_an_imported_lecture_is_transcribed_and_searchable(aiohttp_client:
     assert captions[-1]["end"] <= SPEECH_AT + ko_speech.offset + 1.5 and {c["language"] for c in captions} == {"ko"}
     vtt = await (await live.client.get(f"/api/v1/recordings/{recording['id']}/captions.vtt")).text()
     assert vtt.startswith("WEBVTT") and captions[0]["text"].split("\n")[0] in vtt
+    # The transcript to keep: WebVTT, SubRip, plain text, as attachments named after the recording.
+    files = {}
+    for kind in ("vtt", "srt", "txt"):
+        resp = await live.client.get(f"/api/v1/recordings/{recording['id']}/transcript.{kind}")
+        assert resp.status == 200 and resp.headers["Content-Disposition"] == f'attachment; filename="Algorithms.{kind}"'
+        files[kind] = await resp.text()
+    assert files["vtt"] == vtt
+    assert files["srt"].startswith("1\n00:00:0") and f"{len(captions)}\n" in files["srt"] and "," in files["srt"].split("\n")[1]
+    assert files["txt"].split() == " ".join(c["text"] for c in captions).split()
 
     word = HANGUL_WORD.search(" ".join(c["text"] for c in captions))
     assert word is not None, captions
@@ -203,3 +212,36 @@ async def test_corrupt_media_fails_after_its_retries_and_the_catalog_is_intact(
     assert after["captions"] == before["captions"]  # the old track is kept
     row = live.app[DB].transaction(lambda s: s.get(Recording, recording_id))
     assert row is not None and row.state == RecordingState.READY
+
+
+async def test_a_live_run_without_captions_is_transcribed_in_the_owners_language(captioned: Live, ko_speech: Speech,
+                                                                                  tmp_path: Path) -> None:
+    """No caption language on the event, so no live captions; the lecturer's profile says they lecture in
+    Korean: when the run ends its recording is transcribed, and the replay has its captions."""
+    from tests.captions.conftest import push_track
+    from tests.ingest.conftest import event_state_is
+
+    live = captioned
+    profile = await (await live.client.get("/profile")).text()
+    assert 'id="transcription_language"' in profile
+    resp = await live.client.post("/profile", data={"display_name": "Prof", "language": "", "transcription_language": "ko",
+                                                    "csrf_token": live.csrf}, allow_redirects=False)
+    assert resp.status == 303
+    resp = await live.client.post("/profile", data={"display_name": "Prof", "transcription_language": "xx",
+                                                    "csrf_token": live.csrf}, allow_redirects=False)
+    assert resp.status == 422
+    event = await live.create_event(title="Data structures")
+    assert event["caption_language"] is None
+    pusher = await push_track(live.publish_url(event), speech_track(ko_speech, [SPEECH_AT], 8.0, tmp_path))
+    assert await pusher.wait() == 0
+    await wait_for(lambda: event_state_is(live, event, "ended"), 30, "the event to end")
+
+    async def recording() -> Any:
+        body = await (await live.client.get(f"/api/v1/recordings?event={event['id']}&state=ready")).json()
+        return body["recordings"][0] if body["recordings"] else None
+    row = await wait_for(recording, 15, "the recording")
+    job = await _job(live, row["id"], ("done", "failed"))
+    assert job["state"] == "done" and job["trigger"] == "live_ended" and job["language"] == "ko", job
+    captions = (await (await live.client.get(f"/api/v1/recordings/{row['id']}/replay")).json())["captions"]
+    onset = SPEECH_AT + ko_speech.onset
+    assert captions and abs(captions[0]["start"] - onset) < 1.0, (captions, onset)
