@@ -7,12 +7,17 @@ PORT   ?= 8080
 
 .PHONY: run test install install-test system-deps migrate lint bench clean translations messages
 
+# uv installs the same packages as pip from the same index, several times faster (and caches them):
+# a clean clone's `make test` spends ~15 s here instead of ~60 s. pip remains the fallback.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet 'uv>=0.5,<1' || echo "uv not installed; pip will install the packages"
+
+PIP_INSTALL = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install --quiet --python $(BIN)/python $(1); \
+  else $(BIN)/pip install --quiet $(1); fi
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml node_modules/.installed
-	$(BIN)/pip install --quiet -e .
+	$(call PIP_INSTALL,-e .)
 	touch $@
 
 # Front-end packages (hls.js, socket.io-client, axe-core) from npm, pinned by package-lock.json.
@@ -21,7 +26,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(call PIP_INSTALL,-e '.[test]')
 	touch $@
 
 # Interface languages: each web/translations/<lang>/LC_MESSAGES/messages.po is the source (committed);
@@ -70,7 +75,7 @@ test: install-test
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: install-test
-	$(BIN)/mypy live_server formats ingest chat captions recorder vod web audience
+	$(BIN)/mypy live_server formats ingest chat captions recorder vod web audience bbb
 
 bench: install-test
 	@echo "see bench/README.md"

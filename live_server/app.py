@@ -22,6 +22,10 @@ from audience.api import AudienceApi
 from audience.collector import AUDIENCE, Audience
 from audience.merge import RedisMerge
 from audience import store as audience_store
+from bbb.client import BbbClient
+from bbb.deposit import BBB_DEPOSIT, BbbDeposit, RecordingReadyApi
+from bbb.servers import BbbAdmin
+from bbb.webinar import Webinars
 from captions.captioner import SUBTITLES_FOLDER, LiveCaptions
 from captions.transcriber import TranscriptionFailed
 from captions.transcription import TRANSCRIPTIONS, AudioSource, Transcriptions
@@ -58,6 +62,7 @@ from live_server.middleware import (
 from live_server.ops import Ops
 from live_server.passes import MEDIA_PASS, MediaPasses
 from live_server.session_people import SESSION_PEOPLE, SessionPeople
+from live_server.models import Visibility
 from live_server.settings import Settings
 from recorder.recorder import Recorder
 from recorder.storage import RecordingFiles
@@ -73,6 +78,7 @@ from web import pages
 from web.account_pages import AccountPages
 from web.admin_pages import AdminPages
 from web.audience_tab import AudienceTab
+from web.bbb_pages import BbbPages
 from web.dashboard import Dashboard
 from web.embed import EmbedPages
 from web.guards import error_pages_middleware
@@ -125,6 +131,13 @@ def create_app(settings: Settings) -> web.Application:
         archiver = RecordingArchiver(catalog, stores.target, metrics, settings.s3_retry_seconds, archived)
         catalog.ready_listeners.append(archiver.schedule)
         importer.ready_listeners.append(archiver.schedule)
+
+    # BigBlueButton (issue 19): recordings deposited through the importer, webinars broadcast to live events.
+    bbb_client = BbbClient(settings.bbb_request_timeout_seconds, settings.bbb_download_timeout_seconds)
+    deposit = BbbDeposit(db, bbb_client, importer, max_bytes=settings.import_max_bytes,
+                         visibility=Visibility(settings.bbb_import_visibility), poll_seconds=settings.bbb_poll_seconds,
+                         poll_max_seconds=settings.bbb_poll_max_seconds)
+    webinars = Webinars(db, bbb_client, settings.rtmp_url, settings.base_url)
 
     # Speech models, loaded once and shared by live captions and transcriptions.
     models = ModelRegistry(dict(settings.vosk_models))
@@ -197,10 +210,12 @@ def create_app(settings: Settings) -> web.Application:
         app[CHAT] = chat
     app[AUDIENCE] = audience
     app[TRANSCRIPTIONS] = transcriptions
+    app[BBB_DEPOSIT] = deposit
 
     app.cleanup_ctx.append(_database(db))
     app.cleanup_ctx.append(_recordings(settings, catalog, importer, archiver))
     app.cleanup_ctx.append(_transcriptions(transcriptions, workers=ingest))
+    app.cleanup_ctx.append(_bigbluebutton(settings, deposit, bbb_client))  # stopped before the importer
     if redis is not None:
         app.cleanup_ctx.append(_redis(redis))
     if live is not None and captions is not None:
@@ -224,6 +239,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(CaptionsApi(db, passes).routes())
     app.router.add_routes(ImportApi(db, importer, settings, transcriptions).routes())  # before /api/v1/recordings/{id}
     app.router.add_routes(TranscriptionApi(db, transcriptions).routes())
+    app.router.add_routes(RecordingReadyApi(deposit).routes())
     app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, player_handle, settings).routes())
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
                                         people).routes())
@@ -234,6 +250,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(Dashboard(db, settings, viewers, audience_store, transcriptions).routes())
     app.router.add_routes(AccountPages(db, settings.vosk_models).routes())
     app.router.add_routes(AdminPages(db, people).routes())
+    app.router.add_routes(BbbPages(db, deposit, webinars, BbbAdmin(db, settings.base_url)).routes())
     app.router.add_routes(EmbedPages(db).routes())
     live_media = LiveMediaHandler(live_directory, cache, viewers, passes, settings.media_accel_redirect, settings.media_dir,
                                   settings.cookie_secure, audience, low_latency=live)
@@ -356,6 +373,26 @@ def _transcriptions(transcriptions: Transcriptions, workers: bool) -> Lifecycle:
             yield
         finally:
             await transcriptions.close()
+
+    return lifecycle
+
+
+def _bigbluebutton(settings: Settings, deposit: BbbDeposit, client: BbbClient) -> Lifecycle:
+    """Automatic imports poll where media is made (``bbb_poll_seconds`` > 0); downloads stop with the app."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        poller = None
+        if settings.bbb_poll_seconds > 0 and settings.role in ("both", "ingest"):
+            poller = asyncio.create_task(deposit.poll_forever(), name="bbb-poll")
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+            await deposit.close()
+            await client.close()
 
     return lifecycle
 

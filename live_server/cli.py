@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -70,6 +71,30 @@ def _parser() -> argparse.ArgumentParser:
     msub = models.add_subparsers(dest="models_command", required=True)
     msub.add_parser("check", help="list the configured models (vosk_models) and whether each loads")
 
+    bbb = sub.add_parser("bbb", help="BigBlueButton servers, meetings and webinar runners")
+    bsub = bbb.add_subparsers(dest="bbb_command", required=True)
+    bservers = bsub.add_parser("servers", help="configured BigBlueButton servers")
+    bssub = bservers.add_subparsers(dest="servers_command", required=True)
+    badd = bssub.add_parser("add", help="add a server (the shared secret is asked for, or read from stdin)")
+    badd.add_argument("--name", required=True)
+    badd.add_argument("--api-url", required=True, help="https://bbb.example.edu/bigbluebutton/api (as bbb-conf --secret prints it)")
+    badd.add_argument("--algorithm", default="sha256", help="checksum algorithm: sha1, sha256 (default), sha384, sha512")
+    badd.add_argument("--secret-stdin", action="store_true", help="read the shared secret from the first line of stdin")
+    bssub.add_parser("list", help="list servers (secrets shown by their first characters)")
+    bremove = bssub.add_parser("remove", help="remove a server")
+    bremove.add_argument("name")
+    bmeetings = bsub.add_parser("meetings", help="meetings whose recordings belong to a lecturer")
+    bmsub = bmeetings.add_subparsers(dest="meetings_command", required=True)
+    bmap = bmsub.add_parser("map", help="map a meeting to a lecturer")
+    bmap.add_argument("--server", required=True, help="server name")
+    bmap.add_argument("--meeting", required=True, help="the meetingID given to BigBlueButton's create call")
+    bmap.add_argument("--owner", required=True, help="the lecturer's username")
+    bmap.add_argument("--auto-import", action="store_true", help="import each new recording without a click")
+    bmsub.add_parser("list", help="list mapped meetings")
+    brunner = bsub.add_parser("runner-config", help="the streaming runner's docker-compose.yml for an event's webinar")
+    brunner.add_argument("--event", required=True, help="the event's slug or id")
+    brunner.add_argument("--output", help="write it to this file (mode 600) instead of stdout")
+
     sub.add_parser("demo", help="create a demo admin and event if the catalog is empty (used by make run)")
     return p
 
@@ -125,6 +150,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return _create_event(db, settings, args)
         if args.command == "demo":
             return _demo(db, settings)
+        if args.command == "bbb":
+            return _bbb(db, settings, args)
     finally:
         db.close()
     return 2
@@ -201,6 +228,51 @@ def _create_event(db: Database, settings: Settings, args: argparse.Namespace) ->
         print(json.dumps(body, indent=2))
     else:
         print(f"created event {body['slug']!r} (id {body['id']}); publish to {body['stream']['rtmp_url']} with its stream key")
+    return 0
+
+
+def _bbb(db: Database, settings: Settings, args: argparse.Namespace) -> int:
+    """BigBlueButton administration (bbb/servers.py); secrets are never printed back in full."""
+    from bbb import servers as srv
+    from bbb.webinar import runner_config
+
+    if args.bbb_command == "servers":
+        if args.servers_command == "add":
+            secret = sys.stdin.readline().strip() if args.secret_stdin else getpass.getpass("Shared secret: ")
+            row = db.transaction(lambda s: srv.add_server(s, args.name, args.api_url, secret, args.algorithm))
+            print(f"added BigBlueButton server {row.name!r} ({row.api_url}, {row.checksum_algorithm}); recording-ready "
+                  f"callback: {srv.callback_url(settings.base_url, row.id)}")
+        elif args.servers_command == "list":
+            for view in db.transaction(srv.server_views):
+                print(f"{view.name}\t{view.api_url}\t{view.algorithm}\tsecret {view.secret_hint}\t"
+                      f"callback {srv.callback_url(settings.base_url, view.id)}")
+        else:
+            db.transaction(lambda s: srv.remove_server(s, args.name))
+            print(f"removed BigBlueButton server {args.name!r}")
+        return 0
+    if args.bbb_command == "meetings":
+        if args.meetings_command == "map":
+            db.transaction(lambda s: srv.map_meeting(s, args.server, args.meeting, args.owner, args.auto_import))
+            print(f"meeting {args.meeting!r} on {args.server!r} is {args.owner!r}'s"
+                  + (" (new recordings imported automatically)" if args.auto_import else ""))
+        else:
+            for m in db.transaction(srv.meeting_views):
+                print(f"{m.server_name}\t{m.meeting_id}\t{m.owner_username}\t{'auto' if m.auto_import else 'manual'}"
+                      f"\t{m.event_slug or ''}")
+        return 0
+
+    def render(session: Any) -> str:
+        event = ev.get_event(session, args.event)
+        return runner_config(session, event.owner, args.event, settings.rtmp_url)
+
+    text = db.transaction(render)
+    if args.output:
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        print(f"wrote {args.output} (it holds the BBB shared secret and the stream key: keep it private)")
+    else:
+        print(text, end="")
     return 0
 
 

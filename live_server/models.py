@@ -491,3 +491,54 @@ class AudienceReplayBucket(Base):
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True)
     start_second: Mapped[int] = mapped_column(Integer, primary_key=True)
     views: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BbbServer(Base):
+    """A BigBlueButton server an admin configured: its API endpoint and shared secret (sealed with the server
+    secret, as stream keys are; shown back only as its first characters)."""
+
+    __tablename__ = "bbb_servers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    api_url: Mapped[str] = mapped_column(String(500))  # https://bbb.example.edu/bigbluebutton/api
+    secret: Mapped[str] = mapped_column(String(500))  # sealed (live_server.security.StreamKeyCipher)
+    checksum_algorithm: Mapped[str] = mapped_column(String(8), default="sha256")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class BbbMeeting(Base):
+    """A BigBlueButton meeting whose recordings belong to a lecturer (mapped by an admin, or created by the
+    lecturer's webinar); ``auto_import``: each new recording is imported without a click; ``event_id``: the
+    live event a webinar meeting is broadcast to."""
+
+    __tablename__ = "bbb_meetings"
+    __table_args__ = (UniqueConstraint("server_id", "meeting_id", name="uq_bbb_meetings_server_meeting"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("bbb_servers.id", ondelete="CASCADE"))
+    meeting_id: Mapped[str] = mapped_column(String(256))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    auto_import: Mapped[bool] = mapped_column(Boolean, default=False)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class BbbImport(Base):
+    """One BigBlueButton recording taken into the catalog (at most once per server and record id):
+    ``downloading`` → ``imported`` (``recording_id`` set; the importer takes it from there) or ``failed``."""
+
+    __tablename__ = "bbb_imports"
+    __table_args__ = (UniqueConstraint("server_id", "record_id", name="uq_bbb_imports_server_record"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("bbb_servers.id", ondelete="CASCADE"))
+    record_id: Mapped[str] = mapped_column(String(256))
+    meeting_id: Mapped[str] = mapped_column(String(256))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    recording_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recordings.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    state: Mapped[str] = mapped_column(String(16), default="downloading")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

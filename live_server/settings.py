@@ -343,6 +343,26 @@ class Settings(BaseModel):
         3600.0, gt=0, description="How often sessions past their retention are reduced.",
     )
 
+    # --- BigBlueButton ---------------------------------------------------------------------
+    bbb_request_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="Deadline of one BigBlueButton API call (servers are configured by admins: "
+        "`live-server bbb servers add` or /admin/bigbluebutton).",
+    )
+    bbb_download_timeout_seconds: float = Field(
+        3600.0, gt=0, description="Longest download of a BigBlueButton recording's video file (imports are capped "
+        "by import_max_bytes too).",
+    )
+    bbb_poll_seconds: float = Field(
+        300.0, ge=0, description="How often new recordings of auto-import meetings are looked for; 0: no polling "
+        "(the recording-ready callback still imports).",
+    )
+    bbb_poll_max_seconds: float = Field(
+        3600.0, gt=0, description="While a BigBlueButton server fails, the polling interval doubles up to this.",
+    )
+    bbb_import_visibility: Literal["public", "authenticated", "unlisted"] = Field(
+        "authenticated", description="Who may watch a BigBlueButton recording once imported (its owner can change it).",
+    )
+
     # --- Chat -----------------------------------------------------------------------------
     chat_max_message_length: int = Field(500, gt=0, le=10000, description="Longest chat message, in characters.")
     chat_history_size: int = Field(50, ge=0, le=1000, description="Messages sent to a viewer on join.")

@@ -92,9 +92,15 @@ def redis_url() -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty catalog URL, once per supported backend."""
-    if request.param == "sqlite":
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test that asks for a catalog runs once per supported backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    """An empty catalog URL (no schema), once per supported backend."""
+    if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'live.db'}"
     return request.getfixturevalue("postgres_url")
 
@@ -137,19 +143,53 @@ def postgres_template(postgres_server: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def migrated_url(request: pytest.FixtureRequest, database_url: str) -> str:
-    """``database_url`` with the schema at head: a copy of a catalog the migrations built once per process."""
-    if database_url.startswith("sqlite:///"):
-        return copy_sqlite(request.getfixturevalue("sqlite_template"), Path(database_url.removeprefix("sqlite:///")))
+@pytest.fixture(scope="session")
+def postgres_worker_db(postgres_server: str, postgres_template: str) -> Iterator[str]:
+    """One migrated database per test process, cloned from the template once; every test that asks for
+    a migrated PostgreSQL catalog gets it emptied. TRUNCATE costs milliseconds where each CREATE and
+    DROP DATABASE costs a checkpoint (1-4 s per test on this machine)."""
     import psycopg
 
-    template = request.getfixturevalue("postgres_template")
-    name = database_url.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}"')  # the empty database postgres_url made, under the same name
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    return database_url
+    name = f"live_work_{secrets.token_hex(4)}"
+    admin = postgres_server.replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+    try:
+        yield f"{postgres_server.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def empty_postgres(url: str) -> None:
+    """Every table of the catalog at ``url`` emptied and its ids restarted, the schema kept: as the
+    migrations left it. Connections a previous test left open are closed first, as DROP … WITH (FORCE) did."""
+    import psycopg
+
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        conn.execute("SET lock_timeout = '10s'")
+        tables = [row[0] for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def migrated_postgres(postgres_worker_db: str) -> str:
+    """This process's migrated PostgreSQL catalog, emptied for the test (multi-process tests share it)."""
+    empty_postgres(postgres_worker_db)
+    return postgres_worker_db
+
+
+@pytest.fixture
+def migrated_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    """A catalog with the schema at head and no rows: a copy of the SQLite catalog the migrations built
+    once per process, or this process's PostgreSQL database emptied."""
+    if backend == "sqlite":
+        return copy_sqlite(request.getfixturevalue("sqlite_template"), tmp_path / "live.db")
+    return str(request.getfixturevalue("migrated_postgres"))
 
 
 @pytest.fixture
@@ -210,6 +250,17 @@ REALTIME_SPEECH = "realtime-speech"
 SERIAL_GROUPS = {"captioned": REALTIME_SPEECH}
 
 
+#: Fixtures of the long tests (a browser, server processes, a live app that media is pushed to): these
+#: tests are handed out first, so that the workers end on short ones together instead of one worker
+#: finishing a 20 s test while the others idle (longest-first scheduling).
+LONG_TEST_FIXTURES = ("browser", "cluster", "two_servers", "captioned", "live")
+
+
+def _long_first(item: pytest.Item) -> int:
+    names = getattr(item, "fixturenames", ())
+    return 0 if any(name in names for name in LONG_TEST_FIXTURES) or "/deploy/" in str(item.path) else 1
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -217,3 +268,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         group = next((g for fixture, g in SERIAL_GROUPS.items() if fixture in names), None)
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=_long_first)  # stable: files and tests keep their order within each half

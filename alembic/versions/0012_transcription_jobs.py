@@ -2,7 +2,7 @@
 caption_segments.event_id nullable (an imported recording's transcript has no event)
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 """
 from typing import Sequence, Union
 
@@ -10,7 +10,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision: str = '0012'
-down_revision: Union[str, None] = '0009'
+down_revision: Union[str, None] = '0011'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

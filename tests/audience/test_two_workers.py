@@ -18,12 +18,9 @@ from tests.support import Account, login, stream_key_cipher
 
 
 @pytest.fixture
-def shared(make_settings: Callable[..., Settings], postgres_url: str, redis_url: str) -> list[Settings]:
-    from live_server import migrations
-
-    migrations.upgrade(postgres_url)
+def shared(make_settings: Callable[..., Settings], migrated_postgres: str, redis_url: str) -> list[Settings]:
     channel = f"live-audience-test-{secrets.token_hex(4)}"  # the workers' Redis key prefix, this test's own
-    return [make_settings(database_url=postgres_url, redis_url=redis_url, chat_redis_channel=channel, role="web",
+    return [make_settings(database_url=migrated_postgres, redis_url=redis_url, chat_redis_channel=channel, role="web",
                           node_name=f"worker-{i}", audience_flush_seconds=300) for i in range(2)]
 
 

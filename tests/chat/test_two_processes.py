@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 import pytest
 import redis
 
-from live_server import accounts, migrations
+from live_server import accounts
 from live_server import events as ev
 from live_server.db import Database
 from live_server.security import StreamKeyCipher
@@ -20,9 +20,8 @@ from tests.processes import ServerProcess, base_env, free_port
 
 
 @pytest.fixture
-async def two_servers(postgres_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    migrations.upgrade(postgres_url)
-    db = Database(postgres_url, stream_key_cipher=StreamKeyCipher("test-secret-key-shared-by-all-workers-0123456789"))
+async def two_servers(migrated_postgres: str, redis_url: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    db = Database(migrated_postgres, stream_key_cipher=StreamKeyCipher("test-secret-key-shared-by-all-workers-0123456789"))
     try:
         def setup(session: Any) -> dict[str, Any]:
             prof = accounts.create_user(session, "prof", "prof-password", "lecturer")
@@ -35,12 +34,11 @@ async def two_servers(postgres_url: str, redis_url: str, tmp_path: Path) -> Asyn
     finally:
         db.close()
     channel = f"live-chat-test-{secrets.token_hex(4)}"
-    env = base_env(tmp_path / "var", database_url=postgres_url, redis_url=redis_url, chat_redis_channel=channel,
+    env = base_env(tmp_path / "var", database_url=migrated_postgres, redis_url=redis_url, chat_redis_channel=channel,
                    rtmp_enabled="false", role="web", chat_presence_seconds=0.5, chat_batch_ms=50, log_level="WARNING")
     servers = [ServerProcess(env, free_port(), tmp_path / f"server-{i}.log") for i in range(2)]
     try:
-        for server in servers:
-            await server.start()
+        await asyncio.gather(*(server.start() for server in servers))
         yield {"ports": [server.port for server in servers], "event": event, "channel": channel, "redis_url": redis_url}
     finally:
         for server in servers:

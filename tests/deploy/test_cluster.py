@@ -29,9 +29,9 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, postgres_url: str, redis_url: str, ko_model: Path) -> AsyncIterator[Cluster]:
+async def cluster(tmp_path: Path, migrated_postgres: str, redis_url: str, ko_model: Path) -> AsyncIterator[Cluster]:
     media = tmp_path / "media"
-    common = dict(database_url=postgres_url, redis_url=redis_url, media_dir=media, segment_seconds=1,
+    common = dict(database_url=migrated_postgres, redis_url=redis_url, media_dir=media, segment_seconds=1,
                   grace_period_seconds=3, trusted_proxies="127.0.0.1", media_accel_redirect="/_media/",
                   chat_redis_channel=f"live-test-{secrets.token_hex(4)}")
     rtmp_port = free_port()

@@ -98,7 +98,7 @@ def _amf_values() -> st.SearchStrategy[Any]:
 
 
 @given(st.lists(_amf_values(), max_size=5))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_round_trip(values: list[Any]) -> None:
     decoded = decode(encode(*values))
     assert decoded == values

@@ -14,10 +14,17 @@ import pytest
 from live_server.app import create_app
 from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
 from live_server.settings import Settings
+from tests.processes import cli_in_process
 from tests.support import Account, login
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The console script for the first command of a test (the installed entry point works), then the
+    same ``main()`` in process for the rest."""
+    return cli_in_process(env, *args)
+
+
+def console_script(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "live_server.cli", *args],
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}, capture_output=True, text=True, timeout=120,
@@ -26,7 +33,7 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_cli_users_events_and_demo(migrated_url: str, tmp_path: Path) -> None:
     env = {"LIVE_DATABASE_URL": migrated_url, "LIVE_DATA_DIR": str(tmp_path)}
-    out = cli("users", "create", "--username", "prof", "--role", "lecturer", "--password", "correct horse", env=env)
+    out = console_script("users", "create", "--username", "prof", "--role", "lecturer", "--password", "correct horse", env=env)
     assert out.returncode == 0 and "created lecturer 'prof'" in out.stdout, out.stderr
     dup = cli("users", "create", "--username", "prof", "--password", "another one", env=env)
     assert dup.returncode == 1 and "already exists" in dup.stderr

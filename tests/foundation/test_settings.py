@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from live_server.settings import Settings, SettingsError, load_settings
+from tests.processes import cli_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,11 +93,8 @@ def test_config_command_masks_secrets(tmp_path: Path) -> None:
         "PATH": "/usr/bin:/bin",
         "LIVE_SECRET_KEY": "supersecretvalue",
         "LIVE_DATABASE_URL": "postgresql+psycopg://live:hunter2@db/live",
-        **{name: os.environ[name] for name in ("PYTHONPATH",) if name in os.environ},  # the code under test
     }
-    out = subprocess.run(
-        [sys.executable, "-m", "live_server.cli", "config", "--json"], env=env, capture_output=True, text=True, cwd=tmp_path
-    )
+    out = cli_in_process(env, "config", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["secret_key"] == "********"
@@ -113,7 +109,5 @@ def test_config_command_masks_secrets(tmp_path: Path) -> None:
         "media_directory_miss_ttl_seconds": 0.5, "chat_room_ttl_seconds": 2.0, "chat_history_ttl_seconds": 2.0,
         "chat_fanout_max_bytes": 262144, "chat_fanout_max_packets": 64, "db_workers": 4}
 
-    bad = subprocess.run(
-        [sys.executable, "-m", "live_server.cli", "config"], env={**env, "LIVE_PORT": "x"}, capture_output=True, text=True
-    )
+    bad = cli_in_process({**env, "LIVE_PORT": "x"}, "config", cwd=tmp_path)
     assert bad.returncode == 2 and "LIVE_PORT" in bad.stderr and "Traceback" not in bad.stderr
