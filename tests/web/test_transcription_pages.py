@@ -116,3 +116,32 @@ async def test_the_page_forms_request_and_cancel(site: Site) -> None:
     assert 'id="transcription"' not in await (await site.client.get(f"/recordings/{ref}")).text()
     resp = await site.submit("/dashboard", f"/recordings/{ref}/transcription", {"language": "fr"})
     assert resp.status == 404
+
+
+async def test_the_dashboard_follows_a_running_job_until_it_ends(site: Site, browser: Any) -> None:
+    """The bar moves as the worker saves its progress, and the end is announced once (polls every 5 s)."""
+    lecturer = site.account("lecturer")
+    recording_id, _ = _recording(site, lecturer.id, "Networks")
+    _running(site, recording_id, 150.0)
+    context = await open_context(browser, str(site.client.make_url("")).rstrip("/"), lecturer)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto("/dashboard")
+    assert await page.locator("progress").get_attribute("value") == "25"
+
+    def worker_saves(session: Session) -> None:
+        job = jobs.latest_job(session, recording_id)
+        assert job is not None and job.worker is not None
+        jobs.heartbeat(session, job.id, job.worker, 450.0, 600.0, utcnow())
+
+    site.db.transaction(worker_saves)
+    await page.wait_for_function("() => document.querySelector('progress').value === 75", timeout=12_000)
+    assert re.search(r"75\s*%", await page.locator(".transcription-left").inner_text())
+    site.db.transaction(lambda s: jobs.cancel(s, recording_id, utcnow()))
+    await page.wait_for_function("() => document.getElementById('transcriptions-status').textContent.length > 0",
+                                 timeout=12_000)
+    assert await page.locator("#transcriptions-status").inner_text() == "The transcription of Networks was cancelled."
+    assert await page.locator("progress").count() == 0 and await page.locator("#transcriptions form").count() == 0
+    assert errors == []
+    await context.close()
