@@ -245,7 +245,8 @@ class Transcriptions:
         except (TranscriptionFailed, ModelUnavailable, OSError) as exc:
             await self._failed(job, str(exc) or type(exc).__name__, final=isinstance(exc, ModelUnavailable))
             return
-        except Exception as exc:
+        except Exception as exc:  # the catalog was unreachable for a heartbeat, say: the thread must stop too
+            control.stop.set()
             log.exception("transcription: job %d failed", job.id)
             await self._failed(job, f"{type(exc).__name__}: {exc}")
             return
