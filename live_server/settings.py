@@ -416,6 +416,25 @@ class Settings(BaseModel):
         600.0, gt=0, description="Window of the per-address guest identity limit."
     )
 
+    # --- LTI 1.3 (Moodle and other LMSs) ------------------------------------------------------
+    lti_login_lifetime_seconds: int = Field(
+        300, ge=30, le=3600, description="How long an LTI login (state and nonce) waits for the platform's launch.",
+    )
+    lti_state_cookie_required: bool = Field(
+        True, description="The LTI launch must come from the browser that started the login (its state cookie, "
+        "SameSite=None; Secure over https). false: a launch without the cookie is accepted on the single-use "
+        "server-side state alone (browsers that block cookies in cross-site frames); a wrong cookie is always refused.",
+    )
+    lti_jwks_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="Deadline for fetching a platform's public keys (its JWKS URL).",
+    )
+    lti_jwks_cache_seconds: float = Field(
+        300.0, ge=0, description="How long a platform's keys are kept; an unknown key id refetches them sooner.",
+    )
+    lti_clock_leeway_seconds: float = Field(
+        60.0, ge=0, le=600, description="Clock difference tolerated on an id_token's exp and iat.",
+    )
+
     @field_validator("audience_slot_seconds")
     @classmethod
     def _slot_divides_minute(cls, value: int) -> int:

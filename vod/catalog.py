@@ -135,7 +135,7 @@ class RecordingCatalog:
             row = Recording(
                 event_id=event.id, owner_id=event.owner_id, title=event.title, description=event.description or "",
                 visibility=event.visibility, state=RecordingState.RECORDING, media_path=started.media_path,
-                created_at=started.started_at,
+                created_at=started.started_at, lti_context_id=event.lti_context_id,  # a course event's replay: its course's
             )
             session.add(row)
             session.flush()
