@@ -180,7 +180,7 @@ class Settings(BaseModel):
     grace_period_seconds: float = Field(60.0, ge=0, description="How long a disconnected event stays live.")
     ll_hls: bool = Field(
         False, description="Low-Latency HLS (fMP4 parts, blocking playlist reload) for passthrough H.264+AAC events, "
-        "packaged in-process without ffmpeg; ABR events keep plain HLS. Needs recording_enabled = false for now. "
+        "packaged in-process without ffmpeg (recordings keep its fMP4 segments); ABR events keep plain HLS. "
         "Off: plain HLS (MPEG-TS) for all.",
     )
     ll_hls_part_target_seconds: float = Field(
@@ -560,13 +560,6 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return parse_mapping(value)
         return value
-
-    @model_validator(mode="after")
-    def _ll_hls_without_recording(self) -> "Settings":
-        if self.ll_hls and self.recording_enabled:
-            raise ValueError("ll_hls = true needs recording_enabled = false for now: recordings are made of the live "
-                             "MPEG-TS segments and cannot take LL-HLS's fMP4 segments yet")
-        return self
 
     @model_validator(mode="after")
     def _rtmp_url_scheme(self) -> "Settings":
