@@ -277,7 +277,8 @@ class RecordingFiles:
             listed = parse_journal((self.folder / JOURNAL).read_text(encoding="utf-8"))
         except (FileNotFoundError, NotADirectoryError):
             return None
-        if not listed or any(not _SEGMENT_NAME.match(s.uri) or not (self.folder / s.uri).is_file() for s in listed):
+        if not listed or any(not _SEGMENT_NAME.match(s.uri) or not (self.folder / s.uri).is_file()
+                             or (s.map_uri is not None and not (self.folder / s.map_uri).is_file()) for s in listed):
             return None
         return self.folder / JOURNAL, round(sum(s.duration for s in listed), 3)
 
