@@ -98,7 +98,7 @@ WEB_DIR = Path(pages.__file__).resolve().parent
 Lifecycle = Callable[[web.Application], AsyncIterator[None]]
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> web.Application:
     ingest = settings.role in ("both", "ingest")
     guard = ConnectionGuard(settings.http_max_connections, settings.http_header_timeout_seconds,
                             settings.http_body_idle_timeout_seconds)
@@ -142,8 +142,12 @@ def create_app(settings: Settings) -> web.Application:
                          poll_max_seconds=settings.bbb_poll_max_seconds)
     webinars = Webinars(db, bbb_client, settings.rtmp_url, settings.base_url)
 
-    # Speech models, loaded once and shared by live captions and transcriptions.
-    models = ModelRegistry(dict(settings.vosk_models))
+    # Speech models, loaded once and shared by live captions and transcriptions (and, given, by several
+    # apps of one process: a model is hundreds of MB and seconds to load).
+    if models is None:
+        models = ModelRegistry(dict(settings.vosk_models))
+    elif {k: Path(v) for k, v in models.paths.items()} != {k: Path(v) for k, v in settings.vosk_models.items()}:
+        raise ValueError("the shared speech models are not the ones these settings configure")
 
     # The live pipeline, where media is ingested: captions and the recorder are its taps.
     live: LiveStreams | None = None

@@ -31,9 +31,10 @@ def _fast(**overrides: Any) -> dict[str, Any]:
             **overrides}
 
 
-async def _app(aiohttp_client: Any, settings: Settings) -> Live:
-    """A running app (no RTMP) with the Korean test model; the lecturer "prof" is made once per catalog."""
-    app = create_app(settings)
+async def _app(aiohttp_client: Any, settings: Settings, models: Any) -> Live:
+    """A running app (no RTMP) with the Korean test model (shared by the process's apps); the lecturer
+    "prof" is made once per catalog."""
+    app = create_app(settings, models=models)
     client = await aiohttp_client(app)
 
     def lecturer(session: Any) -> Any:
@@ -80,9 +81,9 @@ async def _job(live: Live, recording_id: int, states: tuple[str, ...], timeout: 
     return await wait_for(settled, timeout, f"the transcription to be {'/'.join(states)}")
 
 
-async def test_an_imported_lecture_is_transcribed_and_searchable(aiohttp_client: Any, transcribing_settings: Any,
+async def test_an_imported_lecture_is_transcribed_and_searchable(aiohttp_client: Any, transcribing_settings: Any, ko_registry: Any,
                                                                  ko_speech: Speech, tmp_path: Path) -> None:
-    live = await _app(aiohttp_client, transcribing_settings())
+    live = await _app(aiohttp_client, transcribing_settings(), ko_registry)
     resp = await _import(live, spoken_video(ko_speech, tmp_path), title="Algorithms", language="ko")
     assert resp.status == 202, await resp.text()
     recording = await resp.json()
@@ -139,8 +140,8 @@ async def test_an_imported_lecture_is_transcribed_and_searchable(aiohttp_client:
 
 
 async def test_a_job_left_running_by_a_dead_process_resumes_after_a_restart(
-        aiohttp_client: Any, transcribing_settings: Any, ko_speech: Speech, tmp_path: Path) -> None:
-    first = await _app(aiohttp_client, transcribing_settings(transcription_workers=0))  # queues, runs nothing
+        aiohttp_client: Any, transcribing_settings: Any, ko_registry: Any, ko_speech: Speech, tmp_path: Path) -> None:
+    first = await _app(aiohttp_client, transcribing_settings(transcription_workers=0), ko_registry)  # queues, runs nothing
     resp = await _import(first, spoken_video(ko_speech, tmp_path), language="ko")
     recording_id = (await resp.json())["id"]
 
@@ -154,14 +155,14 @@ async def test_a_job_left_running_by_a_dead_process_resumes_after_a_restart(
         state=JobState.RUNNING, worker=f"{node} 999999 #0", attempts=1, progress_seconds=3.0)))
     await first.client.close()
 
-    second = await _app(aiohttp_client, transcribing_settings())
+    second = await _app(aiohttp_client, transcribing_settings(), ko_registry)
     job = await _job(second, recording_id, ("done", "failed"))
     assert job["state"] == "done" and job["attempts"] == 2 and job["cues"] >= 1, job
 
 
-async def test_cancel_stops_a_running_job_which_writes_nothing(aiohttp_client: Any, transcribing_settings: Any,
+async def test_cancel_stops_a_running_job_which_writes_nothing(aiohttp_client: Any, transcribing_settings: Any, ko_registry: Any,
                                                               ko_speech: Speech, tmp_path: Path) -> None:
-    live = await _app(aiohttp_client, transcribing_settings(transcription_workers=0))
+    live = await _app(aiohttp_client, transcribing_settings(transcription_workers=0), ko_registry)
     resp = await _import(live, spoken_video(ko_speech, tmp_path, seconds=120.0, at=tuple(range(2, 118, 6))))
     recording_id = (await resp.json())["id"]
 
@@ -191,8 +192,8 @@ async def _idle(transcriptions: Any) -> bool:
 
 
 async def test_corrupt_media_fails_after_its_retries_and_the_catalog_is_intact(
-        aiohttp_client: Any, transcribing_settings: Any, ko_speech: Speech, tmp_path: Path) -> None:
-    live = await _app(aiohttp_client, transcribing_settings(transcription_attempts=2))
+        aiohttp_client: Any, transcribing_settings: Any, ko_registry: Any, ko_speech: Speech, tmp_path: Path) -> None:
+    live = await _app(aiohttp_client, transcribing_settings(transcription_attempts=2), ko_registry)
     resp = await _import(live, spoken_video(ko_speech, tmp_path), language="ko")
     recording_id = (await resp.json())["id"]
     done = await _job(live, recording_id, ("done", "failed"))
