@@ -222,7 +222,7 @@ def bind(session: Session, user: User, kind: str, ref: str, context_id: int, cou
     """Put one of ``user``'s events or recordings in a course (deep linking); returns (its path, its title)."""
     if kind == "event":
         event = ev.get_event(session, ref, user)
-        if not ev.can_manage(user, event):
+        if not ev.owns(user, event):  # not a colleague's course event into another course
             raise NotFound("no such event")
         event.lti_context_id = context_id
         if course_only and event.visibility != Visibility.COURSE:

@@ -22,7 +22,7 @@ from live_server.logins import Logins
 from live_server.passes import MediaPasses
 from live_server.settings import Settings
 from live_server.errors import NotFound, ServiceError
-from live_server.access import Decision, can_view, event_target, person_of
+from live_server.access import Decision, can_manage, can_view, event_target, person_of
 from live_server.http_request import ANON_CSRF_COOKIE, identity_of
 from live_server.models import Event, EventState, Visibility
 from web.i18n import N_
@@ -207,9 +207,8 @@ class Pages:
 
     async def event_page(self, request: web.Request) -> web.Response:
         identity = identity_of(request)
-        user = identity.user if identity else None
         event, decision = await self._load_event(request)
-        manager = ev.can_manage(user, event)
+        manager = can_manage(person_of(identity), event_target(event))  # owners and the course's instructors
         locked = decision is Decision.PASSWORD_REQUIRED
         response = render(request, "event.html", await self._event_context(request, event, manager, locked=locked))
         if not locked and not manager and event.visibility == Visibility.PASSWORD:
