@@ -180,7 +180,7 @@ class Settings(BaseModel):
     grace_period_seconds: float = Field(60.0, ge=0, description="How long a disconnected event stays live.")
     ll_hls: bool = Field(
         False, description="Low-Latency HLS (fMP4 parts, blocking playlist reload) for passthrough H.264+AAC events, "
-        "packaged in-process without ffmpeg; ABR events keep plain HLS. Needs recording_enabled = false for now. "
+        "packaged in-process without ffmpeg (recordings keep its fMP4 segments); ABR events keep plain HLS. "
         "Off: plain HLS (MPEG-TS) for all.",
     )
     ll_hls_part_target_seconds: float = Field(
@@ -288,6 +288,27 @@ class Settings(BaseModel):
     caption_save_seconds: float = Field(5.0, gt=0, le=300, description="How often new caption cues are written to the catalog.")
     caption_finish_seconds: float = Field(
         15.0, gt=0, le=300, description="At the end of a live run, how long captions may take to catch up before the rest is dropped."
+    )
+
+    transcription_workers: int = Field(
+        1, ge=0, le=16, description="Recordings this process transcribes at once (one job per worker); 0 = none here."
+    )
+    transcription_attempts: int = Field(3, ge=1, le=20, description="Tries a transcription gets before it is marked failed.")
+    transcription_retry_seconds: float = Field(60.0, ge=0, le=86400, description="Wait before a failed transcription is tried again.")
+    transcription_progress_seconds: float = Field(
+        2.0, gt=0, le=60, description="How often a transcription saves its progress and checks whether it was cancelled."
+    )
+    transcription_stale_seconds: float = Field(
+        120.0, gt=0, le=86400, description="A running transcription whose worker gave no sign of life this long is queued again."
+    )
+    transcription_poll_seconds: float = Field(
+        5.0, gt=0, le=600, description="How often idle transcription workers look for jobs queued by other processes."
+    )
+    transcription_yield_seconds: float = Field(
+        1.0, gt=0, le=60, description="Transcriptions pause while a live caption stream has more than this much audio queued."
+    )
+    transcription_nice: int = Field(
+        10, ge=0, le=19, description="Scheduling niceness of transcription threads and their ffmpeg (live captions keep 0)."
     )
 
     # --- Audience insight ------------------------------------------------------------------
@@ -552,13 +573,6 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return parse_mapping(value)
         return value
-
-    @model_validator(mode="after")
-    def _ll_hls_without_recording(self) -> "Settings":
-        if self.ll_hls and self.recording_enabled:
-            raise ValueError("ll_hls = true needs recording_enabled = false for now: recordings are made of the live "
-                             "MPEG-TS segments and cannot take LL-HLS's fMP4 segments yet")
-        return self
 
     @model_validator(mode="after")
     def _rtmp_url_scheme(self) -> "Settings":

@@ -55,13 +55,18 @@ def test_postgres_and_redis_by_environment_only() -> None:
         ({"LIVE_REDIS_URL": "localhost:6379"}, "must start with redis://"),
         ({"LIVE_VOSK_MODELS": "fr"}, "expected key=value pairs"),
         ({"LIVE_PROT": "1"}, "unknown setting LIVE_PROT"),
-        ({"LIVE_LL_HLS": "true"}, "ll_hls = true needs recording_enabled = false"),
     ],
 )
 def test_validation_errors_are_readable(environ: dict[str, str], expected: str) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(environ=environ)
     assert expected in str(err.value)
+
+
+def test_ll_hls_goes_with_recordings() -> None:
+    """Recordings are made of LL-HLS's fMP4 segments too: both on is a valid configuration."""
+    s = load_settings(environ={"LIVE_LL_HLS": "true"})
+    assert s.ll_hls and s.recording_enabled
 
 
 def test_bad_file_is_reported(tmp_path: Path) -> None:
