@@ -62,7 +62,7 @@ from live_server.middleware import (
 from live_server.ops import Ops
 from lti.deep_linking import Tickets
 from lti.platform_keys import PlatformKeys
-from lti.tool import LtiTool
+from lti.tool import LTI_TOOL, LtiTool
 from live_server.passes import MEDIA_PASS, MediaPasses
 from live_server.session_people import SESSION_PEOPLE, SessionPeople
 from live_server.models import Visibility
@@ -253,8 +253,11 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
     # The LTI 1.3 tool (Moodle...): platforms' keys fetched with a deadline, our keys sealed like stream keys.
     platform_keys = PlatformKeys(settings.lti_jwks_timeout_seconds, settings.lti_jwks_cache_seconds)
     app.cleanup_ctx.append(_closing(platform_keys.close))
+    lti_limiter = FailedLoginLimiter(settings.lti_requests_per_address, settings.lti_rate_window_seconds)
     lti_tool = LtiTool(db, settings, platform_keys, security.StreamKeyCipher(secret_key), Tickets(secret_key), logins,
-                       pages.render)
+                       pages.render, lti_limiter)
+    app[LTI_TOOL] = lti_tool
+    app.cleanup_ctx.append(_lti_logins(lti_tool))
     app.router.add_routes(lti_tool.routes())
     app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays,
                                 AudienceTab(db, audience_store, settings.audience_bucket_seconds), lti_tool,
@@ -483,6 +486,20 @@ async def _announce(board: LiveStatusBoard, live: LiveStreams) -> None:
         except Exception as exc:  # Redis hiccup: try again next period; the stream itself is unaffected
             log.warning("announcing live events failed: %r", exc)
         await asyncio.sleep(board.period)
+
+
+def _lti_logins(tool: LtiTool) -> Lifecycle:
+    """Expired LTI logins are deleted on a timer (``lti_login_sweep_seconds``), not only when a login starts."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(tool.sweep_loop(), name="lti-login-sweep")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    return lifecycle
 
 
 def _closing(close: Callable[[], Awaitable[None]]) -> Lifecycle:

@@ -434,6 +434,19 @@ class Settings(BaseModel):
     lti_clock_leeway_seconds: float = Field(
         60.0, ge=0, le=600, description="Clock difference tolerated on an id_token's exp and iat.",
     )
+    lti_requests_per_address: int = Field(
+        600, gt=0, description="LTI login initiations and launches one address may make per window (a launch is "
+        "two requests; a lecture hall behind one NAT starts together); more answer 429.",
+    )
+    lti_rate_window_seconds: float = Field(
+        60.0, gt=0, description="Window of the per-address LTI request limit.",
+    )
+    lti_login_sweep_seconds: float = Field(
+        60.0, gt=0, description="How often expired LTI logins (state and nonce never used) are deleted.",
+    )
+    lti_login_sweep_batch: int = Field(
+        1000, gt=0, description="Expired LTI logins deleted per statement (a sweep repeats until none is left).",
+    )
 
     @field_validator("audience_slot_seconds")
     @classmethod
