@@ -24,14 +24,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from formats.bbb import (
-    OWNER_META, BbbError, BbbFailed, BbbRecording, CallbackRejected, NoVideoFormat, error_kind, parse_recordings, recording_ready_claims,
-    video_file_candidates,
+    OWNER_META, BbbError, BbbFailed, BbbRecording, NoVideoFormat, error_kind, parse_recordings, video_file_candidates,
 )
 from live_server.db import Database
 from live_server.errors import NotFound
 from live_server.models import BbbImport, BbbMeeting, Recording, User, Visibility
 
 from . import servers as srv
+from .callback import CallbackRejected, recording_ready_claims
 from .client import BbbClient
 
 log = logging.getLogger(__name__)

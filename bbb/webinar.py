@@ -28,7 +28,9 @@ from live_server.models import BbbMeeting, User
 from . import servers as srv
 from .client import BbbClient
 
-RUNNER_IMAGE = "aauzid/bigbluebutton-livestreaming"  # pin a tag you tested (docker image tags) in production
+# Pinned: the runner's latest release tag (git tag 1.0.0-beta.9, 2021-12-13); ``latest`` would change under a
+# lecture on any ``docker compose pull``. README, "BigBlueButton", says why and how to move it.
+RUNNER_IMAGE = "aauzid/bigbluebutton-livestreaming:1.0.0-beta.9"
 RUNNER_USER_NAME = "Live"
 
 

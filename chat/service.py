@@ -163,7 +163,9 @@ class Room:
 
     @property
     def guests_may_join(self) -> bool:
-        return self.guests_allowed and self.visibility != Visibility.AUTHENTICATED
+        """Nicknamed guests (no account): only where anonymous visitors may watch at all; an event for logged-in
+        people (authenticated) or for a course's members (course) has no guests whatever the flag says."""
+        return self.guests_allowed and self.visibility not in (Visibility.AUTHENTICATED, Visibility.COURSE)
 
 
 def _settings_of(session: Session, event_id: int) -> RoomSettings:

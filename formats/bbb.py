@@ -1,5 +1,5 @@
 """The BigBlueButton API (docs.bigbluebutton.org, "API Reference") as pure code: signed call URLs in,
-XML responses out as plain data, and the recording-ready callback's JWT checked.
+XML responses out as plain data (the recording-ready callback's JWT is checked in ``bbb/callback.py``).
 
 Every call carries ``checksum = hex(HASH(callName + queryString + sharedSecret))``, HASH being SHA-1
 (the original rule) or SHA-256/384/512 (BBB >= 2.5, ``supportedChecksumAlgorithms``). Every answer is
@@ -9,10 +9,7 @@ Every call carries ``checksum = hex(HASH(callName + queryString + sharedSecret))
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,10 +19,10 @@ from xml.etree import ElementTree
 
 __all__ = [
     "ALGORITHMS", "OWNER_META", "EVENT_META", "STREAM_META", "RECORDING_READY_META",
-    "BbbError", "BbbFailed", "BbbMalformed", "BbbUnavailable", "NoVideoFormat", "CallbackRejected", "UNKNOWN_MEETING_KEYS", "error_kind",
+    "BbbError", "BbbFailed", "BbbMalformed", "BbbUnavailable", "NoVideoFormat", "UNKNOWN_MEETING_KEYS", "error_kind",
     "PlaybackFormat", "BbbRecording", "Meeting", "Response",
     "checksum", "query_string", "api_url", "parse_response", "parse_recordings", "parse_meeting",
-    "video_file_candidates", "recording_ready_claims", "sign_recording_ready",
+    "video_file_candidates",
 ]
 
 ALGORITHMS = ("sha1", "sha256", "sha384", "sha512")
@@ -84,10 +81,6 @@ def error_kind(exc: BbbError) -> str:
         if exc.message_key in UNKNOWN_MEETING_KEYS:
             return "unknown-meeting"
     return "refused"
-
-
-class CallbackRejected(ValueError):
-    """A recording-ready callback whose JWT is not one the shared secret signed, or lacks its claims."""
 
 
 @dataclass(frozen=True)
@@ -242,46 +235,6 @@ def video_file_candidates(format_url: str) -> list[str]:
     return [base + name for name in ("video-0.m4v", "video.mp4", "video-0.webm", "video.webm")]
 
 
-# --- the recording-ready callback (a JWT, HS256, signed with the shared secret) -------------------
-
-
-def recording_ready_claims(token: str, secret: str) -> tuple[str, str]:
-    """``(meeting_id, record_id)`` from the ``signed_parameters`` BBB POSTs to ``meta_bbb-recording-ready-url``;
-    :class:`CallbackRejected` unless the token is an HS256 JWT signed with ``secret`` carrying both claims."""
-    parts = token.strip().split(".")
-    if len(parts) != 3:
-        raise CallbackRejected("not a JWT")
-    try:
-        header = json.loads(_b64decode(parts[0]))
-    except (ValueError, UnicodeDecodeError):
-        raise CallbackRejected("unreadable JWT header") from None
-    if not isinstance(header, dict) or header.get("alg") != "HS256":  # never "none", never another key type
-        raise CallbackRejected("the JWT is not signed with HS256")
-    expected = hmac.new(secret.encode(), f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256).digest()
-    try:
-        signature = _b64decode(parts[2])
-    except ValueError:
-        raise CallbackRejected("unreadable JWT signature") from None
-    if not hmac.compare_digest(expected, signature):
-        raise CallbackRejected("the JWT signature does not match the shared secret")
-    try:
-        claims = json.loads(_b64decode(parts[1]))
-    except (ValueError, UnicodeDecodeError):
-        raise CallbackRejected("unreadable JWT payload") from None
-    meeting_id, record_id = (claims.get("meeting_id"), claims.get("record_id")) if isinstance(claims, dict) else (None, None)
-    if not isinstance(meeting_id, str) or not isinstance(record_id, str) or not meeting_id or not record_id:
-        raise CallbackRejected("the JWT lacks meeting_id or record_id")
-    return meeting_id, record_id
-
-
-def sign_recording_ready(meeting_id: str, record_id: str, secret: str) -> str:
-    """The token BBB would send (for tests and for checking a set-up by hand)."""
-    header = _b64encode(json.dumps({"typ": "JWT", "alg": "HS256"}, separators=(",", ":")).encode())
-    payload = _b64encode(json.dumps({"meeting_id": meeting_id, "record_id": record_id}, separators=(",", ":")).encode())
-    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode("ascii"), hashlib.sha256).digest()
-    return f"{header}.{payload}.{_b64encode(signature)}"
-
-
 # --- helpers -----------------------------------------------------------------------------------------
 
 
@@ -297,13 +250,3 @@ def _int(text: str) -> int:
 def _millis(text: str) -> datetime | None:
     """BBB times are milliseconds since the epoch; 0 or absent means unknown."""
     return datetime.fromtimestamp(int(text) / 1000, timezone.utc) if text.isdigit() and int(text) > 0 else None
-
-
-def _b64decode(text: str) -> bytes:
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")

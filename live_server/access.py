@@ -118,13 +118,19 @@ def recording_target(recording: "Recording", event: "Event | None") -> Target:
     )
 
 
+def owns(person: Person | None, target: Target) -> bool:
+    """Owners and admins: what only they may do (delete it, put it in a course through deep linking)."""
+    return person is not None and person.active and (person.admin or person.user_id == target.owner_id)
+
+
 def can_manage(person: Person | None, target: Target) -> bool:
-    """Owners, admins, and the instructors of the course a course-only event or recording is bound to."""
-    if person is None or not person.active:
-        return False
-    if person.admin or person.user_id == target.owner_id:
+    """Who may edit it, stream to it, moderate its chat and see its audience: its owners (``owns``), and the
+    instructors of the course a course-only event or recording is bound to (lecturer rights on the course's
+    events, as launched from the LMS; an instructor of another course, a learner: no)."""
+    if owns(person, target):
         return True
-    return target.visibility == Visibility.COURSE and target.course_id is not None and target.course_id in person.teaching
+    return person is not None and person.active and target.visibility == Visibility.COURSE \
+        and target.course_id is not None and target.course_id in person.teaching
 
 
 def can_view(person: Person | None, target: Target, passes: Passes = NO_PASSES) -> Decision:

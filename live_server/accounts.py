@@ -334,7 +334,12 @@ class FailedLoginLimiter:
 
     def begin(self, username: str, address: str) -> LoginAttempt | float:
         """Reserve an attempt (no await between the check and the count), or the seconds to wait."""
-        keys = self.keys(username, address)
+        return self.reserve(self.keys(username, address))
+
+    def reserve(self, keys: tuple[tuple[str, int], ...]) -> LoginAttempt | float:
+        """Count one attempt under each (key, limit), or the seconds to wait when one key is full. Without a
+        later ``failed``/``succeeded`` the attempt simply stays counted for the window: a sliding-window
+        request limit (the LTI login initiation and launch use it per address)."""
         wait = self.retry_after(keys)
         if wait > 0:
             return wait

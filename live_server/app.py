@@ -27,6 +27,10 @@ from bbb.deposit import BBB_DEPOSIT, BbbDeposit, RecordingReadyApi
 from bbb.servers import BbbAdmin
 from bbb.webinar import Webinars
 from captions.captioner import SUBTITLES_FOLDER, LiveCaptions
+from captions.transcriber import TranscriptionFailed
+from captions.transcription import TRANSCRIPTIONS, AudioSource, Transcriptions
+from captions.transcription_api import TranscriptionApi
+from captions.vosk_models import ModelRegistry
 from captions.socketio import SocketIOCaptionSink
 from captions.web import CaptionsApi
 from chat.api import ChatApi
@@ -58,12 +62,13 @@ from live_server.middleware import (
 from live_server.ops import Ops
 from lti.deep_linking import Tickets
 from lti.platform_keys import PlatformKeys
-from lti.tool import LtiTool
+from lti.tool import LTI_TOOL, LtiTool
 from live_server.passes import MEDIA_PASS, MediaPasses
 from live_server.session_people import SESSION_PEOPLE, SessionPeople
 from live_server.models import Visibility
 from live_server.settings import Settings
 from recorder.recorder import Recorder
+from recorder.storage import RecordingFiles
 from vod.api import RecordingsApi
 from vod.archive import RecordingArchiver
 from vod.catalog import RECORDINGS, RecordingCatalog
@@ -93,7 +98,7 @@ WEB_DIR = Path(pages.__file__).resolve().parent
 Lifecycle = Callable[[web.Application], AsyncIterator[None]]
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> web.Application:
     ingest = settings.role in ("both", "ingest")
     guard = ConnectionGuard(settings.http_max_connections, settings.http_header_timeout_seconds,
                             settings.http_body_idle_timeout_seconds)
@@ -137,6 +142,13 @@ def create_app(settings: Settings) -> web.Application:
                          poll_max_seconds=settings.bbb_poll_max_seconds)
     webinars = Webinars(db, bbb_client, settings.rtmp_url, settings.base_url)
 
+    # Speech models, loaded once and shared by live captions and transcriptions (and, given, by several
+    # apps of one process: a model is hundreds of MB and seconds to load).
+    if models is None:
+        models = ModelRegistry(dict(settings.vosk_models))
+    elif {k: Path(v) for k, v in models.paths.items()} != {k: Path(v) for k, v in settings.vosk_models.items()}:
+        raise ValueError("the shared speech models are not the ones these settings configure")
+
     # The live pipeline, where media is ingested: captions and the recorder are its taps.
     live: LiveStreams | None = None
     captions: LiveCaptions | None = None
@@ -144,7 +156,7 @@ def create_app(settings: Settings) -> web.Application:
     whip: WhipSessions | None = None
     if ingest:
         live = LiveStreams(settings, db, metrics, ffmpeg)
-        captions = LiveCaptions(settings, db, metrics, ffmpeg)
+        captions = LiveCaptions(settings, db, metrics, ffmpeg, models)
         live.media_taps.append(captions)
         live.observers.append(captions)
         if settings.recording_enabled:  # after captions: their last batch is saved when the recorder ends a run
@@ -155,6 +167,11 @@ def create_app(settings: Settings) -> web.Application:
             rtmp = rtmp_server_from_settings(settings, live)
         if settings.whip_enabled:  # WebRTC publishes feed the same live pipeline
             whip = WhipSessions(live, options_from_settings(settings), metrics.drop_counter("whip_converter"))
+
+    # Transcription of recordings (queue in the catalog): workers run where media is made, behind live captions.
+    transcriptions = Transcriptions(settings, db, models, ffmpeg, _RecordingAudio(settings.media_dir), captions)
+    catalog.ready_listeners.append(transcriptions.recording_ready)
+    importer.ready_listeners.append(transcriptions.recording_ready)
 
     chat: ChatServer | None = None
     if settings.role in ("both", "web"):  # Socket.IO chat and Q&A (Redis-shared rooms when redis_url is set)
@@ -199,10 +216,12 @@ def create_app(settings: Settings) -> web.Application:
     if chat is not None:
         app[CHAT] = chat
     app[AUDIENCE] = audience
+    app[TRANSCRIPTIONS] = transcriptions
     app[BBB_DEPOSIT] = deposit
 
     app.cleanup_ctx.append(_database(db))
     app.cleanup_ctx.append(_recordings(settings, catalog, importer, archiver))
+    app.cleanup_ctx.append(_transcriptions(transcriptions, workers=ingest))
     app.cleanup_ctx.append(_bigbluebutton(settings, deposit, bbb_client))  # stopped before the importer
     if redis is not None:
         app.cleanup_ctx.append(_redis(redis))
@@ -225,7 +244,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(AuthApi(logins, db).routes())
     app.router.add_routes(EventsApi(db, settings, viewers, live_directory, live, board).routes())
     app.router.add_routes(CaptionsApi(db, passes).routes())
-    app.router.add_routes(ImportApi(db, importer, settings).routes())  # before /api/v1/recordings/{id}
+    app.router.add_routes(ImportApi(db, importer, settings, transcriptions).routes())  # before /api/v1/recordings/{id}
+    app.router.add_routes(TranscriptionApi(db, transcriptions).routes())
     app.router.add_routes(RecordingReadyApi(deposit).routes())
     app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, player_handle, settings).routes())
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
@@ -233,14 +253,18 @@ def create_app(settings: Settings) -> web.Application:
     # The LTI 1.3 tool (Moodle...): platforms' keys fetched with a deadline, our keys sealed like stream keys.
     platform_keys = PlatformKeys(settings.lti_jwks_timeout_seconds, settings.lti_jwks_cache_seconds)
     app.cleanup_ctx.append(_closing(platform_keys.close))
+    lti_limiter = FailedLoginLimiter(settings.lti_requests_per_address, settings.lti_rate_window_seconds)
     lti_tool = LtiTool(db, settings, platform_keys, security.StreamKeyCipher(secret_key), Tickets(secret_key), logins,
-                       pages.render)
+                       pages.render, lti_limiter)
+    app[LTI_TOOL] = lti_tool
+    app.cleanup_ctx.append(_lti_logins(lti_tool))
     app.router.add_routes(lti_tool.routes())
     app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays,
-                                AudienceTab(db, audience_store, settings.audience_bucket_seconds), lti_tool).routes())
+                                AudienceTab(db, audience_store, settings.audience_bucket_seconds), lti_tool,
+                                transcriptions=transcriptions).routes())
     app.router.add_routes(HomePages(db, viewers).routes())
-    app.router.add_routes(Dashboard(db, settings, viewers, audience_store).routes())
-    app.router.add_routes(AccountPages(db).routes())
+    app.router.add_routes(Dashboard(db, settings, viewers, audience_store, transcriptions).routes())
+    app.router.add_routes(AccountPages(db, settings.vosk_models).routes())
     app.router.add_routes(AdminPages(db, people).routes())
     app.router.add_routes(BbbPages(db, deposit, webinars, BbbAdmin(db, settings.base_url)).routes())
     app.router.add_routes(EmbedPages(db).routes())
@@ -341,6 +365,34 @@ def _recordings(settings: Settings, catalog: RecordingCatalog, importer: Importe
     return lifecycle
 
 
+class _RecordingAudio:
+    """A recording's full playlist for transcription, from its folder's one owner (``RecordingFiles``)."""
+
+    def __init__(self, media_dir: Path) -> None:
+        self.media_dir = media_dir
+
+    def audio_source(self, media_path: str, storage_url: str | None) -> AudioSource:
+        found = RecordingFiles.of(self.media_dir, media_path).full_playlist() if media_path else None
+        if found is None:
+            where = "in object storage" if storage_url else "missing"
+            raise TranscriptionFailed(f"the recording's segments are not on this server's disk ({where})")
+        return AudioSource(*found)
+
+
+def _transcriptions(transcriptions: Transcriptions, workers: bool) -> Lifecycle:
+    """Transcription workers run in processes that make media; every process may queue jobs."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if workers:
+            await transcriptions.start()
+        try:
+            yield
+        finally:
+            await transcriptions.close()
+
+    return lifecycle
+
+
 def _bigbluebutton(settings: Settings, deposit: BbbDeposit, client: BbbClient) -> Lifecycle:
     """Automatic imports poll where media is made (``bbb_poll_seconds`` > 0); downloads stop with the app."""
 
@@ -434,6 +486,20 @@ async def _announce(board: LiveStatusBoard, live: LiveStreams) -> None:
         except Exception as exc:  # Redis hiccup: try again next period; the stream itself is unaffected
             log.warning("announcing live events failed: %r", exc)
         await asyncio.sleep(board.period)
+
+
+def _lti_logins(tool: LtiTool) -> Lifecycle:
+    """Expired LTI logins are deleted on a timer (``lti_login_sweep_seconds``), not only when a login starts."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(tool.sweep_loop(), name="lti-login-sweep")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    return lifecycle
 
 
 def _closing(close: Callable[[], Awaitable[None]]) -> Lifecycle:

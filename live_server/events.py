@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, object_session
 
-from live_server import accounts, security
+from live_server import access, accounts, security
 from live_server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from live_server.access import Decision, Person, can_view, event_target
 from live_server.models import Event, EventState, Role, StreamKey, User, Visibility, new_access_secret, utcnow
@@ -98,7 +98,19 @@ def _unique_slug(session: Session, wanted: str, explicit: bool) -> str:
 
 
 def can_manage(user: User | None, event: Event) -> bool:
-    return user is not None and (user.role == Role.ADMIN or event.owner_id == user.id)
+    """May ``user`` edit this event (``access.can_manage``: owners, admins, the instructors of its course).
+    Their courses are read in the event's session, and only for a course-only event they do not own."""
+    target = event_target(event)
+    person = Person.of(user)
+    if user is None or access.owns(person, target) or target.course_id is None or target.visibility != Visibility.COURSE:
+        return access.owns(person, target)
+    session = object_session(event)
+    return session is not None and access.can_manage(accounts.person_in_session(session, user), target)
+
+
+def owns(user: User | None, event: Event) -> bool:
+    """Owners and admins (``access.owns``): deleting the event, putting it in a course."""
+    return access.owns(Person.of(user), event_target(event))
 
 
 def can_create_events(user: User) -> bool:
@@ -222,7 +234,15 @@ def ensure_manageable(user: User, event: Event) -> None:
         return
     if event.visibility in (Visibility.UNLISTED,) or (event.visibility == Visibility.AUTHENTICATED and user is None):
         raise NotFound("no such event")
-    raise Forbidden("you can only manage your own events")
+    ensure_readable(user, event)  # a course-only event stays unknown to those outside its course
+    raise Forbidden("you can only manage your own events or your course's")
+
+
+def ensure_deletable(user: User, event: Event) -> None:
+    """Deleting is the owner's (or an admin's): a course's other instructors edit it, they do not remove it."""
+    ensure_manageable(user, event)
+    if not owns(user, event):
+        raise Forbidden("only the event's owner or an admin can delete it")
 
 
 # --- stream keys --------------------------------------------------------------------------

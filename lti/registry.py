@@ -107,12 +107,20 @@ def open_login(session: Session, platform: LtiPlatform, target_link_uri: str, br
                now: datetime | None = None) -> LoginStarted:
     """A state and a nonce for one login, bound to the browser's cookie value (``browser``)."""
     now = now or utcnow()
-    session.execute(delete(LtiLoginState).where(LtiLoginState.expires_at < now))  # keeps the table small
     started = LoginStarted(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
     session.add(LtiLoginState(state_hash=_hash(started.state), nonce=started.nonce, browser_hash=_hash(browser),
                               platform_id=platform.id, target_link_uri=target_link_uri,
                               expires_at=now + timedelta(seconds=lifetime)))
     return started
+
+
+def expire_logins(session: Session, now: datetime, batch: int) -> int:
+    """Delete up to ``batch`` logins whose launch never came in time (the tool's sweep repeats it); how many."""
+    ids = list(session.scalars(select(LtiLoginState.id).where(LtiLoginState.expires_at < now)
+                               .order_by(LtiLoginState.expires_at).limit(batch)))
+    if ids:
+        session.execute(delete(LtiLoginState).where(LtiLoginState.id.in_(ids)))
+    return len(ids)
 
 
 @dataclass(frozen=True)
@@ -214,7 +222,7 @@ def bind(session: Session, user: User, kind: str, ref: str, context_id: int, cou
     """Put one of ``user``'s events or recordings in a course (deep linking); returns (its path, its title)."""
     if kind == "event":
         event = ev.get_event(session, ref, user)
-        if not ev.can_manage(user, event):
+        if not ev.owns(user, event):  # not a colleague's course event into another course
             raise NotFound("no such event")
         event.lti_context_id = context_id
         if course_only and event.visibility != Visibility.COURSE:

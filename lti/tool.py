@@ -7,9 +7,11 @@ Pages shown inside the LMS's iframe allow framing by the registered platforms' o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Protocol
 from urllib.parse import urlencode, urlsplit
 
@@ -17,10 +19,11 @@ import jwt
 from aiohttp import web
 from sqlalchemy.orm import Session
 
+from live_server.accounts import FailedLoginLimiter
 from live_server.db import Database
 from live_server.errors import Conflict, Forbidden, NotFound, ServiceError, Unprocessable
 from live_server.http_request import identity_of
-from live_server.logins import Logins
+from live_server.logins import Logins, client_address
 from live_server.models import Role, User
 from live_server.settings import Settings
 from lti import keys, registry
@@ -34,7 +37,7 @@ BROWSER_COOKIE = "live_lti_browser"  # binds a login's state to the browser that
 TICKET_SECONDS = 3600  # an instructor has an hour to pick what to put in the course
 REFUSAL_STATUS = {"malformed_token": 400, "missing_roles": 400, "no_course": 400, "wrong_message_type": 400,
                   "wrong_version": 400, "wrong_target": 400, "anonymous": 400, "unknown_platform": 400,
-                  "platform_error": 400, "keys_unavailable": 502}  # others (signature, state, audience...): 403
+                  "platform_error": 400, "keys_unavailable": 502, "rate_limited": 429}  # others (signature, state, audience...): 403
 
 
 class Render(Protocol):
@@ -58,8 +61,10 @@ class LtiTool:
     """The LTI 1.3 tool's handlers."""
 
     def __init__(self, db: Database, settings: Settings, platform_keys: PlatformKeys, sealer: keys.Sealer,
-                 tickets: Tickets, logins: Logins, render: Render, clock: Callable[[], float] = time.time) -> None:
+                 tickets: Tickets, logins: Logins, render: Render, limiter: FailedLoginLimiter,
+                 clock: Callable[[], float] = time.time) -> None:
         self.db = db
+        self.limiter = limiter  # requests per address (login initiation and launch), counted before any await
         self.settings = settings
         self.platform_keys = platform_keys
         self.sealer = sealer
@@ -100,9 +105,43 @@ class LtiTool:
         return response
 
     async def _refuse(self, request: web.Request, code: str, detail: str, issuer: str = "") -> web.StreamResponse:
-        log.warning("LTI refused (%s): %s [issuer %r, from %s]", code, detail, issuer, request.remote)
+        log.warning("LTI refused (%s): %s [issuer %r, from %s]", code, detail, issuer, client_address(request))
         status = REFUSAL_STATUS.get(code, 403)
         return await self._framable(self.render(request, "lti_refused.html", {"code": code}, status=status))
+
+    def _over_limit(self, request: web.Request) -> float:
+        """Seconds this address must wait, or 0 with this request counted (synchronous: before any await)."""
+        address = client_address(request)
+        reserved = self.limiter.reserve(((f"addr:{address}", self.settings.lti_requests_per_address),))
+        return reserved if isinstance(reserved, float) else 0.0
+
+    async def _rate_limited(self, request: web.Request, wait: float) -> web.StreamResponse:
+        response = await self._refuse(request, "rate_limited", f"over {self.settings.lti_requests_per_address} "
+                                      f"LTI requests in {self.settings.lti_rate_window_seconds:g} s")
+        response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+        return response
+
+    # --- housekeeping -----------------------------------------------------------------------------
+
+    async def sweep_logins(self) -> int:
+        """Delete the logins whose launch never came, a bounded batch per transaction; how many were deleted."""
+        now = datetime.fromtimestamp(self.clock(), timezone.utc)
+        batch, total = self.settings.lti_login_sweep_batch, 0
+        while True:
+            deleted = await self.db.run(lambda s: registry.expire_logins(s, now, batch))
+            total += deleted
+            if deleted < batch:
+                return total
+
+    async def sweep_loop(self) -> None:
+        """Runs for the app's life (``live_server.app``): abandoned logins do not pile up between logins."""
+        while True:
+            try:
+                if deleted := await self.sweep_logins():
+                    log.info("LTI: %d expired logins deleted", deleted)
+            except Exception:  # the catalog is down for a moment: the next round tries again
+                log.exception("LTI: expired logins could not be deleted")
+            await asyncio.sleep(self.settings.lti_login_sweep_seconds)
 
     # --- keys -----------------------------------------------------------------------------------
 
@@ -114,6 +153,9 @@ class LtiTool:
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         """Third-party initiated login (LTI 1.3 section 5.1.1): answer with the authentication request."""
+        wait = self._over_limit(request)
+        if wait:
+            return await self._rate_limited(request, wait)
         params: Mapping[str, Any] = await request.post() if request.method == "POST" else request.query
         issuer, login_hint = str(params.get("iss", "")), str(params.get("login_hint", ""))
         target = str(params.get("target_link_uri", ""))
@@ -161,6 +203,9 @@ class LtiTool:
 
     async def launch(self, request: web.Request) -> web.StreamResponse:
         """The platform's authentication response (form_post): check everything, then log the person in."""
+        wait = self._over_limit(request)
+        if wait:
+            return await self._rate_limited(request, wait)
         form = await request.post()
         if form.get("error"):
             return await self._refuse(request, "platform_error", f"platform error {str(form.get('error'))[:100]!r}")
@@ -348,3 +393,6 @@ class LtiTool:
         self._admin(request)
         await self.db.run(lambda s: keys.rotate(s, self.sealer))
         raise web.HTTPSeeOther("/admin/lti?done=rotated")
+
+
+LTI_TOOL = web.AppKey("lti_tool", LtiTool)  # the app's tool (tests reach its clock and sweep)

@@ -15,12 +15,13 @@ from aiohttp import web
 from babel import Locale, UnknownLocaleError
 from multidict import MultiDictProxy
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server.errors import Conflict, ServiceError, Unprocessable
 from live_server.db import Database
+from live_server.http_request import identity_of
 from live_server.settings import Settings
 from live_server.models import Event, EventState, Role, User, Visibility
 from web import i18n
@@ -29,6 +30,7 @@ from web.i18n import N_
 from web.audience_tab import AudienceFigures
 from web.media import ViewerCounter
 from web.pages import render
+from web.transcription_view import TranscriptionStatus, decorate
 from web.templating import language, site_url, timezone_of, translator
 
 
@@ -160,8 +162,10 @@ Payload = TypeVar("Payload", bound=BaseModel)
 class Dashboard:
     """The lecturer's dashboard: their events, creating and editing them."""
 
-    def __init__(self, db: Database, settings: Settings, viewers: ViewerCounter, figures: AudienceFigures | None = None) -> None:
+    def __init__(self, db: Database, settings: Settings, viewers: ViewerCounter, figures: AudienceFigures | None = None,
+                 transcriptions: TranscriptionStatus | None = None) -> None:
         self.db = db
+        self.transcriptions = transcriptions  # the lecturer's transcriptions in progress; None: no list
         self.settings = settings
         self.viewers = viewers
         self.figures = figures  # each event's peak viewers (audience.store); None: no column figures
@@ -205,16 +209,26 @@ class Dashboard:
 
     async def my_events(self, request: web.Request) -> web.Response:
         user = require_role(request, *EDITORS)
+        identity = identity_of(request)
+        teaching = sorted(identity.teaching) if identity is not None else []
+        # theirs, and the course-only events of the courses they teach (access.can_manage: they edit those too)
+        theirs = or_(Event.owner_id == user.id, and_(Event.visibility == Visibility.COURSE, Event.lti_context_id.in_(teaching))) \
+            if teaching else Event.owner_id == user.id
 
         def work(session: Session) -> tuple[list[Event], dict[int, int]]:
-            events = list(session.scalars(select(Event).where(Event.owner_id == user.id)
+            events = list(session.scalars(select(Event).where(theirs)
                                           .order_by(Event.scheduled_start.is_(None), Event.scheduled_start.desc(), Event.id.desc())))
             return events, self.figures.peak_viewers(session, [e.id for e in events]) if self.figures else {}  # one query for the list
 
         events, peaks = await self.db.run(work)
         _ = translator(request)
         notice = _("The event was deleted.") if request.query.get("deleted") else None
-        return render(request, "dashboard.html", {"events": events, "notice": notice, "peaks": peaks})
+        transcriptions = []
+        if self.transcriptions is not None:
+            lang = language(request)
+            transcriptions = [decorate(job, lang) for job in await self.transcriptions.owner_jobs(user.id)]
+        return render(request, "dashboard.html", {"events": events, "notice": notice, "peaks": peaks,
+                                                  "transcriptions": transcriptions})
 
     async def new_event(self, request: web.Request) -> web.Response:
         require_role(request, *EDITORS)
@@ -311,7 +325,7 @@ class Dashboard:
 
         def work(session: Session) -> None:
             event = ev.get_event(session, request.match_info["slug"], user)
-            ev.ensure_manageable(user, event)
+            ev.ensure_deletable(user, event)
             if event.state == EventState.LIVE:
                 raise PageError(409, _("The event is live; stop the stream before deleting it."))
             session.delete(event)

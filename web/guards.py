@@ -15,26 +15,10 @@ from aiohttp import web
 from live_server.errors import ServiceError
 from live_server.http_request import identity_of
 from live_server.models import Role, User
-from web.i18n import N_
-from web.pages import render
-from web.templating import translator
+from web.pages import ERROR_TITLES, error_page, render, wants_page
 
 PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_TITLES = {
-    403: N_("Not allowed"),
-    404: N_("Page not found"),
-    409: N_("That cannot be done now"),
-    429: N_("Too many attempts"),
-}
-_MESSAGES = {
-    403: N_("You do not have access to this page."),
-    404: N_("This page does not exist, or it is not yours to see."),
-    409: N_("That cannot be done now."),
-    429: N_("Too many attempts; wait a little and try again."),
-}
-_OTHER_TITLE = N_("Something went wrong")
-_OTHER_MESSAGE = N_("Something went wrong; try again later.")
 
 
 def current_user(request: web.Request) -> User | None:
@@ -69,13 +53,6 @@ def require_role(request: web.Request, *roles: Role) -> User:
     return user
 
 
-def error_page(request: web.Request, status: int, message: str | None = None) -> web.Response:
-    _ = translator(request)
-    title = _(_TITLES.get(status, _OTHER_TITLE))
-    text = message or _(_MESSAGES.get(status, _OTHER_MESSAGE))
-    return render(request, "error.html", {"title": title, "message": text, "status": status}, status=status)
-
-
 def html_errors(handler: PageHandler) -> PageHandler:
     """Service and page errors become a page; not being logged in leads to the login form."""
 
@@ -93,15 +70,6 @@ def html_errors(handler: PageHandler) -> PageHandler:
     return wrapper
 
 
-# Paths whose errors stay as they are: the API's JSON, media and scripts for players, oEmbed for LMS servers.
-_NOT_PAGES = ("/api/", "/live/", "/vod/", "/static/", "/vendor/", "/socket.io/", "/whip", "/oembed", "/_media/")
-
-
-def _wants_page(request: web.Request) -> bool:
-    accept = request.headers.get("Accept", "")
-    return "text/html" in accept and "application/json" not in accept and not request.path.startswith(_NOT_PAGES)
-
-
 @web.middleware
 async def error_pages_middleware(request: web.Request, handler: PageHandler) -> web.StreamResponse:
     """A person in a browser who reaches an unknown event, recording or path (or a page refused to them) gets a
@@ -111,10 +79,10 @@ async def error_pages_middleware(request: web.Request, handler: PageHandler) -> 
     try:
         return await handler(request)
     except ServiceError as exc:
-        if exc.status not in _TITLES or not _wants_page(request):
+        if exc.status not in ERROR_TITLES or not wants_page(request):
             raise
         return error_page(request, exc.status)
     except web.HTTPNotFound:
-        if not _wants_page(request):
+        if not wants_page(request):
             raise
         return error_page(request, 404)

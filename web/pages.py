@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 import urllib.parse
-from typing import Any, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -22,13 +22,15 @@ from live_server.logins import Logins
 from live_server.passes import MediaPasses
 from live_server.settings import Settings
 from live_server.errors import NotFound, ServiceError
-from live_server.access import Decision, can_view, event_target, person_of
+from live_server.access import Decision, can_manage, can_view, event_target, person_of
 from live_server.http_request import ANON_CSRF_COOKIE, identity_of
 from live_server.models import Event, EventState, Visibility
+from web.i18n import N_
 from web.templating import page_context, translator
 from vod.page import ReplayPages, event_replay, password_matches
 from web.media import ViewerCounter
 from web.audience_tab import AudienceTab
+from web.transcription_view import TranscriptionStatus, decorate, language_options
 
 
 def _csrf_for(request: web.Request, response_cookies: dict[str, str]) -> str:
@@ -55,6 +57,39 @@ def render(request: web.Request, template: str, context: dict[str, Any], status:
     return response
 
 
+ERROR_TITLES = {
+    403: N_("Not allowed"),
+    404: N_("Page not found"),
+    409: N_("That cannot be done now"),
+    429: N_("Too many attempts"),
+}
+ERROR_MESSAGES = {
+    403: N_("You do not have access to this page."),
+    404: N_("This page does not exist, or it is not yours to see."),
+    409: N_("That cannot be done now."),
+    429: N_("Too many attempts; wait a little and try again."),
+}
+_OTHER_TITLE = N_("Something went wrong")
+_OTHER_MESSAGE = N_("Something went wrong; try again later.")
+
+
+# Paths whose errors stay as they are: the API's JSON, media and scripts for players, oEmbed for LMS servers.
+_NOT_PAGES = ("/api/", "/live/", "/vod/", "/static/", "/vendor/", "/socket.io/", "/whip", "/oembed", "/_media/")
+
+
+def wants_page(request: web.Request) -> bool:
+    """A person in a browser, on a page path: errors become pages (the API, media and scripts keep theirs)."""
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and "application/json" not in accept and not request.path.startswith(_NOT_PAGES)
+
+
+def error_page(request: web.Request, status: int, message: str | None = None) -> web.Response:
+    _ = translator(request)
+    title = _(ERROR_TITLES.get(status, _OTHER_TITLE))
+    text = message or _(ERROR_MESSAGES.get(status, _OTHER_MESSAGE))
+    return render(request, "error.html", {"title": title, "message": text, "status": status}, status=status)
+
+
 def _safe_next(target: str) -> str:
     """A same-site path to go to after a form, else ``/``. Browsers and yarl drop tabs and newlines and read
     ``\\`` as ``/``, so ``/<TAB>/evil.example`` would become ``//evil.example``: any control character,
@@ -79,9 +114,11 @@ class Pages:
     """Login and logout, the event page and the replay page."""
 
     def __init__(self, db: Database, passes: MediaPasses, viewers: ViewerCounter, settings: Settings, logins: Logins, replays: ReplayPages,
-                 audience: AudienceTab | None = None, lms: LmsFraming | None = None) -> None:
+                 audience: AudienceTab | None = None, lms: LmsFraming | None = None,
+                 transcriptions: TranscriptionStatus | None = None) -> None:
         self.db = db
         self.lms = lms
+        self.transcriptions = transcriptions  # the recording page's transcription panel; None: no panel
         self.audience = audience  # the owners' Audience tab (issue 21); None: no tab
         self.passes = passes
         self.viewers = viewers
@@ -94,9 +131,9 @@ class Pages:
             web.get("/login", self.login_form, name="login"),
             web.post("/login", self.login_submit),
             web.post("/logout", self.logout_submit),
-            web.get("/events/{slug}", self.event_page, name="event"),
+            web.get("/events/{slug}", self._not_found_in_lms(self.event_page), name="event"),
             web.post("/events/{slug}/unlock", self.unlock_event),
-            web.get("/recordings/{id}", self.replay_page, name="replay"),
+            web.get("/recordings/{id}", self._not_found_in_lms(self.replay_page), name="replay"),
             web.post("/recordings/{id}/unlock", self.unlock_replay),
         ]
 
@@ -173,9 +210,8 @@ class Pages:
 
     async def event_page(self, request: web.Request) -> web.Response:
         identity = identity_of(request)
-        user = identity.user if identity else None
         event, decision = await self._load_event(request)
-        manager = ev.can_manage(user, event)
+        manager = can_manage(person_of(identity), event_target(event))  # owners and the course's instructors
         locked = decision is Decision.PASSWORD_REQUIRED
         response = render(request, "event.html", await self._event_context(request, event, manager, locked=locked))
         if not locked and not manager and event.visibility == Visibility.PASSWORD:
@@ -189,6 +225,24 @@ class Pages:
         if self.lms is not None:
             response.headers["Content-Security-Policy"] = " ".join(
                 ["frame-ancestors 'self'", *await self.lms.frame_ancestors()])
+
+    def _not_found_in_lms(self, handler: Callable[[web.Request], Awaitable[web.Response]]
+                          ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """Someone outside a course who opens its lecture from the LMS reads "not found" inside the LMS's frame,
+        not the browser's blocked-frame error. Every 404 of these pages allows the registered platforms alike,
+        whether or not the event exists: the headers do not tell a course-only event from no event."""
+
+        async def page(request: web.Request) -> web.Response:
+            try:
+                return await handler(request)
+            except NotFound:
+                if not wants_page(request):
+                    raise
+                response = error_page(request, 404)
+                await self._lms_framable(response)
+                return response
+
+        return page
 
     async def unlock_event(self, request: web.Request) -> web.Response:
         """Password-protected events: the right password earns a signed media pass (a cookie)."""
@@ -213,6 +267,16 @@ class Pages:
         if self.audience is not None and view.manager and not view.locked:
             context["audience"] = await self.audience.for_recording(view.recording, view.event, translator(request),
                                                                     page_context(request)["lang"])
+        identity = identity_of(request)
+        if self.transcriptions is not None and identity is not None and not view.locked:
+            panel = await self.transcriptions.panel(view.recording.id, identity.user)
+            if panel is not None:
+                lang = page_context(request)["lang"]
+                context["transcription"] = {
+                    "job": decorate(panel["job"], lang) if panel["job"] else None,
+                    "languages": language_options(panel["languages"], lang),
+                    "default": (panel["job"] or {}).get("language") or view.caption_language or identity.user.transcription_language,
+                }
         response = render(request, "replay.html", context)
         self.replays.grant_pass(request, response, view)
         if view.recording.lti_context_id is not None or (view.event is not None and view.event.lti_context_id is not None):

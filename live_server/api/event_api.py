@@ -180,6 +180,7 @@ class EventsApi:
 
         def work(session: Session) -> int:
             event = _manageable_event(session, request, identity.user)
+            ev.ensure_deletable(identity.user, event)
             if event.state == EventState.LIVE:
                 raise Conflict("the event is live; stop the stream before deleting it")
             session.delete(event)

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from bbb import callback
 from formats import bbb
 
 # The worked example of the API reference ("API Security Model", "Usage").
@@ -176,8 +177,8 @@ def _jwt(header: dict[str, object], claims: dict[str, object], secret: str) -> s
 
 def test_the_recording_ready_jwt() -> None:
     token = _jwt({"typ": "JWT", "alg": "HS256"}, {"meeting_id": "m-1", "record_id": "r-1"}, "s3cret")
-    assert bbb.recording_ready_claims(token, "s3cret") == ("m-1", "r-1")
-    assert bbb.recording_ready_claims(bbb.sign_recording_ready("m-2", "r-2", "s3cret"), "s3cret") == ("m-2", "r-2")
+    assert callback.recording_ready_claims(token, "s3cret") == ("m-1", "r-1")
+    assert callback.recording_ready_claims(callback.sign_recording_ready("m-2", "r-2", "s3cret"), "s3cret") == ("m-2", "r-2")
 
 
 @pytest.mark.parametrize(("token", "text"), [
@@ -191,8 +192,8 @@ def test_the_recording_ready_jwt() -> None:
     ("", "not a JWT"),
 ])
 def test_forged_or_incomplete_callbacks_are_refused(token: str, text: str) -> None:
-    with pytest.raises(bbb.CallbackRejected, match=text):
-        bbb.recording_ready_claims(token, "s3cret")
+    with pytest.raises(callback.CallbackRejected, match=text):
+        callback.recording_ready_claims(token, "s3cret")
 
 
 def test_polling_backs_off_while_a_server_fails_and_returns_after() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import io
 import re
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -85,7 +86,10 @@ async def test_a_meeting_becomes_a_live_event(live: Live, fake_bbb: FakeBbb, mon
     env = compose["services"]["bbb-streamer"]["environment"]
     assert env["BBB_URL"] == fake_bbb.api_url and env["BBB_SECRET"] == SECRET and env["BBB_MEETING_ID"] == meeting_id
     assert env["BBB_STREAM_URL"] == f"{live.rtmp_base}/{key}" and env["BBB_START_MEETING"] == "false"
-    assert compose["services"]["bbb-streamer"]["image"] == "aauzid/bigbluebutton-livestreaming"
+    image = compose["services"]["bbb-streamer"]["image"]
+    assert image.startswith("aauzid/bigbluebutton-livestreaming:") and not image.endswith(":latest")  # pinned
+    shipped = yaml.safe_load((Path(__file__).parents[2] / "deploy" / "bbb-streaming" / "docker-compose.yml").read_text())
+    assert shipped["services"]["bbb-streamer"]["image"] == image  # deploy/ shows the same pin
     pusher = await push_rtmp(env["BBB_STREAM_URL"], readrate=FAST, seconds=20)
     try:
         await wait_for(lambda: event_state_is(live, event, "live"), 20, "the runner's stream to make the event live")

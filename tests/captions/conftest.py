@@ -122,7 +122,7 @@ async def push_track(url: str, track: Path, fps: int = 10, ts_offset: float = 0.
 
 @pytest.fixture
 async def captioned(request: pytest.FixtureRequest, aiohttp_client: Any, make_settings: Callable[..., Settings],
-                    migrated_sqlite: Callable[[str], str], ko_model: Path) -> Live:
+                    migrated_sqlite: Callable[[str], str], ko_model: Path, ko_registry: Any) -> Live:
     """A running app (RTMP on a free port, 1 s segments) with the Korean test model configured;
     ``@pytest.mark.live_settings(name=value)`` overrides settings, as for ``live``."""
     url = migrated_sqlite("live.db")
@@ -135,7 +135,7 @@ async def captioned(request: pytest.FixtureRequest, aiohttp_client: Any, make_se
         # loads at the first captioned publish) must not push a cue past the lag limit.
         **{"caption_max_lag_seconds": 30, "ll_hls": LL_HLS, **(dict(marker.kwargs) if marker else {})},
     )
-    app = create_app(settings)
+    app = create_app(settings, models=ko_registry)
     client = await aiohttp_client(app)
     user = app[DB].transaction(lambda s: accounts.create_user(s, "prof", "prof-password", "lecturer"))
     account = Account(user.id, "prof", "prof-password", "lecturer")
@@ -143,8 +143,15 @@ async def captioned(request: pytest.FixtureRequest, aiohttp_client: Any, make_se
 
 
 @pytest.fixture(scope="session")
-def ko_loaded(ko_model: Path) -> Any:
-    """The test model loaded once for the whole session (a LoadedModel)."""
+def ko_registry(ko_model: Path) -> Any:
+    """One registry with the Korean test model for every app of a test process (``create_app(models=)``):
+    the model loads once per worker instead of once per app."""
     from captions.vosk_models import ModelRegistry
 
-    return ModelRegistry({"ko": ko_model}).get("ko")
+    return ModelRegistry({"ko": str(ko_model)})
+
+
+@pytest.fixture(scope="session")
+def ko_loaded(ko_registry: Any) -> Any:
+    """The test model loaded once for the whole session (a LoadedModel)."""
+    return ko_registry.get("ko")

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from chat.service import Room
+from live_server.models import Visibility
 from tests.chat.conftest import ChatSite
+
+
+def test_the_guest_flag_opens_only_events_anonymous_visitors_may_watch() -> None:
+    """A course-only event is for its members, logged in from the LMS: like an authenticated one, it takes no
+    nicknamed guests whatever its flag says (the access rule refuses them before; the room must say so too)."""
+    def room(visibility: Visibility, allowed: bool = True) -> Room:
+        return Room(1, "lecture", "Lecture", 1, visibility, True, allowed, True, None)
+
+    takes_guests = {v for v in Visibility if room(v).guests_may_join}
+    assert takes_guests == {Visibility.PUBLIC, Visibility.UNLISTED, Visibility.PASSWORD}
+    assert not any(room(v, allowed=False).guests_may_join for v in Visibility)
 
 
 async def test_public_event_guests_only_when_allowed(site: ChatSite) -> None:

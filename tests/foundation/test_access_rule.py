@@ -148,3 +148,16 @@ def test_a_course_target_is_seen_by_the_members_of_its_course_only() -> None:
     assert can_view(learner, recording) is Decision.NOT_FOUND and can_view(instructor, recording) is Decision.ALLOWED
     # teaching a course does not open the same course id on a target of another visibility
     assert not can_manage(instructor, Target("event", 85, OWNER.user_id, Visibility.PASSWORD, "s", "pw", course_id=5))
+
+
+def test_owning_is_narrower_than_managing() -> None:
+    """Instructors of the course manage a course-only event (edit, stream, moderate); owning it (deleting it,
+    putting it in another course) stays with its owner and admins."""
+    from live_server.access import can_manage, owns
+
+    course = Target("event", 84, OWNER.user_id, Visibility.COURSE, "s1", None, course_id=5)
+    instructor = Person(5, courses=frozenset({5}), teaching=frozenset({5}))
+    assert can_manage(instructor, course) and not owns(instructor, course)
+    assert owns(OWNER, course) and owns(ADMIN, course)
+    assert not owns(Person(OWNER.user_id, active=False), course) and not owns(None, course)
+    assert not can_manage(Person(5, active=False, courses=frozenset({5}), teaching=frozenset({5})), course)
