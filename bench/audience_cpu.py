@@ -73,7 +73,7 @@ def db_stats(admin_url: str, name: str) -> dict[str, int]:
 def one_run(base: str, pid: int, viewers: int, poll: float, seconds: float, processes: int) -> dict[str, float]:
     """Drive the hall for ``seconds``; the CPU window leaves out the ramp-up (two polls) and the tail."""
     share = viewers // processes
-    jobs = [(base, i * share, share + (viewers % processes if i == processes - 1 else 0), poll, seconds, [])
+    jobs: list[tuple[str, int, int, float, float, list[str]]] = [(base, i * share, share + (viewers % processes if i == processes - 1 else 0), poll, seconds, [])
             for i in range(processes)]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         pending = pool.map_async(_worker, jobs)
@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per side (on and off alternate)")
     parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
     parser.add_argument("--segment", type=float, default=2.0)
+    parser.add_argument("--size", default="1280x720", help="picture of the pushed lecture")
+    parser.add_argument("--kbps", type=int, default=2500, help="video bitrate of the pushed lecture")
     parser.add_argument("--poll-seconds", type=float, default=0.0, help="playlist poll period (default: the segment)")
     parser.add_argument("--flush-seconds", type=float, default=15.0, help="audience_flush_seconds of both servers")
     parser.add_argument("--pg-admin", default=os.environ.get("LIVE_TEST_POSTGRES",
@@ -117,7 +119,9 @@ def main() -> None:
     settle = args.flush_seconds + 12  # the last flush, then PostgreSQL's idle stats report (at most 10 s)
     workdir = Path(tempfile.gettempdir()) / "live-bench-media"
     workdir.mkdir(exist_ok=True)
-    source = make_source(workdir / f"lecture-720p-gop{args.segment:g}.flv", gop_seconds=args.segment)
+    name = (f"lecture-720p-gop{args.segment:g}.flv" if (args.size, args.kbps) == ("1280x720", 2500)
+            else f"lecture-{args.size}-{args.kbps}k-gop{args.segment:g}.flv")  # the 720p file is bench.viewer_load's
+    source = make_source(workdir / name, size=args.size, kbps=args.kbps, gop_seconds=args.segment)
     results: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
     with contextlib.ExitStack() as stack:
         sides: dict[str, tuple[Any, str, str]] = {}
@@ -147,7 +151,7 @@ def main() -> None:
                 figures["rows_written_per_min"] = sum(after[k] - before[k] for k in STATS[1:]) / minutes
                 results[label].append(figures)
                 print(f"run {run + 1} {label:3s}: " + ", ".join(f"{k}={v:,.2f}" for k, v in figures.items()), flush=True)
-    print(f"\n{args.viewers} viewers polling every {poll:g} s, {args.seconds:g} s per run, {args.runs} runs per side "
+    print(f"\n{args.size} {args.kbps} kb/s lecture; {args.viewers} viewers polling every {poll:g} s, {args.seconds:g} s per run, {args.runs} runs per side "
           f"(on/off alternating), audience_flush_seconds {args.flush_seconds:g}, {os.cpu_count()} cores, "
           f"{args.processes} load processes on the same machine")
     print(f"{'metric (median)':26s} {'on':>10s} {'off':>10s} {'on/off':>8s}")
