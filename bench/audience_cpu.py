@@ -4,10 +4,10 @@
 
 Two ``live-server run`` processes side by side, identical but for ``audience_enabled`` (on / off),
 each on its own PostgreSQL database made for the run on 127.0.0.1 (``--pg-admin``; dropped after)
-and each with the prepared 720p lecture pushed over RTMP (``bench.harness``). Runs alternate on,
-off, on, off …: ``--viewers`` simulated players (``bench.viewer_load``'s client, distinct
+and each with the prepared 720p lecture pushed over RTMP (``bench.harness``). Runs alternate
+between the two: ``--viewers`` simulated players (``bench.viewer_load``'s client, distinct
 User-Agents) poll the live media playlist every ``--poll-seconds`` and fetch each new segment for
-``--seconds``. Per run: CPU-seconds of the server process alone (``/proc/<pid>/stat``, not its
+``--seconds`` (the order flips every run: on, off, off, on, on, off …). Per run: CPU-seconds of the server process alone (``/proc/<pid>/stat``, not its
 packager ffmpeg) over the measured window, requests served, the load average, and the writes the
 run caused in the server's database (``pg_stat_database``: commits, rows inserted + updated +
 deleted), read after the last flush has been written and PostgreSQL's statistics have settled.
@@ -139,7 +139,9 @@ def main() -> None:
             wait_until(lambda: _playing(srv, events[label]), 60, "the event to be live")
         time.sleep(settle)  # start-up writes settled in the statistics
         for run in range(args.runs):
-            for label in ("on", "off"):
+            # on, off, then off, on …: a trend in the machine's load (other work starting or ending) does not
+            # always fall on the same side
+            for label in (("on", "off") if run % 2 == 0 else ("off", "on")):
                 srv, base, name = sides[label]
                 before = db_stats(args.pg_admin, name)
                 started = time.monotonic()
