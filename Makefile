@@ -75,7 +75,7 @@ test: install-test
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: install-test
-	$(BIN)/mypy live_server formats ingest chat captions recorder vod web audience bbb
+	$(BIN)/mypy live_server formats ingest chat captions recorder vod web audience lti bbb
 
 bench: install-test
 	@echo "see bench/README.md"

@@ -18,8 +18,8 @@ second too (all values seen are reported). BASELINES.md: latency ≈ 3 × TARGET
 the newest segment. Runs alternate between the two sides; medians of per-run medians.
 
 * **ours, LL-HLS** (``--ll-hls``): a second ``live-server run`` with ``ll_hls = true`` (fMP4 parts of
-  ``ll_hls_part_target_seconds``, blocking reloads; recording off, as ``ll_hls`` needs for now), the same
-  event page (hls.js ``lowLatencyMode``).
+  ``ll_hls_part_target_seconds``, blocking reloads; recording off, as when the figures below were
+  measured, before recordings took fMP4), the same event page (hls.js ``lowLatencyMode``).
 
 Run: ``.venv/bin/python -m bench.player_latency --seconds 30 --runs 3 [--ll-hls]``
 """

@@ -30,6 +30,7 @@ from babel import Locale
 from babel.core import UnknownLocaleError
 from sqlalchemy.orm import Session
 
+from formats.cmaf import fragment_start_90khz
 from formats.flv import is_sequence_header
 from formats.m3u8 import Segment, SubtitleRendition
 from ingest.live_run import LiveRun
@@ -159,6 +160,7 @@ class EventCaptioner:
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         self.dropped_events = 0
         self._segment_jobs: asyncio.Queue[tuple[Segment, float, float] | None] = asyncio.Queue()
+        self._inits: dict[str, bytes] = {}  # fMP4 init sections of the run, read once each (timescales)
         self._tasks: list[asyncio.Task[None]] = []
         self.recognition = RecognitionStream(
             self._make_recognizer, owner.executor, settings.caption_queue_seconds, self._on_update, self._on_failure,
@@ -257,10 +259,19 @@ class EventCaptioner:
             if job is None:
                 return
             segment, start, end = job
-            head = await loop.run_in_executor(None, _read_head, self.run.folder / self.reference / segment.uri)
+            folder = self.run.folder / self.reference
+            head = await loop.run_in_executor(None, _read_head, folder / segment.uri)
+            if segment.map_uri is None:  # MPEG-TS: the segment's first PTS
+                start_90khz = first_pts(head)
+            else:  # fMP4 (LL-HLS): its first tfdt, in the timescale its init section declares
+                init = self._inits.get(segment.map_uri)
+                if init is None:
+                    init = self._inits[segment.map_uri] = await loop.run_in_executor(
+                        None, _read_head, folder / segment.map_uri)
+                start_90khz = fragment_start_90khz(init, head)
             name = os.path.splitext(segment.uri)[0] + ".vtt"
             self.track.video_segment(segment.sequence, name, start, end, segment.discontinuity,
-                                     segment.program_date_time, first_pts(head),
+                                     segment.program_date_time, start_90khz,
                                      self.run.media.target_duration(self.reference))
             self._advance_track(None)
 

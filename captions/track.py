@@ -2,9 +2,9 @@
 
 Each video segment gets a WebVTT segment covering the same media interval, with the same media
 sequence number, discontinuities and PROGRAM-DATE-TIME, and an ``X-TIMESTAMP-MAP`` tying its
-cue times (media seconds) to the video segment's first MPEG-TS PTS, so hls.js and native
-players place cues exactly on the video. A subtitle segment is written once recognition has
-settled past its end (or after ``max_lag`` seconds), so the subtitle playlist trails the video
+cue times (media seconds) to the video segment's first MPEG-TS PTS (for an fMP4 segment of LL-HLS,
+its first ``tfdt`` on the 90 kHz clock), so hls.js and native players place cues exactly on the
+video. A subtitle segment is written once recognition has settled past its end (or after ``max_lag`` seconds), so the subtitle playlist trails the video
 by a second or two, which players tolerate (viewers sit segments behind the live edge).
 The playlists take the video playlist's TARGETDURATION (decided once, at its first segment), so
 they are first written when the first video segment is listed.

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from live_server.access import Decision, Target, event_target
+from live_server.accounts import INSTRUCTOR
 from live_server.models import (
     ChatBan,
     ChatMessage,
@@ -29,6 +30,7 @@ from live_server.models import (
     Event,
     EventModerator,
     EventState,
+    LtiMembership,
     Question,
     QuestionState,
     QuestionVote,
@@ -187,13 +189,20 @@ def load_room(session: Session, ref: str | int) -> Room:
 
 
 def is_moderator(session: Session, event_id: int, owner_id: int, user: User | None) -> bool:
-    """Owner, admins and the event's moderators moderate its chat; guests and anonymous readers never do."""
+    """Owner, admins, the event's moderators and, for a course-only event, the instructors of its LMS course
+    (as launched) moderate its chat; guests and anonymous readers never do."""
     if user is None:
         return False
     if user.role == Role.ADMIN or user.id == owner_id:
         return True
-    return session.scalar(
+    if session.scalar(
         select(EventModerator.id).where(EventModerator.event_id == event_id, EventModerator.user_id == user.id)
+    ) is not None:
+        return True
+    return session.scalar(
+        select(LtiMembership.id).join(Event, Event.lti_context_id == LtiMembership.context_id)
+        .where(Event.id == event_id, Event.visibility == Visibility.COURSE, LtiMembership.user_id == user.id,
+               LtiMembership.role == INSTRUCTOR)
     ) is not None
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "CmafMuxer",
     "Part",
     "VIDEO_TIMESCALE",
+    "fragment_start_90khz",
     "parse_aac_config",
     "parse_avc_config",
 ]
@@ -505,3 +506,75 @@ def _fragment(sequence: int, tracks: list[tuple[_Track, list[_Sample]]]) -> byte
         position += sum(len(s.data) for s in samples)
     payload = b"".join(s.data for _, samples, _ in trafs for s in samples)
     return build(offsets) + struct.pack(">I4s", 8 + len(payload), b"mdat") + payload
+
+
+# --------------------------------------------------------------------------- reading fragments back
+
+
+def _children(data: bytes) -> dict[bytes, list[bytes]]:
+    """The boxes at one level, by type (payloads after the 8-byte header); a truncated last box is
+    cut where the data ends (a fragment read from a file's head)."""
+    found: dict[bytes, list[bytes]] = {}
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1 and pos + 16 <= len(data):
+            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        elif size == 0:
+            size = len(data) - pos
+        if size < header:
+            break
+        found.setdefault(kind, []).append(data[pos + header : pos + size])
+        pos += size
+    return found
+
+
+def _full_box_time(payload: bytes, v0: int, v1: int) -> int:
+    """A version-dependent field of a full box: a 32-bit value at ``v0`` (version 0), 64-bit at ``v1``."""
+    if payload[0] == 1:
+        return int(struct.unpack_from(">Q", payload, v1)[0])
+    return int(struct.unpack_from(">I", payload, v0)[0])
+
+
+def _tracks(init: bytes) -> dict[int, tuple[int, bytes]]:
+    """Track id -> (timescale, handler type) declared by an init segment's ``moov``."""
+    tracks: dict[int, tuple[int, bytes]] = {}
+    for moov in _children(init).get(b"moov", []):
+        for trak in _children(moov).get(b"trak", []):
+            boxes = _children(trak)
+            mdia = _children(boxes[b"mdia"][0]) if b"mdia" in boxes else {}
+            if b"tkhd" not in boxes or b"mdhd" not in mdia or b"hdlr" not in mdia:
+                continue
+            tkhd, mdhd = boxes[b"tkhd"][0], mdia[b"mdhd"][0]
+            track_id = int(struct.unpack_from(">I", tkhd, 20 if tkhd[0] == 1 else 12)[0])
+            timescale = int(struct.unpack_from(">I", mdhd, 20 if mdhd[0] == 1 else 12)[0])
+            tracks[track_id] = (timescale, mdia[b"hdlr"][0][8:12])
+    return tracks
+
+
+def fragment_start_90khz(init: bytes, fragment: bytes) -> int | None:
+    """Decode time of a fragment's first ``moof`` on the MPEG-TS clock (90 kHz): its video track's
+    ``tfdt`` (the track segments are cut on and timed by), else its first track's. None when the
+    bytes hold no ``moof`` with a ``tfdt`` of a track the init segment declares.
+
+    What an fMP4 segment's WebVTT companion puts in ``X-TIMESTAMP-MAP=MPEGTS:`` (RFC 8216bis: the
+    MPEGTS value is on a 90 kHz timescale even when the media segments use another), as
+    ``captions.timeline.first_pts`` reads it from an MPEG-TS segment. Works on a file's head: boxes
+    after the ``moof`` may be cut.
+    """
+    tracks = _tracks(init)
+    moofs = _children(fragment).get(b"moof", [])
+    if not moofs or not tracks:
+        return None
+    starts: list[tuple[bool, int]] = []
+    for traf in _children(moofs[0]).get(b"traf", []):
+        boxes = _children(traf)
+        if b"tfhd" not in boxes or b"tfdt" not in boxes:
+            continue
+        track = tracks.get(int(struct.unpack_from(">I", boxes[b"tfhd"][0], 4)[0]))
+        if track is None or track[0] <= 0:
+            continue
+        decode_time = _full_box_time(boxes[b"tfdt"][0], 4, 4)
+        starts.append((track[1] != b"vide", decode_time * VIDEO_TIMESCALE // track[0]))
+    return min(starts)[1] if starts else None

@@ -52,11 +52,13 @@ __all__ = [
     "rendition_report",
 ]
 
-#: EXTINF with decimals needs version 3; nothing we emit in a plain playlist needs more.
+#: EXTINF with decimals needs version 3; nothing we emit in a plain (MPEG-TS) playlist needs more.
 HLS_VERSION = 3
-#: LL-HLS: EXT-X-MAP in a media playlist without I-frames needs 6, which is also enough for every
-#: other tag of an LL playlist but EXT-X-SKIP, which needs 9 (RFC 8216bis section 8).
-LL_VERSION = 6
+#: EXT-X-MAP in a media playlist without I-frames needs 6 (RFC 8216 section 7): fMP4 playlists
+#: (recordings of LL-HLS runs) and LL-HLS, for which it is also enough for every other tag but
+#: EXT-X-SKIP, which needs 9 (RFC 8216bis section 8).
+MAP_VERSION = 6
+LL_VERSION = MAP_VERSION
 LL_VERSION_WITH_SKIP = 9
 #: Decimal places of durations: three in plain playlists; five in LL-HLS ones, whose parts are
 #: fractions of a second (as written since LL-HLS came; the LL texts are pinned by tests).
@@ -76,6 +78,8 @@ class Segment:
     ``uri`` is relative to the playlist.  ``program_date_time`` is the wall
     clock of the segment's first sample when known; it is rendered only where
     a player needs it (first listed segment and after each discontinuity).
+    ``map_uri`` is the init section (``EXT-X-MAP``) an fMP4 segment is read
+    with, None for MPEG-TS; it is rendered where it changes.
     """
 
     uri: str
@@ -83,6 +87,7 @@ class Segment:
     sequence: int
     discontinuity: bool = False
     program_date_time: datetime | None = None
+    map_uri: str | None = None
 
 
 def format_program_date_time(value: datetime) -> str:
@@ -116,12 +121,19 @@ def _date_line(value: datetime) -> str:
     return "#EXT-X-PROGRAM-DATE-TIME:" + format_program_date_time(value)
 
 
+def _map_line(uri: str) -> str:
+    return f"#EXT-X-MAP:URI={_quote(uri)}"
+
+
 def _media_segment_lines(uri: str, duration: float, discontinuity: bool, date: datetime | None,
-                         parts: Iterable[str] = (), places: int = _PLACES) -> list[str]:
-    """One listed segment: its discontinuity, its wall clock when given, its parts' lines (LL-HLS), EXTINF, URI."""
+                         parts: Iterable[str] = (), places: int = _PLACES, map_uri: str | None = None) -> list[str]:
+    """One listed segment: its discontinuity, its init section when given (it applies to the segments
+    after it too), its wall clock when given, its parts' lines (LL-HLS), EXTINF, URI."""
     lines = []
     if discontinuity:
         lines.append("#EXT-X-DISCONTINUITY")
+    if map_uri is not None:
+        lines.append(_map_line(map_uri))
     if date is not None:
         lines.append(_date_line(date))
     lines.extend(parts)
@@ -236,7 +248,8 @@ class MediaPlaylist:
         if self.target_duration is None:
             raise ValueError("the target duration is not decided yet")
         media_sequence = segments[0].sequence if segments else self.next_sequence
-        lines = _media_header(HLS_VERSION, self.target_duration, media_sequence, discontinuity_sequence)
+        version = MAP_VERSION if any(s.map_uri is not None for s in segments) else HLS_VERSION
+        lines = _media_header(version, self.target_duration, media_sequence, discontinuity_sequence)
         if playlist_type:
             lines.append(f"#EXT-X-PLAYLIST-TYPE:{playlist_type}")
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
@@ -244,16 +257,18 @@ class MediaPlaylist:
             # EXT-X-DISCONTINUITY is kept even on the first listed segment: a segment's own
             # tag counts towards its discontinuity sequence number, and the window's
             # EXT-X-DISCONTINUITY-SEQUENCE counts only tags before it.
-            lines.extend(_segment_lines(segment, with_date=index == 0 or segment.discontinuity))
+            new_map = index == 0 or segment.map_uri != segments[index - 1].map_uri
+            lines.extend(_segment_lines(segment, with_date=index == 0 or segment.discontinuity, with_map=new_map))
         if self.ended if ended is None else ended:
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
 
 
-def _segment_lines(segment: Segment, with_date: bool) -> list[str]:
-    """The tags and URI of one listed segment; its wall clock only where ``with_date`` asks for it."""
+def _segment_lines(segment: Segment, with_date: bool, with_map: bool) -> list[str]:
+    """The tags and URI of one listed segment; its wall clock and init section only where asked for."""
     date = segment.program_date_time if with_date else None
-    return _media_segment_lines(segment.uri, segment.duration, segment.discontinuity, date)
+    return _media_segment_lines(segment.uri, segment.duration, segment.discontinuity, date,
+                                map_uri=segment.map_uri if with_map else None)
 
 
 def render_vod(segments: Sequence[Segment]) -> str:
@@ -274,15 +289,16 @@ def render_vod(segments: Sequence[Segment]) -> str:
 # --- journals: EVENT playlists grown by appends ---------------------------------------------
 
 
-def journal_header(target_duration: int) -> str:
-    """The head of an append-only EVENT playlist, written with its first entry."""
-    lines = _media_header(HLS_VERSION, max(1, target_duration), 0, 0)
+def journal_header(target_duration: int, with_map: bool = False) -> str:
+    """The head of an append-only EVENT playlist, written with its first entry (``with_map``: of fMP4 segments)."""
+    lines = _media_header(MAP_VERSION if with_map else HLS_VERSION, max(1, target_duration), 0, 0)
     return "\n".join([*lines, "#EXT-X-PLAYLIST-TYPE:EVENT"]) + "\n"
 
 
 def journal_entry(segment: Segment) -> str:
-    """One segment's lines for a journal; every entry carries its wall clock when it has one."""
-    return "\n".join(_segment_lines(segment, with_date=True)) + "\n"
+    """One segment's lines for a journal; every entry carries its wall clock and init section when it
+    has them, so that each entry reads alone (an append knows nothing of the ones before it)."""
+    return "\n".join(_segment_lines(segment, with_date=True, with_map=True)) + "\n"
 
 
 def parse_journal(text: str) -> list[Segment]:
@@ -352,6 +368,7 @@ def parse_media_playlist(text: str) -> ParsedMediaPlaylist:
     pending_duration: float | None = None
     pending_disc = False
     pending_pdt: datetime | None = None
+    map_uri: str | None = None  # EXT-X-MAP applies to every segment after it, until the next one
     for line_no, raw in enumerate(lines[1:], start=2):
         line = raw.strip()
         if not line:
@@ -374,6 +391,8 @@ def parse_media_playlist(text: str) -> ParsedMediaPlaylist:
                 pending_disc = True
             elif tag == "#EXT-X-PROGRAM-DATE-TIME":
                 pending_pdt = _parse_program_date_time(value, line_no)
+            elif tag == "#EXT-X-MAP":
+                map_uri = _map_uri(value, line_no)
             elif tag == "#EXTINF":
                 duration_text = value.split(",", 1)[0]
                 try:
@@ -392,6 +411,7 @@ def parse_media_playlist(text: str) -> ParsedMediaPlaylist:
                 sequence=media_sequence + len(segments),
                 discontinuity=pending_disc,
                 program_date_time=pending_pdt,
+                map_uri=map_uri,
             )
         )
         pending_duration, pending_disc, pending_pdt = None, False, None
@@ -406,6 +426,17 @@ def parse_media_playlist(text: str) -> ParsedMediaPlaylist:
         ended=ended,
     )
     return ParsedMediaPlaylist(playlist=playlist, playlist_type=playlist_type)
+
+
+def _map_uri(value: str, line_no: int) -> str:
+    """The URI of an ``EXT-X-MAP``; a byte range of it is not something we write or read."""
+    attributes = _attributes(value, line_no)
+    if "BYTERANGE" in attributes:
+        raise PlaylistParseError(f"line {line_no}: #EXT-X-MAP with BYTERANGE is not supported")
+    uri = attributes.get("URI")
+    if not uri:
+        raise PlaylistParseError(f"line {line_no}: #EXT-X-MAP without URI")
+    return uri
 
 
 @dataclass(frozen=True)
@@ -564,13 +595,18 @@ class LlPart:
 
 @dataclass(frozen=True)
 class LlSegment:
-    """A complete Media Segment and the parts it was made of (listed near the live edge only)."""
+    """A complete Media Segment and the parts it was made of (listed near the live edge only).
+
+    ``map_uri``: its init section when it is not the playlist's (a DVR window reaching back into an
+    earlier publish session); None means the playlist's ``map_uri``.
+    """
 
     uri: str
     duration: float
     parts: tuple[LlPart, ...] = ()
     program_date_time: datetime | None = None
     discontinuity: bool = False
+    map_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -670,7 +706,9 @@ def render_ll(playlist: LlPlaylist, *, skip: bool = False) -> str:
     )
     lines = _media_header(LL_VERSION_WITH_SKIP if skipped else LL_VERSION, playlist.target_duration,
                           playlist.media_sequence, playlist.discontinuity_sequence, server_tags)
-    lines.append(f"#EXT-X-MAP:URI={_quote(playlist.map_uri)}")
+    # EXT-X-MAP before the first segment, and again wherever the init section changes.
+    mapped = (playlist.segments[0].map_uri if playlist.segments else None) or playlist.map_uri
+    lines.append(_map_line(mapped))
     if skipped:
         lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
     parts_from = end - 3 * playlist.target_duration
@@ -678,10 +716,15 @@ def render_ll(playlist: LlPlaylist, *, skip: bool = False) -> str:
     for number, segment in enumerate(playlist.segments):
         if number >= skipped:
             parts = [_part_line(part) for part in segment.parts] if start >= parts_from else []
+            map_uri = segment.map_uri or playlist.map_uri
             lines.extend(_media_segment_lines(segment.uri, segment.duration, segment.discontinuity,
-                                              segment.program_date_time, parts, _LL_PLACES))
+                                              segment.program_date_time, parts, _LL_PLACES,
+                                              map_uri if map_uri != mapped else None))
+            mapped = map_uri
         start += segment.duration
     if not playlist.ended:
+        if playlist.pending_parts and playlist.map_uri != mapped:
+            lines.append(_map_line(playlist.map_uri))
         if playlist.pending_parts and playlist.pending_program_date_time is not None:
             lines.append(_date_line(playlist.pending_program_date_time))
         lines.extend(_part_line(part) for part in playlist.pending_parts)

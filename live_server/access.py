@@ -35,18 +35,24 @@ class Decision(enum.Enum):
 
 @dataclass(frozen=True)
 class Person:
-    """Who is asking: a logged-in account (``session_id`` when through a browser session)."""
+    """Who is asking: a logged-in account (``session_id`` when through a browser session).
+
+    ``courses``: the LTI contexts (``lti_contexts.id``) they launched from, as any role; ``teaching``:
+    those where they launched as an instructor (lecturer rights on the course's events)."""
 
     user_id: int
     admin: bool = False
     active: bool = True
     session_id: int | None = None
+    courses: frozenset[int] = frozenset()
+    teaching: frozenset[int] = frozenset()
 
     @classmethod
-    def of(cls, user: "User | None", session_id: int | None = None) -> "Person | None":
+    def of(cls, user: "User | None", session_id: int | None = None, courses: frozenset[int] = frozenset(),
+           teaching: frozenset[int] = frozenset()) -> "Person | None":
         if user is None:
             return None
-        return cls(user.id, user.role == Role.ADMIN, bool(user.is_active), session_id)
+        return cls(user.id, user.role == Role.ADMIN, bool(user.is_active), session_id, courses, teaching)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class Target:
     password_hash: str | None = None
     available: bool = True  # recordings: ready (others are shown to their managers only)
     event: "Target | None" = None  # a recording's event: a pass for the event opens its recordings
+    course_id: int | None = None  # the LTI context whose members see it (visibility "course")
 
     @property
     def private(self) -> bool:
@@ -93,22 +100,31 @@ NO_PASSES = NoPasses()
 
 
 def event_target(event: "Event") -> Target:
-    return Target("event", event.id, event.owner_id, event.visibility, event.access_secret or "", event.password_hash)
+    return Target("event", event.id, event.owner_id, event.visibility, event.access_secret or "", event.password_hash,
+                  course_id=event.lti_context_id)
 
 
 def recording_target(recording: "Recording", event: "Event | None") -> Target:
-    """Password recordings open with their event's password (and with a pass for that event)."""
+    """Password recordings open with their event's password (and with a pass for that event); a course
+    recording belongs to its own course, else to its event's."""
     from live_server.models import RecordingState
 
+    course = recording.lti_context_id if recording.lti_context_id is not None else (
+        event.lti_context_id if event is not None else None)
     return Target(
         "recording", recording.id, recording.owner_id, recording.visibility, recording.access_secret or "",
         event.password_hash if event is not None else None, recording.state == RecordingState.READY,
-        event_target(event) if event is not None else None,
+        event_target(event) if event is not None else None, course,
     )
 
 
 def can_manage(person: Person | None, target: Target) -> bool:
-    return person is not None and person.active and (person.admin or person.user_id == target.owner_id)
+    """Owners, admins, and the instructors of the course a course-only event or recording is bound to."""
+    if person is None or not person.active:
+        return False
+    if person.admin or person.user_id == target.owner_id:
+        return True
+    return target.visibility == Visibility.COURSE and target.course_id is not None and target.course_id in person.teaching
 
 
 def can_view(person: Person | None, target: Target, passes: Passes = NO_PASSES) -> Decision:
@@ -116,7 +132,8 @@ def can_view(person: Person | None, target: Target, passes: Passes = NO_PASSES) 
 
     public and unlisted: anyone with the link; authenticated: any active account (a login session
     or a token: revoked at once by logout or deactivation, no pass involved); password: a pass
-    granted by the current password of this very row (or of the recording's event).
+    granted by the current password of this very row (or of the recording's event); course: the
+    members of its LTI context, as launched from the LMS (others: not found, its existence is not told).
     """
     if person is not None and not person.active:
         person = None
@@ -128,6 +145,11 @@ def can_view(person: Person | None, target: Target, passes: Passes = NO_PASSES) 
         return Decision.ALLOWED
     if target.visibility == Visibility.AUTHENTICATED:
         return Decision.ALLOWED if person is not None else Decision.LOGIN_REQUIRED
+    if target.visibility == Visibility.COURSE:
+        if person is None:
+            return Decision.LOGIN_REQUIRED
+        member = target.course_id is not None and target.course_id in person.courses
+        return Decision.ALLOWED if member else Decision.NOT_FOUND
     if passes.opens(target) or (target.event is not None and target.event.visibility == Visibility.PASSWORD
                                 and passes.opens(target.event)):
         return Decision.ALLOWED
@@ -139,8 +161,12 @@ class _HasIdentity(Protocol):
     def user(self) -> "User": ...
     @property
     def session_id(self) -> int | None: ...
+    @property
+    def courses(self) -> frozenset[int]: ...
+    @property
+    def teaching(self) -> frozenset[int]: ...
 
 
 def person_of(identity: "_HasIdentity | None") -> Person | None:
     """The person behind a resolved request identity (``live_server.accounts.Identity``)."""
-    return None if identity is None else Person.of(identity.user, identity.session_id)
+    return None if identity is None else Person.of(identity.user, identity.session_id, identity.courses, identity.teaching)

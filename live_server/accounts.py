@@ -5,17 +5,20 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from live_server import security
 from live_server.errors import Conflict, NotFound, Unprocessable
-from live_server.models import ApiToken, LoginSession, Role, User, utcnow
+from live_server.models import ApiToken, LoginSession, LtiMembership, Role, User, utcnow
+
+if TYPE_CHECKING:
+    from live_server.access import Person
 
 API_TOKEN_PREFIX = "lst_"
 
@@ -64,6 +67,8 @@ class Identity:
     via: str  # "session" or "token"
     csrf_token: str | None = None
     session_id: int | None = None
+    courses: frozenset[int] = frozenset()  # LTI contexts launched from (access.Person.courses)
+    teaching: frozenset[int] = frozenset()  # those launched from as an instructor
 
 
 def open_login_session(session: Session, user: User, max_age: int, remote: str | None) -> tuple[str, LoginSession]:
@@ -86,7 +91,36 @@ def resolve_login_session(session: Session, token: str) -> Identity | None:
     row = session.scalar(select(LoginSession).where(LoginSession.token_hash == security.token_hash(token)))
     if row is None or row.expires_at < utcnow() or not row.user.is_active:
         return None
-    return Identity(user=row.user, via="session", csrf_token=row.csrf_token, session_id=row.id)
+    courses, teaching = course_memberships(session, [row.user_id]).get(row.user_id, (frozenset(), frozenset()))
+    return Identity(user=row.user, via="session", csrf_token=row.csrf_token, session_id=row.id, courses=courses,
+                    teaching=teaching)
+
+
+INSTRUCTOR = "instructor"  # lti_memberships.role of the course's teachers (the rest: "learner")
+
+
+def person_in_session(session: Session, user: User | None) -> "Person | None":
+    """The access rule's ``Person`` for ``user``, with their LTI courses (for course-only events and recordings)."""
+    from live_server.access import Person
+
+    if user is None:
+        return None
+    courses, teaching = course_memberships(session, [user.id]).get(user.id, (frozenset(), frozenset()))
+    return Person.of(user, None, courses, teaching)
+
+
+def course_memberships(session: Session, user_ids: Collection[int]) -> dict[int, tuple[frozenset[int], frozenset[int]]]:
+    """user id -> (every LTI context they launched from, those as an instructor), in one query."""
+    found: dict[int, tuple[set[int], set[int]]] = {}
+    if user_ids:
+        rows = session.execute(select(LtiMembership.user_id, LtiMembership.context_id, LtiMembership.role)
+                               .where(LtiMembership.user_id.in_(list(user_ids))))
+        for user_id, context_id, role in rows:
+            courses, teaching = found.setdefault(user_id, (set(), set()))
+            courses.add(context_id)
+            if role == INSTRUCTOR:
+                teaching.add(context_id)
+    return {user_id: (frozenset(c), frozenset(t)) for user_id, (c, t) in found.items()}
 
 
 @dataclass(frozen=True)
@@ -98,18 +132,31 @@ class SessionFacts:
     role: Role
     active: bool
     expires_at: datetime
+    courses: frozenset[int] = frozenset()
+    teaching: frozenset[int] = frozenset()
 
 
 def login_session_facts(session: Session, token_hashes: Collection[str]) -> dict[str, SessionFacts]:
-    """The sessions among ``token_hashes`` that exist, in one query (a JOIN, no lazy load)."""
+    """The sessions among ``token_hashes`` that exist, with their accounts' LTI courses, in one query (JOINs,
+    one row per session and course; no lazy load)."""
     if not token_hashes:
         return {}
     rows = session.execute(
-        select(LoginSession.token_hash, LoginSession.id, User.id, User.role, User.is_active, LoginSession.expires_at)
+        select(LoginSession.token_hash, LoginSession.id, User.id, User.role, User.is_active, LoginSession.expires_at,
+               LtiMembership.context_id, LtiMembership.role)
         .join(User, User.id == LoginSession.user_id)
+        .outerjoin(LtiMembership, LtiMembership.user_id == User.id)
         .where(LoginSession.token_hash.in_(list(token_hashes)))
     )
-    return {h: SessionFacts(sid, uid, Role(role), bool(active), expires) for h, sid, uid, role, active, expires in rows}
+    found: dict[str, tuple[SessionFacts, set[int], set[int]]] = {}
+    for h, sid, uid, role, active, expires, context_id, member_role in rows:
+        facts, courses, teaching = found.setdefault(h, (SessionFacts(sid, uid, Role(role), bool(active), expires), set(), set()))
+        if context_id is not None:
+            courses.add(context_id)
+            if member_role == INSTRUCTOR:
+                teaching.add(context_id)
+    return {h: replace(facts, courses=frozenset(courses), teaching=frozenset(teaching))
+            for h, (facts, courses, teaching) in found.items()}
 
 
 def close_login_session(session: Session, token: str) -> None:
@@ -136,7 +183,8 @@ def resolve_api_token(session: Session, token: str) -> Identity | None:
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
         row.last_used_at = now  # coarse, so a busy script does not write on every call
-    return Identity(user=row.user, via="token")
+    courses, teaching = course_memberships(session, [row.user_id]).get(row.user_id, (frozenset(), frozenset()))
+    return Identity(user=row.user, via="token", courses=courses, teaching=teaching)
 
 
 def list_api_tokens(session: Session, user: User) -> list[ApiToken]:

@@ -56,6 +56,9 @@ from live_server.middleware import (
     security_headers_middleware,
 )
 from live_server.ops import Ops
+from lti.deep_linking import Tickets
+from lti.platform_keys import PlatformKeys
+from lti.tool import LtiTool
 from live_server.passes import MEDIA_PASS, MediaPasses
 from live_server.session_people import SESSION_PEOPLE, SessionPeople
 from live_server.models import Visibility
@@ -227,8 +230,14 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, player_handle, settings).routes())
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
                                         people).routes())
+    # The LTI 1.3 tool (Moodle...): platforms' keys fetched with a deadline, our keys sealed like stream keys.
+    platform_keys = PlatformKeys(settings.lti_jwks_timeout_seconds, settings.lti_jwks_cache_seconds)
+    app.cleanup_ctx.append(_closing(platform_keys.close))
+    lti_tool = LtiTool(db, settings, platform_keys, security.StreamKeyCipher(secret_key), Tickets(secret_key), logins,
+                       pages.render)
+    app.router.add_routes(lti_tool.routes())
     app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays,
-                                       AudienceTab(db, audience_store, settings.audience_bucket_seconds)).routes())
+                                AudienceTab(db, audience_store, settings.audience_bucket_seconds), lti_tool).routes())
     app.router.add_routes(HomePages(db, viewers).routes())
     app.router.add_routes(Dashboard(db, settings, viewers, audience_store).routes())
     app.router.add_routes(AccountPages(db).routes())
@@ -425,6 +434,16 @@ async def _announce(board: LiveStatusBoard, live: LiveStreams) -> None:
         except Exception as exc:  # Redis hiccup: try again next period; the stream itself is unaffected
             log.warning("announcing live events failed: %r", exc)
         await asyncio.sleep(board.period)
+
+
+def _closing(close: Callable[[], Awaitable[None]]) -> Lifecycle:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await close()
+
+    return lifecycle
 
 
 def _redis(client: Redis) -> Lifecycle:

@@ -71,6 +71,24 @@ def _parser() -> argparse.ArgumentParser:
     msub = models.add_subparsers(dest="models_command", required=True)
     msub.add_parser("check", help="list the configured models (vosk_models) and whether each loads")
 
+    lti = sub.add_parser("lti", help="LTI 1.3: course platforms (Moodle...) and our signing keys")
+    lsub = lti.add_subparsers(dest="lti_command", required=True)
+    lsub.add_parser("show", help="the values a platform's administrator pastes (tool, login, redirect, JWKS URLs)")
+    la = lsub.add_parser("add-platform", help="register a platform with the values it shows for our tool")
+    la.add_argument("--issuer", required=True, help="Moodle: Platform ID")
+    la.add_argument("--client-id", required=True)
+    la.add_argument("--deployment-id", required=True, action="append", help="repeat for several deployments")
+    la.add_argument("--auth-login-url", required=True, help="Moodle: Authentication request URL")
+    la.add_argument("--jwks-url", required=True, help="Moodle: Public keyset URL")
+    la.add_argument("--token-url", default="", help="Moodle: Access token URL")
+    la.add_argument("--name", default="")
+    lsub.add_parser("platforms", help="list the registered platforms")
+    lr = lsub.add_parser("remove-platform", help="forget a platform (its account links and courses)")
+    lr.add_argument("platform_id", type=int)
+    lsub.add_parser("keys", help="list our signing keys (all are published at /lti/jwks)")
+    lsub.add_parser("rotate-key", help="sign with a new key from now on; the old ones stay published")
+    lk = lsub.add_parser("remove-key", help="stop publishing an old key")
+    lk.add_argument("kid")
     bbb = sub.add_parser("bbb", help="BigBlueButton servers, meetings and webinar runners")
     bsub = bbb.add_subparsers(dest="bbb_command", required=True)
     bservers = bsub.add_parser("servers", help="configured BigBlueButton servers")
@@ -150,6 +168,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return _create_event(db, settings, args)
         if args.command == "demo":
             return _demo(db, settings)
+        if args.command == "lti":
+            return _lti(db, settings, args)
         if args.command == "bbb":
             return _bbb(db, settings, args)
     finally:
@@ -228,6 +248,48 @@ def _create_event(db: Database, settings: Settings, args: argparse.Namespace) ->
         print(json.dumps(body, indent=2))
     else:
         print(f"created event {body['slug']!r} (id {body['id']}); publish to {body['stream']['rtmp_url']} with its stream key")
+    return 0
+
+
+def _lti(db: Database, settings: Settings, args: argparse.Namespace) -> int:
+    """Platforms and keys, as the admin page does them (lti/registry.py, lti/keys.py)."""
+    from lti import keys, registry
+    from lti.tool import moodle_values
+
+    sealer = _stream_key_cipher(settings)
+    command = args.lti_command
+    if command == "show":
+        labels = {"tool_url": "Tool URL", "login_url": "Initiate login URL", "redirect_url": "Redirection URI(s)",
+                  "deep_linking_url": "Content Selection URL (deep linking)", "jwks_url": "Public keyset URL (JWKS)"}
+        for name, value in moodle_values(settings.base_url.rstrip("/")).items():
+            print(f"{labels[name]}: {value}")
+        return 0
+    if command == "add-platform":
+        row = db.transaction(lambda s: registry.register_platform(
+            s, issuer=args.issuer, client_id=args.client_id, deployment_ids=args.deployment_id,
+            auth_login_url=args.auth_login_url, jwks_url=args.jwks_url, token_url=args.token_url, name=args.name))
+        print(f"registered platform {row.id}: {row.issuer} (client {row.client_id})")
+        return 0
+    if command == "platforms":
+        for p in db.transaction(registry.list_platforms):
+            print(f"{p.id}\t{p.name}\t{p.issuer}\tclient={p.client_id}\tdeployments={','.join(p.deployments)}\t"
+                  f"login={p.auth_login_url}\tjwks={p.jwks_url}")
+        return 0
+    if command == "remove-platform":
+        db.transaction(lambda s: registry.remove_platform(s, args.platform_id))
+        print(f"removed platform {args.platform_id}")
+        return 0
+    if command == "keys":
+        db.transaction(lambda s: keys.ensure_key(s, sealer))
+        for k in db.transaction(keys.listing):
+            print(f"{k.kid}\t{k.created_at.isoformat()}\t{'active' if k.active else 'published'}")
+        return 0
+    if command == "rotate-key":
+        key = db.transaction(lambda s: keys.rotate(s, sealer))
+        print(f"now signing with key {key.kid}; older keys stay published until removed")
+        return 0
+    db.transaction(lambda s: keys.remove(s, args.kid))
+    print(f"key {args.kid} is no longer published")
     return 0
 
 

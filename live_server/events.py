@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
-from live_server import security
+from live_server import accounts, security
 from live_server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from live_server.access import Decision, Person, can_view, event_target
 from live_server.models import Event, EventState, Role, StreamKey, User, Visibility, new_access_secret, utcnow
@@ -122,6 +122,11 @@ def _apply(event: Event, data: _EventFields) -> None:
             "invalid event: password: required when visibility is 'password'",
             details=[{"field": "password", "message": "required when visibility is 'password'"}],
         )
+    if event.visibility == Visibility.COURSE and event.lti_context_id is None:
+        raise Unprocessable(
+            "invalid event: visibility: 'course' needs the event added to a course from the LMS (LTI deep linking)",
+            details=[{"field": "visibility", "message": "needs the event added to a course from the LMS"}],
+        )
     if event.id is not None and (event.visibility, event.password_hash) != granted_by:
         event.access_secret = new_access_secret()  # every media pass granted before is void (access.Target)
 
@@ -205,7 +210,10 @@ def list_events(
 def ensure_readable(user: User | None, event: Event) -> None:
     """Who may see an event's description (``access.can_view``; a password event's is shown, locked):
     private ones answer 404 to outsiders, not 403, so they cannot be probed."""
-    if can_view(Person.of(user), event_target(event)) in (Decision.LOGIN_REQUIRED, Decision.NOT_FOUND):
+    session = object_session(event)
+    person = accounts.person_in_session(session, user) if session is not None and event.visibility == Visibility.COURSE \
+        else Person.of(user)
+    if can_view(person, event_target(event)) in (Decision.LOGIN_REQUIRED, Decision.NOT_FOUND):
         raise NotFound("no such event")
 
 

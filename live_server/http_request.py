@@ -74,8 +74,16 @@ def _json_problem(value: object, limit: int) -> str | None:
     return None
 
 
-def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str, max_age: int, secure_mode: str) -> None:
+def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str, max_age: int, secure_mode: str,
+                       cross_site: bool = False) -> None:
+    """The login cookie: SameSite=Lax; ``cross_site`` (a session opened by an LTI launch, used inside the LMS's
+    iframe on another site) makes it SameSite=None; Secure; Partitioned when the cookie can be Secure, the only
+    way browsers send it in a cross-site frame. Over plain http it stays Lax (same-site frames only)."""
     secure = secure_mode == "always" or (secure_mode == "auto" and request.secure)
+    if cross_site and secure:
+        response.set_cookie(SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="None", secure=True,
+                            partitioned=True, path="/")
+        return
     response.set_cookie(
         SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="Lax", secure=secure, path="/"
     )

@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Cross-site form posts by design: an LMS posts the LTI login initiation and the launch (lti/tool.py) from its
+# own origin, with no token of ours. Each is checked otherwise: the launch's signed id_token, single-use state
+# and nonce; the login initiation only starts a login (a redirect to the registered platform).
+CROSS_SITE_POSTS = frozenset({"/lti/login", "/lti/launch"})
 MEDIA_PREFIXES = ("/live/", "/vod/")  # the HLS routes; their identity is resolved lazily (session_people.py)
 LAZY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -210,7 +214,7 @@ def identity_middleware(db: Database) -> Callable[..., Awaitable[web.StreamRespo
             identity = await db.run(lambda s: accounts.resolve_login_session(s, cookie))
         if identity is not None:
             request[IDENTITY] = identity
-        if request.method in UNSAFE_METHODS:
+        if request.method in UNSAFE_METHODS and request.path not in CROSS_SITE_POSTS:
             await _check_csrf(request, identity)
         return await handler(request)
 

@@ -81,6 +81,7 @@ class Visibility(str, enum.Enum):
     AUTHENTICATED = "authenticated"
     PASSWORD = "password"
     UNLISTED = "unlisted"
+    COURSE = "course"  # members of the LTI context (course) it is bound to, as launched from the LMS
 
 
 class EventState(str, enum.Enum):
@@ -187,6 +188,9 @@ class Event(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     access_secret: Mapped[str] = mapped_column(String(64), default=new_access_secret)
+    # The LMS course (LTI context) whose members see it when its visibility is "course" (lti/).
+    lti_context_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lti_contexts.id", ondelete="SET NULL"), nullable=True, index=True)
 
     owner: Mapped[User] = relationship(lazy="joined")
     stream_keys: Mapped[list["StreamKey"]] = relationship(
@@ -255,6 +259,9 @@ class Recording(Base):
     access_secret: Mapped[str] = mapped_column(String(64), default=new_access_secret)
     # The recording's name in URLs when unlisted ("only with the link"): ids are sequential, so counted.
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    # Its own LMS course; when None, a course recording follows its event's (``access.recording_target``).
+    lti_context_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lti_contexts.id", ondelete="SET NULL"), nullable=True, index=True)
 
     @property
     def public_ref(self) -> str:
@@ -451,6 +458,103 @@ class AudienceReplayBucket(Base):
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True)
     start_second: Mapped[int] = mapped_column(Integer, primary_key=True)
     views: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# LTI 1.3 (lti/): the LMS platforms we are registered with, our signing keys, and who came from which course.
+
+
+class LtiPlatform(Base):
+    """An LMS registration (Moodle, Canvas...): what its administrator gave us when adding our tool."""
+
+    __tablename__ = "lti_platforms"
+    __table_args__ = (UniqueConstraint("issuer", "client_id", name="uq_lti_platforms_issuer_client"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    issuer: Mapped[str] = mapped_column(String(255))
+    client_id: Mapped[str] = mapped_column(String(255))
+    deployment_ids: Mapped[str] = mapped_column(Text, default="")  # one per line: the deployments we accept
+    auth_login_url: Mapped[str] = mapped_column(String(1000))  # the platform's OIDC authorisation endpoint
+    token_url: Mapped[str] = mapped_column(String(1000), default="")  # OAuth2 token endpoint (services; unused yet)
+    jwks_url: Mapped[str] = mapped_column(String(1000))  # the platform's public keys
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+    @property
+    def deployments(self) -> list[str]:
+        return [line.strip() for line in self.deployment_ids.splitlines() if line.strip()]
+
+
+class LtiToolKey(Base):
+    """One of our RSA signing keys (deep-linking responses); the private half sealed with the server secret.
+
+    Rotation adds a key and makes it the active one; older keys stay published at the JWKS URL (tokens
+    they signed still verify at the platform) until an administrator removes them."""
+
+    __tablename__ = "lti_tool_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    private_key: Mapped[str] = mapped_column(Text)  # PKCS#8 PEM sealed by security.StreamKeyCipher, bound to the kid
+    public_jwk: Mapped[str] = mapped_column(Text)  # JSON
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class LtiAccount(Base):
+    """Which of our accounts a platform's user (``sub``) is: created or linked on their first launch."""
+
+    __tablename__ = "lti_accounts"
+    __table_args__ = (UniqueConstraint("platform_id", "sub", name="uq_lti_accounts_platform_sub"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    sub: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class LtiContext(Base):
+    """A course of a platform's deployment, as seen in launches (the LTI context claim)."""
+
+    __tablename__ = "lti_contexts"
+    __table_args__ = (UniqueConstraint("platform_id", "deployment_id", "context_key",
+                                       name="uq_lti_contexts_platform_deployment_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    deployment_id: Mapped[str] = mapped_column(String(255))
+    context_key: Mapped[str] = mapped_column(String(255))  # the platform's context id
+    title: Mapped[str] = mapped_column(String(255), default="")
+    label: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class LtiMembership(Base):
+    """Someone launched from this course with this role ("instructor" or "learner"): what course visibility reads."""
+
+    __tablename__ = "lti_memberships"
+    __table_args__ = (UniqueConstraint("context_id", "user_id", name="uq_lti_memberships_context_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    context_id: Mapped[int] = mapped_column(ForeignKey("lti_contexts.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    last_launch_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class LtiLoginState(Base):
+    """An OIDC login in flight: the state we sent (its hash), the nonce the id_token must carry, the
+    browser it is bound to (the hash of a cookie's value). Consumed by the launch: each is used once."""
+
+    __tablename__ = "lti_login_states"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    nonce: Mapped[str] = mapped_column(String(64))
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"), index=True)
+    target_link_uri: Mapped[str] = mapped_column(String(1000))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
 
 
 class BbbServer(Base):

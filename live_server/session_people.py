@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from live_server import accounts, security
-from live_server.access import Person
+from live_server.access import Person, person_of
 from live_server.models import Role, utcnow
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class SessionPeople:
         bearer = bearer.strip()
         if scheme.lower() == "bearer" and bearer.startswith(accounts.API_TOKEN_PREFIX):
             identity = await self.db.run(lambda s: accounts.resolve_api_token(s, bearer))
-            return None if identity is None else Person.of(identity.user)
+            return person_of(identity)
         token = request.cookies.get(SESSION_COOKIE)
         return None if not token else await self.of_session(token)
 
@@ -149,7 +149,7 @@ class SessionPeople:
         if facts is None or not facts.active:
             return _Entry(None, float("inf"), now if used is None else used)
         left = (facts.expires_at - utcnow()).total_seconds()
-        person = Person(facts.user_id, facts.role == Role.ADMIN, True, facts.session_id)
+        person = Person(facts.user_id, facts.role == Role.ADMIN, True, facts.session_id, facts.courses, facts.teaching)
         return _Entry(person, now + left, now if used is None else used)
 
 

@@ -180,7 +180,7 @@ class Settings(BaseModel):
     grace_period_seconds: float = Field(60.0, ge=0, description="How long a disconnected event stays live.")
     ll_hls: bool = Field(
         False, description="Low-Latency HLS (fMP4 parts, blocking playlist reload) for passthrough H.264+AAC events, "
-        "packaged in-process without ffmpeg; ABR events keep plain HLS. Needs recording_enabled = false for now. "
+        "packaged in-process without ffmpeg (recordings keep its fMP4 segments); ABR events keep plain HLS. "
         "Off: plain HLS (MPEG-TS) for all.",
     )
     ll_hls_part_target_seconds: float = Field(
@@ -395,6 +395,25 @@ class Settings(BaseModel):
         600.0, gt=0, description="Window of the per-address guest identity limit."
     )
 
+    # --- LTI 1.3 (Moodle and other LMSs) ------------------------------------------------------
+    lti_login_lifetime_seconds: int = Field(
+        300, ge=30, le=3600, description="How long an LTI login (state and nonce) waits for the platform's launch.",
+    )
+    lti_state_cookie_required: bool = Field(
+        True, description="The LTI launch must come from the browser that started the login (its state cookie, "
+        "SameSite=None; Secure over https). false: a launch without the cookie is accepted on the single-use "
+        "server-side state alone (browsers that block cookies in cross-site frames); a wrong cookie is always refused.",
+    )
+    lti_jwks_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="Deadline for fetching a platform's public keys (its JWKS URL).",
+    )
+    lti_jwks_cache_seconds: float = Field(
+        300.0, ge=0, description="How long a platform's keys are kept; an unknown key id refetches them sooner.",
+    )
+    lti_clock_leeway_seconds: float = Field(
+        60.0, ge=0, le=600, description="Clock difference tolerated on an id_token's exp and iat.",
+    )
+
     @field_validator("audience_slot_seconds")
     @classmethod
     def _slot_divides_minute(cls, value: int) -> int:
@@ -520,13 +539,6 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return parse_mapping(value)
         return value
-
-    @model_validator(mode="after")
-    def _ll_hls_without_recording(self) -> "Settings":
-        if self.ll_hls and self.recording_enabled:
-            raise ValueError("ll_hls = true needs recording_enabled = false for now: recordings are made of the live "
-                             "MPEG-TS segments and cannot take LL-HLS's fMP4 segments yet")
-        return self
 
     @model_validator(mode="after")
     def _rtmp_url_scheme(self) -> "Settings":

@@ -4,7 +4,8 @@
 publish started, the run ended) and as a ``SegmentObserver`` for each listed segment. It records
 the top rendition (the only one in passthrough): each listed segment is hard-linked and journaled
 inline, within the listing callback, so what the packager listed is on the recording's disk
-before the next segment. Reconnects arrive as the packager's discontinuities; a segment missing
+before the next segment. fMP4 segments (LL-HLS) bring their init section, linked once per
+recording with the first segment that names it (one per publish session). Reconnects arrive as the packager's discontinuities; a segment missing
 in between (a gap) is marked as one too. At the run's end the VOD playlists are written and the
 catalog told, before the event itself is marked ended: the replay is ready when the live ends.
 """
@@ -44,6 +45,7 @@ class ActiveRecording:
     size_bytes: int = 0
     last_source_sequence: int | None = None
     copying: "asyncio.Future[None] | None" = None  # chain of copies when links are impossible
+    inits: set[str] = field(default_factory=set)  # init sections (fMP4) already in the recording
     failed: str | None = None
     paused: bool = False  # the media disk is below its floor: segments are skipped (a gap on resume)
 
@@ -150,25 +152,29 @@ class Recorder:
         recording.last_source_sequence = segment.sequence
         entry = replace(segment, sequence=len(recording.segments),
                         discontinuity=bool(recording.segments) and (segment.discontinuity or gap))
-        source = recording.run.folder / rendition / segment.uri
+        sources = [recording.run.folder / rendition / segment.uri]  # the segment last: its size is what is counted
+        if segment.map_uri is not None and segment.map_uri not in recording.inits:
+            recording.inits.add(segment.map_uri)
+            sources.insert(0, recording.run.folder / rendition / segment.map_uri)
         if recording.copying is None or recording.copying.done():
             try:
-                size = recording.files.link(source)
+                size = [recording.files.link(source) for source in sources][-1]
             except OSError:
                 pass
             else:
                 self._recorded(recording, entry, size)
                 return
-        recording.copying = asyncio.ensure_future(self._copy(recording, recording.copying, source, entry))
+        recording.copying = asyncio.ensure_future(self._copy(recording, recording.copying, sources, entry))
 
-    async def _copy(self, recording: ActiveRecording, previous: "asyncio.Future[None] | None", source: Path,
+    async def _copy(self, recording: ActiveRecording, previous: "asyncio.Future[None] | None", sources: list[Path],
                     entry: Segment) -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)  # keep the journal in listing order
         try:
-            size = await asyncio.get_running_loop().run_in_executor(None, recording.files.copy, source)
+            loop = asyncio.get_running_loop()
+            size = [await loop.run_in_executor(None, recording.files.copy, source) for source in sources][-1]
         except OSError as exc:
-            log.error("recording %d: cannot store %s: %s", recording.recording_id, source.name, exc)
+            log.error("recording %d: cannot store %s: %s", recording.recording_id, sources[-1].name, exc)
             recording.failed = f"cannot store segments: {exc}"
             return
         self._recorded(recording, entry, size)
@@ -189,7 +195,7 @@ class Recorder:
             media_end = entry.program_date_time + timedelta(seconds=entry.duration) if entry.program_date_time else None
             self.sink.segment_completed(SegmentCompleted(
                 recording.recording_id, entry.sequence, recording.files.path_of(entry), start,
-                entry.duration, size, entry.discontinuity, media_end,
+                entry.duration, size, entry.discontinuity, media_end, recording.files.init_of(entry),
             ))
         except Exception:
             log.exception("recording %d: segment_completed raised", recording.recording_id)

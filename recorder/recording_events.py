@@ -34,7 +34,8 @@ class SegmentCompleted:
     """Segment number ``index`` (0-based, in recording order) is on disk and in the journal.
 
     ``media_end``: the wall clock at which its media ends (its program date time plus its
-    duration), None when the packager knew no wall clock for it.
+    duration), None when the packager knew no wall clock for it. ``init``: the init section an
+    fMP4 segment is read with (on disk beside it), None for MPEG-TS.
     """
 
     recording_id: int
@@ -45,6 +46,7 @@ class SegmentCompleted:
     size_bytes: int
     discontinuity: bool
     media_end: datetime | None = None
+    init: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ cost no space while the live folder also holds the segment.
 
 Layout of ``recordings/<event id>/<run>/``:
 
-- ``seg_NNNNNN.ts``: the segments (names of the live run);
+- ``seg_NNNNNN.ts``: the segments (names of the live run); with LL-HLS, ``seg_NNNNNN.m4s`` fMP4
+  segments and ``init_N.mp4``, the init section of each publish session (``EXT-X-MAP``);
 - ``index.m3u8``: the journal while recording (EVENT playlist, program date time per segment),
   rewritten at the end as the full VOD playlist with ENDLIST;
 - ``vod.m3u8``: what players get: the full playlist or its trimmed view (playlist-level trim);
@@ -55,7 +56,9 @@ DOWNLOAD = "download.mp4"
 IMPORT_PLAYLIST = "import.m3u8"  # ffmpeg's playlist of an import, until it is turned into ours
 PLAYLISTS = (JOURNAL, VOD_PLAYLIST, MASTER)  # kept on local disk as a cached copy when the media moves to objects
 _ASIDE = ".deleted-"  # prefix of a folder being deleted
-_SEGMENT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.ts$")
+_SEGMENT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(ts|m4s)$")
+_INIT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.mp4$")
+_REMUX_PLAYLIST = ".remux-{}.m3u8"  # an fMP4 view's publish sessions, for the MP4 remux (hidden: never stored)
 
 
 class TrimError(ValueError):
@@ -91,6 +94,17 @@ def trimmed(segments: Sequence[Segment], start: float = 0.0, end: float | None =
     if not kept:
         raise TrimError("the trim leaves nothing to play")
     return kept, offset
+
+
+def remux_groups(segments: Sequence[Segment]) -> list[list[Segment]]:
+    """The view cut where its timeline restarts (a discontinuity: a reconnect or a gap) or its init
+    section changes: each piece reads as one continuous file, and the remux joins them end to end."""
+    groups: list[list[Segment]] = []
+    for segment in segments:
+        if not groups or segment.discontinuity or segment.map_uri != groups[-1][-1].map_uri:
+            groups.append([])
+        groups[-1].append(segment)
+    return groups
 
 
 def vod_master(live_master: str | None, rendition: str | None, peak_bps: int) -> str:
@@ -152,11 +166,12 @@ def served_as_is(name: str) -> bool:
 
 
 def listed_names(view: bytes) -> frozenset[str]:
-    """The segment files a view (``vod.m3u8``, as bytes) lists; nothing when it cannot be read."""
+    """The segment files (and init sections) a view (``vod.m3u8``, as bytes) lists; nothing when it cannot be read."""
     try:
-        return frozenset(s.uri for s in parse_media_playlist(view.decode("utf-8")).playlist.segments)
+        segments = parse_media_playlist(view.decode("utf-8")).playlist.segments
     except (PlaylistParseError, UnicodeDecodeError):
         return frozenset()
+    return frozenset(s.uri for s in segments) | frozenset(s.map_uri for s in segments if s.map_uri is not None)
 
 
 class RecordingFiles:
@@ -199,6 +214,10 @@ class RecordingFiles:
     def path_of(self, segment: Segment) -> Path:
         return self.folder / segment.uri
 
+    def init_of(self, segment: Segment) -> Path | None:
+        """The init section an fMP4 segment is read with (None for MPEG-TS)."""
+        return self.folder / segment.map_uri if segment.map_uri is not None else None
+
     # --- recording a run -------------------------------------------------------------------
     def create(self) -> None:
         """The folder; the journal starts with the first segment (its header needs the target duration)."""
@@ -230,7 +249,7 @@ class RecordingFiles:
         journal = self.folder / JOURNAL
         if not journal.exists() or journal.stat().st_size == 0:
             target = target_duration if target_duration is not None else target_duration_for(segment.duration)
-            data = journal_header(target).encode("utf-8") + data
+            data = journal_header(target, with_map=segment.map_uri is not None).encode("utf-8") + data
         fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, data)
@@ -247,8 +266,9 @@ class RecordingFiles:
             text = (self.folder / JOURNAL).read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
-        return [s for s in parse_journal(text)
-                if _SEGMENT_NAME.match(s.uri) and (not require_files or (self.folder / s.uri).exists())]
+        return [s for s in parse_journal(text) if _SEGMENT_NAME.match(s.uri)
+                and (s.map_uri is None or (_INIT_NAME.match(s.map_uri) and s.map_uri != DOWNLOAD))
+                and (not require_files or all(p.exists() for p in (self.path_of(s), self.init_of(s)) if p is not None))]
 
     def finalize(self, segments: Sequence[Segment], live_master: str | None, rendition: str | None) -> DiskSummary:
         """Write the VOD playlists (full record, player view, master); ``segments`` must not be empty."""
@@ -288,6 +308,29 @@ class RecordingFiles:
         """The recording's first segment (a thumbnail is made from it), if it is on disk."""
         segments = self.view_segments() or self.journal_segments()
         return self.path_of(segments[0]) if segments else None
+
+    # --- the MP4 remux -------------------------------------------------------------------
+    def remux_inputs(self, segments: Sequence[Segment], folder: Path | None = None) -> list[Path]:
+        """What the MP4 remux joins, in order, for these segments of the view lying in ``folder``
+        (this recording's, or a scratch copy): MPEG-TS segments themselves; for fMP4, one VOD playlist
+        per :func:`remux_groups` piece, written beside its segments as a hidden file (ffmpeg's HLS reader
+        then reads each piece as one continuous file with its init section). Blocking; remove them
+        with :meth:`discard_remux_inputs`."""
+        folder = self.folder if folder is None else folder
+        if all(s.map_uri is None for s in segments):
+            return [folder / s.uri for s in segments]
+        inputs = []
+        for number, group in enumerate(remux_groups(segments)):
+            path = folder / _REMUX_PLAYLIST.format(number)
+            write_atomic(path, render_vod(group))
+            inputs.append(path)
+        return inputs
+
+    @staticmethod
+    def discard_remux_inputs(inputs: Sequence[Path]) -> None:
+        for path in inputs:
+            if path.name.startswith(".remux-"):
+                path.unlink(missing_ok=True)
 
     # --- the view (trim) -------------------------------------------------------------------
     def write_view(self, start: float = 0.0, end: float | None = None, require_files: bool = True) -> tuple[float, float]:
@@ -355,15 +398,17 @@ class RecordingFiles:
         return remote.signed_url(DOWNLOAD, download_name=filename)
 
     def fetch_view(self, remote: RemoteCopy, scratch: Path) -> tuple[list[Path], Path]:
-        """The view's segments of an archived recording, fetched into ``scratch`` for a remux, and where
-        the MP4 goes (:meth:`store_download` sends it); no segments when there is no view."""
+        """The view's segments (and init sections) of an archived recording, fetched into ``scratch``,
+        the remux's inputs there (:meth:`remux_inputs`) and where the MP4 goes (:meth:`store_download`
+        sends it); no inputs when there is no view."""
         self.restore_playlists(remote)
         segments = self.view_segments()
         if segments:
             scratch.mkdir(parents=True, exist_ok=True)
-            for segment in segments:
-                remote.fetch(segment.uri, scratch / segment.uri)
-        return [scratch / s.uri for s in segments], scratch / DOWNLOAD
+            inits = list(dict.fromkeys(s.map_uri for s in segments if s.map_uri is not None))
+            for name in [*inits, *(s.uri for s in segments)]:
+                remote.fetch(name, scratch / name)
+        return self.remux_inputs(segments, scratch) if segments else [], scratch / DOWNLOAD
 
     def store_download(self, remote: RemoteCopy, scratch: Path) -> None:
         remote.upload(scratch, [[DOWNLOAD]])

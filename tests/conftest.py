@@ -49,6 +49,24 @@ def service_missing(what: str, reason: str) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def scrypt_once_per_password() -> Iterator[None]:
+    """scrypt at its production cost (~50 ms of CPU and 16 MiB each) once per distinct password and
+    stored hash in a test process, instead of once per user created and per login: the suite creates
+    and logs in hundreds of accounts with a handful of passwords. The real functions run (their results
+    are remembered), so a wrong password still fails; only re-hashing the same text gives the same salt."""
+    import functools
+
+    from live_server import security
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(security, "hash_password", functools.lru_cache(maxsize=None)(security.hash_password))
+        patch.setattr(security, "verify_password", functools.lru_cache(maxsize=None)(security.verify_password))
+        patch.setattr(security, "dummy_password_check",
+                      functools.lru_cache(maxsize=None)(security.dummy_password_check))
+        yield
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> str:
     import psycopg

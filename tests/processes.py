@@ -98,7 +98,7 @@ def create_event(env: dict[str, str], owner: str, title: str, *extra: str) -> di
     return json.loads(cli(env, "events", "create", "--title", title, "--owner", owner, "--json", *extra))
 
 
-def cli_in_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def cli_in_process(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """``live-server <args>`` through the same ``main()`` in this process, with ``env`` as the only LIVE_*
     variables: what a subprocess would print and return, without paying ~1 s of interpreter start and
     imports per command. Tests of the console script itself, of ``run`` and of files' modes keep a real process."""
@@ -113,13 +113,17 @@ def cli_in_process(env: dict[str, str], *args: str) -> subprocess.CompletedProce
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     out, err = io.StringIO(), io.StringIO()
+    folder = os.getcwd()
     try:
+        if cwd is not None:
+            os.chdir(cwd)  # where a relative live.toml or var/ would be looked for
         for key in [k for k in os.environ if k.startswith("LIVE_")]:
             del os.environ[key]
         os.environ.update(env)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(list(args))
     finally:
+        os.chdir(folder)
         os.environ.clear()
         os.environ.update(saved)
         root.handlers[:], root.level = handlers, level  # main() configures logging for a process of its own

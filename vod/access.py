@@ -10,11 +10,12 @@ import re
 from typing import Any
 
 from sqlalchemy import Select, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
+from live_server import accounts
 from live_server.access import Decision, Person, can_view, recording_target
 from live_server.errors import Forbidden, NotFound
-from live_server.models import Recording, RecordingState, Role, User, Visibility
+from live_server.models import Event, Recording, RecordingState, Role, User, Visibility
 
 PUBLIC_REF = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 
@@ -25,7 +26,12 @@ def can_manage(user: User | None, recording: Recording) -> bool:
 
 def ensure_readable(user: User | None, recording: Recording) -> None:
     """Who may see a recording's description (``access.can_view``; a password one's is shown, locked)."""
-    decision = can_view(Person.of(user), recording_target(recording, None))
+    session = object_session(recording)
+    if session is not None and recording.visibility == Visibility.COURSE:  # its course may be its event's
+        event = session.get(Event, recording.event_id) if recording.event_id is not None else None
+        decision = can_view(accounts.person_in_session(session, user), recording_target(recording, event))
+    else:
+        decision = can_view(Person.of(user), recording_target(recording, None))
     if decision in (Decision.LOGIN_REQUIRED, Decision.NOT_FOUND):
         raise NotFound("no such recording")
 

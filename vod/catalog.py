@@ -135,7 +135,7 @@ class RecordingCatalog:
             row = Recording(
                 event_id=event.id, owner_id=event.owner_id, title=event.title, description=event.description or "",
                 visibility=event.visibility, state=RecordingState.RECORDING, media_path=started.media_path,
-                created_at=started.started_at,
+                created_at=started.started_at, lti_context_id=event.lti_context_id,  # a course event's replay: its course's
             )
             session.add(row)
             session.flush()
@@ -153,7 +153,7 @@ class RecordingCatalog:
             position.media_end = completed.media_end
         if completed.index == 0:
             files = RecordingFiles.containing(completed.path)
-            task = self._spawn(self._thumbnail(completed.recording_id, files, completed.path))
+            task = self._spawn(self._thumbnail(completed.recording_id, files, completed.path, completed.init))
             self._thumbnails[completed.recording_id] = task
             task.add_done_callback(lambda _: self._thumbnails.pop(completed.recording_id, None))
 
@@ -202,10 +202,10 @@ class RecordingCatalog:
             except Exception:
                 log.exception("recording %d: a ready listener raised", recording_id)
 
-    async def _thumbnail(self, recording_id: int, files: RecordingFiles, segment: Path) -> None:
+    async def _thumbnail(self, recording_id: int, files: RecordingFiles, segment: Path, init: Path | None) -> None:
         output = files.thumbnail
         try:
-            await make_thumbnail(self.ffmpeg, segment, output)
+            await make_thumbnail(self.ffmpeg, segment, output, init)
         except (FfmpegFailed, OSError) as exc:
             log.warning("recording %d: no thumbnail: %s", recording_id, exc)
             return
@@ -250,7 +250,7 @@ class RecordingCatalog:
                 summary.discontinuities if summary else 0, error if summary is None else None,
             ))
             if summary is not None and not files.thumbnail.exists():
-                await self._thumbnail(recording_id, files, files.path_of(segments[0]))
+                await self._thumbnail(recording_id, files, files.path_of(segments[0]), files.init_of(segments[0]))
             log.warning("recording %d was still recording when the server stopped; recovered %d segments (%.1f s)",
                         recording_id, len(segments), summary.duration_seconds if summary else 0.0)
             recovered.append(recording_id)
@@ -436,14 +436,19 @@ class RecordingCatalog:
             files = self.files(recording.media_path)
             output = files.download
             if not output.exists():
-                segments = await asyncio.get_running_loop().run_in_executor(None, files.view_segments)
+                loop = asyncio.get_running_loop()
+                segments = await loop.run_in_executor(None, files.view_segments)
                 if not segments:
                     raise Conflict("the recording has no playable media")
+                inputs: list[Path] = []
                 try:
-                    await remux_mp4(self.ffmpeg, [files.path_of(s) for s in segments], output)
+                    inputs = await loop.run_in_executor(None, files.remux_inputs, segments)
+                    await remux_mp4(self.ffmpeg, inputs, output)
                 except (FfmpegFailed, OSError) as exc:
                     log.error("recording %d: MP4 remux failed: %s", recording.id, exc)
                     raise MediaToolFailed("the MP4 could not be made; try again later") from None
+                finally:
+                    await loop.run_in_executor(None, files.discard_remux_inputs, inputs)
         return output
 
     async def _download_url(self, recording: Recording, storage_url: str, filename: str) -> str:

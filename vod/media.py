@@ -138,11 +138,13 @@ class VodMediaHandler:
         private = location.access.private
         suffix = os.path.splitext(tail)[1]
         content_type = CONTENT_TYPES.get(suffix)
-        if content_type is None or suffix == ".mp4":  # the MP4 download goes through the API (owners only)
+        if content_type is None:
             raise web.HTTPNotFound(text="no such media\n")
         is_playlist = suffix == ".m3u8"
         if not served_as_is(tail) and not await self._in_view(location, tail):  # the rest must be listed in the view
-            raise web.HTTPNotFound(text="no such media\n")  # trimmed out, or not for players (the journal)
+            # trimmed out, or not for players: the journal, the MP4 download (through the API, owners only);
+            # an fMP4 recording's init sections (.mp4) are listed (EXT-X-MAP), so they are served
+            raise web.HTTPNotFound(text="no such media\n")
         scope = "private" if private else "public"
         if location.storage_url is None:
             data = await self.cache.read(location.folder / tail, immutable=not is_playlist and suffix != ".jpg")

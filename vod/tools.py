@@ -16,12 +16,15 @@ class FfmpegFailed(Exception):
     """ffmpeg exited with an error or took too long; the message carries its last words."""
 
 
-def thumbnail_args(ffmpeg: str, segment: Path, output: Path, width: int = 320) -> list[str]:
+def thumbnail_args(ffmpeg: str, segment: Path, output: Path, width: int = 320, init: Path | None = None) -> list[str]:
     """First decodable frame of a segment, scaled, as JPEG (the segment starts on a keyframe).
 
-    ``-y``: a temporary file left by an interrupted run is overwritten, not asked about.
+    ``init``: the init section of an fMP4 segment, read first (the concat protocol joins the bytes:
+    init section + fragments is a fragmented MP4). ``-y``: a temporary file left by an interrupted
+    run is overwritten, not asked about.
     """
-    return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(segment),
+    source = f"concat:{init}|{segment}" if init is not None else str(segment)
+    return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", source,
             # -2: the height that keeps the aspect ratio, rounded to even; -q:v 4: good JPEG quality (2-31 scale).
             "-frames:v", "1", "-vf", f"scale={width}:-2", "-q:v", "4",
             # The JPEG writer said, not guessed from the (temporary) file name.
@@ -30,7 +33,9 @@ def thumbnail_args(ffmpeg: str, segment: Path, output: Path, width: int = 320) -
 
 def concat_list(segments: Sequence[Path]) -> str:
     """An ffconcat list: the concat demuxer shifts each file's timestamps to follow the previous one,
-    so the publisher's timestamp resets at reconnects do not break the MP4."""
+    so the publisher's timestamp resets at reconnects do not break the MP4. The files are MPEG-TS
+    segments or, for fMP4 recordings, playlists of one publish session each (read by ffmpeg's HLS
+    demuxer with their init section)."""
     lines = ["ffconcat version 1.0"]
     for path in segments:
         lines.append("file '" + str(path).replace("'", "'\\''") + "'")
@@ -65,14 +70,14 @@ async def run_ffmpeg(args: Sequence[str], timeout: float) -> None:
         raise FfmpegFailed(f"ffmpeg exited with {proc.returncode}: {' | '.join(tail)}")
 
 
-async def make_thumbnail(ffmpeg: str, segment: Path, output: Path) -> None:
+async def make_thumbnail(ffmpeg: str, segment: Path, output: Path, init: Path | None = None) -> None:
     tmp = output.with_name(f".{output.stem}.tmp.jpg")
-    await run_ffmpeg(thumbnail_args(ffmpeg, segment, tmp), timeout=30)
+    await run_ffmpeg(thumbnail_args(ffmpeg, segment, tmp, init=init), timeout=30)
     os.replace(tmp, output)
 
 
 async def remux_mp4(ffmpeg: str, segments: Sequence[Path], output: Path, timeout: float = 600) -> None:
-    """Write ``output`` atomically (a partial file is never served)."""
+    """Join ``segments`` (``RecordingFiles.remux_inputs``) into ``output``, atomically (a partial file is never served)."""
     listing = output.with_name(f".{output.stem}.ffconcat")
     tmp = output.with_name(f".{output.stem}.tmp.mp4")
     listing.write_text(concat_list(segments), encoding="utf-8")

@@ -197,7 +197,9 @@ class Dashboard:
         return render(request, "event_form.html", {
             "form": form, "event": event, "stream": stream, "notice": notice,
             "caption_languages": self._caption_languages(request, form.values.get("caption_language", "")),
-            "visibilities": [v.value for v in VISIBILITY_ORDER],
+            # "course" only for events put in an LMS course (deep linking binds them; live_server/events.py checks)
+            "visibilities": [v.value for v in VISIBILITY_ORDER] + (
+                [Visibility.COURSE.value] if event is not None and event.lti_context_id is not None else []),
             "viewers": self.viewers.count(event.id) if event is not None else 0,
         }, status=status)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 import urllib.parse
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -69,12 +69,19 @@ def _safe_next(target: str) -> str:
     return target
 
 
+class LmsFraming(Protocol):
+    """Which sites may frame the pages of what was put in an LMS course (the LTI tool's registered platforms)."""
+
+    async def frame_ancestors(self) -> list[str]: ...
+
+
 class Pages:
     """Login and logout, the event page and the replay page."""
 
     def __init__(self, db: Database, passes: MediaPasses, viewers: ViewerCounter, settings: Settings, logins: Logins, replays: ReplayPages,
-                 audience: AudienceTab | None = None) -> None:
+                 audience: AudienceTab | None = None, lms: LmsFraming | None = None) -> None:
         self.db = db
+        self.lms = lms
         self.audience = audience  # the owners' Audience tab (issue 21); None: no tab
         self.passes = passes
         self.viewers = viewers
@@ -173,7 +180,15 @@ class Pages:
         response = render(request, "event.html", await self._event_context(request, event, manager, locked=locked))
         if not locked and not manager and event.visibility == Visibility.PASSWORD:
             self._grant_pass(request, response, event)  # opening the page renews the pass the password earned
+        if event.lti_context_id is not None:
+            await self._lms_framable(response)
         return response
+
+    async def _lms_framable(self, response: web.StreamResponse) -> None:
+        """Put in a course: the LMS shows this page in its frame (the security headers merge this directive)."""
+        if self.lms is not None:
+            response.headers["Content-Security-Policy"] = " ".join(
+                ["frame-ancestors 'self'", *await self.lms.frame_ancestors()])
 
     async def unlock_event(self, request: web.Request) -> web.Response:
         """Password-protected events: the right password earns a signed media pass (a cookie)."""
@@ -205,6 +220,8 @@ class Pages:
                                                                     page["timezone"], page["lang"])
         response = render(request, "replay.html", context)
         self.replays.grant_pass(request, response, view)
+        if view.recording.lti_context_id is not None or (view.event is not None and view.event.lti_context_id is not None):
+            await self._lms_framable(response)
         return response
 
     async def unlock_replay(self, request: web.Request) -> web.Response:

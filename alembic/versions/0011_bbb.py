@@ -1,7 +1,7 @@
 """BigBlueButton: configured servers (sealed shared secrets), lecturers' meetings, imported recordings
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 """
 from typing import Sequence, Union
 
@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision: str = '0011'
-down_revision: Union[str, None] = '0009'
+down_revision: Union[str, None] = '0010'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

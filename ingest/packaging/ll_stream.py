@@ -70,6 +70,7 @@ class _Pending:
     duration: float = 0.0
     program_date_time: datetime | None = None
     discontinuity: bool = False
+    init: str | None = None  # the init section its parts are read with (the session's)
 
 
 class LlRendition:
@@ -215,7 +216,7 @@ class LlRendition:
                 self._close_segment(update)
             pending = self._pending
             if pending is None:
-                pending = self._pending = _Pending(self._next_msn, discontinuity=self._discontinuity)
+                pending = self._pending = _Pending(self._next_msn, discontinuity=self._discontinuity, init=self._init)
                 self._next_msn += 1
                 self._discontinuity = False
                 if self._clock is not None:
@@ -238,8 +239,9 @@ class LlRendition:
         elif target_duration_for(pending.duration) > self.target_duration:
             self.overlong_segments += 1
         self._segments.append(LlSegment(name, pending.duration, tuple(pending.parts), pending.program_date_time,
-                                        pending.discontinuity))
-        segment = Segment(name, pending.duration, pending.msn, pending.discontinuity, pending.program_date_time)
+                                        pending.discontinuity, pending.init))
+        segment = Segment(name, pending.duration, pending.msn, pending.discontinuity, pending.program_date_time,
+                          pending.init)
         self._numbers.append(segment)
         update.segments.append(segment)
         update.changed = True
@@ -285,7 +287,9 @@ class LlRendition:
         hint = None
         if pending is not None and (pending.discontinuity or self.ended):
             pending = None  # the renderer cannot mark a discontinuity before parts in progress: listed once complete
-        elif self._in_session and not self.ended:
+        elif self._in_session and not self.ended and not (pending is None and self._discontinuity):
+            # (not across a reconnect: the next part starts a new session, with a new init section and a
+            # discontinuity the playlist cannot announce before that part is listed)
             hint = part_name(next_msn, len(pending.parts) if pending is not None else 0)
         return LlPlaylist(
             target_duration=self.target_duration,

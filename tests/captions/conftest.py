@@ -24,7 +24,7 @@ from live_server.app import create_app
 from live_server.db import DB
 from live_server.settings import Settings
 from tests.conftest import IN_CI
-from tests.ingest.conftest import SEGMENT, Live
+from tests.ingest.conftest import LL_HLS, SEGMENT, Live
 from tests.media import FFMPEG
 from tests.support import Account, login
 
@@ -104,31 +104,36 @@ def speech_track(speech: Speech, at: list[float], seconds: float, folder: Path) 
     return path
 
 
-async def push_track(url: str, track: Path, fps: int = 10) -> "asyncio.subprocess.Process":
-    """Publish a test pattern with ``track`` as its sound, at real-time speed, like a capture box."""
+async def push_track(url: str, track: Path, fps: int = 10, ts_offset: float = 0.0) -> "asyncio.subprocess.Process":
+    """Publish a test pattern with ``track`` as its sound, at real-time speed, like a capture box.
+
+    ``ts_offset``: the publisher's timestamps start there (an encoder that ran before it went live)."""
     return await asyncio.create_subprocess_exec(
         FFMPEG, "-hide_banner", "-loglevel", "error",
         "-re", "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate={fps}", "-re", "-i", str(track),
         "-map", "0:v", "-map", "1:a", "-shortest",
         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", str(fps), "-keyint_min", str(fps),
         "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ar", "44100", "-b:a", "64k",
+        *(["-output_ts_offset", str(ts_offset)] if ts_offset else []),
         "-f", "flv", url, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
 
 
 @pytest.fixture
-async def captioned(aiohttp_client: Any, make_settings: Callable[..., Settings], migrated_sqlite: Callable[[str], str],
-                    ko_model: Path) -> Live:
-    """A running app (RTMP on a free port, 1 s segments) with the Korean test model configured."""
+async def captioned(request: pytest.FixtureRequest, aiohttp_client: Any, make_settings: Callable[..., Settings],
+                    migrated_sqlite: Callable[[str], str], ko_model: Path) -> Live:
+    """A running app (RTMP on a free port, 1 s segments) with the Korean test model configured;
+    ``@pytest.mark.live_settings(name=value)`` overrides settings, as for ``live``."""
     url = migrated_sqlite("live.db")
+    marker = request.node.get_closest_marker("live_settings")
     settings = make_settings(
         database_url=url, rtmp_enabled=True, rtmp_host="127.0.0.1", rtmp_port=0, segment_seconds=SEGMENT,
         grace_period_seconds=2.5, live_window_segments=3, rtmp_idle_timeout_seconds=5,
         vosk_models={"ko": str(ko_model)}, caption_threads=2,
         # What is checked is which cues reach the rendition, not how soon: a loaded machine (the model
         # loads at the first captioned publish) must not push a cue past the lag limit.
-        caption_max_lag_seconds=30,
+        **{"caption_max_lag_seconds": 30, "ll_hls": LL_HLS, **(dict(marker.kwargs) if marker else {})},
     )
     app = create_app(settings)
     client = await aiohttp_client(app)

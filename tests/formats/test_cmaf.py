@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 
 from formats.cmaf import (NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, AacConfig, AvcConfig, CmafError, CmafMuxer,
-                          Part, parse_aac_config, parse_avc_config)
+                          Part, fragment_start_90khz, parse_aac_config, parse_avc_config)
 from formats.m3u8 import LlPart, LlPlaylist, LlSegment, render_ll
 from tests.media import FFMPEG
 
@@ -549,3 +549,38 @@ def test_ffmpeg_reads_the_live_ll_playlist_ignoring_parts(lecture: tuple[Path, b
     complete = sum(p.duration for p in muxed.parts if p.msn < muxed.parts[-1].msn)
     frames, seconds, _ = decode(playlist, "-live_start_index", "0", "-m3u8_hold_counters", "2")
     assert frames == round(complete * 30) and seconds == pytest.approx(complete, abs=0.1)
+
+
+# --------------------------------------------------------------------------- fragment start (captions' X-TIMESTAMP-MAP)
+
+
+def test_fragment_start_is_the_video_tfdt_on_the_90khz_clock() -> None:
+    aac = AacConfig(b"\x12\x10", 2, 44100, 2)
+    muxer = CmafMuxer(AvcConfig(b"\x01\x64\x00\x1f\xff\xe0\x00", 16, 16, 0x64, 0, 0x1F), aac, part_target=0.334)
+    init = muxer.init_segment()
+    parts: list[Part] = []
+    for i in range(60):  # from 5 s on, as a publisher whose timestamps do not start at 0; audio a little ahead
+        parts += muxer.add_audio(bytes(4), 4990 + i * 23)
+        parts += muxer.add_video(bytes(3), 5000 + i * 33, 0, keyframe=i % 30 == 0)
+    parts += muxer.flush()
+    assert [fragment_start_90khz(init, p.data) for p in parts] == [round(p.start * 90_000) for p in parts]
+    assert fragment_start_90khz(init, parts[0].data) == 5000 * 90  # the video's, not the earlier audio's
+    head = parts[1].data[:200]  # a file's head: the mdat is cut
+    assert fragment_start_90khz(init, head) == round(parts[1].start * 90_000)
+    assert fragment_start_90khz(init, b"") is None and fragment_start_90khz(b"junk", parts[0].data) is None
+    audio_only = CmafMuxer(audio=aac, part_target=0.334)
+    first = [p for i in range(40) for p in audio_only.add_audio(bytes(4), 10_000 + i * 1024 * 1000 // 44100)][0]
+    assert fragment_start_90khz(audio_only.init_segment(), first.data) == 10_000 * 44100 // 1000 * 90_000 // 44100
+
+
+def test_fragment_start_reads_ffmpegs_fragmented_mp4_too(tmp_path: Path) -> None:
+    """An fMP4 we did not write (ffmpeg's, video at its own timescale): its fragment one second in starts at 90000."""
+    out = tmp_path / "frag.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25",
+                    "-t", "3", "-c:v", "libx264", "-bf", "0", "-g", "25", "-pix_fmt", "yuv420p", "-movflags", "frag_keyframe+empty_moov+default_base_moof", str(out)], check=True, timeout=60)
+    data = out.read_bytes()
+    first_moof = data.index(b"moof") - 4
+    second_moof = data.index(b"moof", first_moof + 8) - 4
+    init = data[:first_moof]
+    assert fragment_start_90khz(init, data[first_moof:]) == 0
+    assert fragment_start_90khz(init, data[second_moof:]) == 90_000  # the second GOP, 25 frames in

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,21 @@ def test_hls_js_reads_the_delta_update(tmp_path: Path) -> None:
     frags = got["frags"]
     assert [f[0] for f in frags] == list(range(104, 110))
     assert frags[0][3] == (T0 + timedelta(seconds=4 * 6 * PART)).timestamp() * 1000
+
+
+def test_a_dvr_window_over_two_sessions_names_each_init_section_where_it_starts(tmp_path: Path) -> None:
+    """Segments of an earlier publish session keep their init section; parts in progress take the playlist's."""
+    base = live(segments=4, pending=2)
+    older = tuple(replace(s, map_uri="init_1.mp4") for s in base.segments[:2])
+    newer = (replace(base.segments[2], map_uri="init_2.mp4", discontinuity=True),
+             replace(base.segments[3], map_uri="init_2.mp4"))
+    text = render_ll(replace(base, segments=older + newer, map_uri="init_2.mp4"))
+    lines = text.splitlines()
+    maps = [(i, line) for i, line in enumerate(lines) if line.startswith("#EXT-X-MAP:")]
+    assert [line for _, line in maps] == ['#EXT-X-MAP:URI="init_1.mp4"', '#EXT-X-MAP:URI="init_2.mp4"']
+    assert lines[maps[1][0] - 1] == "#EXT-X-DISCONTINUITY" and lines.index("s102.m4s") > maps[1][0] > lines.index("s101.m4s")
+    # A pending part of a session whose first segment is not complete yet is read with the playlist's init.
+    ahead = render_ll(replace(base, segments=older, media_sequence=100, map_uri="init_2.mp4"))
+    assert ahead.count("#EXT-X-MAP:") == 2 and ahead.index('URI="init_2.mp4"') > ahead.index("s101.m4s")
+    got = hls_js_parse(text, tmp_path)
+    assert [f[4] for f in got["frags"]] == ["init_1.mp4", "init_1.mp4", "init_2.mp4", "init_2.mp4"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -228,11 +229,14 @@ def media_playlists(draw: st.DrawFn) -> MediaPlaylist:
     t = draw(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1)))
     t = t.replace(microsecond=t.microsecond // 1000 * 1000, tzinfo=timezone.utc)
     pl = MediaPlaylist(target_duration=draw(st.integers(1, 4)), discontinuity_sequence=base_disc)
+    session = 1 if draw(st.booleans()) else None  # fMP4 (a new init section at some discontinuities) or MPEG-TS
     for i in range(n):
         d = draw(durations)
         disc = draw(st.booleans())
         pdt = t if (i == 0 or disc) else None  # what the renderer writes
-        pl.append(Segment(draw(uris), d, start + i, disc, pdt))
+        if session is not None and disc and draw(st.booleans()):
+            session += 1
+        pl.append(Segment(draw(uris), d, start + i, disc, pdt, None if session is None else f"init_{session}.mp4"))
         t += timedelta(seconds=d)
     pl.ended = draw(st.booleans())
     return pl
@@ -415,3 +419,69 @@ def test_journal_with_a_broken_middle_is_refused() -> None:
     with pytest.raises(PlaylistParseError) as info:
         parse_journal(journal_header(2) + "#EXTINF:two,\nseg_000000.ts\n#EXTINF:2.0,\nseg_000001.ts\n")
     assert str(info.value) == "line 6: bad EXTINF duration 'two'"
+
+
+# -- fMP4 segments (recordings of LL-HLS runs): EXT-X-MAP where the init section changes ------
+
+
+def _sessions(*sessions: list[float]) -> list[Segment]:
+    """fMP4 segments of several publish sessions, each read with its own init section."""
+    out, wall, number = [], T0, 0
+    for session, durations in enumerate(sessions, start=1):
+        for i, d in enumerate(durations):
+            out.append(Segment(f"seg_{number:06d}.m4s", d, number, discontinuity=session > 1 and i == 0,
+                               program_date_time=wall, map_uri=f"init_{session}.mp4"))
+            wall += timedelta(seconds=d)
+            number += 1
+        wall += timedelta(seconds=30)  # the publisher was away
+    return out
+
+
+def test_fmp4_vod_playlist_exact_text_and_round_trip() -> None:
+    segments = _sessions([2.0, 1.5], [2.0])
+    text = render_vod(segments)
+    assert text == (
+        "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+        "#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"init_1.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:2024-03-04T09:15:00.250Z\n"
+        "#EXTINF:2.000,\nseg_000000.m4s\n#EXTINF:1.500,\nseg_000001.m4s\n"
+        "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init_2.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:2024-03-04T09:15:33.750Z\n"
+        "#EXTINF:2.000,\nseg_000002.m4s\n#EXT-X-ENDLIST\n"
+    )  # version 6: what EXT-X-MAP needs without I-frames (RFC 8216 section 7); one MAP per init section
+    assert parse_media_playlist(text).playlist.segments == [
+        Segment(s.uri, s.duration, s.sequence, s.discontinuity, s.program_date_time if s.sequence != 1 else None,
+                s.map_uri) for s in segments]
+    # A view starting in the second session names its init section first; MPEG-TS stays version 3.
+    tail = render_vod(segments[2:])
+    assert tail.count("#EXT-X-MAP:") == 1 and '#EXT-X-MAP:URI="init_2.mp4"\n' in tail and "DISCONTINUITY" not in tail
+    assert "#EXT-X-VERSION:3\n" in render_vod(_walled([2.0])) and "MAP" not in render_vod(_walled([2.0]))
+
+
+def test_fmp4_journal_entries_each_carry_their_init_section() -> None:
+    segments = _sessions([2.0, 2.0], [1.0])
+    text = journal_header(2, with_map=True) + "".join(journal_entry(s) for s in segments)
+    assert text.startswith("#EXTM3U\n#EXT-X-VERSION:6\n") and text.count("#EXT-X-MAP:") == 3
+    assert parse_journal(text) == segments
+    # A crash between an entry's MAP and its URI loses that entry only.
+    assert parse_journal(text + '#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init_3.mp4"\n') == segments
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:BYTERANGE=\"700@0\",URI=\"i.mp4\"\n",
+     "line 3: #EXT-X-MAP with BYTERANGE is not supported"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"\"\n", "line 3: #EXT-X-MAP without URI"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=i.mp4 x\n", "line 3: bad attribute list at 'URI=i.mp4 x'"),
+])
+def test_map_errors_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(PlaylistParseError) as info:
+        parse_media_playlist(text)
+    assert str(info.value) == message
+
+
+def test_hls_js_reads_each_segment_with_its_init_section(tmp_path: Path) -> None:
+    from tests.formats.test_ll_hls import hls_js_parse
+
+    got = hls_js_parse(render_vod(_sessions([2.0, 1.5], [2.0, 2.0])), tmp_path)
+    assert got["live"] is False and got["version"] == 6
+    assert [(f[0], f[1], f[2], f[4]) for f in got["frags"]] == [
+        (0, 2.0, "seg_000000.m4s", "init_1.mp4"), (1, 1.5, "seg_000001.m4s", "init_1.mp4"),
+        (2, 2.0, "seg_000002.m4s", "init_2.mp4"), (3, 2.0, "seg_000003.m4s", "init_2.mp4")]

@@ -39,6 +39,8 @@ EXPECTED = {
     Visibility.UNLISTED: (Decision.ALLOWED, Decision.ALLOWED, Decision.ALLOWED),
     Visibility.AUTHENTICATED: (Decision.LOGIN_REQUIRED, Decision.ALLOWED, Decision.LOGIN_REQUIRED),
     Visibility.PASSWORD: (Decision.PASSWORD_REQUIRED, Decision.PASSWORD_REQUIRED, Decision.ALLOWED),
+    # course: bound to no course here, so nobody but its managers; members below
+    Visibility.COURSE: (Decision.LOGIN_REQUIRED, Decision.NOT_FOUND, Decision.LOGIN_REQUIRED),
 }
 
 
@@ -126,3 +128,23 @@ def test_the_rule_and_the_passes_are_ground_floor() -> None:
         imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         components = {m for m in imported if m.split(".")[0] in ("ingest", "chat", "captions", "recorder", "vod", "web")}
         assert components == set(), (name, components)
+
+
+def test_a_course_target_is_seen_by_the_members_of_its_course_only() -> None:
+    course = Target("event", 84, OWNER.user_id, Visibility.COURSE, "s1", None, course_id=5)
+    learner = Person(2, courses=frozenset({5}))
+    other_course = Person(4, courses=frozenset({6}), teaching=frozenset({6}))
+    instructor = Person(5, courses=frozenset({5}), teaching=frozenset({5}))
+    assert can_view(learner, course) is Decision.ALLOWED
+    assert can_view(other_course, course) is Decision.NOT_FOUND  # its existence is not told
+    assert can_view(None, course) is Decision.LOGIN_REQUIRED
+    assert can_view(None, course, Jar(course).passes()) is Decision.LOGIN_REQUIRED  # no pass opens a course
+    assert can_view(Person(2, active=False, courses=frozenset({5})), course) is Decision.LOGIN_REQUIRED
+    assert can_view(OWNER, course) is Decision.ALLOWED and can_view(ADMIN, course) is Decision.ALLOWED
+    from live_server.access import can_manage
+    assert can_manage(instructor, course) and not can_manage(learner, course) and not can_manage(other_course, course)
+    # an unavailable course recording is for its managers only, the course's instructors included
+    recording = Target("recording", 7, OWNER.user_id, Visibility.COURSE, "r1", None, False, course, 5)
+    assert can_view(learner, recording) is Decision.NOT_FOUND and can_view(instructor, recording) is Decision.ALLOWED
+    # teaching a course does not open the same course id on a target of another visibility
+    assert not can_manage(instructor, Target("event", 85, OWNER.user_id, Visibility.PASSWORD, "s", "pw", course_id=5))

@@ -14,8 +14,8 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCTION = ("live_server", "formats", "ingest", "chat", "captions", "recorder", "vod", "web", "audience", "bbb", "alembic")
-OURS = {"live_server", "formats", "ingest", "chat", "captions", "recorder", "vod", "web", "audience", "bbb", "tests"}
+PRODUCTION = ("live_server", "formats", "ingest", "chat", "captions", "recorder", "vod", "web", "audience", "lti", "bbb", "alembic")
+OURS = {"live_server", "formats", "ingest", "chat", "captions", "recorder", "vod", "web", "audience", "lti", "bbb", "tests"}
 # Declared and used, but loaded by a library from a name in our configuration, never imported by us.
 LOADED_BY_NAME = {"psycopg": "postgresql+psycopg"}  # SQLAlchemy's dialect for postgresql+psycopg:// URLs
 

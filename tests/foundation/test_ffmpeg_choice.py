@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
 
 from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
-from tests.processes import BIN, ServerProcess, base_env, cli, free_port
+from tests.processes import BIN, ServerProcess, base_env, cli, cli_in_process, free_port
 
 FAKE_VERSION = "5.1.8-0+deb12u1"
 
@@ -65,13 +63,12 @@ def test_path_only_when_asked(fake_on_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_config_names_version_and_origin(fake_on_path: Path, tmp_path: Path) -> None:
     env = {"PATH": os.environ["PATH"], "LIVE_DATA_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "live_server.cli", "config"], env=env, capture_output=True, text=True, timeout=60)
+    out = cli_in_process(env, "config", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     version = resolve_ffmpeg("").version
     assert f'effective_ffmpeg_version = "{version}"' in out.stdout
     assert f'effective_ffmpeg_origin = "the bundled imageio-ffmpeg {imageio_ffmpeg.__version__} wheel"' in out.stdout
-    asked = subprocess.run([sys.executable, "-m", "live_server.cli", "config", "--json"], env={**env, "LIVE_FFMPEG": "ffmpeg"},
-                           capture_output=True, text=True, timeout=60)
+    asked = cli_in_process({**env, "LIVE_FFMPEG": "ffmpeg"}, "config", "--json", cwd=tmp_path)
     data = json.loads(asked.stdout)
     assert (data["effective_ffmpeg"], data["effective_ffmpeg_version"]) == (str(fake_on_path), FAKE_VERSION)
     assert data["effective_ffmpeg_origin"] == "PATH (ffmpeg = 'ffmpeg')"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +13,7 @@ from live_server.app import create_app
 from live_server.db import Database
 from live_server.models import Base
 from live_server.settings import Settings
+from tests.processes import cli_in_process
 
 TABLES = {
     "users", "login_sessions", "api_tokens", "events", "stream_keys", "broadcast_sessions", "recordings",
@@ -63,7 +62,7 @@ async def test_app_refuses_unmigrated_database(make_settings: Callable[..., Sett
 
 def test_cli_run_refuses_unmigrated_database(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "LIVE_DATA_DIR": str(tmp_path), "LIVE_PORT": "0", "LIVE_RTMP_ENABLED": "false"}
-    out = subprocess.run([sys.executable, "-m", "live_server.cli", "run"], env=env, capture_output=True, text=True, timeout=60)
+    out = cli_in_process(env, "run", cwd=tmp_path)
     assert out.returncode == 2
     assert "refusing to start" in out.stderr and "live-server db upgrade" in out.stderr
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ SEGMENT = 1.0
 GRACE = 1.0
 #: For the tests about the grace period itself (a publisher reconnecting within it): room for a loaded machine.
 LONG_GRACE = 2.5
+#: ``LIVE_TEST_LL_HLS=true`` runs every ``live`` test with ``ll_hls`` on (LL-HLS packaging of passthrough
+#: events, fMP4 recordings) unless the test sets it: the same tests, both ways, until it is the default.
+LL_HLS = os.environ.get("LIVE_TEST_LL_HLS", "").lower() == "true"
 
 
 @dataclass
@@ -41,6 +45,11 @@ class Live:
         resp = await self.client.post("/api/v1/events", json={"title": "Lecture", **fields}, headers={"X-CSRF-Token": self.csrf})
         assert resp.status == 201, await resp.text()
         return await resp.json()
+
+    @property
+    def segment_suffix(self) -> str:
+        """What the live segments (and so the recordings' segments) end with: fMP4 with LL-HLS, else MPEG-TS."""
+        return ".m4s" if self.settings.ll_hls else ".ts"
 
     def publish_url(self, event: dict[str, Any]) -> str:
         """The owner's publish URL, with the port the test server really bound (settings say 0)."""
@@ -74,7 +83,7 @@ async def live(request: pytest.FixtureRequest, aiohttp_client: Any, make_setting
     settings = make_settings(**{
         "database_url": url, "rtmp_enabled": True, "rtmp_host": "127.0.0.1", "rtmp_port": 0,
         "segment_seconds": SEGMENT, "grace_period_seconds": GRACE, "live_window_segments": 3,
-        "rtmp_idle_timeout_seconds": 5, **overrides,
+        "rtmp_idle_timeout_seconds": 5, "ll_hls": LL_HLS, **overrides,
     })
     app = create_app(settings)
     client = await aiohttp_client(app)

@@ -18,7 +18,7 @@ from tests.ingest.whip.conftest import WHIP_SETTINGS, push_whip
 from tests.media import FFMPEG, count_video_frames, decode_errors, push_rtmp, stop
 
 PART_TARGET = 0.334
-LL = pytest.mark.live_settings(ll_hls=True, recording_enabled=False)
+LL = pytest.mark.live_settings(ll_hls=True)
 
 
 async def _get(live: Live, slug: str, tail: str) -> tuple[int, dict[str, str], bytes]:
@@ -171,7 +171,7 @@ async def test_event_page_plays_ll_hls_with_low_latency_mode(live: Live, browser
         await stop(pusher)
 
 
-@pytest.mark.live_settings(**WHIP_SETTINGS, ll_hls=True, recording_enabled=False)
+@pytest.mark.live_settings(**WHIP_SETTINGS, ll_hls=True)
 async def test_a_whip_publish_is_packaged_as_ll_hls_too(live: Live) -> None:
     """WHIP hands the hub H.264 as sent and Opus converted to AAC, as FLV tags: the LL packager takes them."""
     event = await live.create_event(dvr=True)

@@ -14,7 +14,7 @@ import pytest
 
 from formats.m3u8 import Segment, VariantStream, parse_media_playlist, render_master
 from live_server.layout import imported_recording, recording_folder
-from recorder.storage import RecordingFiles, TrimError, listed_names, read_live_master, served_as_is
+from recorder.storage import RecordingFiles, TrimError, listed_names, read_live_master, remux_groups, served_as_is
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 
@@ -161,3 +161,66 @@ def test_an_import_becomes_a_recording(tmp_path: Path) -> None:
     summary = files.finish_import()
     assert (summary.segments, summary.duration_seconds, summary.size_bytes) == (1, 4.0, 188)
     assert not playlist.exists() and listed_names(files.view.read_bytes()) == {"seg_000000.ts"}
+
+
+def recorded_fmp4(media: Path, sessions: list[list[float]]) -> tuple[RecordingFiles, str]:
+    """A finished recording of an LL-HLS run: fMP4 segments, each session's init section linked once."""
+    run = recording_folder(media, 8, T0)
+    media_path = run.relative_to(media).as_posix()
+    files = RecordingFiles.of(media, media_path)
+    assert files.live_run is not None
+    files.live_run.mkdir(parents=True)
+    files.create()
+    wall, number = T0, 0
+    for session, durations in enumerate(sessions, start=1):
+        init = files.live_run / f"init_{session}.mp4"
+        init.write_bytes(b"\0\0\0\x10ftypiso5" + bytes([session]) * 4)
+        files.link(init)
+        for i, duration in enumerate(durations):
+            source = files.live_run / f"seg_{number:06d}.m4s"
+            source.write_bytes(b"\0\0\0\x08moof" * (number + 1))
+            files.link(source)
+            files.append(Segment(source.name, duration, number, discontinuity=session > 1 and i == 0,
+                                 program_date_time=wall, map_uri=init.name), 2)
+            wall += timedelta(seconds=duration)
+            number += 1
+    files.finalize_recovered(files.journal_segments())
+    return files, media_path
+
+
+def test_an_fmp4_recording_lists_its_init_sections_and_keeps_them_through_trim_and_archive(tmp_path: Path) -> None:
+    files, media_path = recorded_fmp4(tmp_path, [[2.0, 2.0], [2.0, 1.0]])
+    journal = files.folder.joinpath("index.m3u8").read_text()
+    assert journal.startswith("#EXTM3U\n#EXT-X-VERSION:6\n") and '#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init_2.mp4"' in journal
+    view = files.view.read_bytes()
+    assert listed_names(view) == {"init_1.mp4", "init_2.mp4", *(f"seg_{i:06d}.m4s" for i in range(4))}
+    assert [files.init_of(s) for s in files.view_segments()] == [files.folder / "init_1.mp4"] * 2 + [
+        files.folder / "init_2.mp4"] * 2
+    # A segment whose init section is not on disk is not recoverable (it could not be played).
+    files.folder.joinpath("init_2.mp4").rename(files.folder / ".aside")
+    assert [s.uri for s in files.journal_segments()] == ["seg_000000.m4s", "seg_000001.m4s"]
+    files.folder.joinpath(".aside").rename(files.folder / "init_2.mp4")
+    # A trim into the second session: its view names init_2 only.
+    assert files.trim(4.5, None) == (4.0, 3.0)
+    assert listed_names(files.view.read_bytes()) == {"init_2.mp4", "seg_000002.m4s", "seg_000003.m4s"}
+    # Archived, then remuxed on another host: the init sections are fetched with the segments.
+    remote = DictCopy()
+    files.upload(remote)
+    assert "init_1.mp4" in remote.batches[0] and "init_2.mp4" in remote.batches[0]
+    files.delete()
+    again = RecordingFiles.of(tmp_path, media_path)
+    inputs, _ = again.fetch_view(remote, tmp_path / "scratch")
+    assert [p.name for p in inputs] == [".remux-0.m3u8"]
+    assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == [
+        ".remux-0.m3u8", "init_2.mp4", "seg_000002.m4s", "seg_000003.m4s"]
+    assert (tmp_path / "scratch" / "init_2.mp4").read_bytes() == remote.files["init_2.mp4"]
+
+
+def test_remux_groups_cut_where_the_timeline_restarts() -> None:
+    def seg(n: int, disc: bool = False, init: str | None = "init_1.mp4") -> Segment:
+        return Segment(f"seg_{n:06d}.m4s", 2.0, n, disc, map_uri=init)
+
+    a, b, c, d, e = seg(0), seg(1), seg(2, disc=True), seg(3, init="init_2.mp4"), seg(4)
+    assert remux_groups([a, b, c, d]) == [[a, b], [c], [d]]  # a gap, then a new init section
+    assert remux_groups([a]) == [[a]] and remux_groups([]) == []
+    assert remux_groups([d, e]) == [[d], [e]]  # init_2 then init_1 again: two pieces

@@ -8,7 +8,9 @@ from pathlib import Path, PurePosixPath
 import av
 import pytest
 
-from formats.m3u8 import parse_media_playlist
+from formats.flv import read_tags
+from formats.m3u8 import Segment, parse_media_playlist
+from ingest.packaging.ll_stream import LlRendition, LlUpdate
 from tests.media import FFMPEG, count_video_frames, decode_errors
 from recorder.storage import RecordingFiles
 from vod.importer import ImportRejected, Probe, import_args, probe
@@ -67,6 +69,12 @@ def test_thumbnail_golden() -> None:
                     "-f", "image2", "/m/.thumbnail.tmp.jpg"]
     narrow = thumbnail_args("ffmpeg", Path("/m/a.ts"), Path("/m/b.jpg"), width=160)
     assert narrow[narrow.index("-vf") + 1] == "scale=160:-2"
+
+
+def test_thumbnail_of_an_fmp4_segment_reads_its_init_section_first() -> None:
+    args = thumbnail_args("ffmpeg", Path("/m/seg_000000.m4s"), Path("/m/.thumbnail.tmp.jpg"), init=Path("/m/init_1.mp4"))
+    assert args == [*HEAD, "-i", "concat:/m/init_1.mp4|/m/seg_000000.m4s", "-frames:v", "1", "-vf", "scale=320:-2",
+                    "-q:v", "4", "-f", "image2", "/m/.thumbnail.tmp.jpg"]
 
 
 def test_remux_golden() -> None:
@@ -141,3 +149,59 @@ def test_bundled_ffmpeg_remuxes_segments_whose_timestamps_restart(media: Path, t
         assert mp4.streams.video[0].frames == 20
     data = output.read_bytes()
     assert data[4:8] == b"ftyp" and data.index(b"moov") < data.index(b"mdat")  # +faststart
+
+
+# -- fMP4 recordings (LL-HLS): two publish sessions of our own muxer's segments ------------------------
+
+
+@pytest.fixture(scope="module")
+def fmp4(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Segment]]:
+    """A recording folder of two 3 s publish sessions (10 fps, 1 s GOP), as the LL-HLS packager writes them."""
+    folder = tmp_path_factory.mktemp("fmp4")
+    flv = folder / "in.flv"
+    _make("-t", "3", "-c:v", "libx264", "-g", "10", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv", str(flv))
+    stream = LlRendition(part_target=0.334, segment_seconds=1.0, window_segments=3)
+    segments: list[Segment] = []
+
+    def write(update: LlUpdate) -> None:
+        for file in update.files:
+            (folder / file.name).write_bytes(file.data)
+        segments.extend(update.segments)
+
+    for session in range(2):
+        stream.begin_session()
+        for kind, stamp, body in read_tags(flv.read_bytes()):
+            if kind in (8, 9):
+                write(stream.feed("audio" if kind == 8 else "video", stamp, body, 1e6 + 100 * session + stamp / 1000))
+        write(stream.end_session())
+    return folder, segments
+
+
+def test_bundled_ffmpeg_remuxes_fmp4_sessions_into_one_mp4(fmp4: tuple[Path, list[Segment]], tmp_path: Path) -> None:
+    folder, segments = fmp4
+    files = RecordingFiles(folder)
+    inputs = files.remux_inputs(segments)
+    assert [p.name for p in inputs] == [".remux-0.m3u8", ".remux-1.m3u8"]  # one continuous piece per session
+    assert parse_media_playlist(inputs[1].read_text()).playlist.segments[0].map_uri == "init_2.mp4"
+    listing = tmp_path / ".recording.ffconcat"
+    listing.write_text(concat_list(inputs), encoding="utf-8")
+    output = tmp_path / ".recording.tmp.mp4"
+    _run(remux_args(FFMPEG, listing, output))
+    files.discard_remux_inputs(inputs)
+    assert not any(p.exists() for p in inputs)
+    strict = subprocess.run([FFMPEG, "-v", "error", "-xerror", "-i", str(output), "-f", "null", "-"],
+                            capture_output=True, text=True, timeout=60)
+    assert strict.returncode == 0 and strict.stderr == "", strict.stderr
+    with av.open(str(output)) as mp4:
+        assert sorted(s.type for s in mp4.streams) == ["audio", "video"]
+        assert mp4.streams.video[0].frames == 60
+        assert mp4.duration is not None and abs(mp4.duration / 1_000_000 - sum(s.duration for s in segments)) < 0.1
+
+
+def test_bundled_ffmpeg_makes_a_thumbnail_of_an_fmp4_segment(fmp4: tuple[Path, list[Segment]], tmp_path: Path) -> None:
+    folder, segments = fmp4
+    output = tmp_path / ".thumbnail.tmp.jpg"
+    files = RecordingFiles(folder)
+    _run(thumbnail_args(FFMPEG, files.path_of(segments[-1]), output, init=files.init_of(segments[-1])))
+    with av.open(str(output)) as image:
+        assert image.streams.video[0].codec_context.width == 320

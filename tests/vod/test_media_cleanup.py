@@ -36,7 +36,7 @@ async def test_ended_events_serve_no_live_media_and_deletes_remove_every_file(li
 
     # Ended: the live URLs (DVR playlist, segments) answer 404, to anyone; the files are still on disk.
     run = live.folder(recorded["id"])
-    segment = sorted(p.name for p in (run / "source").glob("*.ts"))[0]
+    segment = sorted(p.name for p in (run / "source").glob(f"*{live.segment_suffix}"))[0]
     for client in (anonymous, live.client):
         for tail in ("master-dvr.m3u8", "master.m3u8", "source/dvr.m3u8", f"source/{segment}"):
             assert (await client.get(f"/live/{recorded['slug']}/{tail}")).status == 404, tail

@@ -110,10 +110,10 @@ async def test_recording_moves_to_the_bucket_and_plays_through_redirects(live: L
     assert location == f"s3://{bucket}/{prefix}"
 
     keys = await _keys(s3_endpoint, bucket)
-    segments = sorted(k.removeprefix(prefix) for k in keys if k.endswith(".ts"))
+    segments = sorted(k.removeprefix(prefix) for k in keys if k.endswith(live.segment_suffix))
     assert len(segments) == 3 and all(k.startswith(prefix) for k in keys)
     assert {prefix + name for name in ("index.m3u8", "vod.m3u8", "master.m3u8", "thumbnail.jpg")} <= set(keys)
-    assert not list(folder.glob("*.ts")) and not (folder / "thumbnail.jpg").exists()  # local media freed...
+    assert not list(folder.glob(f"*{live.segment_suffix}")) and not (folder / "thumbnail.jpg").exists()  # local media freed...
     assert (folder / "vod.m3u8").exists()  # ...its playlists kept as the cached copy
     assert await _metric(live, "live_recording_uploads_pending") == 0
 
@@ -164,18 +164,18 @@ async def test_failed_upload_keeps_local_files_and_is_retried(live: Live, s3_end
     rid, folder = recording["id"], live.settings.media_dir / recording["media_path"]
     await wait_for(lambda: _metric(live, "live_recording_upload_failures_total"), 10, "a failed upload")
     assert await _storage_url(live, rid) is None
-    assert len(list(folder.glob("*.ts"))) == 3  # still playable from local disk
+    assert len(list(folder.glob(f"*{live.segment_suffix}"))) == 3  # still playable from local disk
     assert await _metric(live, "live_recording_uploads_pending") == 1
-    seg = await live.client.get(f"/vod/{rid}/seg_000000.ts", allow_redirects=False)
+    seg = await live.client.get(f"/vod/{rid}/seg_000000{live.segment_suffix}", allow_redirects=False)
     assert seg.status == 200 and len(await seg.read()) > 1000
 
     await asyncio.to_thread(_client(s3_endpoint).create_bucket, Bucket=bucket)  # the store is back
     await wait_for(lambda: _storage_url(live, rid), 15, "the retried upload")
-    assert len([k for k in await _keys(s3_endpoint, bucket) if k.endswith(".ts")]) == 3
-    assert not list(folder.glob("*.ts"))
+    assert len([k for k in await _keys(s3_endpoint, bucket) if k.endswith(live.segment_suffix)]) == 3
+    assert not list(folder.glob(f"*{live.segment_suffix}"))
     assert await _metric(live, "live_recording_uploads_pending") == 0
     async with aiohttp.ClientSession() as http:  # a fresh player: public recording, no cookies
-        async with http.get(live.client.make_url(f"/vod/{rid}/seg_000000.ts")) as resp:
+        async with http.get(live.client.make_url(f"/vod/{rid}/seg_000000{live.segment_suffix}")) as resp:
             assert resp.status == 200 and len(await resp.read()) > 1000
 
 

@@ -75,9 +75,17 @@ async def test_push_reconnect_end_gives_a_ready_vod_with_chapters(live: Live) ->
     master = await live.client.get(f"/vod/{recording['id']}/master.m3u8")
     assert master.status == 200 and master.headers["Cache-Control"] == "public, max-age=5"
     assert "vod.m3u8" in await master.text() and 'CODECS="avc1.' in await master.text()
-    segment = re.search(r"^(seg_\d+\.ts)$", vod, re.M).group(1)  # type: ignore[union-attr]
+    segment = re.search(r"^(seg_\d+\.(ts|m4s))$", vod, re.M).group(1)  # type: ignore[union-attr]
     seg = await live.client.get(f"/vod/{recording['id']}/{segment}")
     assert seg.status == 200 and seg.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    if segment.endswith(".m4s"):  # LL-HLS: each publish session's init section is listed and served too
+        inits = re.findall(r'^#EXT-X-MAP:URI="(init_\d+\.mp4)"$', vod, re.M)
+        assert inits == ["init_1.mp4", "init_2.mp4"]
+        init = await live.client.get(f"/vod/{recording['id']}/{inits[1]}")
+        assert init.status == 200 and (await init.read())[4:8] == b"ftyp"
+        assert init.headers["Content-Type"] == "video/mp4"
+    download = await live.client.get(f"/vod/{recording['id']}/download.mp4")  # owners get it through the API only
+    assert download.status == 404
 
     # Chapters marked during the live, at the stream time: the second one after the first session.
     assert 0 <= intro["offset"] < 4.0 <= part["offset"] < recording["duration_seconds"]

@@ -108,6 +108,7 @@ def test_a_new_session_continues_numbers_after_a_discontinuity(flv: bytes) -> No
     ended = stream.end_session()
     assert [s.sequence for s in ended.segments] == [2]  # the segment in progress completed
     stream.begin_session()
+    assert stream.playlist(3).preload_hint is None  # type: ignore[union-attr]  # its first part opens a new session
     updates = feed_all(stream, flv, wall=2_000_000.0)
     assert updates[0].files == [] or updates[0].files[0].name != "init_1.mp4"
     assert any(f.name == "init_2.mp4" for u in updates for f in u.files)
@@ -117,6 +118,12 @@ def test_a_new_session_continues_numbers_after_a_discontinuity(flv: bytes) -> No
     playlist = stream.playlist(3)
     assert playlist is not None and playlist.media_sequence == 2 and playlist.discontinuity_sequence == 0
     assert "#EXT-X-DISCONTINUITY" in render(playlist)
+    # Each segment is read with its own session's init section, in the DVR view and for the recorder.
+    assert [s.map_uri for s in segments] == ["init_1.mp4"] * 3 + ["init_2.mp4"] * 2
+    dvr = render(stream.playlist(None))  # type: ignore[arg-type]
+    assert dvr.count("#EXT-X-MAP:") == 2 and dvr.index('#EXT-X-MAP:URI="init_1.mp4"') < dvr.index("seg_000000.m4s")
+    assert '#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init_2.mp4"\n' in dvr
+    assert render(playlist).count("#EXT-X-MAP:") == 2  # the live window still reaches into the first session
     final = stream.end()
     assert final.changed and stream.playlist(None) is not None and stream.playlist(None).ended  # type: ignore[union-attr]
     assert render(stream.playlist(3)).endswith("#EXT-X-ENDLIST\n")  # type: ignore[arg-type]
