@@ -5,7 +5,8 @@
 In one process, with the real ``audience.collector.Audience`` on a temporary SQLite catalog (or
 ``--database-url``): (1) the time of ``polled()`` per call, against ``ViewerCounter.seen`` (what every
 poll already costs); (2) simulated minutes of ``--viewers`` players polling every 2 s (30 polls per
-minute each), flushed every 15 s: flush time, rows written and statements per minute. The point:
+minute each), flushed every 15 s: flush time (wall, and CPU of the whole process), rows written and statements
+per minute. The point:
 rows written per minute follow viewers and minutes, not requests (a second run with polls every
 1 s writes the same number of rows).
 """
