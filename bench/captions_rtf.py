@@ -113,7 +113,8 @@ def flv_audio_tags(pcm: bytes, folder: Path) -> list[tuple[int, bytes, bool]]:
 
 
 async def live_streams(model_path: Path, tags: list[tuple[int, bytes, bool]], ends: list[float], streams: int,
-                       threads: int) -> dict[str, Any]:
+                       threads: int, on_streams: Any = None) -> dict[str, Any]:
+    """``on_streams``: told the recognition streams once they exist (bench.transcription watches their backlog)."""
     from captions.decoder import AudioDecoder
     from captions.vosk_models import ModelRegistry
     from captions.recognizer import PcmChunk, RecognitionStream, RecognitionUpdate, StreamRecognizer
@@ -151,6 +152,8 @@ async def live_streams(model_path: Path, tags: list[tuple[int, bytes, bool]], en
     for index in range(streams):
         fed_wall[index] = {}
         pipelines.append(make(index))
+    if on_streams is not None:
+        on_streams([stream for _, stream in pipelines])
     for decoder, _ in pipelines:
         await decoder.start()
     ticks0, t0 = process_tree_ticks(os.getpid()), time.time()

@@ -477,6 +477,10 @@ class LiveCaptions:
         off = self._off.get(event_id)
         return {"captions": dict(off)} if off is not None else None
 
+    def backlog_seconds(self) -> float:
+        """Audio the most behind live caption stream has queued (transcriptions pause while it grows)."""
+        return max((c.recognition.queued_seconds for c in list(self.captioners.values())), default=0.0)
+
     def recognizer_dropped(self) -> None:
         """One audio chunk dropped by a recognizer's queue (called where it happens)."""
         self._dropped_frames()

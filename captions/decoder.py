@@ -19,7 +19,7 @@ from .recognizer import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AudioDecoder", "decoder_args"]
+__all__ = ["AudioDecoder", "decoder_args", "recording_decoder_args"]
 
 AUDIO_TAG = 8
 
@@ -42,6 +42,23 @@ def decoder_args(ffmpeg: str) -> list[str]:
         "-vn", "-af", "aresample=async=1000", "-ac", "1", "-ar", str(SAMPLE_RATE),
         # Write each packet to the pipe at once rather than when ffmpeg's 32 KiB (1 s) output buffer fills.
         "-f", "s16le", "-flush_packets", "1", "pipe:1",
+    ]
+
+
+def recording_decoder_args(ffmpeg: str, playlist: str) -> list[str]:
+    """A recording's HLS playlist (local files only) → its first audio track as s16le 16 kHz mono on stdout.
+
+    For transcribing a finished recording: no low-latency flags (throughput matters, not delay) and no
+    ``aresample=async``: a recording's timeline is the sum of its segment durations, which the decoded
+    samples follow one after the other, whereas its timestamps restart at every reconnect. A recording
+    without sound fails on ``-map 0:a:0`` with a reason ffmpeg states.
+    """
+    return [
+        ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+        # The playlist is ours, but it is still read as HLS only and may only open local files.
+        "-protocol_whitelist", "file", "-f", "hls", "-i", playlist,
+        "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE),
+        "-f", "s16le", "pipe:1",
     ]
 
 

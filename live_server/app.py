@@ -27,6 +27,10 @@ from bbb.deposit import BBB_DEPOSIT, BbbDeposit, RecordingReadyApi
 from bbb.servers import BbbAdmin
 from bbb.webinar import Webinars
 from captions.captioner import SUBTITLES_FOLDER, LiveCaptions
+from captions.transcriber import TranscriptionFailed
+from captions.transcription import TRANSCRIPTIONS, AudioSource, Transcriptions
+from captions.transcription_api import TranscriptionApi
+from captions.vosk_models import ModelRegistry
 from captions.socketio import SocketIOCaptionSink
 from captions.web import CaptionsApi
 from chat.api import ChatApi
@@ -64,6 +68,7 @@ from live_server.session_people import SESSION_PEOPLE, SessionPeople
 from live_server.models import Visibility
 from live_server.settings import Settings
 from recorder.recorder import Recorder
+from recorder.storage import RecordingFiles
 from vod.api import RecordingsApi
 from vod.archive import RecordingArchiver
 from vod.catalog import RECORDINGS, RecordingCatalog
@@ -137,6 +142,9 @@ def create_app(settings: Settings) -> web.Application:
                          poll_max_seconds=settings.bbb_poll_max_seconds)
     webinars = Webinars(db, bbb_client, settings.rtmp_url, settings.base_url)
 
+    # Speech models, loaded once and shared by live captions and transcriptions.
+    models = ModelRegistry(dict(settings.vosk_models))
+
     # The live pipeline, where media is ingested: captions and the recorder are its taps.
     live: LiveStreams | None = None
     captions: LiveCaptions | None = None
@@ -144,7 +152,7 @@ def create_app(settings: Settings) -> web.Application:
     whip: WhipSessions | None = None
     if ingest:
         live = LiveStreams(settings, db, metrics, ffmpeg)
-        captions = LiveCaptions(settings, db, metrics, ffmpeg)
+        captions = LiveCaptions(settings, db, metrics, ffmpeg, models)
         live.media_taps.append(captions)
         live.observers.append(captions)
         if settings.recording_enabled:  # after captions: their last batch is saved when the recorder ends a run
@@ -155,6 +163,11 @@ def create_app(settings: Settings) -> web.Application:
             rtmp = rtmp_server_from_settings(settings, live)
         if settings.whip_enabled:  # WebRTC publishes feed the same live pipeline
             whip = WhipSessions(live, options_from_settings(settings), metrics.drop_counter("whip_converter"))
+
+    # Transcription of recordings (queue in the catalog): workers run where media is made, behind live captions.
+    transcriptions = Transcriptions(settings, db, models, ffmpeg, _RecordingAudio(settings.media_dir), captions)
+    catalog.ready_listeners.append(transcriptions.recording_ready)
+    importer.ready_listeners.append(transcriptions.recording_ready)
 
     chat: ChatServer | None = None
     if settings.role in ("both", "web"):  # Socket.IO chat and Q&A (Redis-shared rooms when redis_url is set)
@@ -199,10 +212,12 @@ def create_app(settings: Settings) -> web.Application:
     if chat is not None:
         app[CHAT] = chat
     app[AUDIENCE] = audience
+    app[TRANSCRIPTIONS] = transcriptions
     app[BBB_DEPOSIT] = deposit
 
     app.cleanup_ctx.append(_database(db))
     app.cleanup_ctx.append(_recordings(settings, catalog, importer, archiver))
+    app.cleanup_ctx.append(_transcriptions(transcriptions, workers=ingest))
     app.cleanup_ctx.append(_bigbluebutton(settings, deposit, bbb_client))  # stopped before the importer
     if redis is not None:
         app.cleanup_ctx.append(_redis(redis))
@@ -225,7 +240,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(AuthApi(logins, db).routes())
     app.router.add_routes(EventsApi(db, settings, viewers, live_directory, live, board).routes())
     app.router.add_routes(CaptionsApi(db, passes).routes())
-    app.router.add_routes(ImportApi(db, importer, settings).routes())  # before /api/v1/recordings/{id}
+    app.router.add_routes(ImportApi(db, importer, settings, transcriptions).routes())  # before /api/v1/recordings/{id}
+    app.router.add_routes(TranscriptionApi(db, transcriptions).routes())
     app.router.add_routes(RecordingReadyApi(deposit).routes())
     app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, player_handle, settings).routes())
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
@@ -237,10 +253,11 @@ def create_app(settings: Settings) -> web.Application:
                        pages.render)
     app.router.add_routes(lti_tool.routes())
     app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays,
-                                AudienceTab(db, audience_store, settings.audience_bucket_seconds), lti_tool).routes())
+                                AudienceTab(db, audience_store, settings.audience_bucket_seconds), lti_tool,
+                                transcriptions=transcriptions).routes())
     app.router.add_routes(HomePages(db, viewers).routes())
-    app.router.add_routes(Dashboard(db, settings, viewers, audience_store).routes())
-    app.router.add_routes(AccountPages(db).routes())
+    app.router.add_routes(Dashboard(db, settings, viewers, audience_store, transcriptions).routes())
+    app.router.add_routes(AccountPages(db, settings.vosk_models).routes())
     app.router.add_routes(AdminPages(db, people).routes())
     app.router.add_routes(BbbPages(db, deposit, webinars, BbbAdmin(db, settings.base_url)).routes())
     app.router.add_routes(EmbedPages(db).routes())
@@ -337,6 +354,34 @@ def _recordings(settings: Settings, catalog: RecordingCatalog, importer: Importe
             if archiver is not None:
                 await archiver.close()
             await catalog.close()
+
+    return lifecycle
+
+
+class _RecordingAudio:
+    """A recording's full playlist for transcription, from its folder's one owner (``RecordingFiles``)."""
+
+    def __init__(self, media_dir: Path) -> None:
+        self.media_dir = media_dir
+
+    def audio_source(self, media_path: str, storage_url: str | None) -> AudioSource:
+        found = RecordingFiles.of(self.media_dir, media_path).full_playlist() if media_path else None
+        if found is None:
+            where = "in object storage" if storage_url else "missing"
+            raise TranscriptionFailed(f"the recording's segments are not on this server's disk ({where})")
+        return AudioSource(*found)
+
+
+def _transcriptions(transcriptions: Transcriptions, workers: bool) -> Lifecycle:
+    """Transcription workers run in processes that make media; every process may queue jobs."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if workers:
+            await transcriptions.start()
+        try:
+            yield
+        finally:
+            await transcriptions.close()
 
     return lifecycle
 

@@ -114,6 +114,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(_enum(Role, "user_role"), default=Role.VIEWER)
     language: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # Spoken language of this lecturer's recordings: imports and uncaptioned live runs are transcribed in it.
+    transcription_language: Mapped[str | None] = mapped_column(String(8), nullable=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
@@ -369,11 +371,14 @@ class ChatBan(Base):
 
 
 class CaptionSegment(Base):
+    """One cue of a caption track: live captions of an event's run, or a recording's transcription
+    (an imported recording has no event, hence the nullable ``event_id``)."""
+
     __tablename__ = "caption_segments"
     __table_args__ = (Index("ix_caption_segments_event_start", "event_id", "start_seconds"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), nullable=True)
     recording_id: Mapped[int | None] = mapped_column(
         ForeignKey("recordings.id", ondelete="SET NULL"), nullable=True, index=True
     )
@@ -382,6 +387,41 @@ class CaptionSegment(Base):
     end_seconds: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TranscriptionJob(Base):
+    """A recording to transcribe with Vosk (``captions/transcription.py``): queued, claimed by one worker,
+    with its progress in media seconds, its attempts and the reason of its last failure."""
+
+    __tablename__ = "transcription_jobs"
+    __table_args__ = (Index("ix_transcription_jobs_state_created", "state", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    language: Mapped[str] = mapped_column(String(8))
+    state: Mapped[JobState] = mapped_column(_enum(JobState, "transcription_job_state"), default=JobState.QUEUED)
+    trigger: Mapped[str] = mapped_column(String(20), default="request")  # import, live_ended, request
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    progress_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # media seconds transcribed
+    total_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)  # why the last attempt failed
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)  # "<node> <pid>" of the claim
+    cues: Mapped[int] = mapped_column(Integer, default=0)
+    real_time_factor: Mapped[float | None] = mapped_column(Float, nullable=True)  # wall seconds per media second
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    not_before: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # a retry waits until then
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class AudienceMinute(Base):

@@ -290,6 +290,27 @@ class Settings(BaseModel):
         15.0, gt=0, le=300, description="At the end of a live run, how long captions may take to catch up before the rest is dropped."
     )
 
+    transcription_workers: int = Field(
+        1, ge=0, le=16, description="Recordings this process transcribes at once (one job per worker); 0 = none here."
+    )
+    transcription_attempts: int = Field(3, ge=1, le=20, description="Tries a transcription gets before it is marked failed.")
+    transcription_retry_seconds: float = Field(60.0, ge=0, le=86400, description="Wait before a failed transcription is tried again.")
+    transcription_progress_seconds: float = Field(
+        2.0, gt=0, le=60, description="How often a transcription saves its progress and checks whether it was cancelled."
+    )
+    transcription_stale_seconds: float = Field(
+        120.0, gt=0, le=86400, description="A running transcription whose worker gave no sign of life this long is queued again."
+    )
+    transcription_poll_seconds: float = Field(
+        5.0, gt=0, le=600, description="How often idle transcription workers look for jobs queued by other processes."
+    )
+    transcription_yield_seconds: float = Field(
+        1.0, gt=0, le=60, description="Transcriptions pause while a live caption stream has more than this much audio queued."
+    )
+    transcription_nice: int = Field(
+        10, ge=0, le=19, description="Scheduling niceness of transcription threads and their ffmpeg (live captions keep 0)."
+    )
+
     # --- Audience insight ------------------------------------------------------------------
     audience_enabled: bool = Field(
         True, description="Collect audience figures (viewers per minute, watch time, replay heatmaps) for event owners.",

@@ -270,6 +270,18 @@ class RecordingFiles:
                 and (s.map_uri is None or (_INIT_NAME.match(s.map_uri) and s.map_uri != DOWNLOAD))
                 and (not require_files or all(p.exists() for p in (self.path_of(s), self.init_of(s)) if p is not None))]
 
+    def full_playlist(self) -> tuple[Path, float] | None:
+        """The journal (every segment, trimmed or not) and its length in seconds, when all its segments are
+        on this disk: what a transcription reads, so cue times are on the recording's full timeline."""
+        try:
+            listed = parse_journal((self.folder / JOURNAL).read_text(encoding="utf-8"))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not listed or any(not _SEGMENT_NAME.match(s.uri) or not (self.folder / s.uri).is_file()
+                             or (s.map_uri is not None and not (self.folder / s.map_uri).is_file()) for s in listed):
+            return None
+        return self.folder / JOURNAL, round(sum(s.duration for s in listed), 3)
+
     def finalize(self, segments: Sequence[Segment], live_master: str | None, rendition: str | None) -> DiskSummary:
         """Write the VOD playlists (full record, player view, master); ``segments`` must not be empty."""
         sizes = [os.stat(self.folder / s.uri).st_size for s in segments]

@@ -111,6 +111,7 @@ class RecordingsApi:
             web.get("/api/v1/recordings/{id}/replay", self.replay_data),
             web.get("/api/v1/recordings/{id}/captions.vtt", self.captions_vtt),
             web.get("/api/v1/recordings/{id}/chapters.vtt", self.chapters_vtt),
+            web.get("/api/v1/recordings/{id}/transcript.{kind:vtt|srt|txt}", self.transcript_file),
             web.get("/api/v1/recordings/{id}/chapters", self.list_chapters),
             web.post("/api/v1/recordings/{id}/chapters", self.add_recording_chapter),
             web.patch("/api/v1/recordings/{id}/chapters/{chapter}", self.update_chapter),
@@ -225,6 +226,23 @@ class RecordingsApi:
             return replay.captions_vtt(session, row, row.trim_start, language)
 
         return _vtt(await self.db.run(work))
+
+    async def transcript_file(self, request: web.Request) -> web.Response:
+        """The captions as a file to keep: WebVTT, SubRip or plain text (``?language=`` as for captions.vtt)."""
+        user = _user(request)
+        recording_id = await self._recording_id(request)
+        language = request.query.get("language") or None
+        kind = request.match_info["kind"]
+
+        def work(session: Session) -> tuple[str, str]:
+            row = self.readable(request, session, recording_id, user)
+            name = "".join(c if c.isalnum() or c in "-_" else "-" for c in row.title)[:80].strip("-") or f"recording-{row.id}"
+            return name, replay.transcript(replay.caption_cues(session, row, row.trim_start, language), kind)
+
+        name, text = await self.db.run(work)
+        content_type = {"vtt": "text/vtt", "srt": "application/x-subrip", "txt": "text/plain"}[kind]
+        return web.Response(text=text, content_type=content_type, charset="utf-8", headers={
+            "Content-Disposition": f'attachment; filename="{name}.{kind}"', "Cache-Control": "private, no-store"})
 
     async def chapters_vtt(self, request: web.Request) -> web.Response:
         user = _user(request)

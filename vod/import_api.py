@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import BodyPartReader, web
 from sqlalchemy.orm import Session
@@ -39,13 +39,25 @@ def _has_control_characters(text: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
+class TranscriptionRequests(Protocol):
+    """Transcription of imported recordings (``captions.transcription.Transcriptions``, wired in the app factory)."""
+
+    @property
+    def languages(self) -> set[str]: ...
+
+    async def request(self, recording_id: int, language: str, trigger: str, requested_by_id: int | None) -> dict[str, Any]:
+        """Queue a job; it starts once the recording is ready."""
+
+
 class ImportApi:
     """Uploading a recording made elsewhere into the catalog."""
 
-    def __init__(self, db: Database, importer: Importer, settings: Settings) -> None:
+    def __init__(self, db: Database, importer: Importer, settings: Settings,
+                 transcriptions: TranscriptionRequests | None = None) -> None:
         self.db = db
         self.importer = importer
         self.settings = settings
+        self.transcriptions = transcriptions
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -53,7 +65,10 @@ class ImportApi:
         ]
 
     async def import_recording(self, request: web.Request) -> web.Response:
-        """Fields ``title``, ``description``, ``visibility`` (optional, before the file) and ``file``.
+        """Fields ``title``, ``description``, ``visibility``, ``language`` (optional, before the file) and ``file``.
+
+        ``language``: the spoken language, to transcribe the video once imported (empty: the owner's
+        transcription language, if any); 422 when no speech model is configured for it.
 
         Cookie sessions send the CSRF token as the ``X-CSRF-Token`` header (the body is not buffered).
         Answers 202 with the recording in ``processing``; poll it until ``ready`` or ``failed``.
@@ -79,7 +94,7 @@ class ImportApi:
                         raise BadRequest("the file name must not contain control characters")
                     upload = importer.upload_path(secrets.token_hex(8))
                     await _save(part, upload, limit)
-                elif part.name in ("title", "description", "visibility"):
+                elif part.name in ("title", "description", "visibility", "language"):
                     fields[part.name] = (await part.read(decode=True))[:TEXT_FIELD_LIMIT].decode("utf-8", "replace").strip()
                     if "\x00" in fields[part.name]:
                         raise BadRequest(f"the {part.name} must not contain NUL characters")
@@ -91,8 +106,14 @@ class ImportApi:
                 visibility = allowed_visibility(fields.get("visibility"))
             except ImportRejected as exc:
                 raise Unprocessable(str(exc)) from None
+            language = fields.get("language", "")
+            if language and (self.transcriptions is None or language not in self.transcriptions.languages):
+                raise Unprocessable(f"no speech model for {language!r}: the video cannot be transcribed in it",
+                                    code="unknown_language")
             title = fields.get("title") or Path(filename).stem or "Imported video"
             recording_id = await importer.create(identity.user, title, fields.get("description", ""), visibility, upload)
+            if language and self.transcriptions is not None:
+                await self.transcriptions.request(recording_id, language, "import", identity.user.id)
         except BaseException:
             if upload is not None:
                 upload.unlink(missing_ok=True)

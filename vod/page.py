@@ -16,7 +16,7 @@ from live_server.access import Decision, can_view, person_of, recording_target
 from live_server.errors import NotFound
 from live_server.db import Database
 from live_server.http_request import identity_of
-from live_server.models import Event, Recording, RecordingState, User, Visibility
+from live_server.models import CaptionSegment, Event, Recording, RecordingState, User, Visibility
 from live_server.passes import MediaPasses
 
 from . import access
@@ -87,21 +87,23 @@ class ReplayPages:
         user = identity.user if identity else None
         ref = request.match_info["id"]
 
-        def work(session: Session) -> tuple[Recording, Event | None, Decision]:
+        def work(session: Session) -> tuple[Recording, Event | None, Decision, str | None]:
             row = access.find(session, ref, user)
             decision = decide(self.passes, request, session, row)
             if decision is Decision.LOGIN_REQUIRED:
                 raise web.HTTPSeeOther(f"/login?next=/recordings/{row.public_ref}")
             if decision is Decision.NOT_FOUND:
                 raise NotFound("no such recording")
-            return row, session.get(Event, row.event_id) if row.event_id is not None else None, decision
+            # A transcribed recording's track says its language (an import has no event to ask).
+            transcribed = session.scalar(select(CaptionSegment.language).where(CaptionSegment.recording_id == row.id).limit(1))
+            return row, session.get(Event, row.event_id) if row.event_id is not None else None, decision, transcribed
 
-        row, event, decision = await self.db.run(work)
+        row, event, decision, transcribed = await self.db.run(work)
         manager = access.can_manage(user, row)
         locked = decision is Decision.PASSWORD_REQUIRED
         if event is None:
-            return ReplayView(row, None, None, manager, locked, None, None)
-        return ReplayView(row, event.slug, event.password_hash, manager, locked, event.caption_language, event)
+            return ReplayView(row, None, None, manager, locked, transcribed, None)
+        return ReplayView(row, event.slug, event.password_hash, manager, locked, transcribed or event.caption_language, event)
 
     def grant_pass(self, request: web.Request, response: web.StreamResponse, view: ReplayView) -> None:
         """Password recordings: once unlocked (or on each visit after), the page hands the player a pass for /vod/<id>/."""

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from formats import webvtt
+from formats import srt, webvtt
 from formats.m3u8 import Segment
 from live_server.models import CaptionSegment, Chapter, ChatMessage, Question, QuestionState, Recording, User
 
@@ -138,14 +138,41 @@ def replay_data(session: Session, recording: Recording, segments: Sequence[Segme
     return data
 
 
-def captions_vtt(session: Session, recording: Recording, offset: float, language: str | None) -> str:
+def caption_cues(session: Session, recording: Recording, offset: float, language: str | None) -> list[webvtt.Cue]:
+    """The recording's captions timed on its playable view (trim applied)."""
     duration = recording.duration_seconds
-    cues = [
+    return [
         webvtt.Cue(max(c.start_seconds - offset, 0.0), min(c.end_seconds - offset, duration), c.text)
         for c in captions_of(session, recording, language)
         if c.end_seconds > offset and c.start_seconds - offset < duration
     ]
-    return webvtt.render(cues)
+
+
+def captions_vtt(session: Session, recording: Recording, offset: float, language: str | None) -> str:
+    return webvtt.render(caption_cues(session, recording, offset, language))
+
+
+def transcript(cues: Sequence[webvtt.Cue], kind: str) -> str:
+    """The transcript to download: ``vtt`` (WebVTT), ``srt`` (SubRip) or ``txt`` (plain text, one cue a
+    line, a blank line where the speaker paused for more than ``PARAGRAPH_PAUSE`` seconds)."""
+    if kind == "vtt":
+        return webvtt.render(cues)
+    if kind == "srt":
+        return srt.render(cues)
+    lines: list[str] = []
+    previous_end: float | None = None
+    for cue in cues:
+        text = " ".join(cue.text.split())
+        if not text:
+            continue
+        if previous_end is not None and cue.start - previous_end > PARAGRAPH_PAUSE:
+            lines.append("")
+        lines.append(text)
+        previous_end = cue.end
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+PARAGRAPH_PAUSE = 3.0
 
 
 def chapters_vtt(session: Session, recording: Recording, offset: float) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from aiohttp import web
 from sqlalchemy.orm import Session
@@ -10,15 +10,18 @@ from sqlalchemy.orm import Session
 from live_server import accounts
 from live_server.errors import Unprocessable
 from live_server.db import Database
+from live_server.models import Role, User
 from web import i18n
 from web.guards import current_user, html_errors, require_login
 from web.pages import _safe_next, render
-from web.templating import translator
+from web.templating import language, translator
+from web.transcription_view import language_options
 
 
 def _profile_page(request: web.Request, values: dict[str, str], errors: dict[str, str], notice: str | None,
-                  status: int = 200) -> web.Response:
-    return render(request, "profile.html", {"values": values, "errors": errors, "notice": notice}, status=status)
+                  spoken: list[tuple[str, str]], status: int = 200) -> web.Response:
+    return render(request, "profile.html", {"values": values, "errors": errors, "notice": notice, "spoken_languages": spoken},
+                  status=status)
 
 
 def _tokens_page(request: web.Request, tokens: list[Any], created: str | None = None, name: str = "",
@@ -30,8 +33,16 @@ def _tokens_page(request: web.Request, tokens: list[Any], created: str | None = 
 class AccountPages:
     """The language switcher, the profile and personal API tokens."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, transcription_languages: Iterable[str] = ()) -> None:
         self.db = db
+        self.transcription_languages = frozenset(transcription_languages)  # those with a speech model
+
+    def _spoken(self, request: web.Request, user: User) -> list[tuple[str, str]]:
+        """Lecturers choose the spoken language their imports and uncaptioned live runs are transcribed in."""
+        if user.role not in (Role.LECTURER, Role.ADMIN):
+            return []
+        codes = set(self.transcription_languages) | ({user.transcription_language} if user.transcription_language else set())
+        return language_options(codes, language(request))
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -61,22 +72,35 @@ class AccountPages:
         user = require_login(request)
         _ = translator(request)
         notice = _("Your profile was saved.") if request.query.get("saved") else None
-        return _profile_page(request, {"display_name": user.display_name, "language": user.language or ""}, {}, notice)
+        return _profile_page(request, {"display_name": user.display_name, "language": user.language or "",
+                                       "transcription_language": user.transcription_language or ""}, {}, notice,
+                             self._spoken(request, user))
 
     async def save_profile(self, request: web.Request) -> web.Response:
         user = require_login(request)
         _ = translator(request)
         form = await request.post()
-        values = {"display_name": str(form.get("display_name", "")).strip(), "language": str(form.get("language", ""))}
+        spoken = self._spoken(request, user)
+        values = {"display_name": str(form.get("display_name", "")).strip(), "language": str(form.get("language", "")),
+                  "transcription_language": str(form.get("transcription_language", "")) if spoken else ""}
         errors: dict[str, str] = {}
         if not values["display_name"] or len(values["display_name"]) > 200:
             errors["display_name"] = _("Give a name of 1 to 200 characters.")
         if values["language"] and values["language"] not in i18n.LANGUAGES:
             errors["language"] = _("Choose a language from the list.")
+        if values["transcription_language"] and values["transcription_language"] not in dict(spoken):
+            errors["transcription_language"] = _("Choose a language from the list.")
         if errors:
-            return _profile_page(request, values, errors, None, status=422)
-        await self.db.run(
-            lambda s: accounts.update_profile(s, user.id, values["display_name"], values["language"] or None))
+            return _profile_page(request, values, errors, None, spoken, status=422)
+
+        def save(session: Session) -> None:
+            accounts.update_profile(session, user.id, values["display_name"], values["language"] or None)
+            if spoken:
+                row = session.get(User, user.id)
+                if row is not None:
+                    row.transcription_language = values["transcription_language"] or None
+
+        await self.db.run(save)
         response = web.HTTPSeeOther("/profile?saved=1")
         response.del_cookie(i18n.LANGUAGE_COOKIE, path="/")  # the profile decides now ("Automatic": the browser)
         raise response

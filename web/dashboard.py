@@ -29,6 +29,7 @@ from web.i18n import N_
 from web.audience_tab import AudienceFigures
 from web.media import ViewerCounter
 from web.pages import render
+from web.transcription_view import TranscriptionStatus, decorate
 from web.templating import language, site_url, timezone_of, translator
 
 
@@ -160,8 +161,10 @@ Payload = TypeVar("Payload", bound=BaseModel)
 class Dashboard:
     """The lecturer's dashboard: their events, creating and editing them."""
 
-    def __init__(self, db: Database, settings: Settings, viewers: ViewerCounter, figures: AudienceFigures | None = None) -> None:
+    def __init__(self, db: Database, settings: Settings, viewers: ViewerCounter, figures: AudienceFigures | None = None,
+                 transcriptions: TranscriptionStatus | None = None) -> None:
         self.db = db
+        self.transcriptions = transcriptions  # the lecturer's transcriptions in progress; None: no list
         self.settings = settings
         self.viewers = viewers
         self.figures = figures  # each event's peak viewers (audience.store); None: no column figures
@@ -214,7 +217,12 @@ class Dashboard:
         events, peaks = await self.db.run(work)
         _ = translator(request)
         notice = _("The event was deleted.") if request.query.get("deleted") else None
-        return render(request, "dashboard.html", {"events": events, "notice": notice, "peaks": peaks})
+        transcriptions = []
+        if self.transcriptions is not None:
+            lang = language(request)
+            transcriptions = [decorate(job, lang) for job in await self.transcriptions.owner_jobs(user.id)]
+        return render(request, "dashboard.html", {"events": events, "notice": notice, "peaks": peaks,
+                                                  "transcriptions": transcriptions})
 
     async def new_event(self, request: web.Request) -> web.Response:
         require_role(request, *EDITORS)

@@ -29,6 +29,7 @@ from web.templating import page_context, translator
 from vod.page import ReplayPages, event_replay, password_matches
 from web.media import ViewerCounter
 from web.audience_tab import AudienceTab
+from web.transcription_view import TranscriptionStatus, decorate, language_options
 
 
 def _csrf_for(request: web.Request, response_cookies: dict[str, str]) -> str:
@@ -79,9 +80,11 @@ class Pages:
     """Login and logout, the event page and the replay page."""
 
     def __init__(self, db: Database, passes: MediaPasses, viewers: ViewerCounter, settings: Settings, logins: Logins, replays: ReplayPages,
-                 audience: AudienceTab | None = None, lms: LmsFraming | None = None) -> None:
+                 audience: AudienceTab | None = None, lms: LmsFraming | None = None,
+                 transcriptions: TranscriptionStatus | None = None) -> None:
         self.db = db
         self.lms = lms
+        self.transcriptions = transcriptions  # the recording page's transcription panel; None: no panel
         self.audience = audience  # the owners' Audience tab (issue 21); None: no tab
         self.passes = passes
         self.viewers = viewers
@@ -218,6 +221,16 @@ class Pages:
             page = page_context(request)
             context["audience"] = await self.audience.for_recording(view.recording, view.event, translator(request),
                                                                     page["timezone"], page["lang"])
+        identity = identity_of(request)
+        if self.transcriptions is not None and identity is not None and not view.locked:
+            panel = await self.transcriptions.panel(view.recording.id, identity.user)
+            if panel is not None:
+                lang = page_context(request)["lang"]
+                context["transcription"] = {
+                    "job": decorate(panel["job"], lang) if panel["job"] else None,
+                    "languages": language_options(panel["languages"], lang),
+                    "default": (panel["job"] or {}).get("language") or view.caption_language or identity.user.transcription_language,
+                }
         response = render(request, "replay.html", context)
         self.replays.grant_pass(request, response, view)
         if view.recording.lti_context_id is not None or (view.event is not None and view.event.lti_context_id is not None):

@@ -92,6 +92,7 @@
     transcriptEmpty.hidden = lines.length > 0;
     $("transcript-hint").hidden = lines.length === 0;
     $("transcript-follow-field").hidden = lines.length === 0;
+    $("transcript-downloads").hidden = lines.length === 0;
     lines.forEach(function (line, i) {
       var item = document.createElement("li");
       var button = document.createElement("button");
