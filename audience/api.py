@@ -74,8 +74,7 @@ class AudienceApi:
         self.viewer_of = viewer_of  # the player's anonymous handle, given with the answer if new (``web.media.player_handle``)
         self.max_bytes = settings.audience_beacon_max_bytes
         self.max_ranges = settings.audience_beacon_max_ranges
-        # a beacon carries what was played since the previous one, at up to 2x speed, with slack for a late one
-        self.max_seconds = settings.audience_beacon_seconds * 4 + 60
+        self.max_seconds = settings.audience_beacon_max_seconds
         self.refused = 0
 
     def routes(self) -> list[web.RouteDef]:

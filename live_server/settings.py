@@ -588,6 +588,12 @@ class Settings(BaseModel):
         return f"sqlite:///{(self.data_dir / 'live.db').as_posix()}"
 
     @property
+    def audience_beacon_max_seconds(self) -> float:
+        """Media seconds one replay beacon may carry: what was played since the previous one at up to 2x speed,
+        with slack for a late one (the server refuses more; the player splits its batches by it)."""
+        return self.audience_beacon_seconds * 4 + 60
+
+    @property
     def effective_node_name(self) -> str:
         import socket
 

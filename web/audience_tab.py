@@ -191,23 +191,8 @@ def event_charts(payload: dict[str, Any], _: Callable[[str], str], zone: ZoneInf
                     [[labels[i], number(viewers[i]), number(by_minute.get(k, {}).get("new_viewers", 0)),
                       ", ".join(marks_at.get(i, []))] for i, k in enumerate(keys)])]
 
-    joined = [joins.get(k, 0) for k in keys]
-    left = [leaves.get(k, 0) for k in keys]
-    chart = leather.Chart()
-    chart.add_line(list(enumerate(joined)), name=_("Joined"), stroke_color=VIEWERS, width=3)
-    chart.add_line(list(enumerate(left)), name=_("Left"), stroke_color=SECOND, width=3, stroke_dasharray="6 3")
-    axis(chart, _("Viewers"), max(joined + left + [1]))
-    most_joined = max(range(len(keys)), key=lambda i: joined[i])
-    most_left = max(range(len(keys)), key=lambda i: left[i])
-    summary = _("Viewers who joined: %(count)s.") % {"count": number(sum(joined))}
-    if joined[most_joined]:
-        summary += " " + _("Most arrivals at %(time)s (%(count)s).") % {"time": labels[most_joined], "count": number(joined[most_joined])}
-    if left[most_left]:
-        summary += " " + _("Most departures at %(time)s (%(count)s).") % {"time": labels[most_left], "count": number(left[most_left])}
-    charts.append(Chart("joins", _("Joining and leaving"), summary,
-                        _svg(chart, "chart-joins", _("Joining and leaving"), "joins"),
-                        [_("Minute"), _("Joined"), _("Left")],
-                        [[labels[i], number(joined[i]), number(left[i])] for i in range(len(keys))]))
+    charts.append(_joins_chart([joins.get(k, 0) for k in keys], [leaves.get(k, 0) for k in keys], labels, ticks,
+                               _("Minute"), lambda chart, y_name, top: axis(chart, y_name, top), _, lang))
 
     messages = [by_minute.get(k, {}).get("chat_messages", 0) for k in keys]
     questions = [by_minute.get(k, {}).get("questions", 0) for k in keys]
@@ -225,6 +210,86 @@ def event_charts(payload: dict[str, Any], _: Callable[[str], str], zone: ZoneInf
                         [_("Minute"), _("Chat messages"), _("Questions")],
                         [[labels[i], number(messages[i]), number(questions[i])] for i in range(len(keys))]))
     return charts
+
+
+def _joins_chart(joined: list[int], left: list[int], labels: list[str], ticks: list[int], period: str,
+                 axis: Callable[[leather.Chart, str, int], None], _: Callable[[str], str], lang: str) -> Chart:
+    """Joining and leaving per period (live: per minute; replay: per minute, hour or day), drawn and tabled."""
+    number = lambda n: i18n.format_number(n, lang)  # noqa: E731
+    chart = leather.Chart()
+    chart.add_line(list(enumerate(joined)), name=_("Joined"), stroke_color=VIEWERS, width=3)
+    chart.add_line(list(enumerate(left)), name=_("Left"), stroke_color=SECOND, width=3, stroke_dasharray="6 3")
+    axis(chart, _("Viewers"), max(joined + left + [1]))
+    most_joined = max(range(len(labels)), key=lambda i: joined[i])
+    most_left = max(range(len(labels)), key=lambda i: left[i])
+    summary = _("Viewers who joined: %(count)s.") % {"count": number(sum(joined))}
+    if joined[most_joined]:
+        summary += " " + _("Most arrivals at %(time)s (%(count)s).") % {"time": labels[most_joined], "count": number(joined[most_joined])}
+    if left[most_left]:
+        summary += " " + _("Most departures at %(time)s (%(count)s).") % {"time": labels[most_left], "count": number(left[most_left])}
+    return Chart("joins", _("Joining and leaving"), summary, _svg(chart, "chart-joins", _("Joining and leaving"), "joins"),
+                 [period, _("Joined"), _("Left")], [[labels[i], number(joined[i]), number(left[i])] for i in range(len(labels))])
+
+
+#: A replay's sessions spread over days: joins and leaves are counted per minute, hour or day, the finest that
+#: keeps the chart within this many points.
+REPLAY_POINTS = 240
+
+
+def replay_joins_chart(payload: dict[str, Any], _: Callable[[str], str], zone: ZoneInfo, lang: str) -> Chart | None:
+    """When replay viewers started and stopped watching, on the viewers' clock (minutes, hours or days)."""
+    joins, leaves = payload.get("joins", []), payload.get("leaves", [])
+    moments = [_parse(m["minute"]) for m in joins + leaves]
+    if not moments:
+        return None
+    first, last = min(moments), max(moments)
+    for step, period, pattern in ((timedelta(minutes=1), _("Minute"), "%Y-%m-%d %H:%M"),
+                                  (timedelta(hours=1), _("Hour"), "%Y-%m-%d %H:00"),
+                                  (timedelta(days=1), _("Day"), "%Y-%m-%d")):
+        if (last - first) / step < REPLAY_POINTS:
+            break
+    local_first = first.astimezone(zone)
+    if step >= timedelta(hours=1):
+        local_first = local_first.replace(minute=0)
+    if step >= timedelta(days=1):
+        local_first = local_first.replace(hour=0)
+    count = min(int((last - local_first) / step) + 1, MAX_MINUTES)
+
+    def index(iso: str) -> int:
+        return int((_parse(iso) - local_first) / step)
+
+    joined, left = [0] * count, [0] * count
+    for series, entries in ((joined, joins), (left, leaves)):
+        for entry in entries:
+            if 0 <= index(entry["minute"]) < count:
+                series[index(entry["minute"])] += int(entry["viewers"])
+    labels = [(local_first + i * step).astimezone(zone).strftime(pattern) for i in range(count)]
+    ticks = _ticks(count)
+
+    def axis(chart: leather.Chart, y_name: str, top: int) -> None:
+        chart.add_x_axis(ticks=ticks, tick_formatter=lambda v, i, n: labels[int(v)], name=_("Time"))
+        y_ticks = _counts(max(top, 1))
+        chart.add_y_axis(ticks=y_ticks, name=y_name)
+        chart.set_x_scale(leather.Linear(0, max(count - 1, 1)))
+        chart.set_y_scale(leather.Linear(0, y_ticks[-1]))
+
+    return _joins_chart(joined, left, labels, ticks, period, axis, _, lang)
+
+
+#: The heatmap's data table stays short: past this many buckets, one row covers a round span (a minute, 2, 5 ...).
+TABLE_ROWS = 60
+ROW_SPANS = (60, 120, 300, 600, 900, 1800, 3600, 7200)
+
+
+def _table_span(buckets: int, width: int) -> int:
+    """Seconds of video one row of the heatmap's table covers: one bucket, or a round span holding several."""
+    if buckets <= TABLE_ROWS:
+        return width
+    for span in ROW_SPANS:
+        span = -(-span // width) * width  # whole buckets
+        if -(-buckets * width // span) <= TABLE_ROWS:
+            return span
+    return -(-buckets // TABLE_ROWS) * width
 
 
 def heatmap_chart(payload: dict[str, Any], _: Callable[[str], str], lang: str) -> Chart | None:
@@ -256,10 +321,20 @@ def heatmap_chart(payload: dict[str, Any], _: Callable[[str], str], lang: str) -
         "time": i18n.format_duration(top), "count": number(max(views))} if top is not None
         else _("No part of the recording has been watched yet."))
     title = _("Replay heatmap")
-    return Chart("heatmap", title, summary, _svg(chart, "chart-heatmap", title, "heatmap", decorate),
-                 [_("Part of the video"), _("Views")],
-                 [[f"{names[i]}–{i18n.format_duration(starts[i] + width)}", number(views[i])] for i in range(len(buckets))],
-                 seek=starts)
+    drawing = _svg(chart, "chart-heatmap", title, "heatmap", decorate)
+    span = _table_span(len(buckets), width)
+    if span == width:
+        return Chart("heatmap", title, summary, drawing, [_("Part of the video"), _("Views")],
+                     [[f"{names[i]}–{i18n.format_duration(starts[i] + width)}", number(views[i])] for i in range(len(buckets))],
+                     seek=starts)
+    groups: dict[int, list[int]] = {}
+    for start, count in zip(starts, views):
+        groups.setdefault(start // span * span, []).append(count)
+    rows = [[f"{i18n.format_duration(s)}–{i18n.format_duration(s + span)}", number(max(v)),
+             i18n.format_number(round(sum(v) / len(v), 1), lang)] for s, v in sorted(groups.items())]
+    summary += " " + _("The data table has one row per %(span)s of video.") % {"span": i18n.format_duration(span)}
+    return Chart("heatmap", title, summary, drawing, [_("Part of the video"), _("Most views"), _("Average views")],
+                 rows, seek=sorted(groups))
 
 
 def figures(payload: dict[str, Any], lang: str) -> dict[str, str]:
@@ -289,13 +364,13 @@ class AudienceTab:
                 "attendance_required": bool(event.attendance_required)}
 
     async def for_recording(self, recording: Recording, event: Event | None, _: Callable[[str], str],
-                            lang: str) -> dict[str, Any]:
+                            zone: ZoneInfo, lang: str) -> dict[str, Any]:
         def work(session: Session) -> dict[str, Any]:
             return self.figures.recording_audience(session, session.get(Recording, recording.id) or recording, self.bucket_seconds)
 
         payload = await self.db.run(work)
-        heatmap = heatmap_chart(payload, _, lang)
+        charts = [heatmap_chart(payload, _, lang), replay_joins_chart(payload, _, zone, lang)]
         return {"kind": "recording", "data": payload, "figures": figures(payload, lang),
-                "charts": [heatmap] if heatmap is not None else [],
+                "charts": [c for c in charts if c is not None],
                 "event_id": event.id if event is not None else None,
                 "attendance_required": bool(event.attendance_required) if event is not None else False}

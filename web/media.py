@@ -410,9 +410,12 @@ async def _send_paced(request: web.Request, data: bytes, headers: dict[str, str]
         before(response)
     await response.prepare(request)
     view = memoryview(data)
-    for start in range(0, len(data), STREAM_CHUNK):
-        await response.write(view[start:start + STREAM_CHUNK])
-    await response.write_eof()
+    try:
+        for start in range(0, len(data), STREAM_CHUNK):
+            await response.write(view[start:start + STREAM_CHUNK])
+        await response.write_eof()
+    except ConnectionError:  # the player left mid-segment (its timeout, a seek): a clean end, not an error
+        pass
     return response
 
 

@@ -264,9 +264,14 @@ class Pages:
         """A recording's replay: the VOD with its captions, chapters and chat (logic in vod/page.py)."""
         view = await self.replays.replay_view(request)
         context = view.context
+        if self.settings.audience_enabled:  # the player's watch beacons, paced and bounded by the settings
+            context["beacon"] = {"url": f"{context['api_url']}/watch", "seconds": self.settings.audience_beacon_seconds,
+                                 "max_ranges": self.settings.audience_beacon_max_ranges,
+                                 "max_seconds": self.settings.audience_beacon_max_seconds}
         if self.audience is not None and view.manager and not view.locked:
+            page = page_context(request)
             context["audience"] = await self.audience.for_recording(view.recording, view.event, translator(request),
-                                                                    page_context(request)["lang"])
+                                                                    page["timezone"], page["lang"])
         identity = identity_of(request)
         if self.transcriptions is not None and identity is not None and not view.locked:
             panel = await self.transcriptions.panel(view.recording.id, identity.user)

@@ -20,7 +20,8 @@ from tests.web.browsing import new_page, open_context
 AT = "() => document.getElementById('replay').currentTime"
 
 
-@pytest.mark.live_settings(audience_bucket_seconds=1, audience_flush_seconds=300)
+@pytest.mark.live_settings(audience_bucket_seconds=1, audience_flush_seconds=300, audience_beacon_seconds=7,
+                           audience_beacon_max_ranges=9)
 async def test_the_heatmap_seeks_the_replay_and_matches_the_api(live: Live, browser: Any, tmp_path: Path) -> None:  # noqa: F811
     event = await live.create_event(title="Heatmap lecture")
     pusher = await push_rtmp(live.publish_url(event), frames=70, readrate=FAST)
@@ -48,6 +49,16 @@ async def test_the_heatmap_seeks_the_replay_and_matches_the_api(live: Live, brow
     assert cells == [str(v) for v in views]
     assert await page.inner_text("#audience [data-figure=viewers]") == str(body["viewers"]["total"]) == "2"
     assert "starts at 0:02 (2 views)" in await page.inner_text("#chart-heatmap figcaption")
+    # the player's beacons are paced and bounded by the settings, handed over on the video element
+    beacon = await page.eval_on_selector("#replay", "v => [v.dataset.beaconSeconds, v.dataset.beaconMaxRanges, "
+                                                    "v.dataset.beaconMaxSeconds]")
+    assert [float(x) for x in beacon] == [7, 9, 7 * 4 + 60]
+    # replay viewers joining and leaving: both started in the same minute
+    joins = await page.eval_on_selector_all("#chart-joins tbody tr", "rows => rows.map(r => "
+                                            "Array.from(r.children).map(c => c.textContent.trim()))")
+    assert sum(int(r[1]) for r in joins) == 2 == sum(int(r[2]) for r in joins), joins
+    assert joins == [[joins[0][0], "2", "2"]]  # one minute: both sessions began and ended in it
+    assert "Viewers who joined: 2." in await page.inner_text("#chart-joins figcaption")
     await page.wait_for_function("() => document.getElementById('replay').readyState >= 1", timeout=15_000)
 
     # a click on the bar of 0:03 seeks there

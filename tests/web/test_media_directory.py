@@ -73,3 +73,54 @@ async def test_big_segments_are_sent_whole_and_paced(db: Database, make_user: Ca
         assert resp.headers["Content-Length"] == str(len(payload))
         assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
         assert await resp.read() == payload
+
+
+async def test_a_player_leaving_mid_segment_ends_the_paced_write_cleanly(db: Database, make_user: Callable[..., Any],
+                                                                         tmp_path: Path) -> None:
+    """A player that closes its connection while a big segment is being paced out (its own timeout, a seek) ends
+    that response quietly: no exception reaches the request pipeline (which would log a traceback per player)."""
+    import os
+
+    from aiohttp import web
+
+    from live_server.layout import live_run_folder
+    from live_server.models import Event
+    from live_server.passes import MediaPasses
+    from web.media import STREAM_CHUNK, LiveMediaHandler, MediaCache, ViewerCounter
+
+    slug = _live_event(db, make_user().id)
+    event = db.transaction(lambda s: s.query(Event).filter_by(slug=slug).one())
+    folder = live_run_folder(tmp_path, event.id, event.started_at) / "source"
+    folder.mkdir(parents=True)
+    (folder / "seg_000000.ts").write_bytes(os.urandom(STREAM_CHUNK * 256))  # 16 MiB: more than socket buffers hold
+    handler = LiveMediaHandler(CatalogMediaDirectory(db, tmp_path), MediaCache(), ViewerCounter(), MediaPasses("k" * 32))
+    outcomes: list[str] = []
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except BaseException as exc:
+            outcomes.append(type(exc).__name__)
+            raise
+        outcomes.append("returned")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/live/{slug}/{tail:.+}", route)
+    runner = web.AppRunner(app)  # as `live-server run` serves: handlers are not cancelled when a client leaves
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /live/{slug}/source/seg_000000.ts HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = await reader.read(4096)
+        assert head.startswith(b"HTTP/1.1 200")
+        writer.transport.abort()  # gone, with most of the segment unsent
+        deadline = asyncio.get_running_loop().time() + 10
+        while not outcomes and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert outcomes == ["returned"]
+    finally:
+        await runner.cleanup()

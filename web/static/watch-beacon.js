@@ -1,14 +1,17 @@
 // Replay watch beacons (issue 21): which parts of the recording this player played, sent in batches
-// to <video data-watch="/api/v1/recordings/ID/watch"> every ~30 s, on pause/end and when the page is
-// hidden, so the owner's heatmap shows what was watched and rewatched. Ranges are media seconds,
-// half-open [start, end); a jump (seek) closes the current range. Nothing is sent for a paused video.
+// to <video data-watch="/api/v1/recordings/ID/watch"> every data-beacon-seconds (audience_beacon_seconds),
+// on pause/end and when the page is hidden, so the owner's heatmap shows what was watched and rewatched.
+// Ranges are media seconds, half-open [start, end); a jump (seek) closes the current range. Nothing is
+// sent for a paused video. Batches stay within what the server accepts (data-beacon-max-ranges and
+// data-beacon-max-seconds, from the same settings); without those attributes (collection off), nothing runs.
 (function () {
   "use strict";
   var video = document.querySelector("video[data-watch]");
   if (!video || !window.fetch) return;
   var url = video.dataset.watch, csrf = video.dataset.csrf || "";
-  var every = Math.max(5, Number(video.dataset.beaconSeconds) || 30) * 1000;
-  var MAX_RANGES = 64, MAX_SECONDS = 150;  // the server refuses more (audience_beacon_max_ranges, 4 x interval + 60 s)
+  var every = Number(video.dataset.beaconSeconds) * 1000;
+  var MAX_RANGES = Number(video.dataset.beaconMaxRanges), MAX_SECONDS = Number(video.dataset.beaconMaxSeconds);
+  if (!(every > 0 && MAX_RANGES >= 1 && MAX_SECONDS > 10)) return;
   var done = [], start = null, last = null;
 
   function pendingSeconds() {
