@@ -53,7 +53,7 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, timeout: float = 30) -> "ServerProcess":
+    async def start(self, timeout: float = 60) -> "ServerProcess":
         self.process = subprocess.Popen(
             [str(BIN / "live-server"), "run", "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.env, stdin=subprocess.DEVNULL, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,

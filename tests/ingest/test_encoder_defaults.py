@@ -187,6 +187,7 @@ async def test_gstreamer_x264enc_with_its_defaults_goes_live(live: Live) -> None
     assert count_video_frames(folder / "source" / "dvr.m3u8") == 21 * 25
 
 
+@pytest.mark.live_settings(grace_period_seconds=3)  # the reconnect must land within it on a loaded machine too
 async def test_dvr_with_a_reconnect_decodes_without_corrupt_packets(live: Live) -> None:
     """Continuity counters run on across segments, and across the reconnect's discontinuity too:
     ffmpeg reads the whole DVR playlist as one stream with ``-xerror`` and drops nothing."""
