@@ -268,17 +268,6 @@ REALTIME_SPEECH = "realtime-speech"
 SERIAL_GROUPS = {"captioned": REALTIME_SPEECH}
 
 
-#: Fixtures of the long tests (a browser, server processes, a live app that media is pushed to): these
-#: tests are handed out first, so that the workers end on short ones together instead of one worker
-#: finishing a 20 s test while the others idle (longest-first scheduling).
-LONG_TEST_FIXTURES = ("browser", "cluster", "two_servers", "captioned", "live")
-
-
-def _long_first(item: pytest.Item) -> int:
-    names = getattr(item, "fixturenames", ())
-    return 0 if any(name in names for name in LONG_TEST_FIXTURES) or "/deploy/" in str(item.path) else 1
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -286,4 +275,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         group = next((g for fixture, g in SERIAL_GROUPS.items() if fixture in names), None)
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=_long_first)  # stable: files and tests keep their order within each half

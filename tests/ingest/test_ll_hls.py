@@ -158,13 +158,16 @@ async def test_event_page_plays_ll_hls_with_low_latency_mode(live: Live, browser
             samples.append(await page.evaluate("""() => { const h = window.__hls, v = document.getElementById('player');
               return { wall: h.playingDate ? (Date.now() - h.playingDate.getTime()) / 1000 : null,
                        latency: h.latency, target: h.targetLatency, time: v.currentTime,
+                       stallBump: Math.min(h.latencyController.stallCount * h.config.liveSyncOnStallIncrease,
+                                           h.levels[h.currentLevel].details.targetduration),
                        shown: document.getElementById('latency').textContent }; }"""))
         assert samples[-1]["time"] > samples[0]["time"] + 5, samples  # playback progresses
         walls = sorted(s["wall"] for s in samples if s["wall"] is not None)
         print(f"LL-HLS in Chromium: wall-clock delay median {walls[len(walls) // 2]:.2f} s, "
               f"hls.latency {samples[-1]['latency']:.2f} s, target {samples[-1]['target']:.2f} s, "
               f"page says {samples[-1]['shown']!r}")
-        assert samples[-1]["target"] == pytest.approx(3 * PART_TARGET, abs=0.01)  # PART-HOLD-BACK, not 3 segments
+        # PART-HOLD-BACK, not 3 segments (plus the second hls.js adds after each stall, as on a loaded machine)
+        assert samples[-1]["target"] - samples[-1]["stallBump"] == pytest.approx(3 * PART_TARGET, abs=0.01), samples
         assert re.search(r"\d+ s", samples[-1]["shown"])
         assert errors == []
     finally:
