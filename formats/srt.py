@@ -7,23 +7,17 @@ lines are dropped and ``-->`` (which a reader takes for a timing line) is writte
 
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
+from formats import webvtt
 from formats.webvtt import MIN_CUE_SECONDS, Cue
 
 __all__ = ["format_timestamp", "render"]
 
 
 def format_timestamp(seconds: float) -> str:
-    """``hh:mm:ss,mmm`` (a comma before the milliseconds: SubRip's one difference from WebVTT's)."""
-    if seconds < 0 or math.isnan(seconds):
-        raise ValueError(f"negative or NaN time {seconds!r}")
-    millis = int(round(seconds * 1000))
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, ms = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d},{ms:03d}"
+    """``hh:mm:ss,mmm``: WebVTT's timestamp with a comma before the milliseconds, SubRip's one difference."""
+    return webvtt.format_timestamp(seconds).replace(".", ",")
 
 
 def _lines(text: str) -> list[str]:
