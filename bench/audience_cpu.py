@@ -31,7 +31,7 @@ from typing import Any, Iterator
 from sqlalchemy import create_engine, text
 
 from bench.harness import CLOCK_TICKS, make_source, median, percentile, push, server, stop, wait_until
-from bench.viewer_load import _playing, _worker
+from bench.viewer_load import _playing, _worker, merge_results, worker_jobs
 
 STATS = ("xact_commit", "tup_inserted", "tup_updated", "tup_deleted")
 
@@ -72,9 +72,7 @@ def db_stats(admin_url: str, name: str) -> dict[str, int]:
 
 def one_run(base: str, pid: int, viewers: int, poll: float, seconds: float, processes: int) -> dict[str, float]:
     """Drive the hall for ``seconds``; the CPU window leaves out the ramp-up (two polls) and the tail."""
-    share = viewers // processes
-    jobs: list[tuple[str, int, int, float, float, list[str]]] = [(base, i * share, share + (viewers % processes if i == processes - 1 else 0), poll, seconds, [])
-            for i in range(processes)]
+    jobs = worker_jobs(base, viewers, processes, poll, seconds, [])
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         pending = pool.map_async(_worker, jobs)
         time.sleep(poll * 2)
@@ -85,10 +83,7 @@ def one_run(base: str, pid: int, viewers: int, poll: float, seconds: float, proc
         ticks, wall = process_ticks(pid) - ticks, time.monotonic() - wall
         load_after = os.getloadavg()[0]
         results = pending.get(seconds + 60)
-    merged: dict[str, list[Any]] = {"playlist": [], "segment": [], "errors": [], "bytes": []}
-    for r in results:
-        for k in merged:
-            merged[k] += r[k]
+    merged = merge_results(results)
     requests = len(merged["playlist"]) + len(merged["segment"])
     cpu = ticks / CLOCK_TICKS
     return {

@@ -106,24 +106,35 @@ def _worker(args: tuple[str, int, int, float, float, list[str]]) -> dict[str, li
     return asyncio.run(_load(*args))
 
 
-def load(base: str, viewers: int, segment: float, seconds: float, processes: int, server_pid: int,
-         cookies: list[str] | None = None) -> dict[str, float]:
+
+def worker_jobs(base: str, viewers: int, processes: int, poll: float, seconds: float,
+                cookies: list[str]) -> list[tuple[str, int, int, float, float, list[str]]]:
+    """``_worker`` arguments: the viewers (and their cookies) shared out among the load processes."""
     share = viewers // processes
-    cookies = cookies or []
     per = len(cookies) // processes
-    jobs = [(base, i * share, share + (viewers % processes if i == processes - 1 else 0), segment, seconds,
+    return [(base, i * share, share + (viewers % processes if i == processes - 1 else 0), poll, seconds,
              cookies[i * per:(i + 1) * per] if cookies else [])
             for i in range(processes)]
+
+
+def merge_results(results: list[dict[str, list[Any]]]) -> dict[str, list[Any]]:
+    """The load processes' timings, errors and byte counts as one set."""
+    merged: dict[str, list[Any]] = {"playlist": [], "segment": [], "errors": [], "bytes": []}
+    for r in results:
+        for k in merged:
+            merged[k] += r[k]
+    return merged
+
+def load(base: str, viewers: int, segment: float, seconds: float, processes: int, server_pid: int,
+         cookies: list[str] | None = None) -> dict[str, float]:
+    jobs = worker_jobs(base, viewers, processes, segment, seconds, cookies or [])
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         pending = pool.map_async(_worker, jobs)
         time.sleep(segment * 2)  # ramp-up
         window = max(1.0, seconds - segment * 3)
         cpu = cpu_seconds(server_pid, window) / window
         results = pending.get(seconds + 60)
-    merged: dict[str, list[Any]] = {"playlist": [], "segment": [], "errors": [], "bytes": []}
-    for r in results:
-        for k in merged:
-            merged[k] += r[k]
+    merged = merge_results(results)
     requests = len(merged["playlist"]) + len(merged["segment"])
     return {
         "requests_per_s": requests / seconds,
