@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from live_server import events as ev
+from live_server.access import person_of
 from live_server.errors import NotFound, Unprocessable
 from live_server.db import Database
 from live_server.http_request import identity_of, json_body, require_identity
@@ -135,7 +136,8 @@ class RecordingsApi:
         return row
 
     def _json(self, request: web.Request, row: Recording, user: User | None) -> dict[str, Any]:
-        return access.recording_json(row, self.settings.base_url, access.can_manage(user, row))
+        manage = access.manages(user, row, person_of(identity_of(request)))  # the caller's courses, as resolved
+        return access.recording_json(row, self.settings.base_url, manage)
 
     async def list_recordings(self, request: web.Request) -> web.Response:
         user = _user(request)
@@ -180,7 +182,13 @@ class RecordingsApi:
     async def delete_recording(self, request: web.Request) -> web.Response:
         identity = require_identity(request)
         recording_id = await self._recording_id(request)
-        row = await self.db.run(lambda s: _manageable(s, recording_id, identity.user))
+
+        def deletable(session: Session) -> Recording:
+            row = _get(session, recording_id)
+            access.ensure_deletable(identity.user, row)  # a course's other instructors edit it, they do not delete it
+            return row
+
+        row = await self.db.run(deletable)
         await self.catalog.delete(recording_id)
         self.directory.invalidate(recording_id)
         self.cache.forget_under(self.settings.media_dir / row.media_path)

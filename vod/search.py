@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from live_server.models import Recording, User
+from live_server import accounts
+from live_server.models import Recording, User, Visibility
 
 from . import access
 
@@ -92,13 +93,14 @@ def search(session: Session, user: User | None, query: str, base_url: str, limit
             {"start": round(max(offset, 0.0), 3), "end": round(hit.end_seconds - recording.trim_start, 3),
              "text": hit.text, "language": hit.language})  # the page marks the excerpt with it (WCAG 3.1.2)
     ranked: list[tuple[bool, int, int, dict[str, Any]]] = []
+    person = accounts.person_in_session(session, user) if any(r.visibility == Visibility.COURSE for r in rows.values()) else None
     for recording_id, recording in rows.items():
         in_title = recording_id in title_hits
         found = matches.get(recording_id, [])
         if not in_title and not found:
             continue
         ranked.append((not in_title, -len(found), recording_id, {
-            "recording": access.recording_json(recording, base_url, access.can_manage(user, recording)),
+            "recording": access.recording_json(recording, base_url, access.manages(user, recording, person)),
             "title_match": in_title,
             "matches": found[:50],
         }))
