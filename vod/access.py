@@ -10,7 +10,7 @@ This module only reads the catalog rows the rule needs.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Collection
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, object_session
@@ -85,16 +85,26 @@ def ensure_deletable(user: User | None, recording: Recording) -> None:
         raise Forbidden("only the recording's owner or an admin can delete it")
 
 
-def listed(user: User | None) -> Select[tuple[Recording]]:
-    """Recordings a caller finds in lists and search (unlisted ones only by their owner)."""
+def listed(user: User | None, courses: Collection[int] = ()) -> Select[tuple[Recording]]:
+    """Recordings a caller finds in lists and search (unlisted ones only by their owner); ``courses``: the LTI
+    contexts they launched from, whose ready course-only recordings they may see (``access.can_view``; a
+    recording's course is its own, else its event's, as ``access.recording_target`` says)."""
     query = select(Recording)
     if user is not None and user.role == Role.ADMIN:
         return query
     shown = [Visibility.PUBLIC, Visibility.PASSWORD]
     if user is not None:
         shown.append(Visibility.AUTHENTICATED)
-    public = (Recording.visibility.in_(shown)) & (Recording.state == RecordingState.READY)
-    return query.where(or_(public, Recording.owner_id == user.id) if user is not None else public)
+    ready = Recording.state == RecordingState.READY
+    visible = [Recording.visibility.in_(shown) & ready]
+    if user is not None:
+        visible.append(Recording.owner_id == user.id)
+        if courses:
+            ids = sorted(courses)
+            of_course = or_(Recording.lti_context_id.in_(ids), Recording.lti_context_id.is_(None) & Recording.event_id.in_(
+                select(Event.id).where(Event.lti_context_id.in_(ids))))
+            visible.append((Recording.visibility == Visibility.COURSE) & ready & of_course)
+    return query.where(or_(*visible))
 
 
 def recording_json(recording: Recording, base_url: str, manage: bool) -> dict[str, Any]:

@@ -44,6 +44,12 @@ def _user(request: web.Request) -> User | None:
     return identity.user if identity else None
 
 
+def _courses(request: web.Request) -> frozenset[int]:
+    """The LTI courses the caller launched from, as the request resolved them (their course-only recordings)."""
+    identity = identity_of(request)
+    return identity.courses if identity else frozenset()
+
+
 def _get(session: Session, recording_id: int) -> Recording:
     row = session.get(Recording, recording_id)
     if row is None:
@@ -141,13 +147,14 @@ class RecordingsApi:
 
     async def list_recordings(self, request: web.Request) -> web.Response:
         user = _user(request)
+        courses = _courses(request)
         event_ref = request.query.get("event")
         state = request.query.get("state")
         if state is not None and state not in {s.value for s in RecordingState}:
             raise Unprocessable(f"state must be one of {', '.join(s.value for s in RecordingState)}")
 
         def work(session: Session) -> list[dict[str, Any]]:
-            query = access.listed(user)
+            query = access.listed(user, courses)
             if event_ref:
                 event = ev.get_event(session, event_ref, user)
                 ev.ensure_readable(user, event)
@@ -352,7 +359,8 @@ class RecordingsApi:
         if not search.words(query):
             raise Unprocessable("q: give at least one word to search for")
         base_url = self.settings.base_url
-        results = await self.db.run(lambda s: search.search(s, user, query, base_url))
+        courses = _courses(request)
+        results = await self.db.run(lambda s: search.search(s, user, query, base_url, courses=courses))
         return web.json_response({"query": query, "results": results})
 
     async def vod_media(self, request: web.Request) -> web.StreamResponse:

@@ -10,7 +10,7 @@ in several languages, and a word typed is a word said.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Collection
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -59,8 +59,10 @@ def _recording_hits(session: Session, terms: list[str]) -> list[int]:
     return [row[0] for row in session.execute(sql, {"q": _fts5_query(terms), "n": MAX_HITS})]
 
 
-def search(session: Session, user: User | None, query: str, base_url: str, limit: int = 50) -> list[dict[str, Any]]:
-    """Recordings the caller may see that match, best first, each with the moments that match."""
+def search(session: Session, user: User | None, query: str, base_url: str, limit: int = 50,
+           courses: Collection[int] = ()) -> list[dict[str, Any]]:
+    """Recordings the caller may see (``courses``: their LTI courses, see ``access.listed``) that match, best
+    first, each with the moments that match."""
     terms = words(query)
     if not terms:
         return []
@@ -68,7 +70,7 @@ def search(session: Session, user: User | None, query: str, base_url: str, limit
     title_hits = set(_recording_hits(session, terms))
     event_ids = {hit.event_id for hit in caption_hits if hit.recording_id is None}
     candidates = title_hits | {hit.recording_id for hit in caption_hits if hit.recording_id is not None}
-    visible_query = access.listed(user)
+    visible_query = access.listed(user, courses)
     rows: dict[int, Recording] = {}
     if candidates:
         rows.update({r.id: r for r in session.scalars(visible_query.where(Recording.id.in_(candidates)))})

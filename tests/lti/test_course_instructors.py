@@ -147,21 +147,35 @@ async def test_a_course_instructor_manages_the_course_recordings_but_does_not_de
     assert lms.db.transaction(stored) == ("Thermodynamics, lecture 2 (replay)", ["Entropy"])
 
 
-async def test_the_events_list_shows_a_course_its_course_only_events(lms: Lms, make_user: Callable[..., Account]) -> None:
-    """GET /api/v1/events: the events the caller may see, their courses' course-only events among them (with the
-    stream to the course's instructors, who manage them); nothing of a course they are not in."""
+async def test_lists_and_search_show_a_course_its_course_only_events_and_recordings(
+        lms: Lms, make_user: Callable[..., Account]) -> None:
+    """GET /api/v1/events, /api/v1/recordings, /api/v1/search and the home page: what the caller may see, their
+    courses' course-only events and recordings among them (the stream to the course's instructors, who manage
+    them); nothing of a course they are not in."""
     client = lms.client
     await as_person(lms, Person("teacher-2", [INSTRUCTOR], "Grace Hopper"))
     slug = course_event(lms, make_user("lecturer"))
+    rid = int(course_recording(lms, slug))
 
-    listed = {e["slug"]: e for e in (await (await client.get("/api/v1/events")).json())["events"]}
-    assert set(listed) == {slug} and listed[slug]["stream"]["stream_key"]
+    async def seen() -> tuple[dict[str, Any], list[int], list[int], str]:
+        events = {e["slug"]: e for e in (await (await client.get("/api/v1/events")).json())["events"]}
+        recordings = [r["id"] for r in (await (await client.get("/api/v1/recordings")).json())["recordings"]]
+        found = [r["recording"]["id"] for r in
+                 (await (await client.get("/api/v1/search", params={"q": "thermodynamics"})).json())["results"]]
+        return events, recordings, found, await (await client.get("/")).text()
+
+    events, recordings, found, home = await seen()
+    assert set(events) == {slug} and events[slug]["stream"]["stream_key"]
+    assert recordings == [rid] and found == [rid] and "Thermodynamics (replay)" in home
 
     await as_person(lms, Person("student-7", [LEARNER], "Bob Student"))
-    listed = {e["slug"]: e for e in (await (await client.get("/api/v1/events")).json())["events"]}
-    assert set(listed) == {slug} and "stream" not in listed[slug]
+    events, recordings, found, home = await seen()
+    assert set(events) == {slug} and "stream" not in events[slug]
+    assert recordings == [rid] and found == [rid] and "Thermodynamics (replay)" in home
 
     await as_person(lms, Person("teacher-9", [INSTRUCTOR], "Other Teacher"), course="course-202")
-    assert (await (await client.get("/api/v1/events")).json())["events"] == []
+    events, recordings, found, home = await seen()
+    assert (events, recordings, found) == ({}, [], []) and "Thermodynamics" not in home
     client.session.cookie_jar.clear()
-    assert (await (await client.get("/api/v1/events")).json())["events"] == []
+    events, recordings, found, home = await seen()
+    assert (events, recordings, found) == ({}, [], []) and "Thermodynamics" not in home
