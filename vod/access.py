@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Collection
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session, object_session
 
 from live_server import access, accounts
@@ -96,7 +96,7 @@ def listed(user: User | None, courses: Collection[int] = ()) -> Select[tuple[Rec
     if user is not None:
         shown.append(Visibility.AUTHENTICATED)
     ready = Recording.state == RecordingState.READY
-    visible = [Recording.visibility.in_(shown) & ready]
+    visible: list[ColumnElement[bool]] = [Recording.visibility.in_(shown) & ready]
     if user is not None:
         visible.append(Recording.owner_id == user.id)
         if courses:
