@@ -68,7 +68,7 @@ async def test_a_learner_watches_the_course_lecture_live_in_the_lms_frame_and_a_
     await lecture.wait_for_selector("#player")
 
     started = time.monotonic()
-    pusher = await push_rtmp(publish_url, seconds=20)
+    pusher = await push_rtmp(publish_url, seconds=60)  # stopped once the checks are done
     try:
         # the page notices the lecture started by itself, attaches hls.js and plays it: the video's clock advances
         await lecture.wait_for_function(
@@ -102,6 +102,7 @@ async def test_a_learner_watches_the_course_lecture_live_in_the_lms_frame_and_a_
             assert (await stranger.request.get(url)).status in (403, 404), url
         chat = await _chat(lms, slug, cookies["live_session"], refused=True)
         assert chat.connect_error is not None
+        assert (await learner.request.get(playlists[-1])).status == 200  # still live: she was refused for who she is
         assert errors == []
     finally:
         await stop(pusher)
