@@ -87,7 +87,7 @@ class ReplayPages:
         user = identity.user if identity else None
         ref = request.match_info["id"]
 
-        def work(session: Session) -> tuple[Recording, Event | None, Decision, str | None]:
+        def work(session: Session) -> tuple[Recording, Event | None, Decision, str | None, bool]:
             row = access.find(session, ref, user)
             decision = decide(self.passes, request, session, row)
             if decision is Decision.LOGIN_REQUIRED:
@@ -96,10 +96,10 @@ class ReplayPages:
                 raise NotFound("no such recording")
             # A transcribed recording's track says its language (an import has no event to ask).
             transcribed = session.scalar(select(CaptionSegment.language).where(CaptionSegment.recording_id == row.id).limit(1))
-            return row, session.get(Event, row.event_id) if row.event_id is not None else None, decision, transcribed
+            event = session.get(Event, row.event_id) if row.event_id is not None else None
+            return row, event, decision, transcribed, access.manages(user, row, person_of(identity))  # owners and the course's instructors
 
-        row, event, decision, transcribed = await self.db.run(work)
-        manager = access.can_manage(user, row)
+        row, event, decision, transcribed, manager = await self.db.run(work)
         locked = decision is Decision.PASSWORD_REQUIRED
         if event is None:
             return ReplayView(row, None, None, manager, locked, transcribed, None)
