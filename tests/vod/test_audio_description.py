@@ -1,0 +1,168 @@
+"""Audio description end to end: real ffmpeg and espeak-ng over an imported recording, served as an alternate
+HLS audio rendition; its loudness measured with ffmpeg's astats, window by window."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.ingest.conftest import Live, live, wait_for  # noqa: F401 (fixture)
+from tests.media import FFMPEG
+
+pytestmark = [pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make system-deps)"),
+              pytest.mark.live_settings(import_segment_seconds=2.0)]
+
+TONE_HZ = 6000  # the programme: a steady tone away from most of the voice's energy, so its level can be read apart
+SECONDS = 8
+DESCRIPTIONS = """WEBVTT
+
+1
+00:00:01.000 --> 00:00:03.000
+A red square appears in the middle of the screen.
+
+2
+00:00:05.000 --> 00:00:07.000
+The lecturer points at the board.
+"""
+SPOKEN = ((1.0, "A red square appears in the middle of the screen."), (5.0, "The lecturer points at the board."))
+
+
+def _video(path: Path, seconds: float = SECONDS) -> Path:
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10",
+                    "-f", "lavfi", "-i", f"sine=frequency={TONE_HZ}:sample_rate=44100,volume=0.5", "-t", str(seconds),
+                    "-c:v", "libx264", "-g", "20", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2", str(path)], check=True)
+    return path
+
+
+def _speech_seconds(text: str) -> float:
+    """How long espeak-ng says a description (the same voice and speed as the server)."""
+    out = subprocess.run(["espeak-ng", "-v", "en", "-s", "165", "--stdout", text], capture_output=True, check=True).stdout
+    return (len(out) - 44) / 2 / 22050
+
+
+async def imported(live: Live, tmp_path: Path, visibility: str = "public", seconds: float = SECONDS) -> dict[str, Any]:
+    form = aiohttp.FormData()
+    form.add_field("visibility", visibility)
+    form.add_field("file", _video(tmp_path / "lecture.mp4", seconds).read_bytes(), filename="lecture.mp4")
+    resp = await live.client.post("/api/v1/recordings/import", data=form, headers={"X-CSRF-Token": live.csrf})
+    assert resp.status == 202, await resp.text()
+    rid = (await resp.json())["id"]
+
+    async def ready() -> dict[str, Any] | None:
+        body = await (await live.client.get(f"/api/v1/recordings/{rid}")).json()
+        assert body["state"] != "failed", body
+        return body if body["state"] == "ready" else None
+
+    return await wait_for(ready, 60, "the import")
+
+
+async def describe(live: Live, ref: Any, language: str = "en", descriptions: str | None = DESCRIPTIONS,
+                   audio: bytes | None = None) -> aiohttp.ClientResponse:
+    form = aiohttp.FormData()
+    form.add_field("language", language)
+    if descriptions is not None:
+        form.add_field("descriptions", descriptions.encode(), filename="descriptions.vtt", content_type="text/vtt")
+    if audio is not None:
+        form.add_field("file", audio, filename="described.m4a", content_type="audio/mp4")
+    return await live.client.post(f"/api/v1/recordings/{ref}/audio-description", data=form,
+                                  headers={"X-CSRF-Token": live.csrf})
+
+
+async def settled(live: Live, ref: Any, language: str = "en") -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        body = await (await live.client.get(f"/api/v1/recordings/{ref}/audio-description")).json()
+        track = next(t for t in body["tracks"] if t["language"] == language)
+        return track if track["state"] != "pending" else None
+
+    return await wait_for(done, 90, "the audio description")
+
+
+def _durations(playlist: str) -> list[float]:
+    return [float(d) for d in re.findall(r"#EXTINF:([0-9.]+),", playlist)]
+
+
+def levels(segments: list[Path], band: bool) -> list[tuple[float, float]]:
+    """(time on the segments' clock, RMS level in dB) of each 0.25 s of the joined segments' audio; ``band``: of the
+    programme tone's band only (a narrow band-pass)."""
+    window = 11025
+    chain = f"bandpass=f={TONE_HZ}:width_type=q:width=8," if band else ""
+    out = subprocess.run([FFMPEG, "-hide_banner", "-nostats", "-copyts", "-i", "concat:" + "|".join(map(str, segments)),
+                          "-map", "0:a:0", "-af", f"aformat=sample_rates=44100,{chain}asetnsamples=n={window}:p=0,"
+                          "astats=metadata=1:reset=1,ametadata=print:key=lavfi.astats.Overall.RMS_level",
+                          "-f", "null", "-"], capture_output=True, text=True, check=True).stderr
+    times = [float(t) for t in re.findall(r"pts_time:([0-9.]+)", out)]
+    values = [float(v) if v not in ("-inf", "inf") else -120.0 for v in re.findall(r"RMS_level=(\S+)", out)]
+    return list(zip(times, values))
+
+
+def mean_between(series: list[tuple[float, float]], start: float, end: float) -> float:
+    picked = [v for t, v in series if start <= t and t + 0.25 <= end]
+    assert picked, (start, end, series)
+    return sum(picked) / len(picked)
+
+
+async def test_described_rendition_is_listed_aligned_louder_where_spoken_and_ducks_the_programme(live: Live, tmp_path: Path) -> None:
+    recording = await imported(live, tmp_path)
+    rid = recording["id"]
+    resp = await describe(live, rid)
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["state"] == "pending"
+    track = await settled(live, rid)
+    assert track["state"] == "ready", track
+    assert track["cues"] == 2 and track["source"] == "descriptions"
+
+    master = await (await live.client.get(f"/vod/{rid}/master.m3u8")).text()
+    audio = [line for line in master.splitlines() if line.startswith("#EXT-X-MEDIA:TYPE=AUDIO")]
+    assert len(audio) == 2, master
+    original = next(line for line in audio if "DEFAULT=YES" in line)
+    described = next(line for line in audio if "DEFAULT=NO" in line)
+    assert "URI=" not in original  # the programme's sound is the one muxed in the variant
+    assert 'CHARACTERISTICS="public.accessibility.describes-video"' in described and 'LANGUAGE="en"' in described
+    assert 'AUTOSELECT=YES' in described and 'URI="ad-en.m3u8"' in described
+    assert all('AUDIO="aud"' in line for line in master.splitlines() if line.startswith("#EXT-X-STREAM-INF"))
+
+    view = await (await live.client.get(f"/vod/{rid}/vod.m3u8")).text()
+    rendition = await (await live.client.get(track["playlist_url"])).text()
+    assert _durations(rendition) == _durations(view) and len(_durations(view)) >= 3
+
+    # Each audio segment starts where its video segment starts (within an AAC frame, 23 ms).
+    folder = live.settings.media_dir / "recordings" / "imported" / str(rid)
+    video_segments = [folder / name for name in re.findall(r"^(seg_\d+\.ts)$", view, re.M)]
+    audio_segments = []
+    for name in re.findall(r"^(ad-.+\.ts)$", rendition, re.M):
+        got = await live.client.get(f"/vod/{rid}/{name}")
+        assert got.status == 200 and got.headers["Content-Type"] == "video/mp2t"
+        audio_segments.append(tmp_path / name)
+        audio_segments[-1].write_bytes(await got.read())
+    import av
+    for video_segment, audio_segment in zip(video_segments, audio_segments):
+        with av.open(str(video_segment)) as v, av.open(str(audio_segment)) as a:
+            video_start = float(v.streams.video[0].start_time * v.streams.video[0].time_base)
+            audio_start = float(a.streams.audio[0].start_time * a.streams.audio[0].time_base)
+            assert abs(audio_start - video_start) < 0.05, (video_segment.name, video_start, audio_start)
+
+    # Loudness, window by window, on the video's clock (t = 0 at the first video frame).
+    with av.open(str(video_segments[0])) as v:
+        zero = float(v.streams.video[0].start_time * v.streams.video[0].time_base)
+    shift = lambda series: [(t - zero, v) for t, v in series]  # noqa: E731
+    before_all, after_all = shift(levels(video_segments, False)), shift(levels(audio_segments, False))
+    before_tone, after_tone = shift(levels(video_segments, True)), shift(levels(audio_segments, True))
+    spoken = [(start, start + _speech_seconds(text)) for start, text in SPOKEN]
+    for start, end in spoken:
+        # the voice makes the described sound louder than the programme alone...
+        louder = mean_between(after_all, start + 0.25, end - 0.25) - mean_between(before_all, start + 0.25, end - 0.25)
+        # ...and the programme is lowered under it (ducking)
+        ducked = mean_between(before_tone, start + 0.25, end - 0.25) - mean_between(after_tone, start + 0.25, end - 0.25)
+        print(f"description at {start:.2f}-{end:.2f} s: {louder:+.1f} dB overall, programme ducked by {ducked:.1f} dB")
+        assert louder >= 3.0, (start, louder, after_all)
+        assert ducked >= 6.0, (start, ducked, after_tone)
+    # Between descriptions (after the compressor's release) and before the first, the programme is as it was.
+    for start, end in ((0.0, spoken[0][0]), (spoken[0][1] + 0.75, spoken[1][0])):
+        difference = abs(mean_between(before_all, start, end) - mean_between(after_all, start, end))
+        assert difference <= 1.5, (start, end, difference)
