@@ -30,6 +30,7 @@ A red square appears in the middle of the screen.
 00:00:05.000 --> 00:00:07.000
 The lecturer points at the board.
 """
+SHORT = "WEBVTT\n\n00:00:00.500 --> 00:00:02.000\nA red square.\n\n00:00:02.500 --> 00:00:03.500\nIt turns.\n"
 SPOKEN = ((1.0, "A red square appears in the middle of the screen."), (5.0, "The lecturer points at the board."))
 
 
@@ -166,3 +167,93 @@ async def test_described_rendition_is_listed_aligned_louder_where_spoken_and_duc
     for start, end in ((0.0, spoken[0][0]), (spoken[0][1] + 0.75, spoken[1][0])):
         difference = abs(mean_between(before_all, start, end) - mean_between(after_all, start, end))
         assert difference <= 1.5, (start, end, difference)
+
+
+def _audio(path: Path, seconds: float) -> bytes:
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                    "-t", str(seconds), "-c:a", "aac", str(path)], check=True)
+    return path.read_bytes()
+
+
+async def test_refusals_are_clear_and_leave_nothing_behind(live: Live, tmp_path: Path) -> None:
+    recording = await imported(live, tmp_path, seconds=4)
+    rid = recording["id"]
+    resp = await describe(live, rid, descriptions=None, audio=_audio(tmp_path / "short.m4a", 1.0))
+    assert resp.status == 422
+    assert (await resp.json())["error"]["message"] == ("the audio lasts 1.0 s and the recording 4.0 s: "
+                                                       "they may differ by 2.0 s at most")
+    resp = await describe(live, rid, descriptions="WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nfine\n\n00:00:02.5 -> 3\nbroken\n")
+    assert resp.status == 422
+    assert (await resp.json())["error"]["message"] == ("descriptions: line 7: a cue needs a timing line "
+                                                       "(00:00:01.000 --> 00:00:04.000)")
+    resp = await describe(live, rid, descriptions="WEBVTT\n\n00:00:09.000 --> 00:00:10.000\nafter the end\n")
+    assert resp.status == 422 and "line 3: the cue starts at 9.000 s" in (await resp.json())["error"]["message"]
+    resp = await describe(live, rid, language="xx", descriptions=SHORT)
+    assert resp.status == 422 and "no voice for 'xx'" in (await resp.json())["error"]["message"]
+    resp = await describe(live, rid, language="../fr", descriptions=SHORT)
+    assert resp.status == 422 and (await resp.json())["error"]["code"] == "bad_language"
+    resp = await describe(live, rid, descriptions=SHORT, audio=_audio(tmp_path / "both.m4a", 4.0))
+    assert resp.status == 422 and (await resp.json())["error"]["code"] == "one_source"
+    resp = await describe(live, rid, descriptions=None)  # a form without a file is not even multipart
+    assert resp.status == 400
+    body = await (await live.client.get(f"/api/v1/recordings/{rid}/audio-description")).json()
+    assert body["tracks"] == [] and {"en", "fr"} <= set(body["voices"])
+    assert list((live.settings.media_dir / "imports").iterdir()) == []  # refused uploads are not kept
+    assert "TYPE=AUDIO" not in await (await live.client.get(f"/vod/{rid}/master.m3u8")).text()
+
+    # Only its managers see or change a recording's descriptions; others get the 404 of a missing recording.
+    from live_server import accounts
+    from live_server.db import DB
+    from tests.support import Account, login
+    other = live.app[DB].transaction(lambda s: accounts.create_user(s, "other", "other-password", "lecturer"))
+    async with aiohttp.ClientSession(base_url=str(live.client.make_url("/")), cookie_jar=aiohttp.CookieJar(unsafe=True)) as them:
+        csrf = await login(them, Account(other.id, "other", "other-password", "lecturer"))
+        assert (await them.get(f"/api/v1/recordings/{rid}/audio-description")).status == 404
+        form = aiohttp.FormData()
+        form.add_field("language", "en")
+        form.add_field("descriptions", DESCRIPTIONS.encode(), filename="d.vtt")
+        resp = await them.post(f"/api/v1/recordings/{rid}/audio-description", data=form, headers={"X-CSRF-Token": csrf})
+        assert resp.status == 404
+    async with aiohttp.ClientSession(base_url=str(live.client.make_url("/"))) as anonymous:
+        assert (await anonymous.get(f"/api/v1/recordings/{rid}/audio-description")).status == 401
+
+
+async def test_private_recordings_description_follows_its_access_and_goes_with_it(live: Live, tmp_path: Path) -> None:
+    recording = await imported(live, tmp_path, visibility="authenticated", seconds=4)
+    rid = recording["id"]
+    folder = live.settings.media_dir / "recordings" / "imported" / str(rid)
+    # An uploaded, already mixed track of the recording's length (within the tolerance).
+    resp = await describe(live, rid, language="fr", descriptions=None, audio=_audio(tmp_path / "described.m4a", 4.5))
+    assert resp.status == 202, await resp.text()
+    track = await settled(live, rid, "fr")
+    assert track["state"] == "ready" and track["source"] == "upload", track
+    rendition = await (await live.client.get(track["playlist_url"])).text()
+    segment = re.findall(r"^(ad-fr_.+\.ts)$", rendition, re.M)[0]
+    assert (await live.client.get(f"/vod/{rid}/{segment}")).status == 200
+    async with aiohttp.ClientSession(base_url=str(live.client.make_url("/"))) as anonymous:
+        for name in ("master.m3u8", "ad-fr.m3u8", segment):
+            assert (await anonymous.get(f"/vod/{rid}/{name}")).status == 403, name
+
+    # Removing the description takes its rendition out of the master and its files off the disk.
+    resp = await live.client.delete(f"/api/v1/recordings/{rid}/audio-description?language=fr",
+                                    headers={"X-CSRF-Token": live.csrf})
+    assert resp.status == 200 and (await resp.json()) == {"removed": 1}
+    assert "TYPE=AUDIO" not in await (await live.client.get(f"/vod/{rid}/master.m3u8")).text()
+    assert (await live.client.get(f"/vod/{rid}/ad-fr.m3u8")).status == 404
+    assert (await live.client.get(f"/vod/{rid}/{segment}")).status == 404
+    assert not list(folder.glob("ad-*"))
+
+    # Made again, then the recording deleted: nothing of it is served or left on disk.
+    resp = await describe(live, rid, language="fr", descriptions=SHORT)
+    assert resp.status == 202
+    track = await settled(live, rid, "fr")
+    assert track["state"] == "ready", track
+    rendition = await (await live.client.get(track["playlist_url"])).text()
+    segment = re.findall(r"^(ad-fr_.+\.ts)$", rendition, re.M)[0]
+    assert (await live.client.get(f"/vod/{rid}/{segment}")).status == 200
+    resp = await live.client.delete(f"/api/v1/recordings/{rid}", headers={"X-CSRF-Token": live.csrf})
+    assert resp.status in (200, 204), await resp.text()
+    for name in ("ad-fr.m3u8", segment):
+        assert (await live.client.get(f"/vod/{rid}/{name}")).status == 404
+    assert not folder.exists()
+    assert (await live.client.get(f"/api/v1/recordings/{rid}/audio-description")).status == 404
