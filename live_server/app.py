@@ -249,7 +249,7 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
 
     setup_templates(app, WEB_DIR / "templates", settings.public_url)  # Jinja2 with the French/English catalogs (web/i18n.py)
     logins = Logins(db, limiter, metrics, people, settings)
-    replays = ReplayPages(db, passes, settings.cookie_secure)
+    replays = ReplayPages(db, passes, settings.cookie_secure, audio_descriptions)
     vod_media = VodMediaHandler(recording_directory, cache, passes, stores, settings.cookie_secure)
     app.router.add_routes(Ops(db, settings, metrics, viewers, redis, live).routes())
     app.router.add_routes(AuthApi(logins, db).routes())

@@ -257,3 +257,64 @@ async def test_private_recordings_description_follows_its_access_and_goes_with_i
         assert (await live.client.get(f"/vod/{rid}/{name}")).status == 404
     assert not folder.exists()
     assert (await live.client.get(f"/api/v1/recordings/{rid}/audio-description")).status == 404
+
+
+async def test_players_offer_the_described_sound_and_switch_to_it_with_the_keyboard(live: Live, browser: Any,
+                                                                                     tmp_path: Path) -> None:
+    from tests.web.browsing import check_page, new_page, open_context
+
+    recording = await imported(live, tmp_path)
+    rid = recording["id"]
+    assert (await describe(live, rid, descriptions=SHORT)).status == 202
+    assert (await settled(live, rid))["state"] == "ready"
+    base = str(live.client.make_url("/"))
+
+    # The lecturer's replay page, in French: the sound menu lists hls.js's two audio tracks, labelled.
+    context = await open_context(browser, base, live.lecturer, locale="fr-FR")
+    page, errors = await new_page(context)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    await page.goto(f"/recordings/{rid}")
+    await page.wait_for_selector("#audio-tracks:not([hidden])", timeout=20_000)
+    assert await page.inner_text("label[for=audio-track]") == "Son"
+    options = await page.eval_on_selector_all("#audio-track option", "os => os.map(o => o.textContent)")
+    assert options == ["Son original", "Audiodescription (anglais)"]
+    assert "Anglais : prête, proposée dans le menu Son du lecteur" in " ".join((await page.inner_text("#audio-description")).split())
+
+    # Keyboard only: Tab reaches the menu, an arrow picks the description; hls.js then loads its segments.
+    await page.evaluate("() => { const v = document.getElementById('replay'); v.muted = true; v.play(); }")
+    await page.focus("#replay")
+    for _ in range(10):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.id") == "audio-track":
+            break
+    assert await page.evaluate("document.activeElement.id") == "audio-track"
+    await page.keyboard.press("ArrowDown")
+    await page.wait_for_function("document.getElementById('audio-track').value === '1'")
+    await wait_for(lambda: _async(any(re.search(r"/ad-en_\d+_seg_\d+\.ts$", url) for url in requested)), 20,
+                   "hls.js to load the described sound")
+    await page.wait_for_function("() => document.getElementById('replay').currentTime > 1", timeout=20_000)
+    assert await page.evaluate("localStorage.getItem('audio-description')") == "en"
+    found = await check_page(page, tmp_path / "screenshots", "replay-audio-description")
+    assert found == {}, found
+    assert errors == []
+    await context.close()
+
+    # The embed (what an LMS shows), for a student who chose the description before: it is picked again.
+    context = await open_context(browser, base)
+    page, errors = await new_page(context)
+    await page.goto(f"/recordings/{rid}")  # any page of the site, to reach its localStorage
+    await page.evaluate("localStorage.setItem('audio-description', 'en')")
+    await page.goto(f"/embed/recordings/{rid}")
+    await page.click("#player")  # preload=none: the player starts on demand
+    await page.evaluate("() => { const v = document.getElementById('player'); v.muted = true; v.play(); }")
+    await page.wait_for_selector("#audio-tracks:not([hidden])", timeout=20_000)
+    options = await page.eval_on_selector_all("#audio-track option", "os => os.map(o => o.textContent)")
+    assert options == ["Original sound", "Audio description (English)"]
+    await page.wait_for_function("document.getElementById('audio-track').value === '1'")
+    assert errors == []
+    await context.close()
+
+
+async def _async(value: Any) -> Any:
+    return value

@@ -38,6 +38,7 @@
       if (data.fatal && data.type === window.Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
       else if (data.fatal && data.type === window.Hls.ErrorTypes.NETWORK_ERROR) setTimeout(function () { hls.startLoad(); }, 3000);
     });
+    if (window.AudioTracks) window.AudioTracks.attach(hls, $("audio-tracks"));  // the audio-description choice
     hls.loadSource(video.dataset.src);
     hls.attachMedia(video);
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
