@@ -109,14 +109,15 @@ def probe_programme(segment: Path) -> ProgrammeAudio:
     import av
 
     with av.open(str(segment), format="mpegts", options={"protocol_whitelist": "file"}) as container:
-        audio = next((s for s in container.streams if s.type == "audio"), None)
-        video = next((s for s in container.streams if s.type == "video"), None)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        video = container.streams.video[0] if container.streams.video else None
         if audio is None:
             raise ValueError("the recording has no sound to describe over")
         start = (container.start_time or 0) / 1_000_000
-        video_start = float(video.start_time * video.time_base) if video is not None and video.start_time is not None else start
-        return ProgrammeAudio(start, max(0.0, video_start - start), audio.codec_context.sample_rate or 48000,
-                              audio.codec_context.channels or 2)
+        video_start = start
+        if video is not None and video.start_time is not None and video.time_base is not None:
+            video_start = float(video.start_time * video.time_base)
+        return ProgrammeAudio(start, max(0.0, video_start - start), audio.sample_rate or 48000, audio.channels or 2)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def probe_upload(path: Path) -> UploadedAudio:
             if audio is None:
                 raise AudioDescriptionRefused("the file has no audio stream")
             seconds = container.duration / 1_000_000 if container.duration else None
-            if seconds is None and audio.duration is not None:
+            if seconds is None and audio.duration is not None and audio.time_base is not None:
                 seconds = float(audio.duration * audio.time_base)
             return UploadedAudio(demuxer, seconds)
     except (av.FFmpegError, StopIteration) as exc:  # type: ignore[attr-defined]
@@ -317,7 +318,8 @@ class AudioDescriptions:
         job = _Job(row.id, recording.id, recording.media_path, language, cues, upload, demuxer)
         task = asyncio.create_task(self._run(job), name=f"audio-description-{recording.id}-{language}")
         self._tasks[(recording.id, language)] = task
-        task.add_done_callback(lambda _t, key=(recording.id, language): self._forget(key, task))
+        key = (recording.id, language)
+        task.add_done_callback(lambda done: self._forget(key, done))
         return row
 
     def _forget(self, key: tuple[int, str], task: asyncio.Task[None]) -> None:
