@@ -114,7 +114,9 @@ class AudioDescriptionApi:
             while (part := await reader.next()) is not None:
                 if not isinstance(part, BodyPartReader):
                     raise BadRequest("nested multipart is not supported")
-                if part.name == "file":
+                if part.name in ("file", "descriptions") and part.filename == "":
+                    await part.release()  # a form's file input left empty
+                elif part.name == "file":
                     upload = self.upload_folder / f"{secrets.token_hex(8)}.audio"
                     await self._save(part, upload)
                 elif part.name == "descriptions":

@@ -265,13 +265,31 @@ async def test_players_offer_the_described_sound_and_switch_to_it_with_the_keybo
 
     recording = await imported(live, tmp_path)
     rid = recording["id"]
-    assert (await describe(live, rid, descriptions=SHORT)).status == 202
-    assert (await settled(live, rid))["state"] == "ready"
     base = str(live.client.make_url("/"))
 
-    # The lecturer's replay page, in French: the sound menu lists hls.js's two audio tracks, labelled.
+    # The lecturer, on the replay page in French, sends the descriptions with the page's form: a broken file is
+    # refused with its line (the message takes the focus), a good one becomes the English track.
     context = await open_context(browser, base, live.lecturer, locale="fr-FR")
     page, errors = await new_page(context)
+    await page.goto(f"/recordings/{rid}")
+    (tmp_path / "broken.vtt").write_text("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nfine\n\n00:00:02.5 -> 3\nbroken\n")
+    (tmp_path / "short.vtt").write_text(SHORT)
+    await page.select_option("#audio-description-language", "en")
+    await page.set_input_files("#audio-description-text", str(tmp_path / "broken.vtt"))
+    await page.focus("#audio-description-form button[type=submit]")
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#audio-description-error:not([hidden])")
+    assert await page.evaluate("document.activeElement.id") == "audio-description-error"
+    assert await page.inner_text("#audio-description-error") == (
+        "L’audiodescription n’a pas été acceptée : descriptions: line 7: a cue needs a timing line "
+        "(00:00:01.000 --> 00:00:04.000)")
+    await page.set_input_files("#audio-description-text", str(tmp_path / "short.vtt"))
+    await page.focus("#audio-description-form button[type=submit]")
+    await page.keyboard.press("Enter")
+    await page.wait_for_load_state("load")
+    assert (await settled(live, rid))["state"] == "ready"
+
+    # The sound menu lists hls.js's two audio tracks, labelled.
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     await page.goto(f"/recordings/{rid}")
