@@ -347,6 +347,8 @@ async def test_players_offer_the_described_sound_and_switch_to_it_with_the_keybo
     options = await page.eval_on_selector_all("#audio-track option", "os => os.map(o => o.textContent)")
     assert options == ["Original sound", "Audio description (English)"]
     await page.wait_for_function("document.getElementById('audio-track').value === '1'")
+    found = await check_page(page, tmp_path / "screenshots", "embed-audio-description")
+    assert found == {}, found
     assert errors == []
     await context.close()
 
