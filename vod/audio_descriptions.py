@@ -180,7 +180,8 @@ def write_speech_track(path: Path, clips: Sequence[Path], starts: Sequence[float
             cursor += step
 
 
-def _renice(pid: int, niceness: int) -> None:
+def renice(pid: int, niceness: int) -> None:
+    """Lower a child's priority (espeak-ng, ffmpeg): descriptions wait, live streams do not."""
     with contextlib.suppress(OSError):
         if niceness > os.getpriority(os.PRIO_PROCESS, pid):
             os.setpriority(os.PRIO_PROCESS, pid, niceness)
@@ -434,7 +435,7 @@ class AudioDescriptions:
             proc = await asyncio.create_subprocess_exec(
                 *speech_args(self.espeak, voice, clip), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-            _renice(proc.pid, self.niceness)
+            renice(proc.pid, self.niceness)
             try:
                 _, stderr = await asyncio.wait_for(proc.communicate(cue.text.replace("\n", " ").encode("utf-8")), 60)
             except asyncio.TimeoutError:
@@ -453,4 +454,4 @@ class AudioDescriptions:
         return track
 
     async def _run_niced(self, args: list[str], timeout: float) -> None:
-        await run_ffmpeg(args, timeout=timeout, started=lambda pid: _renice(pid, self.niceness))
+        await run_ffmpeg(args, timeout=timeout, started=lambda pid: renice(pid, self.niceness))
