@@ -147,9 +147,9 @@ class AudioDescriptionApi:
 
     async def _create(self, request: web.Request) -> dict[str, Any]:
         user = require_identity(request).user
+        row = await self._find(request)  # before reading a large body: only its managers may send one
         fields, upload, descriptions = await self._read(request)
         try:
-            row = await self._find(request)
             language = _language(fields.get("language"))
             if (upload is None) == (descriptions is None):
                 raise Unprocessable("send either an audio file (file) or a WebVTT descriptions file (descriptions)",

@@ -213,6 +213,22 @@ async def test_refusals_are_clear_and_leave_nothing_behind(live: Live, tmp_path:
     assert list((live.settings.media_dir / "imports").iterdir()) == []  # refused uploads are not kept
     assert "TYPE=AUDIO" not in await (await live.client.get(f"/vod/{rid}/master.m3u8")).text()
 
+    # The page's forms without scripts: a multipart post with the CSRF field (read by the request pipeline).
+    form = aiohttp.FormData()
+    form.add_field("csrf_token", live.csrf)
+    form.add_field("language", "fr")
+    form.add_field("descriptions", SHORT.encode(), filename="descriptions.vtt", content_type="text/vtt")
+    form.add_field("file", b"", filename="", content_type="application/octet-stream")  # the audio input left empty
+    resp = await live.client.post(f"/recordings/{rid}/audio-description", data=form, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == f"/recordings/{rid}#audio-description"
+    assert (await settled(live, rid, "fr"))["state"] == "ready"
+    resp = await live.client.post(f"/recordings/{rid}/audio-description/delete", data={"csrf_token": live.csrf, "language": "fr"},
+                                  allow_redirects=False)
+    assert resp.status == 303
+    assert (await (await live.client.get(f"/api/v1/recordings/{rid}/audio-description")).json())["tracks"] == []
+    resp = await live.client.post(f"/recordings/{rid}/audio-description/delete", data={"language": "fr"}, allow_redirects=False)
+    assert resp.status == 403  # no CSRF field
+
     # Only its managers see or change a recording's descriptions; others get the 404 of a missing recording.
     from live_server import accounts
     from live_server.db import DB
