@@ -17,9 +17,8 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from live_server import accounts
-from live_server.access import Person, can_manage, recording_target
 from live_server.models import (
-    CaptionSegment, Event, EventModerator, JobState, Recording, RecordingState, TranscriptionJob, User, Visibility,
+    CaptionSegment, Event, JobState, Recording, RecordingState, TranscriptionJob, User,
 )
 
 from .cues import Cue
@@ -237,16 +236,8 @@ def auto_language(session: Session, recording_id: int, languages: set[str]) -> s
 
 
 def can_transcribe(session: Session, user: User | None, recording: Recording) -> bool:
-    """Its managers (``access.can_manage``: owners, admins, the instructors of a course-only recording's course)
-    and the moderators of the recording's event may transcribe it (and cancel)."""
-    if user is None or not user.is_active:
-        return False
-    event = session.get(Event, recording.event_id) if recording.event_id is not None else None
-    person = accounts.person_in_session(session, user) if recording.visibility == Visibility.COURSE else Person.of(user)
-    if can_manage(person, recording_target(recording, event)):
-        return True
-    return recording.event_id is not None and bool(session.scalar(select(exists().where(
-        EventModerator.event_id == recording.event_id, EventModerator.user_id == user.id))))
+    """Its managers and its event's moderators may transcribe it (and cancel): ``accounts.can_process_recording``."""
+    return accounts.can_process_recording(session, user, recording)
 
 
 def time_left(progress: float, total: float, started_at: datetime | None, now: datetime) -> float | None:

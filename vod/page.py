@@ -16,10 +16,11 @@ from live_server.access import Decision, can_view, person_of, recording_target
 from live_server.errors import NotFound
 from live_server.db import Database
 from live_server.http_request import identity_of
-from live_server.models import CaptionSegment, Event, Recording, RecordingState, User, Visibility
+from live_server.models import AudioDescription, CaptionSegment, Event, Recording, RecordingState, User, Visibility
 from live_server.passes import MediaPasses
 
 from . import access
+from .audio_descriptions import AudioDescriptions, can_describe, track_json
 
 
 def decide(passes: MediaPasses, request: web.Request, session: Session, row: Recording) -> Decision:
@@ -77,10 +78,32 @@ class ReplayView:
 class ReplayPages:
     """The replay page's access, unlock and media pass, with the catalog and the passes given at wiring."""
 
-    def __init__(self, db: Database, passes: MediaPasses, cookie_secure: str) -> None:
+    def __init__(self, db: Database, passes: MediaPasses, cookie_secure: str,
+                 descriptions: AudioDescriptions | None = None) -> None:
         self.db = db
         self.passes = passes
         self.cookie_secure = cookie_secure
+        self.descriptions = descriptions  # the audio-description panel; None: no panel
+
+    async def audio_description_panel(self, view: ReplayView, user: User | None) -> dict[str, Any] | None:
+        """The recording's audio-description tracks and the voices at hand, for those who may change them."""
+        if self.descriptions is None or user is None or view.locked or view.recording.state != RecordingState.READY:
+            return None
+        base = f"/vod/{view.recording.public_ref}"
+
+        def work(session: Session) -> list[dict[str, Any]] | None:
+            row = session.get(Recording, view.recording.id)
+            if row is None or not can_describe(session, user, row):
+                return None
+            rows = session.scalars(select(AudioDescription).where(AudioDescription.recording_id == row.id)
+                                   .order_by(AudioDescription.language)).all()
+            return [track_json(t, base) for t in rows]
+
+        tracks = await self.db.run(work)
+        if tracks is None:
+            return None
+        voices = sorted(v for v in await self.descriptions.voices() if "-" not in v)
+        return {"tracks": tracks, "voices": voices}
 
     async def replay_view(self, request: web.Request) -> ReplayView:
         identity = identity_of(request)

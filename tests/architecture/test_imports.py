@@ -45,6 +45,7 @@ KNOWN_SIDEWAYS: set[tuple[str, str]] = {
     ("vod.importer", "recorder.storage"),  # the same
     ("vod.media", "recorder.storage"),  # the same
     ("vod.objects", "recorder.storage"),  # the same
+    ("vod.audio_descriptions", "recorder.storage"),  # the same: audio-description renditions are files of the recording
     ("web.embed", "vod.access"),  # web pages show recordings: who may see one
     ("web.home", "vod.access"),  # the same
     ("web.home", "vod.search"),  # the home page's recordings search
