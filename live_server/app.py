@@ -179,7 +179,7 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
             whip = WhipSessions(live, options_from_settings(settings), metrics.drop_counter("whip_converter"))
 
     # Transcription of recordings (queue in the catalog): workers run where media is made, behind live captions.
-    transcriptions = Transcriptions(settings, db, models, ffmpeg, _RecordingAudio(settings.media_dir), captions)
+    transcriptions = Transcriptions(settings, db, models, ffmpeg, _RecordingAudio(settings.media_dir), captions, metrics)
     catalog.ready_listeners.append(transcriptions.recording_ready)
     importer.ready_listeners.append(transcriptions.recording_ready)
 
