@@ -42,10 +42,12 @@ __all__ = ["AudioSource", "RecordingAudio", "LiveBacklog", "Transcriptions", "TR
 
 @dataclass(frozen=True)
 class AudioSource:
-    """A recording's audio as ffmpeg reads it: its full playlist (local files), and its length in seconds."""
+    """A recording's audio as ffmpeg reads it: its full playlist (local files), and its length in seconds;
+    ``cleanup`` removes what was fetched for the job (a recording in object storage), once it has ended."""
 
     playlist: Path
     seconds: float
+    cleanup: Callable[[], None] | None = None
 
 
 class RecordingAudio(Protocol):
@@ -225,6 +227,7 @@ class Transcriptions:
         control = Control(live_behind=self._live_behind)
         self._running[job.id] = control
         self._count_running()
+        source: AudioSource | None = None
         log.info("transcription: job %d (recording %d, %s) started, attempt %d", job.id, job.recording_id, job.language,
                  job.attempts)
         try:
@@ -257,6 +260,8 @@ class Transcriptions:
         finally:
             self._running.pop(job.id, None)
             self._count_running()
+            if source is not None and source.cleanup is not None:
+                await asyncio.to_thread(source.cleanup)
         now = utcnow()
         done = await self.db.run(lambda s: jobs.finish(s, job, transcript.cues, transcript.audio_seconds,
                                                        transcript.real_time_factor, now))

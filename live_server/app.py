@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+import shutil
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -68,7 +70,7 @@ from live_server.session_people import SESSION_PEOPLE, SessionPeople
 from live_server.models import Visibility
 from live_server.settings import Settings
 from recorder.recorder import Recorder
-from recorder.storage import RecordingFiles
+from recorder.storage import JOURNAL, RecordingFiles, copy_full_playlist
 from vod.api import RecordingsApi
 from vod.archive import RecordingArchiver
 from vod.audio_description_api import AudioDescriptionApi
@@ -77,7 +79,7 @@ from vod.catalog import RECORDINGS, RecordingCatalog
 from vod.import_api import ImportApi
 from vod.importer import Importer
 from vod.media import RecordingDirectory, VodMediaHandler
-from vod.objects import build_stores
+from vod.objects import RecordingStores, StoreUnavailable, build_stores
 from vod.page import ReplayPages
 from web import pages
 from web.account_pages import AccountPages
@@ -179,7 +181,7 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
             whip = WhipSessions(live, options_from_settings(settings), metrics.drop_counter("whip_converter"))
 
     # Transcription of recordings (queue in the catalog): workers run where media is made, behind live captions.
-    transcriptions = Transcriptions(settings, db, models, ffmpeg, _RecordingAudio(settings.media_dir), captions, metrics)
+    transcriptions = Transcriptions(settings, db, models, ffmpeg, _RecordingAudio(settings.media_dir, stores), captions, metrics)
     catalog.ready_listeners.append(transcriptions.recording_ready)
     importer.ready_listeners.append(transcriptions.recording_ready)
 
@@ -379,17 +381,37 @@ def _recordings(settings: Settings, catalog: RecordingCatalog, importer: Importe
 
 
 class _RecordingAudio:
-    """A recording's full playlist for transcription, from its folder's one owner (``RecordingFiles``)."""
+    """A recording's full playlist for transcription, from its folder's one owner (``RecordingFiles``); a
+    recording archived to object storage is fetched into a folder of its own for the job's length."""
 
-    def __init__(self, media_dir: Path) -> None:
+    def __init__(self, media_dir: Path, stores: RecordingStores) -> None:
         self.media_dir = media_dir
+        self.stores = stores
 
     def audio_source(self, media_path: str, storage_url: str | None) -> AudioSource:
         found = RecordingFiles.of(self.media_dir, media_path).full_playlist() if media_path else None
-        if found is None:
-            where = "in object storage" if storage_url else "missing"
-            raise TranscriptionFailed(f"the recording's segments are not on this server's disk ({where})")
-        return AudioSource(*found)
+        if found is not None:
+            return AudioSource(*found)
+        if not storage_url:
+            raise TranscriptionFailed("the recording's segments are missing from this server's disk")
+        work = self.media_dir / "transcribing" / secrets.token_hex(8)
+        work.mkdir(parents=True)
+        try:
+            store, where = self.stores.of(storage_url)
+            location = where or storage_url
+            journal = store.read(location, JOURNAL)
+            fetched = None if journal is None else copy_full_playlist(
+                journal, lambda name, target: store.fetch(location, name, target), work)
+        except (StoreUnavailable, OSError) as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            raise TranscriptionFailed(f"the recording could not be read from object storage: {exc}") from exc
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        if fetched is None:
+            shutil.rmtree(work, ignore_errors=True)
+            raise TranscriptionFailed("the recording's full playlist is not in object storage")
+        return AudioSource(*fetched, cleanup=lambda: shutil.rmtree(work, ignore_errors=True))
 
 
 def _transcriptions(transcriptions: Transcriptions, workers: bool) -> Lifecycle:

@@ -32,7 +32,7 @@ import re
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from formats.m3u8 import (
     AudioRendition,
@@ -66,6 +66,24 @@ _INIT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.mp4$")
 _AD_PLAYLIST = re.compile(r"^ad-([a-z0-9-]{2,16})\.m3u8$")
 _AD_SEGMENT = re.compile(r"^ad-([a-z0-9-]{2,16})_([0-9]{1,12})_[A-Za-z0-9_-]+\.ts$")
 _REMUX_PLAYLIST = ".remux-{}.m3u8"  # an fMP4 view's publish sessions, for the MP4 remux (hidden: never stored)
+
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")  # a segment or init section, never a path
+
+
+def copy_full_playlist(journal: bytes, fetch: Callable[[str, Path], None], target: Path) -> tuple[Path, float] | None:
+    """An archived recording's journal and every file it names, fetched into ``target`` (an empty folder):
+    what a transcription reads when the segments are only in object storage. None when the journal names
+    nothing or a name that is not a plain file name (it is read back from outside this disk)."""
+    text = journal.decode("utf-8", "replace")
+    listed = parse_journal(text)
+    names = sorted({s.uri for s in listed} | {s.map_uri for s in listed if s.map_uri is not None})
+    if not listed or not all(_SEGMENT_NAME.match(s.uri) for s in listed) or not all(_FILE_NAME.match(n) for n in names):
+        return None
+    for name in names:
+        fetch(name, target / name)
+    write_atomic(target / JOURNAL, text)
+    return target / JOURNAL, round(sum(s.duration for s in listed), 3)
+
 
 
 class TrimError(ValueError):
