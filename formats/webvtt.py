@@ -10,6 +10,7 @@ back what the writer writes (tests, checks of written files).
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from dataclasses import dataclass
@@ -152,3 +153,115 @@ def parse(text: str) -> tuple[TimestampMap | None, list[Cue]]:
             raise WebVttError(f"cue ends before it starts: {lines[0]!r}")
         cues.append(Cue(start, end, "\n".join(unescape(line) for line in lines[1:]), identifier))
     return tsmap, cues
+
+
+# --- reading an uploaded file -------------------------------------------------------------------
+#
+# :func:`parse` reads back what :func:`render` writes. A file a person uploads is any WebVTT: header
+# text, NOTE, STYLE and REGION blocks, cue settings, markup in cue text (<i>, <v Speaker>, <c.x>,
+# timestamps), character references. :func:`read_file` accepts all of that and keeps what a caption
+# track of ours stores: timed plain text. Every problem is reported with its line number, all of them at
+# once (up to ``MAX_PROBLEMS``), so a lecturer fixes a file in one go; the file is refused as a whole.
+
+MAX_PROBLEMS = 20
+MAX_CUE_SECONDS = 24 * 3600.0  # no recording is a day long: a timestamp past it is a typo
+_TAG = re.compile(r"<[^>\n]*>")
+_UPLOAD_TIMESTAMP = re.compile(r"^(?:(\d{1,3}):)?([0-5]\d):([0-5]\d)\.(\d{3})$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a subtitle file, at its line (1-based)."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+class SubtitleFileError(ValueError):
+    """A subtitle file refused: ``problems`` says what and where (line numbers)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems[:MAX_PROBLEMS]
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+def plain_text(payload: str) -> str:
+    """A cue payload as plain text: markup tags dropped, character references (``&amp;``, ``&nbsp;``) decoded."""
+    return html.unescape(_TAG.sub("", payload)).replace("\u00a0", " ")
+
+
+def _upload_timestamp(text: str) -> float | None:
+    match = _UPLOAD_TIMESTAMP.match(text)
+    if not match:
+        return None
+    hours, minutes, secs, ms = match.groups()
+    return int(hours or 0) * 3600 + int(minutes) * 60 + int(secs) + int(ms) / 1000
+
+
+def timing_problem(start: float | None, end: float | None, left: str, right: str, style: str) -> str | None:
+    """Why a cue's timing line is refused (None: it is fine); ``style`` shows the expected form."""
+    if start is None:
+        return f"bad start time {left!r} (expected {style})"
+    if end is None:
+        return f"bad end time {right!r} (expected {style})"
+    if end <= start:
+        return f"the cue ends ({right}) before it starts ({left})"
+    if end > MAX_CUE_SECONDS:
+        return f"the cue ends after 24 hours ({right})"
+    return None
+
+
+def read_file(text: str) -> list[Cue]:
+    """Cues of an uploaded WebVTT file, as plain text, in start order; :class:`SubtitleFileError` otherwise."""
+    lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    problems: list[Problem] = []
+    if not (lines[0] == "WEBVTT" or lines[0].startswith(("WEBVTT ", "WEBVTT\t"))):
+        raise SubtitleFileError([Problem(1, "a WebVTT file starts with the line WEBVTT")])
+    i = 1
+    while i < len(lines) and lines[i].strip():  # the header's own lines
+        if "-->" in lines[i]:
+            problems.append(Problem(i + 1, "a blank line must separate the WEBVTT line from the first cue"))
+        i += 1
+    cues: list[Cue] = []
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        first = i
+        block: list[str] = []
+        while i < len(lines) and lines[i].strip():
+            block.append(lines[i])
+            i += 1
+        head = block[0].strip()
+        if "-->" not in head and any(head == kw or head.startswith((kw + " ", kw + "\t"))
+                                     for kw in ("NOTE", "STYLE", "REGION")):
+            continue
+        identifier: str | None = None
+        timing_at = 0
+        if "-->" not in block[0]:
+            identifier, timing_at = head, 1
+        if timing_at >= len(block) or "-->" not in block[timing_at]:
+            problems.append(Problem(first + 1, f"expected a timing line 'start --> end', found {head[:60]!r}"))
+            continue
+        line_no = first + timing_at + 1
+        left, _, rest = block[timing_at].partition("-->")
+        right = (rest.split() or [""])[0]
+        start, end = _upload_timestamp(left.strip()), _upload_timestamp(right)
+        problem = timing_problem(start, end, left.strip(), right, "hh:mm:ss.ttt or mm:ss.ttt")
+        if problem is not None:
+            problems.append(Problem(line_no, problem))
+            continue
+        assert start is not None and end is not None
+        payload = [plain_text(line).strip() for line in block[timing_at + 1:]]
+        words = "\n".join(line for line in payload if line)
+        for offset, line in enumerate(block[timing_at + 1:], start=line_no + 1):
+            if "-->" in line:
+                problems.append(Problem(offset, "a blank line is missing before this timing line"))
+        if words:
+            cues.append(Cue(start, end, words, identifier))
+    if problems:
+        raise SubtitleFileError(problems)
+    return sorted(cues, key=lambda c: (c.start, c.end))
