@@ -120,7 +120,9 @@ def finish(session: Session, job: ClaimedJob, cues: list[Cue], audio_seconds: fl
     row = _mine(session, job.id, job.worker)
     if row is None or session.get(Recording, job.recording_id) is None:
         return False
-    session.execute(delete(CaptionSegment).where(CaptionSegment.recording_id == job.recording_id)
+    # The automatic track's rows only: uploaded tracks (rows with a track_id) stay.
+    session.execute(delete(CaptionSegment).where(CaptionSegment.recording_id == job.recording_id,
+                                                 CaptionSegment.track_id.is_(None))
                     .execution_options(synchronize_session=False))
     session.add_all(CaptionSegment(event_id=job.event_id, recording_id=job.recording_id, language=job.language,
                                    start_seconds=c.start, end_seconds=c.end, text=c.text, created_at=now) for c in cues)
@@ -214,7 +216,7 @@ def has_captions(session: Session, recording: Recording) -> bool:
     owned = CaptionSegment.recording_id == recording.id
     if recording.event_id is not None:
         owned = or_(owned, (CaptionSegment.event_id == recording.event_id) & CaptionSegment.recording_id.is_(None))
-    return bool(session.scalar(select(exists().where(owned))))
+    return bool(session.scalar(select(exists().where(owned, CaptionSegment.track_id.is_(None)))))
 
 
 def auto_language(session: Session, recording_id: int, languages: set[str]) -> str | None:

@@ -76,33 +76,33 @@ def parse(text: str) -> list[Cue]:
             i += 1
         timing_at = 1
         if "-->" in block[0]:  # the number is missing: said, and the timing read anyway
-            problems.append(Problem(first + 1, "a cue number is missing before the timing line"))
+            problems.append(Problem.at(first + 1, "number_missing"))
             timing_at = 0
         elif not block[0].isdigit():
-            problems.append(Problem(first + 1, f"expected a cue number, found {block[0][:60]!r}"))
+            problems.append(Problem.at(first + 1, "number_expected", found=block[0]))
             continue
         if timing_at >= len(block):
-            problems.append(Problem(first + 1, "a cue number without a timing line after it"))
+            problems.append(Problem.at(first + 1, "timing_missing"))
             continue
         line_no = first + timing_at + 1
         timing = block[timing_at]
         if "-->" not in timing:
-            problems.append(Problem(line_no, f"expected a timing line 'hh:mm:ss,mmm --> hh:mm:ss,mmm', found {timing[:60]!r}"))
+            problems.append(Problem.at(line_no, "timing_expected", found=timing))
             continue
         left, _, rest = timing.partition("-->")
         right = (rest.split() or [""])[0]  # coordinates (X1:… Y2:…) after the end time are ignored
         start, end = _timestamp(left.strip()), _timestamp(right)
-        problem = webvtt.timing_problem(start, end, left.strip(), right, "hh:mm:ss,mmm")
+        problem = webvtt.timing_problem(line_no, start, end, left.strip(), right, "hh:mm:ss,mmm")
         if problem is not None:
-            problems.append(Problem(line_no, problem))
+            problems.append(problem)
             continue
         assert start is not None and end is not None
         payload = block[timing_at + 1:]
         for offset, line in enumerate(payload, start=line_no + 1):
             if "-->" in line:
-                problems.append(Problem(offset, "a blank line is missing before this cue"))
+                problems.append(Problem.at(offset, "blank_line_missing"))
         if not payload:
-            problems.append(Problem(line_no, "the cue has no text"))
+            problems.append(Problem.at(line_no, "no_text"))
             continue
         words = "\n".join(t for t in (webvtt.plain_text(_ASS_OVERRIDE.sub("", line)).strip() for line in payload) if t)
         if words:
