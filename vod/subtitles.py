@@ -163,7 +163,7 @@ class SubtitleMedia:
         if view_bytes is None:
             return None
         try:
-            view = parse_media_playlist(view_bytes.decode("utf-8")).segments
+            view = list(parse_media_playlist(view_bytes.decode("utf-8")).playlist.segments)
         except (PlaylistParseError, UnicodeDecodeError):
             return None
         if not view:
