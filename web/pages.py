@@ -281,7 +281,7 @@ class Pages:
         context = view.context
         page = page_context(request)
         context["tracks"] = decorate_tracks(view.tracks, page["lang"], translator(request))
-        context["track_form"] = {"errors": {}, "problems": [], "values": {}} if self.tracks is not None else None
+        context["track_form"] = {"errors": {}, "problems": [], "sent": {}} if self.tracks is not None else None
         context["request_track"] = request.query.get("track")
         context.update(extra or {})
         if self.settings.audience_enabled:  # the player's watch beacons, paced and bounded by the settings

@@ -65,4 +65,4 @@ def refusal(result: dict[str, Any], _: Callable[[str], str]) -> dict[str, Any]:
         template = PROBLEM_MESSAGES.get(p["code"])
         text = _(template) % p["fields"] if template else p["message"]
         problems.append(_("Line %(line)s: %(problem)s") % {"line": p["line"], "problem": text})
-    return {"errors": errors, "problems": problems, "values": result.get("values", {})}
+    return {"errors": errors, "problems": problems, "sent": result.get("values", {})}
