@@ -165,7 +165,7 @@ class VodMediaHandler:
             if not is_playlist:
                 self._redirect(location.storage_url, tail, scope)
             data = await self._playlist(location, tail)
-        if tail == MASTER and self.subtitles is not None:
+        if tail == MASTER and self.subtitles is not None and data is not None:
             data = await self.subtitles.master(location.recording_id, data)
         if is_playlist or suffix == ".jpg":
             cache_control = f"{scope}, max-age=5"

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from formats import srt, webvtt
 from formats.m3u8 import Segment
-from live_server.models import CaptionSegment, Chapter, ChatMessage, Question, QuestionState, Recording, User
+from live_server.models import CaptionSegment, CaptionTrack, Chapter, ChatMessage, Question, QuestionState, Recording, User
 
 Anchor = tuple[float, float, float]  # (wall clock, timeline start, timeline end of its run of segments)
 
@@ -55,7 +55,12 @@ def chapters_of(session: Session, recording: Recording) -> list[Chapter]:
 
 def automatic_condition(session: Session, recording: Recording) -> ColumnElement[bool]:
     """The recording's automatic caption rows (live captions, transcription: rows without a track); rows the
-    captioner wrote after the run ended have no recording yet, and belong to the latest recording of their event."""
+    captioner wrote after the run ended have no recording yet, and belong to the latest recording of their event.
+    Once a version of the automatic track was published in the caption editor, that version's rows."""
+    edited = session.scalar(select(CaptionTrack.id).where(CaptionTrack.automatic_of == recording.id,
+                                                          CaptionTrack.published_version > 0))
+    if edited is not None:  # a version saved in the caption editor is published: its indexed rows
+        return CaptionSegment.track_id == edited
     owned = and_(CaptionSegment.recording_id == recording.id, CaptionSegment.track_id.is_(None))
     if recording.event_id is not None:
         latest = session.scalar(select(Recording.id).where(Recording.event_id == recording.event_id)

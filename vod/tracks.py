@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -174,16 +174,12 @@ def renditions(tracks: Sequence[TrackFacts], own_name: Callable[[str], str]) -> 
 # --- the catalog -----------------------------------------------------------------------------------------
 
 
-def _automatic_condition(session: Session, recording: Recording) -> object:
-    return replay.automatic_condition(session, recording)
-
-
 def ensure_automatic(session: Session, recording: Recording) -> None:
     """The automatic track's row, made when the recording has automatic captions and none yet (a savepoint:
     when another request made it at the same moment, the unique ``automatic_of`` keeps one)."""
     if session.scalar(select(exists().where(CaptionTrack.automatic_of == recording.id))):
         return
-    language = session.scalar(select(CaptionSegment.language).where(_automatic_condition(session, recording)).limit(1))
+    language = session.scalar(select(CaptionSegment.language).where(replay.automatic_condition(session, recording)).limit(1))
     if language is None:
         return
     transcribed = session.scalar(select(exists().where(TranscriptionJob.recording_id == recording.id,
@@ -276,3 +272,135 @@ def can_edit_tracks(session: Session, user: User | None, recording: Recording) -
         return True
     return recording.event_id is not None and bool(session.scalar(select(exists().where(
         EventModerator.event_id == recording.event_id, EventModerator.user_id == user.id))))
+
+
+# --- versions (the caption editor) ----------------------------------------------------------------------
+#
+# Versions keep cues on the recording's own timeline (as caption rows are), not on a trimmed view, so a
+# trim changed later does not move them. Version 1 is the track as it came: the upload, or for the
+# automatic track its captions as they were when it was first edited (kept, so it can be restored).
+
+MAX_CUE_TEXT = 1000
+
+
+@dataclass(frozen=True)
+class CueProblem:
+    """A cue refused when saving a version: its position (1-based) in what was sent, and why."""
+
+    index: int
+    code: str  # "times", "order", "empty", "too_long", "too_many", "shape"
+
+    def __str__(self) -> str:
+        return f"cue {self.index}: {CUE_PROBLEMS[self.code]}"
+
+
+CUE_PROBLEMS = {
+    "shape": "send [start, end, text] with times in seconds",
+    "times": "the cue must end after it starts, within 24 hours",
+    "empty": "the cue has no text",
+    "too_long": f"the text is longer than {MAX_CUE_TEXT} characters",
+    "too_many": f"more than {MAX_CUES} cues",
+}
+
+
+class CuesRefused(ValueError):
+    def __init__(self, problems: list[CueProblem]) -> None:
+        self.problems = problems[:20]
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+def checked_cues(raw: object) -> list[Cue]:
+    """Cues a person sent from the editor (``[[start, end, text], ...]``), in start order; CuesRefused otherwise."""
+    if not isinstance(raw, list):
+        raise CuesRefused([CueProblem(0, "shape")])
+    if len(raw) > MAX_CUES:
+        raise CuesRefused([CueProblem(len(raw), "too_many")])
+    cues, problems = [], []
+    for index, item in enumerate(raw, start=1):
+        if not (isinstance(item, list) and len(item) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                  for v in item[:2]) and isinstance(item[2], str)):
+            problems.append(CueProblem(index, "shape"))
+            continue
+        start, end, text = float(item[0]), float(item[1]), "\n".join(
+            " ".join(line.split()) for line in item[2].replace("\r", "").split("\n") if line.strip())
+        if not (0 <= start < end <= webvtt.MAX_CUE_SECONDS):
+            problems.append(CueProblem(index, "times"))
+        elif not text:
+            problems.append(CueProblem(index, "empty"))
+        elif len(text) > MAX_CUE_TEXT:
+            problems.append(CueProblem(index, "too_long"))
+        else:
+            cues.append(Cue(round(start, 3), round(end, 3), text))
+    if problems:
+        raise CuesRefused(problems)
+    return sorted(cues, key=lambda c: (c.start, c.end))
+
+
+def _load_cues(version: CaptionTrackVersion) -> list[Cue]:
+    return [Cue(float(s), float(e), str(t)) for s, e, t in json.loads(version.cues)]
+
+
+def published_cues(session: Session, recording: Recording, track: CaptionTrack) -> list[Cue]:
+    """The track's published cues on the recording's timeline (what the editor starts from)."""
+    return _rows_cues(session, recording, track)
+
+
+def _rows_cues(session: Session, recording: Recording, track: CaptionTrack) -> list[Cue]:
+    condition = replay.automatic_condition(session, recording) if track.automatic else CaptionSegment.track_id == track.id
+    rows = session.scalars(select(CaptionSegment).where(condition).order_by(CaptionSegment.start_seconds, CaptionSegment.id))
+    return [Cue(c.start_seconds, c.end_seconds, c.text) for c in rows]
+
+
+def _first_version(session: Session, recording: Recording, track: CaptionTrack) -> None:
+    """Version 1 of a track that has none yet: the automatic captions as they are now."""
+    if session.scalar(select(exists().where(CaptionTrackVersion.track_id == track.id))):
+        return
+    session.add(CaptionTrackVersion(track_id=track.id, number=1, cues=_cues_json(_rows_cues(session, recording, track)),
+                                    source="automatic" if track.automatic else "upload", author_id=None))
+    session.flush()
+
+
+def _publish(session: Session, recording: Recording, track: CaptionTrack, version: CaptionTrackVersion) -> None:
+    """Viewers get this version from now on; search and the transcript follow (its cues become the track's rows)."""
+    if track.automatic and track.published_version == 0:
+        # the automatic rows give way to the published version's (version 1 keeps them)
+        ids = [row.id for row in session.scalars(select(CaptionSegment).where(replay.automatic_condition(session, recording)))]
+        if ids:
+            session.execute(delete(CaptionSegment).where(CaptionSegment.id.in_(ids)).execution_options(synchronize_session=False))
+    track.published_version = version.number
+    session.flush()
+    _index(session, track, _load_cues(version))
+
+
+def save_version(session: Session, recording: Recording, track: CaptionTrack, author_id: int, cues: Sequence[Cue]) -> int:
+    """A new version of the track with these cues, by this author, published at once; its number."""
+    _first_version(session, recording, track)
+    number = (session.scalar(select(func.max(CaptionTrackVersion.number)).where(CaptionTrackVersion.track_id == track.id)) or 0) + 1
+    version = CaptionTrackVersion(track_id=track.id, number=number, cues=_cues_json(cues), source="edit", author_id=author_id)
+    session.add(version)
+    session.flush()
+    _publish(session, recording, track, version)
+    return number
+
+
+def publish_version(session: Session, recording: Recording, track: CaptionTrack, number: int) -> None:
+    """Publish a saved version (1: back to the track as it came, the automatic captions for the automatic one)."""
+    _first_version(session, recording, track)
+    version = session.scalar(select(CaptionTrackVersion).where(CaptionTrackVersion.track_id == track.id,
+                                                               CaptionTrackVersion.number == number))
+    if version is None:
+        raise NotFound("no such version")
+    _publish(session, recording, track, version)
+
+
+def versions_json(session: Session, track: CaptionTrack) -> dict[str, Any]:
+    """The track's versions, newest first, with who saved each and when, and which one viewers get."""
+    rows = list(session.scalars(select(CaptionTrackVersion).where(CaptionTrackVersion.track_id == track.id)
+                                .order_by(CaptionTrackVersion.number.desc())))
+    authors = {u.id: u.display_name or u.username for u in session.scalars(
+        select(User).where(User.id.in_({v.author_id for v in rows if v.author_id is not None})))}
+    published = track.published_version or 1
+    return {"track_id": track.id, "published": published, "versions": [
+        {"number": v.number, "source": v.source, "author": authors.get(v.author_id) if v.author_id else None,
+         "created_at": v.created_at.isoformat(), "cues": len(json.loads(v.cues)), "published": v.number == published}
+        for v in rows]}

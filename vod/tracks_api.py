@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_request import FileField
 from sqlalchemy.orm import Session
 
 from formats.webvtt import Problem, SubtitleFileError
 from live_server.db import Database
 from live_server.errors import NotFound, PayloadTooLarge, Unprocessable
-from live_server.http_request import identity_of, require_identity
-from live_server.models import Recording, User
+from live_server.http_request import identity_of, json_body, require_identity
+from live_server.models import CaptionTrack, Recording, User
 from live_server.passes import MediaPasses
 
 from . import access, tracks as tr
@@ -79,6 +80,10 @@ class TrackApi:
             web.post("/api/v1/recordings/{id}/tracks", self.upload_api),
             web.get("/api/v1/recordings/{id}/tracks/{track:[0-9]+}.vtt", self.track_vtt),
             web.delete("/api/v1/recordings/{id}/tracks/{track:[0-9]+}", self.delete_api),
+            web.get("/api/v1/recordings/{id}/tracks/{track:[0-9]+}/cues", self.cues_api),
+            web.get("/api/v1/recordings/{id}/tracks/{track:[0-9]+}/versions", self.versions_api),
+            web.post("/api/v1/recordings/{id}/tracks/{track:[0-9]+}/versions", self.save_api),
+            web.post("/api/v1/recordings/{id}/tracks/{track:[0-9]+}/versions/{number:[0-9]+}/publish", self.publish_api),
         ]
 
     # --- reading -----------------------------------------------------------------------------------------
@@ -123,7 +128,7 @@ class TrackApi:
         upload = Upload(language=str(form.get("language", "")), kind=str(form.get("kind", "")),
                         label=str(form.get("label", "")), forced=str(form.get("forced", "")) in ("1", "true", "on", "yes"))
         part = form.get("file")
-        if part is None or isinstance(part, str):
+        if not isinstance(part, FileField):
             raise UploadRefused({"file": "choose a WebVTT (.vtt) or SubRip (.srt) file"})
         data = part.file.read(self.max_bytes + 1)
         if len(data) > self.max_bytes:
@@ -205,3 +210,60 @@ class TrackApi:
     async def delete_api(self, request: web.Request) -> web.Response:
         await self.remove(request, require_identity(request).user, request.match_info["track"])
         return web.Response(status=204)
+
+    # --- the caption editor: versions -------------------------------------------------------------------
+    def _editable(self, request: web.Request, session: Session, user: User) -> tuple[Recording, CaptionTrack]:
+        row = access.find(session, request.match_info["id"], user)
+        if not tr.can_edit_tracks(session, user, row):
+            raise NotFound("no such recording")
+        return row, tr.find_track(session, row, request.match_info["track"])
+
+    async def cues_api(self, request: web.Request) -> web.Response:
+        """The published cues on the recording's timeline, with the trim (``offset``) the player's view starts at."""
+        user = require_identity(request).user
+
+        def work(session: Session) -> dict[str, Any]:
+            row, track = self._editable(request, session, user)
+            return {"track_id": track.id, "language": track.language, "offset": row.trim_start,
+                    "published": track.published_version or 1,
+                    "cues": [[c.start, c.end, c.text] for c in tr.published_cues(session, row, track)]}
+
+        return web.json_response(await self.db.run(work))
+
+    async def versions_api(self, request: web.Request) -> web.Response:
+        user = require_identity(request).user
+        return web.json_response(await self.db.run(lambda s: tr.versions_json(s, self._editable(request, s, user)[1])))
+
+    async def save_api(self, request: web.Request) -> web.Response:
+        """``{"cues": [[start, end, text], ...]}`` (the recording's timeline): a new version, published; 201 with
+        the versions. 422 names each refused cue by its position."""
+        user = require_identity(request).user
+        body = await json_body(request)
+        try:
+            cues = tr.checked_cues(body.get("cues") if isinstance(body, dict) else None)
+        except tr.CuesRefused as exc:
+            raise Unprocessable(str(exc), code="invalid_cues", details={
+                "problems": [{"cue": p.index, "code": p.code} for p in exc.problems]}) from None
+
+        def work(session: Session) -> dict[str, Any]:
+            row, track = self._editable(request, session, user)
+            tr.save_version(session, row, track, user.id, cues)
+            return tr.versions_json(session, track) | {"recording_id": row.id}
+
+        saved = await self.db.run(work)
+        self.subtitles.invalidate(saved.pop("recording_id"))
+        return web.json_response(saved, status=201)
+
+    async def publish_api(self, request: web.Request) -> web.Response:
+        """Viewers get that version from now on (``versions/1/publish``: back to the automatic captions, or the upload)."""
+        user = require_identity(request).user
+        number = int(request.match_info["number"][:9])
+
+        def work(session: Session) -> dict[str, Any]:
+            row, track = self._editable(request, session, user)
+            tr.publish_version(session, row, track, number)
+            return tr.versions_json(session, track) | {"recording_id": row.id}
+
+        body = await self.db.run(work)
+        self.subtitles.invalidate(body.pop("recording_id"))
+        return web.json_response(body)

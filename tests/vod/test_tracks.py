@@ -29,7 +29,7 @@ BROKEN_SRT = ("1\n00:00:00,200 --> 00:00:01,500\nBonjour à tous\n\n"
 VALID_SRT = ("1\n00:00:00,200 --> 00:00:01,500\n<i>Bonjour</i> à tous\n\n"
              "2\n00:00:01,800 --> 00:00:02,600\nLa leçon d’aujourd’hui : les ondelettes\n\n"
              "3\n00:00:03,000 --> 00:00:03,800\nFin de l’introduction\n")
-AUTOMATIC = [(0.2, 1.5, "Hello everyone"), (1.8, 2.6, "Today we study wavelets")]
+AUTOMATIC = [(0.2, 1.5, "Hello everyone"), (1.8, 2.6, "Today we study filterbanks")]
 
 
 async def _recording(live: Live, **event_fields: Any) -> dict[str, Any]:  # noqa: F811
@@ -123,7 +123,7 @@ async def test_tracks_api_master_playlist_search_and_access(live: Live, aiohttp_
     assert [(r["recording"]["id"], [m["language"] for m in r["matches"]]) for r in found["results"]] == [(rid, ["fr"])]
     found = await (await live.client.get("/api/v1/search", params={"q": "ondelettes", "language": "en"})).json()
     assert found["results"] == []
-    found = await (await live.client.get("/api/v1/search", params={"q": "wavelets", "language": "en"})).json()
+    found = await (await live.client.get("/api/v1/search", params={"q": "filterbanks", "language": "en"})).json()
     assert [r["recording"]["id"] for r in found["results"]] == [rid]
 
     # private: the tracks and their renditions follow the recording's access rule
@@ -210,4 +210,82 @@ async def test_replay_page_upload_form_and_player_menu(live: Live, browser: Any,
     assert await embed.evaluate("[...document.querySelectorAll('#player track')].map(t => t.srclang)") == ["en", "fr"]
     assert embed_errors == []
     await viewer.close()
+    assert not problems, f"axe found problems: {problems}"
+
+
+async def test_caption_editor_with_the_keyboard_only(live: Live, browser: Any, tmp_path: Path) -> None:  # noqa: F811
+    recording = await _recording(live)
+    rid, api = recording["id"], f"/api/v1/recordings/{recording['id']}"
+    base = str(live.client.make_url("")).rstrip("/")
+
+    async def served() -> str:
+        return await (await live.client.get(f"{api}/captions.vtt")).text()
+
+    async def found(word: str) -> list[int]:
+        body = await (await live.client.get("/api/v1/search", params={"q": word})).json()
+        return [r["recording"]["id"] for r in body["results"]]
+
+    owner = await open_context(browser, base, live.lecturer)
+    page, errors = await new_page(owner)
+    await page.goto(f"/recordings/{rid}")
+    await page.wait_for_function("() => document.getElementById('replay').readyState >= 1", timeout=15_000)
+    status = "#editor-status"
+    await page.focus("#editor-track")  # the editor's first control; from here on, keys only
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Enter")  # "Edit the cues"
+    await page.wait_for_function("() => document.activeElement.id === 'cue-text-1'")
+    await page.wait_for_function(f"() => document.querySelector('{status}').textContent.includes('2 cues loaded')")
+    for _ in range(5):  # past the first cue's Split, Merge, Earlier, Later: the second cue's text
+        await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "cue-text-2"
+    # the video follows the cue being edited, and the focus ring shows where the keyboard is
+    await page.wait_for_function("() => Math.abs(document.getElementById('replay').currentTime - 1.81) < 0.05")
+    outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("Today we study spectrograms")
+    for _ in range(7):  # back up to "Save as a new version"
+        await page.keyboard.press("Shift+Tab")
+    assert await page.evaluate("document.activeElement.id") == "editor-save"
+    await page.keyboard.press("Enter")
+    await page.wait_for_function(f"() => document.querySelector('{status}').textContent.includes('version 2')")
+    assert await page.locator("#editor-versions tbody tr").count() == 2
+    problems = await check_page(page, tmp_path / "shots", "editor-en")
+
+    vtt = await served()
+    assert "Today we study spectrograms" in vtt and "filterbanks" not in vtt and "Hello everyone" in vtt
+    assert await found("spectrograms") == [rid] and await found("filterbanks") == []
+    listed = await (await live.client.get(f"{api}/tracks")).json()
+    automatic = listed["tracks"][0]
+    versions = await (await live.client.get(f"{api}/tracks/{automatic['id']}/versions")).json()
+    assert [(v["number"], v["source"], v["author"], v["published"]) for v in versions["versions"]] == [
+        (2, "edit", "prof", True), (1, "automatic", None, False)]
+    assert "spectrograms" in await (await live.client.get(f"{api}/transcript.srt")).text()  # downloads follow
+    resp = await live.client.post(f"{api}/tracks/{automatic['id']}/versions", json={"cues": [[2, 1, "x"], [0, 1, " "]]},
+                                  headers={"X-CSRF-Token": live.csrf})
+    assert resp.status == 422 and [p["cue"] for p in (await resp.json())["error"]["details"]["problems"]] == [1, 2]
+
+    # reset to the automatic version: the next key stop after Save
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "editor-reset"
+    await page.keyboard.press("Enter")
+    await page.wait_for_function(f"() => document.querySelector('{status}').textContent.includes('Version 1')")
+    assert "Today we study filterbanks" in await served() and await found("filterbanks") == [rid]
+    assert await found("spectrograms") == []
+    versions = await (await live.client.get(f"{api}/tracks/{automatic['id']}/versions")).json()
+    assert [(v["number"], v["published"]) for v in versions["versions"]] == [(2, False), (1, True)]  # the edit is kept
+    assert await page.input_value("#cue-text-2") == "Today we study filterbanks"
+    assert errors == []
+    await owner.close()
+
+    # the editor in French: the same checks by axe
+    french = await open_context(browser, base, live.lecturer, locale="fr-FR")
+    page, errors = await new_page(french)
+    await page.goto(f"/recordings/{rid}")
+    await page.click("#editor-open")
+    await page.wait_for_function("() => document.querySelector('#editor-status').textContent.includes('sous-titres chargés')")
+    assert "Version" in await page.inner_text("#editor-versions")
+    problems.update(await check_page(page, tmp_path / "shots", "editor-fr"))
+    assert errors == []
+    await french.close()
     assert not problems, f"axe found problems: {problems}"
