@@ -11,7 +11,7 @@
   var T = window.PlayerText.load("editor-text"), fill = window.PlayerText.fill;
   var api = root.dataset.api, csrf = root.dataset.csrf, video = $("replay");
   var status = $("editor-status"), list = $("editor-cues"), body = $("editor-body"), select = $("editor-track");
-  var cues = [], offset = 0, trackId = null;
+  var cues = [], offset = 0, trackId = null, language = "";
 
   function say(text) { status.textContent = ""; window.setTimeout(function () { status.textContent = text; }, 50); }
 
@@ -71,6 +71,7 @@
       area.id = "cue-text-" + n;
       area.rows = 2;
       area.value = cue[2];
+      if (language) area.lang = language;  // the cue's words are in the track's language (WCAG 3.1.2)
       area.addEventListener("input", function () { cues[i][2] = area.value; });
       area.addEventListener("focus", function () { follow(i); });
       group.appendChild(label);
@@ -170,6 +171,7 @@
     return Promise.all([request("GET", "/cues"), request("GET", "/versions")]).then(function (both) {
       cues = both[0].cues;
       offset = both[0].offset || 0;
+      language = both[0].language || "";
       body.hidden = false;
       render(0);
       versions(both[1]);
