@@ -167,7 +167,9 @@ class VodMediaHandler:
             data = await self._playlist(location, tail)
         if tail == MASTER and self.subtitles is not None and data is not None:
             data = await self.subtitles.master(location.recording_id, data)
-        if is_playlist or suffix == ".jpg":
+        if tail == MASTER and self.subtitles is not None:
+            cache_control = f"{scope}, no-cache"  # a track added or deleted shows at the next load of the master
+        elif is_playlist or suffix == ".jpg":
             cache_control = f"{scope}, max-age=5"
         else:
             cache_control = f"{scope}, max-age=31536000, immutable"

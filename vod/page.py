@@ -115,6 +115,8 @@ class ReplayPages:
             transcribed = session.scalar(select(CaptionSegment.language).where(
                 CaptionSegment.recording_id == row.id, CaptionSegment.track_id.is_(None)).limit(1))
             shown = page_tracks(session, row) if decision is Decision.ALLOWED else []
+            # once corrected in the editor, the automatic track's rows carry its id: its language says it
+            transcribed = next((t["language"] for t in shown if t["automatic"]), transcribed)
             return (row, session.get(Event, row.event_id) if row.event_id is not None else None, decision, transcribed,
                     shown, tracks.can_edit_tracks(session, user, row))
 

@@ -94,15 +94,18 @@ def segment_vtt(cues: Sequence[webvtt.Cue], window: Window, run_pts: int | None)
     """The WebVTT segment of one view segment: the cues that overlap it, on the view's timeline.
 
     ``X-TIMESTAMP-MAP`` maps LOCAL = the segment's start + 1 s to the PTS the video has there (the run's
-    first PTS plus the time since the run started): a point that is never a run's first PTS, which
-    hls.js would read as "no offset" and place by the first subtitle segment it happened to load.
+    first PTS plus the time since the run started, in whole milliseconds as WebVTT writes LOCAL, so every
+    segment of a run states the very same mapping): a point that is never a run's first PTS, which hls.js
+    would read as "no offset" and place by the first subtitle segment it happened to load. Each cue keeps
+    one identifier (its place in the track) in every segment it overlaps, so players show it once.
     """
-    shown = [c for c in cues if c.end > window.start and c.start < window.end]
+    shown = [replace(c, identifier=c.identifier or f"cue-{i + 1}") for i, c in enumerate(cues)
+             if c.end > window.start and c.start < window.end]
     if run_pts is None:
         return webvtt.render(shown)
-    local = window.start + 1.0
-    mpegts = (run_pts + round((local - window.run_start) * 90_000)) % PTS_WRAP
-    return webvtt.render(shown, webvtt.TimestampMap(mpegts, local))
+    local_ms = round((window.start + 1.0) * 1000)
+    mpegts = (run_pts + (local_ms - round(window.run_start * 1000)) * 90) % PTS_WRAP
+    return webvtt.render(shown, webvtt.TimestampMap(mpegts, local_ms / 1000))
 
 
 ReadFile = Callable[[str], Awaitable[bytes | None]]

@@ -41,6 +41,7 @@ class Upload:
     forced: bool = False
     filename: str = ""
     data: bytes = b""
+    too_large: bool = False  # the file was over the limit (its first bytes only were read)
 
 
 @dataclass
@@ -131,13 +132,13 @@ class TrackApi:
         if not isinstance(part, FileField):
             raise UploadRefused({"file": "choose a WebVTT (.vtt) or SubRip (.srt) file"})
         data = part.file.read(self.max_bytes + 1)
-        if len(data) > self.max_bytes:
-            raise PayloadTooLarge(f"a subtitle file may be at most {self.max_bytes} bytes")
-        upload.filename, upload.data = part.filename or "", data
+        upload.filename, upload.data, upload.too_large = part.filename or "", data, len(data) > self.max_bytes
         return upload
 
     async def save(self, request: web.Request, user: User, upload: Upload) -> dict[str, Any]:
         """Validate everything, then save: a refused upload leaves nothing behind (UploadRefused)."""
+        if upload.too_large:
+            raise PayloadTooLarge(f"a subtitle file may be at most {self.max_bytes} bytes")
         refused = UploadRefused()
         values: dict[str, str] = {}
         for name, rule in (("language", tr.language_tag), ("kind", tr.kind_of), ("label", tr.label_of)):
@@ -200,10 +201,13 @@ class TrackApi:
         values sent (to fill the form again)."""
         upload = Upload()
         try:
-            upload = await self.read_upload(request)
+            upload = await self.read_upload(request)  # a declared length over the limit: 413, before reading
             await self.save(request, user, upload)
         except UploadRefused as exc:
             return {"saved": False, "fields": exc.fields, "problems": exc.problems_json(),
+                    "values": {"language": upload.language, "kind": upload.kind, "label": upload.label}}
+        except PayloadTooLarge:
+            return {"saved": False, "fields": {"file": "too large"}, "problems": [], "too_large": self.max_bytes,
                     "values": {"language": upload.language, "kind": upload.kind, "label": upload.label}}
         return {"saved": True}
 

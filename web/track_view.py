@@ -24,6 +24,8 @@ FIELD_MESSAGES = {
     "file": N_("Choose a WebVTT (.vtt) or SubRip (.srt) file; nothing was saved."),
 }
 
+TOO_LARGE = N_("A subtitle file may be at most %(size)s KiB; nothing was saved.")
+
 PROBLEM_MESSAGES = {
     "signature": N_("a WebVTT file starts with the line WEBVTT"),
     "header_not_ended": N_("a blank line must separate the WEBVTT line from the first cue"),
@@ -60,6 +62,8 @@ def decorate_tracks(tracks: Iterable[dict[str, Any]], lang: str, _: Callable[[st
 def refusal(result: dict[str, Any], _: Callable[[str], str]) -> dict[str, Any]:
     """An upload refused, for the form: ``errors`` per field (the error summary) and ``problems`` of the file."""
     errors = {name: _(FIELD_MESSAGES.get(name, FIELD_MESSAGES["file"])) for name in result["fields"]}
+    if result.get("too_large"):
+        errors["file"] = _(TOO_LARGE) % {"size": max(1, int(result["too_large"]) // 1024)}
     problems = []
     for p in result["problems"]:
         template = PROBLEM_MESSAGES.get(p["code"])

@@ -94,7 +94,7 @@ def test_subtitle_segments_follow_the_view_and_its_runs() -> None:
         (0.0, 2.0, 0, 0.0), (2.0, 4.0, 0, 0.0), (4.0, 5.5, 2, 4.0), (5.5, 7.5, 2, 4.0)]
     cues = [webvtt.Cue(1.5, 2.5, "à cheval"), webvtt.Cue(4.5, 5.0, "après la coupure")]
     tsmap, shown = webvtt.parse(segment_vtt(cues, spans[1], run_pts=900_000))
-    assert [c.text for c in shown] == ["à cheval"]  # it overlaps segments 0 and 1: in both
+    assert [(c.identifier, c.text) for c in shown] == [("cue-1", "à cheval")]  # in segments 0 and 1, one id
     assert tsmap == webvtt.TimestampMap(900_000 + 3 * 90_000, 3.0)  # LOCAL = start + 1 s, on the run's clock
     tsmap, shown = webvtt.parse(segment_vtt(cues, spans[3], run_pts=(1 << 33) - 90_000))
     assert shown == [] and tsmap == webvtt.TimestampMap((2.5 * 90_000 - 90_000), 6.5)  # wraps like PTS

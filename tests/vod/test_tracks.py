@@ -126,6 +126,25 @@ async def test_tracks_api_master_playlist_search_and_access(live: Live, aiohttp_
     found = await (await live.client.get("/api/v1/search", params={"q": "filterbanks", "language": "en"})).json()
     assert [r["recording"]["id"] for r in found["results"]] == [rid]
 
+    # the search page: a language filter, and each excerpt marked with its language
+    page = await (await live.client.get("/search", params={"q": "ondelettes", "language": "fr"})).text()
+    assert 'name="language"' in page and '<span lang="fr">La leçon d’aujourd’hui : les ondelettes</span>' in page
+    page = await (await live.client.get("/search", params={"q": "ondelettes", "language": "en"})).text()
+    assert "les ondelettes" not in page
+
+    # an uploaded track has versions too: a correction is published and searchable, version 1 comes back
+    versions = f"{api}/tracks/{track['id']}/versions"
+    cues = (await (await live.client.get(f"{api}/tracks/{track['id']}/cues")).json())["cues"]
+    cues[1][2] = "La leçon d’aujourd’hui : les spectrogrammes"
+    resp = await live.client.post(versions, json={"cues": cues}, headers=csrf)
+    assert resp.status == 201 and (await resp.json())["published"] == 2
+    found = await (await live.client.get("/api/v1/search", params={"q": "spectrogrammes", "language": "fr"})).json()
+    assert [r["recording"]["id"] for r in found["results"]] == [rid]
+    assert (await live.client.post(f"{versions}/1/publish", headers=csrf)).status == 200
+    found = await (await live.client.get("/api/v1/search", params={"q": "spectrogrammes"})).json()
+    assert found["results"] == []
+    assert (await live.client.post(f"{versions}/7/publish", headers=csrf)).status == 404
+
     # private: the tracks and their renditions follow the recording's access rule
     resp = await live.client.patch(api, json={"visibility": "authenticated"}, headers=csrf)
     assert resp.status == 200, await resp.text()
@@ -157,6 +176,30 @@ HLS_TRACKS = """async (src) => {
 }"""
 
 
+# A stock hls.js plays the master and shows the French rendition: where it places the cues says whether each
+# WebVTT segment's X-TIMESTAMP-MAP ties cue time to the video's clock.
+HLS_CUES = """async (src) => {
+  const hls = new Hls();
+  const video = document.createElement('video');
+  video.muted = true;
+  const listed = new Promise(resolve => hls.on(Hls.Events.MANIFEST_PARSED, () => resolve()));
+  hls.loadSource(src);
+  hls.attachMedia(video);
+  await listed;
+  hls.subtitleTrack = hls.subtitleTracks.findIndex(t => t.lang === 'fr');
+  hls.subtitleDisplay = true;
+  video.play().catch(() => {});
+  let cues = [];
+  for (let i = 0; i < 150 && cues.length < 2; i++) {
+    await new Promise(r => setTimeout(r, 100));
+    const track = [...video.textTracks].find(t => t.language === 'fr');
+    cues = track && track.cues ? [...track.cues].map(c => [Math.round(c.startTime * 100) / 100, c.text]) : [];
+  }
+  hls.destroy();
+  return cues;
+}"""
+
+
 async def test_replay_page_upload_form_and_player_menu(live: Live, browser: Any, tmp_path: Path) -> None:  # noqa: F811
     recording = await _recording(live)
     rid = recording["id"]
@@ -183,6 +226,16 @@ async def test_replay_page_upload_form_and_player_menu(live: Live, browser: Any,
             assert words[0] in text and "00:00:0x,000" in text and "Line 10" in text
             assert _counts(live, rid) == (1, 0, 0)
             problems.update(await check_page(page, tmp_path / "shots", "tracks-refused-en"))
+            # a file over subtitle_max_bytes (512 KiB): said in words, nothing saved
+            big = tmp_path / "big.srt"
+            big.write_text(VALID_SRT * 3000, encoding="utf-8")
+            assert big.stat().st_size > 512 * 1024
+            await page.set_input_files("#track-file", str(big))
+            await page.focus("#track-language")
+            await page.keyboard.press("Enter")
+            await page.wait_for_function("() => document.activeElement.id === 'error-summary'")
+            assert "at most 512 KiB" in await page.inner_text("#error-summary")
+            assert _counts(live, rid) == (1, 0, 0)
             await page.set_input_files("#track-file", str(valid))
             assert await page.input_value("#track-language") == "fr"  # kept from the refused form
             await page.focus("#track-file")
@@ -199,6 +252,10 @@ async def test_replay_page_upload_form_and_player_menu(live: Live, browser: Any,
         assert menu[1][2] == ("French (subtitles)" if locale == "en-GB" else "Français (sous-titres)")
         await page.wait_for_function("() => window.Hls !== undefined")
         assert await page.evaluate(HLS_TRACKS, f"/vod/{rid}/master.m3u8") == [["en", "English", True], ["fr", "Français", False]]
+        if locale == "en-GB":
+            placed = await page.evaluate(HLS_CUES, f"/vod/{rid}/master.m3u8")
+            assert [text for _, text in placed[:2]] == ["Bonjour à tous", "La leçon d’aujourd’hui : les ondelettes"], placed
+            assert abs(placed[0][0] - 0.2) < 0.1 and abs(placed[1][0] - 1.8) < 0.1, placed
         problems.update(await check_page(page, tmp_path / "shots", f"tracks-{locale}"))
         assert errors == []
         await owner.close()
