@@ -332,6 +332,25 @@ async def test_caption_editor_with_the_keyboard_only(live: Live, browser: Any, t
     versions = await (await live.client.get(f"{api}/tracks/{automatic['id']}/versions")).json()
     assert [(v["number"], v["published"]) for v in versions["versions"]] == [(2, False), (1, True)]  # the edit is kept
     assert await page.input_value("#cue-text-2") == "Today we study filterbanks"
+
+    # split, move and merge, still with the keys: each said in the live region
+    async def said(words: str) -> None:
+        await page.wait_for_function(f"() => document.querySelector('{status}').textContent.includes({words!r})")
+    await page.keyboard.press("Tab")  # the first cue's text
+    assert await page.evaluate("document.activeElement.id") == "cue-text-1"
+    await page.keyboard.press("Tab")  # its "Split"
+    await page.keyboard.press("Enter")
+    await said("Cue 1 split in two.")
+    assert [await page.input_value(f"#cue-text-{n}") for n in (1, 2, 3)] == ["Hello", "everyone", "Today we study filterbanks"]
+    assert await page.evaluate("document.activeElement.id") == "cue-text-2"
+    await page.keyboard.press("Shift+Tab")  # the first cue's "0.1 s later"
+    await page.keyboard.press("Enter")
+    await said("Cue 1 now from 0:00.3")
+    await page.keyboard.press("Shift+Tab")
+    await page.keyboard.press("Shift+Tab")  # its "Merge with the next"
+    await page.keyboard.press("Enter")
+    await said("Cue 1 merged with the next.")
+    assert await page.input_value("#cue-text-1") == "Hello everyone" and await page.locator("#editor-cues li").count() == 2
     assert errors == []
     await owner.close()
 
