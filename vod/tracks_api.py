@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 from sqlalchemy.orm import Session
 
+from formats import webvtt
 from formats.webvtt import Problem, SubtitleFileError
 from live_server.db import Database
 from live_server.errors import NotFound, PayloadTooLarge, Unprocessable
@@ -108,8 +109,6 @@ class TrackApi:
 
     async def track_vtt(self, request: web.Request) -> web.Response:
         """The whole track as one WebVTT file on the playable view (what ``<track>`` elements load)."""
-        from formats import webvtt
-
         def work(session: Session) -> str:
             row = self._readable(request, session)
             track = tr.find_track(session, row, request.match_info["track"])
