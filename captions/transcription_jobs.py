@@ -16,9 +16,11 @@ from typing import Any
 from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from live_server import accounts
 from live_server.access import Person, can_manage, recording_target
 from live_server.models import (
-    CaptionSegment, CaptionTrack, CaptionTrackVersion, Event, EventModerator, JobState, Recording, RecordingState, TranscriptionJob, User,
+    CaptionSegment, CaptionTrack, CaptionTrackVersion, Event, EventModerator, JobState, Recording, RecordingState,
+    TranscriptionJob, User, Visibility,
 )
 
 from .cues import Cue
@@ -248,10 +250,13 @@ def auto_language(session: Session, recording_id: int, languages: set[str]) -> s
 
 
 def can_transcribe(session: Session, user: User | None, recording: Recording) -> bool:
-    """Owners, admins and the moderators of the recording's event may transcribe it (and cancel)."""
+    """Its managers (``access.can_manage``: owners, admins, the instructors of a course-only recording's course)
+    and the moderators of the recording's event may transcribe it (and cancel)."""
     if user is None or not user.is_active:
         return False
-    if can_manage(Person.of(user), recording_target(recording, None)):
+    event = session.get(Event, recording.event_id) if recording.event_id is not None else None
+    person = accounts.person_in_session(session, user) if recording.visibility == Visibility.COURSE else Person.of(user)
+    if can_manage(person, recording_target(recording, event)):
         return True
     return recording.event_id is not None and bool(session.scalar(select(exists().where(
         EventModerator.event_id == recording.event_id, EventModerator.user_id == user.id))))

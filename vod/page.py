@@ -104,7 +104,7 @@ class ReplayPages:
         user = identity.user if identity else None
         ref = request.match_info["id"]
 
-        def work(session: Session) -> tuple[Recording, Event | None, Decision, str | None, list[dict[str, Any]], bool]:
+        def work(session: Session) -> tuple[Recording, Event | None, Decision, str | None, bool, list[dict[str, Any]], bool]:
             row = access.find(session, ref, user)
             decision = decide(self.passes, request, session, row)
             if decision is Decision.LOGIN_REQUIRED:
@@ -117,11 +117,11 @@ class ReplayPages:
             shown = page_tracks(session, row) if decision is Decision.ALLOWED else []
             # once corrected in the editor, the automatic track's rows carry its id: its language says it
             transcribed = next((t["language"] for t in shown if t["automatic"]), transcribed)
-            return (row, session.get(Event, row.event_id) if row.event_id is not None else None, decision, transcribed,
+            event = session.get(Event, row.event_id) if row.event_id is not None else None
+            return (row, event, decision, transcribed, access.manages(user, row, person_of(identity)),  # owners and the course's instructors
                     shown, tracks.can_edit_tracks(session, user, row))
 
-        row, event, decision, transcribed, shown, editor = await self.db.run(work)
-        manager = access.can_manage(user, row)
+        row, event, decision, transcribed, manager, shown, editor = await self.db.run(work)
         locked = decision is Decision.PASSWORD_REQUIRED
         if event is None:
             return ReplayView(row, None, None, manager, locked, transcribed, None, shown, editor)

@@ -10,12 +10,13 @@ in several languages, and a word typed is a word said.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Collection
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from live_server.models import Recording, User
+from live_server import accounts
+from live_server.models import Recording, User, Visibility
 
 from . import access
 
@@ -70,9 +71,10 @@ def _recording_hits(session: Session, terms: list[str]) -> list[int]:
 
 
 def search(session: Session, user: User | None, query: str, base_url: str, limit: int = 50,
-           language: str | None = None) -> list[dict[str, Any]]:
-    """Recordings the caller may see that match, best first, each with the moments that match; with
-    ``language``, only the captions and subtitles in that language (titles and descriptions still match)."""
+           courses: Collection[int] = (), language: str | None = None) -> list[dict[str, Any]]:
+    """Recordings the caller may see (``courses``: their LTI courses, see ``access.listed``) that match, best
+    first, each with the moments that match; with ``language``, only the captions and subtitles in that
+    language (titles and descriptions still match)."""
     terms = words(query)
     if not terms:
         return []
@@ -80,7 +82,7 @@ def search(session: Session, user: User | None, query: str, base_url: str, limit
     title_hits = set(_recording_hits(session, terms))
     event_ids = {hit.event_id for hit in caption_hits if hit.recording_id is None}
     candidates = title_hits | {hit.recording_id for hit in caption_hits if hit.recording_id is not None}
-    visible_query = access.listed(user)
+    visible_query = access.listed(user, courses)
     rows: dict[int, Recording] = {}
     if candidates:
         rows.update({r.id: r for r in session.scalars(visible_query.where(Recording.id.in_(candidates)))})
@@ -106,13 +108,14 @@ def search(session: Session, user: User | None, query: str, base_url: str, limit
              "text": hit.text, "language": hit.language,  # the page marks the excerpt with it (WCAG 3.1.2)
              "track_id": hit.track_id})
     ranked: list[tuple[bool, int, int, dict[str, Any]]] = []
+    person = accounts.person_in_session(session, user) if any(r.visibility == Visibility.COURSE for r in rows.values()) else None
     for recording_id, recording in rows.items():
         in_title = recording_id in title_hits
         found = matches.get(recording_id, [])
         if not in_title and not found:
             continue
         ranked.append((not in_title, -len(found), recording_id, {
-            "recording": access.recording_json(recording, base_url, access.can_manage(user, recording)),
+            "recording": access.recording_json(recording, base_url, access.manages(user, recording, person)),
             "title_match": in_title,
             "matches": found[:50],
         }))

@@ -25,11 +25,12 @@ from sqlalchemy.orm import Session
 
 from formats import srt, webvtt
 from formats.webvtt import Cue, Problem, SubtitleFileError
+from live_server import accounts
 from live_server.access import Person, can_manage, recording_target
 from live_server.errors import Conflict, NotFound
 from live_server.models import (
     CaptionSegment, CaptionTrack, CaptionTrackVersion, Event, EventModerator, JobState, Recording, TranscriptionJob, User,
-    utcnow,
+    Visibility, utcnow,
 )
 
 from . import replay
@@ -268,7 +269,8 @@ def can_edit_tracks(session: Session, user: User | None, recording: Recording) -
     if user is None or not user.is_active:
         return False
     event = session.get(Event, recording.event_id) if recording.event_id is not None else None
-    if can_manage(Person.of(user), recording_target(recording, event)):
+    person = accounts.person_in_session(session, user) if recording.visibility == Visibility.COURSE else Person.of(user)
+    if can_manage(person, recording_target(recording, event)):
         return True
     return recording.event_id is not None and bool(session.scalar(select(exists().where(
         EventModerator.event_id == recording.event_id, EventModerator.user_id == user.id))))
