@@ -324,19 +324,13 @@
     return null;
   }
 
-  var LATE_CAPTION_MS = 3000;
-
   function showCaption(c) {
     shown = c;
     var span = overlay.querySelector("span");
     span.textContent = c.text;
     overlay.hidden = !overlayActive || !c.text;
     var length = Math.max(0, (c.end - c.start) * 1000);
-    var playing = playingWallMs();
-    shownUntil = (c.program_date_time != null && playing !== null ? c.program_date_time : Date.now()) + length + 4000;
-    // A caption that arrives after its words were heard (a low-latency player is closer to live than the
-    // recognizer's delay) is still read: at least LATE_CAPTION_MS from now on the same clock.
-    if (c.program_date_time != null && playing !== null) shownUntil = Math.max(shownUntil, playing + LATE_CAPTION_MS);
+    shownUntil = (c.program_date_time != null && playingWallMs() !== null ? c.program_date_time : Date.now()) + length + 4000;
     if (c.final && c.text && overlayActive && captionLive) captionLive.textContent = c.text;
   }
 
