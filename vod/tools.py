@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from formats.cmaf import AudioFormat
 
@@ -75,10 +75,13 @@ def audio_piece_args(ffmpeg: str, piece: Path, output: Path, audio: AudioFormat)
 AUDIO_REENCODE_BITRATE = "128k"
 
 
-async def run_ffmpeg(args: Sequence[str], timeout: float) -> None:
+async def run_ffmpeg(args: Sequence[str], timeout: float, started: Callable[[int], None] | None = None) -> None:
+    """Run ffmpeg to its end; ``started`` is told its pid (to lower its priority)."""
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
+    if started is not None:
+        started(proc.pid)
     try:
         _, stderr = await asyncio.wait_for(proc.communicate(), timeout)
     except asyncio.TimeoutError:
