@@ -125,8 +125,9 @@
       // alone there, so the menu lists each track once.
       hls = new window.Hls({ lowLatencyMode: true, enableWebVTT: state !== "vod", xhrSetup: function (xhr, url) {
         xhr.withCredentials = true;
-        // the owner's audience figures count who watches with captions (the socket overlay polls no subtitles playlist)
-        if (/\.m3u8(\?|$)/.test(url)) xhr.setRequestHeader("X-Live-Captions", captionsShown() ? "1" : "0");
+        // the owner's audience figures count who watches with captions (the socket overlay polls no subtitles playlist);
+        // on parts and segments too: behind nginx's playlist cache those are the requests that reach the app
+        if (/\.(m3u8|m4s|ts)(\?|$)/.test(url)) xhr.setRequestHeader("X-Live-Captions", captionsShown() ? "1" : "0");
       } });
       hls.on(window.Hls.Events.ERROR, onError);
       hls.on(window.Hls.Events.MANIFEST_PARSED, function () { retryDelay = 2000; fillLevels(); play(); });
