@@ -31,6 +31,7 @@ __all__ = [
     "VariantStream",
     "SubtitleRendition",
     "AudioRendition",
+    "carry_audio_group",
     "AUDIO_GROUP",
     "DESCRIBES_VIDEO",
     "with_audio_renditions",
@@ -624,6 +625,26 @@ def _variant(attributes: dict[str, str], uri: str, line_no: int) -> VariantStrea
         frame_rate = float(attributes["FRAME-RATE"])
     return VariantStream(uri=uri, bandwidth=bandwidth, average_bandwidth=number("AVERAGE-BANDWIDTH"),
                          resolution=resolution, codecs=attributes.get("CODECS"), frame_rate=frame_rate)
+
+
+def carry_audio_group(source: str, target: str) -> str:
+    """``target``, a master rendered again from ``source`` (with subtitle renditions, say), given back
+    ``source``'s audio group as ``with_audio_renditions`` wrote it: the AUDIO renditions before the first
+    variant and every variant naming the group. Unchanged when ``source`` has no audio rendition."""
+    media = [line for number, line in enumerate(source.splitlines(), start=1) if line.startswith("#EXT-X-MEDIA:")
+             and _attributes(line[len("#EXT-X-MEDIA:"):], number).get("TYPE") == "AUDIO"]
+    if not media:
+        return target
+    group = _attributes(media[0][len("#EXT-X-MEDIA:"):], 1).get("GROUP-ID", AUDIO_GROUP)
+    kept: list[str] = []
+    for number, line in enumerate(target.splitlines(), start=1):
+        if line.startswith("#EXT-X-MEDIA:") and _attributes(line[len("#EXT-X-MEDIA:"):], number).get("TYPE") == "AUDIO":
+            continue
+        if line.startswith("#EXT-X-STREAM-INF:") and "AUDIO" not in _attributes(line[len("#EXT-X-STREAM-INF:"):], number):
+            line += f",AUDIO={_quote(group)}"
+        kept.append(line)
+    first_variant = next((i for i, line in enumerate(kept) if line.startswith("#EXT-X-STREAM-INF:")), len(kept))
+    return "\n".join(kept[:first_variant] + media + kept[first_variant:]) + "\n"
 
 
 def parse_master(text: str) -> list[VariantStream]:

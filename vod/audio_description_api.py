@@ -17,11 +17,13 @@ from aiohttp import BodyPartReader, web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from formats.webvtt import Cue
 from live_server.db import Database
 from live_server.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from live_server.http_request import require_identity
 from live_server.models import Recording, User
 
+from . import tracks
 from .access import PUBLIC_REF
 from .audio_description import DescriptionsError, parse_descriptions
 from .audio_descriptions import (
@@ -104,11 +106,11 @@ class AudioDescriptionApi:
                     elif name == "descriptions" and isinstance(value, web.FileField):
                         if value.filename:
                             descriptions = _text(value.file.read(DESCRIPTIONS_LIMIT + 1))
-                    elif name in ("language", "descriptions") and isinstance(value, str):
+                    elif name in ("language", "descriptions", "track") and isinstance(value, str):
                         if name == "descriptions" and value.strip():
                             descriptions = value
-                        elif name == "language":
-                            fields[name] = value
+                        elif name in ("language", "track") and value.strip():
+                            fields[name] = value.strip()
                 return fields, upload, descriptions
             reader = await request.multipart()
             while (part := await reader.next()) is not None:
@@ -126,8 +128,10 @@ class AudioDescriptionApi:
                         if len(data) > DESCRIPTIONS_LIMIT:
                             raise PayloadTooLarge(f"a descriptions file is limited to {DESCRIPTIONS_LIMIT // 2**20} MiB")
                     descriptions = _text(bytes(data))
-                elif part.name == "language":
-                    fields["language"] = (await part.read(decode=True))[:100].decode("utf-8", "replace")
+                elif part.name in ("language", "track"):
+                    value = (await part.read(decode=True))[:100].decode("utf-8", "replace").strip()
+                    if value:
+                        fields[part.name] = value
                 else:
                     await part.release()
         except BaseException:
@@ -150,11 +154,14 @@ class AudioDescriptionApi:
         row = await self._find(request)  # before reading a large body: only its managers may send one
         fields, upload, descriptions = await self._read(request)
         try:
-            language = _language(fields.get("language"))
-            if (upload is None) == (descriptions is None):
-                raise Unprocessable("send either an audio file (file) or a WebVTT descriptions file (descriptions)",
-                                    code="one_source")
-            if descriptions is not None:
+            if sum(x is not None for x in (upload, descriptions, fields.get("track"))) != 1:
+                raise Unprocessable("send one source: an audio file (file), a WebVTT descriptions file (descriptions) "
+                                    "or a descriptions track of the recording (track)", code="one_source")
+            if "track" in fields:  # a stored text track of kind "descriptions": its published cues are spoken
+                language, cues = await self.db.run(lambda s: _track_source(s, row, fields["track"], fields.get("language")))
+                track = await self.descriptions.generate(row, language, cues, user.id)
+            elif descriptions is not None:
+                language = _language(fields.get("language"))
                 seconds = await self.descriptions.timeline_seconds(row)
                 try:
                     cues = parse_descriptions(descriptions, seconds)
@@ -162,6 +169,7 @@ class AudioDescriptionApi:
                     raise Unprocessable(f"descriptions: {exc}", code="invalid_descriptions") from None
                 track = await self.descriptions.generate(row, language, cues, user.id)
             else:
+                language = _language(fields.get("language"))
                 assert upload is not None
                 track = await self.descriptions.upload(row, language, upload, user.id)
                 upload = None  # the track's now
@@ -199,6 +207,17 @@ class AudioDescriptionApi:
         form = await request.post()
         await self._remove(request, str(form.get("language", "")) or None)
         raise web.HTTPSeeOther(f"/recordings/{request.match_info['ref']}#audio-description")
+
+
+def _track_source(session: Session, recording: Recording, ref: str, language: str | None) -> tuple[str, list[Cue]]:
+    """A descriptions track's language (unless one is given) and published cues, refused with a reason otherwise."""
+    track = tracks.find_track(session, recording, ref)
+    if track.kind != "descriptions":
+        raise Unprocessable("track: only a track of kind descriptions can be spoken", code="invalid_descriptions")
+    cues = [c for c in tracks.published_cues(session, recording, track) if c.text.strip()]
+    if not cues:
+        raise Unprocessable("track: the descriptions track has no cue to speak", code="invalid_descriptions")
+    return _language(language or track.language), cues
 
 
 def _text(data: bytes) -> str:

@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 from formats import webvtt
 from formats.cmaf import fragment_start_90khz
 from formats.m3u8 import (
-    PlaylistParseError, Segment, SubtitleRendition, parse_master, parse_media_playlist, render_master, render_vod,
+    PlaylistParseError, Segment, SubtitleRendition, carry_audio_group, parse_master, parse_media_playlist, render_master,
+    render_vod,
 )
 from formats.mpegts import first_pts
 from live_server.db import Database
@@ -60,7 +61,7 @@ def with_subtitles(master: str, renditions: Sequence[tr.Rendition]) -> str:
     subtitles = [SubtitleRendition(name=r.name, language=r.language, uri=f"subtitles/{r.track_id}/{PLAYLIST}",
                                    default=r.default, autoselect=r.autoselect, characteristics=r.characteristics,
                                    forced=r.forced) for r in renditions]
-    return render_master(parse_master(master), subtitles)
+    return carry_audio_group(master, render_master(parse_master(master), subtitles))  # audio descriptions stay
 
 
 def subtitle_playlist(view: Sequence[Segment]) -> str:

@@ -392,3 +392,38 @@ async def test_a_track_left_pending_by_a_stopped_server_is_marked_failed_at_star
     body = await (await live.client.get(f"/api/v1/recordings/{rid}/audio-description")).json()
     assert [(t["state"], t["error"]) for t in body["tracks"]] == [("failed", "interrupted by a server restart; ask again")]
     assert db.transaction(lambda s: s.get(AudioDescription, 1).state) == AudioDescriptionState.FAILED
+
+
+async def test_a_stored_descriptions_track_is_spoken_in_its_language(live: Live, tmp_path: Path) -> None:
+    """The text track a lecturer uploaded (kind descriptions) is the source: its published cues are spoken."""
+    recording = await imported(live, tmp_path)
+    rid, headers = recording["id"], {"X-CSRF-Token": live.csrf}
+    made = {}
+    for kind in ("descriptions", "subtitles"):
+        form = aiohttp.FormData()
+        form.add_field("file", SHORT.encode(), filename=f"{kind}.vtt", content_type="text/vtt")
+        form.add_field("language", "en")
+        form.add_field("kind", kind)
+        resp = await live.client.post(f"/api/v1/recordings/{rid}/tracks", data=form, headers=headers)
+        assert resp.status == 201, await resp.text()
+        made[kind] = (await resp.json())["id"]
+
+    async def from_track(track: Any, *extra: tuple[str, str]) -> aiohttp.ClientResponse:
+        form = aiohttp.FormData(default_to_multipart=True)  # the API's one format, even without a file
+        form.add_field("track", str(track))
+        for name, value in extra:
+            form.add_field(name, value)
+        return await live.client.post(f"/api/v1/recordings/{rid}/audio-description", data=form, headers=headers)
+
+    refused = await from_track(made["subtitles"])
+    assert refused.status == 422 and "kind descriptions" in (await refused.json())["error"]["message"]
+    assert (await from_track(987654)).status == 404
+    both = await from_track(made["descriptions"], ("descriptions", SHORT))
+    assert both.status == 422 and (await both.json())["error"]["code"] == "one_source"
+
+    resp = await from_track(made["descriptions"])  # no language sent: the track's
+    assert resp.status == 202, await resp.text()
+    track = await settled(live, rid, "en")
+    assert track["state"] == "ready", track
+    master = await (await live.client.get(f"/vod/{rid}/master.m3u8")).text()
+    assert 'TYPE=AUDIO' in master and 'LANGUAGE="en"' in master and "public.accessibility.describes-video" in master

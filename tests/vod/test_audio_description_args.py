@@ -9,7 +9,7 @@ import pytest
 
 from formats.m3u8 import (
     DESCRIBES_VIDEO, AudioRendition, PlaylistParseError, SubtitleRendition, VariantStream, parse_master, render_master,
-    with_audio_renditions,
+    carry_audio_group, with_audio_renditions,
 )
 from vod.audio_description import (
     DescriptionsError, Placement, boundaries, duration_mismatch, espeak_voices, mix_args, package_args, parse_descriptions,
@@ -134,6 +134,20 @@ def test_master_gets_the_original_audio_as_default_and_each_description_with_its
     assert with_audio_renditions(described, renditions(["en", "fr"])) == described  # idempotent
     assert with_audio_renditions(described, []) == MASTER  # the last description removed: the master as it was
     assert [v.uri for v in parse_master(described)] == ["vod.m3u8"]
+
+
+def test_a_master_rendered_again_with_subtitles_keeps_its_audio_group() -> None:
+    """The replay serves the master with its text tracks added (``vod.subtitles``): a render from the
+    variants alone would lose the descriptions, so the audio group is carried over as it was written."""
+    described = with_audio_renditions(MASTER, renditions(["en"]))
+    subtitles = [SubtitleRendition(name="Français", language="fr", uri="subtitles/2/index.m3u8")]
+    served = carry_audio_group(described, render_master(parse_master(described), subtitles))
+    lines = served.splitlines()
+    assert [line for line in lines if "TYPE=AUDIO" in line] == [line for line in described.splitlines() if "TYPE=AUDIO" in line]
+    assert any("TYPE=SUBTITLES" in line for line in lines)
+    assert all('AUDIO="' in line and 'SUBTITLES="' in line for line in lines if line.startswith("#EXT-X-STREAM-INF:"))
+    assert carry_audio_group(described, served) == served  # applying it again changes nothing
+    assert carry_audio_group(MASTER, render_master(parse_master(MASTER), subtitles)) == render_master(parse_master(MASTER), subtitles)
 
 
 def test_master_audio_group_refusals() -> None:
