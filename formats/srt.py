@@ -64,16 +64,8 @@ def parse(text: str) -> list[Cue]:
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     problems: list[Problem] = []
     cues: list[Cue] = []
-    i = 0
-    while i < len(lines):
-        if not lines[i].strip():
-            i += 1
-            continue
-        first = i
-        block: list[str] = []
-        while i < len(lines) and lines[i].strip():
-            block.append(lines[i].strip())
-            i += 1
+    for first, raw in webvtt.text_blocks(lines):
+        block = [line.strip() for line in raw]
         timing_at = 1
         if "-->" in block[0]:  # the number is missing: said, and the timing read anyway
             problems.append(Problem.at(first + 1, "number_missing"))

@@ -14,7 +14,7 @@ import html
 import math
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator, Sequence
 
 __all__ = [
     "Cue",
@@ -245,6 +245,20 @@ def timing_problem(line: int, start: float | None, end: float | None, left: str,
     return None
 
 
+def text_blocks(lines: Sequence[str], start: int = 0) -> Iterator[tuple[int, list[str]]]:
+    """The runs of non-blank lines from ``start`` on, each with the index of its first line: the blocks
+    a WebVTT or SubRip file is made of (cues, notes), for readers that report problems by line."""
+    i = start
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        first = i
+        while i < len(lines) and lines[i].strip():
+            i += 1
+        yield first, list(lines[first:i])
+
+
 def read_file(text: str) -> list[Cue]:
     """Cues of an uploaded WebVTT file, as plain text, in start order; :class:`SubtitleFileError` otherwise."""
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -257,15 +271,7 @@ def read_file(text: str) -> list[Cue]:
             problems.append(Problem.at(i + 1, "header_not_ended"))
         i += 1
     cues: list[Cue] = []
-    while i < len(lines):
-        if not lines[i].strip():
-            i += 1
-            continue
-        first = i
-        block: list[str] = []
-        while i < len(lines) and lines[i].strip():
-            block.append(lines[i])
-            i += 1
+    for first, block in text_blocks(lines, i):
         head = block[0].strip()
         if "-->" not in head and any(head == kw or head.startswith((kw + " ", kw + "\t"))
                                      for kw in ("NOTE", "STYLE", "REGION")):
