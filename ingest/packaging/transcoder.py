@@ -56,7 +56,10 @@ class _Output(asyncio.Protocol):
             self.error = str(exc)
             return
         if tags:
-            self._on_tags(self.name, tags)
+            try:
+                self._on_tags(self.name, tags)
+            except Exception:  # never let one bad tag stop this pipe's reading (ffmpeg would block on it)
+                log.exception("%s: muxing a transcoded tag failed", self.name)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
