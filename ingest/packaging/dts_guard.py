@@ -12,7 +12,8 @@ every publisher's tags through one guard per publish before the packager and the
 - when the track stays that far behind for ``rebase_after_ms`` of its own time (the publisher's
   clock restarted without reconnecting), the track is re-based to continue from its last time,
   at a video keyframe (counted in ``rebased``);
-- sequence headers pass as they are and do not move the clock (their time is the next frame's).
+- sequence headers and AVC end-of-sequence markers pass as they are and do not move the clock
+  (their time is the next frame's, or the last one's: ffmpeg ends every FLV publish with one).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class DtsGuard:
 
     def check(self, kind: str, timestamp_ms: int, payload: bytes) -> int | None:
         """The timestamp to pass on for this tag, or None to drop it."""
-        if is_sequence_header(kind, payload):
+        if is_sequence_header(kind, payload) or _end_of_sequence(kind, payload):
             track = self._tracks.get(kind)
             return timestamp_ms if track is None else max(0, timestamp_ms + track.offset)
         track = self._tracks.get(kind)
@@ -76,3 +77,9 @@ class DtsGuard:
     def touched(self) -> int:
         """Tags whose time was changed or that were dropped."""
         return self.adjusted + self.dropped + self.rebased
+
+
+def _end_of_sequence(kind: str, payload: bytes) -> bool:
+    """A legacy AVC/HEVC end-of-sequence tag (AVCPacketType 2): a marker, not a frame."""
+    return kind == "video" and len(payload) >= 2 and not payload[0] & 0x80 and payload[0] & 0x0F in (7, 12) \
+        and payload[1] == 2

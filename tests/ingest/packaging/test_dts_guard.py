@@ -59,8 +59,10 @@ def test_a_restarted_clock_is_rebased_at_a_keyframe_after_the_wait() -> None:
     assert guard.dropped == 5 and guard.rebased == 1
 
 
-def test_sequence_headers_pass_and_do_not_move_the_clock() -> None:
+def test_sequence_headers_and_end_of_sequence_pass_and_do_not_move_the_clock() -> None:
     guard = DtsGuard()
-    out = guard_stream([("video", 40, KEY), ("video", 80, INTER), ("video", 0, AVC_HEADER), ("video", 120, KEY)], guard)
-    assert out == [("video", 40), ("video", 80), ("video", 0), ("video", 120)]
+    end = bytes((0x17, 2, 0, 0, 0))  # what ffmpeg sends last, at the last frame's time
+    out = guard_stream([("video", 40, KEY), ("video", 80, INTER), ("video", 0, AVC_HEADER), ("video", 120, KEY),
+                        ("video", 120, end)], guard)
+    assert out == [("video", 40), ("video", 80), ("video", 0), ("video", 120), ("video", 120)]
     assert guard.touched == 0
