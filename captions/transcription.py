@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from live_server.db import Database
 from live_server.models import JobState, Recording, utcnow
+from live_server.metrics import Metrics
 from live_server.settings import Settings
 
 from . import transcription_jobs as jobs
@@ -41,10 +42,12 @@ __all__ = ["AudioSource", "RecordingAudio", "LiveBacklog", "Transcriptions", "TR
 
 @dataclass(frozen=True)
 class AudioSource:
-    """A recording's audio as ffmpeg reads it: its full playlist (local files), and its length in seconds."""
+    """A recording's audio as ffmpeg reads it: its full playlist (local files), and its length in seconds;
+    ``cleanup`` removes what was fetched for the job (a recording in object storage), once it has ended."""
 
     playlist: Path
     seconds: float
+    cleanup: Callable[[], None] | None = None
 
 
 class RecordingAudio(Protocol):
@@ -64,8 +67,9 @@ class Transcriptions:
     """The transcription workers of this process and the requests that feed them."""
 
     def __init__(self, settings: Settings, db: Database, registry: ModelRegistry, ffmpeg: str, audio: RecordingAudio,
-                 live: LiveBacklog | None = None) -> None:
+                 live: LiveBacklog | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.db = db
         self.registry = registry
         self.ffmpeg = ffmpeg
@@ -222,6 +226,8 @@ class Transcriptions:
         loop = asyncio.get_running_loop()
         control = Control(live_behind=self._live_behind)
         self._running[job.id] = control
+        self._count_running()
+        source: AudioSource | None = None
         log.info("transcription: job %d (recording %d, %s) started, attempt %d", job.id, job.recording_id, job.language,
                  job.attempts)
         try:
@@ -241,6 +247,7 @@ class Transcriptions:
                 log.info("transcription: job %d put back in the queue (the server stops)", job.id)
             else:
                 log.info("transcription: job %d stopped (cancelled)", job.id)
+            self._count("stopped")
             return
         except (TranscriptionFailed, ModelUnavailable, OSError) as exc:
             await self._failed(job, str(exc) or type(exc).__name__, final=isinstance(exc, ModelUnavailable))
@@ -252,10 +259,16 @@ class Transcriptions:
             return
         finally:
             self._running.pop(job.id, None)
+            self._count_running()
+            if source is not None and source.cleanup is not None:
+                await asyncio.to_thread(source.cleanup)
         now = utcnow()
         done = await self.db.run(lambda s: jobs.finish(s, job, transcript.cues, transcript.audio_seconds,
                                                        transcript.real_time_factor, now))
         if done:
+            self._count("done")
+            if self.metrics is not None:
+                self.metrics.transcribed_audio.inc(transcript.audio_seconds)
             log.info("transcription: job %d done: %d cues for %.1f s of audio (real-time factor %.3f)", job.id,
                      len(transcript.cues), transcript.audio_seconds, transcript.real_time_factor or 0.0)
 
@@ -267,7 +280,16 @@ class Transcriptions:
 
         return transcribe(args, make, control, niceness=settings.transcription_nice)
 
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.transcription_jobs.labels(outcome=outcome).inc()
+
+    def _count_running(self) -> None:
+        if self.metrics is not None:
+            self.metrics.transcriptions_running.set(len(self._running))
+
     async def _failed(self, job: jobs.ClaimedJob, reason: str, final: bool = False) -> None:
+        self._count("failed")
         settings, now = self.settings, utcnow()
         state = await self._quietly(lambda s: jobs.fail(s, job, reason, now, settings.transcription_attempts,
                                                         settings.transcription_retry_seconds, final))

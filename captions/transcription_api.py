@@ -1,7 +1,8 @@
 """Asking for a recording's transcription, following it and cancelling it: the API and the page's forms.
 
-Owners, admins and the moderators of the recording's event only (``transcription_jobs.can_transcribe``);
-everyone else gets the 404 a missing recording gets. Cookie sessions send the CSRF token (checked by
+Its managers (owners, admins, the instructors of a course-only recording's course) and the moderators of
+the recording's event only (``transcription_jobs.can_transcribe``); everyone else gets the 404 a missing
+recording gets. Cookie sessions send the CSRF token (checked by
 the request pipeline before any handler runs).
 """
 

@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from live_server.access import Person, can_manage, recording_target
+from live_server import accounts
 from live_server.models import (
-    CaptionSegment, Event, EventModerator, JobState, Recording, RecordingState, TranscriptionJob, User,
+    CaptionSegment, Event, JobState, Recording, RecordingState, TranscriptionJob, User,
 )
 
 from .cues import Cue
@@ -236,13 +236,8 @@ def auto_language(session: Session, recording_id: int, languages: set[str]) -> s
 
 
 def can_transcribe(session: Session, user: User | None, recording: Recording) -> bool:
-    """Owners, admins and the moderators of the recording's event may transcribe it (and cancel)."""
-    if user is None or not user.is_active:
-        return False
-    if can_manage(Person.of(user), recording_target(recording, None)):
-        return True
-    return recording.event_id is not None and bool(session.scalar(select(exists().where(
-        EventModerator.event_id == recording.event_id, EventModerator.user_id == user.id))))
+    """Its managers and its event's moderators may transcribe it (and cancel): ``accounts.can_process_recording``."""
+    return accounts.can_process_recording(session, user, recording)
 
 
 def time_left(progress: float, total: float, started_at: datetime | None, now: datetime) -> float | None:

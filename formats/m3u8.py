@@ -30,6 +30,10 @@ __all__ = [
     "ParsedMediaPlaylist",
     "VariantStream",
     "SubtitleRendition",
+    "AudioRendition",
+    "AUDIO_GROUP",
+    "DESCRIBES_VIDEO",
+    "with_audio_renditions",
     "render_master",
     "parse_master",
     "parse_media_playlist",
@@ -510,6 +514,73 @@ def render_master(
 
 
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"\r\n]*"|[^",\s]*)(,|$)')
+
+
+# --- alternate audio renditions (audio description) ----------------------------------------
+
+AUDIO_GROUP = "aud"
+#: CHARACTERISTICS of an audio rendition that describes the picture (Apple's HLS authoring spec, UTI).
+DESCRIBES_VIDEO = "public.accessibility.describes-video"
+
+
+@dataclass(frozen=True)
+class AudioRendition:
+    """One ``EXT-X-MEDIA:TYPE=AUDIO`` entry of the variants' audio group.
+
+    ``uri`` None: the audio muxed in the variant's own segments (the programme sound), which players
+    play from the variant; with a URI, an audio-only playlist whose segments cover the variant's.
+    """
+
+    name: str
+    language: str | None = None
+    uri: str | None = None
+    default: bool = False
+    autoselect: bool = True
+    characteristics: str | None = None
+
+
+def _audio_line(rendition: AudioRendition, group: str) -> str:
+    attrs = ["TYPE=AUDIO", f"GROUP-ID={_quote(group)}", f"NAME={_quote(rendition.name)}"]
+    if rendition.language:
+        attrs.append(f"LANGUAGE={_quote(rendition.language)}")
+    attrs.append(f"DEFAULT={'YES' if rendition.default else 'NO'}")
+    attrs.append(f"AUTOSELECT={'YES' if rendition.autoselect or rendition.default else 'NO'}")
+    if rendition.characteristics:
+        attrs.append(f"CHARACTERISTICS={_quote(rendition.characteristics)}")
+    if rendition.uri is not None:
+        attrs.append(f"URI={_quote(rendition.uri)}")
+    return "#EXT-X-MEDIA:" + ",".join(attrs)
+
+
+def with_audio_renditions(master: str, renditions: Sequence[AudioRendition], group: str = AUDIO_GROUP) -> str:
+    """``master`` with its audio group replaced by ``renditions`` (none: the group removed).
+
+    A rewrite of the text rather than a re-render, so whatever else the master carries (subtitle
+    renditions, variants' attributes) is kept as it is; applying it twice gives the same text.
+    Every ``EXT-X-STREAM-INF`` names the group (``AUDIO=``); the renditions go before the first variant.
+    """
+    lines = master.splitlines()
+    if not lines or lines[0].strip() != "#EXTM3U":
+        raise PlaylistParseError("line 1: missing #EXTM3U")
+    if renditions and sum(1 for r in renditions if r.default) != 1:
+        raise ValueError("an audio group needs exactly one DEFAULT rendition")
+    kept: list[str] = []
+    for line_no, line in enumerate(lines, start=1):
+        if line.startswith("#EXT-X-MEDIA:") and _attributes(line[len("#EXT-X-MEDIA:"):], line_no).get("TYPE") == "AUDIO":
+            continue
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            attributes = line[len("#EXT-X-STREAM-INF:"):]
+            _attributes(attributes, line_no)  # a list we cannot read is refused, not rewritten
+            parts = [m.group(0).rstrip(",") for m in _ATTRIBUTE.finditer(attributes) if m.group(0)]
+            parts = [p for p in parts if not p.startswith("AUDIO=")]
+            if renditions:
+                parts.append(f"AUDIO={_quote(group)}")
+            line = "#EXT-X-STREAM-INF:" + ",".join(parts)
+        kept.append(line)
+    first_variant = next((i for i, line in enumerate(kept) if line.startswith("#EXT-X-STREAM-INF:")), len(kept))
+    media = [_audio_line(r, group) for r in renditions]
+    return "\n".join(kept[:first_variant] + media + kept[first_variant:]) + "\n"
+
 
 
 def _attributes(text: str, line_no: int) -> dict[str, str]:

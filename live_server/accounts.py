@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 
 from live_server import security
 from live_server.errors import Conflict, NotFound, Unprocessable
-from live_server.models import ApiToken, LoginSession, LtiMembership, Role, User, utcnow
+from live_server.models import (
+    ApiToken, Event, EventModerator, LoginSession, LtiMembership, Recording, Role, User, Visibility, utcnow,
+)
 
 if TYPE_CHECKING:
     from live_server.access import Person
@@ -107,6 +109,22 @@ def person_in_session(session: Session, user: User | None) -> "Person | None":
         return None
     courses, teaching = course_memberships(session, [user.id]).get(user.id, (frozenset(), frozenset()))
     return Person.of(user, None, courses, teaching)
+
+
+def can_process_recording(session: Session, user: User | None, recording: Recording) -> bool:
+    """Work that adds to a recording's media (transcription, audio description): its managers
+    (``access.can_manage``: owners, admins, the instructors of a course-only recording's course) and the
+    moderators of the recording's event."""
+    from live_server.access import Person, can_manage, recording_target
+
+    if user is None or not user.is_active:
+        return False
+    event = session.get(Event, recording.event_id) if recording.event_id is not None else None
+    person = person_in_session(session, user) if recording.visibility == Visibility.COURSE else Person.of(user)
+    if can_manage(person, recording_target(recording, event)):
+        return True
+    return recording.event_id is not None and session.scalar(select(EventModerator.id).where(
+        EventModerator.event_id == recording.event_id, EventModerator.user_id == user.id)) is not None
 
 
 def course_memberships(session: Session, user_ids: Collection[int]) -> dict[int, tuple[frozenset[int], frozenset[int]]]:

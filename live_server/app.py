@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+import shutil
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -68,14 +70,16 @@ from live_server.session_people import SESSION_PEOPLE, SessionPeople
 from live_server.models import Visibility
 from live_server.settings import Settings
 from recorder.recorder import Recorder
-from recorder.storage import RecordingFiles
+from recorder.storage import JOURNAL, RecordingFiles, copy_full_playlist
 from vod.api import RecordingsApi
 from vod.archive import RecordingArchiver
+from vod.audio_description_api import AudioDescriptionApi
+from vod.audio_descriptions import AudioDescriptions
 from vod.catalog import RECORDINGS, RecordingCatalog
 from vod.import_api import ImportApi
 from vod.importer import Importer
 from vod.media import RecordingDirectory, VodMediaHandler
-from vod.objects import build_stores
+from vod.objects import RecordingStores, StoreUnavailable, build_stores
 from vod.page import ReplayPages
 from web import pages
 from web.account_pages import AccountPages
@@ -135,6 +139,14 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
         catalog.ready_listeners.append(archiver.schedule)
         importer.ready_listeners.append(archiver.schedule)
 
+    # Audio description (issue 20): alternate audio renditions of recordings, made in the background.
+    def descriptions_changed(recording_id: int, media_path: str) -> None:
+        recording_directory.invalidate(recording_id)
+        cache.forget_under(settings.media_dir / media_path)
+
+    audio_descriptions = AudioDescriptions(db, settings.media_dir, ffmpeg, settings.espeak_ng,
+                                           settings.audio_description_nice, descriptions_changed)
+
     # BigBlueButton (issue 19): recordings deposited through the importer, webinars broadcast to live events.
     bbb_client = BbbClient(settings.bbb_request_timeout_seconds, settings.bbb_download_timeout_seconds)
     deposit = BbbDeposit(db, bbb_client, importer, max_bytes=settings.import_max_bytes,
@@ -169,7 +181,7 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
             whip = WhipSessions(live, options_from_settings(settings), metrics.drop_counter("whip_converter"))
 
     # Transcription of recordings (queue in the catalog): workers run where media is made, behind live captions.
-    transcriptions = Transcriptions(settings, db, models, ffmpeg, _RecordingAudio(settings.media_dir), captions)
+    transcriptions = Transcriptions(settings, db, models, ffmpeg, _RecordingAudio(settings.media_dir, stores), captions, metrics)
     catalog.ready_listeners.append(transcriptions.recording_ready)
     importer.ready_listeners.append(transcriptions.recording_ready)
 
@@ -222,6 +234,7 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
     app.cleanup_ctx.append(_database(db))
     app.cleanup_ctx.append(_recordings(settings, catalog, importer, archiver))
     app.cleanup_ctx.append(_transcriptions(transcriptions, workers=ingest))
+    app.cleanup_ctx.append(_audio_descriptions(audio_descriptions, recover=ingest))
     app.cleanup_ctx.append(_bigbluebutton(settings, deposit, bbb_client))  # stopped before the importer
     if redis is not None:
         app.cleanup_ctx.append(_redis(redis))
@@ -238,7 +251,7 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
 
     setup_templates(app, WEB_DIR / "templates", settings.public_url)  # Jinja2 with the French/English catalogs (web/i18n.py)
     logins = Logins(db, limiter, metrics, people, settings)
-    replays = ReplayPages(db, passes, settings.cookie_secure)
+    replays = ReplayPages(db, passes, settings.cookie_secure, audio_descriptions)
     vod_media = VodMediaHandler(recording_directory, cache, passes, stores, settings.cookie_secure)
     app.router.add_routes(Ops(db, settings, metrics, viewers, redis, live).routes())
     app.router.add_routes(AuthApi(logins, db).routes())
@@ -246,6 +259,8 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
     app.router.add_routes(CaptionsApi(db, passes).routes())
     app.router.add_routes(ImportApi(db, importer, settings, transcriptions).routes())  # before /api/v1/recordings/{id}
     app.router.add_routes(TranscriptionApi(db, transcriptions).routes())
+    app.router.add_routes(AudioDescriptionApi(db, audio_descriptions, settings.media_dir / "imports",
+                                              settings.import_max_bytes).routes())
     app.router.add_routes(RecordingReadyApi(deposit).routes())
     app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, player_handle, settings).routes())
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
@@ -366,17 +381,37 @@ def _recordings(settings: Settings, catalog: RecordingCatalog, importer: Importe
 
 
 class _RecordingAudio:
-    """A recording's full playlist for transcription, from its folder's one owner (``RecordingFiles``)."""
+    """A recording's full playlist for transcription, from its folder's one owner (``RecordingFiles``); a
+    recording archived to object storage is fetched into a folder of its own for the job's length."""
 
-    def __init__(self, media_dir: Path) -> None:
+    def __init__(self, media_dir: Path, stores: RecordingStores) -> None:
         self.media_dir = media_dir
+        self.stores = stores
 
     def audio_source(self, media_path: str, storage_url: str | None) -> AudioSource:
         found = RecordingFiles.of(self.media_dir, media_path).full_playlist() if media_path else None
-        if found is None:
-            where = "in object storage" if storage_url else "missing"
-            raise TranscriptionFailed(f"the recording's segments are not on this server's disk ({where})")
-        return AudioSource(*found)
+        if found is not None:
+            return AudioSource(*found)
+        if not storage_url:
+            raise TranscriptionFailed("the recording's segments are missing from this server's disk")
+        work = self.media_dir / "transcribing" / secrets.token_hex(8)
+        work.mkdir(parents=True)
+        try:
+            store, where = self.stores.of(storage_url)
+            location = where or storage_url
+            journal = store.read(location, JOURNAL)
+            fetched = None if journal is None else copy_full_playlist(
+                journal, lambda name, target: store.fetch(location, name, target), work)
+        except (StoreUnavailable, OSError) as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            raise TranscriptionFailed(f"the recording could not be read from object storage: {exc}") from exc
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        if fetched is None:
+            shutil.rmtree(work, ignore_errors=True)
+            raise TranscriptionFailed("the recording's full playlist is not in object storage")
+        return AudioSource(*fetched, cleanup=lambda: shutil.rmtree(work, ignore_errors=True))
 
 
 def _transcriptions(transcriptions: Transcriptions, workers: bool) -> Lifecycle:
@@ -389,6 +424,20 @@ def _transcriptions(transcriptions: Transcriptions, workers: bool) -> Lifecycle:
             yield
         finally:
             await transcriptions.close()
+
+    return lifecycle
+
+
+def _audio_descriptions(descriptions: AudioDescriptions, recover: bool) -> Lifecycle:
+    """Tracks left pending by a stopped process are marked failed where media is made; work stops with the app."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if recover:
+            await descriptions.start()
+        try:
+            yield
+        finally:
+            await descriptions.close()
 
     return lifecycle
 

@@ -6,10 +6,10 @@ import re
 import secrets
 import unicodedata
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Collection, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, object_session
 
 from live_server import access, accounts, security
@@ -200,7 +200,10 @@ def get_event(session: Session, ref: str | int, user: User | None = None) -> Eve
 
 def list_events(
     session: Session, user: User | None, state: EventState | None = None, limit: int = 100, title_contains: str | None = None,
+    courses: Collection[int] = (),
 ) -> list[Event]:
+    """Events ``user`` may see: theirs, the listed visibilities, and the course-only events of ``courses`` (the
+    LTI contexts they launched from, as learners or instructors: ``access.can_view``; instructors manage them too)."""
     query = select(Event).order_by(Event.scheduled_start.is_(None), Event.scheduled_start, Event.id)
     if title_contains:
         escaped = title_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -212,6 +215,7 @@ def list_events(
             or_(
                 Event.owner_id == user.id,
                 Event.visibility.in_([Visibility.PUBLIC, Visibility.PASSWORD, Visibility.AUTHENTICATED]),
+                *([and_(Event.visibility == Visibility.COURSE, Event.lti_context_id.in_(sorted(courses)))] if courses else []),
             )
         )
     if state is not None:

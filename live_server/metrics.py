@@ -54,6 +54,18 @@ class Metrics:
             "live_caption_delay_seconds", "From the end of speech (wall clock of its media) to its final cue",
             buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0), registry=r,
         )
+        self.transcriptions_running = Gauge(
+            "live_transcriptions_running", "Recording transcriptions running in this process", registry=r
+        )
+        self.transcription_jobs = Counter(
+            "live_transcription_jobs", "Transcription attempts that ended here, by outcome (done, failed: the reason is "
+            "on the job; stopped: cancelled, or put back in the queue when the server stops)", ["outcome"], registry=r,
+        )
+        for outcome in ("done", "failed", "stopped"):
+            self.transcription_jobs.labels(outcome=outcome)
+        self.transcribed_audio = Counter(
+            "live_transcribed_audio_seconds", "Seconds of recordings' audio transcribed here", registry=r
+        )
         self.recordings_active = Gauge("live_recordings_active", "Recordings in progress in this process", registry=r)
         self.recorded_segments = Counter("live_recorded_segments", "Segments stored into recordings", registry=r)
         self.recordings_refused = Counter(

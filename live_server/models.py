@@ -424,6 +424,33 @@ class TranscriptionJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
+class AudioDescriptionState(str, enum.Enum):
+    PENDING = "pending"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class AudioDescription(Base):
+    """A recording's audio-description track in one language (``vod/audio_descriptions.py``): an uploaded
+    audio file or speech generated from a WebVTT descriptions text, packaged as an alternate HLS audio
+    rendition beside the recording's segments. One per recording and language; a new one replaces it."""
+
+    __tablename__ = "audio_descriptions"
+    __table_args__ = (UniqueConstraint("recording_id", "language", name="uq_audio_descriptions_recording_language"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    language: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(20))  # "upload" or "descriptions"
+    state: Mapped[AudioDescriptionState] = mapped_column(_enum(AudioDescriptionState, "audio_description_state"),
+                                                         default=AudioDescriptionState.PENDING)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)  # why it failed, for the owner
+    cues: Mapped[int] = mapped_column(Integer, default=0)  # descriptions spoken (0 for an upload)
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
 class AudienceMinute(Base):
     """One process's view of one minute of an event's live audience (``audience/``).
 

@@ -311,6 +311,14 @@ class Settings(BaseModel):
         10, ge=0, le=19, description="Scheduling niceness of transcription threads and their ffmpeg (live captions keep 0)."
     )
 
+    # --- Audio description -----------------------------------------------------------------
+    espeak_ng: str = Field(
+        "espeak-ng", description="The espeak-ng binary that speaks audio descriptions (a path, or a name looked up on PATH).",
+    )
+    audio_description_nice: int = Field(
+        10, ge=0, le=19, description="Scheduling niceness of audio-description generation (espeak-ng and ffmpeg).",
+    )
+
     # --- Audience insight ------------------------------------------------------------------
     audience_enabled: bool = Field(
         True, description="Collect audience figures (viewers per minute, watch time, replay heatmaps) for event owners.",

@@ -15,6 +15,9 @@ Layout of ``recordings/<event id>/<run>/``:
 - ``vod.m3u8``: what players get: the full playlist or its trimmed view (playlist-level trim);
 - ``master.m3u8``: one variant (codecs and resolution from the live master) pointing at ``vod.m3u8``;
 - ``thumbnail.jpg``, ``download.mp4`` (made by ``vod/``'s tools at the paths given here);
+- ``ad-<lang>.m3u8`` and ``ad-<lang>_<version>_<segment>.ts``: an audio-description rendition, one audio
+  segment per video segment (``vod/audio_descriptions.py`` makes them in ``.ad-<lang>.work/``, installed here;
+  a new version gets new names, since players and the media cache keep segments as immutable);
 - imports (``recordings/imported/<id>/``) have the same layout.
 
 This module is the one owner of that layout: the recorder writes a run here and the catalog
@@ -27,11 +30,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from formats.m3u8 import (
+    AudioRendition,
     PlaylistParseError,
     Segment,
     VariantStream,
@@ -43,6 +47,7 @@ from formats.m3u8 import (
     render_master,
     render_vod,
     target_duration_for,
+    with_audio_renditions,
 )
 from live_server.files import write_atomic
 from live_server.layout import MASTER_PLAYLIST, live_run_of_recording
@@ -58,7 +63,27 @@ PLAYLISTS = (JOURNAL, VOD_PLAYLIST, MASTER)  # kept on local disk as a cached co
 _ASIDE = ".deleted-"  # prefix of a folder being deleted
 _SEGMENT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(ts|m4s)$")
 _INIT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.mp4$")
+_AD_PLAYLIST = re.compile(r"^ad-([a-z0-9-]{2,16})\.m3u8$")
+_AD_SEGMENT = re.compile(r"^ad-([a-z0-9-]{2,16})_([0-9]{1,12})_[A-Za-z0-9_-]+\.ts$")
 _REMUX_PLAYLIST = ".remux-{}.m3u8"  # an fMP4 view's publish sessions, for the MP4 remux (hidden: never stored)
+
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")  # a segment or init section, never a path
+
+
+def copy_full_playlist(journal: bytes, fetch: Callable[[str, Path], None], target: Path) -> tuple[Path, float] | None:
+    """An archived recording's journal and every file it names, fetched into ``target`` (an empty folder):
+    what a transcription reads when the segments are only in object storage. None when the journal names
+    nothing or a name that is not a plain file name (it is read back from outside this disk)."""
+    text = journal.decode("utf-8", "replace")
+    listed = parse_journal(text)
+    names = sorted({s.uri for s in listed} | {s.map_uri for s in listed if s.map_uri is not None})
+    if not listed or not all(_SEGMENT_NAME.match(s.uri) for s in listed) or not all(_FILE_NAME.match(n) for n in names):
+        return None
+    for name in names:
+        fetch(name, target / name)
+    write_atomic(target / JOURNAL, text)
+    return target / JOURNAL, round(sum(s.duration for s in listed), 3)
+
 
 
 class TrimError(ValueError):
@@ -162,7 +187,23 @@ def read_live_master(live_run: Path) -> str | None:
 
 def served_as_is(name: str) -> bool:
     """Whether players may fetch this file of a recording without the view listing it."""
-    return name in (MASTER, VOD_PLAYLIST, THUMBNAIL)
+    return name in (MASTER, VOD_PLAYLIST, THUMBNAIL) or _AD_PLAYLIST.match(name) is not None
+
+
+def listing_playlist(name: str) -> str:
+    """The playlist that must list a segment for players to get it: an audio-description segment's own
+    rendition playlist, else the view (``vod.m3u8``)."""
+    match = _AD_SEGMENT.match(name)
+    return audio_description_playlist(match.group(1)) if match else VOD_PLAYLIST
+
+
+def audio_description_playlist(language: str) -> str:
+    """The audio-description rendition's playlist, named in the master (``language``: a lower-case code)."""
+    return f"ad-{language}.m3u8"
+
+
+def _audio_description_segment(language: str, version: int, video_segment: str) -> str:
+    return f"ad-{language}_{version}_{Path(video_segment).stem}.ts"
 
 
 def listed_names(view: bytes) -> frozenset[str]:
@@ -350,6 +391,9 @@ class RecordingFiles:
         kept, offset = trimmed(self.journal_segments(require_files), start, end)
         write_atomic(self.folder / VOD_PLAYLIST, render_vod(kept))
         self.download.unlink(missing_ok=True)  # the download follows the view
+        if require_files:
+            for language in self.audio_description_languages():  # audio descriptions follow it too
+                self._write_audio_description_view(language)
         return round(offset, 3), round(sum(s.duration for s in kept), 3)
 
     def trim(self, start: float, end: float | None, remote: RemoteCopy | None = None) -> tuple[float, float]:
@@ -379,6 +423,88 @@ class RecordingFiles:
         except (FileNotFoundError, PlaylistParseError):
             return []
         return parsed.playlist.segments
+
+    # --- audio description (alternate audio renditions) ----------------------------------------
+    def audio_description_groups(self) -> list[list[tuple[Path, Segment]]]:
+        """The journal's segments (the full timeline, so a trim never needs a new track), in runs without
+        a discontinuity (one continuous clock each); raises ValueError when they cannot carry a track."""
+        listed = self.journal_segments()
+        if not listed:
+            raise ValueError("the recording's segments are not on this server's disk")
+        if any(s.map_uri is not None for s in listed):
+            raise ValueError("audio description is not available yet for Low-Latency (fMP4) recordings")
+        groups: list[list[tuple[Path, Segment]]] = []
+        for segment in listed:
+            if not groups or segment.discontinuity:
+                groups.append([])
+            groups[-1].append((self.path_of(segment), segment))
+        return groups
+
+    def audio_description_work(self, language: str) -> Path:
+        """An empty scratch folder for making a track, inside the recording's folder (hidden, never served;
+        it goes with the folder if the recording is deleted meanwhile). Raises OSError without the folder."""
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"{self.folder} is gone")
+        work = self.folder / f".ad-{language}.work"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        return work
+
+    def install_audio_description(self, language: str, version: int, produced: Sequence[tuple[Path, Segment]]) -> None:
+        """Move a made track's segments in (one per video segment, ``produced`` pairs each made file with its
+        video segment), list them beside the view, then drop an earlier version's segments."""
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"{self.folder} is gone")
+        for made, segment in produced:
+            os.replace(made, self.folder / _audio_description_segment(language, version, segment.uri))
+        self._write_audio_description_view(language, version)
+        self._remove_audio_segments(language, keep=version)
+
+    def _installed_version(self, language: str) -> int | None:
+        try:
+            listed = parse_media_playlist((self.folder / audio_description_playlist(language)).read_text("utf-8"))
+        except (FileNotFoundError, PlaylistParseError):
+            return None
+        match = _AD_SEGMENT.match(listed.playlist.segments[0].uri) if listed.playlist.segments else None
+        return int(match.group(2)) if match else None
+
+    def _write_audio_description_view(self, language: str, version: int | None = None) -> None:
+        """The rendition's playlist: the view's segments, each with its audio segment (same durations)."""
+        version = self._installed_version(language) if version is None else version
+        if version is None:
+            return
+        view = self.view_segments() or self.journal_segments()
+        audio = [replace(s, uri=_audio_description_segment(language, version, s.uri)) for s in view]
+        if audio and all((self.folder / s.uri).is_file() for s in audio):
+            write_atomic(self.folder / audio_description_playlist(language), render_vod(audio))
+
+    def audio_description_languages(self) -> list[str]:
+        """Languages whose rendition is installed here."""
+        return sorted(m.group(1) for e in os.scandir(self.folder) if (m := _AD_PLAYLIST.match(e.name))) \
+            if self.folder.is_dir() else []
+
+    def remove_audio_description(self, language: str) -> None:
+        """The rendition's playlist first (players stop finding it), then its segments and any scratch folder."""
+        (self.folder / audio_description_playlist(language)).unlink(missing_ok=True)
+        self._remove_audio_segments(language)
+        shutil.rmtree(self.folder / f".ad-{language}.work", ignore_errors=True)
+
+    def _remove_audio_segments(self, language: str, keep: int | None = None) -> None:
+        if not self.folder.is_dir():
+            return
+        for entry in os.scandir(self.folder):
+            match = _AD_SEGMENT.match(entry.name)
+            if match and match.group(1) == language and (keep is None or int(match.group(2)) != keep):
+                os.unlink(entry.path)
+
+    def set_audio_renditions(self, renditions: Sequence[AudioRendition]) -> None:
+        """The master's audio group (the one place the recording's master gets alternate audio): the
+        programme's rendition and each description's, or none at all."""
+        master = self.folder / MASTER
+        text = master.read_text(encoding="utf-8")
+        updated = with_audio_renditions(text, renditions)
+        if updated != text:
+            write_atomic(master, updated)
 
     # --- object storage --------------------------------------------------------------------
     def remote_journal(self, remote: RemoteCopy) -> list[Segment]:

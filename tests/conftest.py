@@ -18,7 +18,7 @@ from tests.support import Account, stream_key_cipher
 
 #: Fixtures shared by every directory: one Chromium per test process (``browser``, ``webrtc_browser``),
 #: and the guard against a blocked event loop (``loop_guard``).
-pytest_plugins = ["tests.browser", "tests.loop_guard"]
+pytest_plugins = ["tests.browser", "tests.loop_guard", "tests.cpu_profile"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("LIVE_TEST_POSTGRES", "postgresql+psycopg://root@127.0.0.1:5432/test")

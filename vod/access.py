@@ -1,18 +1,21 @@
 """Who may see and manage a recording, and how it looks in the API.
 
-The rules are the events' (``live_server/events.py``): owners and admins manage; authenticated
-recordings answer 404 to anonymous callers; only ready recordings are shown to non-owners.
+The rule is the one of ``live_server/access.py``, as for events (``live_server/events.py``): owners,
+admins and the instructors of a course-only recording's course manage it (``access.can_manage``:
+edit, chapters, trim, transcription); deleting stays its owner's or an admin's (``access.owns``).
+Authenticated recordings answer 404 to anonymous callers; only ready recordings are shown to non-managers.
+This module only reads the catalog rows the rule needs.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Collection
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session, object_session
 
-from live_server import accounts
+from live_server import access, accounts
 from live_server.access import Decision, Person, can_view, recording_target
 from live_server.errors import Forbidden, NotFound
 from live_server.models import Event, Recording, RecordingState, Role, User, Visibility
@@ -20,8 +23,24 @@ from live_server.models import Event, Recording, RecordingState, Role, User, Vis
 PUBLIC_REF = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 
 
-def can_manage(user: User | None, recording: Recording) -> bool:
-    return user is not None and (user.role == Role.ADMIN or recording.owner_id == user.id)
+def manages(user: User | None, recording: Recording, person: Person | None = None) -> bool:
+    """``access.can_manage`` for a recording row. The user's courses (``person``, else read in the row's session)
+    and the event whose course a recording may follow are only needed for a course-only recording they do not own."""
+    plain = Person.of(user)
+    target = recording_target(recording, None)
+    if user is None or access.owns(plain, target) or recording.visibility != Visibility.COURSE:
+        return access.owns(plain, target)
+    session = object_session(recording)
+    if session is None:
+        return False
+    event = session.get(Event, recording.event_id) \
+        if recording.lti_context_id is None and recording.event_id is not None else None
+    return access.can_manage(person or accounts.person_in_session(session, user), recording_target(recording, event))
+
+
+def owns(user: User | None, recording: Recording) -> bool:
+    """Owners and admins (``access.owns``): deleting the recording."""
+    return access.owns(Person.of(user), recording_target(recording, None))
 
 
 def ensure_readable(user: User | None, recording: Recording) -> None:
@@ -42,7 +61,7 @@ def find(session: Session, ref: str, user: User | None) -> Recording:
     row: Recording | None = None
     if ref.isascii() and ref.isdigit():
         row = session.get(Recording, int(ref)) if len(ref) < 19 else None
-        if row is not None and row.visibility == Visibility.UNLISTED and not can_manage(user, row):
+        if row is not None and row.visibility == Visibility.UNLISTED and not manages(user, row):
             row = None
     elif PUBLIC_REF.match(ref):
         row = session.scalar(select(Recording).where(Recording.public_id == ref))
@@ -52,22 +71,40 @@ def find(session: Session, ref: str, user: User | None) -> Recording:
 
 
 def ensure_manageable(user: User | None, recording: Recording) -> None:
-    if can_manage(user, recording):
+    """Managers pass; others who may see it get 403, the rest 404 (a course-only recording is not told to outsiders)."""
+    if manages(user, recording):
         return
     ensure_readable(user, recording)
-    raise Forbidden("you can only manage your own recordings")
+    raise Forbidden("you can only manage your own recordings or your course's")
 
 
-def listed(user: User | None) -> Select[tuple[Recording]]:
-    """Recordings a caller finds in lists and search (unlisted ones only by their owner)."""
+def ensure_deletable(user: User | None, recording: Recording) -> None:
+    """Deleting is the owner's (or an admin's): a course's other instructors edit it, they do not remove it."""
+    ensure_manageable(user, recording)
+    if not owns(user, recording):
+        raise Forbidden("only the recording's owner or an admin can delete it")
+
+
+def listed(user: User | None, courses: Collection[int] = ()) -> Select[tuple[Recording]]:
+    """Recordings a caller finds in lists and search (unlisted ones only by their owner); ``courses``: the LTI
+    contexts they launched from, whose ready course-only recordings they may see (``access.can_view``; a
+    recording's course is its own, else its event's, as ``access.recording_target`` says)."""
     query = select(Recording)
     if user is not None and user.role == Role.ADMIN:
         return query
     shown = [Visibility.PUBLIC, Visibility.PASSWORD]
     if user is not None:
         shown.append(Visibility.AUTHENTICATED)
-    public = (Recording.visibility.in_(shown)) & (Recording.state == RecordingState.READY)
-    return query.where(or_(public, Recording.owner_id == user.id) if user is not None else public)
+    ready = Recording.state == RecordingState.READY
+    visible: list[ColumnElement[bool]] = [Recording.visibility.in_(shown) & ready]
+    if user is not None:
+        visible.append(Recording.owner_id == user.id)
+        if courses:
+            ids = sorted(courses)
+            of_course = or_(Recording.lti_context_id.in_(ids), Recording.lti_context_id.is_(None) & Recording.event_id.in_(
+                select(Event.id).where(Event.lti_context_id.in_(ids))))
+            visible.append((Recording.visibility == Visibility.COURSE) & ready & of_course)
+    return query.where(or_(*visible))
 
 
 def recording_json(recording: Recording, base_url: str, manage: bool) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from live_server import events as ev
+from live_server.access import person_of
 from live_server.errors import NotFound, Unprocessable
 from live_server.db import Database
 from live_server.http_request import identity_of, json_body, require_identity
@@ -41,6 +42,12 @@ class ChapterUpdate(BaseModel):
 def _user(request: web.Request) -> User | None:
     identity = identity_of(request)
     return identity.user if identity else None
+
+
+def _courses(request: web.Request) -> frozenset[int]:
+    """The LTI courses the caller launched from, as the request resolved them (their course-only recordings)."""
+    identity = identity_of(request)
+    return identity.courses if identity else frozenset()
 
 
 def _get(session: Session, recording_id: int) -> Recording:
@@ -135,17 +142,19 @@ class RecordingsApi:
         return row
 
     def _json(self, request: web.Request, row: Recording, user: User | None) -> dict[str, Any]:
-        return access.recording_json(row, self.settings.base_url, access.can_manage(user, row))
+        manage = access.manages(user, row, person_of(identity_of(request)))  # the caller's courses, as resolved
+        return access.recording_json(row, self.settings.base_url, manage)
 
     async def list_recordings(self, request: web.Request) -> web.Response:
         user = _user(request)
+        courses = _courses(request)
         event_ref = request.query.get("event")
         state = request.query.get("state")
         if state is not None and state not in {s.value for s in RecordingState}:
             raise Unprocessable(f"state must be one of {', '.join(s.value for s in RecordingState)}")
 
         def work(session: Session) -> list[dict[str, Any]]:
-            query = access.listed(user)
+            query = access.listed(user, courses)
             if event_ref:
                 event = ev.get_event(session, event_ref, user)
                 ev.ensure_readable(user, event)
@@ -180,7 +189,13 @@ class RecordingsApi:
     async def delete_recording(self, request: web.Request) -> web.Response:
         identity = require_identity(request)
         recording_id = await self._recording_id(request)
-        row = await self.db.run(lambda s: _manageable(s, recording_id, identity.user))
+
+        def deletable(session: Session) -> Recording:
+            row = _get(session, recording_id)
+            access.ensure_deletable(identity.user, row)  # a course's other instructors edit it, they do not delete it
+            return row
+
+        row = await self.db.run(deletable)
         await self.catalog.delete(recording_id)
         self.directory.invalidate(recording_id)
         self.cache.forget_under(self.settings.media_dir / row.media_path)
@@ -344,7 +359,8 @@ class RecordingsApi:
         if not search.words(query):
             raise Unprocessable("q: give at least one word to search for")
         base_url = self.settings.base_url
-        results = await self.db.run(lambda s: search.search(s, user, query, base_url))
+        courses = _courses(request)
+        results = await self.db.run(lambda s: search.search(s, user, query, base_url, courses=courses))
         return web.json_response({"query": query, "results": results})
 
     async def vod_media(self, request: web.Request) -> web.StreamResponse:

@@ -31,7 +31,7 @@ from live_server.db import Database
 from live_server.access import Decision, Target, can_manage, can_view, recording_target
 from live_server.models import Event, Recording, Visibility
 from live_server.passes import MediaPasses
-from recorder.storage import RecordingFiles, listed_names, served_as_is
+from recorder.storage import listed_names, listing_playlist, served_as_is
 from web.media import CONTENT_TYPES, SAFE_TAIL, MediaCache, PersonSource
 
 from .access import PUBLIC_REF
@@ -58,7 +58,7 @@ class RecordingDirectory:
         self.media_dir = media_dir
         self.ttl = ttl_seconds
         self._cache: dict[str, tuple[float, RecordingLocation | None]] = {}
-        self._views: dict[int, tuple[bytes, frozenset[str]]] = {}
+        self._views: dict[tuple[int, str], tuple[bytes, frozenset[str]]] = {}
 
     async def locate(self, ref: int | str) -> RecordingLocation | None:
         key = str(ref)
@@ -91,15 +91,16 @@ class RecordingDirectory:
                     or (loc is not None and loc.recording_id == recording_id)]:
             self._cache.pop(key, None)
 
-    def view_names(self, recording_id: int, view: bytes) -> frozenset[str]:
-        """The files the current view (``vod.m3u8``) lists; parsed once per version of the playlist."""
-        cached = self._views.get(recording_id)
+    def view_names(self, recording_id: int, view: bytes, playlist: str) -> frozenset[str]:
+        """The files a playlist players get (the view ``vod.m3u8``, or an audio-description rendition's) lists;
+        parsed once per version of the playlist."""
+        cached = self._views.get((recording_id, playlist))
         if cached is not None and cached[0] is view:
             return cached[1]
         names = listed_names(view)
         if len(self._views) > 10_000:
             self._views.clear()
-        self._views[recording_id] = (view, names)
+        self._views[(recording_id, playlist)] = (view, names)
         return names
 
 
@@ -192,18 +193,19 @@ class VodMediaHandler:
         raise web.HTTPFound(url, headers={"Cache-Control": cache_control})
 
     async def _in_view(self, location: RecordingLocation, name: str) -> bool:
-        """Players get what the current view lists: a trimmed-out segment is not served."""
+        """Players get what the current view lists (an audio-description segment: what its rendition's
+        playlist lists): a trimmed-out segment is not served."""
         if name.endswith(".m3u8"):
             return False  # the journal and any other playlist: not for players
-        view_path = RecordingFiles(location.folder).view
+        playlist = listing_playlist(name)
         if location.storage_url is None:
-            view = await self.cache.read(view_path, immutable=False)
+            view = await self.cache.read(location.folder / playlist, immutable=False)
         else:
             try:
-                view = await self._playlist(location, view_path.name)
+                view = await self._playlist(location, playlist)
             except web.HTTPNotFound:
                 view = None
-        return view is not None and name in self.directory.view_names(location.recording_id, view)
+        return view is not None and name in self.directory.view_names(location.recording_id, view, playlist)
 
     async def _playlist(self, location: RecordingLocation, name: str) -> bytes:
         """The cached copy kept beside the (removed) media, else the object."""

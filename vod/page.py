@@ -16,10 +16,11 @@ from live_server.access import Decision, can_view, person_of, recording_target
 from live_server.errors import NotFound
 from live_server.db import Database
 from live_server.http_request import identity_of
-from live_server.models import CaptionSegment, Event, Recording, RecordingState, User, Visibility
+from live_server.models import AudioDescription, CaptionSegment, Event, Recording, RecordingState, User, Visibility
 from live_server.passes import MediaPasses
 
 from . import access
+from .audio_descriptions import AudioDescriptions, can_describe, track_json
 
 
 def decide(passes: MediaPasses, request: web.Request, session: Session, row: Recording) -> Decision:
@@ -77,17 +78,39 @@ class ReplayView:
 class ReplayPages:
     """The replay page's access, unlock and media pass, with the catalog and the passes given at wiring."""
 
-    def __init__(self, db: Database, passes: MediaPasses, cookie_secure: str) -> None:
+    def __init__(self, db: Database, passes: MediaPasses, cookie_secure: str,
+                 descriptions: AudioDescriptions | None = None) -> None:
         self.db = db
         self.passes = passes
         self.cookie_secure = cookie_secure
+        self.descriptions = descriptions  # the audio-description panel; None: no panel
+
+    async def audio_description_panel(self, view: ReplayView, user: User | None) -> dict[str, Any] | None:
+        """The recording's audio-description tracks and the voices at hand, for those who may change them."""
+        if self.descriptions is None or user is None or view.locked or view.recording.state != RecordingState.READY:
+            return None
+        base = f"/vod/{view.recording.public_ref}"
+
+        def work(session: Session) -> list[dict[str, Any]] | None:
+            row = session.get(Recording, view.recording.id)
+            if row is None or not can_describe(session, user, row):
+                return None
+            rows = session.scalars(select(AudioDescription).where(AudioDescription.recording_id == row.id)
+                                   .order_by(AudioDescription.language)).all()
+            return [track_json(t, base) for t in rows]
+
+        tracks = await self.db.run(work)
+        if tracks is None:
+            return None
+        voices = sorted(v for v in await self.descriptions.voices() if "-" not in v)
+        return {"tracks": tracks, "voices": voices}
 
     async def replay_view(self, request: web.Request) -> ReplayView:
         identity = identity_of(request)
         user = identity.user if identity else None
         ref = request.match_info["id"]
 
-        def work(session: Session) -> tuple[Recording, Event | None, Decision, str | None]:
+        def work(session: Session) -> tuple[Recording, Event | None, Decision, str | None, bool]:
             row = access.find(session, ref, user)
             decision = decide(self.passes, request, session, row)
             if decision is Decision.LOGIN_REQUIRED:
@@ -96,10 +119,10 @@ class ReplayPages:
                 raise NotFound("no such recording")
             # A transcribed recording's track says its language (an import has no event to ask).
             transcribed = session.scalar(select(CaptionSegment.language).where(CaptionSegment.recording_id == row.id).limit(1))
-            return row, session.get(Event, row.event_id) if row.event_id is not None else None, decision, transcribed
+            event = session.get(Event, row.event_id) if row.event_id is not None else None
+            return row, event, decision, transcribed, access.manages(user, row, person_of(identity))  # owners and the course's instructors
 
-        row, event, decision, transcribed = await self.db.run(work)
-        manager = access.can_manage(user, row)
+        row, event, decision, transcribed, manager = await self.db.run(work)
         locked = decision is Decision.PASSWORD_REQUIRED
         if event is None:
             return ReplayView(row, None, None, manager, locked, transcribed, None)

@@ -10,12 +10,13 @@ in several languages, and a word typed is a word said.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Collection
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from live_server.models import Recording, User
+from live_server import accounts
+from live_server.models import Recording, User, Visibility
 
 from . import access
 
@@ -58,8 +59,10 @@ def _recording_hits(session: Session, terms: list[str]) -> list[int]:
     return [row[0] for row in session.execute(sql, {"q": _fts5_query(terms), "n": MAX_HITS})]
 
 
-def search(session: Session, user: User | None, query: str, base_url: str, limit: int = 50) -> list[dict[str, Any]]:
-    """Recordings the caller may see that match, best first, each with the moments that match."""
+def search(session: Session, user: User | None, query: str, base_url: str, limit: int = 50,
+           courses: Collection[int] = ()) -> list[dict[str, Any]]:
+    """Recordings the caller may see (``courses``: their LTI courses, see ``access.listed``) that match, best
+    first, each with the moments that match."""
     terms = words(query)
     if not terms:
         return []
@@ -67,7 +70,7 @@ def search(session: Session, user: User | None, query: str, base_url: str, limit
     title_hits = set(_recording_hits(session, terms))
     event_ids = {hit.event_id for hit in caption_hits if hit.recording_id is None}
     candidates = title_hits | {hit.recording_id for hit in caption_hits if hit.recording_id is not None}
-    visible_query = access.listed(user)
+    visible_query = access.listed(user, courses)
     rows: dict[int, Recording] = {}
     if candidates:
         rows.update({r.id: r for r in session.scalars(visible_query.where(Recording.id.in_(candidates)))})
@@ -92,13 +95,14 @@ def search(session: Session, user: User | None, query: str, base_url: str, limit
             {"start": round(max(offset, 0.0), 3), "end": round(hit.end_seconds - recording.trim_start, 3),
              "text": hit.text, "language": hit.language})  # the page marks the excerpt with it (WCAG 3.1.2)
     ranked: list[tuple[bool, int, int, dict[str, Any]]] = []
+    person = accounts.person_in_session(session, user) if any(r.visibility == Visibility.COURSE for r in rows.values()) else None
     for recording_id, recording in rows.items():
         in_title = recording_id in title_hits
         found = matches.get(recording_id, [])
         if not in_title and not found:
             continue
         ranked.append((not in_title, -len(found), recording_id, {
-            "recording": access.recording_json(recording, base_url, access.can_manage(user, recording)),
+            "recording": access.recording_json(recording, base_url, access.manages(user, recording, person)),
             "title_match": in_title,
             "matches": found[:50],
         }))

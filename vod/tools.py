@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 class FfmpegFailed(Exception):
@@ -54,10 +54,13 @@ def remux_args(ffmpeg: str, concat_file: Path, output: Path) -> list[str]:
             "-f", "mp4", str(output)]
 
 
-async def run_ffmpeg(args: Sequence[str], timeout: float) -> None:
+async def run_ffmpeg(args: Sequence[str], timeout: float, started: Callable[[int], None] | None = None) -> None:
+    """Run ffmpeg to its end; ``started`` is told its pid (to lower its priority)."""
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
+    if started is not None:
+        started(proc.pid)
     try:
         _, stderr = await asyncio.wait_for(proc.communicate(), timeout)
     except asyncio.TimeoutError:

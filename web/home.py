@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from live_server import events as ev
 from live_server.db import Database
+from live_server.http_request import identity_of
 from live_server.models import Event, EventState, Recording, RecordingState
 from vod import access as recording_access
 from vod import search as transcript_search
@@ -24,6 +25,12 @@ UPCOMING_SHOWN = 12
 RECORDINGS_SHOWN = 8
 QUERY_MAX = 200
 FAVICON = Path(__file__).resolve().parent / "static" / "favicon.ico"  # drawn from favicon.svg (16, 32, 48 px)
+
+
+def _courses(request: web.Request) -> frozenset[int]:
+    """The LTI courses the visitor launched from: their course-only events and recordings are theirs to see too."""
+    identity = identity_of(request)
+    return identity.courses if identity else frozenset()
 
 
 @dataclass
@@ -47,16 +54,16 @@ class HomePages:
         ]
 
     async def home(self, request: web.Request) -> web.Response:
-        user = current_user(request)
+        user, courses = current_user(request), _courses(request)
 
         def work(session: Session) -> dict[str, Any]:
             recent = session.scalars(
-                recording_access.listed(user).where(Recording.state == RecordingState.READY)
+                recording_access.listed(user, courses).where(Recording.state == RecordingState.READY)
                 .order_by(Recording.created_at.desc(), Recording.id.desc()).limit(RECORDINGS_SHOWN)
             )
             return {
-                "live": ev.list_events(session, user, EventState.LIVE),
-                "upcoming": ev.list_events(session, user, EventState.SCHEDULED, limit=UPCOMING_SHOWN),
+                "live": ev.list_events(session, user, EventState.LIVE, courses=courses),
+                "upcoming": ev.list_events(session, user, EventState.SCHEDULED, limit=UPCOMING_SHOWN, courses=courses),
                 "recordings": list(recent),
             }
 
@@ -67,7 +74,7 @@ class HomePages:
 
     async def search(self, request: web.Request) -> web.Response:
         """Events by title, and recordings by title, description and what was said (vod/search.py)."""
-        user = current_user(request)
+        user, courses = current_user(request), _courses(request)
         query = request.query.get("q", "").strip()[:QUERY_MAX]
         base = site_url(request)
 
@@ -75,8 +82,8 @@ class HomePages:
             if not transcript_search.words(query):
                 return {"events": [], "recordings": []}
             return {
-                "events": ev.list_events(session, user, title_contains=query, limit=50),
-                "recordings": transcript_search.search(session, user, query, base),
+                "events": ev.list_events(session, user, title_contains=query, limit=50, courses=courses),
+                "recordings": transcript_search.search(session, user, query, base, courses=courses),
             }
 
         results = await self.db.run(work)

@@ -30,7 +30,7 @@ from web.templating import page_context, translator
 from vod.page import ReplayPages, event_replay, password_matches
 from web.media import ViewerCounter
 from web.audience_tab import AudienceTab
-from web.transcription_view import TranscriptionStatus, decorate, language_options
+from web.transcription_view import TranscriptionStatus, decorate, language_name, language_options
 
 
 def _csrf_for(request: web.Request, response_cookies: dict[str, str]) -> str:
@@ -282,6 +282,16 @@ class Pages:
                     "languages": language_options(panel["languages"], lang),
                     "default": (panel["job"] or {}).get("language") or view.caption_language or identity.user.transcription_language,
                 }
+        described = await self.replays.audio_description_panel(view, identity.user if identity else None)
+        if described is not None:
+            lang = page_context(request)["lang"]
+            context["audio_description"] = {
+                "tracks": [{**t, "language_name": language_name(t["language"], lang),
+                            "language_word": language_name(t["language"], lang, capital=False)} for t in described["tracks"]],
+                # espeak-ng's voices that have a name (it also speaks Klingon, "piqd", which no page language names)
+                "languages": [o for o in language_options(described["voices"], lang) if o[1] != o[0]],
+                "default": view.caption_language or lang,
+            }
         response = render(request, "replay.html", context)
         self.replays.grant_pass(request, response, view)
         if view.recording.lti_context_id is not None or (view.event is not None and view.event.lti_context_id is not None):

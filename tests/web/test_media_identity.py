@@ -32,8 +32,11 @@ PLAYLIST = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nse
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], migrated_url: str) -> Settings:
-    # Access facts of events cached for a minute: the statements left are the viewers' identities.
-    return make_settings(database_url=migrated_url, media_identity_ttl_seconds=TTL, media_directory_ttl_seconds=60)
+    # Access facts of events cached for a minute: the statements left are the viewers' identities. No
+    # transcription worker: its poll for queued jobs (every transcription_poll_seconds) is a statement
+    # on the same engine that no viewer caused.
+    return make_settings(database_url=migrated_url, media_identity_ttl_seconds=TTL, media_directory_ttl_seconds=60,
+                         transcription_workers=0)
 
 
 def _live_event(db: Database, media_dir: Path, owner_id: int, visibility: str, password: str | None = None) -> str:

@@ -130,6 +130,7 @@
       hls.on(window.Hls.Events.MANIFEST_PARSED, function () { retryDelay = 2000; fillLevels(); play(); });
       hls.on(window.Hls.Events.LEVEL_SWITCHED, showLevel);
       hls.on(window.Hls.Events.SUBTITLE_TRACKS_UPDATED, applyCaptions);
+      if (window.AudioTracks) window.AudioTracks.attach(hls, document.getElementById("audio-tracks"));  // recordings' audio description
       hls.loadSource(src);
       hls.attachMedia(video);
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {

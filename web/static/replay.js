@@ -38,6 +38,7 @@
       if (data.fatal && data.type === window.Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
       else if (data.fatal && data.type === window.Hls.ErrorTypes.NETWORK_ERROR) setTimeout(function () { hls.startLoad(); }, 3000);
     });
+    if (window.AudioTracks) window.AudioTracks.attach(hls, $("audio-tracks"));  // the audio-description choice
     hls.loadSource(video.dataset.src);
     hls.attachMedia(video);
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
@@ -214,4 +215,35 @@
       sync(start === null ? video.currentTime : start);
     })
     .catch(function () { transcriptEmpty.hidden = false; /* the video still plays */ });
+
+  // --- the audio-description form (its owners): sent with the CSRF header, so a long sound file streams to
+  // disk (a plain form post is read whole by the request pipeline, within max_request_bytes) --------------
+  var describeForm = $("audio-description-form"), describeError = $("audio-description-error");
+  if (describeForm && window.fetch && window.FormData) {
+    describeForm.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var data = new FormData(describeForm), button = describeForm.querySelector("button[type=submit]");
+      ["file", "descriptions"].forEach(function (name) {
+        var value = data.get(name);
+        if (value && typeof value === "object" && !value.name) data.delete(name);  // an input left empty
+      });
+      function refused(text) {
+        describeError.textContent = text;
+        describeError.hidden = false;
+        describeError.focus();
+        button.disabled = false;
+      }
+      button.disabled = true;
+      fetch(describeForm.dataset.api, { method: "POST", body: data, credentials: "same-origin",
+                                        headers: { "X-CSRF-Token": String(data.get("csrf_token")) } })
+        .then(function (response) {
+          if (response.ok) { window.location.hash = "audio-description"; window.location.reload(); return null; }
+          return response.json().then(function (body) {
+            refused(t("adRefused", "The audio description was not accepted: %(reason)s",
+                      { reason: (body && body.error && body.error.message) || response.statusText }));
+          });
+        })
+        .catch(function () { refused(t("adNetwork", "The file could not be sent; check the connection and try again.")); });
+    });
+  }
 })();

@@ -1,0 +1,145 @@
+"""Audio description's pure core: golden command lines, speech placement, segment cuts, the length check, the
+descriptions text with line-numbered errors, and the master playlist's audio group."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from formats.m3u8 import (
+    DESCRIBES_VIDEO, AudioRendition, PlaylistParseError, SubtitleRendition, VariantStream, parse_master, render_master,
+    with_audio_renditions,
+)
+from vod.audio_description import (
+    DescriptionsError, Placement, boundaries, duration_mismatch, espeak_voices, mix_args, package_args, parse_descriptions,
+    place, speech_args, voice_for,
+)
+from vod.audio_descriptions import renditions
+
+FOLDER = PurePosixPath("/srv/media/recordings/imported/7")
+HEAD = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+
+
+def test_mix_args_duck_the_programme_under_the_voice_and_cut_at_the_video_segments() -> None:
+    args = mix_args("ffmpeg", [Path(FOLDER / "seg_000000.ts"), Path(FOLDER / "seg_000001.ts")],
+                    Path(FOLDER / ".ad-fr.work/speech.wav"), 0.977, 8.023, 1.576778, [2.023, 4.023, 6.023], 44100, 2,
+                    Path(FOLDER / ".ad-fr.work/run0-%06d.ts"))
+    assert args == [
+        *HEAD, "-protocol_whitelist", "file,concat", "-f", "mpegts",
+        "-i", "concat:/srv/media/recordings/imported/7/seg_000000.ts|/srv/media/recordings/imported/7/seg_000001.ts",
+        "-ss", "0.977000", "-t", "8.023000", "-f", "wav", "-i", "/srv/media/recordings/imported/7/.ad-fr.work/speech.wav",
+        "-filter_complex",
+        "[0:a:0]aformat=sample_fmts=fltp:sample_rates=44100:channel_layouts=stereo,apad=whole_dur=8.023000[programme];"
+        "[1:a:0]aformat=sample_fmts=fltp:sample_rates=44100:channel_layouts=stereo,asplit=2[key][voice];"
+        "[programme][key]sidechaincompress=threshold=0.01:ratio=10:attack=10:release=400[ducked];"
+        "[ducked][voice]amix=inputs=2:duration=first:normalize=0,atrim=duration=8.023000[out]",
+        "-map", "[out]", "-c:a", "aac", "-b:a", "128k", "-output_ts_offset", "1.576778", "-muxdelay", "0",
+        "-muxpreload", "0", "-f", "segment", "-segment_format", "mpegts", "-segment_times", "2.023000,4.023000,6.023000",
+        "-segment_start_number", "0", "/srv/media/recordings/imported/7/.ad-fr.work/run0-%06d.ts",
+    ]
+
+
+def test_package_args_read_only_the_uploaded_file_with_its_demuxer_and_keep_the_programme_format() -> None:
+    args = package_args("ffmpeg", Path("/srv/media/imports/ab.audio"), "mp3", 0.0, 4.5, 10.0, [], 48000, 1,
+                        Path(FOLDER / ".ad-en.work/run1-%06d.ts"))
+    assert args == [
+        *HEAD, "-protocol_whitelist", "file",
+        "-format_whitelist", "wav,mp3,ogg,flac,mov,matroska,aac,mpegts,asf,avi,w64,aiff",
+        "-f", "mp3", "-ss", "0.000000", "-i", "/srv/media/imports/ab.audio",
+        "-filter_complex",
+        "[0:a:0]aformat=sample_fmts=fltp:sample_rates=48000:channel_layouts=mono,apad=whole_dur=4.500000,"
+        "atrim=duration=4.500000[out]",
+        "-map", "[out]", "-c:a", "aac", "-b:a", "128k", "-output_ts_offset", "10.000000", "-muxdelay", "0",
+        "-muxpreload", "0", "-f", "segment", "-segment_format", "mpegts",  # one segment: no cut
+        "-segment_start_number", "0", "/srv/media/recordings/imported/7/.ad-en.work/run1-%06d.ts",
+    ]
+
+
+def test_espeak_reads_the_text_on_stdin() -> None:
+    assert speech_args("espeak-ng", "fr", Path("/tmp/w/cue-00001.wav")) == [
+        "espeak-ng", "-v", "fr", "-s", "165", "-w", "/tmp/w/cue-00001.wav", "--stdin"]
+
+
+def test_voices_by_language() -> None:
+    listing = ("Pty Language       Age/Gender VoiceName          File                 Other Languages\n"
+               " 5  en-gb           --/M      English_(Great_Britain) gmw/en            (en 2)\n"
+               " 5  fr-fr           --/M      French_(France)    roa/fr               (fr 5)\n")
+    voices = espeak_voices(listing)
+    assert voices == {"en-gb", "en", "fr-fr", "fr"}
+    assert voice_for("fr", voices) == "fr" and voice_for("en-GB", voices) == "en-gb"
+    assert voice_for("fr-ca", voices) == "fr" and voice_for("ko", voices) is None
+    assert voice_for("-v", voices) is None and voice_for("fr;rm", voices) is None
+
+
+def test_descriptions_are_placed_at_their_start_unless_the_previous_one_is_still_spoken() -> None:
+    assert place([1.0, 5.0], [2.0, 1.0]) == [Placement(1.0, 2.0), Placement(5.0, 1.0)]
+    assert place([1.0, 2.0, 2.5], [2.0, 1.0, 0.5]) == [Placement(1.0, 2.0), Placement(3.0, 1.0), Placement(4.0, 0.5)]
+
+
+def test_segments_are_cut_at_the_video_boundaries() -> None:
+    assert boundaries([2.0, 2.0, 2.0, 2.0], lead=0.023) == [2.023, 4.023, 6.023]
+    assert boundaries([4.0]) == []
+
+
+def test_an_uploaded_track_must_last_as_long_as_the_recording() -> None:
+    assert duration_mismatch(61.9, 60.0) is None  # 2 s of tolerance
+    assert duration_mismatch(3590.0, 3600.0) is None  # 2 % of an hour: 72 s
+    assert duration_mismatch(57.5, 60.0) == ("the audio lasts 57.5 s and the recording 60.0 s: "
+                                             "they may differ by 2.0 s at most")
+    assert duration_mismatch(None, 60.0) == "the audio file does not say how long it is"
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("", "line 1: a WebVTT file starts with WEBVTT"),
+    ("WEBVTTX\n", "line 1: a WebVTT file starts with WEBVTT"),
+    ("WEBVTT\n\nNOTE only a note\n", "line 4: the file has no cue"),
+    ("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nfine\n\nintro\n00:00:0x.000 --> 00:00:04.000\nbroken\n",
+     "line 7: bad timestamp '00:00:0x.000 '"),
+    ("WEBVTT\n\n1\njust text\n", "line 4: a cue needs a timing line (00:00:01.000 --> 00:00:04.000)"),
+    ("WEBVTT\n\n00:00:03.000 --> 00:00:02.000\nbackwards\n", "line 3: cue ends before it starts: '00:00:03.000 --> 00:00:02.000'"),
+    ("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n\n", "line 3: the cue has no text to speak"),
+    ("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nok\n\n00:00:30.000 --> 00:00:32.000\ntoo late\n",
+     "line 6: the cue starts at 30.000 s, after the end of the recording (20.000 s)"),
+])
+def test_descriptions_errors_name_their_line(text: str, error: str) -> None:
+    with pytest.raises(DescriptionsError) as caught:
+        parse_descriptions(text, recording_seconds=20.0)
+    assert str(caught.value) == error
+
+
+def test_descriptions_are_read_in_time_order_with_their_text() -> None:
+    cues = parse_descriptions("\ufeffWEBVTT - described\r\n\r\nb\r\n00:00:05.000 --> 00:00:06.000\r\nThe board &amp; chalk.\r\n\r\n"
+                              "a\r\n00:00:01.500 --> 00:00:03.000 align:start\r\nA red square\r\nappears.\r\n", 10.0)
+    assert [(c.start, c.text) for c in cues] == [(1.5, "A red square\nappears."), (5.0, "The board & chalk.")]
+
+
+MASTER = render_master([VariantStream("vod.m3u8", 900_000, codecs="avc1.64001e,mp4a.40.2", resolution=(320, 240))],
+                       [SubtitleRendition("Français", "fr", "subs/fr.m3u8", default=True)])
+
+
+def test_master_gets_the_original_audio_as_default_and_each_description_with_its_characteristics() -> None:
+    described = with_audio_renditions(MASTER, renditions(["en", "fr"]))
+    assert described == (
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+        '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="Français",LANGUAGE="fr",DEFAULT=YES,AUTOSELECT=YES,URI="subs/fr.m3u8"\n'
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="Original audio",DEFAULT=YES,AUTOSELECT=YES\n'
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="English audio description",LANGUAGE="en",DEFAULT=NO,AUTOSELECT=YES,'
+        'CHARACTERISTICS="public.accessibility.describes-video",URI="ad-en.m3u8"\n'
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="French audio description",LANGUAGE="fr",DEFAULT=NO,AUTOSELECT=YES,'
+        'CHARACTERISTICS="public.accessibility.describes-video",URI="ad-fr.m3u8"\n'
+        '#EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS="avc1.64001e,mp4a.40.2",RESOLUTION=320x240,SUBTITLES="subs",AUDIO="aud"\n'
+        "vod.m3u8\n"
+    )
+    assert with_audio_renditions(described, renditions(["en", "fr"])) == described  # idempotent
+    assert with_audio_renditions(described, []) == MASTER  # the last description removed: the master as it was
+    assert [v.uri for v in parse_master(described)] == ["vod.m3u8"]
+
+
+def test_master_audio_group_refusals() -> None:
+    with pytest.raises(ValueError, match="exactly one DEFAULT"):
+        with_audio_renditions(MASTER, [AudioRendition("a", uri="a.m3u8", characteristics=DESCRIBES_VIDEO)])
+    with pytest.raises(PlaylistParseError, match="line 1: missing #EXTM3U"):
+        with_audio_renditions("#EXTINF:2,\n", renditions(["en"]))
+    with pytest.raises(ValueError, match="quoted-string"):
+        with_audio_renditions(MASTER, [AudioRendition('say "hi"', default=True)])
