@@ -313,13 +313,21 @@ class LlPackager:
 
     # -- output -----------------------------------------------------------------------------
     def _apply(self, updates: list[tuple[str, LlUpdate]]) -> None:
-        """Queue what the renditions' updates wrote, then publish each changed rendition once its
-        files are on disk (one writer thread: what another rendition's report names is written first)."""
-        for name, update in updates:
-            if update.changed or update.files or update.removed:
-                self._apply_one(name, update)
+        """Queue the media files every rendition's update made, then each changed rendition's playlists,
+        published once written. One writer thread, in order: whatever a playlist lists, or names in a
+        rendition report (another rendition's last part, made by the same input), is on disk first."""
+        active = [(name, update) for name, update in updates if update.changed or update.files or update.removed]
+        if not active:
+            return
+        media: list[tuple[Path, bytes | str]] = [(self.output_dir / name / f.name, f.data)
+                                                 for name, update in active for f in update.files]
+        media_written = self._submit(media, []) if media else None
+        if media_written is not None:
+            media_written.add_done_callback(lambda done: self._written(_outcome(done)[0]))
+        for name, update in active:
+            self._apply_one(name, update, media_written)
 
-    def _apply_one(self, name: str, update: LlUpdate) -> None:
+    def _apply_one(self, name: str, update: LlUpdate, media_written: "asyncio.Future[OSError | None] | None") -> None:
         stream = self._ladder.renditions[name]
         folder = self.output_dir / name
         published: dict[str, LlPlaylist] = {}
@@ -329,7 +337,7 @@ class LlPackager:
                 views[DVR_PLAYLIST] = self._ladder.playlist(name, None, DVR_PLAYLIST)
             published = {view: p for view, p in views.items() if p is not None}
         texts = {view: render_ll(p) for view, p in published.items()}  # one render per part, shared by all viewers
-        files: list[tuple[Path, bytes | str]] = [(folder / f.name, f.data) for f in update.files]
+        files: list[tuple[Path, bytes | str]] = []
         if update.segments or stream.ended:  # on disk per segment (readers of the folder); in memory per part
             files += [(folder / view, text) for view, text in texts.items()]
             if self._transcoder is None:
@@ -341,10 +349,11 @@ class LlPackager:
         playlists = self.playlists[name]
 
         def visible(done: "asyncio.Future[OSError | None]") -> None:
-            media_error, playlist_error = _outcome(done)
-            self._written(media_error or playlist_error)
-            if media_error is not None:
+            if media_written is not None and media_written.done() and _outcome(media_written)[0] is not None:
                 return  # a part or segment is not on disk: listing it would send viewers to a 404
+            playlist_error = _outcome(done)[1]
+            if playlist_error is not None:
+                self._written(playlist_error)
             # A playlist file that could not be written is counted, but viewers are answered from
             # memory: the media is on disk, so they get it, as the ffmpeg packager lists segments
             # whatever happens to its playlist files.
