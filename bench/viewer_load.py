@@ -181,17 +181,12 @@ def start_nginx(folder: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
 
 def start_fronting_nginx(app_port: int, media_dir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
     """nginx configured from deploy/nginx/live.conf.template in front of the app (X-Accel-Redirect)."""
-    import string
-
-    from bench.harness import ROOT
+    from tests.nginx import render
 
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     work = Path(tempfile.mkdtemp(prefix="live-bench-front-"))
     port = free_port()
-    site = string.Template((ROOT / "deploy" / "nginx" / "live.conf.template").read_text()).safe_substitute(
-        LIVE_LISTEN=f"127.0.0.1:{port}", LIVE_WEB_SERVERS=f"server 127.0.0.1:{app_port};",
-        LIVE_MEDIA_DIR=str(media_dir.resolve()))
-    (work / "live.conf").write_text(site)
+    (work / "live.conf").write_text(render(f"127.0.0.1:{port}", [f"127.0.0.1:{app_port}"], media_dir, work))
     (work / "nginx.conf").write_text(
         f"worker_processes 1;\nuser root;\ndaemon off;\npid {work}/nginx.pid;\nerror_log {work}/error.log warn;\n"
         f"events {{ worker_connections 4096; }}\nhttp {{ access_log off; proxy_temp_path {work}/proxy; "

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from live_server import accounts
 from live_server.models import (
-    CaptionSegment, Event, JobState, Recording, RecordingState, TranscriptionJob, User,
+    CaptionSegment, CaptionTrack, CaptionTrackVersion, Event, JobState, Recording, RecordingState, TranscriptionJob, User,
 )
 
 from .cues import Cue
@@ -120,8 +120,18 @@ def finish(session: Session, job: ClaimedJob, cues: list[Cue], audio_seconds: fl
     row = _mine(session, job.id, job.worker)
     if row is None or session.get(Recording, job.recording_id) is None:
         return False
-    session.execute(delete(CaptionSegment).where(CaptionSegment.recording_id == job.recording_id)
+    # The automatic track's rows only: uploaded tracks (rows with a track_id) stay. Versions of the automatic
+    # track saved in the caption editor were corrections of the transcript this one replaces: they go too.
+    session.execute(delete(CaptionSegment).where(CaptionSegment.recording_id == job.recording_id,
+                                                 CaptionSegment.track_id.is_(None))
                     .execution_options(synchronize_session=False))
+    automatic = session.scalar(select(CaptionTrack).where(CaptionTrack.automatic_of == job.recording_id))
+    if automatic is not None:
+        session.execute(delete(CaptionSegment).where(CaptionSegment.track_id == automatic.id)
+                        .execution_options(synchronize_session=False))
+        session.execute(delete(CaptionTrackVersion).where(CaptionTrackVersion.track_id == automatic.id)
+                        .execution_options(synchronize_session=False))
+        automatic.published_version, automatic.language, automatic.origin = 0, job.language, "transcription"
     session.add_all(CaptionSegment(event_id=job.event_id, recording_id=job.recording_id, language=job.language,
                                    start_seconds=c.start, end_seconds=c.end, text=c.text, created_at=now) for c in cues)
     row.state, row.finished_at, row.heartbeat_at = JobState.DONE, now, now
@@ -214,7 +224,9 @@ def has_captions(session: Session, recording: Recording) -> bool:
     owned = CaptionSegment.recording_id == recording.id
     if recording.event_id is not None:
         owned = or_(owned, (CaptionSegment.event_id == recording.event_id) & CaptionSegment.recording_id.is_(None))
-    return bool(session.scalar(select(exists().where(owned))))
+    edited = exists().where(CaptionTrack.automatic_of == recording.id, CaptionTrack.published_version > 0)
+    return bool(session.scalar(select(exists().where(owned, CaptionSegment.track_id.is_(None))))) \
+        or bool(session.scalar(select(edited)))
 
 
 def auto_language(session: Session, recording_id: int, languages: set[str]) -> str | None:

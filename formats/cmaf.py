@@ -34,11 +34,13 @@ from formats.h264 import BitReader, H264Error, sps_size
 
 __all__ = [
     "AacConfig",
+    "AudioFormat",
     "AvcConfig",
     "CmafError",
     "CmafMuxer",
     "Part",
     "VIDEO_TIMESCALE",
+    "audio_format",
     "fragment_start_90khz",
     "parse_aac_config",
     "parse_avc_config",
@@ -566,6 +568,44 @@ def _tracks(init: bytes) -> dict[int, tuple[int, bytes]]:
             timescale = int(struct.unpack_from(">I", mdhd, 20 if mdhd[0] == 1 else 12)[0])
             tracks[track_id] = (timescale, mdia[b"hdlr"][0][8:12])
     return tracks
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """What an init segment's audio sample entry declares: what one MP4 track cannot change midway."""
+
+    codec: str  # the sample entry type, e.g. "mp4a"
+    sample_rate: int
+    channels: int
+
+
+def audio_format(init: bytes) -> AudioFormat | None:
+    """The first audio track's sample entry in an init segment (``moov/trak/mdia/minf/stbl/stsd``), or
+    None without one. The sample rate is the entry's own (16.16) field, else the track's timescale.
+
+    Two recordings pieces whose formats differ cannot be stream-copied into one MP4 track: the file
+    would declare the first piece's rate for every sample (``vod.tools.remux_mp4`` re-encodes then).
+    """
+    for moov in _children(init).get(b"moov", []):
+        for trak in _children(moov).get(b"trak", []):
+            mdia_boxes = _children(trak).get(b"mdia", [])
+            mdia = _children(mdia_boxes[0]) if mdia_boxes else {}
+            if b"hdlr" not in mdia or mdia[b"hdlr"][0][8:12] != b"soun" or b"minf" not in mdia:
+                continue
+            stbl = _children(mdia[b"minf"][0]).get(b"stbl", [])
+            stsd = _children(stbl[0]).get(b"stsd", []) if stbl else []
+            if not stsd or len(stsd[0]) < 8 + 8 + 28:
+                continue
+            entry = stsd[0][8:]  # version, flags, entry_count, then the first entry box
+            size, kind = struct.unpack_from(">I4s", entry, 0)
+            body = entry[8:max(size, 36)]
+            channels = int(struct.unpack_from(">H", body, 16)[0])
+            rate = int(struct.unpack_from(">I", body, 24)[0]) >> 16
+            if rate == 0 and b"mdhd" in mdia:
+                mdhd = mdia[b"mdhd"][0]
+                rate = int(struct.unpack_from(">I", mdhd, 20 if mdhd[0] == 1 else 12)[0])
+            return AudioFormat(kind.decode("latin-1"), rate, channels)
+    return None
 
 
 def fragment_start_90khz(init: bytes, fragment: bytes) -> int | None:

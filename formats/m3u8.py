@@ -36,6 +36,7 @@ __all__ = [
     "with_audio_renditions",
     "render_master",
     "parse_master",
+    "parse_media_tags",
     "parse_media_playlist",
     "render_vod",
     "journal_header",
@@ -465,6 +466,7 @@ class SubtitleRendition:
     default: bool = False
     autoselect: bool = True
     characteristics: str | None = None  # CHARACTERISTICS (RFC 8216 4.3.4.1): players type a track by it
+    forced: bool = False  # FORCED=YES: only what must be read (foreign speech, signs), shown with no choice made
 
 
 SUBTITLE_GROUP = "subs"
@@ -494,6 +496,7 @@ def render_master(
             f"DEFAULT={'YES' if sub.default else 'NO'},"
             f"AUTOSELECT={'YES' if sub.autoselect or sub.default else 'NO'},"
             + (f"CHARACTERISTICS={_quote(sub.characteristics)}," if sub.characteristics else "")
+            + ("FORCED=YES," if sub.forced else "")
             + f"URI={_quote(sub.uri)}"
         )
     for variant in variant_list:
@@ -648,6 +651,20 @@ def parse_master(text: str) -> list[VariantStream]:
     if pending is not None:
         raise PlaylistParseError(f"line {len(lines)}: #EXT-X-STREAM-INF without URI")
     return variants
+
+
+def parse_media_tags(text: str) -> list[dict[str, str]]:
+    """The attribute lists of a master playlist's ``EXT-X-MEDIA`` tags (quoted values unquoted), in order."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "#EXTM3U":
+        raise PlaylistParseError("line 1: missing #EXTM3U")
+    found = []
+    for line_no, raw in enumerate(lines[1:], start=2):
+        line = raw.strip()
+        if line.startswith("#EXT-X-MEDIA:"):
+            found.append({k: v[1:-1] if v.startswith('"') else v
+                          for k, v in _attributes(line[len("#EXT-X-MEDIA:"):], line_no).items()})
+    return found
 
 
 # --- Low-Latency HLS (RFC 8216bis): a live rendition of fMP4 parts ---------------------------

@@ -10,6 +10,7 @@ back what the writer writes (tests, checks of written files).
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from dataclasses import dataclass
@@ -152,3 +153,146 @@ def parse(text: str) -> tuple[TimestampMap | None, list[Cue]]:
             raise WebVttError(f"cue ends before it starts: {lines[0]!r}")
         cues.append(Cue(start, end, "\n".join(unescape(line) for line in lines[1:]), identifier))
     return tsmap, cues
+
+
+# --- reading an uploaded file -------------------------------------------------------------------
+#
+# :func:`parse` reads back what :func:`render` writes. A file a person uploads is any WebVTT: header
+# text, NOTE, STYLE and REGION blocks, cue settings, markup in cue text (<i>, <v Speaker>, <c.x>,
+# timestamps), character references. :func:`read_file` accepts all of that and keeps what a caption
+# track of ours stores: timed plain text. Every problem is reported with its line number, all of them at
+# once (up to ``MAX_PROBLEMS``), so a lecturer fixes a file in one go; the file is refused as a whole.
+
+MAX_PROBLEMS = 20
+MAX_CUE_SECONDS = 24 * 3600.0  # no recording is a day long: a timestamp past it is a typo
+_TAG = re.compile(r"<[^>\n]*>")
+_UPLOAD_TIMESTAMP = re.compile(r"^(?:(\d{1,3}):)?([0-5]\d):([0-5]\d)\.(\d{3})$")
+
+
+# What can be wrong with a subtitle file, as English text; pages translate by ``code`` with the same fields.
+PROBLEMS = {
+    "signature": "a WebVTT file starts with the line WEBVTT",
+    "header_not_ended": "a blank line must separate the WEBVTT line from the first cue",
+    "timing_expected": "expected a timing line 'start --> end', found '{found}'",
+    "bad_start": "bad start time '{found}' (expected {expected})",
+    "bad_end": "bad end time '{found}' (expected {expected})",
+    "ends_before_start": "the cue ends ({end}) before it starts ({start})",
+    "past_a_day": "the cue ends after 24 hours ({end})",
+    "blank_line_missing": "a blank line is missing before this timing line",
+    "number_missing": "a cue number is missing before the timing line",
+    "number_expected": "expected a cue number, found '{found}'",
+    "timing_missing": "a cue number without a timing line after it",
+    "no_text": "the cue has no text",
+    "not_utf8": "the file is not UTF-8 text; save it as UTF-8 and send it again",
+    "nul": "the file holds a NUL character",
+    "no_cues": "the file holds no cue with text",
+    "too_many_cues": "more than {limit} cues",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a subtitle file, at its line (1-based): a ``code`` of ``PROBLEMS`` and its fields."""
+
+    line: int
+    code: str
+    fields: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def at(cls, line: int, code: str, **fields: object) -> "Problem":
+        return cls(line, code, tuple((k, str(v)[:60]) for k, v in fields.items()))
+
+    @property
+    def message(self) -> str:
+        return PROBLEMS[self.code].format(**dict(self.fields))
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+class SubtitleFileError(ValueError):
+    """A subtitle file refused: ``problems`` says what and where (line numbers)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems[:MAX_PROBLEMS]
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+def plain_text(payload: str) -> str:
+    """A cue payload as plain text: markup tags dropped, character references (``&amp;``, ``&nbsp;``) decoded."""
+    return html.unescape(_TAG.sub("", payload)).replace("\u00a0", " ")
+
+
+def _upload_timestamp(text: str) -> float | None:
+    match = _UPLOAD_TIMESTAMP.match(text)
+    if not match:
+        return None
+    hours, minutes, secs, ms = match.groups()
+    return int(hours or 0) * 3600 + int(minutes) * 60 + int(secs) + int(ms) / 1000
+
+
+def timing_problem(line: int, start: float | None, end: float | None, left: str, right: str,
+                   expected: str) -> Problem | None:
+    """Why a cue's timing line is refused (None: it is fine); ``expected`` shows the timestamp's form."""
+    if start is None:
+        return Problem.at(line, "bad_start", found=left, expected=expected)
+    if end is None:
+        return Problem.at(line, "bad_end", found=right, expected=expected)
+    if end <= start:
+        return Problem.at(line, "ends_before_start", start=left, end=right)
+    if end > MAX_CUE_SECONDS:
+        return Problem.at(line, "past_a_day", end=right)
+    return None
+
+
+def read_file(text: str) -> list[Cue]:
+    """Cues of an uploaded WebVTT file, as plain text, in start order; :class:`SubtitleFileError` otherwise."""
+    lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    problems: list[Problem] = []
+    if not (lines[0] == "WEBVTT" or lines[0].startswith(("WEBVTT ", "WEBVTT\t"))):
+        raise SubtitleFileError([Problem.at(1, "signature")])
+    i = 1
+    while i < len(lines) and lines[i].strip():  # the header's own lines
+        if "-->" in lines[i]:
+            problems.append(Problem.at(i + 1, "header_not_ended"))
+        i += 1
+    cues: list[Cue] = []
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        first = i
+        block: list[str] = []
+        while i < len(lines) and lines[i].strip():
+            block.append(lines[i])
+            i += 1
+        head = block[0].strip()
+        if "-->" not in head and any(head == kw or head.startswith((kw + " ", kw + "\t"))
+                                     for kw in ("NOTE", "STYLE", "REGION")):
+            continue
+        identifier: str | None = None
+        timing_at = 0
+        if "-->" not in block[0]:
+            identifier, timing_at = head, 1
+        if timing_at >= len(block) or "-->" not in block[timing_at]:
+            problems.append(Problem.at(first + 1, "timing_expected", found=head))
+            continue
+        line_no = first + timing_at + 1
+        left, _, rest = block[timing_at].partition("-->")
+        right = (rest.split() or [""])[0]
+        start, end = _upload_timestamp(left.strip()), _upload_timestamp(right)
+        problem = timing_problem(line_no, start, end, left.strip(), right, "hh:mm:ss.ttt / mm:ss.ttt")
+        if problem is not None:
+            problems.append(problem)
+            continue
+        assert start is not None and end is not None
+        payload = [plain_text(line).strip() for line in block[timing_at + 1:]]
+        words = "\n".join(line for line in payload if line)
+        for offset, line in enumerate(block[timing_at + 1:], start=line_no + 1):
+            if "-->" in line:
+                problems.append(Problem.at(offset, "blank_line_missing"))
+        if words:
+            cues.append(Cue(start, end, words, identifier))
+    if problems:
+        raise SubtitleFileError(problems)
+    return sorted(cues, key=lambda c: (c.start, c.end))

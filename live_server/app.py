@@ -80,7 +80,9 @@ from vod.import_api import ImportApi
 from vod.importer import Importer
 from vod.media import RecordingDirectory, VodMediaHandler
 from vod.objects import RecordingStores, StoreUnavailable, build_stores
-from vod.page import ReplayPages
+from vod.subtitles import SubtitleMedia
+from vod.tracks_api import TrackApi
+from vod.page import ReplayPages, page_tracks
 from web import pages
 from web.account_pages import AccountPages
 from web.admin_pages import AdminPages
@@ -252,7 +254,9 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
     setup_templates(app, WEB_DIR / "templates", settings.public_url)  # Jinja2 with the French/English catalogs (web/i18n.py)
     logins = Logins(db, limiter, metrics, people, settings)
     replays = ReplayPages(db, passes, settings.cookie_secure, audio_descriptions)
-    vod_media = VodMediaHandler(recording_directory, cache, passes, stores, settings.cookie_secure)
+    subtitles = SubtitleMedia(db)  # a recording's text tracks as subtitle renditions of its master playlist
+    vod_media = VodMediaHandler(recording_directory, cache, passes, stores, settings.cookie_secure, subtitles)
+    track_api = TrackApi(db, passes, subtitles, settings.subtitle_max_bytes, settings.base_url)
     app.router.add_routes(Ops(db, settings, metrics, viewers, redis, live).routes())
     app.router.add_routes(AuthApi(logins, db).routes())
     app.router.add_routes(EventsApi(db, settings, viewers, live_directory, live, board).routes())
@@ -263,6 +267,7 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
                                               settings.import_max_bytes).routes())
     app.router.add_routes(RecordingReadyApi(deposit).routes())
     app.router.add_routes(AudienceApi(audience, db, people, passes, recording_directory, player_handle, settings).routes())
+    app.router.add_routes(track_api.routes())
     app.router.add_routes(RecordingsApi(db, catalog, recording_directory, cache, passes, settings, vod_media,
                                         people).routes())
     # The LTI 1.3 tool (Moodle...): platforms' keys fetched with a deadline, our keys sealed like stream keys.
@@ -276,13 +281,13 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
     app.router.add_routes(lti_tool.routes())
     app.router.add_routes(Pages(db, passes, viewers, settings, logins, replays,
                                 AudienceTab(db, audience_store, settings.audience_bucket_seconds), lti_tool,
-                                transcriptions=transcriptions).routes())
+                                transcriptions=transcriptions, tracks=track_api).routes())
     app.router.add_routes(HomePages(db, viewers).routes())
     app.router.add_routes(Dashboard(db, settings, viewers, audience_store, transcriptions).routes())
     app.router.add_routes(AccountPages(db, settings.vosk_models).routes())
     app.router.add_routes(AdminPages(db, people).routes())
     app.router.add_routes(BbbPages(db, deposit, webinars, BbbAdmin(db, settings.base_url)).routes())
-    app.router.add_routes(EmbedPages(db).routes())
+    app.router.add_routes(EmbedPages(db, page_tracks).routes())
     live_media = LiveMediaHandler(live_directory, cache, viewers, passes, settings.media_accel_redirect, settings.media_dir,
                                   settings.cookie_secure, audience, low_latency=live)
 

@@ -370,9 +370,60 @@ class ChatBan(Base):
     lifted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
 
 
+class CaptionTrack(Base):
+    """One text track of a recording (``vod/tracks.py``): a language (BCP 47), a kind (``captions``,
+    ``subtitles``, ``descriptions``), a label, and where it came from (``origin``: ``live`` captions,
+    ``transcription``, ``upload``).
+
+    The automatic track (``automatic``: the live captions or the transcription) has as cues the
+    recording's ``caption_segments`` rows without a track, which the captioner and the transcription
+    keep writing as before; any other track's cues are its published version's, indexed as
+    ``caption_segments`` rows with its ``track_id`` (search, transcript). ``automatic_of`` is the
+    recording's id on its automatic track only: unique, so two requests cannot make two.
+    """
+
+    __tablename__ = "caption_tracks"
+    __table_args__ = (UniqueConstraint("automatic_of", name="uq_caption_tracks_automatic_of"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    language: Mapped[str] = mapped_column(String(35))
+    kind: Mapped[str] = mapped_column(String(12), default="subtitles")
+    label: Mapped[str] = mapped_column(String(100), default="")
+    origin: Mapped[str] = mapped_column(String(16), default="upload")
+    automatic_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The version viewers get (caption_track_versions.number); 0 for an automatic track never edited.
+    published_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+    @property
+    def automatic(self) -> bool:
+        return self.automatic_of is not None
+
+
+class CaptionTrackVersion(Base):
+    """A saved state of a track's cues (JSON ``[[start, end, text], ...]``), numbered from 1 per track, with
+    who saved it and when; the track's ``published_version`` chooses the one viewers get."""
+
+    __tablename__ = "caption_track_versions"
+    __table_args__ = (UniqueConstraint("track_id", "number", name="uq_caption_track_versions_track_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("caption_tracks.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    cues: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16), default="upload")  # upload, automatic, edit
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
 class CaptionSegment(Base):
     """One cue of a caption track: live captions of an event's run, or a recording's transcription
-    (an imported recording has no event, hence the nullable ``event_id``)."""
+    (an imported recording has no event, hence the nullable ``event_id``), both without ``track_id`` (the
+    recording's automatic track); or a cue of another track's published version (``track_id``), kept
+    here so that transcript search finds it in its language."""
 
     __tablename__ = "caption_segments"
     __table_args__ = (Index("ix_caption_segments_event_start", "event_id", "start_seconds"),)
@@ -382,7 +433,10 @@ class CaptionSegment(Base):
     recording_id: Mapped[int | None] = mapped_column(
         ForeignKey("recordings.id", ondelete="SET NULL"), nullable=True, index=True
     )
-    language: Mapped[str] = mapped_column(String(8))
+    track_id: Mapped[int | None] = mapped_column(
+        ForeignKey("caption_tracks.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    language: Mapped[str] = mapped_column(String(35))
     start_seconds: Mapped[float] = mapped_column(Float)
     end_seconds: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)

@@ -233,6 +233,10 @@ class Settings(BaseModel):
         True, description="Record every live event (each event can still opt out with its record switch)."
     )
     import_max_bytes: int = Field(8 * 2**30, gt=0, description="Largest video a lecturer may import into the catalog (bytes).")
+    subtitle_max_bytes: int = Field(
+        512 * 1024, gt=0, description="Largest subtitle file (WebVTT or SubRip) that may be uploaded as a recording's "
+        "text track (bytes; requests stay within max_request_bytes).",
+    )
     import_segment_seconds: float = Field(
         4.0, ge=1.0, le=10.0, description="HLS segment length of imported videos (no live edge to keep close: "
         "longer segments, fewer files).",

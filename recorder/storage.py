@@ -30,10 +30,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
+from formats.cmaf import AudioFormat, audio_format
 from formats.m3u8 import (
     AudioRendition,
     PlaylistParseError,
@@ -378,6 +380,24 @@ class RecordingFiles:
             write_atomic(path, render_vod(group))
             inputs.append(path)
         return inputs
+
+    def remux_audio(self, segments: Sequence[Segment], folder: Path | None = None) -> AudioFormat | None:
+        """The audio format the MP4 remux must re-encode to, or None when its pieces can be copied as they
+        are: fMP4 pieces whose init sections declare different audio (a reconnect at 48 kHz after 44.1,
+        mono after stereo) cannot share one MP4 track. The highest rate and channel count win. Blocking."""
+        folder = self.folder if folder is None else folder
+        inits = list(dict.fromkeys(s.map_uri for s in segments if s.map_uri is not None))
+        formats = set()
+        for name in inits:
+            try:
+                found = audio_format((folder / name).read_bytes())
+            except (OSError, struct.error):
+                continue
+            if found is not None:
+                formats.add(found)
+        if len(formats) < 2:
+            return None
+        return AudioFormat("mp4a", max(f.sample_rate for f in formats), max(f.channels for f in formats))
 
     @staticmethod
     def discard_remux_inputs(inputs: Sequence[Path]) -> None:

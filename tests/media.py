@@ -16,14 +16,15 @@ FAST = 4.0
 
 
 def source_args(fps: int = 10, size: str = "160x120", gop_seconds: float = 1.0, seconds: float | None = None,
-                frames: int | None = None, video_codec: str = "libx264", readrate: float = 1.0) -> list[str]:
+                frames: int | None = None, video_codec: str = "libx264", readrate: float = 1.0,
+                sample_rate: int = 44100) -> list[str]:
     """A lavfi test pattern with a tone, encoded like a capture box: H.264 with a fixed GOP, AAC.
 
     ``readrate``: 1 is real time (``-re``), as an encoder sends; ``FAST`` where time is not the subject."""
     pace = ["-re"] if readrate == 1 else ["-readrate", str(readrate)]
     args = [
         *pace, "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={sample_rate}",
         "-map", "0:v", "-map", "1:a",
         "-c:v", video_codec,
     ]

@@ -19,7 +19,7 @@ from live_server.passes import MediaPasses
 from live_server.settings import Settings
 from web.media import MediaCache, PersonSource
 
-from . import access, replay, search
+from . import access, replay, search, tracks
 from .catalog import RecordingCatalog, RecordingUpdate
 from .media import RecordingDirectory, VodMediaHandler
 from .page import decide
@@ -353,15 +353,22 @@ class RecordingsApi:
         return web.json_response(await self.db.run(work), status=201)
 
     async def search_recordings(self, request: web.Request) -> web.Response:
-        """?q=words: recordings whose title, description or captions contain them, with the moments."""
+        """?q=words[&language=fr]: recordings whose title, description or captions (in that language) contain them,
+        with the moments."""
         user = _user(request)
         query = request.query.get("q", "").strip()[:200]
         if not search.words(query):
             raise Unprocessable("q: give at least one word to search for")
         base_url = self.settings.base_url
+        language = request.query.get("language", "").strip() or None
+        if language is not None:
+            try:
+                language = tracks.language_tag(language)
+            except tracks.TrackError as exc:
+                raise Unprocessable(str(exc)) from None
         courses = _courses(request)
-        results = await self.db.run(lambda s: search.search(s, user, query, base_url, courses=courses))
-        return web.json_response({"query": query, "results": results})
+        results = await self.db.run(lambda s: search.search(s, user, query, base_url, courses=courses, language=language))
+        return web.json_response({"query": query, "language": language, "results": results})
 
     async def vod_media(self, request: web.Request) -> web.StreamResponse:
         return await self.media(request, self.people)

@@ -443,7 +443,8 @@ class RecordingCatalog:
                 inputs: list[Path] = []
                 try:
                     inputs = await loop.run_in_executor(None, files.remux_inputs, segments)
-                    await remux_mp4(self.ffmpeg, inputs, output)
+                    audio = await loop.run_in_executor(None, files.remux_audio, segments)
+                    await remux_mp4(self.ffmpeg, inputs, output, audio=audio)
                 except (FfmpegFailed, OSError) as exc:
                     log.error("recording %d: MP4 remux failed: %s", recording.id, exc)
                     raise MediaToolFailed("the MP4 could not be made; try again later") from None
@@ -474,7 +475,8 @@ class RecordingCatalog:
             segments, output = await loop.run_in_executor(None, files.fetch_view, stored, scratch)
             if not segments:
                 raise Conflict("the recording has no playable media")
-            await remux_mp4(self.ffmpeg, segments, output)
+            audio = await loop.run_in_executor(None, lambda: files.remux_audio(files.view_segments(), scratch))
+            await remux_mp4(self.ffmpeg, segments, output, audio=audio)
             await loop.run_in_executor(None, files.store_download, stored, scratch)
         except ServiceError:
             raise

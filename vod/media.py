@@ -31,11 +31,12 @@ from live_server.db import Database
 from live_server.access import Decision, Target, can_manage, can_view, recording_target
 from live_server.models import Event, Recording, Visibility
 from live_server.passes import MediaPasses
-from recorder.storage import listed_names, listing_playlist, served_as_is
+from recorder.storage import MASTER, RecordingFiles, listed_names, listing_playlist, served_as_is
 from web.media import CONTENT_TYPES, SAFE_TAIL, MediaCache, PersonSource
 
 from .access import PUBLIC_REF
 from .objects import RecordingStores, StoreUnavailable
+from .subtitles import SubtitleMedia
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +109,14 @@ class VodMediaHandler:
     """GET /vod/{id}/{tail}: the files of a recording's folder."""
 
     def __init__(self, directory: RecordingDirectory, cache: MediaCache, passes: MediaPasses,
-                 stores: RecordingStores | None = None, cookie_secure: str = "auto") -> None:
+                 stores: RecordingStores | None = None, cookie_secure: str = "auto",
+                 subtitles: SubtitleMedia | None = None) -> None:
         self.directory = directory
         self.cache = cache
         self.passes = passes
         self.stores = stores
         self.cookie_secure = cookie_secure
+        self.subtitles = subtitles  # the text tracks as subtitle renditions (master.m3u8, subtitles/...)
 
     async def __call__(self, request: web.Request, who: PersonSource | None = None) -> web.StreamResponse:
         ref, tail = request.match_info["id"], request.match_info["tail"]
@@ -142,6 +145,8 @@ class VodMediaHandler:
         if content_type is None:
             raise web.HTTPNotFound(text="no such media\n")
         is_playlist = suffix == ".m3u8"
+        if self.subtitles is not None and tail.startswith("subtitles/"):  # generated from the catalog, same rule
+            return await self._subtitles(request, location, tail, content_type, private)
         if not served_as_is(tail) and not await self._in_view(location, tail):  # the rest must be listed in the view
             # trimmed out, or not for players: the journal, the MP4 download (through the API, owners only);
             # an fMP4 recording's init sections (.mp4) are listed (EXT-X-MAP), so they are served
@@ -161,7 +166,11 @@ class VodMediaHandler:
             if not is_playlist:
                 self._redirect(location.storage_url, tail, scope)
             data = await self._playlist(location, tail)
-        if is_playlist or suffix == ".jpg":
+        if tail == MASTER and self.subtitles is not None and data is not None:
+            data = await self.subtitles.master(location.recording_id, data)
+        if tail == MASTER and self.subtitles is not None:
+            cache_control = f"{scope}, no-cache"  # a track added or deleted shows at the next load of the master
+        elif is_playlist or suffix == ".jpg":
             cache_control = f"{scope}, max-age=5"
         else:
             cache_control = f"{scope}, max-age=31536000, immutable"
@@ -173,6 +182,30 @@ class VodMediaHandler:
             self.passes.renew(request, response, location.access, self.cookie_secure)
             if location.access.event is not None:
                 self.passes.renew(request, response, location.access.event, self.cookie_secure)
+        return response
+
+    async def _subtitles(self, request: web.Request, location: RecordingLocation, tail: str, content_type: str,
+                         private: bool) -> web.Response:
+        """A text track's playlist or WebVTT segment (``vod/subtitles.py``), under the recording's access rule."""
+        assert self.subtitles is not None
+
+        async def read(name: str) -> bytes | None:
+            if location.storage_url is None:
+                return await self.cache.read(location.folder / name, immutable=not name.endswith(".m3u8"))
+            try:
+                return await self._playlist(location, name)
+            except web.HTTPException:
+                return None
+
+        data = await self.subtitles.track_file(location.recording_id, location.folder, tail, read)
+        if data is None:
+            raise web.HTTPNotFound(text="no such media\n")
+        headers = {"Content-Type": content_type, "Cache-Control": f"{'private' if private else 'public'}, max-age=5"}
+        if not private:
+            headers["Access-Control-Allow-Origin"] = "*"
+        response = web.Response(body=data, headers=headers)
+        if tail.endswith(".m3u8"):
+            self.passes.renew(request, response, location.access, self.cookie_secure)
         return response
 
     def _redirect(self, storage_url: str, name: str, scope: str) -> NoReturn:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -19,8 +19,9 @@ from live_server.http_request import identity_of
 from live_server.models import AudioDescription, CaptionSegment, Event, Recording, RecordingState, User, Visibility
 from live_server.passes import MediaPasses
 
-from . import access
+from . import access, tracks
 from .audio_descriptions import AudioDescriptions, can_describe, track_json
+from .subtitles import own_name
 
 
 def decide(passes: MediaPasses, request: web.Request, session: Session, row: Recording) -> Decision:
@@ -28,6 +29,18 @@ def decide(passes: MediaPasses, request: web.Request, session: Session, row: Rec
     event = session.get(Event, row.event_id) if row.event_id is not None else None
     presented = passes.presented(request.cookies)
     return can_view(person_of(identity_of(request)), recording_target(row, event), presented)
+
+
+def page_tracks(session: Session, row: Recording) -> list[dict[str, Any]]:
+    """The recording's text tracks as ``<track>`` elements list them: the automatic captions from
+    ``captions.vtt`` (the URL they always had), any other from its own WebVTT; ``default`` on the one
+    the master playlist marks DEFAULT (at most one)."""
+    rows = tracks.tracks_of(session, row)
+    plan = {r.track_id: r for r in tracks.renditions(tracks.facts(rows), own_name)}
+    api = f"/api/v1/recordings/{row.public_ref}"
+    return [{"id": t.id, "language": t.language, "kind": t.kind, "label": t.label, "name": plan[t.id].name,
+             "default": plan[t.id].default, "automatic": t.automatic, "origin": t.origin, "forced": t.forced,
+             "src": f"{api}/captions.vtt" if t.automatic else f"{api}/tracks/{t.id}.vtt"} for t in rows]
 
 
 def event_replay(session: Session, event: Event, user: User | None) -> dict[str, Any] | None:
@@ -58,6 +71,8 @@ class ReplayView:
     locked: bool
     caption_language: str | None = None
     event: Event | None = None
+    tracks: list[dict[str, Any]] = field(default_factory=list)  # text tracks, the automatic one first
+    can_edit_tracks: bool = False
 
     @property
     def context(self) -> dict[str, Any]:
@@ -72,6 +87,8 @@ class ReplayView:
             "api_url": f"/api/v1/recordings/{rid}",
             "download_url": f"/api/v1/recordings/{rid}/download.mp4" if self.manager else None,
             "caption_language": self.caption_language,
+            "tracks": self.tracks,
+            "can_edit_tracks": self.can_edit_tracks,
         }
 
 
@@ -110,7 +127,7 @@ class ReplayPages:
         user = identity.user if identity else None
         ref = request.match_info["id"]
 
-        def work(session: Session) -> tuple[Recording, Event | None, Decision, str | None, bool]:
+        def work(session: Session) -> tuple[Recording, Event | None, Decision, str | None, bool, list[dict[str, Any]], bool]:
             row = access.find(session, ref, user)
             decision = decide(self.passes, request, session, row)
             if decision is Decision.LOGIN_REQUIRED:
@@ -118,15 +135,21 @@ class ReplayPages:
             if decision is Decision.NOT_FOUND:
                 raise NotFound("no such recording")
             # A transcribed recording's track says its language (an import has no event to ask).
-            transcribed = session.scalar(select(CaptionSegment.language).where(CaptionSegment.recording_id == row.id).limit(1))
+            transcribed = session.scalar(select(CaptionSegment.language).where(
+                CaptionSegment.recording_id == row.id, CaptionSegment.track_id.is_(None)).limit(1))
+            shown = page_tracks(session, row) if decision is Decision.ALLOWED else []
+            # once corrected in the editor, the automatic track's rows carry its id: its language says it
+            transcribed = next((t["language"] for t in shown if t["automatic"]), transcribed)
             event = session.get(Event, row.event_id) if row.event_id is not None else None
-            return row, event, decision, transcribed, access.manages(user, row, person_of(identity))  # owners and the course's instructors
+            return (row, event, decision, transcribed, access.manages(user, row, person_of(identity)),  # owners and the course's instructors
+                    shown, tracks.can_edit_tracks(session, user, row))
 
-        row, event, decision, transcribed, manager = await self.db.run(work)
+        row, event, decision, transcribed, manager, shown, editor = await self.db.run(work)
         locked = decision is Decision.PASSWORD_REQUIRED
         if event is None:
-            return ReplayView(row, None, None, manager, locked, transcribed, None)
-        return ReplayView(row, event.slug, event.password_hash, manager, locked, transcribed or event.caption_language, event)
+            return ReplayView(row, None, None, manager, locked, transcribed, None, shown, editor)
+        return ReplayView(row, event.slug, event.password_hash, manager, locked, transcribed or event.caption_language, event,
+                          shown, editor)
 
     def grant_pass(self, request: web.Request, response: web.StreamResponse, view: ReplayView) -> None:
         """Password recordings: once unlocked (or on each visit after), the page hands the player a pass for /vod/<id>/."""

@@ -13,12 +13,12 @@ import bisect
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from formats import srt, webvtt
 from formats.m3u8 import Segment
-from live_server.models import CaptionSegment, Chapter, ChatMessage, Question, QuestionState, Recording, User
+from live_server.models import CaptionSegment, CaptionTrack, Chapter, ChatMessage, Question, QuestionState, Recording, User
 
 Anchor = tuple[float, float, float]  # (wall clock, timeline start, timeline end of its run of segments)
 
@@ -53,17 +53,27 @@ def chapters_of(session: Session, recording: Recording) -> list[Chapter]:
         select(Chapter).where(Chapter.recording_id == recording.id).order_by(Chapter.offset_seconds, Chapter.id)))
 
 
-def captions_of(session: Session, recording: Recording, language: str | None = None) -> list[CaptionSegment]:
-    """Caption rows of the recording; rows the captioner wrote after the run ended have no recording
-    yet, and belong to the latest recording of their event."""
-    owned = CaptionSegment.recording_id == recording.id
-    condition = owned
+def automatic_condition(session: Session, recording: Recording) -> ColumnElement[bool]:
+    """The recording's automatic caption rows (live captions, transcription: rows without a track); rows the
+    captioner wrote after the run ended have no recording yet, and belong to the latest recording of their event.
+    Once a version of the automatic track was published in the caption editor, that version's rows."""
+    edited = session.scalar(select(CaptionTrack.id).where(CaptionTrack.automatic_of == recording.id,
+                                                          CaptionTrack.published_version > 0))
+    if edited is not None:  # a version saved in the caption editor is published: its indexed rows
+        return CaptionSegment.track_id == edited
+    owned = and_(CaptionSegment.recording_id == recording.id, CaptionSegment.track_id.is_(None))
     if recording.event_id is not None:
         latest = session.scalar(select(Recording.id).where(Recording.event_id == recording.event_id)
                                 .order_by(Recording.created_at.desc(), Recording.id.desc()).limit(1))
         if latest == recording.id:
-            condition = or_(owned, (CaptionSegment.event_id == recording.event_id) & CaptionSegment.recording_id.is_(None))
-    query = select(CaptionSegment).where(condition)
+            return or_(owned, and_(CaptionSegment.event_id == recording.event_id, CaptionSegment.recording_id.is_(None),
+                                   CaptionSegment.track_id.is_(None)))
+    return owned
+
+
+def captions_of(session: Session, recording: Recording, language: str | None = None) -> list[CaptionSegment]:
+    """Caption rows of the recording's automatic track (``vod/tracks.py`` reads the others)."""
+    query = select(CaptionSegment).where(automatic_condition(session, recording))
     if language:
         query = query.where(CaptionSegment.language == language)
     return list(session.scalars(query.order_by(CaptionSegment.start_seconds, CaptionSegment.id)))
@@ -138,14 +148,19 @@ def replay_data(session: Session, recording: Recording, segments: Sequence[Segme
     return data
 
 
-def caption_cues(session: Session, recording: Recording, offset: float, language: str | None) -> list[webvtt.Cue]:
-    """The recording's captions timed on its playable view (trim applied)."""
+def view_cues(rows: Iterable[CaptionSegment], recording: Recording, offset: float) -> list[webvtt.Cue]:
+    """Caption rows as cues timed on the playable view (trim applied), those cut away left out."""
     duration = recording.duration_seconds
     return [
         webvtt.Cue(max(c.start_seconds - offset, 0.0), min(c.end_seconds - offset, duration), c.text)
-        for c in captions_of(session, recording, language)
+        for c in rows
         if c.end_seconds > offset and c.start_seconds - offset < duration
     ]
+
+
+def caption_cues(session: Session, recording: Recording, offset: float, language: str | None) -> list[webvtt.Cue]:
+    """The recording's automatic captions timed on its playable view (trim applied)."""
+    return view_cues(captions_of(session, recording, language), recording, offset)
 
 
 def captions_vtt(session: Session, recording: Recording, offset: float, language: str | None) -> str:

@@ -33,19 +33,30 @@ def _fts5_query(terms: list[str]) -> str:
     return " ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
-def _caption_hits(session: Session, terms: list[str]) -> list[Any]:
+def _caption_hits(session: Session, terms: list[str], language: str | None) -> list[Any]:
+    params: dict[str, Any] = {"n": MAX_HITS}
+    spoken = ""
+    if language:  # "fr" finds fr and fr-CA; "fr-CA" only fr-CA
+        spoken = " AND (c.language = :lang OR c.language LIKE :lang_prefix)"
+        params.update(lang=language, lang_prefix=language.replace("%", "").replace("_", "") + "-%")
+    columns = "c.id, c.event_id, c.recording_id, c.track_id, c.start_seconds, c.end_seconds, c.text, c.language"
     if session.get_bind().dialect.name == "postgresql":
         sql = text(
-            "SELECT c.id, c.event_id, c.recording_id, c.start_seconds, c.end_seconds, c.text, c.language FROM caption_segments c "
-            "WHERE to_tsvector('simple', c.text) @@ plainto_tsquery('simple', :q) "
+            f"SELECT {columns} FROM caption_segments c "
+            f"WHERE to_tsvector('simple', c.text) @@ plainto_tsquery('simple', :q){spoken} "
             "ORDER BY c.start_seconds LIMIT :n"
         )
-        return list(session.execute(sql, {"q": " ".join(terms), "n": MAX_HITS}))
+        return list(session.execute(sql, {"q": " ".join(terms), **params}))
     sql = text(
-        "SELECT c.id, c.event_id, c.recording_id, c.start_seconds, c.end_seconds, c.text, c.language FROM caption_fts f "
-        "JOIN caption_segments c ON c.id = f.rowid WHERE caption_fts MATCH :q ORDER BY c.start_seconds LIMIT :n"
+        f"SELECT {columns} FROM caption_fts f "
+        f"JOIN caption_segments c ON c.id = f.rowid WHERE caption_fts MATCH :q{spoken} ORDER BY c.start_seconds LIMIT :n"
     )
-    return list(session.execute(sql, {"q": _fts5_query(terms), "n": MAX_HITS}))
+    return list(session.execute(sql, {"q": _fts5_query(terms), **params}))
+
+
+def spoken_languages(session: Session) -> list[str]:
+    """The languages captions and subtitles are in (the search page's language filter)."""
+    return sorted({row[0] for row in session.execute(text("SELECT DISTINCT language FROM caption_segments"))})
 
 
 def _recording_hits(session: Session, terms: list[str]) -> list[int]:
@@ -60,13 +71,14 @@ def _recording_hits(session: Session, terms: list[str]) -> list[int]:
 
 
 def search(session: Session, user: User | None, query: str, base_url: str, limit: int = 50,
-           courses: Collection[int] = ()) -> list[dict[str, Any]]:
+           courses: Collection[int] = (), language: str | None = None) -> list[dict[str, Any]]:
     """Recordings the caller may see (``courses``: their LTI courses, see ``access.listed``) that match, best
-    first, each with the moments that match."""
+    first, each with the moments that match; with ``language``, only the captions and subtitles in that
+    language (titles and descriptions still match)."""
     terms = words(query)
     if not terms:
         return []
-    caption_hits = _caption_hits(session, terms)
+    caption_hits = _caption_hits(session, terms, language)
     title_hits = set(_recording_hits(session, terms))
     event_ids = {hit.event_id for hit in caption_hits if hit.recording_id is None}
     candidates = title_hits | {hit.recording_id for hit in caption_hits if hit.recording_id is not None}
@@ -93,7 +105,8 @@ def search(session: Session, user: User | None, query: str, base_url: str, limit
             continue  # trimmed away
         matches.setdefault(recording.id, []).append(
             {"start": round(max(offset, 0.0), 3), "end": round(hit.end_seconds - recording.trim_start, 3),
-             "text": hit.text, "language": hit.language})  # the page marks the excerpt with it (WCAG 3.1.2)
+             "text": hit.text, "language": hit.language,  # the page marks the excerpt with it (WCAG 3.1.2)
+             "track_id": hit.track_id})
     ranked: list[tuple[bool, int, int, dict[str, Any]]] = []
     person = accounts.person_in_session(session, user) if any(r.visibility == Visibility.COURSE for r in rows.values()) else None
     for recording_id, recording in rows.items():

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
+from formats.cmaf import AudioFormat
+
 
 class FfmpegFailed(Exception):
     """ffmpeg exited with an error or took too long; the message carries its last words."""
@@ -54,6 +56,25 @@ def remux_args(ffmpeg: str, concat_file: Path, output: Path) -> list[str]:
             "-f", "mp4", str(output)]
 
 
+def audio_piece_args(ffmpeg: str, piece: Path, output: Path, audio: AudioFormat) -> list[str]:
+    """One piece of a recording into MP4 with its audio re-encoded to ``audio`` (video copied).
+
+    ffmpeg's concat demuxer describes every stream with its first file's parameters, so a later
+    piece's AAC at another sample rate would be copied (and even decoded) as if it had the first's:
+    48 kHz frames declared 44.1 kHz play 9 % slower, and the MP4 runs longer than the media. Each piece
+    is read alone here (its own init section, decoded right) and resampled to one format.
+    """
+    return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(piece),
+            "-map", "0:v?", "-map", "0:a?", "-c:v", "copy",
+            "-c:a", "aac", "-ar", str(audio.sample_rate), "-ac", str(audio.channels), "-b:a", AUDIO_REENCODE_BITRATE,
+            "-f", "mp4", str(output)]
+
+
+#: AAC bitrate of audio re-encoded for a download (only when its pieces' formats differ): the top of
+#: what we recommend encoders send (README, *Encoder settings*).
+AUDIO_REENCODE_BITRATE = "128k"
+
+
 async def run_ffmpeg(args: Sequence[str], timeout: float, started: Callable[[int], None] | None = None) -> None:
     """Run ffmpeg to its end; ``started`` is told its pid (to lower its priority)."""
     proc = await asyncio.create_subprocess_exec(
@@ -79,14 +100,25 @@ async def make_thumbnail(ffmpeg: str, segment: Path, output: Path, init: Path | 
     os.replace(tmp, output)
 
 
-async def remux_mp4(ffmpeg: str, segments: Sequence[Path], output: Path, timeout: float = 600) -> None:
-    """Join ``segments`` (``RecordingFiles.remux_inputs``) into ``output``, atomically (a partial file is never served)."""
+async def remux_mp4(ffmpeg: str, segments: Sequence[Path], output: Path, timeout: float = 600,
+                    audio: AudioFormat | None = None) -> None:
+    """Join ``segments`` (``RecordingFiles.remux_inputs``) into ``output``, atomically (a partial file is never served).
+
+    ``audio`` (``RecordingFiles.remux_audio``): the pieces' audio formats differ, so each piece is first
+    made an MP4 with its audio re-encoded to this one (:func:`audio_piece_args`), and those are joined."""
     listing = output.with_name(f".{output.stem}.ffconcat")
     tmp = output.with_name(f".{output.stem}.tmp.mp4")
-    listing.write_text(concat_list(segments), encoding="utf-8")
+    pieces: list[Path] = []
     try:
+        if audio is not None:
+            for number, piece in enumerate(segments):
+                pieces.append(output.with_name(f".{output.stem}.piece-{number}.mp4"))
+                await run_ffmpeg(audio_piece_args(ffmpeg, piece, pieces[-1], audio), timeout=timeout)
+        listing.write_text(concat_list(pieces or segments), encoding="utf-8")
         await run_ffmpeg(remux_args(ffmpeg, listing, tmp), timeout=timeout)
         os.replace(tmp, output)
     finally:
         listing.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
+        for path in pieces:
+            path.unlink(missing_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from html import escape
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -23,7 +23,8 @@ from live_server.models import Event, Recording, RecordingState, User, Visibilit
 
 from vod.access import find as find_recording
 from web.pages import render
-from web.templating import site_url, translator
+from web.templating import page_context, site_url, translator
+from web.track_view import decorate_tracks
 
 
 EMBEDDABLE = (Visibility.PUBLIC, Visibility.UNLISTED)
@@ -82,11 +83,18 @@ def _size(request: web.Request) -> tuple[int, int]:
     return width, height
 
 
+class RecordingTracks(Protocol):
+    """A recording's text tracks as the replay page lists them (``vod.page.page_tracks``, handed over at wiring)."""
+
+    def __call__(self, session: Session, row: Recording) -> list[dict[str, Any]]: ...
+
+
 class EmbedPages:
     """Embeddable players for other sites, and oEmbed."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, tracks: RecordingTracks | None = None) -> None:
         self.db = db
+        self.tracks = tracks  # every text track in the embedded replay's menu, as on the replay page
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -104,7 +112,7 @@ class EmbedPages:
                 "title": event.title, "kind": "event", "state": event.state.value,
                 "page_url": f"{site}/events/{event.slug}",
                 "playback_url": f"/live/{event.slug}/master.m3u8", "api_url": f"/api/v1/events/{event.slug}",
-                "poster": None, "caption_language": event.caption_language, "captions_url": None,
+                "poster": None, "caption_language": event.caption_language, "tracks": [],
             }
 
         return await self._embed_page(request, context)
@@ -119,20 +127,29 @@ class EmbedPages:
                 "page_url": f"{site}/recordings/{row.public_ref}",
                 "playback_url": f"/vod/{row.public_ref}/master.m3u8", "api_url": "",
                 "poster": f"/vod/{row.public_ref}/thumbnail.jpg" if row.thumbnail_path else None,
-                # the same captions track as the replay page: an LMS shows students this player (WCAG 1.2.2)
+                # the same text tracks as the replay page: an LMS shows students this player (WCAG 1.2.2)
                 "caption_language": _caption_language(session, row),
-                "captions_url": f"/api/v1/recordings/{row.public_ref}/captions.vtt",
+                "tracks": self.tracks(session, row) if self.tracks is not None else [],
             }
 
-        return await self._embed_page(request, context)
+        found = await self._found(context)
+        if found is None:
+            return _unavailable(request)
+        found["tracks"] = decorate_tracks(found["tracks"], page_context(request)["lang"], translator(request))
+        return _framable(render(request, "embed.html", {**found, "unavailable": False}))
+
+    async def _found(self, context: Callable[[Session], dict[str, Any]]) -> dict[str, Any] | None:
+        try:
+            return await self.db.run(context)
+        except NotFound:
+            return None
 
     async def _embed_page(
         self, request: web.Request, context: Callable[[Session], dict[str, Any]],
     ) -> web.StreamResponse:
         """The framable player page of what ``context`` finds embeddable, else the same 404 page for every refusal."""
-        try:
-            found = await self.db.run(context)
-        except NotFound:
+        found = await self._found(context)
+        if found is None:
             return _unavailable(request)
         return _framable(render(request, "embed.html", {**found, "unavailable": False}))
 

@@ -17,7 +17,8 @@ from vod import access as recording_access
 from vod import search as transcript_search
 from web.guards import current_user
 from web.media import ViewerCounter
-from web.templating import site_url
+from web.templating import page_context, site_url
+from web.transcription_view import language_options
 from web.pages import render
 
 
@@ -77,16 +78,23 @@ class HomePages:
         user, courses = current_user(request), _courses(request)
         query = request.query.get("q", "").strip()[:QUERY_MAX]
         base = site_url(request)
+        wanted = request.query.get("language", "").strip()[:35]
 
         def work(session: Session) -> dict[str, Any]:
+            languages = transcript_search.spoken_languages(session)
+            language = wanted if wanted in languages else None  # only a language something was said in
+            found: dict[str, Any] = {"languages": languages, "language": language}
             if not transcript_search.words(query):
-                return {"events": [], "recordings": []}
+                return {**found, "events": [], "recordings": []}
             return {
+                **found,
                 "events": ev.list_events(session, user, title_contains=query, limit=50, courses=courses),
-                "recordings": transcript_search.search(session, user, query, base, courses=courses),
+                "recordings": transcript_search.search(session, user, query, base, courses=courses, language=language),
             }
 
         results = await self.db.run(work)
+        lang = page_context(request)["lang"]
+        results["language_options"] = language_options(results.pop("languages"), lang)
         return render(request, "search.html", {"query": query, **results})
 
     async def favicon(self, request: web.Request) -> web.FileResponse:

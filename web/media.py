@@ -269,23 +269,28 @@ class LiveMediaHandler:
         scope = "private" if location.private else "public"
         rendition, _, name = tail.rpartition("/")
         ll = self.low_latency.ll_playlists(location.event_id, rendition) if self.low_latency and rendition else None
-        data: bytes | None = None
-        if ll is not None and name in LL_PLAYLISTS and ll.current(name) is not None:
-            data = (await _blocking_reload(request, ll, name)).encode()
-        elif immutable and self.accel_redirect and self.media_root is not None:
-            return self._accel(location, tail, content_type, scope)
-        else:
-            data = await self.cache.read(location.folder / tail, immutable=immutable)
-            if data is None and ll is not None and suffix == ".m4s":
-                data = await self._hinted_part(ll, location.folder / tail, name)
-        if data is None:
-            raise web.HTTPNotFound(text="no such media\n")
-        if is_playlist and tail not in ("master.m3u8", "master-dvr.m3u8"):
+        if tail not in ("master.m3u8", "master-dvr.m3u8"):
+            # Every player request counts, media ones too: behind nginx's playlist cache (deploy/nginx),
+            # a lecture hall's identical playlist requests reach the app once, but each player's parts
+            # and segments still come here for their access decision.
             viewer = viewer_id(request)
             self.viewers.seen(location.event_id, viewer)
             if self.audience is not None:
                 self.audience.polled(location.event_id, viewer, tail, request.cookies.get(SESSION_COOKIE),
                                      request.headers.get(CAPTIONS_HEADER) == "1")
+        data: bytes | None = None
+        if ll is not None and name in LL_PLAYLISTS and ll.current(name) is not None:
+            data = (await _blocking_reload(request, ll, name)).encode()
+        elif immutable and self.accel_redirect and self.media_root is not None:
+            if ll is not None and suffix == ".m4s" and not await self._hint_passed(ll, name):
+                raise web.HTTPNotFound(text="no such media\n")
+            return self._accel(location, tail, content_type, scope)
+        else:
+            data = await self.cache.read(location.folder / tail, immutable=immutable)
+            if data is None and ll is not None and suffix == ".m4s" and await self._hint_passed(ll, name, hinted_only=True):
+                data = await self.cache.read(location.folder / tail, immutable=True)
+        if data is None:
+            raise web.HTTPNotFound(text="no such media\n")
         if is_playlist:
             cache_control = f"{scope}, max-age=1"
         elif suffix == ".vtt":
@@ -305,20 +310,23 @@ class LiveMediaHandler:
             player_handle(request, response)
         return response
 
-    async def _hinted_part(self, ll: LowLatencyPlaylists, path: Path, name: str) -> bytes | None:
+    @staticmethod
+    async def _hint_passed(ll: LowLatencyPlaylists, name: str, hinted_only: bool = False) -> bool:
         """A request for the part the live playlist hints at (``EXT-X-PRELOAD-HINT``) waits for it
-        (RFC 8216bis 6.2.6) instead of a 404, until the playlist moves past the hint."""
+        (RFC 8216bis 6.2.6) instead of a 404, until the playlist moves past the hint: then it is on disk
+        (True). Any other part is answered at once (True: look on disk), unless ``hinted_only``;
+        False when the hinted part did not come in time."""
         playlist = ll.current("live.m3u8")
         if playlist is None or playlist.preload_hint != name:
-            return None
+            return not hinted_only
         try:
             async with asyncio.timeout(blocking_timeout(playlist)):
                 while playlist is not None and playlist.preload_hint == name:
                     await ll.changed().wait()
                     playlist = ll.current("live.m3u8")
         except TimeoutError:
-            return None
-        return await self.cache.read(path, immutable=True)
+            return False
+        return True
 
     def _accel(self, location: MediaLocation, tail: str, content_type: str, scope: str) -> web.Response:
         """Access is checked; nginx sends the segment itself (sendfile) from its internal location."""

@@ -31,6 +31,7 @@ from vod.page import ReplayPages, event_replay, password_matches
 from web.media import ViewerCounter
 from web.audience_tab import AudienceTab
 from web.transcription_view import TranscriptionStatus, decorate, language_name, language_options
+from web.track_view import decorate_tracks, refusal
 
 
 def _csrf_for(request: web.Request, response_cookies: dict[str, str]) -> str:
@@ -110,13 +111,22 @@ class LmsFraming(Protocol):
     async def frame_ancestors(self) -> list[str]: ...
 
 
+class TrackForms(Protocol):
+    """The replay page's text-track forms (``vod.tracks_api.TrackApi``, handed over by the app factory)."""
+
+    async def upload_form(self, request: web.Request, user: Any) -> dict[str, Any]: ...
+
+    async def remove(self, request: web.Request, user: Any, track_ref: str) -> None: ...
+
+
 class Pages:
     """Login and logout, the event page and the replay page."""
 
     def __init__(self, db: Database, passes: MediaPasses, viewers: ViewerCounter, settings: Settings, logins: Logins, replays: ReplayPages,
                  audience: AudienceTab | None = None, lms: LmsFraming | None = None,
-                 transcriptions: TranscriptionStatus | None = None) -> None:
+                 transcriptions: TranscriptionStatus | None = None, tracks: TrackForms | None = None) -> None:
         self.db = db
+        self.tracks = tracks  # the text tracks' upload and delete forms; None: no forms
         self.lms = lms
         self.transcriptions = transcriptions  # the recording page's transcription panel; None: no panel
         self.audience = audience  # the owners' Audience tab (issue 21); None: no tab
@@ -135,6 +145,8 @@ class Pages:
             web.post("/events/{slug}/unlock", self.unlock_event),
             web.get("/recordings/{id}", self._not_found_in_lms(self.replay_page), name="replay"),
             web.post("/recordings/{id}/unlock", self.unlock_replay),
+            web.post("/recordings/{id}/tracks", self.upload_track),
+            web.post("/recordings/{id}/tracks/{track:[0-9]+}/delete", self.delete_track),
         ]
 
     async def login_form(self, request: web.Request) -> web.Response:
@@ -262,8 +274,16 @@ class Pages:
 
     async def replay_page(self, request: web.Request) -> web.Response:
         """A recording's replay: the VOD with its captions, chapters and chat (logic in vod/page.py)."""
+        return await self._replay(request)
+
+    async def _replay(self, request: web.Request, extra: dict[str, Any] | None = None, status: int = 200) -> web.Response:
         view = await self.replays.replay_view(request)
         context = view.context
+        page = page_context(request)
+        context["tracks"] = decorate_tracks(view.tracks, page["lang"], translator(request))
+        context["track_form"] = {"errors": {}, "problems": [], "sent": {}} if self.tracks is not None else None
+        context["request_track"] = request.query.get("track")
+        context.update(extra or {})
         if self.settings.audience_enabled:  # the player's watch beacons, paced and bounded by the settings
             context["beacon"] = {"url": f"{context['api_url']}/watch", "seconds": self.settings.audience_beacon_seconds,
                                  "max_ranges": self.settings.audience_beacon_max_ranges,
@@ -292,11 +312,30 @@ class Pages:
                 "languages": [o for o in language_options(described["voices"], lang) if o[1] != o[0]],
                 "default": view.caption_language or lang,
             }
-        response = render(request, "replay.html", context)
+        response = render(request, "replay.html", context, status=status)
         self.replays.grant_pass(request, response, view)
         if view.recording.lti_context_id is not None or (view.event is not None and view.event.lti_context_id is not None):
             await self._lms_framable(response)
         return response
+
+    async def upload_track(self, request: web.Request) -> web.Response:
+        """The replay page's upload form: back to the list of tracks, or the page again (422) with every
+        problem of the file by line; nothing is saved then."""
+        identity = identity_of(request)
+        if identity is None or self.tracks is None:
+            raise web.HTTPSeeOther(f"/login?next=/recordings/{request.match_info['id']}")
+        result = await self.tracks.upload_form(request, identity.user)
+        if result["saved"]:
+            raise web.HTTPSeeOther(f"/recordings/{request.match_info['id']}?track=added#tracks")
+        _ = translator(request)
+        return await self._replay(request, {"track_form": refusal(result, _)}, status=422)
+
+    async def delete_track(self, request: web.Request) -> web.Response:
+        identity = identity_of(request)
+        if identity is None or self.tracks is None:
+            raise web.HTTPSeeOther(f"/login?next=/recordings/{request.match_info['id']}")
+        await self.tracks.remove(request, identity.user, request.match_info["track"])
+        raise web.HTTPSeeOther(f"/recordings/{request.match_info['id']}?track=deleted#tracks")
 
     async def unlock_replay(self, request: web.Request) -> web.Response:
         view = await self.replays.replay_view(request)

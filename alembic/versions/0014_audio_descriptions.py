@@ -1,7 +1,7 @@
 """audio descriptions: a recording's alternate audio renditions that describe the picture
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 """
 from typing import Sequence, Union
 
@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision: str = '0014'
-down_revision: Union[str, None] = '0012'
+down_revision: Union[str, None] = '0013'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -16,7 +16,8 @@ from tests.nginx import MAIN_CONF, nginx_binary, render
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ENV_NAME = re.compile(r"\bLIVE_[A-Z0-9_]+")
-NOT_SETTINGS = {"LIVE_CONFIG", "LIVE_LISTEN", "LIVE_WEB_SERVERS", "LIVE_MEDIA_DIR"}  # the last three: nginx template
+NOT_SETTINGS = {"LIVE_CONFIG", "LIVE_LISTEN", "LIVE_WEB_SERVERS", "LIVE_MEDIA_DIR",  # the rest: nginx template
+                "LIVE_TLS_LISTEN", "LIVE_TLS_CERTIFICATE", "LIVE_TLS_CERTIFICATE_KEY", "LIVE_NGINX_CACHE_DIR"}
 
 
 def test_every_live_variable_in_the_deploy_files_is_a_setting() -> None:
@@ -45,7 +46,7 @@ def test_compose_services_have_valid_settings() -> None:
 
 def test_nginx_accepts_the_shipped_configuration(tmp_path: Path) -> None:
     binary = nginx_binary()
-    (tmp_path / "live.conf").write_text(render("127.0.0.1:8099", ["127.0.0.1:8081", "127.0.0.1:8082"], tmp_path))
+    (tmp_path / "live.conf").write_text(render("127.0.0.1:8099", ["127.0.0.1:8081", "127.0.0.1:8082"], tmp_path, tmp_path))
     (tmp_path / "nginx.conf").write_text(MAIN_CONF.format(work=tmp_path, user=""))
     result = subprocess.run([binary, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
                             capture_output=True, text=True)

@@ -15,8 +15,8 @@ from typing import Iterator
 
 import pytest
 
-from formats.cmaf import (NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, AacConfig, AvcConfig, CmafError, CmafMuxer,
-                          Part, fragment_start_90khz, parse_aac_config, parse_avc_config)
+from formats.cmaf import (NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, AacConfig, AudioFormat, AvcConfig, CmafError,
+                          CmafMuxer, Part, audio_format, fragment_start_90khz, parse_aac_config, parse_avc_config)
 from formats.m3u8 import LlPart, LlPlaylist, LlSegment, render_ll
 from tests.media import FFMPEG
 
@@ -223,6 +223,16 @@ def test_audio_specific_config(asc: bytes, expected: AacConfig) -> None:
     assert parse_aac_config(asc) == expected
 
 
+@pytest.mark.parametrize(("asc", "expected"), [
+    (bytes.fromhex("1210"), AudioFormat("mp4a", 44100, 2)),
+    (bytes.fromhex("1188"), AudioFormat("mp4a", 48000, 1)),
+])
+def test_audio_format_of_an_init_segment(asc: bytes, expected: AudioFormat) -> None:
+    """What the MP4 download compares across a recording's publish sessions (vod.tools.remux_mp4)."""
+    assert audio_format(CmafMuxer(None, parse_aac_config(asc)).init_segment()) == expected
+    assert audio_format(b"") is None and audio_format(b"\0\0\0\x08moov") is None
+
+
 @pytest.mark.parametrize(("asc", "message"), [
     (b"", "truncated AudioSpecificConfig"),
     (b"\x12", "truncated AudioSpecificConfig"),
@@ -250,6 +260,7 @@ def test_bad_avc_record(record: bytes, message: str) -> None:
 
 
 def test_init_segment_layout(lecture: tuple[Path, bytes, Muxed]) -> None:
+    assert audio_format(lecture[2].init) == AudioFormat("mp4a", 44100, 1)
     muxed = lecture[2]
     assert muxed.video is not None and muxed.audio is not None
     stbl = [b"stsd", b"stts", b"stsc", b"stsz", b"stco"]

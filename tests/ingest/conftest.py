@@ -26,7 +26,9 @@ GRACE = 1.0
 LONG_GRACE = 2.5
 #: ``LIVE_TEST_LL_HLS=true`` runs every ``live`` test with ``ll_hls`` on (LL-HLS packaging of passthrough
 #: events, fMP4 recordings) unless the test sets it: the same tests, both ways, until it is the default.
-LL_HLS = os.environ.get("LIVE_TEST_LL_HLS", "").lower() == "true"
+#: Taken out of the environment once read: every ``LIVE_*`` variable is a setting to the app, so the CLI
+#: (run in process by the tests) and the server processes the tests start refused it as unknown.
+LL_HLS = os.environ.pop("LIVE_TEST_LL_HLS", "").lower() == "true"
 
 
 @dataclass

@@ -7,10 +7,12 @@ The blocking-reload test is timing-precise by nature (its subject is *when* an a
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import time
 from typing import Any
 
+import av
 import pytest
 
 from tests.ingest.conftest import Live, event_state_is, wait_for
@@ -191,3 +193,73 @@ async def test_a_whip_publish_is_packaged_as_ll_hls_too(live: Live) -> None:
     assert dvr.read_text().rstrip().endswith("#EXT-X-ENDLIST")
     assert 70 <= count_video_frames(dvr) <= 75
     assert decode_errors(dvr) == ""
+
+
+HOOK_HLS = """
+  (() => { let wrapped;
+    Object.defineProperty(window, "Hls", { configurable: true, get() { return wrapped; }, set(original) {
+      wrapped = class extends original { constructor(c) { super(c); window.__hls = this; } }; } });
+  })();"""
+
+
+@LL
+async def test_an_encoder_with_its_default_keyframe_interval_gets_parts_and_low_latency(live: Live, browser: Any) -> None:
+    """libx264 left at its defaults (no -g: a keyframe every 250 frames, 10 s at 25 fps): parts still come
+    every part target, segments still start at keyframes (10 s, TARGETDURATION 10), and hls.js in
+    low-latency mode plays behind the live edge by PART-HOLD-BACK, far below plain HLS's three target
+    durations. Real time (the subject is when parts arrive); 16 s of media."""
+    from tests.ingest.test_encoder_defaults import push_with_defaults
+
+    event = await live.create_event(dvr=False)
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.add_init_script(HOOK_HLS)
+    pusher = await push_with_defaults(live.publish_url(event), seconds=16, readrate=1.0)
+    try:
+        await wait_for(lambda: event_state_is(live, event, "live"), 20, "live after the first 10 s segment")
+        await page.goto(str(live.client.make_url(f"/events/{event['slug']}")))
+        text = await _live_playlist(live, event["slug"])
+        assert "#EXT-X-TARGETDURATION:10\n" in text, text
+        # Parts as they come: each blocking reload for the hinted part is answered about a part target later.
+        arrivals = []
+        for _ in range(6):
+            msn, part = _hint(text)
+            status, _, body = await _get(live, event["slug"], f"source/live.m3u8?_HLS_msn={msn}&_HLS_part={part}")
+            assert status == 200
+            arrivals.append(time.monotonic())
+            text = body.decode()
+        gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:]))
+        durations = [float(d) for d in re.findall(r"#EXT-X-PART:DURATION=([\d.]+)", text)]
+        print(f"10 s GOP: part gaps {[round(g, 3) for g in gaps]} s, part durations {durations}")
+        assert all(d <= PART_TARGET + 0.001 for d in durations) and len(durations) >= 6
+        assert gaps[len(gaps) // 2] == pytest.approx(PART_TARGET, abs=0.15)
+        # The segment starts at a keyframe: its first part is INDEPENDENT, and a reader agrees.
+        first = re.search(r'#EXT-X-PART:DURATION=[\d.]+,URI="(part_\d+_0\.m4s)"(,INDEPENDENT=YES)?', text)
+        assert first is not None and first.group(2), text
+        assert re.search(r"#EXTINF:(9\.9|10\.0)\d*,", text), text  # the first segment: one whole GOP
+        segment = re.search(r"^(seg_\d+\.m4s)$", text, re.M)
+        assert segment is not None
+        folder = live.folder(event["id"]) / "source"
+        with av.open(io.BytesIO((folder / "init_1.mp4").read_bytes() + (folder / segment.group(1)).read_bytes())) as media:
+            assert next(media.demux(video=0)).is_keyframe
+
+        await page.wait_for_function(
+            "() => { const v = document.getElementById('player'); return v && v.readyState >= 3 && v.currentTime > 0.5; }",
+            timeout=15_000)
+        samples = []
+        for _ in range(3):
+            await asyncio.sleep(0.7)
+            samples.append(await page.evaluate("""() => { const h = window.__hls;
+              return { latency: h.latency, target: h.targetLatency, low: h.config.lowLatencyMode,
+                       wall: h.playingDate ? (Date.now() - h.playingDate.getTime()) / 1000 : null,
+                       td: h.levels[h.currentLevel].details.targetduration,
+                       parts: h.levels[h.currentLevel].details.partList.length }; }"""))
+        latency = sorted(s["latency"] for s in samples)[1]
+        print(f"hls.js on a 10 s GOP: latency {latency:.2f} s (target {samples[-1]['target']:.2f} s, wall clock "
+              f"{samples[-1]['wall']}), plain HLS would aim at {3 * samples[-1]['td']} s")
+        assert all(s["low"] and s["parts"] > 0 for s in samples), samples
+        assert latency < 3 * samples[-1]["td"] and latency < samples[-1]["td"], samples  # under one segment, even
+        assert errors == []
+    finally:
+        await stop(pusher)

@@ -14,7 +14,8 @@ from ingest.packaging.ll_stream import LlRendition, LlUpdate
 from tests.media import FFMPEG, count_video_frames, decode_errors
 from recorder.storage import RecordingFiles
 from vod.importer import ImportRejected, Probe, import_args, probe
-from vod.tools import concat_list, remux_args, thumbnail_args
+from formats.cmaf import AudioFormat
+from vod.tools import audio_piece_args, concat_list, remux_args, thumbnail_args
 
 UPLOAD = PurePosixPath("/srv/media/imports/abc.upload")
 FOLDER = PurePosixPath("/srv/media/recordings/imported/7")
@@ -82,6 +83,13 @@ def test_remux_golden() -> None:
         *HEAD, "-f", "concat", "-safe", "0", "-i", "/m/.recording.ffconcat",
         "-map", "0:v?", "-map", "0:a?", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", "/m/.recording.tmp.mp4",
     ]
+
+
+def test_audio_piece_golden() -> None:
+    """A piece whose audio format differs from the others': video copied, audio resampled into one format."""
+    args = audio_piece_args("ffmpeg", Path("/m/.remux-1.m3u8"), Path("/m/.download.piece-1.mp4"), AudioFormat("mp4a", 48000, 2))
+    assert args == [*HEAD, "-i", "/m/.remux-1.m3u8", "-map", "0:v?", "-map", "0:a?", "-c:v", "copy",
+                    "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "128k", "-f", "mp4", "/m/.download.piece-1.mp4"]
 
 
 def test_concat_list_quotes_each_path() -> None:

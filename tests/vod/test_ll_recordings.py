@@ -12,6 +12,7 @@ import re
 import subprocess
 from typing import Any
 
+import av
 import pytest
 
 from tests.ingest.conftest import LONG_GRACE, Live, event_state_is, wait_for
@@ -124,3 +125,35 @@ async def test_a_reconnect_with_another_picture_size_replays_in_hls_js_with_its_
     saved = folder.parent / "saved.mp4"
     saved.write_bytes(await mp4.read())
     assert mp4.status == 200 and _strict_decode(saved) == ""  # both picture sizes, one sample description each
+
+
+@pytest.mark.live_settings(ll_hls=True, recording_enabled=True, grace_period_seconds=LONG_GRACE)
+async def test_a_reconnect_at_another_audio_sample_rate_downloads_at_the_right_duration(live: Live) -> None:
+    """44.1 kHz, then the encoder comes back at 48 kHz: the MP4 lasts what the media lasts (it ran 9.8 s for
+    9 s when the second piece's AAC was copied into a track declared 44.1 kHz)."""
+    event = await live.create_event()
+    url = live.publish_url(event)
+    first = await push_rtmp(url, seconds=4.5, readrate=FAST)  # 4.5 s of each stream, AAC at 44.1 kHz
+    await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
+    assert await asyncio.wait_for(first.wait(), 20) == 0
+    second = await push_rtmp(url, seconds=4.5, readrate=FAST, sample_rate=48000)
+    assert await asyncio.wait_for(second.wait(), 20) == 0
+    await wait_for(lambda: event_state_is(live, event, "ended"), 15, "the end of the event")
+
+    [recording] = await recordings_of(live, event)
+    assert recording["state"] == "ready" and recording["discontinuities"] == 1
+    assert recording["duration_seconds"] == pytest.approx(9.0, abs=0.2), recording
+    mp4 = await live.client.get(f"/api/v1/recordings/{recording['id']}/download.mp4")
+    assert mp4.status == 200
+    saved = folder_of(live, recording).parent / "saved.mp4"
+    saved.write_bytes(await mp4.read())
+    assert _strict_decode(saved) == ""
+    with av.open(str(saved)) as container:  # libavformat, as ffprobe reads it
+        assert container.duration is not None
+        duration = container.duration / 1_000_000
+        streams = {s.type: float(s.duration * s.time_base) for s in container.streams if s.duration is not None}
+        rate = container.streams.audio[0].sample_rate
+    print(f"MP4 of a 44.1 -> 48 kHz recording: {duration:.3f} s, streams {streams}, audio at {rate} Hz")
+    assert duration == pytest.approx(recording["duration_seconds"], abs=0.2)
+    assert streams["audio"] == pytest.approx(streams["video"], abs=0.2) and rate == 48000
+    assert not list(folder_of(live, recording).glob(".*piece*")) and not list(saved.parent.glob(".*piece*"))

@@ -73,7 +73,7 @@ async def test_push_reconnect_end_gives_a_ready_vod_with_chapters(live: Live) ->
     assert mp4_video_frames(saved) == 70 and decode_errors(saved) == ""
 
     master = await live.client.get(f"/vod/{recording['id']}/master.m3u8")
-    assert master.status == 200 and master.headers["Cache-Control"] == "public, max-age=5"
+    assert master.status == 200 and master.headers["Cache-Control"] == "public, no-cache"  # its text tracks can change
     assert "vod.m3u8" in await master.text() and 'CODECS="avc1.' in await master.text()
     segment = re.search(r"^(seg_\d+\.(ts|m4s))$", vod, re.M).group(1)  # type: ignore[union-attr]
     seg = await live.client.get(f"/vod/{recording['id']}/{segment}")

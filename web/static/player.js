@@ -121,10 +121,13 @@
       // lowLatencyMode: an LL-HLS playlist (EXT-X-PART) is played PART-HOLD-BACK behind its edge with blocking
       // reloads; a plain one is unaffected and stays liveSyncDurationCount (hls.js default: 3) target durations
       // behind. That count is deliberately not set here: any user value would override PART-HOLD-BACK.
-      hls = new window.Hls({ lowLatencyMode: true, xhrSetup: function (xhr, url) {
+      // A recording's text tracks are the page's <track> elements: hls.js leaves the master's SUBTITLES renditions
+      // alone there, so the menu lists each track once.
+      hls = new window.Hls({ lowLatencyMode: true, enableWebVTT: state !== "vod", xhrSetup: function (xhr, url) {
         xhr.withCredentials = true;
-        // the owner's audience figures count who watches with captions (the socket overlay polls no subtitles playlist)
-        if (/\.m3u8(\?|$)/.test(url)) xhr.setRequestHeader("X-Live-Captions", captionsShown() ? "1" : "0");
+        // the owner's audience figures count who watches with captions (the socket overlay polls no subtitles playlist);
+        // on parts and segments too: behind nginx's playlist cache those are the requests that reach the app
+        if (/\.(m3u8|m4s|ts)(\?|$)/.test(url)) xhr.setRequestHeader("X-Live-Captions", captionsShown() ? "1" : "0");
       } });
       hls.on(window.Hls.Events.ERROR, onError);
       hls.on(window.Hls.Events.MANIFEST_PARSED, function () { retryDelay = 2000; fillLevels(); play(); });
@@ -266,16 +269,20 @@
     return !!(captionsOn && (captionLanguage || renditionTracks().length > 0));
   }
 
-  // A recording (embed page) has the replay's <track kind="captions">: the toggle shows it or hides it,
-  // once it has cues; the choice is the same one as on the live pages.
+  // A recording (embed page) has the replay's <track> elements, one per text track: the toggle shows the
+  // default one (the captions) or hides every track, once it has cues; the choice is the same one as on the
+  // live pages. The other tracks (subtitles in other languages) are in the video's own menu.
   var trackShown = null;
   function applyTrackCaptions() {
-    var tracks = Array.prototype.filter.call(video.textTracks, function (tr) { return tr.kind === "captions"; });
-    captionsToggle.hidden = !tracks.some(function (tr) { return tr.cues && tr.cues.length > 0; });
+    var elements = Array.prototype.filter.call(video.querySelectorAll("track"), function (el) { return el.kind !== "chapters"; });
+    var main = elements.filter(function (el) { return el.default; })[0] || elements[0];
+    var track = main ? main.track : null;
+    captionsToggle.hidden = !(track && track.cues && track.cues.length > 0);
     captionsToggle.setAttribute("aria-pressed", captionsOn ? "true" : "false");
-    if (trackShown === captionsOn) return;  // in between, the viewer may use the video's own menu
+    if (!track || trackShown === captionsOn) return;  // in between, the viewer may use the video's own menu
     trackShown = captionsOn;
-    tracks.forEach(function (tr) { tr.mode = captionsOn ? "showing" : "hidden"; });
+    elements.forEach(function (el) { if (el !== main || !captionsOn) el.track.mode = "hidden"; });
+    if (captionsOn) track.mode = "showing";
   }
   Array.prototype.forEach.call(video.querySelectorAll("track"), function (el) { el.addEventListener("load", applyCaptions); });
 

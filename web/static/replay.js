@@ -33,7 +33,10 @@
 
   var start = hashTime();
   if (window.Hls && window.Hls.isSupported()) {
-    var hls = new window.Hls({ startPosition: start === null ? -1 : start, xhrSetup: function (xhr) { xhr.withCredentials = true; } });
+    // The text tracks are the page's <track> elements (one per track, the same cues as the master playlist's
+    // SUBTITLES renditions): hls.js leaves those renditions alone, so the menu lists each track once.
+    var hls = new window.Hls({ startPosition: start === null ? -1 : start, enableWebVTT: false,
+                               xhrSetup: function (xhr) { xhr.withCredentials = true; } });
     hls.on(window.Hls.Events.ERROR, function (_e, data) {
       if (data.fatal && data.type === window.Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
       else if (data.fatal && data.type === window.Hls.ErrorTypes.NETWORK_ERROR) setTimeout(function () { hls.startLoad(); }, 3000);
@@ -42,6 +45,8 @@
     hls.loadSource(video.dataset.src);
     hls.attachMedia(video);
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    // Native HLS lists the master playlist's subtitle renditions itself: the same tracks, once.
+    Array.prototype.forEach.call(video.querySelectorAll("track[data-track]"), function (el) { el.remove(); });
     video.src = video.dataset.src;
     if (start !== null) seek(start, false);
   }
@@ -52,13 +57,20 @@
 
   // --- captions: on unless the viewer turned them off (the same choice as on the live page) ----------
   var PREFERENCE = "live-captions";
-  var captionTrack = Array.prototype.filter.call(video.textTracks, function (tr) { return tr.kind === "captions"; })[0];
+  // The track marked default (the captions; at most one), as the master playlist's DEFAULT rendition.
+  var defaultElement = video.querySelector("track[data-track][default]");
+  var captionTrack = defaultElement ? defaultElement.track : null;
+  function textShown() {
+    return Array.prototype.some.call(video.textTracks, function (tr) {
+      return tr.kind !== "chapters" && tr.kind !== "metadata" && tr.mode === "showing";
+    });
+  }
   if (captionTrack) {
     var wanted = "on";
     try { wanted = window.localStorage.getItem(PREFERENCE) || "on"; } catch (e) { /* private mode */ }
     captionTrack.mode = wanted === "off" ? "hidden" : "showing";
     video.textTracks.addEventListener("change", function () {
-      try { window.localStorage.setItem(PREFERENCE, captionTrack.mode === "showing" ? "on" : "off"); } catch (e) { /* not remembered */ }
+      try { window.localStorage.setItem(PREFERENCE, textShown() ? "on" : "off"); } catch (e) { /* not remembered */ }
     });
   }
 

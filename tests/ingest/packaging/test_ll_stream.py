@@ -101,6 +101,32 @@ def test_blocking_reload_decisions_follow_the_parts(flv: bytes) -> None:
     pytest.fail("no part after the first playlist")
 
 
+def test_the_dvr_view_follows_every_part_as_the_live_view_does(flv: bytes) -> None:
+    """A DVR viewer at the live edge is a low-latency viewer too: after each input that changed the
+    playlists (the packager renders and publishes both views then, ll_packager.LlPackager._apply), the DVR
+    view ends with the live view's parts and preload hint, and a blocking reload for the next part is
+    decided the same on both, while the DVR view keeps every segment the live window dropped."""
+    stream = rendition(window_segments=1)
+    stream.begin_session()
+    checked = 0
+    for kind, stamp, body in flv_tags(flv):
+        update = stream.feed(kind, stamp, body, 1_000_000.0 + stamp / 1000)
+        live, dvr = stream.playlist(1), stream.playlist(None)
+        if live is None or dvr is None or not update.changed:
+            continue
+        assert dvr.pending_parts == live.pending_parts and dvr.preload_hint == live.preload_hint
+        assert dvr.segments[-1:] == live.segments[-1:] and len(dvr.segments) == len(stream.segments)
+        assert dvr.pending_msn == live.pending_msn
+        text_live, text_dvr = render(live), render(dvr)
+        tail = text_live[text_live.index(f"{live.segments[-1].uri}\n"):]
+        assert text_dvr.endswith(tail)  # the same last segment, parts in progress and hint, byte for byte
+        following = str(len(live.pending_parts) + 1)
+        for msn, part in ((str(live.pending_msn), str(len(live.pending_parts))), (str(live.pending_msn), following)):
+            assert decide_reload(dvr, msn, part).outcome is decide_reload(live, msn, part).outcome
+        checked += 1
+    assert checked >= 6 and len(stream.segments) == 2  # every part after the first segment (2 s of 5)
+
+
 def test_a_new_session_continues_numbers_after_a_discontinuity(flv: bytes) -> None:
     stream = rendition()
     stream.begin_session()
@@ -222,3 +248,40 @@ async def test_published_playlists_wake_every_waiter_once_per_version(flv: bytes
     assert shared.changed() is not first and not shared.changed().is_set() and shared.version == 1
     assert shared.text("live.m3u8") is shared.text("live.m3u8") == render(playlist)
     assert shared.text("live.m3u8", skip=True) is shared.text("live.m3u8", skip=True)  # rendered once, on demand
+
+
+class _Listener:
+    def on_segment(self, rendition: str, segment: object) -> None:
+        pass
+
+    def on_packager_failed(self, reason: str) -> None:
+        raise AssertionError(reason)
+
+
+async def test_the_packager_publishes_the_dvr_view_with_every_part(flv: bytes, tmp_path: Path) -> None:
+    """The shell around LlRendition: each published version carries a DVR view as new as the live one
+    (rendered once per part, not per segment as the files on disk are), so blocking reloads of ``dvr.m3u8``
+    are answered at each part too."""
+    from ingest.packaging.ll_packager import LlPackager
+    from ingest.packaging.options import PackagerOptions
+
+    packager = LlPackager(tmp_path, PackagerOptions(segment_seconds=2.0, live_window_seconds=6.0, dvr=True),
+                          _Listener(), part_target=0.334)
+    await packager.begin_session()
+    published, parts_seen = 0, set()
+    for kind, stamp, body in flv_tags(flv):
+        version = packager.playlists.version
+        packager.on_media(kind, stamp, body)
+        await packager.flush()
+        await asyncio.sleep(0)  # the done callback that publishes
+        if packager.playlists.version == version:
+            continue
+        live, dvr = packager.playlists.current("live.m3u8"), packager.playlists.current("dvr.m3u8")
+        assert live is not None and dvr is not None
+        assert dvr.pending_parts == live.pending_parts and dvr.preload_hint == live.preload_hint
+        live_text = packager.playlists.text("live.m3u8")
+        assert packager.playlists.text("dvr.m3u8").endswith(live_text[live_text.rindex("#EXTINF:"):])
+        parts_seen.add((live.pending_msn, len(live.pending_parts)))
+        published += 1
+    await packager.finish()
+    assert published >= 6 and len(parts_seen) == published  # one version per part
