@@ -329,6 +329,9 @@ class CmafMuxer:
         self._new_segment = True
         self.dropped_video = 0
         self.dropped_audio = 0
+        #: Decode times (s) at which a keyframe started a segment after the first: what the renditions
+        #: of a ladder that have no video of their own cut at (the caller reads and clears it).
+        self.segment_starts: list[float] = []
 
     # ----------------------------------------------------------------- init segment
 
@@ -368,6 +371,7 @@ class CmafMuxer:
             self._take_lead(held, out)
         if keyframe and self._segment_duration + self._lead.duration >= self._segment_target:
             self._end_segment(out, end=dts)
+            self.segment_starts.append(dts / VIDEO_TIMESCALE)
         self._held = _Sample(bytes(data), dts, pts - dts, keyframe)
         return out
 
@@ -398,6 +402,17 @@ class CmafMuxer:
         if self._segment_duration + self._lead.duration >= self._segment_target:
             self._end_segment(out, end=sample.dts)
         self._take_lead(sample, out)
+        return out
+
+    def cut(self) -> list[Part]:
+        """End the segment here, whatever its length: the next sample starts a new one. For an
+        audio-only rendition of a ladder, whose segments must start where the video renditions'
+        keyframes start theirs (same numbers, same instants); video cuts only at its keyframes."""
+        if self._video is not None:
+            raise ValueError("a muxer with video cuts segments at its keyframes only")
+        out: list[Part] = []
+        if self._lead.samples or self._msn >= 0:
+            self._end_segment(out, end=0)
         return out
 
     def flush(self) -> list[Part]:

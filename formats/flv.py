@@ -15,6 +15,7 @@ __all__ = [
     "TAG_AUDIO",
     "TAG_VIDEO",
     "TAG_SCRIPT",
+    "FlvTagReader",
     "flv_header",
     "flv_tag",
     "script_tag_from_metadata",
@@ -118,6 +119,46 @@ def read_tags(data: bytes) -> Iterator[tuple[int, int, bytes]]:
         stamp = int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
         yield data[pos] & 0x1F, stamp, data[pos + 11 : pos + 11 + size]
         pos += 11 + size + 4
+
+
+class FlvTagReader:
+    """The incremental form of :func:`read_tags`: an FLV byte stream (a pipe) fed in chunks of any
+    size, whole tags out as they complete. Raises ``ValueError`` when the stream does not start
+    with the FLV signature; nothing else in the stream is judged here (the caller inspects tags)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._header_done = False
+        self.tags = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        """(tag type, timestamp ms, payload) of every tag completed by ``data``."""
+        buffer = self._buffer
+        buffer += data
+        pos = 0
+        if not self._header_done:
+            if len(buffer) < 9:
+                if buffer[:3] and bytes(buffer[:3]) != b"FLV"[: len(buffer[:3])]:
+                    raise ValueError("not an FLV stream: no FLV signature")
+                return []
+            if buffer[:3] != b"FLV":
+                raise ValueError("not an FLV stream: no FLV signature")
+            offset = int.from_bytes(buffer[5:9], "big")
+            if len(buffer) < offset + 4:
+                return []
+            pos = offset + 4
+            self._header_done = True
+        out: list[tuple[int, int, bytes]] = []
+        while pos + 11 <= len(buffer):
+            size = int.from_bytes(buffer[pos + 1 : pos + 4], "big")
+            if pos + 15 + size > len(buffer):
+                break
+            stamp = int.from_bytes(buffer[pos + 4 : pos + 7], "big") | buffer[pos + 7] << 24
+            out.append((buffer[pos] & 0x1F, stamp, bytes(buffer[pos + 11 : pos + 11 + size])))
+            pos += 15 + size
+        del buffer[:pos]
+        self.tags += len(out)
+        return out
 
 
 def script_tag_from_metadata(metadata: dict[str, Any]) -> bytes:

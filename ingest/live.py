@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from formats import flv
 from ingest.disk import MediaDiskGuard
+from ingest.packaging.dts_guard import DtsGuard
 from ingest.packaging.options import DEFAULT_LADDER, PackagerOptions
 from ingest.packaging.ll_packager import LlPackager, LlPlaylists
 from ingest.packaging.packager import LivePackager, Packager
@@ -154,7 +155,9 @@ class PublishSession:
         self.protocol = protocol
         self.remote = remote
         self.stats = IngestStats(stall_after=stall_seconds(live.options.segment_seconds))
+        self.dts = DtsGuard()  # decode times that only go forward, before anything downstream sees them
         self.closed = False
+        self.dts_warned = False
         self._terminate = terminate
 
     async def on_metadata(self, metadata: dict[str, Any]) -> None:
@@ -165,6 +168,16 @@ class PublishSession:
         if self.closed:
             return
         self.stats.add(kind, timestamp_ms, payload)
+        guarded = self.dts.check(kind, timestamp_ms, payload)
+        if guarded != timestamp_ms:
+            if not self.dts_warned:
+                self.dts_warned = True
+                log.warning("event %s: the publisher's %s time %d ms does not follow its last one; %s (counted in "
+                            "the stream health's dts_adjusted / dts_dropped)", self.live.event_id, kind, timestamp_ms,
+                            "dropped" if guarded is None else f"passed on as {guarded} ms")
+            if guarded is None:
+                return
+            timestamp_ms = guarded
         live = self.live
         live.packager.on_media(kind, timestamp_ms, payload)
         for tap in live.media_taps:
@@ -268,6 +281,8 @@ class LiveEventRuntime:
         }
         if self.publisher is not None:
             data.update(self.publisher.stats.health())
+            data.update(dts_adjusted=self.publisher.dts.adjusted + self.publisher.dts.rebased,
+                        dts_dropped=self.publisher.dts.dropped)
             data.update(self._packaging_health(self.publisher, data))
         else:
             data.update({"healthy": False, "stalled": True})
@@ -569,9 +584,10 @@ class LiveStreams:
         folder = live_run_folder(self.settings.media_dir, command.event_id, started_at)
 
         def packager(live: LiveEventRuntime) -> LivePackager:
-            if self.settings.ll_hls and live.options.passthrough:
+            if self.settings.ll_hls:  # passthrough muxed in-process; an ABR ladder transcoded by ffmpeg, then muxed
                 return LlPackager(folder, live.options, live, part_target=self.settings.ll_hls_part_target_seconds,
-                                  on_drop=self.packager_dropped, on_write_error=self.metrics.media_write_errors.inc)
+                                  ffmpeg=self.ffmpeg, on_drop=self.packager_dropped,
+                                  on_write_error=self.metrics.media_write_errors.inc)
             return Packager(self.ffmpeg, folder, live.options, live, self.packager_dropped,
                             self.metrics.media_write_errors.inc)
 

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     ec.add_argument("--end", dest="scheduled_end")
     ec.add_argument("--caption-language", dest="caption_language")
     ec.add_argument("--no-dvr", dest="dvr", action="store_false", default=None)
+    ec.add_argument("--abr", action="store_true", default=None, help="transcode the ABR ladder (720p/480p/240p/audio)")
     ec.add_argument("--no-record", dest="record", action="store_false", default=None)
     ec.add_argument("--json", action="store_true", help="print the event as the API returns it")
 
@@ -227,7 +228,7 @@ def _create_user(db: Database, args: argparse.Namespace) -> int:
 
 
 def _create_event(db: Database, settings: Settings, args: argparse.Namespace) -> int:
-    fields = ("title", "description", "slug", "visibility", "password", "scheduled_start", "scheduled_end", "caption_language", "dvr", "record")
+    fields = ("title", "description", "slug", "visibility", "password", "scheduled_start", "scheduled_end", "caption_language", "dvr", "abr", "record")
     payload = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
     data = ev.parse_payload(ev.EventCreate, payload)
 

@@ -76,7 +76,12 @@ def decode_errors(path: Path | str, across_discontinuities: bool = False) -> str
     after which timestamps may legally overlap or restart (players re-anchor there); ffmpeg's HLS
     reader does not, and warns about non-monotonic DTS at the joint. Those warnings are ignored.
     """
-    out = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True, timeout=120)
+    # ``-enc_time_base demux``: decoded frames keep their exact times. By default ffmpeg rounds them to
+    # 1/frame rate for the null output, so two frames closer than that (a browser's camera over WebRTC
+    # sends some 2 ms apart, with strictly increasing times) collide there and ffmpeg reports
+    # "non monotonically increasing dts ... 23 >= 23": an error of the checker, not of the media.
+    out = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-enc_time_base", "demux", "-f", "null", "-"],
+                         capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         return out.stderr or f"exit {out.returncode}"
     lines = out.stderr.splitlines()

@@ -6,9 +6,13 @@ counters joined across processes), ``timeline`` (numbering, discontinuities,
 alignment, retention), ``variants`` (master playlist content); the m3u8
 text itself is ``formats.m3u8``.  The asyncio shell is ``packager``.
 
-Behind the ``ll_hls`` setting, passthrough events get the in-process LL-HLS packager instead:
-``ll_stream`` (pure: FLV tags into ``formats.cmaf`` parts, segments and ``formats.m3u8``
-playlists) and its shell ``ll_packager`` (no ffmpeg). Both meet ``packager.LivePackager``.
+Behind the ``ll_hls`` setting, every event gets the LL-HLS packager instead: ``ll_stream``
+(pure: one rendition's FLV tags into ``formats.cmaf`` parts, segments and ``formats.m3u8``
+playlists), ``ll_ladder`` (pure: an event's renditions, aligned, with rendition reports), and
+the shell ``ll_packager``: passthrough tags are muxed as they arrive (no ffmpeg); an ABR ladder
+is encoded by ``transcoder`` (one supervised ffmpeg, each rendition as FLV on its own pipe) and
+its outputs muxed the same way. Both packagers meet ``packager.LivePackager``. ``dts_guard``
+(pure) keeps every publisher's decode times increasing before any packager sees them.
 """
 
 from .options import DEFAULT_LADDER, PASSTHROUGH_RENDITION, PackagerOptions, Rendition

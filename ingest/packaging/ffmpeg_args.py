@@ -17,6 +17,7 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import Sequence
 
 from .options import PackagerOptions, Rendition, PASSTHROUGH_RENDITION
 
@@ -24,6 +25,7 @@ __all__ = [
     "SEGMENT_PATTERN",
     "SegmentListEntry",
     "build_ffmpeg_args",
+    "build_transcoder_args",
     "segment_filename",
     "segment_number",
     "parse_segment_list_line",
@@ -152,6 +154,16 @@ def _video_rendition_args(options: PackagerOptions, rendition: Rendition, label:
     ]
 
 
+def _ladder_graph(options: PackagerOptions) -> tuple[str, dict[str, str]]:
+    """One decode split into a scaler per video rendition: the filter graph and each one's label."""
+    video = [r for r in options.ladder if not r.is_audio_only]
+    labels = [f"v{i}" for i in range(len(video))]
+    graph = f"[0:v]split={len(video)}" + "".join(f"[{label}in]" for label in labels)
+    for label, rendition in zip(labels, video):
+        graph += f";[{label}in]scale=-2:{rendition.height}[{label}]"
+    return graph, dict(zip((r.name for r in video), labels))
+
+
 def build_ffmpeg_args(
     ffmpeg: str,
     options: PackagerOptions,
@@ -172,19 +184,54 @@ def build_ffmpeg_args(
         args += ["-map", "0:v?", "-map", "0:a?", "-c", "copy"]
         args += _segment_output_args(options, output_dir, PASSTHROUGH_RENDITION, start_number, list_fd)
         return args
-    video = [r for r in options.ladder if not r.is_audio_only]
-    labels = [f"v{i}" for i in range(len(video))]
-    graph = f"[0:v]split={len(video)}" + "".join(f"[{label}in]" for label in labels)
-    for label, rendition in zip(labels, video):
-        graph += f";[{label}in]scale=-2:{rendition.height}[{label}]"
+    graph, video_labels = _ladder_graph(options)
     args += ["-filter_complex", graph]
-    video_labels = dict(zip((r.name for r in video), labels))
     for rendition in options.ladder:
         if rendition.is_audio_only:
             args += ["-map", "0:a", "-vn", "-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k"]
         else:
             args += _video_rendition_args(options, rendition, video_labels[rendition.name])
         args += _segment_output_args(options, output_dir, rendition.name, start_number, list_fd)
+    return args
+
+
+def _flv_pipe_output_args(options: PackagerOptions, fd: int) -> list[str]:
+    return [
+        "-max_interleave_delta",
+        str(options.max_interleave_delta_us),
+        "-f",
+        "flv",
+        # A pipe cannot be rewound to patch the header's duration and size at the end.
+        "-flvflags",
+        "no_duration_filesize",
+        # Each packet goes down the pipe as soon as it is muxed, not when 32 KiB have piled up.
+        "-flush_packets",
+        "1",
+        f"pipe:{fd}",
+    ]
+
+
+def build_transcoder_args(ffmpeg: str, options: PackagerOptions, fds: Sequence[int]) -> list[str]:
+    """Full argv of the LL-HLS transcoder: the event's FLV on stdin, each ladder rendition as FLV
+    (H.264 + AAC) on its own inherited pipe ``fds[i]``, in ladder order, for our CMAF muxer.
+
+    The same encodes as the plain-HLS ladder (:func:`build_ffmpeg_args`): keyframes forced every
+    ``segment_seconds`` of media time, so every rendition has them on the same frames and the
+    muxer starts segments (same numbers) at the same instants in each.
+    """
+    if options.passthrough:
+        raise ValueError("the transcoder is for ABR ladders; passthrough is muxed without ffmpeg")
+    if len(fds) != len(options.ladder):
+        raise ValueError(f"{len(options.ladder)} renditions need as many pipes, got {len(fds)}")
+    args = [ffmpeg, *_input_args(options)]
+    graph, video_labels = _ladder_graph(options)
+    args += ["-filter_complex", graph]
+    for rendition, fd in zip(options.ladder, fds):
+        if rendition.is_audio_only:
+            args += ["-map", "0:a", "-vn", "-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k"]
+        else:
+            args += _video_rendition_args(options, rendition, video_labels[rendition.name])
+        args += _flv_pipe_output_args(options, fd)
     return args
 
 

@@ -1,13 +1,15 @@
-"""The LL-HLS packager of a passthrough event: FLV tags in, fMP4 parts and LL playlists out, no ffmpeg.
+"""The LL-HLS packager: FLV tags in, fMP4 parts and LL playlists out, per rendition.
 
-The asyncio shell of :class:`ingest.packaging.ll_stream.LlRendition`. Each tag is muxed on the
-loop as it arrives (the muxer costs about a fifth of ffmpeg's ``-c copy``, bench/cmaf_mux.py); the
-files a tag closed go to one writer thread per packager (off the loop, in order), and only once
-they are on disk does the playlist snapshot listing them become visible: rendered once per part,
-kept in memory for blocking reloads (:class:`LlPlaylists`, shared by every viewer) and written as
-``live.m3u8`` / ``dvr.m3u8`` for readers of the folder. Same layout and listener calls as the
-ffmpeg packager: ``master.m3u8`` (and ``master-dvr.m3u8``), ``source/live.m3u8``,
-``source/dvr.m3u8``, segments reported to the listener once listed.
+The asyncio shell of :class:`ingest.packaging.ll_ladder.LlLadder`. A passthrough event's tags are
+muxed on the loop as they arrive, without ffmpeg (the muxer costs about a fifth of ffmpeg's
+``-c copy``, bench/cmaf_mux.py); an ABR event's tags go to one ffmpeg that only encodes
+(:mod:`ingest.packaging.transcoder`), and each rendition's output comes back as FLV tags into the
+same muxer. The files a tag closed go to one writer thread per packager (off the loop, in order),
+and only once they are on disk does the playlist snapshot listing them become visible: rendered
+once per part, kept in memory for blocking reloads (:class:`LlPlaylists`, shared by every viewer)
+and written as ``live.m3u8`` / ``dvr.m3u8`` for readers of the folder. Same layout and listener
+calls as the ffmpeg packager: ``master.m3u8`` (and ``master-dvr.m3u8``), ``<rendition>/live.m3u8``,
+``<rendition>/dvr.m3u8``, segments reported to the listener once listed.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from formats.m3u8 import LlPlaylist, Segment, SubtitleRendition, render_ll, render_master
+from formats.cmaf import CmafError, parse_avc_config
+from formats.m3u8 import LlPlaylist, Segment, SubtitleRendition, VariantStream, render_ll, render_master
 from live_server.files import write_atomic
 from live_server.layout import MASTER_PLAYLIST
 
 from .feed import announced_streams
-from .ll_stream import LlFile, LlRendition, LlUnsupported, LlUpdate
-from .options import PASSTHROUGH_RENDITION, PackagerOptions
+from .ll_ladder import LlLadder
+from .ll_stream import LlFile, LlUnsupported, LlUpdate
+from .options import PackagerOptions
 from .packager import DVR_MASTER_PLAYLIST, DVR_PLAYLIST, PackagerListener
-from .variants import MEDIA_PLAYLIST, build_variants
+from .transcoder import Transcoder
+from .variants import MEDIA_PLAYLIST, build_variants, codecs_from_sequence_headers
 
 __all__ = ["LlPackager", "LlPlaylists"]
 
@@ -74,28 +79,42 @@ class LlPlaylists:
 
 
 class LlPackager:
-    """Packages one passthrough live event into LL-HLS under ``output_dir`` (the ``source`` rendition)."""
+    """Packages one live event into LL-HLS under ``output_dir``: one folder per rendition.
+
+    Passthrough (no ladder): the publisher's tags are muxed as they are (``source``), no ffmpeg.
+    ABR ladder: the tags go to the :class:`~ingest.packaging.transcoder.Transcoder` (one ffmpeg),
+    whose per-rendition FLV outputs come back as tags into the same muxer, one
+    :class:`~ingest.packaging.ll_ladder.LlLadder` rendition each, with aligned segment numbers and
+    rendition reports. A transcoder restart is a discontinuity in every rendition.
+    """
 
     def __init__(self, output_dir: Path, options: PackagerOptions, listener: PackagerListener, *,
-                 part_target: float, on_drop: Callable[[], None] = lambda: None,
+                 part_target: float, ffmpeg: str | None = None, on_drop: Callable[[], None] = lambda: None,
                  on_write_error: Callable[[], None] = lambda: None) -> None:
-        if not options.passthrough:
-            raise ValueError("the LL-HLS packager takes passthrough events only (no ABR ladder)")
         self.output_dir = Path(output_dir)
         self.options = options
-        self.rendition = PASSTHROUGH_RENDITION
-        self._folder = self.output_dir / self.rendition
+        self.names = options.rendition_names
         self._listener = listener
         self._on_drop = on_drop
         self._on_write_error = on_write_error
-        self._stream = LlRendition(part_target=part_target, segment_seconds=options.segment_seconds,
-                                   window_segments=options.window_segments, keep_history=options.dvr)
-        self.playlists = LlPlaylists()
+        followers = [r.name for r in options.ladder if r.is_audio_only]
+        self._ladder = LlLadder(self.names, part_target=part_target, segment_seconds=options.segment_seconds,
+                                window_segments=options.window_segments, keep_history=options.dvr,
+                                followers=followers, transcoded=not options.passthrough)
+        self._transcoder: Transcoder | None = None
+        if not options.passthrough:
+            if ffmpeg is None:
+                raise ValueError("an ABR ladder needs ffmpeg to transcode")
+            self._transcoder = Transcoder(ffmpeg, options, self.output_dir, on_tag=self._rendition_tag,
+                                          on_restart=self._transcoder_restarted, on_failed=self._fail,
+                                          on_drop=on_drop)
+        self.playlists = {name: LlPlaylists() for name in self.names}
         self._writer: ThreadPoolExecutor | None = None
         self._last_write: asyncio.Future[OSError | None] | None = None
         self._master_text: dict[str, str] = {}
         self._metadata: Mapping[str, Any] | None = None
-        self._headers: dict[str, bytes] = {}
+        self._headers: dict[str, bytes] = {}  # the publisher's sequence headers (passthrough CODECS)
+        self._rendition_headers: dict[str, dict[str, bytes]] = {name: {} for name in self.names}
         self._subtitles: tuple[SubtitleRendition, ...] = ()
         self._started = False
         self._session_active = False
@@ -109,6 +128,11 @@ class LlPackager:
 
     # -- what the hub and its taps read ---------------------------------------------------
     @property
+    def rendition(self) -> str:
+        """The reference rendition (recordings and captions follow it; its segments are counted)."""
+        return self.names[0]
+
+    @property
     def segments(self) -> int:
         return self._segments
 
@@ -118,11 +142,16 @@ class LlPackager:
 
     @property
     def restarts(self) -> int:
-        return 0  # no process to restart
+        return self._transcoder.restarts if self._transcoder is not None else 0  # passthrough: no process
+
+    @property
+    def transcoder(self) -> Transcoder | None:
+        return self._transcoder
 
     @property
     def dropped_tags(self) -> int:
-        return self._stream.dropped_tags
+        muxed = sum(r.dropped_tags for r in self._ladder.renditions.values())
+        return muxed + (self._transcoder.dropped_tags if self._transcoder is not None else 0)
 
     @property
     def session_active(self) -> bool:
@@ -130,7 +159,7 @@ class LlPackager:
 
     @property
     def finished(self) -> bool:
-        return self._stream.ended
+        return self._ladder.renditions[self.rendition].ended
 
     @property
     def failed_reason(self) -> str | None:
@@ -138,11 +167,12 @@ class LlPackager:
 
     @property
     def segment_overdue_seconds(self) -> float:
-        return 0.0  # segments are cut here, as the media arrives: nothing can owe one
+        # Segments are cut here as the media arrives; only a transcoder can owe us media.
+        return self._transcoder.overdue_seconds if self._transcoder is not None else 0.0
 
     @property
     def overlong_segments(self) -> int:
-        return self._stream.overlong_segments
+        return self._ladder.renditions[self.rendition].overlong_segments
 
     @property
     def last_listing_delay(self) -> float | None:
@@ -150,26 +180,30 @@ class LlPackager:
 
     @property
     def history_paused(self) -> bool:
-        return self._stream.history_paused
+        return self._ladder.renditions[self.rendition].history_paused
 
     def pause_history(self, paused: bool) -> None:
-        self._unlink_soon(self._stream.pause_history(paused))
+        for name, removed in self._ladder.pause_history(paused):
+            self._write_soon([], [self.output_dir / name / file for file in removed])
 
     def target_duration(self, rendition: str) -> int | None:
-        return self._stream.target_duration if rendition == self.rendition else None
+        stream = self._ladder.renditions.get(rendition)
+        return stream.target_duration if stream is not None else None
 
     def playlist_segments(self, rendition: str) -> list[Segment]:
-        return self._stream.segments if rendition == self.rendition else []
+        stream = self._ladder.renditions.get(rendition)
+        return stream.segments if stream is not None else []
 
     def ll_playlists(self, rendition: str) -> LlPlaylists | None:
-        return self.playlists if rendition == self.rendition else None
+        return self.playlists.get(rendition)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         if self._started:
             return
         self._started = True
-        await asyncio.get_running_loop().run_in_executor(None, lambda: self._folder.mkdir(parents=True, exist_ok=True))
+        folders = [self.output_dir / name for name in self.names]
+        await asyncio.get_running_loop().run_in_executor(None, _make_folders, folders)
         await self._submit(self._master_files(), [])
 
     async def begin_session(self) -> None:
@@ -177,22 +211,30 @@ class LlPackager:
             await self.start()
         if self._session_active:
             await self.end_session()
-        self._stream.begin_session()
+        self._ladder.begin_session()
         self._session_active = True
         self._failed_reason = None
+        if self._transcoder is not None:
+            self._transcoder.begin()
+            if self._metadata is not None:
+                self._transcoder.on_metadata(self._metadata)
 
     async def end_session(self) -> None:
         if not self._session_active:
             return
         self._session_active = False
-        self._apply(self._stream.end_session())
+        if self._transcoder is not None:
+            await self._transcoder.stop()  # its last frames come out (and are muxed) first
+        self._apply(self._ladder.end_session())
         await self.flush()
 
     async def finish(self) -> None:
         self._session_active = False
+        if self._transcoder is not None:
+            await self._transcoder.stop()
         if not self._started:
             await self.start()
-        self._apply(self._stream.end())
+        self._apply(self._ladder.end())
         try:
             await self.flush()
             if self._last_write is not None:
@@ -204,6 +246,8 @@ class LlPackager:
 
     async def close(self) -> None:
         self._session_active = False
+        if self._transcoder is not None:
+            await self._transcoder.close()
         self._stop_writer()
 
     async def flush(self) -> None:
@@ -218,67 +262,115 @@ class LlPackager:
     # -- ingest side (never blocks) -----------------------------------------------------------
     def on_metadata(self, metadata: Mapping[str, Any]) -> None:
         self._metadata = dict(metadata)
-        self._stream.expect_streams(*announced_streams(metadata))
+        self._ladder.expect_streams(*announced_streams(metadata))
+        if self._transcoder is not None and self._session_active:
+            self._transcoder.on_metadata(metadata)
         if self._started:
             self._write_soon(self._master_files())
 
     def on_media(self, kind: str, timestamp_ms: int, payload: bytes) -> None:
-        """One FLV tag body: muxed now; what it closed is written in order, then published."""
+        """One FLV tag body of the publisher: muxed now (passthrough) or queued for the transcoder."""
         self._bytes_in += len(payload)
         if not self._session_active or self._failed_reason is not None:
             return
         if len(payload) > 1 and payload[1] == 0 and kind in ("audio", "video") and self._headers.get(kind) != payload:
             self._headers[kind] = bytes(payload)
-            self._write_soon(self._master_files())
-        dropped = self._stream.dropped_tags
-        try:
-            update = self._stream.feed(kind, timestamp_ms, payload, time.time())
-        except LlUnsupported as exc:
-            self._fail(str(exc))
+            if self._transcoder is None:
+                self._write_soon(self._master_files())
+        if self._transcoder is not None:
+            self._transcoder.on_media(kind, timestamp_ms, payload)
+        else:
+            self._mux(self.rendition, kind, timestamp_ms, payload)
+
+    def _rendition_tag(self, name: str, kind: str, timestamp_ms: int, payload: bytes) -> None:
+        """One tag of a rendition the transcoder made (on the loop, as its pipe delivers it)."""
+        if self._failed_reason is not None:
             return
-        if self._stream.dropped_tags > dropped:
+        headers = self._rendition_headers[name]
+        if len(payload) > 1 and payload[1] == 0 and headers.get(kind) != payload:
+            headers[kind] = bytes(payload)
+            self._write_soon(self._master_files())
+        self._mux(name, kind, timestamp_ms, payload)
+
+    def _mux(self, name: str, kind: str, timestamp_ms: int, payload: bytes) -> None:
+        dropped = self.dropped_tags
+        try:
+            updates = self._ladder.feed(name, kind, timestamp_ms, payload, time.time())
+        except LlUnsupported as exc:
+            self._fail(f"{name}: {exc}" if self._transcoder is not None else str(exc))
+            return
+        if self.dropped_tags > dropped:
             self._on_drop()
-        self._apply(update)
+        self._apply(updates)
+
+    def _transcoder_restarted(self) -> None:
+        """A new ffmpeg, a new timeline: every rendition closes its segment and starts a new session."""
+        self._apply(self._ladder.end_session())
+        self._ladder.begin_session()
+        segments = {name: len(stream.segments) for name, stream in self._ladder.renditions.items()}
+        if len(set(segments.values())) > 1:
+            log.warning("%s: renditions no longer have the same number of segments: %s", self.output_dir, segments)
 
     # -- output -----------------------------------------------------------------------------
-    def _apply(self, update: LlUpdate) -> None:
-        if not update.changed and not update.files:
+    def _apply(self, updates: list[tuple[str, LlUpdate]]) -> None:
+        """Queue the media files every rendition's update made, then each changed rendition's playlists,
+        published once written. One writer thread, in order: whatever a playlist lists, or names in a
+        rendition report (another rendition's last part, made by the same input), is on disk first."""
+        active = [(name, update) for name, update in updates if update.changed or update.files or update.removed]
+        if not active:
             return
-        views = {MEDIA_PLAYLIST: self._stream.playlist(self.options.window_segments)}
-        if self.options.dvr:
-            views[DVR_PLAYLIST] = self._stream.playlist(None)
-        published = {name: p for name, p in views.items() if p is not None}
-        texts = {name: render_ll(p) for name, p in published.items()}  # one render per part, shared by all viewers
-        files: list[tuple[Path, bytes | str]] = [(self._folder / f.name, f.data) for f in update.files]
-        if update.segments or self._stream.ended:  # on disk per segment (readers of the folder); in memory per part
-            files += [(self._folder / name, text) for name, text in texts.items()]
-            for segment in update.segments:
-                self._measure(segment, update.files)
+        media: list[tuple[Path, bytes | str]] = [(self.output_dir / name / f.name, f.data)
+                                                 for name, update in active for f in update.files]
+        media_written = self._submit(media, []) if media else None
+        if media_written is not None:
+            media_written.add_done_callback(lambda done: self._written(_outcome(done)[0]))
+        for name, update in active:
+            self._apply_one(name, update, media_written)
+
+    def _apply_one(self, name: str, update: LlUpdate, media_written: "asyncio.Future[OSError | None] | None") -> None:
+        stream = self._ladder.renditions[name]
+        folder = self.output_dir / name
+        published: dict[str, LlPlaylist] = {}
+        if update.changed:
+            views = {MEDIA_PLAYLIST: self._ladder.playlist(name, self.options.window_segments, MEDIA_PLAYLIST)}
+            if self.options.dvr:
+                views[DVR_PLAYLIST] = self._ladder.playlist(name, None, DVR_PLAYLIST)
+            published = {view: p for view, p in views.items() if p is not None}
+        texts = {view: render_ll(p) for view, p in published.items()}  # one render per part, shared by all viewers
+        files: list[tuple[Path, bytes | str]] = []
+        if update.segments or stream.ended:  # on disk per segment (readers of the folder); in memory per part
+            files += [(folder / view, text) for view, text in texts.items()]
+            if self._transcoder is None:
+                for segment in update.segments:
+                    self._measure(segment, update.files)
             files += self._master_files()
-        future = self._submit(files, [self._folder / name for name in update.removed])
+        future = self._submit(files, [folder / file for file in update.removed])
         segments = update.segments
+        playlists = self.playlists[name]
 
         def visible(done: "asyncio.Future[OSError | None]") -> None:
-            media_error, playlist_error = _outcome(done)
-            self._written(media_error or playlist_error)
-            if media_error is not None:
+            if media_written is not None and media_written.done() and _outcome(media_written)[0] is not None:
                 return  # a part or segment is not on disk: listing it would send viewers to a 404
+            playlist_error = _outcome(done)[1]
+            if playlist_error is not None:
+                self._written(playlist_error)
             # A playlist file that could not be written is counted, but viewers are answered from
             # memory: the media is on disk, so they get it, as the ffmpeg packager lists segments
             # whatever happens to its playlist files.
             if published:
-                self.playlists.publish(published, texts)
+                playlists.publish(published, texts)
             for segment in segments:
-                self._listed(segment)
+                self._listed(name, segment)
 
         future.add_done_callback(visible)
 
-    def _listed(self, segment: Segment) -> None:
-        self._segments += 1
-        if segment.program_date_time is not None:
-            self._last_listing_delay = time.time() - segment.program_date_time.timestamp() - segment.duration
+    def _listed(self, name: str, segment: Segment) -> None:
+        if name == self.rendition:
+            self._segments += 1
+            if segment.program_date_time is not None:
+                self._last_listing_delay = time.time() - segment.program_date_time.timestamp() - segment.duration
         try:
-            self._listener.on_segment(self.rendition, segment)
+            self._listener.on_segment(name, segment)
         except Exception:
             log.exception("%s: on_segment raised", self.output_dir)
 
@@ -290,8 +382,28 @@ class LlPackager:
         if bps > self._peak_bps * 1.1:
             self._peak_bps = bps
 
-    def _master_files(self) -> list[tuple[Path, bytes | str]]:
+    def _variants(self) -> list[VariantStream]:
+        """What the master lists: for the ladder, CODECS and RESOLUTION as each rendition's own
+        sequence headers say (x264's profile and level, the scaled size) once they are known."""
         variants = build_variants(self.options, self._metadata, self._headers, self._peak_bps)
+        if self._transcoder is None:
+            return variants
+        out = []
+        for rendition, variant in zip(self.options.ladder, variants):
+            headers = self._rendition_headers[rendition.name]
+            codecs = codecs_from_sequence_headers(headers) if headers else None
+            resolution = variant.resolution
+            if "video" in headers:
+                try:
+                    config = parse_avc_config(headers["video"][5:])
+                    resolution = (config.width, config.height)
+                except CmafError:
+                    pass
+            out.append(dataclasses.replace(variant, codecs=codecs or variant.codecs, resolution=resolution))
+        return out
+
+    def _master_files(self) -> list[tuple[Path, bytes | str]]:
+        variants = self._variants()
         targets = {MASTER_PLAYLIST: render_master(variants, self._subtitles)}
         if self.options.dvr:
             targets[DVR_MASTER_PLAYLIST] = render_master(
@@ -320,9 +432,6 @@ class LlPackager:
         if files or removed:
             self._submit(files, list(removed)).add_done_callback(
                 lambda done: self._written(_outcome(done)[0] or _outcome(done)[1]))
-
-    def _unlink_soon(self, names: list[str]) -> None:
-        self._write_soon([], [self._folder / name for name in names])
 
     def _written(self, error: BaseException | None) -> bool:
         if error is None:
@@ -389,3 +498,8 @@ def _write_bytes(path: Path, data: bytes) -> None:
     with open(tmp, "wb") as handle:
         handle.write(data)
     os.replace(tmp, path)
+
+
+def _make_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)

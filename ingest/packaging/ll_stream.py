@@ -91,9 +91,14 @@ class LlRendition:
     """
 
     def __init__(self, *, part_target: float, segment_seconds: float, window_segments: int,
-                 keep_history: bool = True, first_msn: int = 0) -> None:
+                 keep_history: bool = True, first_msn: int = 0, cut_after: float | None = None) -> None:
         self.part_target = part_target
         self.segment_seconds = segment_seconds
+        # A keyframe starts a new segment once the segment has lasted this long (the muxer's
+        # segment target): ``segment_seconds`` for a publisher's GOP; less for a transcode whose
+        # keyframes are forced every segment_seconds (so each forced one cuts, even 1 frame early);
+        # "never" for a ladder's audio-only rendition, cut by :meth:`cut`.
+        self.cut_after = segment_seconds if cut_after is None else cut_after
         self.window_segments = window_segments
         self.keep_history = keep_history  # DVR: remember every segment (else twice the window)
         self._segments: list[LlSegment] = []
@@ -174,7 +179,7 @@ class LlRendition:
         return update
 
     def _feed(self, kind: str, timestamp_ms: int, payload: bytes, wall: float, update: LlUpdate) -> None:
-        if (self._muxer is None and not self._is_header(kind, payload)
+        if (self._muxer is None and not self.is_header(kind, payload)
                 and self._hold(kind, timestamp_ms, payload, wall, update)):
             return
         if kind == "video":
@@ -205,7 +210,7 @@ class LlRendition:
             self._take(muxer.add_audio(payload[2:], timestamp_ms), update)
 
     @staticmethod
-    def _is_header(kind: str, payload: bytes) -> bool:
+    def is_header(kind: str, payload: bytes) -> bool:
         return kind in ("audio", "video") and payload[1] == 0
 
     def _hold(self, kind: str, timestamp_ms: int, payload: bytes, wall: float, update: LlUpdate) -> bool:
@@ -248,12 +253,29 @@ class LlRendition:
             if self._video is None and self._audio is None:
                 return None  # media before any sequence header: nothing to describe it with
             self._muxer = CmafMuxer(self._video, self._audio, part_target=self.part_target,
-                                    segment_target=self.segment_seconds)
+                                    segment_target=self.cut_after)
             self._session += 1
             self._init = init_name(self._session)
             self._clock = wall - timestamp_ms / 1000
             update.files.append(LlFile(self._init, self._muxer.init_segment()))
         return self._muxer
+
+    def cut(self) -> LlUpdate:
+        """Start a new segment at the next sample (an audio-only rendition following a ladder's
+        video keyframes); nothing before the session's first sample."""
+        update = LlUpdate()
+        if self._muxer is not None:
+            self._take(self._muxer.cut(), update)
+            self._close_segment(update)
+        return update
+
+    def take_segment_starts(self) -> list[int]:
+        """FLV times (ms) where a keyframe started a segment since last asked (the first excepted)."""
+        if self._muxer is None or not self._muxer.segment_starts:
+            return []
+        starts = [round(t * 1000) for t in self._muxer.segment_starts]
+        self._muxer.segment_starts.clear()
+        return starts
 
     # ----------------------------------------------------------------- cutting
 

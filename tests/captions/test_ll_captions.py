@@ -1,6 +1,7 @@
 """The live WebVTT caption rendition of an LL-HLS event sits on the fMP4 timeline: hls.js in Chromium shows
 each cue at the media time the captioner gave it (stream time = media time), also when the publisher's own
-timestamps do not start at zero (its ``X-TIMESTAMP-MAP`` maps to the segments' ``tfdt``, not to zero).
+timestamps do not start at zero (its ``X-TIMESTAMP-MAP`` maps to the segments' ``tfdt``, not to zero), and with
+the ABR ladder (the rendition follows the transcoder's first rendition).
 
 espeak-ng Korean speech is pushed over RTMP at real-time speed (the recognizer's input); hls.js then plays the
 run's DVR playlists, served as files, as a finished stream (media time 0 = stream time 0).
@@ -35,16 +36,20 @@ hls.on(Hls.Events.MANIFEST_PARSED, () => document.getElementById('v').play());
 
 
 # Where the cues land is the subject, not how soon: no audio dropped on a loaded machine, time to catch up.
+# With the ABR ladder, the rendition follows the first one (720p), whose times are the transcoder's (they
+# start near zero, not at the publisher's 100 s).
+@pytest.mark.parametrize("abr", [False, True], ids=["source", "ladder"])
 @pytest.mark.live_settings(ll_hls=True, caption_queue_seconds=120, caption_finish_seconds=60)
 async def test_ll_hls_caption_cues_land_at_their_media_time_in_hls_js(
-        captioned: Live, ko_speech: Speech, browser: Any, tmp_path: Path) -> None:
+        captioned: Live, ko_speech: Speech, browser: Any, tmp_path: Path, abr: bool) -> None:
     live = captioned
-    event = await live.create_event(dvr=True, caption_language="ko")
+    event = await live.create_event(dvr=True, caption_language="ko", abr=abr)
+    rendition = "720p" if abr else "source"
     track = speech_track(ko_speech, [1.0], 11.0, tmp_path)
     pusher = await push_track(live.publish_url(event), track, ts_offset=100.0)  # FLV time starts at 100 s
     await wait_for(lambda: event_state_is(live, event, "live"), 15, "live")
     assert await asyncio.wait_for(pusher.wait(), 40) == 0
-    await wait_for(lambda: event_state_is(live, event, "ended"), 30, "the event to end")
+    await wait_for(lambda: event_state_is(live, event, "ended"), 60, "the event to end")  # its captions finished
     rows = live.app[DB].transaction(
         lambda s: [(r.start_seconds, r.end_seconds) for r in s.scalars(select(CaptionSegment)
                                                                          .order_by(CaptionSegment.start_seconds))])
@@ -52,14 +57,17 @@ async def test_ll_hls_caption_cues_land_at_their_media_time_in_hls_js(
 
     # The rendition's X-TIMESTAMP-MAP: LOCAL = the segment's stream time, MPEGTS = its first tfdt at 90 kHz.
     run = live.folder(event["id"])
-    video = (run / "source" / "dvr.m3u8").read_text()
+    video = (run / rendition / "dvr.m3u8").read_text()
     assert "#EXT-X-MAP:" in video and ".m4s" in video
-    init = (run / "source" / "init_1.mp4").read_bytes()
+    init = (run / rendition / "init_1.mp4").read_bytes()
     first = next((run / "subtitles" / "ko").glob("seg_000001.vtt"))
     tsmap, _ = parse_webvtt(first.read_text())
     assert tsmap is not None
-    expected = fragment_start_90khz(init, (run / "source" / "seg_000001.m4s").read_bytes())
-    assert expected is not None and expected >= 100 * 90_000 and tsmap.mpegts == expected
+    expected = fragment_start_90khz(init, (run / rendition / "seg_000001.m4s").read_bytes())
+    assert expected is not None and (abr or expected >= 100 * 90_000) and tsmap.mpegts == expected
+    if abr:  # every variant of the ladder lists the caption rendition
+        master = (run / "master-dvr.m3u8").read_text()
+        assert master.count('SUBTITLES="subs"') == 4 and 'URI="subtitles/ko/dvr.m3u8"' in master
 
     async def page_html(_: web.Request) -> web.StreamResponse:
         return web.Response(text=PAGE, content_type="text/html")

@@ -595,3 +595,26 @@ def test_fragment_start_reads_ffmpegs_fragmented_mp4_too(tmp_path: Path) -> None
     init = data[:first_moof]
     assert fragment_start_90khz(init, data[first_moof:]) == 0
     assert fragment_start_90khz(init, data[second_moof:]) == 90_000  # the second GOP, 25 frames in
+
+
+def test_an_audio_only_muxer_is_cut_where_it_is_told() -> None:
+    """A ladder's audio rendition: no keyframes of its own, segments start where the video's do."""
+    muxer = CmafMuxer(None, AacConfig(b"\x11\x90", 2, 48000, 2), part_target=0.334, segment_target=1e9)
+    parts: list[Part] = []
+    for n in range(40):  # 40 frames of 1024 samples: 0.85 s
+        parts += muxer.add_audio(b"\x21" * 10, n * 1024 * 1000 // 48000)
+        if n == 20:
+            parts += muxer.cut()
+            parts += muxer.cut()  # twice in a row: still one new segment
+    parts += muxer.flush()
+    assert [p.msn for p in parts if p.segment_start] == [0, 1]
+    first_of_1 = next(p for p in parts if p.msn == 1)
+    assert first_of_1.start == pytest.approx(21 * 1024 / 48000)  # the frame after the cut starts it
+    assert sum(p.duration for p in parts if p.msn == 0) == pytest.approx(21 * 1024 / 48000)
+    assert CmafMuxer(None, AacConfig(b"\x11\x90", 2, 48000, 2)).cut() == []  # nothing fed: nothing to cut
+
+
+def test_a_muxer_with_video_is_not_cut_from_outside() -> None:
+    video = AvcConfig(b"", 160, 120, 0x64, 0, 0x1f)
+    with pytest.raises(ValueError, match="cuts segments at its keyframes only"):
+        CmafMuxer(video, None).cut()

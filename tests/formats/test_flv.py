@@ -140,3 +140,23 @@ def test_read_tags_is_the_reverse_of_the_writers_and_stops_at_a_torn_tag() -> No
 def test_read_tags_refuses_what_is_not_flv() -> None:
     with pytest.raises(ValueError, match="^not an FLV file: no FLV signature$"):
         list(flv.read_tags(b"RIFF\x00\x00\x00\x00WAVE"))
+
+
+def test_tag_reader_takes_a_stream_in_chunks_of_any_size() -> None:
+    data = flv.flv_header(True, True) + flv.flv_tag(9, 0, b"\x17\x00abc") \
+        + flv.flv_tag(8, 23, b"\xaf\x01" + b"x" * 300) + flv.flv_tag(9, 0x01000005, b"\x27\x01z")
+    whole = list(flv.read_tags(data))
+    for size in (1, 7, 15, 4096):
+        reader = flv.FlvTagReader()
+        got = []
+        for i in range(0, len(data), size):
+            got += reader.feed(data[i : i + size])
+        assert got == whole and reader.tags == 3
+    assert whole[2][1] == 0x01000005  # the extended timestamp byte
+
+
+def test_tag_reader_refuses_what_is_not_flv() -> None:
+    with pytest.raises(ValueError, match="not an FLV stream"):
+        flv.FlvTagReader().feed(b"RIFF....")
+    with pytest.raises(ValueError, match="not an FLV stream"):
+        flv.FlvTagReader().feed(b"FX")

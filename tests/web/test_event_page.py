@@ -35,7 +35,9 @@ async def test_event_page_from_waiting_to_live_to_replay_without_reload(live: Li
     await desk.goto(f"/events/{event['slug']}")
     assert await desk.get_attribute("#lecturer-tools a[href^='/dashboard/events/']", "href") == f"/dashboard/events/{event['slug']}"
 
-    pusher = await push_rtmp(live.publish_url(event), seconds=16)
+    # Long enough for every step below on a loaded machine (the chapter must fall inside the recording);
+    # the encoder is stopped as soon as they are done.
+    pusher = await push_rtmp(live.publish_url(event), seconds=40)
     try:
         await wait_for(lambda: event_state_is(live, event, "live"), 15, "live")
         await page.wait_for_function(PLAYING, timeout=30_000)
@@ -74,7 +76,7 @@ async def test_event_page_from_waiting_to_live_to_replay_without_reload(live: Li
         problems = await check_page(page, shots, "event-live")
         assert await page.evaluate("document.getElementById('player').currentTime") > 0
     finally:
-        await stop(pusher)  # the encoder goes away (what is asserted next does not need the rest of its 16 s)
+        await stop(pusher)  # the encoder goes away (what is asserted next does not need the rest of its 40 s)
 
     # the end: the page says so, then links the replay once the recording is ready, still without a reload
     await page.wait_for_function("() => document.getElementById('event-state').textContent === 'This event has ended.'",

@@ -8,10 +8,11 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from formats.flv import flv_header, flv_tag
+from formats.flv import audio_codec, flv_header, flv_tag, is_keyframe, read_tags, video_codec
 from ingest.packaging.ffmpeg_args import (
     SegmentListEntry,
     build_ffmpeg_args,
+    build_transcoder_args,
     h264_codecs,
     parse_segment_list_line,
     segment_filename,
@@ -184,3 +185,65 @@ def test_parse_segment_list_line_rejects(line: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_segment_list_line(line)
     assert str(info.value) == message
+
+
+def flv_pipe(fd: int) -> list[str]:
+    return ["-max_interleave_delta", "1000000", "-f", "flv", "-flvflags", "no_duration_filesize",
+            "-flush_packets", "1", f"pipe:{fd}"]
+
+
+def test_transcoder_golden() -> None:
+    """The LL-HLS transcoder: the plain ladder's encodes, each rendition as FLV on its own pipe."""
+    args = build_transcoder_args("ffmpeg", PackagerOptions(ladder=DEFAULT_LADDER), [5, 6, 8, 9])
+    assert args == [
+        *INPUT, "-thread_type", "slice", "-i", "pipe:0",
+        "-filter_complex",
+        "[0:v]split=3[v0in][v1in][v2in];[v0in]scale=-2:720[v0];"
+        "[v1in]scale=-2:480[v1];[v2in]scale=-2:240[v2]",
+        *x264("v0", "3.1", 2800, 128), *flv_pipe(5),
+        *x264("v1", "3.0", 1400, 128), *flv_pipe(6),
+        *x264("v2", "2.1", 400, 64), *flv_pipe(8),
+        "-map", "0:a", "-vn", "-c:a", "aac", "-b:a", "96k", *flv_pipe(9),
+    ]
+
+
+def test_transcoder_refuses_passthrough_and_a_wrong_number_of_pipes() -> None:
+    with pytest.raises(ValueError, match="passthrough is muxed without ffmpeg"):
+        build_transcoder_args("ffmpeg", PackagerOptions(), [3])
+    with pytest.raises(ValueError, match="4 renditions need as many pipes, got 2"):
+        build_transcoder_args("ffmpeg", PackagerOptions(ladder=DEFAULT_LADDER), [3, 4])
+
+
+def test_bundled_ffmpeg_runs_the_transcoder(tmp_path: Path) -> None:
+    """Two seconds of FLV on stdin: every rendition comes back as FLV on its pipe, H.264 + AAC
+    (AAC only for the audio rendition), keyframes on the same timestamps in every video rendition."""
+    options = PackagerOptions(ladder=DEFAULT_LADDER, segment_seconds=1.0)
+    kinds = {"audio": 8, "video": 9}
+    flv = flv_header(True, True) + b"".join(
+        flv_tag(kinds[t.kind], t.timestamp_ms, t.payload) for t in make_source(seconds=2.5, fps=10)
+    )
+    pipes = [os.pipe() for _ in options.ladder]
+    outputs = [tmp_path / f"{r.name}.flv" for r in options.ladder]
+    try:
+        args = build_transcoder_args(ffmpeg_exe(), options, [w for _, w in pipes])
+        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=[w for _, w in pipes])
+    finally:
+        for _, w in pipes:
+            os.close(w)
+    readers = [subprocess.Popen(["cat"], stdin=r, stdout=open(path, "wb")) for (r, _), path in zip(pipes, outputs)]
+    for r, _ in pipes:
+        os.close(r)
+    _, err = proc.communicate(flv, timeout=60)
+    for reader in readers:
+        reader.wait(10)
+    assert proc.returncode == 0, err.decode()
+    keyframes = []
+    for rendition, path in zip(options.ladder, outputs):
+        tags = list(read_tags(path.read_bytes()))
+        kinds_seen = {tag_type for tag_type, _, _ in tags}
+        assert kinds_seen == ({8, 18} if rendition.is_audio_only else {8, 9, 18}), rendition.name
+        assert all(video_codec(p) == "h264" for t, _, p in tags if t == 9)
+        assert all(audio_codec(p) == "aac" for t, _, p in tags if t == 8)
+        if not rendition.is_audio_only:
+            keyframes.append([ts for t, ts, p in tags if t == 9 and is_keyframe(p) and p[1] == 1])
+    assert len(keyframes[0]) >= 2 and keyframes.count(keyframes[0]) == len(keyframes), keyframes

@@ -268,19 +268,21 @@ async def test_the_packager_publishes_the_dvr_view_with_every_part(flv: bytes, t
     packager = LlPackager(tmp_path, PackagerOptions(segment_seconds=2.0, live_window_seconds=6.0, dvr=True),
                           _Listener(), part_target=0.334)
     await packager.begin_session()
+    playlists = packager.ll_playlists("source")
+    assert playlists is not None
     published, parts_seen = 0, set()
     for kind, stamp, body in flv_tags(flv):
-        version = packager.playlists.version
+        version = playlists.version
         packager.on_media(kind, stamp, body)
         await packager.flush()
         await asyncio.sleep(0)  # the done callback that publishes
-        if packager.playlists.version == version:
+        if playlists.version == version:
             continue
-        live, dvr = packager.playlists.current("live.m3u8"), packager.playlists.current("dvr.m3u8")
+        live, dvr = playlists.current("live.m3u8"), playlists.current("dvr.m3u8")
         assert live is not None and dvr is not None
         assert dvr.pending_parts == live.pending_parts and dvr.preload_hint == live.preload_hint
-        live_text = packager.playlists.text("live.m3u8")
-        assert packager.playlists.text("dvr.m3u8").endswith(live_text[live_text.rindex("#EXTINF:"):])
+        live_text = playlists.text("live.m3u8")
+        assert playlists.text("dvr.m3u8").endswith(live_text[live_text.rindex("#EXTINF:"):])
         parts_seen.add((live.pending_msn, len(live.pending_parts)))
         published += 1
     await packager.finish()

@@ -146,3 +146,37 @@ async def test_vp8_only_browser_is_transcoded_to_h264(live: Live, webrtc_browser
     dvr = live.folder(event["id"]) / "source" / "dvr.m3u8"
     assert count_video_frames(dvr) >= 15
     assert decode_errors(dvr) == ""
+
+
+@pytest.mark.parametrize("abr", [False, True], ids=["source", "ladder"])
+@pytest.mark.live_settings(**WHIP_SETTINGS, ll_hls=True)
+async def test_vp8_only_browser_gets_ll_hls(live: Live, webrtc_browser: Any, abr: bool) -> None:
+    """With ``ll_hls`` on, VP8 (transcoded to H.264 in the WHIP session) is packaged as LL-HLS: as it is,
+    or through the ladder's transcoder, into the same fMP4 muxer."""
+    event = await live.create_event(dvr=True, abr=abr)
+    rendition = "480p" if abr else "source"
+    context, page, errors = await _owner_page(live, webrtc_browser, event["slug"], VP8_ONLY)
+    try:
+        await page.click("#golive-start")
+        await page.wait_for_function("() => document.getElementById('golive-state').dataset.state === 'live'", timeout=20_000)
+        (session,) = live.app[WHIP].sessions.values()
+        assert session.summary.video == "vp8"
+        await wait_for(lambda: event_state_is(live, event, "live"), 20, "the event to go live through the VP8 transcode")
+
+        async def parts() -> str | None:
+            resp = await live.client.get(f"/live/{event['slug']}/{rendition}/live.m3u8")
+            text = await resp.text()
+            return text if resp.status == 200 and "#EXT-X-PART:" in text else None
+        text = await wait_for(parts, 20, "LL parts")
+        assert "#EXT-X-PRELOAD-HINT:TYPE=PART" in text and ("#EXT-X-RENDITION-REPORT:" in text) == abr
+        master = await (await live.client.get(f"/live/{event['slug']}/master.m3u8")).text()
+        assert "avc1." in master and "RESOLUTION=" in master
+        await page.click("#golive-stop")
+        await wait_for(lambda: event_state_is(live, event, "ended"), 15, "the end after the grace period")
+        assert errors == []
+    finally:
+        await context.close()
+    dvr = live.folder(event["id"]) / rendition / "dvr.m3u8"
+    assert dvr.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    assert count_video_frames(dvr) >= 15
+    assert decode_errors(dvr) == ""

@@ -1,0 +1,183 @@
+"""LL-HLS with the ABR ladder end to end (``ll_hls`` on, an ``abr`` event): ffmpeg pushes RTMP, one
+ffmpeg transcodes the default ladder, each rendition's FLV feeds our CMAF muxer; every rendition is
+an LL playlist with parts and rendition reports, blocking reloads answer on any rendition, the
+transcoder is supervised like the plain packager, and hls.js in Chromium plays the ladder with parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+from typing import Any
+
+import pytest
+
+from formats.m3u8 import parse_master
+from ingest.live import LIVE
+from ingest.packaging.options import DEFAULT_LADDER
+from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.media import FFMPEG, decode_errors, push_rtmp, stop
+
+NAMES = [r.name for r in DEFAULT_LADDER]
+LL = pytest.mark.live_settings(ll_hls=True)
+REPORT = re.compile(r'#EXT-X-RENDITION-REPORT:URI="\.\./([^/"]+)/live\.m3u8",LAST-MSN=(\d+),LAST-PART=(\d+)')
+
+
+async def _text(live: Live, slug: str, tail: str, **params: Any) -> tuple[int, str]:
+    resp = await live.client.get(f"/live/{slug}/{tail}", params=params)
+    return resp.status, await resp.text()
+
+
+async def _ladder_playlists(live: Live, slug: str) -> dict[str, str]:
+    """Every rendition's live playlist, once each lists parts and reports the three others."""
+    async def ready() -> dict[str, str] | None:
+        texts = {}
+        for name in NAMES:
+            status, text = await _text(live, slug, f"{name}/live.m3u8")
+            if status != 200 or "#EXT-X-PART:" not in text or len(REPORT.findall(text)) != len(NAMES) - 1:
+                return None
+            texts[name] = text
+        return texts
+    return await wait_for(ready, 30, "LL playlists in every rendition")  # type: ignore[no-any-return]
+
+
+def _hint(text: str) -> tuple[int, int]:
+    match = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part_(\d+)_(\d+)\.m4s"', text)
+    assert match, text
+    return int(match.group(1)), int(match.group(2))
+
+
+def _master_variants(text: str) -> list[tuple[str, str | None, tuple[int, int] | None]]:
+    """(uri, CODECS, RESOLUTION) per variant, read by the ``m3u8`` package when installed (a parser we did
+    not write), else by ours."""
+    try:
+        import m3u8  # type: ignore[import-not-found]
+    except ImportError:
+        return [(v.uri, v.codecs, v.resolution) for v in parse_master(text)]
+    parsed = m3u8.loads(text)
+    return [(p.uri, p.stream_info.codecs, p.stream_info.resolution) for p in parsed.playlists]
+
+
+@LL
+async def test_every_rendition_of_the_ladder_is_ll_hls(live: Live) -> None:
+    event = await live.create_event(abr=True, dvr=True)
+    slug = event["slug"]
+    pusher = await push_rtmp(live.publish_url(event), seconds=30, size="320x180", fps=15)
+    try:
+        await wait_for(lambda: event_state_is(live, event, "live"), 20, "live")
+        texts = await _ladder_playlists(live, slug)
+        folder = live.folder(event["id"])
+        for name, text in texts.items():
+            for tag in ("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES", "#EXT-X-PART-INF:PART-TARGET=0.33400",
+                        "#EXT-X-MAP:URI=\"init_1.mp4\"", "#EXT-X-PRELOAD-HINT:TYPE=PART", "#EXT-X-PROGRAM-DATE-TIME"):
+                assert tag in text, (name, tag)
+            reported = {other for other, _, _ in REPORT.findall(text)}
+            assert reported == set(NAMES) - {name}
+            for other, msn, part in REPORT.findall(text):  # every report names a part that exists
+                assert (folder / other / f"part_{int(msn):06d}_{part}.m4s").exists(), (name, other, msn, part)
+
+        status, master = await _text(live, slug, "master.m3u8")
+        assert status == 200
+        variants = _master_variants(master)
+        assert [uri for uri, _, _ in variants] == [f"{name}/live.m3u8" for name in NAMES]
+        for (uri, codecs, resolution), rendition in zip(variants, DEFAULT_LADDER):
+            if rendition.is_audio_only:
+                assert codecs == "mp4a.40.2" and resolution is None
+            else:  # what x264's avcC says (High profile), and the scaled picture of a 16:9 source
+                assert codecs is not None and re.fullmatch(r"avc1\.64[0-9a-f]{4},mp4a\.40\.2", codecs), codecs
+                assert resolution == (rendition.nominal_width, rendition.height), (uri, resolution)
+
+        # A blocking reload on a rendition other than the first answers once the part exists.
+        for _ in range(3):
+            _, text = await _text(live, slug, "240p/live.m3u8")
+            msn, index = _hint(text)
+            candidates = [folder / "240p" / f"part_{msn:06d}_{index}.m4s", folder / "240p" / f"part_{msn + 1:06d}_0.m4s"]
+            resp = await live.client.get(f"/live/{slug}/240p/live.m3u8", params={"_HLS_msn": msn, "_HLS_part": index})
+            existing = [path for path in candidates if path.exists()]
+            assert existing, "answered before the part existed"
+            body = await resp.text()
+            assert resp.status == 200 and f'URI="{existing[0].name}"' in body
+
+        # The transcoder dies: restarted, a discontinuity in every rendition, still the same numbers.
+        packager = live.app[LIVE].events[event["id"]].packager
+        assert packager.transcoder is not None
+        os.kill(packager.transcoder.pid, signal.SIGKILL)
+        await wait_for(lambda: _async(packager.restarts == 1), 15, "the transcoder restart")
+        segments = packager.segments
+        await wait_for(lambda: _async(packager.segments >= segments + 2), 20, "segments after the restart")
+        assert all("#EXT-X-DISCONTINUITY" in (folder / name / "dvr.m3u8").read_text() for name in NAMES)
+    finally:
+        await stop(pusher)
+
+    await wait_for(lambda: event_state_is(live, event, "ended"), 20, "the event to end")
+    listed = {}
+    for name in NAMES:
+        dvr = (folder / name / "dvr.m3u8").read_text()
+        assert dvr.rstrip().endswith("#EXT-X-ENDLIST")
+        listed[name] = re.findall(r"^seg_(\d+)\.m4s$", dvr, re.M)
+    assert len(listed["720p"]) >= 5 and all(listed[name] == listed["720p"] for name in NAMES), listed
+    assert decode_errors(folder / "480p" / "dvr.m3u8", across_discontinuities=True) == ""
+
+
+@LL
+async def test_a_hung_transcoder_is_killed_and_restarted(live: Live) -> None:
+    event = await live.create_event(abr=True)
+    pusher = await push_rtmp(live.publish_url(event), seconds=25, size="320x180", fps=10)
+    try:
+        await wait_for(lambda: event_state_is(live, event, "live"), 20, "live")
+        packager = live.app[LIVE].events[event["id"]].packager
+        transcoder = packager.transcoder
+        frozen = transcoder.pid
+        segments = packager.segments
+        os.kill(frozen, signal.SIGSTOP)
+        health = await wait_for(lambda: _owed(live, event), 10, "health to report the media the transcoder owes")
+        assert health["healthy"] is False and health["stalled"] is False  # media flows in; nothing comes out
+        await wait_for(lambda: _async(transcoder.hung_kills == 1 and packager.restarts == 1), 15, "the watchdog")
+        await wait_for(lambda: _async(packager.segments > segments + 1), 15, "new segments after the restart")
+        assert transcoder.pid != frozen and pusher.returncode is None  # the encoder never noticed
+    finally:
+        await stop(pusher)
+
+
+@LL
+async def test_event_page_plays_the_ladder_with_parts(live: Live, browser: Any) -> None:
+    event = await live.create_event(abr=True)
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.add_init_script("""
+      (() => { let wrapped;
+        Object.defineProperty(window, "Hls", { configurable: true, get() { return wrapped; }, set(original) {
+          wrapped = class extends original { constructor(c) { super(c); window.__hls = this; } }; } });
+      })();""")
+    pusher = await push_rtmp(live.publish_url(event), seconds=40, size="320x180", fps=15)
+    try:
+        await wait_for(lambda: event_state_is(live, event, "live"), 20, "live")
+        await _ladder_playlists(live, event["slug"])
+        await page.goto(str(live.client.make_url(f"/events/{event['slug']}")))
+        await page.wait_for_function(
+            "() => { const v = document.getElementById('player'); return v && v.readyState >= 3 && v.currentTime > 1.5; }",
+            timeout=30_000)
+        assert await page.evaluate("window.__hls.config.lowLatencyMode") is True
+        levels = await page.evaluate("window.__hls.levels.map(l => l.url[0] || l.url)")
+        assert len(levels) >= len(NAMES) - 1  # hls.js may leave the audio-only variant out of its video levels
+        start = await page.evaluate("document.getElementById('player').currentTime")
+        await asyncio.sleep(3)
+        details = await page.evaluate("""() => { const h = window.__hls, d = h.levels[h.currentLevel].details;
+          return { parts: d.partList ? d.partList.length : 0, reports: (d.renditionReports || []).length,
+                   time: document.getElementById('player').currentTime }; }""")
+        assert details["parts"] > 0 and details["time"] > start + 2, details
+        assert errors == []
+    finally:
+        await stop(pusher)
+
+
+async def _owed(live: Live, event: dict) -> dict | None:
+    health = (await live.event(event["id"]))["stream"]["health"]
+    return health if health and health["segment_overdue_seconds"] > 2.0 else None
+
+
+async def _async(value: bool) -> bool:
+    return value
