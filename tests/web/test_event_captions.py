@@ -34,9 +34,15 @@ async def test_live_captions_show_over_the_video_and_the_choice_is_kept(
         await wait_for(lambda: event_state_is(live, event, "live"), 15, "live")
         await page.wait_for_function("() => document.getElementById('player').currentTime > 1", timeout=30_000)
         assert await page.get_attribute("#captions-toggle", "aria-pressed") == "true"  # on by default
-        await page.wait_for_function(f"{OVERLAY_TEXT} && !document.getElementById('caption-overlay').hidden",
-                                     timeout=25_000)
-        assert HANGUL.search(await page.evaluate(OVERLAY_TEXT))
+        # What the overlay showed, kept as it shows it: on a busy machine a late caption is on screen only until
+        # its time plus 4 s has passed on the video, which a poll can miss.
+        await page.evaluate("""() => { const overlay = document.getElementById('caption-overlay'); window.__shownTexts = [];
+          const note = () => { const text = overlay.querySelector('span').textContent;
+            if (text && !overlay.hidden) window.__shownTexts.push(text); };
+          new MutationObserver(note).observe(overlay, {subtree: true, childList: true, characterData: true, attributes: true});
+          note(); }""")
+        await page.wait_for_function("() => window.__shownTexts.length > 0", timeout=25_000)
+        assert any(HANGUL.search(text) for text in await page.evaluate("window.__shownTexts"))
         assert await page.get_attribute("#caption-overlay", "lang") == "ko"
         await page.wait_for_function("() => /[\\uac00-\\ud7a3]/.test(document.getElementById('caption-live').textContent)",
                                      timeout=15_000)  # a final caption, for screen readers
