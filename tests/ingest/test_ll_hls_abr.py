@@ -17,8 +17,13 @@ import pytest
 from formats.m3u8 import parse_master
 from ingest.live import LIVE
 from ingest.packaging.options import DEFAULT_LADDER
+from tests.conftest import REALTIME_SPEECH
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.media import FFMPEG, decode_errors, push_rtmp, stop
+
+# The ladder transcodes four renditions in real time: never beside live captioning, which must keep up
+# with real time too (two of them at once on two cores measure the machine, not the code).
+pytestmark = pytest.mark.xdist_group(REALTIME_SPEECH)
 
 NAMES = [r.name for r in DEFAULT_LADDER]
 LL = pytest.mark.live_settings(ll_hls=True)

@@ -205,7 +205,11 @@ async def test_a_recording_in_the_bucket_is_transcribed_from_its_objects(live: L
     recording = await _ready_recording(live)
     rid, folder = recording["id"], live.settings.media_dir / recording["media_path"]
     await wait_for(lambda: _storage_url(live, rid), 15, "the upload")
-    assert not list(folder.glob(f"*{live.segment_suffix}"))  # nothing to read on this disk any more
+
+    async def freed() -> bool:  # the row names the bucket first, then the local copies go
+        return not list(folder.glob(f"*{live.segment_suffix}"))
+
+    await wait_for(freed, 15, "the local segments freed")  # nothing to read on this disk any more
 
     resp = await live.client.post(f"/api/v1/recordings/{rid}/transcription", json={"language": "ko"},
                                   headers={"X-CSRF-Token": live.csrf})

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ingest.whip.handlers import WHIP
+from tests.conftest import REALTIME_SPEECH
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.ingest.whip.conftest import WHIP_SETTINGS
 from tests.ingest.whip.media import listed_segment, stream_codecs
@@ -148,7 +149,8 @@ async def test_vp8_only_browser_is_transcoded_to_h264(live: Live, webrtc_browser
     assert decode_errors(dvr) == ""
 
 
-@pytest.mark.parametrize("abr", [False, True], ids=["source", "ladder"])
+@pytest.mark.parametrize("abr", [False, pytest.param(True, marks=pytest.mark.xdist_group(REALTIME_SPEECH))],
+                         ids=["source", "ladder"])  # the ladder transcodes in real time: never beside live captions
 @pytest.mark.live_settings(**WHIP_SETTINGS, ll_hls=True)
 async def test_vp8_only_browser_gets_ll_hls(live: Live, webrtc_browser: Any, abr: bool) -> None:
     """With ``ll_hls`` on, VP8 (transcoded to H.264 in the WHIP session) is packaged as LL-HLS: as it is,
