@@ -93,6 +93,20 @@ def test_skipping_stops_at_a_discontinuity_so_the_numbering_holds() -> None:
     assert render_ll(base, skip=True).count("#EXT-X-SKIP:SKIPPED-SEGMENTS=4\n") == 1
 
 
+def test_old_segments_render_as_a_fresh_render_from_the_lines_kept_on_them() -> None:
+    """A segment's lines without parts are kept on it (a DVR view is rendered once per part): what a render
+    lists must not depend on what earlier renders of the same segments kept, near the edge or far from it."""
+    grown = live(segments=40)
+    edge = replace(grown, segments=grown.segments[:3])  # the same segments while they were at the edge
+    fresh = replace(grown, segments=tuple(replace(s) for s in grown.segments))  # equal segments, nothing kept
+    edge_text = render_ll(edge)
+    assert edge_text.count('#EXT-X-PART:DURATION=0.33400,URI="p101.') == 6
+    assert render_ll(grown) == render_ll(fresh) == render_ll(grown)
+    assert render_ll(grown, skip=True) == render_ll(fresh, skip=True)
+    assert render_ll(edge) == edge_text  # parts listed again where they belong
+    assert render_ll(grown).count("#EXT-X-PROGRAM-DATE-TIME:") == 41 and '"p101.' not in render_ll(grown)
+
+
 def test_ended_playlist_has_endlist_no_hint_and_ignores_skip() -> None:
     text = render_ll(live(ended=True, pending=0), skip=True)
     assert text.endswith("s109.m4s\n#EXT-X-ENDLIST\n")
