@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from babel import Locale, UnknownLocaleError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -29,6 +28,7 @@ from formats import webvtt
 from formats.m3u8 import DESCRIBES_VIDEO, AudioRendition, Segment
 from live_server import accounts
 from live_server.db import Database
+from live_server.languages import language_name
 from live_server.models import (
     AudioDescription, AudioDescriptionState, Recording, RecordingState, User, utcnow,
 )
@@ -65,11 +65,7 @@ def can_describe(session: Session, user: User | None, recording: Recording) -> b
 
 def rendition_name(language: str) -> str:
     """NAME of a description rendition, for players that show it as is (ours translate by CHARACTERISTICS)."""
-    try:
-        name = Locale.parse(language.replace("-", "_")).get_display_name("en") or language
-    except (ValueError, UnknownLocaleError):
-        name = language
-    return f"{name} audio description"
+    return f"{language_name(language, 'en', capital=False)} audio description"
 
 
 def renditions(languages: Sequence[str]) -> list[AudioRendition]:

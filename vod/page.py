@@ -16,12 +16,12 @@ from live_server.access import Decision, can_view, person_of, recording_target
 from live_server.errors import NotFound
 from live_server.db import Database
 from live_server.http_request import identity_of
+from live_server.languages import own_name
 from live_server.models import AudioDescription, CaptionSegment, Event, Recording, RecordingState, User, Visibility
 from live_server.passes import MediaPasses
 
 from . import access, tracks
 from .audio_descriptions import AudioDescriptions, can_describe, track_json
-from .subtitles import own_name
 
 
 def decide(passes: MediaPasses, request: web.Request, session: Session, row: Recording) -> Decision:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Awaitable, Callable, Sequence
 
-from babel import Locale, UnknownLocaleError
 from sqlalchemy.orm import Session
 
 from formats import webvtt
@@ -30,25 +29,16 @@ from formats.m3u8 import (
 )
 from formats.mpegts import first_pts
 from live_server.db import Database
+from live_server.languages import own_name
 from live_server.models import Recording
 
 from . import tracks as tr
 
-__all__ = ["with_subtitles", "subtitle_playlist", "segment_vtt", "SubtitleMedia", "own_name", "PLAYLIST"]
+__all__ = ["with_subtitles", "subtitle_playlist", "segment_vtt", "SubtitleMedia", "PLAYLIST"]
 
 PTS_WRAP = 1 << 33
 PLAYLIST = "index.m3u8"
 _HEAD_BYTES = 64 * 1024
-
-
-def own_name(language: str) -> str:
-    """A language's name in itself ("Français", "English"): one playlist serves every viewer (RFC 8216 asks
-    for a NAME in the rendition's language)."""
-    try:
-        name = Locale.parse(language.replace("-", "_")).get_display_name() or language
-    except (UnknownLocaleError, ValueError):
-        return language
-    return name[:1].upper() + name[1:]
 
 
 def with_subtitles(master: str, renditions: Sequence[tr.Rendition]) -> str:
