@@ -26,11 +26,10 @@ from sqlalchemy.orm import Session
 
 from formats import webvtt
 from formats.m3u8 import DESCRIBES_VIDEO, AudioRendition, Segment
-from live_server import accounts
 from live_server.db import Database
 from live_server.languages import language_name
 from live_server.models import (
-    AudioDescription, AudioDescriptionState, Recording, RecordingState, User, utcnow,
+    AudioDescription, AudioDescriptionState, Recording, RecordingState, utcnow,
 )
 from recorder.storage import RecordingFiles, audio_description_playlist
 
@@ -42,7 +41,7 @@ from .tools import FfmpegFailed, run_ffmpeg
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AudioDescriptions", "AudioDescriptionRefused", "AudioDescriptionConflict", "can_describe", "track_json"]
+__all__ = ["AudioDescriptions", "AudioDescriptionRefused", "AudioDescriptionConflict", "track_json"]
 
 #: The speech track starts this long before the recording, so that every run's first sample (which may come
 #: a few milliseconds before its first video frame) has speech to read.
@@ -56,11 +55,6 @@ class AudioDescriptionRefused(ValueError):
 
 class AudioDescriptionConflict(Exception):
     """A track in that language is being made (409)."""
-
-
-def can_describe(session: Session, user: User | None, recording: Recording) -> bool:
-    """Who may transcribe it may describe it: ``accounts.can_process_recording``."""
-    return accounts.can_process_recording(session, user, recording)
 
 
 def rendition_name(language: str) -> str:
