@@ -35,7 +35,7 @@ from .feed import FlvFeed
 from .ffmpeg_args import SegmentListEntry, build_ffmpeg_args, parse_segment_list_line
 from .mpegts import counter_offsets, last_counters, shift_counters
 from .options import PackagerOptions
-from .supervisor import FfmpegRun, Supervisor, spawn_ffmpeg
+from .supervisor import FfmpegRun, Supervised, Supervisor, spawn_ffmpeg
 from .timeline import AlignmentLost, EventTimeline, ListedSegment
 from .variants import MEDIA_PLAYLIST, build_variants
 
@@ -109,7 +109,7 @@ class _Run(FfmpegRun):
         self.clock_set = False  # the run's wall clock is set from the first media frame it is fed
 
 
-class Packager:
+class Packager(Supervised):
     """Packages one live event into HLS under ``output_dir``.
 
     Layout: ``master.m3u8`` (always, so the player URL never changes),
@@ -169,16 +169,6 @@ class Packager:
         return self._segments
 
     @property
-    def restarts(self) -> int:
-        """ffmpeg restarts after crashes (not the fresh process of each session)."""
-        return self._process.restarts
-
-    @property
-    def hung_kills(self) -> int:
-        """ffmpeg processes the watchdog killed as hung."""
-        return self._process.hung_kills
-
-    @property
     def bytes_in(self) -> int:
         """Payload bytes received through ``on_media``, dropped ones included."""
         return self._bytes_in
@@ -187,17 +177,6 @@ class Packager:
     def last_listing_delay(self) -> float | None:
         """Seconds from the ingest of the tag that closed the last segment to its listing."""
         return self._last_listing_delay
-
-    @property
-    def dropped_tags(self) -> int:
-        """Tags dropped because ffmpeg could not keep up or was being restarted."""
-        return self._feed.dropped_tags
-
-    @property
-    def pid(self) -> int | None:
-        """Pid of the running ffmpeg, if any (tests kill it to exercise restarts)."""
-        run = self._process.running
-        return run.proc.pid if run is not None else None
 
     @property
     def session_active(self) -> bool:

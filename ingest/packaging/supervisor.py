@@ -17,12 +17,12 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Awaitable, Callable, Generic, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
 
 from .feed import FlvFeed
 from .options import PackagerOptions
 
-__all__ = ["FfmpegRun", "Supervisor", "spawn_ffmpeg"]
+__all__ = ["FfmpegRun", "Supervised", "Supervisor", "spawn_ffmpeg"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,34 @@ async def spawn_ffmpeg(argv: Callable[[list[int]], list[str]], outputs: Sequence
 
 def _factory(protocol: asyncio.Protocol) -> Callable[[], asyncio.Protocol]:
     return lambda: protocol
+
+
+class Supervised:
+    """What an owner of a supervised ffmpeg (the packager, the transcoder) shows the hub, its health and tests."""
+
+    _process: "Supervisor[Any]"
+    _feed: FlvFeed
+
+    @property
+    def restarts(self) -> int:
+        """ffmpeg restarts after crashes or hangs (not the fresh process of each session)."""
+        return self._process.restarts
+
+    @property
+    def hung_kills(self) -> int:
+        """ffmpeg processes the watchdog killed as hung."""
+        return self._process.hung_kills
+
+    @property
+    def dropped_tags(self) -> int:
+        """Tags dropped because ffmpeg could not keep up or was being restarted."""
+        return self._feed.dropped_tags
+
+    @property
+    def pid(self) -> int | None:
+        """Pid of the running ffmpeg, if any (tests kill it to exercise restarts)."""
+        run = self._process.running
+        return run.proc.pid if run is not None else None
 
 
 class Supervisor(Generic[R]):

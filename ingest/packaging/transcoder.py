@@ -24,7 +24,7 @@ from formats.flv import TAG_AUDIO, TAG_VIDEO, FlvTagReader
 from .feed import FlvFeed
 from .ffmpeg_args import build_transcoder_args
 from .options import PackagerOptions
-from .supervisor import FfmpegRun, Supervisor, spawn_ffmpeg
+from .supervisor import FfmpegRun, Supervised, Supervisor, spawn_ffmpeg
 
 __all__ = ["Transcoder"]
 
@@ -74,7 +74,7 @@ class _Run(FfmpegRun):
         self.owed_since: float | None = None  # monotonic: input written and no output read since
 
 
-class Transcoder:
+class Transcoder(Supervised):
     """Encodes one event's ABR ladder with ffmpeg; each output tag goes to ``on_tag(rendition, kind, ms, body)``."""
 
     def __init__(self, ffmpeg: str, options: PackagerOptions, label: Path | str, *,
@@ -98,24 +98,6 @@ class Transcoder:
         self.failed_reason: str | None = None
 
     # -- what the packager reads ------------------------------------------------------------
-    @property
-    def restarts(self) -> int:
-        """ffmpeg restarts after crashes or hangs (not the fresh process of each session)."""
-        return self._process.restarts
-
-    @property
-    def hung_kills(self) -> int:
-        return self._process.hung_kills
-
-    @property
-    def dropped_tags(self) -> int:
-        return self._feed.dropped_tags
-
-    @property
-    def pid(self) -> int | None:
-        run = self._process.running
-        return run.proc.pid if run is not None else None
-
     @property
     def overdue_seconds(self) -> float:
         """How long media written to ffmpeg has gone without any output, past the slack (0: none)."""
