@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-
 from tests.captions.conftest import Speech, captioned, ko_model, ko_registry, ko_speech, push_track, speech_track  # noqa: F401
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.media import stop
