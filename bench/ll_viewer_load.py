@@ -104,11 +104,12 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[tuple[int, bytes, int]] | None = None
         self.keep_body = True
         self.closed = False
-        self._head: tuple[int, int, bool, bool] | None = None  # status, header end, chunked, close
+        self.sent = 0.0  # monotonic time of the request in flight (0: none), for the watchdog
+        self._head: tuple[int, int, bool, bool] | None = None  # status, length, chunked, close
+        self._discarded = 0  # body bytes counted and dropped (keep_body off)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -116,7 +117,15 @@ class _Connection(asyncio.Protocol):
             self.waiter.set_exception(ConnectionError("connection closed"))
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
+        head = self._head
+        if head is not None and not self.keep_body and not head[2] and not self.buffer:
+            self._discarded += len(data)  # a part's bytes: counted, never copied
+            if self._discarded < head[1]:
+                return
+            self.buffer += data[len(data) - (self._discarded - head[1]):]
+            self._discarded = head[1]
+        else:
+            self.buffer += data
         if self.waiter is not None and not self.waiter.done():
             done = self._parse()
             if done is not None:
@@ -135,6 +144,11 @@ class _Connection(asyncio.Protocol):
             length = int(found.group(1)) if found else 0
             self._head = (status, length, chunked, close)
             del self.buffer[:end + 4]
+            self._discarded = 0
+            if not self.keep_body and not chunked:  # what came with the head: counted, then dropped
+                taken = min(length, len(self.buffer))
+                self._discarded = taken
+                del self.buffer[:taken]
         status, length, chunked, close = self._head
         if chunked:
             body = bytearray()
@@ -152,13 +166,18 @@ class _Connection(asyncio.Protocol):
                 body += self.buffer[eol + 2:eol + 2 + size]
                 pos = eol + 2 + size + 2
             data, size = bytes(body), len(body)
+        elif not self.keep_body:
+            if self._discarded < length:
+                return None
+            data, size = b"", length
         else:
             if len(self.buffer) < length:
                 return None
-            data = bytes(self.buffer[:length]) if self.keep_body else b""
+            data = bytes(self.buffer[:length])
             size = length
             del self.buffer[:length]
         self._head = None
+        self.sent = 0.0
         if close and self.transport is not None:
             self.transport.close()
         return status, data, size
@@ -168,8 +187,14 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self.keep_body = keep_body
         self.waiter = asyncio.get_running_loop().create_future()
+        self.sent = time.monotonic()
         self.transport.write(b"GET " + target + b" HTTP/1.1\r\n" + headers)
         return await self.waiter
+
+    def expire(self, now: float, timeout: float) -> None:
+        """The watchdog's check: a request unanswered after ``timeout`` fails with TimeoutError."""
+        if self.sent and now - self.sent > timeout and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(TimeoutError())
 
 
 @dataclass
@@ -217,8 +242,7 @@ class _Player:
             self.connection = protocol
         connection = self.connection
         try:
-            async with asyncio.timeout(self.job.timeout):
-                return await connection.get(path.encode(), self.headers, keep_body)
+            return await connection.get(path.encode(), self.headers, keep_body)
         except BaseException:
             if connection.transport is not None:
                 connection.transport.close()  # a late answer must not be read as the next one's
@@ -301,7 +325,15 @@ class _Player:
 async def _load(job: _Job) -> _Stats:
     stats = _Stats()
     mtimes: dict[str, float | None] = {}
-    await asyncio.gather(*(_Player(job, job.first + i, stats, mtimes).run() for i in range(job.count)))
+    players = [_Player(job, job.first + i, stats, mtimes) for i in range(job.count)]
+    running = asyncio.gather(*(p.run() for p in players))
+    while not running.done():  # one watchdog per process rather than a timer per request
+        await asyncio.wait([running], timeout=0.5)
+        now = time.monotonic()
+        for player in players:
+            if player.connection is not None:
+                player.connection.expire(now, job.timeout)
+    await running
     return stats
 
 
