@@ -164,6 +164,8 @@ def server(**settings: Any) -> Iterator[Server]:
         "LIVE_DATABASE_URL": "", "LIVE_REDIS_URL": "",
     })
     env.update({f"LIVE_{k.upper()}": str(v) for k, v in settings.items()})
+    # the checkout's code, not whatever the venv's ``live-server`` entry point was installed from
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     subprocess.run([str(BIN / "live-server"), "db", "upgrade"], env=env, check=True, capture_output=True)
     subprocess.run([str(BIN / "live-server"), "users", "create", "--username", "bench", "--role", "lecturer",
                     "--password", "bench-password-1"], env=env, check=True, capture_output=True)
