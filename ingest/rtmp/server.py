@@ -243,7 +243,15 @@ class _Session:
                     break
                 if not data or self.terminated is not None:
                     break
-                closing_reason = await self._handle(self.conn.receive_data(data))
+                events = self.conn.receive_data(data)
+                sink = self.sink
+                if sink is not None and all(type(event) is MediaReceived for event in events):
+                    # The usual read: a frame or two of a publish in progress (no coroutine for it).
+                    for event in events:
+                        sink.on_media(event.kind, event.timestamp, event.payload)  # type: ignore[union-attr]
+                    closing_reason = None
+                else:
+                    closing_reason = await self._handle(events)
                 if self.conn.has_data_to_send:
                     await self._flush()
                 if closing_reason is not None:
