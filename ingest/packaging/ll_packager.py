@@ -28,7 +28,8 @@ from formats.m3u8 import LlPlaylist, Segment, SubtitleRendition, VariantStream, 
 from live_server.files import write_atomic
 from live_server.layout import MASTER_PLAYLIST
 
-from .feed import announced_streams
+from .feed import announced_streams, publisher_has_audio
+from .ffmpeg_args import encoded_renditions
 from .ll_ladder import LlLadder
 from .ll_stream import LlFile, LlUnsupported, LlUpdate
 from .options import PackagerOptions
@@ -385,11 +386,14 @@ class LlPackager:
     def _variants(self) -> list[VariantStream]:
         """What the master lists: for the ladder, CODECS and RESOLUTION as each rendition's own
         sequence headers say (x264's profile and level, the scaled size) once they are known."""
-        variants = build_variants(self.options, self._metadata, self._headers, self._peak_bps)
         if self._transcoder is None:
-            return variants
+            return build_variants(self.options, self._metadata, self._headers, self._peak_bps)
+        has_audio = self._transcoder.encodes_audio
+        if has_audio is None:  # before ffmpeg starts: what the publisher says so far
+            has_audio = publisher_has_audio(self._metadata, self._headers)
+        variants = build_variants(self.options, self._metadata, self._headers, self._peak_bps, has_audio)
         out = []
-        for rendition, variant in zip(self.options.ladder, variants):
+        for rendition, variant in zip(encoded_renditions(self.options, has_audio), variants):
             headers = self._rendition_headers[rendition.name]
             codecs = codecs_from_sequence_headers(headers) if headers else None
             resolution = variant.resolution
