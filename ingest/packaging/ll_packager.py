@@ -305,8 +305,9 @@ class LlPackager:
         self._apply(updates)
 
     def _transcoder_restarted(self) -> None:
-        """A new ffmpeg, a new timeline: every rendition closes its segment and starts a new session."""
-        self._apply(self._ladder.end_session())
+        """A new ffmpeg, a new timeline: every rendition closes its segment and starts a new session,
+        at the same segment (what a faster rendition had past the others' last media is dropped)."""
+        self._apply(self._ladder.end_session(aligned=True))
         self._ladder.begin_session()
         segments = {name: len(stream.segments) for name, stream in self._ladder.renditions.items()}
         if len(set(segments.values())) > 1:
