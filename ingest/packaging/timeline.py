@@ -118,7 +118,7 @@ class EventTimeline:
 
     def add(self, entry: SegmentListEntry) -> list[ListedSegment]:
         """Record a completed segment; returns the segments that became listable, in order."""
-        if entry.rendition not in self._run_renditions:
+        if entry.rendition not in self._run_renditions:  # not ours, or not made by this run
             raise ValueError(f"unknown rendition {entry.rendition!r}")
         number = entry.number
         if number is None or number < self._run_start_number:
