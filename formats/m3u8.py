@@ -54,6 +54,7 @@ __all__ = [
     "advance_part_limit",
     "blocking_timeout",
     "decide_reload",
+    "parse_ll",
     "render_ll",
     "rendition_report",
 ]
@@ -775,6 +776,12 @@ def _ll_seconds(value: float) -> str:
     return _format_duration(value, _LL_PLACES)
 
 
+def _as_written(duration: float) -> float:
+    """A duration as the LL playlist writes it: where parts are listed and what a delta skips are
+    decided on these, so a playlist read back (:func:`parse_ll`) renders to the same text."""
+    return float(_ll_seconds(duration))
+
+
 def _part_line(part: LlPart) -> str:
     line = f"#EXT-X-PART:DURATION={_ll_seconds(part.duration)},URI={_quote(part.uri)}"
     return line + ",INDEPENDENT=YES" if part.independent else line
@@ -787,7 +794,7 @@ def _skipped_segments(playlist: LlPlaylist, end: float) -> int:
     skipped = 0
     position = 0.0
     for segment in playlist.segments:
-        position += segment.duration
+        position += _as_written(segment.duration)
         if segment.discontinuity or end - position <= playlist.skip_until:
             break
         skipped += 1
@@ -807,8 +814,8 @@ def render_ll(playlist: LlPlaylist, *, skip: bool = False) -> str:
         raise ValueError("PART-HOLD-BACK must be at least three Part Target Durations")
     if playlist.skip_until < 6 * playlist.target_duration:
         raise ValueError("CAN-SKIP-UNTIL must be at least six Target Durations")
-    segment_total = sum(s.duration for s in playlist.segments)
-    end = segment_total + sum(p.duration for p in playlist.pending_parts)
+    segment_total = sum(_as_written(s.duration) for s in playlist.segments)
+    end = segment_total + sum(_as_written(p.duration) for p in playlist.pending_parts)
     skipped = _skipped_segments(playlist, end) if skip and not playlist.ended else 0
     server_tags = (
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
@@ -834,7 +841,7 @@ def render_ll(playlist: LlPlaylist, *, skip: bool = False) -> str:
                                               segment.program_date_time, parts, _LL_PLACES,
                                               map_uri if map_uri != mapped else None))
             mapped = map_uri
-        start += segment.duration
+        start += _as_written(segment.duration)
     if not playlist.ended:
         if playlist.pending_parts and playlist.map_uri != mapped:
             lines.append(_map_line(playlist.map_uri))
@@ -858,6 +865,120 @@ def rendition_report(playlist: LlPlaylist, uri: str) -> RenditionReport:
         return RenditionReport(uri, playlist.pending_msn, len(playlist.pending_parts) - 1)
     last_parts = playlist.segments[-1].parts if playlist.segments else ()
     return RenditionReport(uri, playlist.last_msn, len(last_parts) - 1)
+
+
+def _ll_float(tag: str, text: str | None, line_no: int) -> float:
+    if text is None:
+        raise PlaylistParseError(f"line {line_no}: {tag} without its value")
+    try:
+        value = float(text)
+    except ValueError:
+        raise PlaylistParseError(f"line {line_no}: bad {tag} {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise PlaylistParseError(f"line {line_no}: bad {tag} {text!r}")
+    return value
+
+
+def _ll_part(value: str, line_no: int) -> LlPart:
+    attributes = _attributes(value, line_no)
+    uri = attributes.get("URI")
+    if not uri:
+        raise PlaylistParseError(f"line {line_no}: #EXT-X-PART without URI")
+    return LlPart(uri, _ll_float("DURATION", attributes.get("DURATION"), line_no),
+                  attributes.get("INDEPENDENT") == "YES")
+
+
+def parse_ll(text: str) -> LlPlaylist:
+    """Read back an LL-HLS media playlist :func:`render_ll` wrote (whole, not a delta update).
+
+    For nodes that serve a live run they do not package (role ``web``): the playlist file the
+    packager replaces on every part is read into the structure the packager keeps in memory, so the
+    blocking reload is decided and the delta update rendered as on the ingest node
+    (``render_ll(parse_ll(render_ll(p))) == render_ll(p)``, delta included). Parts of segments the
+    text lists without them are not known (``parts=()``), as a player does not know them either.
+    """
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "#EXTM3U":
+        raise PlaylistParseError("line 1: missing #EXTM3U")
+    fields: dict[str, object] = {}
+    target: int | None = None
+    part_target: float | None = None
+    segments: list[LlSegment] = []
+    parts: list[LlPart] = []
+    date: datetime | None = None
+    discontinuity = False
+    duration: float | None = None
+    current_map: str | None = None
+    first_map: str | None = None
+    reports: list[RenditionReport] = []
+    hint: str | None = None
+    ended = False
+    for line_no, raw in enumerate(lines[1:], start=2):
+        line = raw.strip()
+        if not line:
+            continue
+        if not line.startswith("#"):
+            if duration is None:
+                raise PlaylistParseError(f"line {line_no}: URI {line!r} without #EXTINF")
+            segments.append(LlSegment(line, duration, tuple(parts), date, discontinuity, current_map))
+            parts, date, discontinuity, duration = [], None, False, None
+            continue
+        tag, _, value = line.partition(":")
+        if tag == "#EXT-X-TARGETDURATION":
+            target = _parse_int(tag, value, line_no)
+        elif tag == "#EXT-X-MEDIA-SEQUENCE":
+            fields["media_sequence"] = _parse_int(tag, value, line_no)
+        elif tag == "#EXT-X-DISCONTINUITY-SEQUENCE":
+            fields["discontinuity_sequence"] = _parse_int(tag, value, line_no)
+        elif tag == "#EXT-X-PLAYLIST-TYPE":
+            fields["playlist_type"] = value
+        elif tag == "#EXT-X-SERVER-CONTROL":
+            control = _attributes(value, line_no)
+            fields["part_hold_back"] = _ll_float("PART-HOLD-BACK", control.get("PART-HOLD-BACK"), line_no)
+            fields["can_skip_until"] = _ll_float("CAN-SKIP-UNTIL", control.get("CAN-SKIP-UNTIL"), line_no)
+        elif tag == "#EXT-X-PART-INF":
+            part_target = _ll_float("PART-TARGET", _attributes(value, line_no).get("PART-TARGET"), line_no)
+        elif tag == "#EXT-X-SKIP":
+            raise PlaylistParseError(f"line {line_no}: a delta update (#EXT-X-SKIP) cannot be read back whole")
+        elif tag == "#EXT-X-MAP":
+            current_map = _map_uri(value, line_no)
+            first_map = first_map or current_map
+        elif tag == "#EXT-X-DISCONTINUITY":
+            discontinuity = True
+        elif tag == "#EXT-X-PROGRAM-DATE-TIME":
+            date = _parse_program_date_time(value, line_no)
+        elif tag == "#EXT-X-PART":
+            parts.append(_ll_part(value, line_no))
+        elif tag == "#EXTINF":
+            duration = _ll_float("EXTINF duration", value.split(",", 1)[0], line_no)
+        elif tag == "#EXT-X-PRELOAD-HINT":
+            hint = _attributes(value, line_no).get("URI")
+        elif tag == "#EXT-X-RENDITION-REPORT":
+            report = _attributes(value, line_no)
+            reports.append(RenditionReport(report.get("URI", ""), _parse_int("LAST-MSN", report.get("LAST-MSN", ""), line_no),
+                                           _parse_int("LAST-PART", report.get("LAST-PART", ""), line_no)))
+        elif tag == "#EXT-X-ENDLIST":
+            ended = True
+    if duration is not None:
+        raise PlaylistParseError(f"line {len(lines)}: #EXTINF without URI")
+    if target is None:
+        raise PlaylistParseError("missing #EXT-X-TARGETDURATION")
+    if part_target is None:
+        raise PlaylistParseError("missing #EXT-X-PART-INF: not a Low-Latency HLS playlist")
+    if current_map is None or first_map is None:
+        raise PlaylistParseError("missing #EXT-X-MAP")
+    playlist = LlPlaylist(
+        target_duration=target, part_target=part_target, map_uri=current_map,
+        segments=tuple(replace(s, map_uri=None) if s.map_uri == current_map else s for s in segments),
+        pending_parts=tuple(parts), preload_hint=hint, pending_program_date_time=date if parts else None,
+        ended=ended, rendition_reports=tuple(reports), **fields,  # type: ignore[arg-type]
+    )
+    # The defaults are kept as defaults (None), so that a playlist read back equals the one rendered.
+    if playlist.part_hold_back is not None and _ll_seconds(playlist.part_hold_back) == _ll_seconds(3 * part_target):
+        playlist = replace(playlist, part_hold_back=None)
+    if playlist.can_skip_until is not None and _ll_seconds(playlist.can_skip_until) == _ll_seconds(6.0 * target):
+        playlist = replace(playlist, can_skip_until=None)
+    return playlist
 
 
 # --- LL-HLS blocking playlist reload ----------------------------------------------------------
