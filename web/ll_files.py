@@ -8,7 +8,8 @@ delta updates and hinted parts as the ingest node would, through the same ``web.
 Cost: nothing runs while nobody waits (a request reads the file only when its (inode, mtime, size) moved);
 while requests wait on a rendition, one watcher per rendition, shared by all of them, looks at the files
 every ``poll_seconds`` (two ``stat`` calls) and wakes them when a file changed; each version is parsed at
-most once, on first demand. How many renditions are followed and how many bytes their texts hold are
+most once, on first demand, from where it differs from the last one (a DVR playlist grows at its end:
+its earlier segments are not parsed again). How many renditions are followed and how many bytes their texts hold are
 bounded: idle ones are forgotten first; when every one followed has waiters, a new rendition is served
 from files only (no blocking), so that requests for many events cannot grow the node's memory.
 """
@@ -22,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from formats.m3u8 import LlPlaylist, PlaylistParseError, parse_ll, render_ll
+from formats.m3u8 import LlPlaylist, LlText, PlaylistParseError, read_ll, render_ll
 
 __all__ = ["LlFilePlaylists", "LlFileStreams"]
 
@@ -40,6 +41,7 @@ class _View:
     text: str | None = None
     playlist: LlPlaylist | None = None
     parsed: bool = False
+    last: LlText | None = None  # the last version parsed: the next one is read from where they differ
     skip_text: str | None = None
     cost: int = 0  # bytes held, roughly: text, parse, delta
 
@@ -77,6 +79,7 @@ class LlFilePlaylists:
         self._watch = _Watch()
         self.reads = 0
         self.parses = 0
+        self.segments_read = 0  # segments parsed (a DVR playlist's unchanged ones are not parsed again)
 
     # -- the protocol ---------------------------------------------------------------------------
     def current(self, name: str) -> LlPlaylist | None:
@@ -91,10 +94,12 @@ class LlFilePlaylists:
             if view.text is not None:
                 self.parses += 1
                 try:
-                    view.playlist = parse_ll(view.text)
+                    view.last = read_ll(view.text, view.last)
+                    view.playlist = view.last.playlist
+                    self.segments_read += view.last.segments_read
                 except PlaylistParseError:
-                    view.playlist = None  # a plain HLS playlist (or not ours): served as a file
-            view.cost = 4 * len(view.text or "")  # the text and its parse, roughly
+                    view.playlist = view.last = None  # a plain HLS playlist (or not ours): served as a file
+            view.cost = 8 * len(view.text or "")  # the text, the last version's, and their parse, roughly
         return view.playlist
 
     def text(self, name: str, skip: bool = False) -> str:

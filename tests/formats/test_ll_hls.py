@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from formats.m3u8 import (LlPart, LlPlaylist, LlSegment, PlaylistParseError, Reload, RenditionReport,
-                          advance_part_limit, blocking_timeout, decide_reload, parse_ll, render_ll, rendition_report)
+                          advance_part_limit, blocking_timeout, decide_reload, parse_ll, read_ll, render_ll,
+                          rendition_report)
 
 REPO = Path(__file__).resolve().parents[2]
 HLS_JS = REPO / "node_modules" / "hls.js" / "dist" / "hls.mjs"
@@ -341,3 +342,27 @@ def test_hls_js_and_our_reader_agree_on_a_playlist_read_back(tmp_path: Path) -> 
         ours = hls_js_parse(render_ll(parse_ll(render_ll(original)), skip=skip), tmp_path)
         theirs = hls_js_parse(render_ll(original, skip=skip), tmp_path)
         assert ours == theirs and ours["frags"]
+
+
+def test_the_next_version_of_a_dvr_playlist_is_read_from_where_it_differs() -> None:
+    """A DVR playlist grows at its end (and drops the parts of segments leaving the last three target
+    durations): reading each version from the last one parses the end only, with the same result."""
+    full = live(segments=40, pending=5)
+    previous = None
+    for segments in range(30, 41):
+        for pending in (0, 3):
+            version = replace(full, segments=full.segments[:segments], pending_parts=_parts(100 + segments, pending),
+                              preload_hint=f"p{100 + segments}.{pending}.m4s", playlist_type="EVENT")
+            text = render_ll(version)
+            read = read_ll(text, previous)
+            assert read.playlist == parse_ll(text) and render_ll(read.playlist, skip=True) == render_ll(version, skip=True)
+            if previous is not None:
+                assert read.segments_read <= 4, read.segments_read  # the last three target durations, and the new one
+            previous = read
+    # A file that changed from its start (a live window sliding: a new EXT-X-MEDIA-SEQUENCE) is read whole.
+    moved = render_ll(replace(full, media_sequence=101, segments=full.segments[1:]))
+    assert read_ll(moved, previous).segments_read == 39
+    # Another session's init section carried over where the read resumes.
+    two = _two_sessions()
+    grown = replace(two, segments=two.segments + (replace(live(segments=5).segments[4], map_uri="init_2.mp4"),))
+    assert read_ll(render_ll(grown), read_ll(render_ll(two))).playlist == parse_ll(render_ll(grown))
