@@ -158,7 +158,9 @@ class LlFilePlaylists:
         watch = self._watch
         watch.waiting += 1
         if watch.task is None:
-            watch.seen = {name: _stat(self.folder / name) for name in _VIEWS}
+            # From the versions last read: one that came between a request's read and its wait wakes it.
+            watch.seen = {name: view.key if view.key is not None else _stat(self.folder / name)
+                          for name, view in self._views.items()}
             watch.task = asyncio.get_running_loop().create_task(self._poll())
 
     def _leave(self) -> None:
@@ -191,7 +193,7 @@ class LlFileStreams:
 
     One :class:`LlFilePlaylists` per rendition folder that has a live playlist, at most
     ``max_renditions`` of them holding at most ``max_bytes`` (roughly: texts, parses, deltas); the
-    least recently asked idle ones are forgotten first.
+    least recently asked idle ones are forgotten first (checked when a rendition is added).
     """
 
     def __init__(self, poll_seconds: float = 0.025, max_renditions: int = 256, max_bytes: int = 64 * 2**20) -> None:
@@ -206,7 +208,6 @@ class LlFileStreams:
         entry = self._renditions.get(path)
         if entry is not None:
             self._renditions.move_to_end(path)
-            self._bound(keep=entry)
             return entry
         if _stat(path / _VIEWS[0]) is None:
             return None  # no live playlist there (yet): nothing to follow, and nothing kept for made-up names
@@ -216,13 +217,13 @@ class LlFileStreams:
         entry = self._renditions[path] = LlFilePlaylists(path, self.poll_seconds)
         return entry
 
-    def _bound(self, room: int = 0, keep: LlFilePlaylists | None = None) -> bool:
+    def _bound(self, room: int = 0) -> bool:
         """Forget idle renditions, least recently asked first, until the bounds hold (with ``room`` more)."""
         total = sum(entry.cost for entry in self._renditions.values())
         if len(self._renditions) + room <= self.max_renditions and total <= self.max_bytes:
             return True
         for path, entry in list(self._renditions.items()):
-            if entry is keep or entry.waiting:
+            if entry.waiting:
                 continue
             total -= entry.cost
             entry.forget()
