@@ -1014,7 +1014,8 @@ def read_ll(text: str, previous: LlText | None = None) -> LlText:
             hint = _attributes(value, line_no).get("URI")
         elif tag == "#EXT-X-RENDITION-REPORT":
             report = _attributes(value, line_no)
-            reports.append(RenditionReport(report.get("URI", ""), _parse_int("LAST-MSN", report.get("LAST-MSN", ""), line_no),
+            reports.append(RenditionReport(report.get("URI", ""),
+                                           _parse_int("LAST-MSN", report.get("LAST-MSN", ""), line_no),
                                            _parse_int("LAST-PART", report.get("LAST-PART", ""), line_no)))
         elif tag == "#EXT-X-ENDLIST":
             ended = True

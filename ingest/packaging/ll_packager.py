@@ -8,9 +8,9 @@ same muxer. The files a tag closed go to one writer thread per packager (off the
 and only once they are on disk does the playlist snapshot listing them become visible: rendered
 once per part, kept in memory for blocking reloads (:class:`LlPlaylists`, shared by every viewer)
 and written as ``live.m3u8`` / ``dvr.m3u8`` at every part too, for readers of the folder (web-only
-nodes of a multi-node deployment answer blocking reloads from these files, ``web/ll_files.py``). Same layout and listener
-calls as the ffmpeg packager: ``master.m3u8`` (and ``master-dvr.m3u8``), ``<rendition>/live.m3u8``,
-``<rendition>/dvr.m3u8``, segments reported to the listener once listed.
+nodes of a multi-node deployment answer blocking reloads from these files, ``web/ll_files.py``).
+Same layout and listener calls as the ffmpeg packager: ``master.m3u8`` (and ``master-dvr.m3u8``),
+``<rendition>/live.m3u8``, ``<rendition>/dvr.m3u8``, segments reported to the listener once listed.
 """
 
 from __future__ import annotations
