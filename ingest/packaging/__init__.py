@@ -4,7 +4,8 @@ Pure parts: ``options`` (settings), ``ffmpeg_args`` (command lines and the
 segment-list lines ffmpeg writes back), ``feed`` (bounded FLV queue), ``mpegts`` (continuity
 counters joined across processes), ``timeline`` (numbering, discontinuities,
 alignment, retention), ``variants`` (master playlist content); the m3u8
-text itself is ``formats.m3u8``.  The asyncio shell is ``packager``.
+text itself is ``formats.m3u8``.  The asyncio shell is ``packager``; its ffmpeg is run by
+``supervisor``, as the LL-HLS transcoder's is.
 
 Behind the ``ll_hls`` setting, every event gets the LL-HLS packager instead: ``ll_stream``
 (pure: one rendition's FLV tags into ``formats.cmaf`` parts, segments and ``formats.m3u8``
