@@ -7,9 +7,10 @@ muxed on the loop as they arrive, without ffmpeg (the muxer costs about a fifth 
 same muxer. The files a tag closed go to one writer thread per packager (off the loop, in order),
 and only once they are on disk does the playlist snapshot listing them become visible: rendered
 once per part, kept in memory for blocking reloads (:class:`LlPlaylists`, shared by every viewer)
-and written as ``live.m3u8`` / ``dvr.m3u8`` for readers of the folder. Same layout and listener
-calls as the ffmpeg packager: ``master.m3u8`` (and ``master-dvr.m3u8``), ``<rendition>/live.m3u8``,
-``<rendition>/dvr.m3u8``, segments reported to the listener once listed.
+and written as ``live.m3u8`` / ``dvr.m3u8`` at every part too, for readers of the folder (web-only
+nodes of a multi-node deployment answer blocking reloads from these files, ``web/ll_files.py``).
+Same layout and listener calls as the ffmpeg packager: ``master.m3u8`` (and ``master-dvr.m3u8``),
+``<rendition>/live.m3u8``, ``<rendition>/dvr.m3u8``, segments reported to the listener once listed.
 """
 
 from __future__ import annotations
@@ -339,9 +340,10 @@ class LlPackager:
                 views[DVR_PLAYLIST] = self._ladder.playlist(name, None, DVR_PLAYLIST)
             published = {view: p for view, p in views.items() if p is not None}
         texts = {view: render_ll(p) for view, p in published.items()}  # one render per part, shared by all viewers
-        files: list[tuple[Path, bytes | str]] = []
-        if update.segments or stream.ended:  # on disk per segment (readers of the folder); in memory per part
-            files += [(folder / view, text) for view, text in texts.items()]
+        # On disk at every version, after the media it lists (same writer thread): web-only nodes
+        # answer blocking reloads from these files (web/ll_files.py). A few kB, off the loop.
+        files: list[tuple[Path, bytes | str]] = [(folder / view, text) for view, text in texts.items()]
+        if update.segments or stream.ended:
             if self._transcoder is None:
                 for segment in update.segments:
                     self._measure(segment, update.files)
