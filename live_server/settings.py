@@ -210,6 +210,12 @@ class Settings(BaseModel):
         description="Behind nginx: internal location (e.g. /_media/) mapped to media_dir; the app checks access "
         "and answers segment requests with X-Accel-Redirect so nginx sends the bytes. Empty: the app sends them.",
     )
+    media_decision_cache_seconds: int = Field(
+        5, ge=0, le=15, description="Behind nginx (with media_accel_redirect): how long nginx keeps the app's access "
+        "decision for one viewer (cookies, address, browser) and one rendition of a live event, so its parts and playlists "
+        "cost the app one request per viewer per this many seconds; a viewer is counted and a revoked login or pass acts "
+        "within it. Shorter than audience_slot_seconds (watch time is counted from these decisions); 0: decide every request.",
+    )
     media_cache_mb: int = Field(
         256, ge=0, description="Memory for live and replay media files served by this process (playlists, segments; "
         "revalidated by mtime), MiB; 0 reads every file from disk.",
@@ -466,6 +472,14 @@ class Settings(BaseModel):
         if 60 % value:
             raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
         return value
+
+    @model_validator(mode="after")
+    def _decisions_within_a_slot(self) -> "Settings":
+        seconds = self.media_decision_cache_seconds
+        if seconds and self.audience_enabled and seconds >= self.audience_slot_seconds:
+            raise ValueError(f"media_decision_cache_seconds ({seconds}) must be shorter than audience_slot_seconds "
+                             f"({self.audience_slot_seconds}): a viewer's watch time is counted from its decisions")
+        return self
 
     @field_validator("log_level")
     @classmethod

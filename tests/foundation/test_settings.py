@@ -109,10 +109,20 @@ def test_config_command_masks_secrets(tmp_path: Path) -> None:
     assert {name: data[name] for name in (
         "import_segment_seconds", "media_cache_mb", "media_directory_ttl_seconds", "media_directory_miss_ttl_seconds",
         "chat_room_ttl_seconds", "chat_history_ttl_seconds", "chat_fanout_max_bytes", "chat_fanout_max_packets",
-        "db_workers")} == {
-        "import_segment_seconds": 4.0, "media_cache_mb": 256, "media_directory_ttl_seconds": 2.0,
+        "db_workers", "media_decision_cache_seconds")} == {
+        "import_segment_seconds": 4.0, "media_cache_mb": 256, "media_decision_cache_seconds": 5, "media_directory_ttl_seconds": 2.0,
         "media_directory_miss_ttl_seconds": 0.5, "chat_room_ttl_seconds": 2.0, "chat_history_ttl_seconds": 2.0,
         "chat_fanout_max_bytes": 262144, "chat_fanout_max_packets": 64, "db_workers": 4}
 
     bad = cli_in_process({**env, "LIVE_PORT": "x"}, "config", cwd=tmp_path)
     assert bad.returncode == 2 and "LIVE_PORT" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_nginx_keeps_a_media_decision_less_than_a_watch_time_slot() -> None:
+    """Watch time is counted from the app's media decisions, which nginx keeps media_decision_cache_seconds."""
+    with pytest.raises(SettingsError, match=r"media_decision_cache_seconds \(10\) must be shorter than audience_slot"):
+        load_settings(environ={"LIVE_MEDIA_DECISION_CACHE_SECONDS": "10"})
+    assert load_settings(environ={"LIVE_MEDIA_DECISION_CACHE_SECONDS": "10",
+                                  "LIVE_AUDIENCE_SLOT_SECONDS": "12"}).media_decision_cache_seconds == 10
+    assert load_settings(environ={"LIVE_MEDIA_DECISION_CACHE_SECONDS": "0",
+                                  "LIVE_AUDIENCE_SLOT_SECONDS": "1"}).media_decision_cache_seconds == 0
