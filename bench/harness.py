@@ -164,6 +164,8 @@ def server(**settings: Any) -> Iterator[Server]:
         "LIVE_DATABASE_URL": "", "LIVE_REDIS_URL": "",
     })
     env.update({f"LIVE_{k.upper()}": str(v) for k, v in settings.items()})
+    # The venv's live-server is an editable install of one checkout: this checkout's code is the one measured.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     subprocess.run([str(BIN / "live-server"), "db", "upgrade"], env=env, check=True, capture_output=True)
     subprocess.run([str(BIN / "live-server"), "users", "create", "--username", "bench", "--role", "lecturer",
                     "--password", "bench-password-1"], env=env, check=True, capture_output=True)
