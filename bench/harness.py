@@ -173,7 +173,7 @@ def server(**settings: Any) -> Iterator[Server]:
                             env=env, stdin=subprocess.DEVNULL)
     srv = Server(proc, workdir, port, rtmp_port, env)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded 2-core box takes tens of seconds to import and start
         while True:
             try:
                 srv.get("/healthz", timeout=1)

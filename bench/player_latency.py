@@ -38,7 +38,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from aiohttp import web
 
@@ -99,16 +99,33 @@ def fetch(url: str) -> str:
         return resp.read().decode()
 
 
-def measure(browser: Any, page_url: str, seconds: float, warmup: float, join_after: float) -> dict[str, Any]:
-    """Join once the stream has run ``join_after`` s (a student arriving mid-lecture: the playlist
-    is full), let hls.js settle, then sample its latency once a second."""
-    time.sleep(join_after)
+@contextlib.contextmanager
+def player(browser: Any, page_url: str, *init_scripts: str) -> Iterator[Any]:
+    """A fresh browser context on ``page_url`` whose hls.js player is reachable (``CAPTURE_HLS``), once it plays."""
     context = browser.new_context()
-    context.add_init_script(CAPTURE_HLS)
+    for script in (CAPTURE_HLS, *init_scripts):
+        context.add_init_script(script)
     page = context.new_page()
     try:
         page.goto(page_url)
         page.wait_for_function(SAMPLE, timeout=60_000)
+        yield page
+    finally:
+        context.close()
+
+
+def rendition_facts(url: str) -> tuple[int | None, float]:
+    """(TARGETDURATION, longest EXTINF) of the media playlist at ``url``."""
+    playlist = fetch(url)
+    found = TARGET.search(playlist)
+    return (int(found.group(1)) if found else None), max([0.0, *(float(d) for d in EXTINF.findall(playlist))])
+
+
+def measure(browser: Any, page_url: str, seconds: float, warmup: float, join_after: float) -> dict[str, Any]:
+    """Join once the stream has run ``join_after`` s (a student arriving mid-lecture: the playlist
+    is full), let hls.js settle, then sample its latency once a second."""
+    time.sleep(join_after)
+    with player(browser, page_url) as page:
         time.sleep(warmup)
         wall: list[float] = []
         edge: list[float] = []
@@ -126,17 +143,14 @@ def measure(browser: Any, page_url: str, seconds: float, warmup: float, join_aft
                     edge.append(sample["latency"])
                 target_latency = sample["target"] or target_latency
                 if sample["url"]:
-                    playlist = fetch(sample["url"])
-                    found = TARGET.search(playlist)
-                    if found:
-                        targets.add(int(found.group(1)))
-                    longest = max([longest, *(float(d) for d in EXTINF.findall(playlist))])
+                    target, extinf = rendition_facts(sample["url"])
+                    if target is not None:
+                        targets.add(target)
+                    longest = max(longest, extinf)
             time.sleep(1.0)
         return {"wall": median(wall), "edge": median(edge), "target_latency": target_latency,
                 "targets": sorted(targets), "longest_extinf": longest, "samples": len(wall),
                 "stalls": page.evaluate("window.__stalls") - stalls_before}
-    finally:
-        context.close()
 
 
 def run_ours(browser: Any, srv: Any, source: Path, seconds: float, warmup: float, join_after: float,
@@ -182,27 +196,43 @@ def _serve_static(folder: Path, port: int, ready: threading.Event, done: threadi
     asyncio.run(main())
 
 
-def run_bare(browser: Any, source: Path, seconds: float, warmup: float, join_after: float, segment: float,
-             window: int) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="bare-hls-"))
+@contextlib.contextmanager
+def static_site(folder: Path) -> Iterator[int]:
+    """Serve ``folder`` (and the bare hls.js page at ``/``) on a free loopback port, in a thread; yields the port."""
     port = free_port()
     ready, done = threading.Event(), threading.Event()
     thread = threading.Thread(target=_serve_static, args=(folder, port, ready, done), daemon=True)
     thread.start()
     ready.wait(10)
-    packager = subprocess.Popen(
-        [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(source),
-         "-c", "copy", "-f", "hls", "-hls_time", f"{segment:g}", "-hls_list_size", str(window),
-         "-hls_flags", "delete_segments+program_date_time+independent_segments",
-         "-hls_segment_filename", str(folder / "seg_%05d.ts"), str(folder / "live.m3u8")],
-        stdin=subprocess.DEVNULL)
     try:
-        wait_until(lambda: (folder / "live.m3u8").exists(), 30, "bare ffmpeg's first segment")
-        return measure(browser, f"http://127.0.0.1:{port}/", seconds, warmup, join_after)
+        yield port
     finally:
-        stop(packager)
         done.set()
         thread.join(10)
+
+
+def bare_hls_args(folder: Path, segment: float, window: int) -> list[str]:
+    """ffmpeg's HLS muxer output options of the bare reference (playlist ``live.m3u8`` in ``folder``)."""
+    return ["-f", "hls", "-hls_time", f"{segment:g}", "-hls_list_size", str(window),
+            "-hls_flags", "delete_segments+program_date_time+independent_segments",
+            "-hls_segment_filename", str(folder / "seg_%05d.ts"), str(folder / "live.m3u8")]
+
+
+def run_bare(browser: Any, source: Path, seconds: float, warmup: float, join_after: float, segment: float,
+             window: int) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="bare-hls-"))
+    try:
+        with static_site(folder) as port:
+            packager = subprocess.Popen(
+                [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(source),
+                 "-c", "copy", *bare_hls_args(folder, segment, window)],
+                stdin=subprocess.DEVNULL)
+            try:
+                wait_until(lambda: (folder / "live.m3u8").exists(), 30, "bare ffmpeg's first segment")
+                return measure(browser, f"http://127.0.0.1:{port}/", seconds, warmup, join_after)
+            finally:
+                stop(packager)
+    finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 

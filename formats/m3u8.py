@@ -16,6 +16,7 @@ Players that ignore LL tags play these playlists as plain live ones.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,9 @@ __all__ = [
     "advance_part_limit",
     "blocking_timeout",
     "decide_reload",
+    "parse_ll",
+    "read_ll",
+    "LlText",
     "render_ll",
     "rendition_report",
 ]
@@ -717,6 +721,17 @@ class LlSegment:
     discontinuity: bool = False
     map_uri: str | None = None
 
+    def lines_without_parts(self) -> str:
+        """Its lines once its parts are no longer listed, as every later render lists it: made once and
+        kept on the (immutable) segment, so that rendering a DVR view once per part does not format the
+        whole history again each time (80 ms per render after an hour of 2 s segments)."""
+        text = self.__dict__.get("_lines_without_parts")
+        if text is None:
+            text = "\n".join(_media_segment_lines(self.uri, self.duration, self.discontinuity,
+                                                  self.program_date_time, (), _LL_PLACES))
+            object.__setattr__(self, "_lines_without_parts", text)  # not a field: equality and hash ignore it
+        return text
+
 
 @dataclass(frozen=True)
 class RenditionReport:
@@ -775,19 +790,25 @@ def _ll_seconds(value: float) -> str:
     return _format_duration(value, _LL_PLACES)
 
 
+def _as_written(duration: float) -> float:
+    """A duration as the LL playlist writes it: where parts are listed and what a delta skips are
+    decided on these, so a playlist read back (:func:`parse_ll`) renders to the same text."""
+    return float(_ll_seconds(duration))
+
+
 def _part_line(part: LlPart) -> str:
     line = f"#EXT-X-PART:DURATION={_ll_seconds(part.duration)},URI={_quote(part.uri)}"
     return line + ",INDEPENDENT=YES" if part.independent else line
 
 
-def _skipped_segments(playlist: LlPlaylist, end: float) -> int:
+def _skipped_segments(playlist: LlPlaylist, durations: Sequence[float], end: float) -> int:
     """Segments a delta update replaces (RFC 8216bis 6.2.5.1): those whose end is further than the
     Skip Boundary from the end of the playlist. Skipping stops at a segment with a discontinuity so
     that ``EXT-X-DISCONTINUITY-SEQUENCE`` keeps numbering the listed segments the same way."""
     skipped = 0
     position = 0.0
-    for segment in playlist.segments:
-        position += segment.duration
+    for segment, duration in zip(playlist.segments, durations):
+        position += duration
         if segment.discontinuity or end - position <= playlist.skip_until:
             break
         skipped += 1
@@ -807,9 +828,9 @@ def render_ll(playlist: LlPlaylist, *, skip: bool = False) -> str:
         raise ValueError("PART-HOLD-BACK must be at least three Part Target Durations")
     if playlist.skip_until < 6 * playlist.target_duration:
         raise ValueError("CAN-SKIP-UNTIL must be at least six Target Durations")
-    segment_total = sum(s.duration for s in playlist.segments)
-    end = segment_total + sum(p.duration for p in playlist.pending_parts)
-    skipped = _skipped_segments(playlist, end) if skip and not playlist.ended else 0
+    durations = [_as_written(s.duration) for s in playlist.segments]
+    end = sum(durations) + sum(_as_written(p.duration) for p in playlist.pending_parts)
+    skipped = _skipped_segments(playlist, durations, end) if skip and not playlist.ended else 0
     server_tags = (
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
         f"PART-HOLD-BACK={_ll_seconds(playlist.hold_back)},CAN-SKIP-UNTIL={_ll_seconds(playlist.skip_until)}",
@@ -826,15 +847,18 @@ def render_ll(playlist: LlPlaylist, *, skip: bool = False) -> str:
         lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
     parts_from = end - 3 * playlist.target_duration
     start = 0.0
-    for number, segment in enumerate(playlist.segments):
+    for number, (segment, duration) in enumerate(zip(playlist.segments, durations)):
         if number >= skipped:
-            parts = [_part_line(part) for part in segment.parts] if start >= parts_from else []
             map_uri = segment.map_uri or playlist.map_uri
-            lines.extend(_media_segment_lines(segment.uri, segment.duration, segment.discontinuity,
-                                              segment.program_date_time, parts, _LL_PLACES,
-                                              map_uri if map_uri != mapped else None))
+            if start < parts_from and map_uri == mapped:
+                lines.append(segment.lines_without_parts())
+            else:
+                parts = [_part_line(part) for part in segment.parts] if start >= parts_from else []
+                lines.extend(_media_segment_lines(segment.uri, segment.duration, segment.discontinuity,
+                                                  segment.program_date_time, parts, _LL_PLACES,
+                                                  map_uri if map_uri != mapped else None))
             mapped = map_uri
-        start += segment.duration
+        start += duration
     if not playlist.ended:
         if playlist.pending_parts and playlist.map_uri != mapped:
             lines.append(_map_line(playlist.map_uri))
@@ -858,6 +882,186 @@ def rendition_report(playlist: LlPlaylist, uri: str) -> RenditionReport:
         return RenditionReport(uri, playlist.pending_msn, len(playlist.pending_parts) - 1)
     last_parts = playlist.segments[-1].parts if playlist.segments else ()
     return RenditionReport(uri, playlist.last_msn, len(last_parts) - 1)
+
+
+def _ll_float(tag: str, text: str | None, line_no: int) -> float:
+    if text is None:
+        raise PlaylistParseError(f"line {line_no}: {tag} without its value")
+    try:
+        value = float(text)
+    except ValueError:
+        raise PlaylistParseError(f"line {line_no}: bad {tag} {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise PlaylistParseError(f"line {line_no}: bad {tag} {text!r}")
+    return value
+
+
+def _ll_part(value: str, line_no: int) -> LlPart:
+    attributes = _attributes(value, line_no)
+    uri = attributes.get("URI")
+    if not uri:
+        raise PlaylistParseError(f"line {line_no}: #EXT-X-PART without URI")
+    return LlPart(uri, _ll_float("DURATION", attributes.get("DURATION"), line_no),
+                  attributes.get("INDEPENDENT") == "YES")
+
+
+def parse_ll(text: str) -> LlPlaylist:
+    """Read back an LL-HLS media playlist :func:`render_ll` wrote (whole, not a delta update).
+
+    For nodes that serve a live run they do not package (role ``web``): the playlist file the
+    packager replaces on every part is read into the structure the packager keeps in memory, so the
+    blocking reload is decided and the delta update rendered as on the ingest node
+    (``render_ll(parse_ll(render_ll(p))) == render_ll(p)``, delta included). Parts of segments the
+    text lists without them are not known (``parts=()``), as a player does not know them either.
+    """
+    return read_ll(text).playlist
+
+
+@dataclass(frozen=True)
+class LlText:
+    """A playlist text :func:`read_ll` read, with where each segment's lines end: the next version of
+    the same file is read from the first segment that differs (a DVR playlist only changes at its end)."""
+
+    text: str
+    playlist: LlPlaylist
+    segments: tuple[LlSegment, ...]  # as read, each with its init section
+    ends: tuple[int, ...]  # offset after each segment's URI line
+    lines: tuple[int, ...]  # line number of each segment's URI line
+    header: tuple[tuple[str, object], ...]  # what the tags before the first segment said
+    segments_read: int = 0  # segments this read parsed (the others were the previous version's)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the longest common prefix, by halving (each comparison in C)."""
+    low, high = 0, min(len(a), len(b))
+    if a[:high] == b[:high]:
+        return high
+    while high - low > 1:
+        middle = (low + high) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def read_ll(text: str, previous: LlText | None = None) -> LlText:
+    """:func:`parse_ll`, resuming from ``previous`` (the same file's last version) where the texts agree.
+
+    A segment's lines before the first difference are the previous version's segment; the rest is
+    parsed. Errors raise :class:`PlaylistParseError` naming the line."""
+    if not text.startswith("#EXTM3U"):
+        raise PlaylistParseError("line 1: missing #EXTM3U")
+    fields: dict[str, object] = {}
+    segments: list[LlSegment] = []
+    ends: list[int] = []
+    numbers: list[int] = []
+    current_map: str | None = None
+    first_line, offset = 1, 0
+    if previous is not None and previous.segments:
+        agreed = _common_prefix(previous.text, text)
+        kept = bisect.bisect_right(previous.ends, agreed)
+        if kept:
+            fields = dict(previous.header)
+            segments = list(previous.segments[:kept])
+            ends, numbers = list(previous.ends[:kept]), list(previous.lines[:kept])
+            current_map = segments[-1].map_uri
+            first_line, offset = numbers[-1] + 1, ends[-1]
+    lines = text[offset:].splitlines(keepends=True)  # from where the previous version's segments end
+    if offset == 0:
+        if lines[0].strip() != "#EXTM3U":
+            raise PlaylistParseError("line 1: missing #EXTM3U")
+        offset, lines, first_line = len(lines[0]), lines[1:], 2
+    header: tuple[tuple[str, object], ...] | None = tuple(fields.items()) if segments else None
+    parts: list[LlPart] = []
+    date: datetime | None = None
+    discontinuity = False
+    duration: float | None = None
+    reports: list[RenditionReport] = []
+    hint: str | None = None
+    ended = False
+    read = 0
+    for line_no, raw in enumerate(lines, start=first_line):
+        offset += len(raw)
+        line = raw.strip()
+        if not line:
+            continue
+        if not line.startswith("#"):
+            if duration is None:
+                raise PlaylistParseError(f"line {line_no}: URI {line!r} without #EXTINF")
+            if header is None:
+                header = tuple(fields.items())
+            segments.append(LlSegment(line, duration, tuple(parts), date, discontinuity, current_map))
+            ends.append(offset)
+            numbers.append(line_no)
+            read += 1
+            parts, date, discontinuity, duration = [], None, False, None
+            continue
+        tag, _, value = line.partition(":")
+        if tag == "#EXT-X-PART":
+            parts.append(_ll_part(value, line_no))
+        elif tag == "#EXTINF":
+            duration = _ll_float("EXTINF duration", value.split(",", 1)[0], line_no)
+        elif tag == "#EXT-X-PROGRAM-DATE-TIME":
+            date = _parse_program_date_time(value, line_no)
+        elif tag == "#EXT-X-DISCONTINUITY":
+            discontinuity = True
+        elif tag == "#EXT-X-MAP":
+            current_map = _map_uri(value, line_no)
+        elif tag == "#EXT-X-TARGETDURATION":
+            fields["target_duration"] = _parse_int(tag, value, line_no)
+        elif tag == "#EXT-X-MEDIA-SEQUENCE":
+            fields["media_sequence"] = _parse_int(tag, value, line_no)
+        elif tag == "#EXT-X-DISCONTINUITY-SEQUENCE":
+            fields["discontinuity_sequence"] = _parse_int(tag, value, line_no)
+        elif tag == "#EXT-X-PLAYLIST-TYPE":
+            fields["playlist_type"] = value
+        elif tag == "#EXT-X-SERVER-CONTROL":
+            control = _attributes(value, line_no)
+            fields["part_hold_back"] = _ll_float("PART-HOLD-BACK", control.get("PART-HOLD-BACK"), line_no)
+            fields["can_skip_until"] = _ll_float("CAN-SKIP-UNTIL", control.get("CAN-SKIP-UNTIL"), line_no)
+        elif tag == "#EXT-X-PART-INF":
+            fields["part_target"] = _ll_float("PART-TARGET", _attributes(value, line_no).get("PART-TARGET"), line_no)
+        elif tag == "#EXT-X-SKIP":
+            raise PlaylistParseError(f"line {line_no}: a delta update (#EXT-X-SKIP) cannot be read back whole")
+        elif tag == "#EXT-X-PRELOAD-HINT":
+            hint = _attributes(value, line_no).get("URI")
+        elif tag == "#EXT-X-RENDITION-REPORT":
+            report = _attributes(value, line_no)
+            reports.append(RenditionReport(report.get("URI", ""),
+                                           _parse_int("LAST-MSN", report.get("LAST-MSN", ""), line_no),
+                                           _parse_int("LAST-PART", report.get("LAST-PART", ""), line_no)))
+        elif tag == "#EXT-X-ENDLIST":
+            ended = True
+    if duration is not None:
+        raise PlaylistParseError(f"line {first_line + len(lines) - 1}: #EXTINF without URI")
+    target, part_target = fields.get("target_duration"), fields.get("part_target")
+    if not isinstance(target, int):
+        raise PlaylistParseError("missing #EXT-X-TARGETDURATION")
+    if not isinstance(part_target, float):
+        raise PlaylistParseError("missing #EXT-X-PART-INF: not a Low-Latency HLS playlist")
+    if current_map is None:
+        raise PlaylistParseError("missing #EXT-X-MAP")
+    media_sequence, discontinuity_sequence = fields.get("media_sequence", 0), fields.get("discontinuity_sequence", 0)
+    playlist_type = fields.get("playlist_type")
+    hold_back, skip_until = fields.get("part_hold_back"), fields.get("can_skip_until")
+    assert isinstance(media_sequence, int) and isinstance(discontinuity_sequence, int)
+    assert playlist_type is None or isinstance(playlist_type, str)
+    assert (hold_back is None or isinstance(hold_back, float)) and (skip_until is None or isinstance(skip_until, float))
+    # The defaults are kept as defaults (None), as the packager leaves them. Segments keep their init
+    # section as read (rendered the same as None, "the playlist's"): nothing to copy per segment.
+    if hold_back is not None and _ll_seconds(hold_back) == _ll_seconds(3 * part_target):
+        hold_back = None
+    if skip_until is not None and _ll_seconds(skip_until) == _ll_seconds(6.0 * target):
+        skip_until = None
+    playlist = LlPlaylist(
+        target_duration=target, part_target=part_target, map_uri=current_map, media_sequence=media_sequence,
+        segments=tuple(segments),
+        pending_parts=tuple(parts), preload_hint=hint, pending_program_date_time=date if parts else None,
+        ended=ended, discontinuity_sequence=discontinuity_sequence, rendition_reports=tuple(reports),
+        part_hold_back=hold_back, can_skip_until=skip_until, playlist_type=playlist_type,
+    )
+    return LlText(text, playlist, tuple(segments), tuple(ends), tuple(numbers), header or tuple(fields.items()), read)
 
 
 # --- LL-HLS blocking playlist reload ----------------------------------------------------------

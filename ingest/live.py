@@ -682,8 +682,9 @@ class LiveStreams:
                 log.log(logging.WARNING if low else logging.INFO, "event %s: DVR %s", live.event_id,
                         "drops to the live window (media disk low)" if low else "grows again")
 
-    def ll_playlists(self, event_id: int, rendition: str) -> LlPlaylists | None:
-        """An LL-HLS event's playlists in memory (``web.media.LowLatencyStreams``); None for plain HLS."""
+    def ll_playlists(self, event_id: int, folder: Path, rendition: str) -> LlPlaylists | None:
+        """An LL-HLS event's playlists in memory (``web.media.LowLatencyStreams``; the hub knows its run's
+        ``folder``); None for plain HLS."""
         live = self.events.get(event_id)
         if live is None or not isinstance(live.packager, LlPackager):
             return None

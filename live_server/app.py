@@ -92,8 +92,10 @@ from web.dashboard import Dashboard
 from web.embed import EmbedPages
 from web.guards import error_pages_middleware
 from web.home import HomePages
+from web.ll_files import LlFileStreams
 from web.media import (
-    MEDIA_CACHE, VIEWERS, CatalogMediaDirectory, LiveMediaHandler, MediaCache, ViewerCounter, media_preflight, player_handle,
+    MEDIA_CACHE, VIEWERS, CatalogMediaDirectory, LiveMediaHandler, LowLatencyStreams, MediaCache, ViewerCounter,
+    media_preflight, player_handle,
 )
 from web.pages import Pages
 from web.templating import setup_templates
@@ -288,8 +290,15 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
     app.router.add_routes(AdminPages(db, people).routes())
     app.router.add_routes(BbbPages(db, deposit, webinars, BbbAdmin(db, settings.base_url)).routes())
     app.router.add_routes(EmbedPages(db, page_tracks).routes())
+    # LL-HLS blocking reloads: from the packager's memory where ingest runs; on a web-only node, from the
+    # playlists the ingest node replaces in the shared media folder at every part.
+    low_latency: LowLatencyStreams | None = live
+    if live is None and settings.ll_hls:
+        ll_files = LlFileStreams()
+        app.cleanup_ctx.append(_closing(ll_files.close))
+        low_latency = ll_files
     live_media = LiveMediaHandler(live_directory, cache, viewers, passes, settings.media_accel_redirect, settings.media_dir,
-                                  settings.cookie_secure, audience, low_latency=live,
+                                  settings.cookie_secure, audience, low_latency=low_latency,
                                   decision_seconds=settings.media_decision_cache_seconds)
 
     async def live_media_route(request: web.Request) -> web.StreamResponse:

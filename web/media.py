@@ -87,7 +87,9 @@ class MediaDirectory(Protocol):
 
 
 class LowLatencyPlaylists(Protocol):
-    """One LL-HLS rendition's playlists as published in memory (``ingest.packaging.ll_packager.LlPlaylists``)."""
+    """One LL-HLS rendition's playlists as published: in memory on the ingest node
+    (``ingest.packaging.ll_packager.LlPlaylists``), read from the media folder on a web-only node
+    (``web.ll_files.LlFilePlaylists``). ``text`` is the text of the version ``current`` returned last."""
 
     def current(self, name: str) -> LlPlaylist | None: ...
 
@@ -97,9 +99,10 @@ class LowLatencyPlaylists(Protocol):
 
 
 class LowLatencyStreams(Protocol):
-    """Where an event's LL-HLS playlists are (the live hub, ``ingest.live.LiveStreams``)."""
+    """Where an event's LL-HLS playlists are: the live hub (``ingest.live.LiveStreams``) where ingest runs,
+    the run's media folder (``web.ll_files.LlFileStreams``) on a web-only node."""
 
-    def ll_playlists(self, event_id: int, rendition: str) -> LowLatencyPlaylists | None: ...
+    def ll_playlists(self, event_id: int, folder: Path, rendition: str) -> LowLatencyPlaylists | None: ...
 
 
 #: The media playlists of a rendition that LL-HLS events publish in memory.
@@ -243,7 +246,7 @@ class LiveMediaHandler:
                  audience: AudienceTap | None = None, low_latency: LowLatencyStreams | None = None,
                  decision_seconds: int = 5) -> None:
         self.audience = audience
-        self.low_latency = low_latency  # this node's LL-HLS events (None: no ingest here, files only)
+        self.low_latency = low_latency  # LL-HLS playlists: in memory (ingest here) or from files (web-only node)
         self.directory = directory
         self.cache = cache
         self.viewers = viewers
@@ -270,7 +273,8 @@ class LiveMediaHandler:
         immutable = not is_playlist and suffix != ".vtt"
         scope = "private" if location.private else "public"
         rendition, _, name = tail.rpartition("/")
-        ll = self.low_latency.ll_playlists(location.event_id, rendition) if self.low_latency and rendition else None
+        ll = (self.low_latency.ll_playlists(location.event_id, location.folder, rendition)
+              if self.low_latency and rendition else None)
         self._count(request, location, tail)
         data: bytes | None = None
         if ll is not None and name in LL_PLAYLISTS and ll.current(name) is not None:

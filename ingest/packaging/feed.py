@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 from formats.flv import flv_header, flv_tag, is_keyframe, is_sequence_header, script_tag_from_metadata
 
-__all__ = ["FlvFeed", "QueuedTag", "TAG_TYPES", "announced_streams"]
+__all__ = ["FlvFeed", "QueuedTag", "TAG_TYPES", "announced_streams", "publisher_has_audio"]
 
 TAG_TYPES = {"audio": 8, "video": 9}
 #: FLV tag header (11) + PreviousTagSize (4), counted with the payload.
@@ -67,6 +67,15 @@ def announced_streams(metadata: Mapping[str, Any] | None) -> tuple[bool, bool]:
     if not audio and not video:
         return True, True
     return audio, video
+
+
+def publisher_has_audio(metadata: Mapping[str, Any] | None, sequence_headers: Mapping[str, bytes]) -> bool:
+    """Whether a ladder must encode audio: an AAC sequence header seen, or onMetaData announcing audio.
+
+    A publisher without audio (``ffmpeg -an``, a capture box) announces only video, and ffmpeg's
+    ``-map 0:a`` would then fail at every start; unknown (no onMetaData, no header yet) counts as audio,
+    as before."""
+    return "audio" in sequence_headers or announced_streams(metadata)[0]
 
 
 def _is_end_of_sequence(payload: bytes) -> bool:
@@ -167,6 +176,11 @@ class FlvFeed:
         if "video" in self.sequence_headers:
             return True
         return announced_streams(self.metadata)[1] and self.metadata is not None
+
+    @property
+    def has_audio(self) -> bool:
+        """What :func:`publisher_has_audio` says of this session's publisher so far."""
+        return publisher_has_audio(self.metadata, self.sequence_headers)
 
     def pop(self) -> bytes | None:
         """Bytes for ffmpeg's stdin, or None when the queue is empty."""

@@ -26,6 +26,7 @@ __all__ = [
     "SegmentListEntry",
     "build_ffmpeg_args",
     "build_transcoder_args",
+    "encoded_renditions",
     "segment_filename",
     "segment_number",
     "parse_segment_list_line",
@@ -115,14 +116,21 @@ def _segment_output_args(
     ]
 
 
-def _video_rendition_args(options: PackagerOptions, rendition: Rendition, label: str) -> list[str]:
+def encoded_renditions(options: PackagerOptions, has_audio: bool = True) -> tuple[Rendition, ...]:
+    """The ladder renditions ffmpeg makes, in ladder order: without audio, no audio-only one
+    (``-map 0:a`` would match nothing and ffmpeg would exit at every start)."""
+    return tuple(r for r in options.ladder if has_audio or not r.is_audio_only)
+
+
+def _video_rendition_args(options: PackagerOptions, rendition: Rendition, label: str, has_audio: bool) -> list[str]:
     assert rendition.height is not None
     kbps = rendition.video_kbps
+    audio = ["-map", "0:a?"] if has_audio else []
+    audio_codec = ["-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k"] if has_audio else ["-an"]
     return [
         "-map",
         f"[{label}]",
-        "-map",
-        "0:a?",
+        *audio,
         "-c:v",
         "libx264",
         "-preset",
@@ -147,10 +155,7 @@ def _video_rendition_args(options: PackagerOptions, rendition: Rendition, label:
         "0",
         "-fps_mode",
         "passthrough",
-        "-c:a",
-        "aac",
-        "-b:a",
-        f"{rendition.audio_kbps}k",
+        *audio_codec,
     ]
 
 
@@ -170,12 +175,14 @@ def build_ffmpeg_args(
     output_dir: PurePath,
     start_number: int,
     list_fd: int,
+    has_audio: bool = True,
 ) -> list[str]:
     """Full argv for one packager process.
 
     ``start_number`` is the first segment file number of this process (same
     for every rendition, so renditions stay aligned by number); ``list_fd``
     is the write end of the segment-list pipe inherited by ffmpeg.
+    ``has_audio`` False (a publisher without audio): only the video renditions, without audio.
     """
     if start_number < 0:
         raise ValueError("start_number must be >= 0")
@@ -186,11 +193,11 @@ def build_ffmpeg_args(
         return args
     graph, video_labels = _ladder_graph(options)
     args += ["-filter_complex", graph]
-    for rendition in options.ladder:
+    for rendition in encoded_renditions(options, has_audio):
         if rendition.is_audio_only:
             args += ["-map", "0:a", "-vn", "-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k"]
         else:
-            args += _video_rendition_args(options, rendition, video_labels[rendition.name])
+            args += _video_rendition_args(options, rendition, video_labels[rendition.name], has_audio)
         args += _segment_output_args(options, output_dir, rendition.name, start_number, list_fd)
     return args
 
@@ -211,9 +218,11 @@ def _flv_pipe_output_args(options: PackagerOptions, fd: int) -> list[str]:
     ]
 
 
-def build_transcoder_args(ffmpeg: str, options: PackagerOptions, fds: Sequence[int]) -> list[str]:
-    """Full argv of the LL-HLS transcoder: the event's FLV on stdin, each ladder rendition as FLV
-    (H.264 + AAC) on its own inherited pipe ``fds[i]``, in ladder order, for our CMAF muxer.
+def build_transcoder_args(ffmpeg: str, options: PackagerOptions, fds: Sequence[int],
+                          has_audio: bool = True) -> list[str]:
+    """Full argv of the LL-HLS transcoder: the event's FLV on stdin, each rendition of
+    :func:`encoded_renditions` as FLV (H.264 + AAC) on its own inherited pipe ``fds[i]``, in ladder
+    order, for our CMAF muxer (``has_audio`` False: video renditions only, without audio).
 
     The same encodes as the plain-HLS ladder (:func:`build_ffmpeg_args`): keyframes forced every
     ``segment_seconds`` of media time, so every rendition has them on the same frames and the
@@ -221,16 +230,17 @@ def build_transcoder_args(ffmpeg: str, options: PackagerOptions, fds: Sequence[i
     """
     if options.passthrough:
         raise ValueError("the transcoder is for ABR ladders; passthrough is muxed without ffmpeg")
-    if len(fds) != len(options.ladder):
-        raise ValueError(f"{len(options.ladder)} renditions need as many pipes, got {len(fds)}")
+    renditions = encoded_renditions(options, has_audio)
+    if len(fds) != len(renditions):
+        raise ValueError(f"{len(renditions)} renditions need as many pipes, got {len(fds)}")
     args = [ffmpeg, *_input_args(options)]
     graph, video_labels = _ladder_graph(options)
     args += ["-filter_complex", graph]
-    for rendition, fd in zip(options.ladder, fds):
+    for rendition, fd in zip(renditions, fds):
         if rendition.is_audio_only:
             args += ["-map", "0:a", "-vn", "-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k"]
         else:
-            args += _video_rendition_args(options, rendition, video_labels[rendition.name])
+            args += _video_rendition_args(options, rendition, video_labels[rendition.name], has_audio)
         args += _flv_pipe_output_args(options, fd)
     return args
 

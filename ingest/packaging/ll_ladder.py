@@ -9,6 +9,14 @@ keyframes, so it is cut where the first video rendition (the reference) started 
 frames are held until the reference's video has passed their time (at most ``FOLLOW_HOLD_MS``),
 then fed, cut before the first frame at or after each of the reference's segment starts.
 
+The video renditions come down separate pipes, the larger encodes later than the smaller ones (under
+load, by more than a segment). So that a transcoder killed at any instant leaves every rendition at the
+same segment, a video rendition does not cross a keyframe (a segment start) before every other video
+rendition has delivered media up to that time: its tags from that keyframe on wait (at most
+``ALIGN_HOLD_SEGMENTS`` segments of media time). After a restart (:meth:`LlLadder.end_session` with
+``aligned``) what waits is dropped: the others never got that media, and starting a segment with it
+would number the next segments of that rendition one ahead of the others, for ever.
+
 Each rendition's playlists carry ``EXT-X-RENDITION-REPORT`` for the others (RFC 8216bis 4.4.5.4:
 their last Media Sequence Number and Part Index at the time this one is rendered), so a player that
 switches knows which part to ask the other rendition for.
@@ -20,15 +28,19 @@ import dataclasses
 from collections import deque
 from typing import Sequence
 
+from formats.flv import is_keyframe
 from formats.m3u8 import LlPlaylist, rendition_report
 
 from .ll_stream import LlRendition, LlUpdate
 
-__all__ = ["LlLadder", "FOLLOW_HOLD_MS"]
+__all__ = ["LlLadder", "FOLLOW_HOLD_MS", "ALIGN_HOLD_SEGMENTS"]
 
 #: An audio-only rendition's frames wait at most this long (media time) for the reference video to
 #: pass them; a video that stalls longer cannot hold the audio rendition back further.
 FOLLOW_HOLD_MS = 1000
+#: A video rendition's keyframe waits at most this many segments (media time) for the other video
+#: renditions to reach it: one that stalls longer cannot hold the others back further.
+ALIGN_HOLD_SEGMENTS = 2
 
 
 class LlLadder:
@@ -62,6 +74,13 @@ class LlLadder:
         self._held: dict[str, deque[tuple[str, int, bytes, float]]] = {n: deque() for n in self.followers}
         self._cuts: dict[str, deque[int]] = {n: deque() for n in self.followers}
         self._clock: int | None = None  # FLV time of the reference's last video frame this session
+        # The video renditions' gates (transcoded only: their keyframes are on the same instants).
+        video = [n for n in names if n not in self.followers]
+        self._gated = frozenset(video) if transcoded and len(video) > 1 else frozenset()
+        self._gate: dict[str, deque[tuple[str, int, bytes, float]]] = {n: deque() for n in self._gated}
+        self._arrived: dict[str, int] = {}  # per gated rendition: its latest video frame's time this session
+        self._gate_ms = int(ALIGN_HOLD_SEGMENTS * segment_seconds * 1000)
+        self.gate_dropped = 0  # tags dropped at a restart because the other renditions never got that far
 
     # ----------------------------------------------------------------- sessions
 
@@ -74,17 +93,26 @@ class LlLadder:
             self._held[name].clear()
             self._cuts[name].clear()
         self._clock = None
+        for gate in self._gate.values():
+            gate.clear()
+        self._arrived.clear()
 
     def expect_streams(self, audio: bool, video: bool) -> None:
         for name, rendition in self.renditions.items():
             rendition.expect_streams(audio, False) if name in self.followers else rendition.expect_streams(audio, video)
 
-    def end_session(self) -> list[tuple[str, LlUpdate]]:
-        out = [(name, self._flush_follower(name)) for name in self.followers]
+    def end_session(self, aligned: bool = False) -> list[tuple[str, LlUpdate]]:
+        """The session's input ended: every rendition completes its segment in progress.
+
+        ``aligned`` (the transcoder died): what waits at a gate is dropped, so that every rendition
+        ends at the same segment; otherwise (its outputs all came to their end) it is fed first."""
+        out = self._open_gates(drop=aligned)
+        out += [(name, self._flush_follower(name)) for name in self.followers]
         return out + [(name, self.renditions[name].end_session()) for name in self.names]
 
     def end(self) -> list[tuple[str, LlUpdate]]:
-        out = [(name, self._flush_follower(name)) for name in self.followers]
+        out = self._open_gates(drop=False)
+        out += [(name, self._flush_follower(name)) for name in self.followers]
         return out + [(name, self.renditions[name].end()) for name in self.names]
 
     def pause_history(self, paused: bool) -> list[tuple[str, list[str]]]:
@@ -102,6 +130,52 @@ class LlLadder:
                 return [(name, rendition.feed(kind, timestamp_ms, payload, wall))]
             self._held[name].append((kind, timestamp_ms, payload, wall))
             return [(name, self._release(name))]
+        if name not in self._gated:
+            return self._feed_video(name, kind, timestamp_ms, payload, wall)
+        gate = self._gate[name]
+        gate.append((kind, timestamp_ms, payload, wall))
+        if kind == "video" and not LlRendition.is_header(kind, payload):
+            self._arrived[name] = max(timestamp_ms, self._arrived.get(name, timestamp_ms))
+        out: list[tuple[str, LlUpdate]] = []
+        progress = True
+        while progress:  # a rendition let through may be the one the others were waiting for
+            progress = False
+            for gated in self.names:
+                if gated in self._gated and self._gate[gated]:
+                    passed = self._pass_gate(gated)
+                    progress = progress or bool(passed)
+                    out += passed
+        return out
+
+    def _pass_gate(self, name: str) -> list[tuple[str, LlUpdate]]:
+        """Feed ``name``'s waiting tags up to its next keyframe that another video rendition has not
+        reached (media time), unless it has waited longer than the gate's limit."""
+        gate, out = self._gate[name], []
+        while gate:
+            kind, timestamp_ms, payload, wall = gate[0]
+            if kind == "video" and _starts_gop(payload) and gate[-1][1] - timestamp_ms <= self._gate_ms:
+                if any(self._arrived.get(other, -1) < timestamp_ms for other in self._gated if other != name):
+                    break
+            gate.popleft()
+            out += self._feed_video(name, kind, timestamp_ms, payload, wall)
+        return out
+
+    def _open_gates(self, drop: bool) -> list[tuple[str, LlUpdate]]:
+        out = []
+        for name in self.names:
+            gate = self._gate.get(name)
+            while gate:
+                item = gate.popleft()
+                if drop:
+                    self.gate_dropped += 1
+                else:
+                    out += self._feed_video(name, *item)
+        return out
+
+    def _feed_video(self, name: str, kind: str, timestamp_ms: int, payload: bytes,
+                    wall: float) -> list[tuple[str, LlUpdate]]:
+        """One tag of a video rendition into its muxer; the reference's segment starts cut the followers."""
+        rendition = self.renditions[name]
         out = [(name, rendition.feed(kind, timestamp_ms, payload, wall))]
         if name == self.reference:
             starts = rendition.take_segment_starts()
@@ -147,6 +221,11 @@ class LlLadder:
             if theirs is not None and (theirs.segments or theirs.pending_parts):
                 reports.append(rendition_report(theirs, f"../{other}/{playlist_name}"))
         return dataclasses.replace(playlist, rendition_reports=tuple(reports))
+
+
+def _starts_gop(payload: bytes) -> bool:
+    """A video keyframe (not a sequence header): where a transcoded rendition may start a segment."""
+    return len(payload) >= 2 and not LlRendition.is_header("video", payload) and is_keyframe(payload)
 
 
 def _merge(into: LlUpdate, update: LlUpdate) -> None:

@@ -7,9 +7,10 @@ muxed on the loop as they arrive, without ffmpeg (the muxer costs about a fifth 
 same muxer. The files a tag closed go to one writer thread per packager (off the loop, in order),
 and only once they are on disk does the playlist snapshot listing them become visible: rendered
 once per part, kept in memory for blocking reloads (:class:`LlPlaylists`, shared by every viewer)
-and written as ``live.m3u8`` / ``dvr.m3u8`` for readers of the folder. Same layout and listener
-calls as the ffmpeg packager: ``master.m3u8`` (and ``master-dvr.m3u8``), ``<rendition>/live.m3u8``,
-``<rendition>/dvr.m3u8``, segments reported to the listener once listed.
+and written as ``live.m3u8`` / ``dvr.m3u8`` at every part too, for readers of the folder (web-only
+nodes of a multi-node deployment answer blocking reloads from these files, ``web/ll_files.py``).
+Same layout and listener calls as the ffmpeg packager: ``master.m3u8`` (and ``master-dvr.m3u8``),
+``<rendition>/live.m3u8``, ``<rendition>/dvr.m3u8``, segments reported to the listener once listed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from formats.m3u8 import LlPlaylist, Segment, SubtitleRendition, VariantStream, 
 from live_server.files import write_atomic
 from live_server.layout import MASTER_PLAYLIST
 
-from .feed import announced_streams
+from .feed import announced_streams, publisher_has_audio
+from .ffmpeg_args import encoded_renditions
 from .ll_ladder import LlLadder
 from .ll_stream import LlFile, LlUnsupported, LlUpdate
 from .options import PackagerOptions
@@ -304,8 +306,9 @@ class LlPackager:
         self._apply(updates)
 
     def _transcoder_restarted(self) -> None:
-        """A new ffmpeg, a new timeline: every rendition closes its segment and starts a new session."""
-        self._apply(self._ladder.end_session())
+        """A new ffmpeg, a new timeline: every rendition closes its segment and starts a new session,
+        at the same segment (what a faster rendition had past the others' last media is dropped)."""
+        self._apply(self._ladder.end_session(aligned=True))
         self._ladder.begin_session()
         segments = {name: len(stream.segments) for name, stream in self._ladder.renditions.items()}
         if len(set(segments.values())) > 1:
@@ -337,9 +340,10 @@ class LlPackager:
                 views[DVR_PLAYLIST] = self._ladder.playlist(name, None, DVR_PLAYLIST)
             published = {view: p for view, p in views.items() if p is not None}
         texts = {view: render_ll(p) for view, p in published.items()}  # one render per part, shared by all viewers
-        files: list[tuple[Path, bytes | str]] = []
-        if update.segments or stream.ended:  # on disk per segment (readers of the folder); in memory per part
-            files += [(folder / view, text) for view, text in texts.items()]
+        # On disk at every version, after the media it lists (same writer thread): web-only nodes
+        # answer blocking reloads from these files (web/ll_files.py). A few kB, off the loop.
+        files: list[tuple[Path, bytes | str]] = [(folder / view, text) for view, text in texts.items()]
+        if update.segments or stream.ended:
             if self._transcoder is None:
                 for segment in update.segments:
                     self._measure(segment, update.files)
@@ -385,11 +389,14 @@ class LlPackager:
     def _variants(self) -> list[VariantStream]:
         """What the master lists: for the ladder, CODECS and RESOLUTION as each rendition's own
         sequence headers say (x264's profile and level, the scaled size) once they are known."""
-        variants = build_variants(self.options, self._metadata, self._headers, self._peak_bps)
         if self._transcoder is None:
-            return variants
+            return build_variants(self.options, self._metadata, self._headers, self._peak_bps)
+        has_audio = self._transcoder.encodes_audio
+        if has_audio is None:  # before ffmpeg starts: what the publisher says so far
+            has_audio = publisher_has_audio(self._metadata, self._headers)
+        variants = build_variants(self.options, self._metadata, self._headers, self._peak_bps, has_audio)
         out = []
-        for rendition, variant in zip(self.options.ladder, variants):
+        for rendition, variant in zip(encoded_renditions(self.options, has_audio), variants):
             headers = self._rendition_headers[rendition.name]
             codecs = codecs_from_sequence_headers(headers) if headers else None
             resolution = variant.resolution

@@ -31,8 +31,8 @@ from formats.m3u8 import PlaylistParseError, Segment, SubtitleRendition, parse_m
 from live_server.files import write_atomic
 from live_server.layout import MASTER_PLAYLIST
 
-from .feed import FlvFeed
-from .ffmpeg_args import SegmentListEntry, build_ffmpeg_args, parse_segment_list_line
+from .feed import FlvFeed, publisher_has_audio
+from .ffmpeg_args import SegmentListEntry, build_ffmpeg_args, encoded_renditions, parse_segment_list_line
 from .mpegts import counter_offsets, last_counters, shift_counters
 from .options import PackagerOptions
 from .supervisor import FfmpegRun, Supervised, Supervisor, spawn_ffmpeg
@@ -137,6 +137,8 @@ class Packager(Supervised):
         # What the master advertises outlives a session (the feed is reset at its end).
         self._advertised_metadata: Mapping[str, Any] | None = None
         self._advertised_headers: dict[str, bytes] = {}
+        #: Whether the current (or last) ffmpeg of the session encodes audio; None before it starts.
+        self._encodes_audio: bool | None = None
         self._subtitles: tuple[SubtitleRendition, ...] = ()
         self._measured_peak_bps = 0
         self._started = False
@@ -272,6 +274,7 @@ class Packager(Supervised):
         self._failed_reason = None
         self._cut_points.clear()
         self._keyframes.clear()
+        self._encodes_audio = None
         self._process.begin(f"packager {self.output_dir}")
 
     async def end_session(self) -> None:
@@ -389,10 +392,19 @@ class Packager(Supervised):
         self._counter_shifts = {}
         self._counters_follow = {r: segments[-1].uri for r in self.options.rendition_names
                                  if (segments := self._timeline.segments(r))}
-        start_number = self._timeline.start_run()
+        # A publisher without audio (as far as its onMetaData and headers tell at its first frame):
+        # the video renditions only, or ffmpeg's ``-map 0:a`` would fail at every start.
+        has_audio = self._feed.has_audio
+        if self._encodes_audio != has_audio:
+            self._encodes_audio = has_audio
+            self._write_soon(self._master_files())
+        renditions = (self.options.rendition_names if self.options.passthrough
+                      else tuple(r.name for r in encoded_renditions(self.options, has_audio)))
+        start_number = self._timeline.start_run(renditions)
         reader = asyncio.StreamReader()
         proc, transports = await spawn_ffmpeg(
-            lambda fds: build_ffmpeg_args(self._ffmpeg, self.options, self.output_dir, start_number, fds[0]),
+            lambda fds: build_ffmpeg_args(self._ffmpeg, self.options, self.output_dir, start_number, fds[0],
+                                          has_audio),
             [asyncio.StreamReaderProtocol(reader)], str(self.output_dir))
         run = _Run(proc, transports, self.options.stderr_lines_kept)
         listing = asyncio.create_task(self._read_segment_list(run, reader))
@@ -545,8 +557,11 @@ class Packager(Supervised):
 
     def _master_files(self) -> list[tuple[Path, str]]:
         """The master playlists that changed since last queued (rendered, not written)."""
+        has_audio = self._encodes_audio
+        if has_audio is None:  # before ffmpeg starts: what the publisher says so far
+            has_audio = publisher_has_audio(self._advertised_metadata, self._advertised_headers)
         variants = build_variants(self.options, self._advertised_metadata,
-                                  self._advertised_headers, self._measured_peak_bps)
+                                  self._advertised_headers, self._measured_peak_bps, has_audio)
         targets = {MASTER_PLAYLIST: render_master(variants, self._subtitles)}
         if self.options.dvr:
             dvr_variants = [

@@ -59,6 +59,8 @@ class EventTimeline:
         self._run_clock: datetime | None = None
         self._run_start_number = 0
         self._run_last_listed: int | None = None
+        #: the renditions the current process makes (a publisher without audio: no audio-only one)
+        self._run_renditions: tuple[str, ...] = self.renditions
         #: the media disk is low: keep only the live window's files, whatever DVR and keep_segments say
         self.history_paused = False
         #: per rendition, the first sequence the DVR playlist lists since the disk ran low (None: all)
@@ -97,8 +99,13 @@ class EventTimeline:
         if self.has_segments:
             self._discontinuity_pending = True
 
-    def start_run(self) -> int:
-        """A new ffmpeg process starts; returns its first segment number."""
+    def start_run(self, renditions: Iterable[str] | None = None) -> int:
+        """A new ffmpeg process starts, making ``renditions`` (default: all); returns its first segment
+        number. A group of segments is complete once each of them has its segment."""
+        run = self.renditions if renditions is None else tuple(renditions)
+        if not run or set(run) - set(self.renditions):
+            raise ValueError(f"a run makes some of {self.renditions}, not {run}")
+        self._run_renditions = tuple(r for r in self.renditions if r in run)
         self._pending.clear()
         self._run_clock = None
         self._run_start_number = self.next_number
@@ -111,7 +118,7 @@ class EventTimeline:
 
     def add(self, entry: SegmentListEntry) -> list[ListedSegment]:
         """Record a completed segment; returns the segments that became listable, in order."""
-        if entry.rendition not in self.playlists:
+        if entry.rendition not in self._run_renditions:  # not ours, or not made by this run
             raise ValueError(f"unknown rendition {entry.rendition!r}")
         number = entry.number
         if number is None or number < self._run_start_number:
@@ -122,7 +129,7 @@ class EventTimeline:
         while self._pending:
             lowest = min(self._pending)
             group = self._pending[lowest]
-            if len(group) < len(self.renditions):
+            if len(group) < len(self._run_renditions):
                 break
             del self._pending[lowest]
             self._run_last_listed = lowest
@@ -142,7 +149,7 @@ class EventTimeline:
         for rendition in self.renditions:
             self.playlists[rendition].decide_target(*basis)  # once per playlist; a no-op after
         out = []
-        for rendition in self.renditions:
+        for rendition in self._run_renditions:
             entry = group[rendition]
             playlist = self.playlists[rendition]
             pdt = None

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 from formats.flv import TAG_AUDIO, TAG_VIDEO, FlvTagReader
 
 from .feed import FlvFeed
-from .ffmpeg_args import build_transcoder_args
+from .ffmpeg_args import build_transcoder_args, encoded_renditions
 from .options import PackagerOptions
 from .supervisor import FfmpegRun, Supervised, Supervisor, spawn_ffmpeg
 
@@ -96,6 +96,8 @@ class Transcoder(Supervised):
             on_failed=self._fail, before_write=_owe_output, on_ended=_note_output_errors)
         self.tags_out = 0
         self.failed_reason: str | None = None
+        #: Whether the running (or last) ffmpeg encodes audio; None before its first start this session.
+        self.encodes_audio: bool | None = None
 
     # -- what the packager reads ------------------------------------------------------------
     @property
@@ -120,6 +122,7 @@ class Transcoder(Supervised):
         """A publish session starts: ffmpeg will start at its first media frame."""
         self._feed.reset()
         self.failed_reason = None
+        self.encodes_audio = None
         self._process.begin(f"transcoder {self._label}")
 
     async def stop(self) -> None:
@@ -138,10 +141,14 @@ class Transcoder(Supervised):
         self._on_failed(reason)
 
     async def _spawn(self, resync: bool) -> _Run:
-        """Start one ffmpeg, each rendition's FLV on its own pipe."""
-        outputs = [_Output(rendition.name, self._tags_out) for rendition in self.options.ladder]
+        """Start one ffmpeg, each rendition's FLV on its own pipe; a publisher without audio (as far as
+        its onMetaData and headers tell at its first frame) gets no audio-only rendition."""
+        has_audio = self._feed.has_audio
+        self.encodes_audio = has_audio
+        renditions = encoded_renditions(self.options, has_audio)
+        outputs = [_Output(rendition.name, self._tags_out) for rendition in renditions]
         proc, transports = await spawn_ffmpeg(
-            lambda fds: build_transcoder_args(self._ffmpeg, self.options, fds), outputs, self._label)
+            lambda fds: build_transcoder_args(self._ffmpeg, self.options, fds, has_audio), outputs, self._label)
         return _Run(proc, outputs, transports, self.options.stderr_lines_kept)
 
     def _tags_out(self, name: str, tags: list[tuple[int, int, bytes]]) -> None:

@@ -82,8 +82,11 @@ def build_variants(
     metadata: Mapping[str, Any] | None,
     sequence_headers: Mapping[str, bytes],
     measured_peak_bps: int = 0,
+    has_audio: bool = True,
 ) -> list[VariantStream]:
-    """Variants in ladder order (passthrough: one), URIs ``<rendition>/live.m3u8``."""
+    """Variants in ladder order (passthrough: one), URIs ``<rendition>/live.m3u8``.
+
+    ``has_audio`` False (a publisher without audio): no audio-only variant, no AAC in CODECS."""
     meta = metadata or {}
     frame_rate = _number(meta, "framerate", "fps")
     if options.passthrough:
@@ -102,11 +105,13 @@ def build_variants(
         ]
     variants = []
     for rendition in options.ladder:
-        average = (rendition.video_kbps + rendition.audio_kbps) * 1000
+        if rendition.is_audio_only and not has_audio:
+            continue
+        average = (rendition.video_kbps + (rendition.audio_kbps if has_audio else 0)) * 1000
         if rendition.is_audio_only:
             codecs = AAC_LC
         else:
-            codecs = f"{h264_codecs(rendition.h264_level)},{AAC_LC}"
+            codecs = f"{h264_codecs(rendition.h264_level)},{AAC_LC}" if has_audio else h264_codecs(rendition.h264_level)
         variants.append(
             VariantStream(
                 uri=f"{rendition.name}/{MEDIA_PLAYLIST}",

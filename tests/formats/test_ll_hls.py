@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from formats.m3u8 import (LlPart, LlPlaylist, LlSegment, Reload, RenditionReport, advance_part_limit,
-                          blocking_timeout, decide_reload, render_ll, rendition_report)
+from formats.m3u8 import (LlPart, LlPlaylist, LlSegment, PlaylistParseError, Reload, RenditionReport,
+                          advance_part_limit, blocking_timeout, decide_reload, parse_ll, read_ll, render_ll,
+                          rendition_report)
 
 REPO = Path(__file__).resolve().parents[2]
 HLS_JS = REPO / "node_modules" / "hls.js" / "dist" / "hls.mjs"
@@ -91,6 +92,20 @@ def test_skipping_stops_at_a_discontinuity_so_the_numbering_holds() -> None:
     text = render_ll(LlPlaylist(**{**base.__dict__, "segments": tuple(segs)}), skip=True)
     assert "#EXT-X-SKIP:SKIPPED-SEGMENTS=1\n" in text and text.count("#EXT-X-DISCONTINUITY\n") == 1
     assert render_ll(base, skip=True).count("#EXT-X-SKIP:SKIPPED-SEGMENTS=4\n") == 1
+
+
+def test_old_segments_render_as_a_fresh_render_from_the_lines_kept_on_them() -> None:
+    """A segment's lines without parts are kept on it (a DVR view is rendered once per part): what a render
+    lists must not depend on what earlier renders of the same segments kept, near the edge or far from it."""
+    grown = live(segments=40)
+    edge = replace(grown, segments=grown.segments[:3])  # the same segments while they were at the edge
+    fresh = replace(grown, segments=tuple(replace(s) for s in grown.segments))  # equal segments, nothing kept
+    edge_text = render_ll(edge)
+    assert edge_text.count('#EXT-X-PART:DURATION=0.33400,URI="p101.') == 6
+    assert render_ll(grown) == render_ll(fresh) == render_ll(grown)
+    assert render_ll(grown, skip=True) == render_ll(fresh, skip=True)
+    assert render_ll(edge) == edge_text  # parts listed again where they belong
+    assert render_ll(grown).count("#EXT-X-PROGRAM-DATE-TIME:") == 41 and '"p101.' not in render_ll(grown)
 
 
 def test_ended_playlist_has_endlist_no_hint_and_ignores_skip() -> None:
@@ -247,3 +262,121 @@ def test_a_dvr_window_over_two_sessions_names_each_init_section_where_it_starts(
     assert ahead.count("#EXT-X-MAP:") == 2 and ahead.index('URI="init_2.mp4"') > ahead.index("s101.m4s")
     got = hls_js_parse(text, tmp_path)
     assert [f[4] for f in got["frags"]] == ["init_1.mp4", "init_1.mp4", "init_2.mp4", "init_2.mp4"]
+
+
+# --- reading our own LL playlist back (web-only nodes answer blocking reloads from the file) -------------
+
+def _two_sessions() -> LlPlaylist:
+    base = live(segments=4, pending=2)
+    older = tuple(replace(s, map_uri="init_1.mp4") for s in base.segments[:2])
+    newer = (replace(base.segments[2], map_uri="init_2.mp4", discontinuity=True),
+             replace(base.segments[3], map_uri="init_2.mp4"))
+    return replace(base, segments=older + newer, map_uri="init_2.mp4")
+
+
+ROUND_TRIPS = {
+    "live window": live(reports=(RenditionReport("../360p/live.m3u8", 110, 1), RenditionReport("../audio/live.m3u8", 110, 0))),
+    "long window (delta skips)": live(segments=10, pending=0),
+    "start, no complete segment": live(segments=0, pending=3),
+    "ended": live(ended=True),
+    "two sessions": _two_sessions(),
+    "new session, parts of the old one's init": replace(_two_sessions(), segments=_two_sessions().segments[:2]),
+    "DVR after a reconnect": replace(live(segments=9), discontinuity_sequence=3, playlist_type="EVENT",
+                                     segments=tuple(replace(s, discontinuity=i == 4) for i, s in enumerate(live(segments=9).segments))),
+    "server control not the defaults": replace(live(), part_hold_back=1.5, can_skip_until=20.0),
+    "odd durations": replace(live(segments=8), segments=tuple(
+        replace(s, duration=2.0 + i / 3, parts=tuple(replace(p, duration=(2.0 + i / 3) / 6) for p in s.parts))
+        for i, s in enumerate(live(segments=8).segments))),
+}
+
+
+@pytest.mark.parametrize("name", list(ROUND_TRIPS))
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_playlist_read_back_renders_the_same_text(name: str, skip: bool) -> None:
+    """What the ingest node renders from memory, a web-only node renders from the file: full and delta."""
+    original = ROUND_TRIPS[name]
+    parsed = parse_ll(render_ll(original))
+    assert render_ll(parsed, skip=skip) == render_ll(original, skip=skip)
+    assert parse_ll(render_ll(parsed)) == parsed
+
+
+@pytest.mark.parametrize("name", list(ROUND_TRIPS))
+def test_a_playlist_read_back_gets_the_same_blocking_reload_answers(name: str) -> None:
+    original = ROUND_TRIPS[name]
+    parsed = parse_ll(render_ll(original))
+    for field in ("media_sequence", "last_msn", "ended", "part_target", "target_duration", "discontinuity_sequence",
+                  "playlist_type"):
+        assert getattr(parsed, field) == getattr(original, field), field
+    # An ended playlist lists no parts in progress, hint nor reports (what players are told is all there is).
+    live_edge = ("pending_parts", "preload_hint", "rendition_reports")
+    assert [getattr(parsed, f) for f in live_edge] == [None if original.ended and f == "preload_hint" else
+                                                       () if original.ended else getattr(original, f) for f in live_edge]
+    last = original.last_msn
+    for msn in range(last - 1, last + 4):
+        for part in (None, "0", "1", "2", "5", "6", "40"):
+            for skip in (None, "YES"):
+                assert decide_reload(parsed, str(msn), part, skip) == decide_reload(original, str(msn), part, skip)
+    if not original.ended:
+        assert rendition_report(parsed, "x") == rendition_report(original, "x")
+
+
+def test_segments_far_from_the_live_edge_are_read_without_parts() -> None:
+    """Parts are listed near the end only (6.2.2): older segments come back with none, as players see them."""
+    parsed = parse_ll(render_ll(live(segments=10)))
+    assert [bool(s.parts) for s in parsed.segments] == [False] * 8 + [True] * 2
+    assert parsed.segments[-1].parts == live(segments=10).segments[-1].parts
+    assert parsed.segments[0].program_date_time == T0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "line 1: missing #EXTM3U"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"i.mp4\"\n#EXTINF:2.0,\ns.m4s\n",
+     "missing #EXT-X-PART-INF: not a Low-Latency HLS playlist"),
+    ("#EXTM3U\n#EXT-X-PART-INF:PART-TARGET=0.33400\n#EXT-X-MAP:URI=\"i.mp4\"\n", "missing #EXT-X-TARGETDURATION"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.33400\n", "missing #EXT-X-MAP"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-SKIP:SKIPPED-SEGMENTS=3\n",
+     "line 3: a delta update (#EXT-X-SKIP) cannot be read back whole"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART:DURATION=x,URI=\"p.m4s\"\n", "line 3: bad DURATION 'x'"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART:DURATION=0.3\n", "line 3: #EXT-X-PART without URI"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\ns.m4s\n", "line 3: URI 's.m4s' without #EXTINF"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n", "line 3: #EXTINF without URI"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-RENDITION-REPORT:URI=\"a\",LAST-MSN=x,LAST-PART=1\n",
+     "line 3: bad LAST-MSN 'x'"),
+])
+def test_what_is_not_our_ll_playlist_is_refused_with_the_line(text: str, message: str) -> None:
+    with pytest.raises(PlaylistParseError) as caught:
+        parse_ll(text)
+    assert str(caught.value) == message
+
+
+def test_hls_js_and_our_reader_agree_on_a_playlist_read_back(tmp_path: Path) -> None:
+    """A parser we did not write sees the same fragments and parts in the text a web-only node renders."""
+    original = live(segments=8, reports=(RenditionReport("../360p/live.m3u8", 108, 1),))
+    for skip in (False, True):
+        ours = hls_js_parse(render_ll(parse_ll(render_ll(original)), skip=skip), tmp_path)
+        theirs = hls_js_parse(render_ll(original, skip=skip), tmp_path)
+        assert ours == theirs and ours["frags"]
+
+
+def test_the_next_version_of_a_dvr_playlist_is_read_from_where_it_differs() -> None:
+    """A DVR playlist grows at its end (and drops the parts of segments leaving the last three target
+    durations): reading each version from the last one parses the end only, with the same result."""
+    full = live(segments=40, pending=5)
+    previous = None
+    for segments in range(30, 41):
+        for pending in (0, 3):
+            version = replace(full, segments=full.segments[:segments], pending_parts=_parts(100 + segments, pending),
+                              preload_hint=f"p{100 + segments}.{pending}.m4s", playlist_type="EVENT")
+            text = render_ll(version)
+            read = read_ll(text, previous)
+            assert read.playlist == parse_ll(text) and render_ll(read.playlist, skip=True) == render_ll(version, skip=True)
+            if previous is not None:
+                assert read.segments_read <= 4, read.segments_read  # the last three target durations, and the new one
+            previous = read
+    # A file that changed from its start (a live window sliding: a new EXT-X-MEDIA-SEQUENCE) is read whole.
+    moved = render_ll(replace(full, media_sequence=101, segments=full.segments[1:]))
+    assert read_ll(moved, previous).segments_read == 39
+    # Another session's init section carried over where the read resumes.
+    two = _two_sessions()
+    grown = replace(two, segments=two.segments + (replace(live(segments=5).segments[4], map_uri="init_2.mp4"),))
+    assert read_ll(render_ll(grown), read_ll(render_ll(two))).playlist == parse_ll(render_ll(grown))

@@ -12,7 +12,7 @@ FORMATS = Path(__file__).resolve().parents[2] / "formats"
 # hashlib, hmac, base64, json, urllib (.parse) and xml (.etree) compute on bytes and text only: the BigBlueButton
 # API's checksums, query strings, XML answers and callback JWT (formats/bbb.py); html (.unescape) turns an uploaded
 # cue's character references into text (formats/webvtt.py).
-ALLOWED = {"__future__", "dataclasses", "datetime", "enum", "math", "re", "struct", "typing", "formats",
+ALLOWED = {"__future__", "bisect", "dataclasses", "datetime", "enum", "math", "re", "struct", "typing", "formats",
            "base64", "hashlib", "hmac", "html", "json", "urllib", "xml"}
 
 

@@ -186,3 +186,48 @@ async def _owed(live: Live, event: dict) -> dict | None:
 
 async def _async(value: bool) -> bool:
     return value
+
+
+@pytest.mark.parametrize("ll_hls", [pytest.param(True, marks=LL, id="ll"),
+                                    pytest.param(False, marks=pytest.mark.live_settings(ll_hls=False), id="plain")])
+async def test_a_publisher_without_audio_gets_the_video_renditions(live: Live, ll_hls: bool) -> None:
+    """``ffmpeg -an`` (a capture box without audio, x264's defaults): the ladder encodes the video
+    renditions only, ffmpeg is never restarted, and the master advertises neither the audio-only
+    rendition nor audio CODECS."""
+    event = await live.create_event(abr=True, dvr=True)
+    slug = event["slug"]
+    video = [r.name for r in DEFAULT_LADDER if not r.is_audio_only]
+    audio_only = [r.name for r in DEFAULT_LADDER if r.is_audio_only]
+    pusher = await asyncio.create_subprocess_exec(
+        FFMPEG, "-hide_banner", "-loglevel", "error", "-readrate", "2",
+        "-f", "lavfi", "-i", "testsrc=size=320x180:rate=15", "-t", "12", "-c:v", "libx264", "-an",
+        "-f", "flv", live.publish_url(event),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        await wait_for(lambda: event_state_is(live, event, "live"), 20, "live")
+        packager = live.app[LIVE].events[event["id"]].packager
+
+        async def segments_everywhere() -> bool:
+            for name in video:
+                status, text = await _text(live, slug, f"{name}/live.m3u8")
+                if status != 200 or not re.search(r"^seg_\d+\.(m4s|ts)$", text, re.M):
+                    return False
+                if ll_hls and "#EXT-X-PART:" not in text:
+                    return False
+            return True
+        await wait_for(segments_everywhere, 30, "segments in every video rendition")
+        health = (await live.event(event["id"]))["stream"]["health"]
+        assert health["packager_restarts"] == 0 and packager.restarts == 0, health
+
+        status, master = await _text(live, slug, "master.m3u8")
+        assert status == 200
+        variants = _master_variants(master)
+        assert [uri for uri, _, _ in variants] == [f"{name}/live.m3u8" for name in video], master
+        assert all(codecs is not None and re.fullmatch(r"avc1\.[0-9a-f]{6}", codecs) for _, codecs, _ in variants), master
+        for name in audio_only:  # nothing to list: no playlist, or one without segments
+            status, text = await _text(live, slug, f"{name}/live.m3u8")
+            assert status != 200 or not re.search(r"^seg_", text, re.M), (name, text)
+        await asyncio.wait_for(pusher.wait(), 30)  # the whole clip went out
+        assert packager.restarts == 0
+    finally:
+        await stop(pusher)

@@ -123,12 +123,16 @@
       // behind. That count is deliberately not set here: any user value would override PART-HOLD-BACK.
       // A recording's text tracks are the page's <track> elements: hls.js leaves the master's SUBTITLES renditions
       // alone there, so the menu lists each track once.
-      hls = new window.Hls({ lowLatencyMode: true, enableWebVTT: state !== "vod", xhrSetup: function (xhr, url) {
-        xhr.withCredentials = true;
-        // the owner's audience figures count who watches with captions (the socket overlay polls no subtitles playlist);
-        // on parts and segments too: behind nginx's playlist cache those are the requests that reach the app
-        if (/\.(m3u8|m4s|ts)(\?|$)/.test(url)) xhr.setRequestHeader("X-Live-Captions", captionsShown() ? "1" : "0");
-      } });
+      // maxLiveSyncPlaybackRate: in low-latency mode hls.js may play up to 1.5x (pitch kept) to get back to its
+      // target after a join or a stall; it starts at a segment's first frame (a keyframe), which an encoder left
+      // at its default keyframe interval puts up to 10 s back, and at 1x it would stay that far behind.
+      hls = new window.Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, enableWebVTT: state !== "vod",
+        xhrSetup: function (xhr, url) {
+          xhr.withCredentials = true;
+          // the owner's audience figures count who watches with captions (the socket overlay polls no subtitles
+          // playlist); on parts and segments too: behind nginx's playlist cache those are the requests that reach the app
+          if (/\.(m3u8|m4s|ts)(\?|$)/.test(url)) xhr.setRequestHeader("X-Live-Captions", captionsShown() ? "1" : "0");
+        } });
       hls.on(window.Hls.Events.ERROR, onError);
       hls.on(window.Hls.Events.MANIFEST_PARSED, function () { retryDelay = 2000; fillLevels(); play(); });
       hls.on(window.Hls.Events.LEVEL_SWITCHED, showLevel);

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from formats.flv import flv_header, flv_tag, script_tag_from_metadata
-from ingest.packaging.feed import TAG_OVERHEAD, FlvFeed
+from ingest.packaging.feed import TAG_OVERHEAD, FlvFeed, publisher_has_audio
 
 from .support import split_flv
 
@@ -173,3 +173,16 @@ def test_tag_framing_matches_flv_module() -> None:
     feed.new_process(resync=False)
     feed.push("audio", 5, audio(), 1.0)
     assert drain(feed).endswith(flv_tag(8, 5, audio()))
+
+
+def test_a_publisher_without_audio_is_told_by_its_metadata_or_headers() -> None:
+    """What decides whether the ladder encodes audio: onMetaData announcing only video says no; an AAC
+    sequence header says yes whatever the metadata; nothing known yet counts as audio (as before)."""
+    video_only = {"videocodecid": 7.0, "width": 320.0, "height": 180.0}
+    assert publisher_has_audio(video_only, {}) is False
+    assert publisher_has_audio(video_only, {"audio": b"\xaf\x00\x12\x10"}) is True
+    assert publisher_has_audio({**video_only, "audiocodecid": 10.0}, {}) is True
+    assert publisher_has_audio(None, {}) is True
+    feed = FlvFeed(1 << 20)
+    feed.set_metadata(video_only)
+    assert feed.has_audio is False

@@ -13,6 +13,7 @@ from ingest.packaging.ffmpeg_args import (
     SegmentListEntry,
     build_ffmpeg_args,
     build_transcoder_args,
+    encoded_renditions,
     h264_codecs,
     parse_segment_list_line,
     segment_filename,
@@ -52,15 +53,17 @@ def test_passthrough_golden() -> None:
     ]
 
 
-def x264(label: str, level: str, kbps: int, audio_kbps: int, gop: str = "2") -> list[str]:
+def x264(label: str, level: str, kbps: int, audio_kbps: int | None, gop: str = "2") -> list[str]:
+    """One video rendition's encode; ``audio_kbps`` None: the publisher has no audio."""
+    audio = ["-c:a", "aac", "-b:a", f"{audio_kbps}k"] if audio_kbps is not None else ["-an"]
     return [
-        "-map", f"[{label}]", "-map", "0:a?",
+        "-map", f"[{label}]", *(["-map", "0:a?"] if audio_kbps is not None else []),
         "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
         "-profile:v", "high", "-level:v", level, "-pix_fmt", "yuv420p",
         "-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{2 * kbps}k",
         "-force_key_frames", f"expr:gte(t,n_forced*{gop})", "-sc_threshold", "0",
         "-fps_mode", "passthrough",
-        "-c:a", "aac", "-b:a", f"{audio_kbps}k",
+        *audio,
     ]
 
 
@@ -76,6 +79,26 @@ def test_default_ladder_golden() -> None:
         *x264("v2", "2.1", 400, 64), *segment_output("240p", 0, 5),
         "-map", "0:a", "-vn", "-c:a", "aac", "-b:a", "96k", *segment_output("audio", 0, 5),
     ]
+
+
+def test_ladder_without_audio_golden() -> None:
+    """A publisher without audio: the video renditions only, none of them asking for audio (no
+    audio-only rendition, whose ``-map 0:a`` would make ffmpeg exit at every start)."""
+    args = build_ffmpeg_args("ffmpeg", PackagerOptions(ladder=DEFAULT_LADDER), OUT, 0, 5, has_audio=False)
+    assert args == [
+        *INPUT, "-thread_type", "slice", "-i", "pipe:0",
+        "-filter_complex",
+        "[0:v]split=3[v0in][v1in][v2in];[v0in]scale=-2:720[v0];"
+        "[v1in]scale=-2:480[v1];[v2in]scale=-2:240[v2]",
+        *x264("v0", "3.1", 2800, None), *segment_output("720p", 0, 5),
+        *x264("v1", "3.0", 1400, None), *segment_output("480p", 0, 5),
+        *x264("v2", "2.1", 400, None), *segment_output("240p", 0, 5),
+    ]
+    assert [r.name for r in encoded_renditions(PackagerOptions(ladder=DEFAULT_LADDER), False)] == [
+        r.name for r in DEFAULT_LADDER if not r.is_audio_only]
+    # passthrough copies whatever there is: the same command with or without audio
+    assert build_ffmpeg_args("ffmpeg", PackagerOptions(), OUT, 42, 7, has_audio=False) == build_ffmpeg_args(
+        "ffmpeg", PackagerOptions(), OUT, 42, 7)
 
 
 def test_options_shape_the_command() -> None:
@@ -205,6 +228,22 @@ def test_transcoder_golden() -> None:
         *x264("v2", "2.1", 400, 64), *flv_pipe(8),
         "-map", "0:a", "-vn", "-c:a", "aac", "-b:a", "96k", *flv_pipe(9),
     ]
+
+
+def test_transcoder_without_audio_golden() -> None:
+    """A publisher without audio: one pipe per video rendition, no audio asked of ffmpeg."""
+    args = build_transcoder_args("ffmpeg", PackagerOptions(ladder=DEFAULT_LADDER), [5, 6, 8], has_audio=False)
+    assert args == [
+        *INPUT, "-thread_type", "slice", "-i", "pipe:0",
+        "-filter_complex",
+        "[0:v]split=3[v0in][v1in][v2in];[v0in]scale=-2:720[v0];"
+        "[v1in]scale=-2:480[v1];[v2in]scale=-2:240[v2]",
+        *x264("v0", "3.1", 2800, None), *flv_pipe(5),
+        *x264("v1", "3.0", 1400, None), *flv_pipe(6),
+        *x264("v2", "2.1", 400, None), *flv_pipe(8),
+    ]
+    with pytest.raises(ValueError, match="3 renditions need as many pipes, got 4"):
+        build_transcoder_args("ffmpeg", PackagerOptions(ladder=DEFAULT_LADDER), [5, 6, 8, 9], has_audio=False)
 
 
 def test_transcoder_refuses_passthrough_and_a_wrong_number_of_pipes() -> None:

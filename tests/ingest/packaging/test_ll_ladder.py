@@ -14,7 +14,7 @@ import pytest
 from formats.flv import flv_header, flv_tag, read_tags
 from formats.m3u8 import RenditionReport, render_ll
 from ingest.packaging.ffmpeg_args import build_transcoder_args
-from ingest.packaging.ll_ladder import FOLLOW_HOLD_MS, LlLadder
+from ingest.packaging.ll_ladder import ALIGN_HOLD_SEGMENTS, FOLLOW_HOLD_MS, LlLadder
 from ingest.packaging.ll_stream import LlUpdate
 from ingest.packaging.options import DEFAULT_LADDER, PackagerOptions
 
@@ -144,3 +144,52 @@ def test_followers_are_checked() -> None:
         LlLadder(["audio"], part_target=0.334, segment_seconds=2.0, window_segments=6, followers=["audio"])
     with pytest.raises(ValueError, match="distinct rendition names"):
         LlLadder(["a", "a"], part_target=0.334, segment_seconds=2.0, window_segments=6)
+
+
+@pytest.mark.parametrize("lag_ms", [700, 2500, 3900], ids=["part", "over-a-segment", "almost-two"])
+def test_a_transcoder_killed_while_renditions_lag_leaves_them_aligned(
+        outputs: dict[str, list[tuple[str, int, bytes]]], lag_ms: int) -> None:
+    """The 720p pipe delivers ``lag_ms`` later than the others (a loaded machine) and the transcoder dies
+    mid-stream: every rendition ends that session at the same segment, and the next session's segments
+    carry the same numbers in every rendition (hls.js switches renditions by Media Sequence Number)."""
+    lad = ladder()
+    delivered = sorted(((ms + (lag_ms if name == "720p" else 0), i, name, kind, ms, body)
+                        for name, tags in outputs.items() for i, (kind, ms, body) in enumerate(tags)),
+                       key=lambda item: (item[0], item[2], item[1]))
+    killed_at = 5000
+    updates: dict[str, list[LlUpdate]] = defaultdict(list)
+    lad.begin_session()
+    for at, _, name, kind, ms, body in delivered:
+        if at >= killed_at:
+            break
+        for rendition, update in lad.feed(name, kind, ms, body, WALL + ms / 1000):
+            updates[rendition].append(update)
+    for name, update in lad.end_session(aligned=True):
+        updates[name].append(update)
+    first = {name: [s.sequence for u in updates[name] for s in u.segments] for name in NAMES}
+    assert first["720p"] and all(first[name] == first["720p"] for name in NAMES), first
+    assert lag_ms < 2000 or lad.gate_dropped > 0  # a faster rendition had reached the next segment
+
+    again = feed(lad, outputs, audio_lead_ms=0)  # the restarted transcoder's outputs: a new session
+    for name, update in lad.end_session():
+        again[name].append(update)
+    second = {name: [(s.sequence, s.discontinuity) for u in again[name] for s in u.segments] for name in NAMES}
+    assert second["720p"][0] == (first["720p"][-1] + 1, True), second
+    assert all(second[name] == second["720p"] for name in NAMES), second
+
+
+def test_a_stalled_rendition_holds_the_others_back_at_most_the_gate(
+        outputs: dict[str, list[tuple[str, int, bytes]]]) -> None:
+    """720p stops after 1.5 s: the others still get their segments once their keyframe has waited
+    ALIGN_HOLD_SEGMENTS segments of media, and at a normal end nothing that waits is lost."""
+    lad = ladder()
+    stalled = {name: [t for t in tags if name != "720p" or t[1] < 1500] for name, tags in outputs.items()}
+    updates = feed(lad, stalled, audio_lead_ms=0)
+    live = [s for u in updates["240p"] for s in u.segments]
+    last = stalled["240p"][-1][1]
+    assert live and len(live) == (last - 2000 * ALIGN_HOLD_SEGMENTS) // 2000, live  # let through, not at once
+    for name, update in lad.end_session():
+        updates[name].append(update)
+    ended = [s for u in updates["240p"] for s in u.segments]
+    assert len(ended) > len(live) and lad.gate_dropped == 0
+    assert sum(s.duration for s in ended) == pytest.approx(last / 1000, abs=0.2)

@@ -260,8 +260,8 @@ class _Listener:
 
 async def test_the_packager_publishes_the_dvr_view_with_every_part(flv: bytes, tmp_path: Path) -> None:
     """The shell around LlRendition: each published version carries a DVR view as new as the live one
-    (rendered once per part, not per segment as the files on disk are), so blocking reloads of ``dvr.m3u8``
-    are answered at each part too."""
+    (rendered once per part), so blocking reloads of ``dvr.m3u8`` are answered at each part too; the files
+    on disk are that same version once it is published (web-only nodes answer blocking reloads from them)."""
     from ingest.packaging.ll_packager import LlPackager
     from ingest.packaging.options import PackagerOptions
 
@@ -283,6 +283,8 @@ async def test_the_packager_publishes_the_dvr_view_with_every_part(flv: bytes, t
         assert dvr.pending_parts == live.pending_parts and dvr.preload_hint == live.preload_hint
         live_text = playlists.text("live.m3u8")
         assert playlists.text("dvr.m3u8").endswith(live_text[live_text.rindex("#EXTINF:"):])
+        assert (tmp_path / "source" / "live.m3u8").read_text() == live_text
+        assert (tmp_path / "source" / "dvr.m3u8").read_text() == playlists.text("dvr.m3u8")
         parts_seen.add((live.pending_msn, len(live.pending_parts)))
         published += 1
     await packager.finish()

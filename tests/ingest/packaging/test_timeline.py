@@ -216,6 +216,26 @@ def test_ladder_variants_follow_source_aspect() -> None:
     assert build_variants(options, None, {})[0].resolution == (640, 360)
 
 
+def test_ladder_variants_without_audio() -> None:
+    """A publisher without audio: no audio-only variant, no AAC in CODECS, no audio in the bandwidth."""
+    variants = build_variants(PackagerOptions(ladder=LADDER), None, {}, has_audio=False)
+    assert [(v.uri, v.codecs) for v in variants] == [("360p/live.m3u8", "avc1.64001f")]
+    assert variants[0].average_bandwidth == 800_000
+
+
+def test_a_run_without_the_audio_rendition_lists_its_video_segments() -> None:
+    """ffmpeg makes the video renditions only: a group is complete without the audio-only one."""
+    tl = EventTimeline(PackagerOptions(ladder=LADDER))
+    first = tl.start_run(["360p"])
+    listed = [item for i in range(3) for item in tl.add(entry("360p", first + i, 2.0 * i, 2.0 * i + 2.0))]
+    assert [(item.rendition, item.number) for item in listed] == [("360p", first + i) for i in range(3)]
+    assert list(tl.segments("audio")) == []
+    with pytest.raises(ValueError, match="unknown rendition"):
+        tl.add(entry("audio", first + 3, 6.0, 8.0))
+    with pytest.raises(ValueError, match="a run makes some of"):
+        tl.start_run(["1080p"])
+
+
 @pytest.mark.parametrize(
     ("segment_seconds", "keyframe_interval", "first", "target"),
     [
