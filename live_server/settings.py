@@ -98,7 +98,9 @@ class Settings(BaseModel):
         30.0, gt=0, description="A request body that sends nothing for this long is abandoned and its connection closed."
     )
     http_max_connections: int = Field(
-        2000, gt=0, description="Open HTTP connections accepted at once (websockets included); more are closed at once."
+        6000, gt=0, description="Open HTTP connections accepted at once (websockets included); more are closed at once. "
+        "An LL-HLS player over HTTP/1.1 holds about three with the chat (a blocking playlist request, a part, a "
+        "websocket): 6,000 is a 1,500-student lecture hall with room; the open-files limit is raised to match."
     )
     hsts_max_age_seconds: int = Field(
         31536000, ge=0, description="Strict-Transport-Security max-age on responses served over TLS (or via a trusted "
