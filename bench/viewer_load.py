@@ -17,6 +17,9 @@ shares a pool of sessions round-robin), then every poll carries a session cookie
 browser does. ``--visibility authenticated`` makes the event need that login; ``--no-nginx`` skips
 the nginx column (for app-only comparisons).
 
+``--ll-hls``: low-latency players (blocking reloads, every part) through the shipped nginx, see
+``bench/ll_viewer_load.py`` (its own options).
+
 Run: ``.venv/bin/python -m bench.viewer_load [--viewers 1500] [--seconds 30] [--runs 3] [--mode fronted]
 [--logged-in [--sessions 100]] [--visibility authenticated] [--no-nginx]``
 (nginx from Debian: ``apt-get install nginx-light``; ``make bench`` installs it).
@@ -31,10 +34,11 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 
@@ -179,17 +183,21 @@ def start_nginx(folder: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
     return proc, port, work
 
 
-def start_fronting_nginx(app_port: int, media_dir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """nginx configured from deploy/nginx/live.conf.template in front of the app (X-Accel-Redirect)."""
+def start_fronting_nginx(app_port: int, media_dir: Path, workers: int = 1, connections: int = 4096,
+                         edit: Callable[[str], str] | None = None) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """nginx configured from deploy/nginx/live.conf.template in front of the app (X-Accel-Redirect);
+    ``edit`` may change the rendered include (a configuration variant under test)."""
     from tests.nginx import render
 
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     work = Path(tempfile.mkdtemp(prefix="live-bench-front-"))
     port = free_port()
-    (work / "live.conf").write_text(render(f"127.0.0.1:{port}", [f"127.0.0.1:{app_port}"], media_dir, work))
+    conf = render(f"127.0.0.1:{port}", [f"127.0.0.1:{app_port}"], media_dir, work)
+    (work / "live.conf").write_text(edit(conf) if edit is not None else conf)
     (work / "nginx.conf").write_text(
-        f"worker_processes 1;\nuser root;\ndaemon off;\npid {work}/nginx.pid;\nerror_log {work}/error.log warn;\n"
-        f"events {{ worker_connections 4096; }}\nhttp {{ access_log off; proxy_temp_path {work}/proxy; "
+        f"worker_processes {workers};\nworker_rlimit_nofile {connections * 2};\nuser root;\ndaemon off;\n"
+        f"pid {work}/nginx.pid;\nerror_log {work}/error.log warn;\n"
+        f"events {{ worker_connections {connections}; }}\nhttp {{ access_log off; proxy_temp_path {work}/proxy; "
         f"client_body_temp_path {work}/body; include {work}/live.conf; }}\n")
     proc = subprocess.Popen([binary, "-p", str(work), "-c", str(work / "nginx.conf")], stdin=subprocess.DEVNULL)
     return proc, port, work
@@ -204,6 +212,10 @@ def _playing(srv: Any, event: dict[str, Any]) -> bool:
 
 
 def main() -> None:
+    if "--ll-hls" in sys.argv[1:]:  # LL-HLS players through the shipped nginx: bench/ll_viewer_load.py
+        from bench.ll_viewer_load import main as ll_main
+
+        return ll_main([a for a in sys.argv[1:] if a != "--ll-hls"])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--viewers", type=int, default=1500)
     parser.add_argument("--seconds", type=float, default=30)

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from babel import Locale
-from babel.core import UnknownLocaleError
 from sqlalchemy.orm import Session
 
 from formats.cmaf import fragment_start_90khz
@@ -35,6 +33,7 @@ from formats.flv import is_sequence_header
 from formats.m3u8 import Segment, SubtitleRendition
 from ingest.live_run import LiveRun
 from live_server.db import Database
+from live_server.languages import own_name
 from live_server.metrics import Metrics
 from live_server.models import CaptionSegment, Event
 from live_server.settings import Settings
@@ -110,16 +109,6 @@ def _store_cues(session: Session, event_id: int, language: str, cues: list[Cue])
 CAPTION_CHARACTERISTICS = "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"
 
 
-def rendition_name(language: str) -> str:
-    """The caption rendition's NAME: the language's own name ("한국어", "Français"). RFC 8216 asks for a NAME
-    in the rendition's language, and one playlist serves every viewer, so no interface language fits all."""
-    try:
-        name = Locale.parse(language.replace("-", "_")).get_display_name() or language
-    except (UnknownLocaleError, ValueError):
-        return language
-    return name[:1].upper() + name[1:]
-
-
 def _read_head(path: Path, size: int = 65536) -> bytes:
     try:
         with open(path, "rb") as fh:
@@ -168,7 +157,7 @@ class EventCaptioner:
         )
         self.track.start()
         live.media.set_subtitles([SubtitleRendition(
-            name=rendition_name(language), language=language, uri=f"{SUBTITLES_FOLDER}/{language}/{LIVE_PLAYLIST}",
+            name=own_name(language), language=language, uri=f"{SUBTITLES_FOLDER}/{language}/{LIVE_PLAYLIST}",
             default=False, autoselect=True, characteristics=CAPTION_CHARACTERISTICS,
         )])
         self._settled: float | None = None

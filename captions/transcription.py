@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol
 from aiohttp import web
 from sqlalchemy.orm import Session
 
+from live_server import accounts
 from live_server.db import Database
 from live_server.models import JobState, Recording, utcnow
 from live_server.metrics import Metrics
@@ -146,7 +147,7 @@ class Transcriptions:
 
         def work(session: Session) -> dict[str, Any] | None:
             recording = session.get(Recording, recording_id)
-            if recording is None or not jobs.can_transcribe(session, user, recording):
+            if recording is None or not accounts.can_process_recording(session, user, recording):
                 return None
             job = jobs.latest_job(session, recording_id)
             return {"job": jobs.job_json(job, now) if job is not None else None, "languages": languages}

@@ -1,7 +1,7 @@
 """Asking for a recording's transcription, following it and cancelling it: the API and the page's forms.
 
 Its managers (owners, admins, the instructors of a course-only recording's course) and the moderators of
-the recording's event only (``transcription_jobs.can_transcribe``); everyone else gets the 404 a missing
+the recording's event only (``accounts.can_process_recording``); everyone else gets the 404 a missing
 recording gets. Cookie sessions send the CSRF token (checked by
 the request pipeline before any handler runs).
 """
@@ -15,6 +15,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from live_server import accounts
 from live_server.db import Database
 from live_server.errors import BadRequest, Conflict, NotFound, Unprocessable
 from live_server.http_request import json_body, require_identity
@@ -34,7 +35,7 @@ def _recording(session: Session, ref: str, user: User) -> Recording:
         row = session.get(Recording, int(ref))
     elif _PUBLIC_REF.match(ref):
         row = session.scalar(select(Recording).where(Recording.public_id == ref))
-    if row is None or not jobs.can_transcribe(session, user, row):
+    if row is None or not accounts.can_process_recording(session, user, row):
         raise NotFound("no such recording")
     return row
 

@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from live_server import accounts
 from live_server.models import (
     CaptionSegment, CaptionTrack, CaptionTrackVersion, Event, JobState, Recording, RecordingState, TranscriptionJob, User,
 )
@@ -25,7 +24,7 @@ from .cues import Cue
 
 __all__ = [
     "ACTIVE", "ClaimedJob", "JobConflict", "enqueue", "claim", "heartbeat", "finish", "fail", "release", "cancel",
-    "requeue_stale", "fail_orphans", "latest_job", "owner_jobs", "has_captions", "auto_language", "job_json", "time_left", "can_transcribe",
+    "requeue_stale", "fail_orphans", "latest_job", "owner_jobs", "has_captions", "auto_language", "job_json", "time_left",
 ]
 
 ACTIVE = (JobState.QUEUED, JobState.RUNNING)
@@ -132,6 +131,9 @@ def finish(session: Session, job: ClaimedJob, cues: list[Cue], audio_seconds: fl
         session.execute(delete(CaptionTrackVersion).where(CaptionTrackVersion.track_id == automatic.id)
                         .execution_options(synchronize_session=False))
         automatic.published_version, automatic.language, automatic.origin = 0, job.language, "transcription"
+    elif cues:  # the recording's first automatic captions: their track (vod.tracks lists it)
+        session.add(CaptionTrack(recording_id=job.recording_id, language=job.language, kind="captions", label="",
+                                 origin="transcription", automatic_of=job.recording_id))
     session.add_all(CaptionSegment(event_id=job.event_id, recording_id=job.recording_id, language=job.language,
                                    start_seconds=c.start, end_seconds=c.end, text=c.text, created_at=now) for c in cues)
     row.state, row.finished_at, row.heartbeat_at = JobState.DONE, now, now
@@ -245,11 +247,6 @@ def auto_language(session: Session, recording_id: int, languages: set[str]) -> s
         if language and language in languages:
             return language
     return None
-
-
-def can_transcribe(session: Session, user: User | None, recording: Recording) -> bool:
-    """Its managers and its event's moderators may transcribe it (and cancel): ``accounts.can_process_recording``."""
-    return accounts.can_process_recording(session, user, recording)
 
 
 def time_left(progress: float, total: float, started_at: datetime | None, now: datetime) -> float | None:

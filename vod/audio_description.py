@@ -13,6 +13,7 @@ Times are on the recording's full timeline (before any trim), as its captions ar
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,21 +51,9 @@ def parse_descriptions(text: str, recording_seconds: float | None = None) -> lis
     lines = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff").split("\n")
     if not lines or not lines[0].startswith("WEBVTT") or (len(lines[0]) > 6 and lines[0][6] not in " \t"):
         raise DescriptionsError("line 1: a WebVTT file starts with WEBVTT")
-    blocks: list[tuple[int, list[str]]] = []
-    current: list[str] = []
-    start_line = 0
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            if not current:
-                start_line = number
-            current.append(line)
-        elif current:
-            blocks.append((start_line, current))
-            current = []
-    if current:
-        blocks.append((start_line, current))
     cues: list[webvtt.Cue] = []
-    for start_line, block in blocks[1:]:  # the first block is the header
+    for first, block in itertools.islice(webvtt.text_blocks(lines), 1, None):  # the first block is the header
+        start_line = first + 1
         if block[0].startswith(("NOTE", "STYLE", "REGION")):
             continue
         timing = 0 if "-->" in block[0] else 1

@@ -1,6 +1,6 @@
 """``/api/v1/recordings/{ref}/audio-description`` (GET, POST, DELETE) and the replay page's two forms.
 
-Owners, admins and the moderators of the recording's event only (``audio_descriptions.can_describe``);
+Owners, admins and the moderators of the recording's event only (``accounts.can_process_recording``: who may transcribe it may describe it);
 everyone else gets the 404 a missing recording gets. Cookie sessions send the CSRF token (checked by the
 request pipeline before any handler runs): the API as the ``X-CSRF-Token`` header (the body is then
 streamed to disk, never buffered), the page's form as its ``csrf_token`` field.
@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from formats.webvtt import Cue
+from live_server import accounts
 from live_server.db import Database
 from live_server.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from live_server.http_request import require_identity
@@ -27,7 +28,7 @@ from . import tracks
 from .access import PUBLIC_REF
 from .audio_description import DescriptionsError, parse_descriptions
 from .audio_descriptions import (
-    AudioDescriptionConflict, AudioDescriptionRefused, AudioDescriptions, can_describe, track_json,
+    AudioDescriptionConflict, AudioDescriptionRefused, AudioDescriptions, track_json,
 )
 
 __all__ = ["AudioDescriptionApi"]
@@ -43,7 +44,7 @@ def _recording(session: Session, ref: str, user: User) -> Recording:
         row = session.get(Recording, int(ref))
     elif PUBLIC_REF.match(ref):
         row = session.scalar(select(Recording).where(Recording.public_id == ref))
-    if row is None or not can_describe(session, user, row):
+    if row is None or not accounts.can_process_recording(session, user, row):
         raise NotFound("no such recording")
     return row
 

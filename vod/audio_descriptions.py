@@ -21,16 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from babel import Locale, UnknownLocaleError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from formats import webvtt
 from formats.m3u8 import DESCRIBES_VIDEO, AudioRendition, Segment
-from live_server import accounts
 from live_server.db import Database
+from live_server.languages import language_name
 from live_server.models import (
-    AudioDescription, AudioDescriptionState, Recording, RecordingState, User, utcnow,
+    AudioDescription, AudioDescriptionState, Recording, RecordingState, utcnow,
 )
 from recorder.storage import RecordingFiles, audio_description_playlist
 
@@ -42,7 +41,7 @@ from .tools import FfmpegFailed, run_ffmpeg
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AudioDescriptions", "AudioDescriptionRefused", "AudioDescriptionConflict", "can_describe", "track_json"]
+__all__ = ["AudioDescriptions", "AudioDescriptionRefused", "AudioDescriptionConflict", "track_json"]
 
 #: The speech track starts this long before the recording, so that every run's first sample (which may come
 #: a few milliseconds before its first video frame) has speech to read.
@@ -58,18 +57,9 @@ class AudioDescriptionConflict(Exception):
     """A track in that language is being made (409)."""
 
 
-def can_describe(session: Session, user: User | None, recording: Recording) -> bool:
-    """Who may transcribe it may describe it: ``accounts.can_process_recording``."""
-    return accounts.can_process_recording(session, user, recording)
-
-
 def rendition_name(language: str) -> str:
     """NAME of a description rendition, for players that show it as is (ours translate by CHARACTERISTICS)."""
-    try:
-        name = Locale.parse(language.replace("-", "_")).get_display_name("en") or language
-    except (ValueError, UnknownLocaleError):
-        name = language
-    return f"{name} audio description"
+    return f"{language_name(language, 'en', capital=False)} audio description"
 
 
 def renditions(languages: Sequence[str]) -> list[AudioRendition]:

@@ -33,6 +33,7 @@ from formats.m3u8 import Segment
 from recorder.recording_events import PublisherChanged, RecordingFinished, RecordingStarted, SegmentCompleted
 from recorder.storage import RecordingFiles, TrimError
 
+from . import tracks
 from .objects import LocalDiskStore, RecordingStores, StoredRecording, StoreUnavailable
 from .tools import FfmpegFailed, make_thumbnail, remux_mp4
 
@@ -189,6 +190,7 @@ class RecordingCatalog:
                 session.execute(update(CaptionSegment)
                                 .where(CaptionSegment.event_id == row.event_id, CaptionSegment.recording_id.is_(None))
                                 .values(recording_id=row.id))
+            tracks.ensure_automatic(session, row)  # the run's live captions are the recording's automatic track
             return row.state == RecordingState.READY
 
         if await self.db.run(work):

@@ -197,7 +197,7 @@ class VodMediaHandler:
             except web.HTTPException:
                 return None
 
-        data = await self.subtitles.track_file(location.recording_id, location.folder, tail, read)
+        data = await self.subtitles.track_file(location.recording_id, tail, read)
         if data is None:
             raise web.HTTPNotFound(text="no such media\n")
         headers = {"Content-Type": content_type, "Cache-Control": f"{'private' if private else 'public'}, max-age=5"}

@@ -11,17 +11,17 @@ from sqlalchemy.orm import Session
 
 from sqlalchemy import select
 
-from live_server import security
+from live_server import accounts, security
 from live_server.access import Decision, can_view, person_of, recording_target
 from live_server.errors import NotFound
 from live_server.db import Database
 from live_server.http_request import identity_of
+from live_server.languages import own_name
 from live_server.models import AudioDescription, CaptionSegment, Event, Recording, RecordingState, User, Visibility
 from live_server.passes import MediaPasses
 
 from . import access, tracks
-from .audio_descriptions import AudioDescriptions, can_describe, track_json
-from .subtitles import own_name
+from .audio_descriptions import AudioDescriptions, track_json
 
 
 def decide(passes: MediaPasses, request: web.Request, session: Session, row: Recording) -> Decision:
@@ -110,7 +110,7 @@ class ReplayPages:
 
         def work(session: Session) -> list[dict[str, Any]] | None:
             row = session.get(Recording, view.recording.id)
-            if row is None or not can_describe(session, user, row):
+            if row is None or not accounts.can_process_recording(session, user, row):
                 return None
             rows = session.scalars(select(AudioDescription).where(AudioDescription.recording_id == row.id)
                                    .order_by(AudioDescription.language)).all()

@@ -14,12 +14,11 @@ deleted track shows at the next load of the master, nothing is written into the 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Awaitable, Callable, Sequence
 
-from babel import Locale, UnknownLocaleError
 from sqlalchemy.orm import Session
 
 from formats import webvtt
@@ -30,25 +29,16 @@ from formats.m3u8 import (
 )
 from formats.mpegts import first_pts
 from live_server.db import Database
+from live_server.languages import own_name
 from live_server.models import Recording
 
 from . import tracks as tr
 
-__all__ = ["with_subtitles", "subtitle_playlist", "segment_vtt", "SubtitleMedia", "own_name", "PLAYLIST"]
+__all__ = ["with_subtitles", "subtitle_playlist", "segment_vtt", "SubtitleMedia", "RunStarts", "PLAYLIST"]
 
 PTS_WRAP = 1 << 33
 PLAYLIST = "index.m3u8"
 _HEAD_BYTES = 64 * 1024
-
-
-def own_name(language: str) -> str:
-    """A language's name in itself ("Français", "English"): one playlist serves every viewer (RFC 8216 asks
-    for a NAME in the rendition's language)."""
-    try:
-        name = Locale.parse(language.replace("-", "_")).get_display_name() or language
-    except (UnknownLocaleError, ValueError):
-        return language
-    return name[:1].upper() + name[1:]
 
 
 def with_subtitles(master: str, renditions: Sequence[tr.Rendition]) -> str:
@@ -116,14 +106,14 @@ class SubtitleMedia:
     """The recording's master with its text renditions, and each rendition's playlist and segments.
 
     Cached a few seconds per recording (players fetch a track's segments one after the other); the
-    first PTS of each run of segments is kept for as long as the process runs (segments never change).
+    first PTS of each run of segments is kept per recording while its view stays the same (``RunStarts``).
     """
 
     def __init__(self, db: Database, ttl_seconds: float = 3.0) -> None:
         self.db = db
         self.ttl = ttl_seconds
         self._tracks: dict[int, tuple[float, list[tr.Rendition], dict[int, list[webvtt.Cue]]]] = {}
-        self._pts: dict[tuple[str, str], int | None] = {}
+        self._run_starts = RunStarts()
 
     def invalidate(self, recording_id: int) -> None:
         self._tracks.pop(recording_id, None)
@@ -154,7 +144,7 @@ class SubtitleMedia:
         except (PlaylistParseError, UnicodeDecodeError, ValueError):
             return master  # a master we cannot read is served as it is, without text renditions
 
-    async def track_file(self, recording_id: int, folder: Path, tail: str, read: ReadFile) -> bytes | None:
+    async def track_file(self, recording_id: int, tail: str, read: ReadFile) -> bytes | None:
         """``subtitles/<track>/index.m3u8`` or ``subtitles/<track>/<n>.vtt``; None: no such file."""
         parts = tail.split("/")
         if len(parts) != 3 or not parts[1].isdigit() or len(parts[1]) > 11:
@@ -178,13 +168,35 @@ class SubtitleMedia:
         if suffix != "vtt" or not stem.isdigit() or int(stem) >= len(view):
             return None
         window = windows(view)[int(stem)]
-        run_pts = await self._run_pts(str(folder), view[window.run_first], read)
+        run_pts = await self._run_starts.pts(recording_id, view_bytes, view[window.run_first], read)
         return segment_vtt(cues[track_id], window, run_pts).encode("utf-8")
 
-    async def _run_pts(self, folder: str, segment: Segment, read: ReadFile) -> int | None:
-        key = (folder, segment.uri)
-        if key in self._pts:
-            return self._pts[key]
+
+class RunStarts:
+    """The first PTS of each run of a recording's segments (what ``X-TIMESTAMP-MAP`` maps cues to), read once
+    per recording and view: kept while the view (``vod.m3u8``) stays the same, read again once a trim, an
+    import or a move to object storage rewrote it. A listed segment's bytes never change under the same view
+    (the media cache serves them as immutable too)."""
+
+    MAX_RECORDINGS = 10_000
+
+    def __init__(self) -> None:
+        # recording id -> (digest of the view the PTS were read under, segment URI -> its first PTS)
+        self._known: dict[int, tuple[bytes, dict[str, int | None]]] = {}
+        self.reads = 0  # segments read (the cache's misses)
+
+    async def pts(self, recording_id: int, view: bytes, segment: Segment, read: ReadFile) -> int | None:
+        """The first PTS of ``segment`` (a run's first, listed in ``view``), None when it cannot be read."""
+        digest = hashlib.blake2b(view, digest_size=16).digest()
+        cached = self._known.get(recording_id)
+        if cached is None or cached[0] != digest:
+            if len(self._known) >= self.MAX_RECORDINGS:
+                self._known.clear()
+            cached = self._known[recording_id] = (digest, {})
+        known = cached[1]
+        if segment.uri in known:
+            return known[segment.uri]
+        self.reads += 1
         data = await read(segment.uri)
         pts: int | None = None
         if data is not None:
@@ -193,7 +205,5 @@ class SubtitleMedia:
             else:
                 init = await read(segment.map_uri)
                 pts = fragment_start_90khz(init, data[:_HEAD_BYTES]) if init is not None else None
-        if len(self._pts) > 100_000:
-            self._pts.clear()
-        self._pts[key] = pts
+        known[segment.uri] = pts
         return pts

@@ -6,8 +6,9 @@ which track a player shows by default (RFC 8216 ``DEFAULT``/``AUTOSELECT``/``FOR
 is called. The catalog work (in the caller's transaction): list, add, delete a track, and its cues.
 
 The automatic track (live captions or transcription) reads the recording's caption rows without a
-track, which the captioner and the transcription write; it gets its ``caption_tracks`` row the first
-time the recording's tracks are listed (migration 0013 made those of older recordings). Every other
+track, which the captioner and the transcription write; it gets its ``caption_tracks`` row where those
+rows are written (``ensure_automatic`` when a recording is finished, with its run's live captions; the
+transcription's end), never when tracks are read (migration 0013 made those of older recordings). Every other
 track keeps each saved state as a numbered version; its published version's cues are also written as
 ``caption_segments`` rows with its ``track_id``, so transcript search finds them in their language.
 """
@@ -37,7 +38,7 @@ from . import replay
 
 __all__ = [
     "KINDS", "TrackError", "language_tag", "read_subtitles", "Rendition", "renditions",
-    "tracks_of", "find_track", "add_track", "delete_track", "track_cues", "track_json", "can_edit_tracks",
+    "ensure_automatic", "tracks_of", "find_track", "add_track", "delete_track", "track_cues", "track_json", "can_edit_tracks",
 ]
 
 KINDS = ("captions", "subtitles", "descriptions")
@@ -176,8 +177,9 @@ def renditions(tracks: Sequence[TrackFacts], own_name: Callable[[str], str]) -> 
 
 
 def ensure_automatic(session: Session, recording: Recording) -> None:
-    """The automatic track's row, made when the recording has automatic captions and none yet (a savepoint:
-    when another request made it at the same moment, the unique ``automatic_of`` keeps one)."""
+    """The automatic track's row, made when the recording has automatic captions and none yet: called where
+    they are written (the recording finished, with its run's live captions). A savepoint: when another
+    transaction made it at the same moment, the unique ``automatic_of`` keeps one."""
     if session.scalar(select(exists().where(CaptionTrack.automatic_of == recording.id))):
         return
     language = session.scalar(select(CaptionSegment.language).where(replay.automatic_condition(session, recording)).limit(1))
@@ -194,8 +196,7 @@ def ensure_automatic(session: Session, recording: Recording) -> None:
 
 
 def tracks_of(session: Session, recording: Recording) -> list[CaptionTrack]:
-    """The recording's tracks, the automatic one first, then in the order they were added."""
-    ensure_automatic(session, recording)
+    """The recording's tracks, the automatic one first, then in the order they were added (reads only)."""
     rows = session.scalars(select(CaptionTrack).where(CaptionTrack.recording_id == recording.id)
                            .order_by(CaptionTrack.automatic_of.is_(None), CaptionTrack.id))
     return list(rows)

@@ -22,12 +22,13 @@ from formats.webvtt import Problem, SubtitleFileError
 from live_server.db import Database
 from live_server.errors import NotFound, PayloadTooLarge, Unprocessable
 from live_server.http_request import identity_of, json_body, require_identity
+from live_server.languages import own_name
 from live_server.models import CaptionTrack, Recording, User
 from live_server.passes import MediaPasses
 
 from . import access, tracks as tr
 from .page import decide
-from .subtitles import SubtitleMedia, own_name
+from .subtitles import SubtitleMedia
 
 __all__ = ["TrackApi", "Upload", "UploadRefused"]
 

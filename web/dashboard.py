@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any, Callable, TypeVar
 
 from aiohttp import web
-from babel import Locale, UnknownLocaleError
 from multidict import MultiDictProxy
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import and_, or_, select
@@ -22,6 +21,7 @@ from live_server import events as ev
 from live_server.errors import Conflict, ServiceError, Unprocessable
 from live_server.db import Database
 from live_server.http_request import identity_of
+from live_server.languages import language_name
 from live_server.settings import Settings
 from live_server.models import Event, EventState, Role, User, Visibility
 from web import i18n
@@ -185,14 +185,7 @@ class Dashboard:
         """Languages offered for captions (those with a Vosk model, plus French and English), named in the page's language."""
         codes = set(self.settings.vosk_models) | {"en", "fr"} | ({current} if current else set())
         lang = language(request)
-        options = []
-        for code in sorted(codes):
-            try:
-                name = Locale.parse(code.replace("-", "_")).get_display_name(lang) or code
-            except (ValueError, UnknownLocaleError):
-                name = code
-            options.append((code, name[:1].upper() + name[1:]))
-        return sorted(options, key=lambda o: o[1])
+        return sorted(((code, language_name(code, lang)) for code in sorted(codes)), key=lambda o: o[1])
 
     def _form_page(self, request: web.Request, form: EventForm, event: Event | None, stream: dict[str, Any] | None,
                    status: int = 200, notice: str | None = None) -> web.Response:

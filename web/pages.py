@@ -24,13 +24,14 @@ from live_server.settings import Settings
 from live_server.errors import NotFound, ServiceError
 from live_server.access import Decision, can_manage, can_view, event_target, person_of
 from live_server.http_request import ANON_CSRF_COOKIE, identity_of
+from live_server.languages import language_name
 from live_server.models import Event, EventState, Visibility
 from web.i18n import N_
 from web.templating import page_context, translator
 from vod.page import ReplayPages, event_replay, password_matches
 from web.media import ViewerCounter
 from web.audience_tab import AudienceTab
-from web.transcription_view import TranscriptionStatus, decorate, language_name, language_options
+from web.transcription_view import TranscriptionStatus, decorate, language_options
 from web.track_view import decorate_tracks, refusal
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from web.i18n import N_
-from web.transcription_view import language_name
+from live_server.languages import language_name
 
 __all__ = ["decorate_tracks", "refusal", "KIND_NAMES"]
 

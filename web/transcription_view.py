@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Protocol
 
-from babel import Locale, UnknownLocaleError
+from live_server.languages import language_name
 
-__all__ = ["TranscriptionStatus", "language_name", "language_options", "decorate"]
+__all__ = ["TranscriptionStatus", "language_options", "decorate"]
 
 
 class TranscriptionStatus(Protocol):
@@ -19,16 +19,6 @@ class TranscriptionStatus(Protocol):
         """``{"job": ..., "languages": [...]}`` for those who may transcribe the recording, else None."""
 
     async def owner_jobs(self, owner_id: int, limit: int = 20) -> list[dict[str, Any]]: ...
-
-
-def language_name(code: str, page_language: str, capital: bool = True) -> str:
-    """``fr`` → "Français" on a French page (in a sentence: "français"), "French" on an English one; the code
-    itself when unknown."""
-    try:
-        name = Locale.parse(code.replace("-", "_")).get_display_name(page_language) or code
-    except (ValueError, UnknownLocaleError):
-        return code
-    return name[:1].upper() + name[1:] if capital else name
 
 
 def language_options(codes: Iterable[str], page_language: str) -> list[tuple[str, str]]:

@@ -5,7 +5,8 @@ Pure parts (most shared by both packagers): ``options`` (settings), ``ffmpeg_arg
 segment-list lines ffmpeg writes back), ``feed`` (bounded FLV queue), ``mpegts`` (continuity
 counters joined across processes), ``timeline`` (numbering, discontinuities,
 alignment, retention), ``variants`` (master playlist content); the m3u8
-text itself is ``formats.m3u8``.  The asyncio shell is ``packager``.
+text itself is ``formats.m3u8``.  The asyncio shell is ``packager``; its ffmpeg is run by
+``supervisor``, as the LL-HLS transcoder's is.
 
 The LL-HLS packager (``ll_hls``, the default): ``ll_stream``
 (pure: one rendition's FLV tags into ``formats.cmaf`` parts, segments and ``formats.m3u8``

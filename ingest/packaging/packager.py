@@ -35,6 +35,7 @@ from .feed import FlvFeed
 from .ffmpeg_args import SegmentListEntry, build_ffmpeg_args, parse_segment_list_line
 from .mpegts import counter_offsets, last_counters, shift_counters
 from .options import PackagerOptions
+from .supervisor import FfmpegRun, Supervised, Supervisor, spawn_ffmpeg
 from .timeline import AlignmentLost, EventTimeline, ListedSegment
 from .variants import MEDIA_PLAYLIST, build_variants
 
@@ -97,21 +98,18 @@ class LivePackager(Protocol):
     async def close(self) -> None: ...
 
 
-class _Run:
-    """One ffmpeg process and the tasks that serve it."""
+class _Run(FfmpegRun):
+    """One ffmpeg process, with what the watchdog and the run clock follow."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, list_transport: asyncio.ReadTransport,
-                 list_reader: asyncio.StreamReader, stderr_lines: int) -> None:
-        self.proc = proc
-        self.list_transport = list_transport
-        self.list_reader = list_reader
-        self.stderr_tail: deque[str] = deque(maxlen=stderr_lines)
-        self.tasks: list[asyncio.Task[None]] = []
+    def __init__(self, proc: asyncio.subprocess.Process, transports: Sequence[asyncio.BaseTransport],
+                 stderr_lines: int) -> None:
+        super().__init__(proc, transports, stderr_lines)
         self.last_listing = time.monotonic()  # spawn, then every segment ffmpeg reports
         self.listed_until = 0.0  # end of the last reported segment, in this process's timeline (s)
+        self.clock_set = False  # the run's wall clock is set from the first media frame it is fed
 
 
-class Packager:
+class Packager(Supervised):
     """Packages one live event into HLS under ``output_dir``.
 
     Layout: ``master.m3u8`` (always, so the player URL never changes),
@@ -130,12 +128,11 @@ class Packager:
         self._listener = listener
         self._feed = FlvFeed(options.queue_max_bytes, on_drop)
         self._timeline = EventTimeline(options)
-        self._wakeup = asyncio.Event()
-        self._stop_requested = asyncio.Event()
-        self._run: _Run | None = None
-        self._supervisor: asyncio.Task[None] | None = None
+        self._process: Supervisor[_Run] = Supervisor(
+            options, self._feed, str(self.output_dir), name="ffmpeg", hang_note="a segment overdue by",
+            launch=self._spawn, overdue_since=self._cut_due_since, on_restart=self._timeline.mark_discontinuity,
+            on_failed=self._fail, before_write=self._set_run_clock, on_ended=self._remove_unlisted)
         self._grace_timer: asyncio.Task[None] | None = None
-        self._restart_times: deque[float] = deque()
         self._master_text: dict[str, str] = {}
         # What the master advertises outlives a session (the feed is reset at its end).
         self._advertised_metadata: Mapping[str, Any] | None = None
@@ -145,11 +142,9 @@ class Packager:
         self._started = False
         self._session_active = False
         self._failed_reason: str | None = None
-        self._restarts = 0
         self._bytes_in = 0
         self._segments = 0
         self._last_listing_delay: float | None = None
-        self._media_arrived = asyncio.Event()
         # (FLV timestamp ms, monotonic arrival) of the tags ffmpeg may cut a segment at: video
         # keyframes in passthrough (audio frames for audio-only streams); any frame, thinned, when
         # the ladder forces keyframes on time. The watchdog's evidence.
@@ -159,7 +154,6 @@ class Packager:
         # and the counter shifts found at this process's first segment.
         self._counters_follow: dict[str, str] = {}
         self._counter_shifts: dict[str, dict[int, int]] = {}
-        self.hung_kills = 0
         self.write_errors = 0  # playlist writes that failed (full disk, I/O error); retried at the next segment
         self._on_write_error = on_write_error
         self._write_failing = False
@@ -175,11 +169,6 @@ class Packager:
         return self._segments
 
     @property
-    def restarts(self) -> int:
-        """ffmpeg restarts after crashes (not the fresh process of each session)."""
-        return self._restarts
-
-    @property
     def bytes_in(self) -> int:
         """Payload bytes received through ``on_media``, dropped ones included."""
         return self._bytes_in
@@ -188,17 +177,6 @@ class Packager:
     def last_listing_delay(self) -> float | None:
         """Seconds from the ingest of the tag that closed the last segment to its listing."""
         return self._last_listing_delay
-
-    @property
-    def dropped_tags(self) -> int:
-        """Tags dropped because ffmpeg could not keep up or was being restarted."""
-        return self._feed.dropped_tags
-
-    @property
-    def pid(self) -> int | None:
-        """Pid of the running ffmpeg, if any (tests kill it to exercise restarts)."""
-        run = self._run
-        return run.proc.pid if run is not None and run.proc.returncode is None else None
 
     @property
     def session_active(self) -> bool:
@@ -215,8 +193,8 @@ class Packager:
     @property
     def segment_overdue_seconds(self) -> float:
         """How long a segment that the media fed must already have closed has gone unlisted (0: none)."""
-        run = self._run
-        if run is None or run.proc.returncode is not None:
+        run = self._process.running
+        if run is None:
             return 0.0
         since = self._cut_due_since(run)
         return 0.0 if since is None else max(0.0, time.monotonic() - since)
@@ -292,11 +270,9 @@ class Packager:
             self._timeline.mark_discontinuity()
         self._session_active = True
         self._failed_reason = None
-        self._stop_requested.clear()
-        self._media_arrived.clear()
         self._cut_points.clear()
         self._keyframes.clear()
-        self._supervisor = asyncio.create_task(self._supervise(), name=f"packager {self.output_dir}")
+        self._process.begin(f"packager {self.output_dir}")
 
     async def end_session(self) -> None:
         """The publisher left: flush what was queued, let ffmpeg close the last segment."""
@@ -310,18 +286,7 @@ class Packager:
         if not self._session_active:
             return
         self._session_active = False
-        self._stop_requested.set()
-        self._wakeup.set()
-        supervisor = self._supervisor
-        if supervisor is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(supervisor), self.options.stop_timeout_seconds)
-            except asyncio.TimeoutError:
-                log.warning("%s: ffmpeg did not stop in time, killing it", self.output_dir)
-                self._kill_current()
-                await supervisor
-            self._supervisor = None
-        self._feed.reset()
+        await self._process.stop()
 
     async def finish(self) -> None:
         """The event is over: stop ffmpeg and write ENDLIST in every playlist."""
@@ -340,14 +305,8 @@ class Packager:
     async def close(self) -> None:
         """Hard stop (server shutdown): kill ffmpeg, cancel tasks, no ENDLIST."""
         self._session_active = False
-        self._stop_requested.set()
         self._cancel_grace_timer()
-        self._kill_current()
-        supervisor, self._supervisor = self._supervisor, None
-        if supervisor is not None:
-            supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
+        await self._process.close()
         self._stop_writer()
 
     async def flush(self) -> None:
@@ -387,7 +346,7 @@ class Packager:
     def on_metadata(self, metadata: Mapping[str, Any]) -> None:
         """onMetaData of the current publisher (sent to ffmpeg, shapes the master playlist)."""
         self._feed.set_metadata(metadata)
-        self._wakeup.set()
+        self._process.wake()
         self._advertised_metadata = self._feed.metadata
         if self._started:
             self._write_soon(self._master_files())  # the master is retried at the next segment
@@ -397,9 +356,9 @@ class Packager:
         self._bytes_in += len(payload)
         now = time.monotonic()
         queued = self._feed.push(kind, timestamp_ms, payload, time.time())
-        self._wakeup.set()
+        self._process.wake()
         if not is_sequence_header(kind, payload):
-            self._media_arrived.set()
+            self._process.media_arrived()
             key = kind == "video" and is_keyframe(payload)
             if key:
                 self._keyframes.append(timestamp_ms)
@@ -416,74 +375,7 @@ class Packager:
             if self._started:
                 self._write_soon(self._master_files())  # the master is retried at the next segment
 
-    # -- supervisor ------------------------------------------------------------
-    def _may_restart(self) -> bool:
-        now = time.monotonic()
-        while self._restart_times and now - self._restart_times[0] > 60.0:
-            self._restart_times.popleft()
-        return len(self._restart_times) < self.options.max_restarts_per_minute
-
-    async def _supervise(self) -> None:
-        """Wait for the first media frame, then serve ffmpeg processes until the session stops."""
-        if not await self._first_media():
-            return  # the publisher left without sending a frame: no ffmpeg was ever needed
-        try:
-            run: _Run | None = await self._spawn(resync=False)
-        except OSError as exc:
-            self._fail(f"cannot start ffmpeg: {exc}")
-            return
-        try:
-            while True:
-                if run is None:
-                    try:
-                        run = await self._spawn(resync=True)
-                    except OSError as exc:
-                        self._fail(f"cannot start ffmpeg: {exc}")
-                        return
-                returncode = await self._serve(run)
-                if self._stop_requested.is_set():
-                    if returncode not in (0, None):
-                        log.warning("%s: ffmpeg exited with %s while stopping: %s", self.output_dir,
-                                    returncode, " | ".join(run.stderr_tail))
-                    return
-                tail = " | ".join(run.stderr_tail) or "(no output)"
-                log.warning("%s: ffmpeg exited with %s during a session: %s", self.output_dir,
-                            returncode, tail)
-                if not self._may_restart():
-                    self._fail(
-                        f"ffmpeg died {self.options.max_restarts_per_minute + 1} times within a "
-                        f"minute; last exit {returncode}: {tail}"
-                    )
-                    return
-                backoff = min(5.0, self.options.restart_backoff_seconds * 2 ** len(self._restart_times))
-                self._restart_times.append(time.monotonic())
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stop_requested.wait(), backoff)
-                if self._stop_requested.is_set():
-                    return
-                self._restarts += 1
-                self._timeline.mark_discontinuity()
-                run = None
-        finally:
-            self._kill_current()
-            leftover = self._run
-            if leftover is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(leftover.proc.wait())
-                await self._cleanup_run(leftover)
-
-    async def _first_media(self) -> bool:
-        """True once a media frame arrived in this session; False if the session stopped first."""
-        media = asyncio.ensure_future(self._media_arrived.wait())
-        stop = asyncio.ensure_future(self._stop_requested.wait())
-        try:
-            await asyncio.wait({media, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            media.cancel()
-            stop.cancel()
-            await asyncio.gather(media, stop, return_exceptions=True)
-        return self._media_arrived.is_set() and not self._stop_requested.is_set()
-
+    # -- the supervised ffmpeg ---------------------------------------------------
     def _fail(self, reason: str) -> None:
         self._failed_reason = reason
         log.error("%s: packager failed: %s", self.output_dir, reason)
@@ -492,52 +384,20 @@ class Packager:
         except Exception:
             log.exception("%s: on_packager_failed raised", self.output_dir)
 
-    def _kill_current(self) -> None:
-        run = self._run
-        if run is not None and run.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                run.proc.kill()
-
     async def _spawn(self, resync: bool) -> _Run:
+        """Start one ffmpeg, numbering its segments on from the last one listed."""
         self._counter_shifts = {}
         self._counters_follow = {r: segments[-1].uri for r in self.options.rendition_names
                                  if (segments := self._timeline.segments(r))}
         start_number = self._timeline.start_run()
-        read_fd, write_fd = os.pipe()
-        try:
-            args = build_ffmpeg_args(self._ffmpeg, self.options, self.output_dir, start_number, write_fd)
-            log.debug("%s: starting %s", self.output_dir, args)
-            proc = await asyncio.create_subprocess_exec(
-                *args,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(write_fd,),
-            )
-        except BaseException:
-            os.close(read_fd)
-            raise
-        finally:
-            os.close(write_fd)
-        loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
-        try:
-            transport, _ = await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
-            )
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            raise
-        run = _Run(proc, transport, reader, self.options.stderr_lines_kept)
-        self._run = run
-        self._feed.new_process(resync=resync)
-        run.tasks = [
-            asyncio.create_task(self._write_stdin(run)),
-            asyncio.create_task(self._read_stderr(run)),
-            asyncio.create_task(self._read_segment_list(run)),
-            asyncio.create_task(self._watchdog(run)),
-        ]
+        proc, transports = await spawn_ffmpeg(
+            lambda fds: build_ffmpeg_args(self._ffmpeg, self.options, self.output_dir, start_number, fds[0]),
+            [asyncio.StreamReaderProtocol(reader)], str(self.output_dir))
+        run = _Run(proc, transports, self.options.stderr_lines_kept)
+        listing = asyncio.create_task(self._read_segment_list(run, reader))
+        run.tasks.append(listing)
+        run.readers.append(listing)
         return run
 
     #: Deletions done on the event loop; more (a whole DVR) go to a thread.
@@ -562,99 +422,23 @@ class Packager:
                 return max(arrived, run.last_listing)
         return None
 
-    async def _watchdog(self, run: _Run) -> None:
-        """An ffmpeg that was fed the keyframe closing a segment but lists nothing is hung (seen:
-        blocked output disk, stopped process): kill it, and the supervisor restarts it after a
-        discontinuity. A long GOP alone never trips it: no closing keyframe, nothing owed."""
-        limit = self.options.hung_after
-        while run.proc.returncode is None:
-            await asyncio.sleep(min(0.5, limit / 4))
-            since = self._cut_due_since(run)
-            if since is not None and time.monotonic() - since > limit:
-                owed = time.monotonic() - since
-                log.warning("%s: ffmpeg was fed the keyframe closing a segment %.0f s ago and listed "
-                            "nothing; killing it", self.output_dir, owed)
-                run.stderr_tail.append(f"hung: a segment overdue by {owed:.0f} s")
-                self.hung_kills += 1
-                with contextlib.suppress(ProcessLookupError):
-                    run.proc.kill()
-                return
+    def _remove_unlisted(self, run: _Run) -> None:
+        """A process ended: delete the segments it wrote but never reported."""
+        files = {r: os.listdir(self.output_dir / r) for r in self.options.rendition_names}
+        for rendition, name in self._timeline.end_run(files):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.output_dir / rendition / name)
+            log.debug("%s: removed unlisted %s/%s", self.output_dir, rendition, name)
 
-    async def _serve(self, run: _Run) -> int | None:
-        """Wait for the process to exit and for its last segment reports."""
-        returncode = await run.proc.wait()
-        # The list pipe reaches EOF once ffmpeg (its only writer) is gone.
-        writer, stderr_reader, list_reader = run.tasks[:3]
-        await asyncio.gather(stderr_reader, list_reader, return_exceptions=True)
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
-        await self._cleanup_run(run)
-        return returncode
+    def _set_run_clock(self, run: _Run) -> None:
+        """The run's wall clock starts at the publisher's first frame it is fed."""
+        if not run.clock_set and self._feed.first_media is not None:
+            self._timeline.set_run_clock(datetime.fromtimestamp(self._feed.first_media.received_at, timezone.utc))
+            run.clock_set = True
 
-    async def _cleanup_run(self, run: _Run) -> None:
-        for task in run.tasks:
-            task.cancel()
-        await asyncio.gather(*run.tasks, return_exceptions=True)
-        run.list_transport.close()
-        if self._run is run:
-            self._run = None
-            files = {r: os.listdir(self.output_dir / r) for r in self.options.rendition_names}
-            for rendition, name in self._timeline.end_run(files):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.output_dir / rendition / name)
-                log.debug("%s: removed unlisted %s/%s", self.output_dir, rendition, name)
-
-    async def _write_stdin(self, run: _Run) -> None:
-        stdin = run.proc.stdin
-        assert stdin is not None
-        clock_set = False
-        try:
-            while True:
-                data = self._feed.pop()
-                if data is None:
-                    if self._stop_requested.is_set():
-                        break
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
-                if not clock_set and self._feed.first_media is not None:
-                    wall = datetime.fromtimestamp(self._feed.first_media.received_at, timezone.utc)
-                    self._timeline.set_run_clock(wall)
-                    clock_set = True
-                stdin.write(data)
-                # Everything else already queued goes in the same wake-up.
-                while (more := self._feed.pop()) is not None:
-                    stdin.write(more)
-                await stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            return  # ffmpeg died; the supervisor handles it
-        stdin.close()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            await stdin.wait_closed()
-
-    async def _read_stderr(self, run: _Run) -> None:
-        stream = run.proc.stderr
-        assert stream is not None
-        pending = b""
+    async def _read_segment_list(self, run: _Run, reader: asyncio.StreamReader) -> None:
         while True:
-            chunk = await stream.read(4096)
-            if not chunk:
-                break
-            pending += chunk
-            *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
-            for raw in lines:
-                line = raw.decode("utf-8", "replace").strip()
-                if line:
-                    run.stderr_tail.append(line)
-                    log.debug("%s: ffmpeg: %s", self.output_dir, line)
-            if len(pending) > 16384:
-                pending = pending[-4096:]
-        if pending.strip():
-            run.stderr_tail.append(pending.decode("utf-8", "replace").strip())
-
-    async def _read_segment_list(self, run: _Run) -> None:
-        while True:
-            raw = await run.list_reader.readline()
+            raw = await reader.readline()
             if not raw:
                 return
             try:
@@ -671,7 +455,7 @@ class Packager:
             except AlignmentLost as exc:
                 log.warning("%s: %s; restarting ffmpeg", self.output_dir, exc)
                 run.stderr_tail.append(str(exc))
-                self._kill_current()
+                self._process.kill()
                 return
             except ValueError as exc:
                 log.warning("%s: %s", self.output_dir, exc)

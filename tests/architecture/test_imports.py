@@ -24,7 +24,8 @@ PACKAGES = ("live_server", "formats", "ingest", "chat", "captions", "recorder", 
 GROUND = ("formats", "live_server.settings", "live_server.db", "live_server.models", "live_server.errors",
           "live_server.security", "live_server.metrics", "live_server.accounts", "live_server.events",
           "live_server.layout", "live_server.files", "live_server.migrations", "live_server.ffmpeg", "live_server.access",
-          "live_server.passes", "live_server.session_people", "live_server.http_request", "live_server.logins")
+          "live_server.passes", "live_server.session_people", "live_server.http_request", "live_server.logins",
+          "live_server.languages")
 COMPONENTS = ("ingest", "chat", "captions", "recorder", "vod", "web", "audience", "lti", "bbb")
 # The roof: every module of live_server/ that is not the ground floor (the app factory, the CLI, the
 # request pipeline, the /api/v1 handler groups of the server itself, ops, the cluster, the listener).

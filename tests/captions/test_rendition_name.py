@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from captions.captioner import rendition_name
+from live_server.languages import own_name
 
 
 @pytest.mark.parametrize("code, name", [
@@ -12,4 +12,4 @@ from captions.captioner import rendition_name
     ("xx", "xx"),  # unknown to CLDR: the code, rather than nothing
 ])
 def test_the_rendition_is_named_in_its_own_language(code: str, name: str) -> None:
-    assert rendition_name(code) == name
+    assert own_name(code) == name

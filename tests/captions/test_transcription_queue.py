@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from captions import transcription_jobs as jobs
 from captions.cues import Cue
 from live_server.db import Database
-from live_server.models import CaptionSegment, JobState, Recording, RecordingState, TranscriptionJob
+from live_server.models import CaptionSegment, CaptionTrack, JobState, Recording, RecordingState, TranscriptionJob
 from tests.support import Account
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
@@ -121,6 +121,9 @@ def test_a_transcript_replaces_the_track_in_one_transaction(db: Database, owner:
     rows = db.transaction(lambda s: [(c.start_seconds, c.text) for c in s.scalars(
         select(CaptionSegment).where(CaptionSegment.recording_id == recording).order_by(CaptionSegment.start_seconds))])
     assert rows == [(1.0, "bonjour à tous"), (3.0, "algorithmes")]
+    automatic = db.transaction(lambda s: [(t.language, t.kind, t.origin, t.automatic_of) for t in s.scalars(
+        select(CaptionTrack).where(CaptionTrack.recording_id == recording))])
+    assert automatic == [("fr", "captions", "transcription", recording)]  # made with the transcript, not when listed
     job = _job(db, claimed.id)
     assert job.state == JobState.DONE and job.cues == 2 and job.progress_seconds == job.total_seconds == 119.5
     body = jobs.job_json(job, T0)

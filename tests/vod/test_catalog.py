@@ -6,10 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from live_server.db import Database
-from live_server.models import CaptionSegment, Event, Recording, RecordingState, Visibility, utcnow
+from live_server.models import CaptionSegment, CaptionTrack, Event, Recording, RecordingState, Visibility, utcnow
 from live_server.settings import Settings
 from tests.support import Account, login
 from recorder.recording_events import PublisherChanged, RecordingFinished, RecordingStarted, SegmentCompleted
@@ -134,3 +134,39 @@ async def test_where_the_live_stream_is_comes_from_the_recorders_events(db: Data
     assert catalog.stream_time(on, now=end + 1.5) == (recording_id, 5.5)
     await catalog.recording_finished(RecordingFinished(recording_id, utcnow(), 2, 4.0, 376, 0, "no media was recorded"))
     assert catalog.stream_time(on) is None
+
+
+async def test_a_finished_recording_gets_its_automatic_track_and_reading_tracks_writes_nothing(
+        client: Any, db: Database, settings: Settings, make_user: Callable[..., Account]) -> None:
+    """The run's live captions become the recording's automatic track when it is finished; listing tracks
+    (the API, the master's renditions) only reads: a recording whose rows came without a track shows none."""
+    prof = make_user("lecturer")
+    await login(client, prof)
+
+    def event_with_captions(session: Any) -> int:
+        event = Event(slug="captioned", title="Captioned", owner_id=prof.id)
+        session.add(event)
+        session.flush()
+        session.add(CaptionSegment(event_id=event.id, language="fr", start_seconds=1.0, end_seconds=2.0, text="Bonjour"))
+        return event.id
+
+    event_id = db.transaction(event_with_captions)
+    catalog = RecordingCatalog(db, settings.media_dir, "ffmpeg")
+    recording_id = await catalog.recording_started(RecordingStarted(event_id, utcnow(), "recordings/1/run", 2.0))
+    assert recording_id is not None
+
+    def automatic(session: Any) -> list[tuple[str, str, str]]:
+        return [(t.language, t.kind, t.origin) for t in session.scalars(
+            select(CaptionTrack).where(CaptionTrack.automatic_of == recording_id))]
+
+    assert db.transaction(automatic) == []  # recording: not yet
+    await catalog.recording_finished(RecordingFinished(recording_id, utcnow(), 2, 4.0, 376, 0, None))
+    assert db.transaction(automatic) == [("fr", "captions", "live")]
+    await catalog.recording_finished(RecordingFinished(recording_id, utcnow(), 2, 4.0, 376, 0, None))
+    assert db.transaction(automatic) == [("fr", "captions", "live")]  # once
+
+    untracked = db.transaction(lambda s: _recording(s, prof.id, "Untracked", captions=((3.0, "no track yet"),)))
+    resp = await client.get(f"/api/v1/recordings/{untracked}/tracks")
+    assert resp.status == 200 and (await resp.json())["tracks"] == []
+    assert db.transaction(lambda s: s.scalar(select(func.count()).select_from(CaptionTrack)
+                                             .where(CaptionTrack.recording_id == untracked))) == 0

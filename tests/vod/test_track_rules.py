@@ -3,13 +3,18 @@ AUTOSELECT or FORCED and what each is called, and how a subtitle segment is tied
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from formats import webvtt
 from formats.m3u8 import Segment, parse_master, parse_media_tags, render_master, VariantStream
 from formats.webvtt import SubtitleFileError
 from vod import tracks as tr
-from vod.subtitles import segment_vtt, subtitle_playlist, windows, with_subtitles
+from formats.mpegts import first_pts
+from tests.media import FFMPEG
+from vod.subtitles import RunStarts, segment_vtt, subtitle_playlist, windows, with_subtitles
 
 
 @pytest.mark.parametrize(("raw", "tag"), [
@@ -99,3 +104,31 @@ def test_subtitle_segments_follow_the_view_and_its_runs() -> None:
     tsmap, shown = webvtt.parse(segment_vtt(cues, spans[3], run_pts=(1 << 33) - 90_000))
     assert shown == [] and tsmap == webvtt.TimestampMap((2.5 * 90_000 - 90_000), 6.5)  # wraps like PTS
     assert webvtt.parse(segment_vtt(cues, spans[2], run_pts=None))[0] is None
+
+
+async def test_a_runs_first_pts_is_read_once_per_recording_and_view(tmp_path: Path) -> None:
+    """Players fetch a track's WebVTT segments one after the other: the run's first video segment is read
+    once, and again only when the recording's view changed (a trim, an import, a move to object storage)."""
+    segment = tmp_path / "seg_000000.ts"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-t", "1",
+                    "-output_ts_offset", "7", "-c:v", "libx264", "-f", "mpegts", str(segment)], check=True)
+    reads: list[str] = []
+
+    async def read(name: str) -> bytes | None:
+        reads.append(name)
+        return (tmp_path / name).read_bytes() if (tmp_path / name).exists() else None
+
+    expected = first_pts(segment.read_bytes())
+    assert expected is not None
+    starts = RunStarts()
+    view = b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nseg_000000.ts\n#EXT-X-ENDLIST\n"
+    first = Segment(uri="seg_000000.ts", duration=1.0, sequence=0)
+    assert [await starts.pts(1, view, first, read) for _ in range(3)] == [expected] * 3
+    assert reads == ["seg_000000.ts"]
+    assert await starts.pts(2, view, first, read) == expected  # another recording: its own entry
+    assert reads == ["seg_000000.ts"] * 2
+    assert await starts.pts(1, view.replace(b"1.0", b"0.9"), first, read) == expected  # its view changed
+    assert reads == ["seg_000000.ts"] * 3
+    missing = Segment(uri="seg_000001.ts", duration=1.0, sequence=1)
+    assert [await starts.pts(1, view, missing, read) for _ in range(2)] == [None, None]  # unreadable: None, once
+    assert reads[3:] == ["seg_000001.ts"]

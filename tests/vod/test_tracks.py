@@ -18,10 +18,11 @@ from formats import webvtt
 from formats.m3u8 import parse_media_playlist, parse_media_tags
 from formats.mpegts import first_pts
 from live_server.db import DB
-from live_server.models import CaptionSegment, CaptionTrack, CaptionTrackVersion
+from live_server.models import CaptionSegment, CaptionTrack, CaptionTrackVersion, Recording
 from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
 from tests.media import FAST, push_rtmp
 from tests.web.browsing import check_page, new_page, open_context
+from vod.tracks import ensure_automatic
 
 BROKEN_SRT = ("1\n00:00:00,200 --> 00:00:01,500\nBonjour à tous\n\n"
               "2\n00:00:01,800 --> 00:00:0x,000\nLa leçon commence\n\n"  # line 6: a typo in the end time
@@ -42,9 +43,12 @@ async def _recording(live: Live, **event_fields: Any) -> dict[str, Any]:  # noqa
         body = await (await live.client.get(f"/api/v1/recordings?event={event['id']}")).json()
         return next((r for r in body["recordings"] if r["state"] == "ready"), None)
     recording: dict[str, Any] = await wait_for(ready, 20, "the recording")
-    live.app[DB].transaction(lambda s: s.add_all(
-        [CaptionSegment(event_id=event["id"], recording_id=recording["id"], language="en", start_seconds=start,
-                        end_seconds=end, text=text) for start, end, text in AUTOMATIC]))
+    def automatic_captions(session: Any) -> None:  # as a recording finished with its live captions has them
+        session.add_all([CaptionSegment(event_id=event["id"], recording_id=recording["id"], language="en",
+                                        start_seconds=start, end_seconds=end, text=text) for start, end, text in AUTOMATIC])
+        session.flush()
+        ensure_automatic(session, session.get(Recording, recording["id"]))
+    live.app[DB].transaction(automatic_captions)
     return recording
 
 

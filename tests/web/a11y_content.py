@@ -11,6 +11,7 @@ from live_server import events as ev
 from live_server.models import CaptionSegment, Chapter, EventState, Recording, RecordingState
 from tests.support import Account
 from tests.web.conftest import Site
+from vod import tracks
 from web.media import VIEWERS
 
 LINES = [(0.5, 2.0, "안녕하세요 광학 강의입니다"), (2.5, 4.0, "오늘은 굴절을 배웁니다"), (4.5, 6.0, "감사합니다")]
@@ -41,6 +42,7 @@ def make_content(site: Site, owner: Account) -> Content:
         session.add_all([CaptionSegment(event_id=event.id, recording_id=row.id, language="ko", start_seconds=start,
                                         end_seconds=end, text=text) for start, end, text in LINES])
         session.add(Chapter(event_id=event.id, recording_id=row.id, title="Refraction", offset_seconds=2.5))
+        tracks.ensure_automatic(session, row)  # as when a recording with live captions is finished
         return row.public_ref
 
     ref = site.db.transaction(recording)

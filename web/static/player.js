@@ -258,7 +258,7 @@
   var captionsOn = true;  // on unless this viewer turned them off before
   try { captionsOn = window.localStorage.getItem(PREFERENCE) !== "off"; } catch (e) { /* private mode */ }
   var socketCaptions = !!(chat && chat.dataset.connected === "true");
-  var pending = [], shown = null, shownUntil = 0, overlayActive = false, renditionShown = null;
+  var pending = [], shown = null, shownUntil = 0, shownSince = 0, overlayActive = false, renditionShown = null;
 
   function renditionTracks() {
     if (hls) return hls.subtitleTracks || [];
@@ -338,6 +338,7 @@
     overlay.hidden = !overlayActive || !c.text;
     var length = Math.max(0, (c.end - c.start) * 1000);
     shownUntil = (c.program_date_time != null && playingWallMs() !== null ? c.program_date_time : Date.now()) + length + 4000;
+    shownSince = Date.now();
     if (c.final && c.text && overlayActive && captionLive) captionLive.textContent = c.text;
   }
 
@@ -351,7 +352,11 @@
       due = pending.shift();
     }
     if (due) showCaption(due);
-    if (shown && (now !== null && shown.program_date_time != null ? now : Date.now()) > shownUntil) {
+    // A caption recognised late (a busy recognizer) may already be past its time on the video: it is
+    // still read for as long as it takes to read it (its own length, 2 to 6 s), never skipped.
+    var readable = Math.min(Math.max(shown ? (shown.end - shown.start) * 1000 : 0, 2000), 6000);
+    if (shown && Date.now() - shownSince >= readable &&
+        (now !== null && shown.program_date_time != null ? now : Date.now()) > shownUntil) {
       shown = null;
       overlay.querySelector("span").textContent = "";
       overlay.hidden = true;
