@@ -152,7 +152,10 @@ class Server:
 
 @contextlib.contextmanager
 def server(**settings: Any) -> Iterator[Server]:
-    """Start ``live-server run`` on free ports; ``settings`` become ``LIVE_*`` variables."""
+    """Start ``live-server run`` on free ports; ``settings`` become ``LIVE_*`` variables. Plain HLS unless
+    ``ll_hls`` is given: the benchmarks read MPEG-TS segment names and the ffmpeg packager's CPU, and their
+    figures in ``bench/README.md`` were measured that way (the server's own default is LL-HLS)."""
+    settings.setdefault("ll_hls", "false")
     workdir = Path(tempfile.mkdtemp(prefix="live-bench-"))
     port, rtmp_port = free_port(), free_port()
     env = dict(os.environ)

@@ -181,9 +181,9 @@ class Settings(BaseModel):
     live_window_segments: int = Field(6, ge=3, le=60, description="Segments in the live sliding-window playlist.")
     grace_period_seconds: float = Field(60.0, ge=0, description="How long a disconnected event stays live.")
     ll_hls: bool = Field(
-        False, description="Low-Latency HLS (fMP4 parts, blocking playlist reload) for every live event: passthrough "
+        True, description="Low-Latency HLS (fMP4 parts, blocking playlist reload) for every live event: passthrough "
         "H.264+AAC packaged in-process without ffmpeg, ABR ladders encoded by one ffmpeg whose renditions feed the "
-        "same muxer (recordings keep its fMP4 segments). Off: plain HLS (MPEG-TS) for all.",
+        "same muxer (recordings keep its fMP4 segments). Off: plain HLS (MPEG-TS, ffmpeg's segmenter) for all.",
     )
     ll_hls_part_target_seconds: float = Field(
         0.334, ge=0.1, le=1.0, description="LL-HLS part target duration (PART-TARGET); players stay about three "
