@@ -152,7 +152,10 @@ class Server:
 
 @contextlib.contextmanager
 def server(**settings: Any) -> Iterator[Server]:
-    """Start ``live-server run`` on free ports; ``settings`` become ``LIVE_*`` variables."""
+    """Start ``live-server run`` on free ports; ``settings`` become ``LIVE_*`` variables. Plain HLS unless
+    ``ll_hls`` is given: the benchmarks read MPEG-TS segment names and the ffmpeg packager's CPU, and their
+    figures in ``bench/README.md`` were measured that way (the server's own default is LL-HLS)."""
+    settings.setdefault("ll_hls", "false")
     workdir = Path(tempfile.mkdtemp(prefix="live-bench-"))
     port, rtmp_port = free_port(), free_port()
     env = dict(os.environ)
@@ -164,8 +167,8 @@ def server(**settings: Any) -> Iterator[Server]:
         "LIVE_DATABASE_URL": "", "LIVE_REDIS_URL": "",
     })
     env.update({f"LIVE_{k.upper()}": str(v) for k, v in settings.items()})
-    # the checkout's code, not whatever the venv's ``live-server`` entry point was installed from
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    # The venv's live-server is an editable install of one checkout: this checkout's code is the one measured.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     subprocess.run([str(BIN / "live-server"), "db", "upgrade"], env=env, check=True, capture_output=True)
     subprocess.run([str(BIN / "live-server"), "users", "create", "--username", "bench", "--role", "lecturer",
                     "--password", "bench-password-1"], env=env, check=True, capture_output=True)

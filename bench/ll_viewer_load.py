@@ -356,11 +356,13 @@ def _ticks(pids: Sequence[int]) -> int:
 
 
 def app_media_requests(app_url: str) -> float:
-    """Requests the app answered on /live/ so far (its ``live_http_requests_total``, from 127.0.0.1)."""
-    with urllib.request.urlopen(app_url + "/metrics", timeout=5) as resp:
+    """Requests the app answered on /live/ and for nginx's decisions (/live-decision/) so far (its
+    ``live_http_requests_total``, from 127.0.0.1)."""
+    with urllib.request.urlopen(app_url + "/metrics", timeout=30) as resp:  # a busy app answers late
         text = resp.read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("live_http_requests_total{") and 'route="/live/{slug}/{tail}"' in line)
+               if line.startswith("live_http_requests_total{")
+               and ('route="/live/{slug}/{tail}"' in line or 'route="/live-decision/{slug}/{tail}"' in line))
 
 
 def run_once(port: int, base: str, folder: Path, viewers: int, seconds: float, processes: int,

@@ -298,12 +298,17 @@ def create_app(settings: Settings, *, models: ModelRegistry | None = None) -> we
         app.cleanup_ctx.append(_closing(ll_files.close))
         low_latency = ll_files
     live_media = LiveMediaHandler(live_directory, cache, viewers, passes, settings.media_accel_redirect, settings.media_dir,
-                                  settings.cookie_secure, audience, low_latency=low_latency)
+                                  settings.cookie_secure, audience, low_latency=low_latency,
+                                  decision_seconds=settings.media_decision_cache_seconds)
 
     async def live_media_route(request: web.Request) -> web.StreamResponse:
         return await live_media(request, people)
 
+    async def live_decision_route(request: web.Request) -> web.StreamResponse:
+        return await live_media.decide(request, people)
+
     app.router.add_get("/live/{slug}/{tail:.+}", live_media_route)
+    app.router.add_get("/live-decision/{slug}/{tail:.+}", live_decision_route)
     for media_path in ("/live/{slug}/{tail:.+}", "/vod/{id}/{tail:.+}"):  # CORS preflight of cross-origin players
         app.router.add_route("OPTIONS", media_path, media_preflight)
     app.router.add_routes(vendor_routes())

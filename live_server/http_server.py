@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import time
 from typing import Any, Awaitable, Callable
 
@@ -208,9 +209,30 @@ async def serve(app: web.Application, host: str, port: int, guard: ConnectionGua
         await runner.cleanup()
 
 
+# Descriptors a server needs beside its HTTP connections: RTMP publishers, ffmpeg pipes, files, the catalog.
+SPARE_FILES = 1024
+
+
+def raise_open_files_limit(connections: int) -> int:
+    """Raise the soft limit of open files to hold ``connections`` and the rest (up to the hard limit):
+    many systems start services at a soft limit of 1,024, which a lecture hall of LL-HLS players (about
+    three connections each) exceeds long before ``http_max_connections``. Returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        soft = new
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning("open files limited to %d (hard limit); http_max_connections %d needs about %d: raise "
+                    "LimitNOFILE (systemd) or ulimit -n", soft, connections, wanted)
+    return soft
+
+
 def run(app: web.Application, host: str, port: int, guard: ConnectionGuard) -> None:
     """``live-server run``: serve until a signal asks to stop. As aiohttp's run_app: the server task is
     cancelled and its shutdown (drain, cleanup) completes before any other task is cancelled."""
+    raise_open_files_limit(guard.max_connections)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     main = loop.create_task(serve(app, host, port, guard))

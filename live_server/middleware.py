@@ -25,7 +25,8 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # own origin, with no token of ours. Each is checked otherwise: the launch's signed id_token, single-use state
 # and nonce; the login initiation only starts a login (a redirect to the registered platform).
 CROSS_SITE_POSTS = frozenset({"/lti/login", "/lti/launch"})
-MEDIA_PREFIXES = ("/live/", "/vod/")  # the HLS routes; their identity is resolved lazily (session_people.py)
+# the HLS routes and nginx's decisions for them; their identity is resolved lazily (session_people.py)
+MEDIA_PREFIXES = ("/live/", "/vod/", "/live-decision/")
 LAZY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

@@ -98,7 +98,9 @@ class Settings(BaseModel):
         30.0, gt=0, description="A request body that sends nothing for this long is abandoned and its connection closed."
     )
     http_max_connections: int = Field(
-        2000, gt=0, description="Open HTTP connections accepted at once (websockets included); more are closed at once."
+        6000, gt=0, description="Open HTTP connections accepted at once (websockets included); more are closed at once. "
+        "An LL-HLS player over HTTP/1.1 holds about three with the chat (a blocking playlist request, a part, a "
+        "websocket): 6,000 is a 1,500-student lecture hall with room; the open-files limit is raised to match."
     )
     hsts_max_age_seconds: int = Field(
         31536000, ge=0, description="Strict-Transport-Security max-age on responses served over TLS (or via a trusted "
@@ -179,9 +181,9 @@ class Settings(BaseModel):
     live_window_segments: int = Field(6, ge=3, le=60, description="Segments in the live sliding-window playlist.")
     grace_period_seconds: float = Field(60.0, ge=0, description="How long a disconnected event stays live.")
     ll_hls: bool = Field(
-        False, description="Low-Latency HLS (fMP4 parts, blocking playlist reload) for every live event: passthrough "
+        True, description="Low-Latency HLS (fMP4 parts, blocking playlist reload) for every live event: passthrough "
         "H.264+AAC packaged in-process without ffmpeg, ABR ladders encoded by one ffmpeg whose renditions feed the "
-        "same muxer (recordings keep its fMP4 segments). Off: plain HLS (MPEG-TS) for all.",
+        "same muxer (recordings keep its fMP4 segments). Off: plain HLS (MPEG-TS, ffmpeg's segmenter) for all.",
     )
     ll_hls_part_target_seconds: float = Field(
         0.334, ge=0.1, le=1.0, description="LL-HLS part target duration (PART-TARGET); players stay about three "
@@ -209,6 +211,12 @@ class Settings(BaseModel):
         "",
         description="Behind nginx: internal location (e.g. /_media/) mapped to media_dir; the app checks access "
         "and answers segment requests with X-Accel-Redirect so nginx sends the bytes. Empty: the app sends them.",
+    )
+    media_decision_cache_seconds: int = Field(
+        5, ge=0, le=15, description="Behind nginx (with media_accel_redirect): how long nginx keeps the app's access "
+        "decision for one viewer (cookies, address, browser) and one rendition of a live event, so its parts and playlists "
+        "cost the app one request per viewer per this many seconds; a viewer is counted and a revoked login or pass acts "
+        "within it. Shorter than audience_slot_seconds (watch time is counted from these decisions); 0: decide every request.",
     )
     media_cache_mb: int = Field(
         256, ge=0, description="Memory for live and replay media files served by this process (playlists, segments; "
@@ -466,6 +474,14 @@ class Settings(BaseModel):
         if 60 % value:
             raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
         return value
+
+    @model_validator(mode="after")
+    def _decisions_within_a_slot(self) -> "Settings":
+        seconds = self.media_decision_cache_seconds
+        if seconds and self.audience_enabled and seconds >= self.audience_slot_seconds:
+            raise ValueError(f"media_decision_cache_seconds ({seconds}) must be shorter than audience_slot_seconds "
+                             f"({self.audience_slot_seconds}): a viewer's watch time is counted from its decisions")
+        return self
 
     @field_validator("log_level")
     @classmethod

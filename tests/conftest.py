@@ -14,7 +14,7 @@ import pytest
 from live_server import accounts, migrations
 from live_server.db import Database
 from live_server.settings import Settings, load_settings
-from tests.support import Account, stream_key_cipher
+from tests.support import Account, hls_mode, stream_key_cipher
 
 #: Fixtures shared by every directory: one Chromium per test process (``browser``, ``webrtc_browser``),
 #: and the guard against a blocked event loop (``loop_guard``).
@@ -212,12 +212,15 @@ def migrated_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Every in-process app's settings: this test's folders, then the run's HLS mode (``tests.support.PLAIN_HLS``),
+    then what the test asks for."""
     def factory(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "data_dir": tmp_path / "var",
             "media_dir": tmp_path / "var" / "media",
             "rtmp_enabled": False,
             "port": 0,
+            **hls_mode(),
         }
         values.update(overrides)
         return load_settings(environ={}, **values)

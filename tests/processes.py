@@ -16,6 +16,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.support import hls_mode
+
 BIN = Path(sys.executable).parent
 
 
@@ -33,11 +35,13 @@ def cli(env: dict[str, str], *args: str) -> str:
 
 
 def base_env(workdir: Path, **settings: Any) -> dict[str, str]:
-    """Environment for a server on its own catalog and media folder; ``settings`` become LIVE_*."""
+    """Environment for a server on its own catalog and media folder, in the run's HLS mode
+    (``tests.support.PLAIN_HLS``); ``settings`` become LIVE_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
     env.update({"LIVE_DATA_DIR": str(workdir), "LIVE_MEDIA_DIR": str(workdir / "media"), "LIVE_LOG_LEVEL": "INFO",
                 "LIVE_SECRET_KEY": "test-secret-key-shared-by-all-workers-0123456789"})
-    env.update({f"LIVE_{k.upper()}": str(v) for k, v in settings.items()})
+    env.update({f"LIVE_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
+                for k, v in {**hls_mode(), **settings}.items()})
     return env
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,20 @@ import pytest
 
 from live_server.security import StreamKeyCipher, load_or_create_secret_key
 from live_server.settings import Settings
+
+#: The suite runs what users get: LL-HLS, ``ll_hls``'s default. ``LIVE_TEST_PLAIN_HLS=true`` runs it on plain
+#: HLS instead (MPEG-TS from ffmpeg's segmenter): every app (``make_settings``) and server process
+#: (``tests.processes.base_env``) the tests start gets ``ll_hls = false``, unless a test sets ``ll_hls`` itself
+#: (the tests about one path or the other pin it). Read, not taken out of the environment: pytest-xdist starts
+#: its workers after the controller has imported this, and they must see it too. No app under test reads it:
+#: ``make_settings`` loads with ``environ={}``, and server processes and the in-process CLI get only the
+#: ``LIVE_*`` variables a test names.
+PLAIN_HLS = os.environ.get("LIVE_TEST_PLAIN_HLS", "").lower() == "true"
+
+
+def hls_mode() -> dict[str, Any]:
+    """The settings that pin this run's HLS mode, for code that builds settings: empty in the default run."""
+    return {"ll_hls": False} if PLAIN_HLS else {}
 
 
 @dataclass

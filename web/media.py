@@ -243,7 +243,8 @@ class LiveMediaHandler:
 
     def __init__(self, directory: MediaDirectory, cache: MediaCache, viewers: ViewerCounter, passes: MediaPasses,
                  accel_redirect: str = "", media_root: Path | None = None, cookie_secure: str = "auto",
-                 audience: AudienceTap | None = None, low_latency: LowLatencyStreams | None = None) -> None:
+                 audience: AudienceTap | None = None, low_latency: LowLatencyStreams | None = None,
+                 decision_seconds: int = 5) -> None:
         self.audience = audience
         self.low_latency = low_latency  # LL-HLS playlists: in memory (ingest here) or from files (web-only node)
         self.directory = directory
@@ -253,6 +254,7 @@ class LiveMediaHandler:
         self.cookie_secure = cookie_secure
         self.accel_redirect = accel_redirect  # nginx internal location mapped to ``media_root``
         self.media_root = media_root
+        self.decision_seconds = decision_seconds  # how long nginx keeps a viewer's decision (X-Accel-Expires)
 
     async def __call__(self, request: web.Request, who: PersonSource | None = None) -> web.StreamResponse:
         slug, tail = request.match_info["slug"], request.match_info["tail"]
@@ -273,15 +275,7 @@ class LiveMediaHandler:
         rendition, _, name = tail.rpartition("/")
         ll = (self.low_latency.ll_playlists(location.event_id, location.folder, rendition)
               if self.low_latency and rendition else None)
-        if tail not in ("master.m3u8", "master-dvr.m3u8"):
-            # Every player request counts, media ones too: behind nginx's playlist cache (deploy/nginx),
-            # a lecture hall's identical playlist requests reach the app once, but each player's parts
-            # and segments still come here for their access decision.
-            viewer = viewer_id(request)
-            self.viewers.seen(location.event_id, viewer)
-            if self.audience is not None:
-                self.audience.polled(location.event_id, viewer, tail, request.cookies.get(SESSION_COOKIE),
-                                     request.headers.get(CAPTIONS_HEADER) == "1")
+        self._count(request, location, tail)
         data: bytes | None = None
         if ll is not None and name in LL_PLAYLISTS and ll.current(name) is not None:
             data = (await _blocking_reload(request, ll, name)).encode()
@@ -313,6 +307,52 @@ class LiveMediaHandler:
         if tail in ("master.m3u8", "master-dvr.m3u8"):
             player_handle(request, response)
         return response
+
+    async def decide(self, request: web.Request, who: PersonSource | None = None) -> web.Response:
+        """GET /live-decision/{slug}/{tail}: nginx's ``auth_request`` for a live media file or playlist.
+
+        What the media route decides for a request, without the bytes: nginx keeps the answer for one
+        viewer (its cookies, address and browser) and one rendition ``decision_seconds`` (``X-Accel-Expires``)
+        and serves the files from disk itself, so a player's parts cost the app one request per few
+        seconds instead of three per second. 204 with the run's folder (relative to the media root), the
+        Cache-Control and CORS nginx adds, and a renewed pass (Set-Cookie: nginx never caches those);
+        403 refused; 404 when the event is unknown (nginx then asks the media route, which says so).
+        Only behind nginx (``accel_redirect`` set: the app trusts nginx with its media folder anyway).
+        """
+        if not self.accel_redirect or self.media_root is None:
+            raise web.HTTPNotFound(text="not found\n")
+        slug, tail = request.match_info["slug"], request.match_info["tail"]
+        suffix = os.path.splitext(tail)[1]
+        if not SAFE_TAIL.match(tail) or ".." in tail or suffix not in CONTENT_TYPES:
+            raise web.HTTPNotFound(text="no such media\n")
+        location = await self.directory.locate(slug)
+        if location is None:
+            raise web.HTTPNotFound(text="no such live event\n")
+        expires = {"X-Accel-Expires": str(self.decision_seconds)}
+        if await media_decision(request, location.access, self.passes, who) is not Decision.ALLOWED:
+            return web.Response(status=403, headers=expires)
+        self._count(request, location, tail)
+        scope = "private" if location.private else "public"
+        response = web.Response(status=204, headers={
+            **expires,
+            "X-Live-Folder": os.path.relpath(location.folder, self.media_root),
+            "X-Live-Cache-Control": f"{scope}, max-age=31536000, immutable",
+        })
+        if not location.private:
+            response.headers["X-Live-Cors"] = "*"
+        self.passes.renew(request, response, location.access, self.cookie_secure)
+        return response
+
+    def _count(self, request: web.Request, location: MediaLocation, tail: str) -> None:
+        """Every player request counts, media ones too: behind nginx (deploy/nginx) a lecture hall's identical
+        playlist requests reach the app once, and each player's own requests reach it once per decision."""
+        if tail in ("master.m3u8", "master-dvr.m3u8"):
+            return
+        viewer = viewer_id(request)
+        self.viewers.seen(location.event_id, viewer)
+        if self.audience is not None:
+            self.audience.polled(location.event_id, viewer, tail, request.cookies.get(SESSION_COOKIE),
+                                 request.headers.get(CAPTIONS_HEADER) == "1")
 
     @staticmethod
     async def _hint_passed(ll: LowLatencyPlaylists, name: str, hinted_only: bool = False) -> bool:

@@ -24,7 +24,7 @@ from live_server.app import create_app
 from live_server.db import DB
 from live_server.settings import Settings
 from tests.conftest import IN_CI
-from tests.ingest.conftest import LL_HLS, SEGMENT, Live
+from tests.ingest.conftest import SEGMENT, Live, live_overrides
 from tests.media import FFMPEG
 from tests.support import Account, login
 
@@ -126,14 +126,13 @@ async def captioned(request: pytest.FixtureRequest, aiohttp_client: Any, make_se
     """A running app (RTMP on a free port, 1 s segments) with the Korean test model configured;
     ``@pytest.mark.live_settings(name=value)`` overrides settings, as for ``live``."""
     url = migrated_sqlite("live.db")
-    marker = request.node.get_closest_marker("live_settings")
     settings = make_settings(
         database_url=url, rtmp_enabled=True, rtmp_host="127.0.0.1", rtmp_port=0, segment_seconds=SEGMENT,
         grace_period_seconds=2.5, live_window_segments=3, rtmp_idle_timeout_seconds=5,
         vosk_models={"ko": str(ko_model)}, caption_threads=2,
         # What is checked is which cues reach the rendition, not how soon: a loaded machine (the model
         # loads at the first captioned publish) must not push a cue past the lag limit.
-        **{"caption_max_lag_seconds": 30, "ll_hls": LL_HLS, **(dict(marker.kwargs) if marker else {})},
+        **{"caption_max_lag_seconds": 30, **live_overrides(request)},
     )
     app = create_app(settings, models=ko_registry)
     client = await aiohttp_client(app)

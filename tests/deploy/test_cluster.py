@@ -17,6 +17,7 @@ from tests.chat.conftest import ChatClient
 from tests.media import push_rtmp
 from tests.nginx import Nginx, run_nginx
 from tests.processes import ServerProcess, base_env, cli, create_event, free_port
+from tests.support import PLAIN_HLS
 
 
 @dataclass
@@ -86,11 +87,16 @@ async def test_a_stream_on_the_ingest_node_is_watched_through_nginx(cluster: Clu
             assert resp.status == 200
             variant = re.search(r"^(\S+\.m3u8)$", await resp.text(), re.M).group(1)  # type: ignore[union-attr]
         async with viewer.get(f"{base}/live/{public['slug']}/{variant}") as resp:
-            segment = re.search(r"^(\S+\.ts)$", await resp.text(), re.M).group(1)  # type: ignore[union-attr]
+            segment = re.search(r"^(\S+\.(?:ts|m4s))$", await resp.text(), re.M).group(1)  # type: ignore[union-attr]
         rendition = variant.rsplit("/", 1)[0]
         async with viewer.get(f"{base}/live/{public['slug']}/{rendition}/{segment}") as resp:
-            assert resp.status == 200 and resp.headers["Content-Type"] == "video/mp2t"
-            assert (await resp.read())[:1] == b"\x47"
+            body = await resp.read()
+            if PLAIN_HLS:
+                assert resp.status == 200 and resp.headers["Content-Type"] == "video/mp2t" and segment.endswith(".ts")
+                assert body[:1] == b"\x47"  # MPEG-TS sync byte
+            else:  # LL-HLS, the default
+                assert resp.status == 200 and resp.headers["Content-Type"] == "video/iso.segment" and segment.endswith(".m4s")
+                assert body[4:8] in (b"styp", b"moof")  # a CMAF media segment
 
         # A private (sign-in only) event: refused anonymously, served once signed in.
         async with viewer.get(f"{base}/live/{private['slug']}/master.m3u8") as resp:

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from live_server.app import create_app
+from live_server import http_server
 from live_server.http_server import GuardedTCPSite, serve
 from live_server.http_server import CONNECTION_GUARD
 from live_server.settings import Settings
@@ -102,3 +103,20 @@ async def test_connections_beyond_the_cap_get_a_503(server: Any) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"http://{host}:{port}/healthz") as resp:
             assert resp.status == 200
+
+
+def test_the_open_files_limit_is_raised_to_hold_the_connection_cap() -> None:
+    """A service started at a soft limit of 256 open files could not hold a lecture hall's connections:
+    the server raises it (up to the hard limit) before it listens."""
+    import resource
+    import subprocess
+    import sys
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 3000 + http_server.SPARE_FILES
+    script = ("import resource; from live_server.http_server import raise_open_files_limit; "
+              "print(raise_open_files_limit(3000), resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))).stdout.split()
+    expected = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    assert [int(v) for v in out] == [expected, expected]

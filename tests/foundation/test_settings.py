@@ -63,10 +63,12 @@ def test_validation_errors_are_readable(environ: dict[str, str], expected: str) 
     assert expected in str(err.value)
 
 
-def test_ll_hls_goes_with_recordings() -> None:
-    """Recordings are made of LL-HLS's fMP4 segments too: both on is a valid configuration."""
-    s = load_settings(environ={"LIVE_LL_HLS": "true"})
+def test_ll_hls_is_the_default_with_recordings_and_can_be_turned_off() -> None:
+    """Every live event is LL-HLS unless the operator says otherwise; recordings are made of its fMP4
+    segments, so both on is the default configuration, and ``ll_hls = false`` brings back plain HLS."""
+    s = load_settings(environ={})
     assert s.ll_hls and s.recording_enabled
+    assert not load_settings(environ={"LIVE_LL_HLS": "false"}).ll_hls
 
 
 def test_bad_file_is_reported(tmp_path: Path) -> None:
@@ -109,10 +111,20 @@ def test_config_command_masks_secrets(tmp_path: Path) -> None:
     assert {name: data[name] for name in (
         "import_segment_seconds", "media_cache_mb", "media_directory_ttl_seconds", "media_directory_miss_ttl_seconds",
         "chat_room_ttl_seconds", "chat_history_ttl_seconds", "chat_fanout_max_bytes", "chat_fanout_max_packets",
-        "db_workers")} == {
-        "import_segment_seconds": 4.0, "media_cache_mb": 256, "media_directory_ttl_seconds": 2.0,
+        "db_workers", "media_decision_cache_seconds", "ll_hls")} == {
+        "import_segment_seconds": 4.0, "media_cache_mb": 256, "media_decision_cache_seconds": 5, "media_directory_ttl_seconds": 2.0,
         "media_directory_miss_ttl_seconds": 0.5, "chat_room_ttl_seconds": 2.0, "chat_history_ttl_seconds": 2.0,
-        "chat_fanout_max_bytes": 262144, "chat_fanout_max_packets": 64, "db_workers": 4}
+        "chat_fanout_max_bytes": 262144, "chat_fanout_max_packets": 64, "db_workers": 4, "ll_hls": True}
 
     bad = cli_in_process({**env, "LIVE_PORT": "x"}, "config", cwd=tmp_path)
     assert bad.returncode == 2 and "LIVE_PORT" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_nginx_keeps_a_media_decision_less_than_a_watch_time_slot() -> None:
+    """Watch time is counted from the app's media decisions, which nginx keeps media_decision_cache_seconds."""
+    with pytest.raises(SettingsError, match=r"media_decision_cache_seconds \(10\) must be shorter than audience_slot"):
+        load_settings(environ={"LIVE_MEDIA_DECISION_CACHE_SECONDS": "10"})
+    assert load_settings(environ={"LIVE_MEDIA_DECISION_CACHE_SECONDS": "10",
+                                  "LIVE_AUDIENCE_SLOT_SECONDS": "12"}).media_decision_cache_seconds == 10
+    assert load_settings(environ={"LIVE_MEDIA_DECISION_CACHE_SECONDS": "0",
+                                  "LIVE_AUDIENCE_SLOT_SECONDS": "1"}).media_decision_cache_seconds == 0

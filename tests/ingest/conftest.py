@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,24 @@ SEGMENT = 1.0
 GRACE = 1.0
 #: For the tests about the grace period itself (a publisher reconnecting within it): room for a loaded machine.
 LONG_GRACE = 2.5
-#: ``LIVE_TEST_LL_HLS=true`` runs every ``live`` test with ``ll_hls`` on (LL-HLS packaging of passthrough
-#: events, fMP4 recordings) unless the test sets it: the same tests, both ways, until it is the default.
-#: Taken out of the environment once read: every ``LIVE_*`` variable is a setting to the app, so the CLI
-#: (run in process by the tests) and the server processes the tests start refused it as unknown.
-LL_HLS = os.environ.pop("LIVE_TEST_LL_HLS", "").lower() == "true"
+
+
+#: For a test of what each packager does on its own (the LL-HLS one, in process, and plain HLS's ffmpeg
+#: supervisor): the test runs once with each, whatever the run's mode; its ``packaging`` argument says which.
+BOTH_PACKAGERS = pytest.mark.parametrize("packaging", [
+    pytest.param("ll", marks=pytest.mark.live_settings(ll_hls=True)),
+    pytest.param("plain", marks=pytest.mark.live_settings(ll_hls=False)),
+])
+
+
+def live_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Every ``live_settings`` marker of the test, merged: the closest wins a setting named twice (the
+    test's own over its module's, a parameter's, a fixture's added marker)."""
+    merged: dict[str, Any] = {}
+    for marker in request.node.iter_markers("live_settings"):
+        for name, value in marker.kwargs.items():
+            merged.setdefault(name, value)
+    return merged
 
 
 @dataclass
@@ -78,14 +90,14 @@ async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float, what
 @pytest.fixture
 async def live(request: pytest.FixtureRequest, aiohttp_client: Any, make_settings: Callable[..., Settings],
                migrated_sqlite: Callable[[str], str]) -> Live:
-    """A running app; ``@pytest.mark.live_settings(name=value)`` overrides settings for one test."""
+    """A running app, LL-HLS unless the run is plain (``tests.support.PLAIN_HLS``);
+    ``@pytest.mark.live_settings(name=value)`` overrides settings for one test (``ll_hls=False``: a test of plain HLS)."""
     url = migrated_sqlite("live.db")
-    marker = request.node.get_closest_marker("live_settings")
-    overrides = dict(marker.kwargs) if marker else {}
+    overrides = live_overrides(request)
     settings = make_settings(**{
         "database_url": url, "rtmp_enabled": True, "rtmp_host": "127.0.0.1", "rtmp_port": 0,
         "segment_seconds": SEGMENT, "grace_period_seconds": GRACE, "live_window_segments": 3,
-        "rtmp_idle_timeout_seconds": 5, "ll_hls": LL_HLS, **overrides,
+        "rtmp_idle_timeout_seconds": 5, **overrides,
     })
     app = create_app(settings)
     client = await aiohttp_client(app)

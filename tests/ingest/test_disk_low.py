@@ -20,7 +20,7 @@ import pytest
 
 from formats.m3u8 import parse_media_playlist
 from ingest.live import LIVE
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.conftest import BOTH_PACKAGERS, Live, event_state_is, wait_for
 from tests.media import FFMPEG, source_args, stop
 from tests.support import fill_disk_under
 
@@ -62,7 +62,8 @@ async def health(live: Live, event: dict[str, Any]) -> dict[str, Any]:
     return (await live.event(event["id"]))["stream"]["health"] or {}
 
 
-async def test_a_low_disk_keeps_the_stream_live_stops_the_dvr_and_recovers(floor_below_free: int, live: Live) -> None:
+@BOTH_PACKAGERS  # each packager keeps its own DVR window and deletes its own segments
+async def test_a_low_disk_keeps_the_stream_live_stops_the_dvr_and_recovers(floor_below_free: int, live: Live, packaging: str) -> None:
     event = await live.create_event()
     pusher = await push_fast(live.publish_url(event), seconds=80)
     try:
@@ -115,7 +116,8 @@ async def test_a_low_disk_keeps_the_stream_live_stops_the_dvr_and_recovers(floor
     assert [(r["state"], r["discontinuities"] >= 1) for r in recordings] == [("ready", True)], recordings  # the paused gap
 
 
-async def test_a_playlist_write_error_does_not_stop_the_packager(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+@BOTH_PACKAGERS  # each packager writes its own playlists and counts its own failures
+async def test_a_playlist_write_error_does_not_stop_the_packager(live: Live, monkeypatch: pytest.MonkeyPatch, packaging: str) -> None:
     event = await live.create_event(dvr=False)
     pusher = await push_fast(live.publish_url(event), seconds=80)
     try:
@@ -123,6 +125,7 @@ async def test_a_playlist_write_error_does_not_stop_the_packager(live: Live, mon
         folder = live.folder(event["id"])
         packager = live.app[LIVE].events[event["id"]].packager
         pid = getattr(packager, "pid", None)  # the LL packager runs no process
+        assert (pid is None) == (packaging == "ll")
         fill_disk_under(monkeypatch, live.settings.media_dir)
         listed = packager.segments
         await wait_for(lambda: _true(packager.segments >= listed + 3), 5, "segments listed while writes fail")

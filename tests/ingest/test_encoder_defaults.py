@@ -22,7 +22,7 @@ import pytest
 
 from ingest.live import LIVE
 from ingest.rtmp.server import RTMP
-from tests.ingest.conftest import SEGMENT, Live, event_state_is, wait_for
+from tests.ingest.conftest import BOTH_PACKAGERS, SEGMENT, Live, event_state_is, wait_for
 from tests.ingest.rtmp.rtmp_captures import AAC_SEQ, AVC_SEQ, metadata_message, publish_preamble, raw_chunks
 from tests.media import FFMPEG, count_video_frames
 
@@ -187,10 +187,12 @@ async def test_gstreamer_x264enc_with_its_defaults_goes_live(live: Live) -> None
     assert count_video_frames(folder / "source" / "dvr.m3u8") == 21 * 25
 
 
+@BOTH_PACKAGERS
 @pytest.mark.live_settings(grace_period_seconds=3)  # the reconnect must land within it on a loaded machine too
-async def test_dvr_with_a_reconnect_decodes_without_corrupt_packets(live: Live) -> None:
-    """Continuity counters run on across segments, and across the reconnect's discontinuity too:
-    ffmpeg reads the whole DVR playlist as one stream with ``-xerror`` and drops nothing."""
+async def test_dvr_with_a_reconnect_decodes_without_corrupt_packets(live: Live, packaging: str) -> None:
+    """ffmpeg reads the whole DVR playlist as one stream with ``-xerror`` and drops nothing: plain HLS's
+    MPEG-TS continuity counters run on across segments and across the reconnect's discontinuity (joined across
+    ffmpeg processes by us), and LL-HLS's fMP4 segments decode across it too."""
     event = await live.create_event(dvr=True)
     for _ in range(2):
         pusher = await push_with_defaults(live.publish_url(event), seconds=5, fps=10, readrate=4.0, keyframe_frames=10)

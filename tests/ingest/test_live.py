@@ -18,11 +18,12 @@ from live_server.db import DB
 from ingest.live import LIVE
 from ingest.rtmp.server import RTMP
 from live_server.models import BroadcastSession
-from tests.ingest.conftest import LONG_GRACE, SEGMENT, Live, event_state_is, wait_for
+from tests.ingest.conftest import BOTH_PACKAGERS, LONG_GRACE, SEGMENT, Live, event_state_is, wait_for
 from tests.media import FAST, count_video_frames, decode_errors, push_rtmp, stop
 
 
-async def test_publish_goes_live_plays_and_ends(live: Live) -> None:
+@BOTH_PACKAGERS  # the whole path, LL-HLS (the default) and plain HLS
+async def test_publish_goes_live_plays_and_ends(live: Live, packaging: str) -> None:
     event = await live.create_event(dvr=True)
     assert event["state"] == "scheduled"
     assert (await live.client.get(f"/live/{event['slug']}/master.m3u8")).status == 404  # nothing yet
@@ -40,10 +41,10 @@ async def test_publish_goes_live_plays_and_ends(live: Live) -> None:
     first_segment = parse_media_playlist(playlist).playlist.segments[0].uri
     assert first_segment.endswith(live.segment_suffix)
     seg = await live.client.get(f"/live/{event['slug']}/{variant.rsplit('/', 1)[0]}/{first_segment}")
-    assert seg.status == 200 and seg.headers["Content-Type"] == ("video/iso.segment" if live.settings.ll_hls else "video/mp2t")
+    assert seg.status == 200 and seg.headers["Content-Type"] == ("video/iso.segment" if packaging == "ll" else "video/mp2t")
     assert seg.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     body = await seg.read()
-    if live.settings.ll_hls:
+    if packaging == "ll":
         assert body[4:8] in (b"styp", b"moof")  # a CMAF media segment
     else:
         assert body[:1] == b"\x47"  # MPEG-TS sync byte

@@ -16,7 +16,6 @@ from ingest.rtmp.server import RTMP
 from live_server import events as ev
 from live_server.models import Event, LtiContext, User, Visibility, new_access_secret
 from live_server.settings import Settings
-from tests.ingest.conftest import LL_HLS
 from tests.lti.conftest import Lms
 from tests.lti.platform import INSTRUCTOR, LEARNER, Activity, Person
 from tests.lti.test_course_launch import _chat, launch
@@ -30,7 +29,7 @@ LIVE_MEDIA = re.compile(r"/live/[^/]+/.+\.(m3u8|ts|m4s|mp4)(\?|$)")
 def settings(make_settings: Callable[..., Settings], migrated_sqlite: Callable[[str], str]) -> Settings:
     return make_settings(database_url=migrated_sqlite("live.db"), rtmp_enabled=True, rtmp_host="127.0.0.1", rtmp_port=0,
                          segment_seconds=1.0, grace_period_seconds=1.0, live_window_segments=3,
-                         rtmp_idle_timeout_seconds=5, ll_hls=LL_HLS)
+                         rtmp_idle_timeout_seconds=5)
 
 
 def course_lecture(lms: Lms, owner_sub: str) -> tuple[str, str]:

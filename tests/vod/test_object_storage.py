@@ -65,11 +65,10 @@ def bucket(request: pytest.FixtureRequest, s3_endpoint: str) -> str:
     """A fresh bucket per test, and settings that store recordings there."""
     name = f"rec-{secrets.token_hex(4)}"
     _client(s3_endpoint).create_bucket(Bucket=name)
-    own = request.node.get_closest_marker("live_settings")
     request.node.add_marker(pytest.mark.live_settings(
-        **(own.kwargs if own else {}), recording_storage="s3", s3_endpoint_url=s3_endpoint, s3_bucket=name, s3_access_key="test-key",
+        recording_storage="s3", s3_endpoint_url=s3_endpoint, s3_bucket=name, s3_access_key="test-key",
         s3_secret_key="test-secret", s3_prefix="lectures", s3_url_ttl_seconds=60, s3_retry_seconds=1,
-    ), append=False)  # the closest marker: the test's own settings and these
+    ))  # merged with the test's own settings by the ``live`` fixture
     return name
 
 

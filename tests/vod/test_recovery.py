@@ -16,6 +16,7 @@ import aiohttp
 from recorder.storage import RecordingFiles
 from tests.ingest.conftest import wait_for
 from tests.media import FAST, count_video_frames, decode_errors, push_rtmp, stop
+from tests.support import hls_mode
 
 
 def _free_port() -> int:
@@ -54,6 +55,7 @@ async def test_recording_left_by_a_killed_server_is_recovered_at_start(tmp_path:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LIVE_DATA_DIR": str(tmp_path), "LIVE_MEDIA_DIR": str(tmp_path / "media"),
         "LIVE_RTMP_HOST": "127.0.0.1", "LIVE_RTMP_PORT": str(rtmp_port), "LIVE_SEGMENT_SECONDS": "1",
         "LIVE_GRACE_PERIOD_SECONDS": "2", "LIVE_LOG_LEVEL": "WARNING",
+        **{f"LIVE_{name.upper()}": str(value).lower() for name, value in hls_mode().items()},  # the run's HLS mode
     }
     await _cli(env, "db", "upgrade")
     await _cli(env, "users", "create", "--username", "prof", "--role", "lecturer", "--password", "prof-password")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
 from tests.ingest.test_encoder_defaults import push_with_defaults
 from tests.media import stop
@@ -17,6 +19,9 @@ from tests.web.browsing import new_page, open_context
 PLAYING = "() => { const v = document.getElementById('player'); return v.readyState >= 3 && v.currentTime > 1.5; }"
 
 
+# Plain HLS, where the GOP sets how far behind players sit (three TARGETDURATIONs); the LL-HLS page with the
+# same encoder is tests/ingest/test_ll_hls.py's (parts every 0.334 s whatever the GOP).
+@pytest.mark.live_settings(ll_hls=False)
 async def test_the_event_page_plays_a_10_second_gop_live(live: Live, browser: Any) -> None:  # noqa: F811
     event = await live.create_event(dvr=False)
     viewer = await open_context(browser, str(live.client.make_url("")).rstrip("/"))

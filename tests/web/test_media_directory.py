@@ -124,3 +124,67 @@ async def test_a_player_leaving_mid_segment_ends_the_paced_write_cleanly(db: Dat
         assert outcomes == ["returned"]
     finally:
         await runner.cleanup()
+
+
+async def test_nginx_decisions_say_where_the_run_is_and_who_may_watch(db: Database, make_user: Callable[..., Any],
+                                                                     tmp_path: Path, aiohttp_client: Any) -> None:
+    """GET /live-decision/{slug}/{tail}, nginx's auth_request: 204 with the run's folder and how long nginx may keep
+    the answer, the viewer counted; 403 without the pass, kept as long; a pass past half its life renewed (nginx
+    stores no answer with Set-Cookie); answered only when nginx serves the media folder (accel_redirect)."""
+    import os
+    import time
+
+    from aiohttp import web
+
+    from live_server.access import event_target
+    from live_server.layout import live_run_folder
+    from live_server.models import Event
+    from live_server.passes import MediaPasses
+    from web.media import LiveMediaHandler, MediaCache, ViewerCounter
+
+    owner = make_user().id
+    public = _live_event(db, owner)
+    closed = db.transaction(lambda s: ev.create_event(s, s.get(User, owner), ev.EventCreate(
+        title="Seminar", visibility="password", password="letmein-123")).slug)
+    db.transaction(lambda s: setattr(s.query(Event).filter_by(slug=closed).one(), "started_at", utcnow()))
+    events = {e.slug: e for e in db.transaction(lambda s: s.query(Event).all())}
+    passes, viewers = MediaPasses("k" * 32), ViewerCounter()
+
+    async def client_for(accel: str) -> Any:
+        handler = LiveMediaHandler(CatalogMediaDirectory(db, tmp_path), MediaCache(), viewers, passes, accel, tmp_path,
+                                   decision_seconds=4)
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            return await handler.decide(request)
+
+        app = web.Application()
+        app.router.add_get("/live-decision/{slug}/{tail:.+}", route)
+        return await aiohttp_client(app)
+
+    direct = await client_for("")
+    assert (await direct.get(f"/live-decision/{public}/source/part_000001_0.m4s")).status == 404
+
+    client = await client_for("/_media/")
+    resp = await client.get(f"/live-decision/{public}/source/part_000001_0.m4s", headers={"Cookie": "live_viewer=" + "a" * 24})
+    event = events[public]
+    assert resp.status == 204 and resp.headers["X-Accel-Expires"] == "4"
+    assert resp.headers["X-Live-Folder"] == os.path.relpath(live_run_folder(tmp_path, event.id, event.started_at), tmp_path)
+    assert resp.headers["X-Live-Cache-Control"] == "public, max-age=31536000, immutable"
+    assert resp.headers["X-Live-Cors"] == "*" and "Set-Cookie" not in resp.headers
+    assert viewers.count(event.id) == 1
+    for url in (f"/live-decision/no-such-event/source/part_000001_0.m4s", f"/live-decision/{public}/source/.x.m4s",
+                f"/live-decision/{public}/source/notes.txt"):
+        assert (await client.get(url)).status == 404, url
+
+    target = event_target(events[closed])
+    url = f"/live-decision/{closed}/source/live.m3u8"
+    refused = await client.get(url)
+    assert refused.status == 403 and refused.headers["X-Accel-Expires"] == "4"
+    cookie = passes.cookie_name(target)
+    fresh = await client.get(url, headers={"Cookie": f"{cookie}={passes.issue(target)}"})
+    assert fresh.status == 204 and fresh.headers["X-Live-Cache-Control"].startswith("private")
+    assert "X-Live-Cors" not in fresh.headers and "Set-Cookie" not in fresh.headers
+    ageing = passes.issue(target, now=time.time() - passes.lifetime * 0.75)
+    renewed = await client.get(url, headers={"Cookie": f"{cookie}={ageing}"})
+    assert renewed.status == 204 and renewed.cookies[cookie].value != ageing
+    assert passes.check(target, renewed.cookies[cookie].value)

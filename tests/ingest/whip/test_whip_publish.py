@@ -169,7 +169,9 @@ async def test_second_publisher_409_delete_then_grace_ends(live: Live) -> None:
     assert 'live_rejected_publishes_total{protocol="whip",reason="already_live"} 1.0' in metrics
 
 
-@pytest.mark.live_settings(**WHIP_SETTINGS)
+# No transcription worker: idle, it waits for jobs 5 s at a time, each wait a new task, which a test longer
+# than that on a loaded machine would count as left behind.
+@pytest.mark.live_settings(**WHIP_SETTINGS, transcription_workers=0)
 async def test_peer_that_never_connects_is_closed_and_leaves_nothing(live: Live) -> None:
     event = await live.create_event()
     before = set(asyncio.all_tasks())
