@@ -478,7 +478,8 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _decisions_within_a_slot(self) -> "Settings":
         seconds = self.media_decision_cache_seconds
-        if seconds and self.audience_enabled and seconds >= self.audience_slot_seconds:
+        # Only behind nginx (X-Accel) are decisions kept: a server on its own sees every request.
+        if seconds and self.media_accel_redirect and self.audience_enabled and seconds >= self.audience_slot_seconds:
             raise ValueError(f"media_decision_cache_seconds ({seconds}) must be shorter than audience_slot_seconds "
                              f"({self.audience_slot_seconds}): a viewer's watch time is counted from its decisions")
         return self
