@@ -34,6 +34,7 @@ from formats.h264 import BitReader, H264Error, sps_size
 
 __all__ = [
     "AacConfig",
+    "AAC_FRAME_SAMPLES",
     "AudioFormat",
     "AvcConfig",
     "CmafError",
@@ -41,7 +42,11 @@ __all__ = [
     "Part",
     "VIDEO_TIMESCALE",
     "audio_format",
+    "audio_fragment",
+    "audio_init_segment",
     "fragment_start_90khz",
+    "parse_adts",
+    "track_starts",
     "parse_aac_config",
     "parse_avc_config",
 ]
@@ -633,3 +638,71 @@ def fragment_start_90khz(init: bytes, fragment: bytes) -> int | None:
         decode_time = _full_box_time(boxes[b"tfdt"][0], 4, 4)
         starts.append((track[1] != b"vide", decode_time * VIDEO_TIMESCALE // track[0]))
     return min(starts)[1] if starts else None
+
+
+# --------------------------------------------------------------------------- audio-only track files
+
+
+def parse_adts(data: bytes) -> tuple[AacConfig, list[bytes]]:
+    """An ADTS stream (ISO/IEC 13818-7, what ``ffmpeg -f adts`` writes) as its AudioSpecificConfig and raw
+    frames (headers and CRCs removed): what an fMP4 audio track stores. Refuses a stream whose frames change
+    format, or that is cut short."""
+    data = bytes(data)
+    frames: list[bytes] = []
+    header: tuple[int, int, int] | None = None
+    pos = 0
+    while pos < len(data):
+        if pos + 7 > len(data) or data[pos] != 0xFF or data[pos + 1] & 0xF6 != 0xF0:
+            raise CmafError(f"no ADTS frame at byte {pos}")
+        protection_absent = data[pos + 1] & 1
+        profile, index = data[pos + 2] >> 6, (data[pos + 2] >> 2) & 0xF
+        channels = ((data[pos + 2] & 1) << 2) | (data[pos + 3] >> 6)
+        length = ((data[pos + 3] & 3) << 11) | (data[pos + 4] << 3) | (data[pos + 5] >> 5)
+        blocks = (data[pos + 6] & 3) + 1
+        size = 7 if protection_absent else 9
+        if blocks != 1 or length <= size or pos + length > len(data):
+            raise CmafError(f"unsupported or truncated ADTS frame at byte {pos}")
+        if header is None:
+            header = (profile, index, channels)
+        elif header != (profile, index, channels):
+            raise CmafError(f"the ADTS frame at byte {pos} changes format")
+        frames.append(data[pos + size : pos + length])
+        pos += length
+    if header is None:
+        raise CmafError("no ADTS frame")
+    profile, index, channels = header
+    asc = (((profile + 1) << 11) | (index << 7) | (channels << 3)).to_bytes(2, "big")
+    return parse_aac_config(asc), frames
+
+
+def audio_init_segment(config: AacConfig) -> bytes:
+    """The init segment (``EXT-X-MAP``) of an audio-only track: one ``soun`` track, timescale the sample rate."""
+    return CmafMuxer(audio=config).init_segment()
+
+
+def audio_fragment(sequence: int, config: AacConfig, decode_time: int, frames: list[bytes]) -> bytes:
+    """One ``moof`` + ``mdat`` of AAC frames (1024 samples each) of :func:`audio_init_segment`'s track,
+    the first decoded at ``decode_time`` (in samples: the ``tfdt`` that places it on the timeline)."""
+    if not frames:
+        raise CmafError("a fragment needs at least one frame")
+    track = _Track(1, config.sample_rate, b"soun", _sample_entry_audio(1, config))
+    samples = [_Sample(frame, decode_time + i * AAC_FRAME_SAMPLES, duration=AAC_FRAME_SAMPLES)
+               for i, frame in enumerate(frames)]
+    return _fragment(sequence, [(track, samples)])
+
+
+def track_starts(init: bytes, fragment: bytes) -> dict[bytes, tuple[int, int]]:
+    """Handler type (``vide``, ``soun``) -> (``tfdt``, timescale) of each track in a fragment's first ``moof``:
+    where each stream of a segment starts on its own clock (a track missing from the first ``moof``: its first
+    in a later one)."""
+    tracks = _tracks(init)
+    starts: dict[bytes, tuple[int, int]] = {}
+    for moof in _children(fragment).get(b"moof", []):
+        for traf in _children(moof).get(b"traf", []):
+            boxes = _children(traf)
+            if b"tfhd" not in boxes or b"tfdt" not in boxes:
+                continue
+            track = tracks.get(int(struct.unpack_from(">I", boxes[b"tfhd"][0], 4)[0]))
+            if track is not None and track[0] > 0 and track[1] not in starts:
+                starts[track[1]] = (_full_box_time(boxes[b"tfdt"][0], 4, 4), track[0])
+    return starts

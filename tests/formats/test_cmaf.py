@@ -618,3 +618,27 @@ def test_a_muxer_with_video_is_not_cut_from_outside() -> None:
     video = AvcConfig(b"", 160, 120, 0x64, 0, 0x1f)
     with pytest.raises(ValueError, match="cuts segments at its keyframes only"):
         CmafMuxer(video, None).cut()
+
+
+def test_an_adts_stream_becomes_an_audio_track_placed_by_its_decode_times(tmp_path: Path) -> None:
+    """ffmpeg's AAC (ADTS) in, an init section and fragments out; ffmpeg reads them back with the times we gave."""
+    from formats.cmaf import audio_fragment, audio_init_segment, parse_adts, track_starts
+
+    adts = tmp_path / "tone.aac"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "1",
+                    "-ac", "1", "-c:a", "aac", "-f", "adts", str(adts)], check=True)
+    config, frames = parse_adts(adts.read_bytes())
+    assert (config.sample_rate, config.channels, config.codec) == (48000, 1, "mp4a.40.2") and len(frames) > 40
+    init = audio_init_segment(config)
+    assert audio_format(init) == AudioFormat("mp4a", 48000, 1)
+    start = 48000 * 100  # on a live timeline: 100 s in
+    first = audio_fragment(1, config, start, frames[:20])
+    second = audio_fragment(2, config, start + 20 * 1024, frames[20:])
+    assert track_starts(init, second) == {b"soun": (start + 20 * 1024, 48000)}
+    (tmp_path / "track.mp4").write_bytes(init + first + second)
+    out = subprocess.run([FFMPEG, "-v", "error", "-xerror", "-copyts", "-i", str(tmp_path / "track.mp4"), "-c", "copy",
+                          "-f", "framemd5", "-"], capture_output=True, text=True, check=True)
+    pts = [int(line.split(",")[2]) for line in out.stdout.splitlines() if line and not line.startswith("#")]
+    assert pts == [start + i * 1024 for i in range(len(frames))], pts[:3]
+    with pytest.raises(CmafError):
+        parse_adts(adts.read_bytes()[:-3])
