@@ -46,6 +46,8 @@ __all__ = [
     "audio_init_segment",
     "fragment_start_90khz",
     "parse_adts",
+    "single_track_fragment",
+    "single_track_init",
     "track_starts",
     "parse_aac_config",
     "parse_avc_config",
@@ -706,3 +708,99 @@ def track_starts(init: bytes, fragment: bytes) -> dict[bytes, tuple[int, int]]:
             if track is not None and track[0] > 0 and track[1] not in starts:
                 starts[track[1]] = (_full_box_time(boxes[b"tfdt"][0], 4, 4), track[0])
     return starts
+
+
+def _boxes(data: bytes) -> list[tuple[bytes, int, int]]:
+    """(type, start, end) of the boxes at one level, headers included, in order."""
+    found, pos = [], 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        if size == 1 and pos + 16 <= len(data):
+            size = int(struct.unpack_from(">Q", data, pos + 8)[0])
+        elif size == 0:
+            size = len(data) - pos
+        if size < 8 or pos + size > len(data):
+            raise CmafError(f"truncated {kind!r} box at byte {pos}")
+        found.append((kind, pos, pos + size))
+        pos += size
+    return found
+
+
+def _handler_ids(init: bytes, handler: bytes) -> set[int]:
+    return {track_id for track_id, (_, kind) in _tracks(init).items() if kind == handler}
+
+
+def single_track_init(init: bytes, handler: bytes) -> bytes:
+    """An init segment keeping only its tracks of one kind (``vide``, ``soun``): what a player that keeps audio
+    and video in separate buffers (hls.js with an alternate audio rendition) needs for each."""
+    keep = _handler_ids(init, handler)
+    if not keep:
+        raise CmafError(f"the init segment has no {handler!r} track")
+    out = []
+    for kind, start, end in _boxes(init):
+        if kind != b"moov":
+            out.append(init[start:end])
+            continue
+        moov = init[start + 8:end]
+        body = []
+        for child, s, e in _boxes(moov):
+            if child == b"trak":
+                tkhd = _children(moov[s + 8:e])[b"tkhd"][0]
+                if int(struct.unpack_from(">I", tkhd, 20 if tkhd[0] == 1 else 12)[0]) not in keep:
+                    continue
+            elif child == b"mvex":
+                mvex = moov[s + 8:e]
+                body.append(_box(b"mvex", *(mvex[a:b] for k, a, b in _boxes(mvex)
+                                            if k != b"trex" or struct.unpack_from(">I", mvex, a + 12)[0] in keep)))
+                continue
+            body.append(moov[s:e])
+        out.append(_box(b"moov", *body))
+    return b"".join(out)
+
+
+def single_track_fragment(init: bytes, fragment: bytes, handler: bytes) -> bytes:
+    """A media segment (``moof`` + ``mdat`` pairs, as this muxer writes them: default-base-is-moof, one
+    ``trun`` per ``traf`` with sample sizes) keeping only its tracks of one kind: the same samples, times and
+    sequence numbers, the data offsets recomputed. A fragment without such a track is dropped."""
+    keep = _handler_ids(init, handler)
+    out = []
+    boxes = _boxes(fragment)
+    for index, (kind, start, end) in enumerate(boxes):
+        if kind != b"moof":
+            continue
+        moof = fragment[start:end]
+        children, trafs, payload = [], [], []
+        for child, s, e in _boxes(moof[8:]):
+            box = moof[8 + s:8 + e]
+            if child != b"traf":
+                children.append(box)
+                continue
+            parts = _boxes(box[8:])
+            tfhd = next(box[8 + a:8 + b] for k, a, b in parts if k == b"tfhd")
+            if int(struct.unpack_from(">I", tfhd, 12)[0]) not in keep:
+                continue
+            if not struct.unpack_from(">I", tfhd, 8)[0] & _TFHD_DEFAULT_BASE_IS_MOOF:
+                raise CmafError("only default-base-is-moof fragments can be split")
+            [(_, a, b)] = [p for p in parts if p[0] == b"trun"]
+            trun = box[8 + a:8 + b]
+            flags = int(struct.unpack_from(">I", trun, 8)[0]) & 0xFFFFFF
+            if not flags & _TRUN_DATA_OFFSET or not flags & _TRUN_SIZE:
+                raise CmafError("a trun without data offset or sample sizes cannot be split")
+            count, offset = struct.unpack_from(">Ii", trun, 12)
+            row = 4 * sum(bool(flags & f) for f in (_TRUN_DURATION, _TRUN_SIZE, _TRUN_FLAGS, _TRUN_CTO))
+            first = 20 + (4 if flags & 0x4 else 0)
+            size_at = 4 if flags & _TRUN_DURATION else 0
+            total = sum(int(struct.unpack_from(">I", trun, first + i * row + size_at)[0]) for i in range(count))
+            payload.append(fragment[start + offset:start + offset + total])
+            trafs.append((box, 8 + a + 16))  # where the trun's data_offset sits in the traf
+        if not trafs:
+            continue
+        if index + 1 >= len(boxes) or boxes[index + 1][0] != b"mdat":
+            raise CmafError("a moof not followed by its mdat")
+        moof_size = 8 + sum(len(c) for c in children) + sum(len(t) for t, _ in trafs)
+        position, patched = moof_size + 8, []
+        for (traf, at), data in zip(trafs, payload):
+            patched.append(traf[:at] + struct.pack(">i", position) + traf[at + 4:])
+            position += len(data)
+        out.append(_box(b"moof", *children, *patched) + _box(b"mdat", *payload))
+    return b"".join(out)
