@@ -252,13 +252,20 @@ def run_ours(browser: Any, srv: Any, encoder: list[str], reader: ClockReader, ar
              join_after: float, label: str) -> dict[str, Any]:
     event = srv.create_event(f"Glass to glass {label}")
     process = subprocess.Popen([*encoder, "-f", "flv", srv.publish_url(event)], stdin=subprocess.DEVNULL)
+    return _join_and_measure(process, lambda: srv.event_state(event) == "live", "the event to go live", join_after,
+                             browser, f"{srv.base_url}/events/{event['slug']}", reader, args)
+
+
+def _join_and_measure(process: subprocess.Popen, ready: Any, what: str, join_after: float, browser: Any, url: str,
+                      reader: ClockReader, args: argparse.Namespace) -> dict[str, Any]:
+    """Once the stream is ready, join ``join_after`` s after the encoder started (mid-lecture), then measure."""
     try:
         started = time.monotonic()
-        wait_until(lambda: srv.event_state(event) == "live", 60, "the event to go live")
+        wait_until(ready, 60, what)
         time.sleep(max(0.0, join_after - (time.monotonic() - started)))
         if process.poll() is not None:
             raise RuntimeError("the encoder stopped")
-        return measure(browser, f"{srv.base_url}/events/{event['slug']}", reader, args.seconds, args.warmup)
+        return measure(browser, url, reader, args.seconds, args.warmup)
     finally:
         stop(process)
 
@@ -270,15 +277,8 @@ def run_bare(browser: Any, encoder: list[str], reader: ClockReader, args: argpar
         with static_site(folder) as port:
             process = subprocess.Popen([*encoder, *bare_hls_args(folder, args.segment, args.window)],
                                        stdin=subprocess.DEVNULL)
-            try:
-                started = time.monotonic()
-                wait_until(lambda: (folder / "live.m3u8").exists(), 60, "bare ffmpeg's first segment")
-                time.sleep(max(0.0, join_after - (time.monotonic() - started)))
-                if process.poll() is not None:
-                    raise RuntimeError("the encoder stopped")
-                return measure(browser, f"http://127.0.0.1:{port}/", reader, args.seconds, args.warmup)
-            finally:
-                stop(process)
+            return _join_and_measure(process, lambda: (folder / "live.m3u8").exists(), "bare ffmpeg's first segment",
+                                     join_after, browser, f"http://127.0.0.1:{port}/", reader, args)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

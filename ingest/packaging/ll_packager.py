@@ -295,13 +295,14 @@ class LlPackager:
         self._mux(name, kind, timestamp_ms, payload)
 
     def _mux(self, name: str, kind: str, timestamp_ms: int, payload: bytes) -> None:
-        dropped = self.dropped_tags
+        renditions = self._ladder.renditions.values()  # once per tag: only the muxers' drops can change here
+        dropped = sum(r.dropped_tags for r in renditions)
         try:
             updates = self._ladder.feed(name, kind, timestamp_ms, payload, time.time())
         except LlUnsupported as exc:
             self._fail(f"{name}: {exc}" if self._transcoder is not None else str(exc))
             return
-        if self.dropped_tags > dropped:
+        if sum(r.dropped_tags for r in renditions) > dropped:
             self._on_drop()
         self._apply(updates)
 
@@ -348,14 +349,20 @@ class LlPackager:
                 for segment in update.segments:
                     self._measure(segment, update.files)
             files += self._master_files()
-        future = self._submit(files, [folder / file for file in update.removed])
+        own = bool(files or update.removed)
+        if own:
+            future = self._submit(files, [folder / file for file in update.removed])
+        else:
+            # Nothing to write for a mere part (the usual case): publish once the writes queued so far
+            # are done (one writer thread, in order) rather than queueing an empty batch behind them.
+            future = media_written or self._last_write or _done_future()
         segments = update.segments
         playlists = self.playlists[name]
 
         def visible(done: "asyncio.Future[OSError | None]") -> None:
             if media_written is not None and media_written.done() and _outcome(media_written)[0] is not None:
                 return  # a part or segment is not on disk: listing it would send viewers to a 404
-            playlist_error = _outcome(done)[1]
+            playlist_error = _outcome(done)[1] if own else None  # another batch's error is counted by its own callback
             if playlist_error is not None:
                 self._written(playlist_error)
             # A playlist file that could not be written is counted, but viewers are answered from
@@ -465,6 +472,12 @@ class LlPackager:
             self._listener.on_packager_failed(reason)
         except Exception:
             log.exception("%s: on_packager_failed raised", self.output_dir)
+
+
+def _done_future() -> "asyncio.Future[OSError | None]":
+    future: asyncio.Future[OSError | None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
 
 
 def _outcome(done: "asyncio.Future[OSError | None]") -> tuple[BaseException | None, OSError | None]:

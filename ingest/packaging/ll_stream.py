@@ -103,6 +103,9 @@ class LlRendition:
         self.keep_history = keep_history  # DVR: remember every segment (else twice the window)
         self._segments: list[LlSegment] = []
         self._numbers: list[Segment] = []  # the same segments as the rest of the server sees them
+        self._segments_version = 0  # counts changes to _segments
+        #: per view (window): the _segments_version it was made at, its segments, its discontinuity sequence
+        self._listed_cache: dict[int | None, tuple[int, tuple[LlSegment, ...], int]] = {}
         self._discontinuities_before = 0  # EXT-X-DISCONTINUITY of segments forgotten before _segments[0]
         self._next_msn = first_msn
         self._pending: _Pending | None = None
@@ -307,6 +310,7 @@ class LlRendition:
             self.target_duration = target_duration_for(self.segment_seconds, pending.duration)
         elif target_duration_for(pending.duration) > self.target_duration:
             self.overlong_segments += 1
+        self._segments_version += 1
         self._segments.append(LlSegment(name, pending.duration, tuple(pending.parts), pending.program_date_time,
                                         pending.discontinuity, pending.init))
         segment = Segment(name, pending.duration, pending.msn, pending.discontinuity, pending.program_date_time,
@@ -327,6 +331,7 @@ class LlRendition:
         if keep is not None and len(self._segments) > keep:
             gone = self._segments[: len(self._segments) - keep]
             del self._segments[: len(gone)]
+            self._segments_version += 1
             del self._numbers[: len(gone)]
             self._discontinuities_before += sum(1 for s in gone if s.discontinuity)
             update.removed.extend(s.uri for s in gone)
@@ -342,17 +347,30 @@ class LlRendition:
     def init_uri(self) -> str | None:
         return self._init
 
+    def _listed(self, window: int | None) -> tuple[tuple[LlSegment, ...], int]:
+        """The complete segments a view lists and its discontinuity sequence. They change once per
+        segment but are asked for once per part (and per view): kept until the segments change,
+        rather than copying and scanning the whole DVR history each time."""
+        key = self._segments_version
+        cached = self._listed_cache.get(window)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        shown = self._segments if window is None else self._segments[-window:]
+        hidden = self._segments[: len(self._segments) - len(shown)]
+        discontinuity_sequence = self._discontinuities_before + sum(1 for s in hidden if s.discontinuity)
+        listed = tuple(shown)
+        self._listed_cache[window] = (key, listed, discontinuity_sequence)
+        return listed, discontinuity_sequence
+
     def playlist(self, window: int | None) -> LlPlaylist | None:
         """The live view (``window`` segments) or the DVR view (None: every remembered segment);
         None until the first segment has decided the target duration."""
         if self.target_duration is None or self._init is None:
             return None
-        shown = self._segments if window is None else self._segments[-window:]
-        hidden = self._segments[: len(self._segments) - len(shown)]
-        discontinuity_sequence = self._discontinuities_before + sum(1 for s in hidden if s.discontinuity)
+        shown, discontinuity_sequence = self._listed(window)
         pending = self._pending
         next_msn = pending.msn if pending is not None else self._next_msn
-        first = self._numbers[len(hidden)].sequence if shown else next_msn
+        first = self._numbers[len(self._segments) - len(shown)].sequence if shown else next_msn
         hint = None
         if pending is not None and (pending.discontinuity or self.ended):
             pending = None  # the renderer cannot mark a discontinuity before parts in progress: listed once complete
@@ -365,7 +383,7 @@ class LlRendition:
             part_target=self.part_target,
             map_uri=self._init,
             media_sequence=first,
-            segments=tuple(shown),
+            segments=shown,
             pending_parts=tuple(pending.parts) if pending is not None else (),
             preload_hint=hint,
             pending_program_date_time=pending.program_date_time if pending is not None else None,

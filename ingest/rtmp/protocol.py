@@ -248,6 +248,11 @@ class RtmpServerConnection:
         self._acknowledge()
         return events
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether ``data_to_send`` would return bytes (the common answer, no, without a copy)."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         """Bytes to write to the client (and forget)."""
         out = bytes(self._out)

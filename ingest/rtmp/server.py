@@ -222,13 +222,12 @@ class _Session:
         reason = "client disconnected"
         loop = asyncio.get_running_loop()
         idle = self.server.idle_timeout
+        read_size = self.server.read_size
+        watchdog = _ReadWatchdog(self, loop)
         try:
             while not self.conn.closed:
-                deadline = self.deadline
-                idle_at = loop.time() + idle
                 try:
-                    async with asyncio.timeout_at(idle_at if deadline is None else min(idle_at, deadline)):
-                        data = await reader.read(self.server.read_size)
+                    data = await watchdog.read(reader, read_size)
                 except TimeoutError:
                     if self.deadline is not None and loop.time() >= self.deadline:
                         reason = (
@@ -244,10 +243,20 @@ class _Session:
                     break
                 if not data or self.terminated is not None:
                     break
-                closing_reason = await self._handle(self.conn.receive_data(data))
-                await self._flush()
+                events = self.conn.receive_data(data)
+                sink = self.sink
+                if sink is not None and all(type(event) is MediaReceived for event in events):
+                    # The usual read: a frame or two of a publish in progress (no coroutine for it).
+                    for event in events:
+                        sink.on_media(event.kind, event.timestamp, event.payload)  # type: ignore[union-attr]
+                    closing_reason = None
+                else:
+                    closing_reason = await self._handle(events)
+                if self.conn.has_data_to_send:
+                    await self._flush()
                 if closing_reason is not None:
                     reason = closing_reason
+            watchdog.stop()
             if self.linger:
                 await self._linger(reader)
         except asyncio.CancelledError:
@@ -260,6 +269,7 @@ class _Session:
             reason = "internal error"
             logger.exception("RTMP connection from %s (key %s) failed", self.remote, self.key)
         finally:
+            watchdog.stop()
             if self.terminated is not None:
                 reason = self.terminated
             await self._close_sink(reason)
@@ -375,6 +385,71 @@ class _Session:
         self.release_pending()
         logger.info("publish started: app %s key %s from %s", printable_app(event.app), self.key, self.remote)
         return self.conn.accept_publish()
+
+
+class _ReadWatchdog:
+    """The read timeouts of one connection with one timer instead of one per read.
+
+    A read may last ``idle_timeout`` from its start, and none may go past the session's publish
+    deadline. An encoder writes each frame separately (a hundred reads a second), so arming and
+    cancelling a timer around every read cost more than parsing them. Instead each read only notes
+    its start; one timer, re-armed when it fires early, cancels the reading task once the read in
+    progress is past its limit (the way ``asyncio.timeout`` does), and that read raises
+    ``TimeoutError``. Outside reads (handling a publish, writing) nothing is cut short here.
+    """
+
+    def __init__(self, session: _Session, loop: asyncio.AbstractEventLoop) -> None:
+        self._session = session
+        self._loop = loop
+        self._idle = session.server.idle_timeout
+        self._task: asyncio.Task[Any] | None = None
+        self._read_started: float | None = None  # loop time the read in progress began; None between reads
+        self._expired = False
+        self._handle: asyncio.TimerHandle | None = None
+
+    def _limit(self, now: float) -> float:
+        """When the read in progress (or, between reads, one starting now) must have returned."""
+        start = now if self._read_started is None else self._read_started
+        deadline = self._session.deadline
+        limit = start + self._idle
+        return limit if deadline is None or deadline > limit else deadline
+
+    def _arm(self, now: float) -> None:
+        self._handle = self._loop.call_at(self._limit(now), self._check)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if self._read_started is not None and self._task is not None and now >= self._limit(now):
+            self._handle = None
+            self._expired = True
+            self._task.cancel()
+        else:
+            self._arm(now)
+
+    async def read(self, reader: asyncio.StreamReader, size: int) -> bytes:
+        """``reader.read(size)``, raising ``TimeoutError`` past the read's limit."""
+        now = self._loop.time()
+        if self._handle is None:
+            self._task = asyncio.current_task()
+            self._arm(now)
+        elif self._limit(now) < self._handle.when():  # the publish deadline is nearer than the timer
+            self._handle.cancel()
+            self._arm(now)
+        self._read_started = now
+        try:
+            return await reader.read(size)
+        except asyncio.CancelledError:
+            if self._expired and self._task is not None and self._task.uncancel() == 0:
+                self._expired = False
+                raise TimeoutError from None
+            raise
+        finally:
+            self._read_started = None
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def refusal_code(reason: RefusalReason) -> str:
