@@ -34,6 +34,7 @@ from formats.h264 import BitReader, H264Error, sps_size
 
 __all__ = [
     "AacConfig",
+    "AAC_FRAME_SAMPLES",
     "AudioFormat",
     "AvcConfig",
     "CmafError",
@@ -41,7 +42,13 @@ __all__ = [
     "Part",
     "VIDEO_TIMESCALE",
     "audio_format",
+    "audio_fragment",
+    "audio_init_segment",
     "fragment_start_90khz",
+    "parse_adts",
+    "single_track_fragment",
+    "single_track_init",
+    "track_starts",
     "parse_aac_config",
     "parse_avc_config",
 ]
@@ -633,3 +640,167 @@ def fragment_start_90khz(init: bytes, fragment: bytes) -> int | None:
         decode_time = _full_box_time(boxes[b"tfdt"][0], 4, 4)
         starts.append((track[1] != b"vide", decode_time * VIDEO_TIMESCALE // track[0]))
     return min(starts)[1] if starts else None
+
+
+# --------------------------------------------------------------------------- audio-only track files
+
+
+def parse_adts(data: bytes) -> tuple[AacConfig, list[bytes]]:
+    """An ADTS stream (ISO/IEC 13818-7, what ``ffmpeg -f adts`` writes) as its AudioSpecificConfig and raw
+    frames (headers and CRCs removed): what an fMP4 audio track stores. Refuses a stream whose frames change
+    format, or that is cut short."""
+    data = bytes(data)
+    frames: list[bytes] = []
+    header: tuple[int, int, int] | None = None
+    pos = 0
+    while pos < len(data):
+        if pos + 7 > len(data) or data[pos] != 0xFF or data[pos + 1] & 0xF6 != 0xF0:
+            raise CmafError(f"no ADTS frame at byte {pos}")
+        protection_absent = data[pos + 1] & 1
+        profile, index = data[pos + 2] >> 6, (data[pos + 2] >> 2) & 0xF
+        channels = ((data[pos + 2] & 1) << 2) | (data[pos + 3] >> 6)
+        length = ((data[pos + 3] & 3) << 11) | (data[pos + 4] << 3) | (data[pos + 5] >> 5)
+        blocks = (data[pos + 6] & 3) + 1
+        size = 7 if protection_absent else 9
+        if blocks != 1 or length <= size or pos + length > len(data):
+            raise CmafError(f"unsupported or truncated ADTS frame at byte {pos}")
+        if header is None:
+            header = (profile, index, channels)
+        elif header != (profile, index, channels):
+            raise CmafError(f"the ADTS frame at byte {pos} changes format")
+        frames.append(data[pos + size : pos + length])
+        pos += length
+    if header is None:
+        raise CmafError("no ADTS frame")
+    profile, index, channels = header
+    asc = (((profile + 1) << 11) | (index << 7) | (channels << 3)).to_bytes(2, "big")
+    return parse_aac_config(asc), frames
+
+
+def audio_init_segment(config: AacConfig) -> bytes:
+    """The init segment (``EXT-X-MAP``) of an audio-only track: one ``soun`` track, timescale the sample rate."""
+    return CmafMuxer(audio=config).init_segment()
+
+
+def audio_fragment(sequence: int, config: AacConfig, decode_time: int, frames: list[bytes]) -> bytes:
+    """One ``moof`` + ``mdat`` of AAC frames (1024 samples each) of :func:`audio_init_segment`'s track,
+    the first decoded at ``decode_time`` (in samples: the ``tfdt`` that places it on the timeline)."""
+    if not frames:
+        raise CmafError("a fragment needs at least one frame")
+    track = _Track(1, config.sample_rate, b"soun", _sample_entry_audio(1, config))
+    samples = [_Sample(frame, decode_time + i * AAC_FRAME_SAMPLES, duration=AAC_FRAME_SAMPLES)
+               for i, frame in enumerate(frames)]
+    return _fragment(sequence, [(track, samples)])
+
+
+def track_starts(init: bytes, fragment: bytes) -> dict[bytes, tuple[int, int]]:
+    """Handler type (``vide``, ``soun``) -> (``tfdt``, timescale) of each track in a fragment's first ``moof``:
+    where each stream of a segment starts on its own clock (a track missing from the first ``moof``: its first
+    in a later one)."""
+    tracks = _tracks(init)
+    starts: dict[bytes, tuple[int, int]] = {}
+    for moof in _children(fragment).get(b"moof", []):
+        for traf in _children(moof).get(b"traf", []):
+            boxes = _children(traf)
+            if b"tfhd" not in boxes or b"tfdt" not in boxes:
+                continue
+            track = tracks.get(int(struct.unpack_from(">I", boxes[b"tfhd"][0], 4)[0]))
+            if track is not None and track[0] > 0 and track[1] not in starts:
+                starts[track[1]] = (_full_box_time(boxes[b"tfdt"][0], 4, 4), track[0])
+    return starts
+
+
+def _boxes(data: bytes) -> list[tuple[bytes, int, int]]:
+    """(type, start, end) of the boxes at one level, headers included, in order."""
+    found, pos = [], 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        if size == 1 and pos + 16 <= len(data):
+            size = int(struct.unpack_from(">Q", data, pos + 8)[0])
+        elif size == 0:
+            size = len(data) - pos
+        if size < 8 or pos + size > len(data):
+            raise CmafError(f"truncated {kind!r} box at byte {pos}")
+        found.append((kind, pos, pos + size))
+        pos += size
+    return found
+
+
+def _handler_ids(init: bytes, handler: bytes) -> set[int]:
+    return {track_id for track_id, (_, kind) in _tracks(init).items() if kind == handler}
+
+
+def single_track_init(init: bytes, handler: bytes) -> bytes:
+    """An init segment keeping only its tracks of one kind (``vide``, ``soun``): what a player that keeps audio
+    and video in separate buffers (hls.js with an alternate audio rendition) needs for each."""
+    keep = _handler_ids(init, handler)
+    if not keep:
+        raise CmafError(f"the init segment has no {handler!r} track")
+    out = []
+    for kind, start, end in _boxes(init):
+        if kind != b"moov":
+            out.append(init[start:end])
+            continue
+        moov = init[start + 8:end]
+        body = []
+        for child, s, e in _boxes(moov):
+            if child == b"trak":
+                tkhd = _children(moov[s + 8:e])[b"tkhd"][0]
+                if int(struct.unpack_from(">I", tkhd, 20 if tkhd[0] == 1 else 12)[0]) not in keep:
+                    continue
+            elif child == b"mvex":
+                mvex = moov[s + 8:e]
+                body.append(_box(b"mvex", *(mvex[a:b] for k, a, b in _boxes(mvex)
+                                            if k != b"trex" or struct.unpack_from(">I", mvex, a + 12)[0] in keep)))
+                continue
+            body.append(moov[s:e])
+        out.append(_box(b"moov", *body))
+    return b"".join(out)
+
+
+def single_track_fragment(init: bytes, fragment: bytes, handler: bytes) -> bytes:
+    """A media segment (``moof`` + ``mdat`` pairs, as this muxer writes them: default-base-is-moof, one
+    ``trun`` per ``traf`` with sample sizes) keeping only its tracks of one kind: the same samples, times and
+    sequence numbers, the data offsets recomputed. A fragment without such a track is dropped."""
+    keep = _handler_ids(init, handler)
+    out = []
+    boxes = _boxes(fragment)
+    for index, (kind, start, end) in enumerate(boxes):
+        if kind != b"moof":
+            continue
+        moof = fragment[start:end]
+        children, trafs, payload = [], [], []
+        for child, s, e in _boxes(moof[8:]):
+            box = moof[8 + s:8 + e]
+            if child != b"traf":
+                children.append(box)
+                continue
+            parts = _boxes(box[8:])
+            tfhd = next(box[8 + a:8 + b] for k, a, b in parts if k == b"tfhd")
+            if int(struct.unpack_from(">I", tfhd, 12)[0]) not in keep:
+                continue
+            if not struct.unpack_from(">I", tfhd, 8)[0] & _TFHD_DEFAULT_BASE_IS_MOOF:
+                raise CmafError("only default-base-is-moof fragments can be split")
+            [(_, a, b)] = [p for p in parts if p[0] == b"trun"]
+            trun = box[8 + a:8 + b]
+            flags = int(struct.unpack_from(">I", trun, 8)[0]) & 0xFFFFFF
+            if not flags & _TRUN_DATA_OFFSET or not flags & _TRUN_SIZE:
+                raise CmafError("a trun without data offset or sample sizes cannot be split")
+            count, offset = struct.unpack_from(">Ii", trun, 12)
+            row = 4 * sum(bool(flags & f) for f in (_TRUN_DURATION, _TRUN_SIZE, _TRUN_FLAGS, _TRUN_CTO))
+            first = 20 + (4 if flags & 0x4 else 0)
+            size_at = 4 if flags & _TRUN_DURATION else 0
+            total = sum(int(struct.unpack_from(">I", trun, first + i * row + size_at)[0]) for i in range(count))
+            payload.append(fragment[start + offset:start + offset + total])
+            trafs.append((box, 8 + a + 16))  # where the trun's data_offset sits in the traf
+        if not trafs:
+            continue
+        if index + 1 >= len(boxes) or boxes[index + 1][0] != b"mdat":
+            raise CmafError("a moof not followed by its mdat")
+        moof_size = 8 + sum(len(c) for c in children) + sum(len(t) for t, _ in trafs)
+        position, patched = moof_size + 8, []
+        for (traf, at), data in zip(trafs, payload):
+            patched.append(traf[:at] + struct.pack(">i", position) + traf[at + 4:])
+            position += len(data)
+        out.append(_box(b"moof", *children, *patched) + _box(b"mdat", *payload))
+    return b"".join(out)

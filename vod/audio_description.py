@@ -13,6 +13,7 @@ Times are on the recording's full timeline (before any trim), as its captions ar
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from formats import webvtt
 __all__ = [
     "DescriptionsError", "MAX_CUES", "MAX_CUE_CHARACTERS", "VOICE_SPEED", "Placement", "parse_descriptions",
     "duration_mismatch", "espeak_voices", "voice_for", "speech_args", "place", "boundaries", "mix_args",
-    "package_args", "ACCEPTED_AUDIO_DEMUXERS",
+    "package_args", "ACCEPTED_AUDIO_DEMUXERS", "AAC_PRIMING", "frame_counts",
 ]
 
 MAX_CUES = 5000
@@ -36,6 +37,9 @@ TOLERANCE_SHARE = 0.02
 #: Demuxers an uploaded audio track may be read with: audio files and the containers lectures come in.
 #: Never playlists or lists (HLS, DASH, ffconcat), which would make ffmpeg open other files.
 ACCEPTED_AUDIO_DEMUXERS = ("wav", "mp3", "ogg", "flac", "mov", "matroska", "aac", "mpegts", "asf", "avi", "w64", "aiff")
+
+#: Samples of silence ffmpeg's AAC encoder puts before the sound (its first frame's pts is -1024).
+AAC_PRIMING = 1024
 
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 
@@ -171,14 +175,34 @@ def _segment_tail(offset: float, cuts: Sequence[float], output_pattern: Path) ->
             "-segment_start_number", "0", str(output_pattern)]
 
 
+def _adts_tail(output: Path) -> list[str]:
+    """The whole run as one AAC (ADTS) stream, cut and put in fMP4 fragments by us (:func:`frame_counts`):
+    ffmpeg's segment muxer cannot write fragments of one track with one shared init segment."""
+    return ["-c:a", "aac", "-b:a", "128k", "-f", "adts", str(output)]
+
+
+def frame_counts(frames: int, frame_seconds: float, first: float, cuts: Sequence[float]) -> list[int]:
+    """How many of ``frames`` AAC frames (``frame_seconds`` each, the first starting at ``first`` s from the
+    audio's start: minus the encoder priming) go in each segment cut at ``cuts``: a frame goes in the segment
+    where it starts, as ffmpeg's segment muxer puts MPEG-TS packets. Raises ValueError when a segment would
+    get none."""
+    counts = [0] * (len(cuts) + 1)
+    for index in range(frames):
+        counts[bisect.bisect_right(cuts, first + index * frame_seconds + 1e-9)] += 1
+    if not all(counts):
+        raise ValueError(f"an audio segment would be empty (AAC frames per segment: {counts})")
+    return counts
+
+
 def _programme_format(sample_rate: int, channels: int) -> str:
     layout = "mono" if channels == 1 else "stereo"
     return f"aformat=sample_fmts=fltp:sample_rates={sample_rate}:channel_layouts={layout}"
 
 
 def mix_args(ffmpeg: str, segments: Sequence[Path], speech: Path, speech_from: float, seconds: float, offset: float,
-             cuts: Sequence[float], sample_rate: int, channels: int, output_pattern: Path) -> list[str]:
-    """The programme sound of ``segments`` (MPEG-TS, joined byte for byte: timestamps run on) with the
+             cuts: Sequence[float], sample_rate: int, channels: int, output_pattern: Path, fmp4: bool = False) -> list[str]:
+    """The programme sound of ``segments`` (MPEG-TS, joined byte for byte: timestamps run on; ``fmp4``: an init
+    section then its fMP4 fragments, and the output one ADTS file at ``output_pattern``) with the
     speech track (``speech``, from ``speech_from`` s: where these segments start on the recording's
     timeline) mixed over it, the programme ducked while the voice speaks, cut at ``cuts``.
 
@@ -192,18 +216,21 @@ def mix_args(ffmpeg: str, segments: Sequence[Path], speech: Path, speech_from: f
              "[programme][key]sidechaincompress=threshold=0.01:ratio=10:attack=10:release=400[ducked];"
              "[ducked][voice]amix=inputs=2:duration=first:normalize=0,"
              f"atrim=duration={seconds:.6f}[out]")
-    return [*_common_head(ffmpeg), "-protocol_whitelist", "file,concat", "-f", "mpegts",
+    tail = _adts_tail(output_pattern) if fmp4 else _segment_tail(offset, cuts, output_pattern)
+    return [*_common_head(ffmpeg), "-protocol_whitelist", "file,concat", "-f", "mp4" if fmp4 else "mpegts",
             "-i", "concat:" + "|".join(str(s) for s in segments),
             "-ss", f"{speech_from:.6f}", "-t", f"{seconds:.6f}", "-f", "wav", "-i", str(speech),
-            "-filter_complex", graph, "-map", "[out]", *_segment_tail(offset, cuts, output_pattern)]
+            "-filter_complex", graph, "-map", "[out]", *tail]
 
 
 def package_args(ffmpeg: str, audio: Path, demuxer: str, audio_from: float, seconds: float, offset: float,
-                 cuts: Sequence[float], sample_rate: int, channels: int, output_pattern: Path) -> list[str]:
+                 cuts: Sequence[float], sample_rate: int, channels: int, output_pattern: Path, fmp4: bool = False) -> list[str]:
     """An uploaded, already mixed track (read with the demuxer its probe accepted, from the one local file)
-    from ``audio_from`` s for ``seconds``, padded with silence if it is short, cut like :func:`mix_args`."""
+    from ``audio_from`` s for ``seconds``, padded with silence if it is short, cut like :func:`mix_args`
+    (``fmp4``: written as one ADTS file, likewise)."""
     graph = (f"[0:a:0]{_programme_format(sample_rate, channels)},apad=whole_dur={seconds:.6f},"
              f"atrim=duration={seconds:.6f}[out]")
     return [*_common_head(ffmpeg), "-protocol_whitelist", "file", "-format_whitelist", ",".join(ACCEPTED_AUDIO_DEMUXERS),
             "-f", demuxer, "-ss", f"{audio_from:.6f}", "-i", str(audio),
-            "-filter_complex", graph, "-map", "[out]", *_segment_tail(offset, cuts, output_pattern)]
+            "-filter_complex", graph, "-map", "[out]",
+            *(_adts_tail(output_pattern) if fmp4 else _segment_tail(offset, cuts, output_pattern))]

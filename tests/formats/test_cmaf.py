@@ -618,3 +618,63 @@ def test_a_muxer_with_video_is_not_cut_from_outside() -> None:
     video = AvcConfig(b"", 160, 120, 0x64, 0, 0x1f)
     with pytest.raises(ValueError, match="cuts segments at its keyframes only"):
         CmafMuxer(video, None).cut()
+
+
+def test_an_adts_stream_becomes_an_audio_track_placed_by_its_decode_times(tmp_path: Path) -> None:
+    """ffmpeg's AAC (ADTS) in, an init section and fragments out; ffmpeg reads them back with the times we gave."""
+    from formats.cmaf import audio_fragment, audio_init_segment, parse_adts, track_starts
+
+    adts = tmp_path / "tone.aac"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "1",
+                    "-ac", "1", "-c:a", "aac", "-f", "adts", str(adts)], check=True)
+    config, frames = parse_adts(adts.read_bytes())
+    assert (config.sample_rate, config.channels, config.codec) == (48000, 1, "mp4a.40.2") and len(frames) > 40
+    init = audio_init_segment(config)
+    assert audio_format(init) == AudioFormat("mp4a", 48000, 1)
+    start = 48000 * 100  # on a live timeline: 100 s in
+    first = audio_fragment(1, config, start, frames[:20])
+    second = audio_fragment(2, config, start + 20 * 1024, frames[20:])
+    assert track_starts(init, second) == {b"soun": (start + 20 * 1024, 48000)}
+    (tmp_path / "track.mp4").write_bytes(init + first + second)
+    out = subprocess.run([FFMPEG, "-v", "error", "-xerror", "-copyts", "-i", str(tmp_path / "track.mp4"), "-c", "copy",
+                          "-f", "framemd5", "-"], capture_output=True, text=True, check=True)
+    pts = [int(line.split(",")[2]) for line in out.stdout.splitlines() if line and not line.startswith("#")]
+    assert pts == [start + i * 1024 for i in range(len(frames))], pts[:3]
+    with pytest.raises(CmafError):
+        parse_adts(adts.read_bytes()[:-3])
+
+
+def test_a_muxed_segment_splits_into_a_video_only_and_an_audio_only_track_that_ffmpeg_reads(tmp_path: Path) -> None:
+    """What hls.js needs to play an alternate audio rendition beside fMP4 video (it keeps one SourceBuffer per kind)."""
+    from formats.cmaf import single_track_fragment, single_track_init, track_starts
+
+    adts = tmp_path / "tone.aac"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "2",
+                    "-c:a", "aac", "-f", "adts", str(adts)], check=True)
+    from formats.cmaf import parse_adts
+    config, frames = parse_adts(adts.read_bytes())
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10", "-t", "2",
+                    "-c:v", "libx264", "-bf", "0", "-g", "10", "-pix_fmt", "yuv420p", "-f", "mp4", str(tmp_path / "v.mp4")], check=True)
+    import av
+    parts: list[Part] = []
+    with av.open(str(tmp_path / "v.mp4")) as container:
+        stream = container.streams.video[0]
+        muxer = CmafMuxer(parse_avc_config(stream.codec_context.extradata), config)
+        packets = [(bytes(p), int(p.dts * p.time_base * 1000), p.is_keyframe) for p in container.demux(stream) if p.size]
+    audio = [(frame, i * 1024 * 1000 // 44100) for i, frame in enumerate(frames)]
+    events = sorted([(t, 0, d, k) for d, t, k in packets] + [(t, 1, d, False) for d, t in audio], key=lambda e: (e[0], e[1]))
+    for t, kind, data, key in events:
+        parts += muxer.add_video(data, t, 0, key) if kind == 0 else muxer.add_audio(data, t)
+    parts += muxer.flush()
+    init, segment = muxer.init_segment(), b"".join(p.data for p in parts)
+    for handler, kind in ((b"vide", "video"), (b"soun", "audio")):
+        only_init, only = single_track_init(init, handler), single_track_fragment(init, segment, handler)
+        assert set(track_starts(only_init, only)) == {handler}
+        assert track_starts(only_init, only)[handler] == track_starts(init, segment)[handler]
+        (tmp_path / f"{kind}.mp4").write_bytes(only_init + only)
+        out = subprocess.run([FFMPEG, "-v", "error", "-xerror", "-i", str(tmp_path / f"{kind}.mp4"), "-f", "null", "-"],
+                             capture_output=True, text=True)
+        assert out.returncode == 0 and out.stderr == "", out.stderr
+        with av.open(str(tmp_path / f"{kind}.mp4")) as container:
+            assert [s.type for s in container.streams] == [kind]
+            assert sum(1 for _ in container.demux(container.streams[0])) > 15

@@ -12,7 +12,7 @@ from formats.m3u8 import (
     carry_audio_group, with_audio_renditions,
 )
 from vod.audio_description import (
-    DescriptionsError, Placement, boundaries, duration_mismatch, espeak_voices, mix_args, package_args, parse_descriptions,
+    DescriptionsError, Placement, boundaries, duration_mismatch, espeak_voices, frame_counts, mix_args, package_args, parse_descriptions,
     place, speech_args, voice_for,
 )
 from vod.audio_descriptions import renditions
@@ -38,6 +38,33 @@ def test_mix_args_duck_the_programme_under_the_voice_and_cut_at_the_video_segmen
         "-muxpreload", "0", "-f", "segment", "-segment_format", "mpegts", "-segment_times", "2.023000,4.023000,6.023000",
         "-segment_start_number", "0", "/srv/media/recordings/imported/7/.ad-fr.work/run0-%06d.ts",
     ]
+
+
+def test_mix_args_for_fmp4_read_the_init_section_then_the_fragments_and_write_one_adts_stream() -> None:
+    args = mix_args("ffmpeg", [Path(FOLDER / "init_1.mp4"), Path(FOLDER / "seg_000000.m4s"), Path(FOLDER / "seg_000001.m4s")],
+                    Path(FOLDER / ".ad-fr.work/speech.wav"), 0.977, 4.023, 1.5, [2.023], 44100, 1,
+                    Path(FOLDER / ".ad-fr.work/run0.aac"), fmp4=True)
+    assert args == [
+        *HEAD, "-protocol_whitelist", "file,concat", "-f", "mp4",
+        "-i", "concat:/srv/media/recordings/imported/7/init_1.mp4|/srv/media/recordings/imported/7/seg_000000.m4s"
+        "|/srv/media/recordings/imported/7/seg_000001.m4s",
+        "-ss", "0.977000", "-t", "4.023000", "-f", "wav", "-i", "/srv/media/recordings/imported/7/.ad-fr.work/speech.wav",
+        "-filter_complex",
+        "[0:a:0]aformat=sample_fmts=fltp:sample_rates=44100:channel_layouts=mono,apad=whole_dur=4.023000[programme];"
+        "[1:a:0]aformat=sample_fmts=fltp:sample_rates=44100:channel_layouts=mono,asplit=2[key][voice];"
+        "[programme][key]sidechaincompress=threshold=0.01:ratio=10:attack=10:release=400[ducked];"
+        "[ducked][voice]amix=inputs=2:duration=first:normalize=0,atrim=duration=4.023000[out]",
+        "-map", "[out]", "-c:a", "aac", "-b:a", "128k", "-f", "adts", "/srv/media/recordings/imported/7/.ad-fr.work/run0.aac",
+    ]
+
+
+def test_aac_frames_go_in_the_segment_where_they_start() -> None:
+    frame = 1024 / 44100
+    # The priming frame starts a frame early and goes in the first segment; a frame starting on a cut, in the next.
+    assert frame_counts(10, frame, -frame, [4 * frame, 6 * frame]) == [5, 2, 3]
+    assert sum(frame_counts(200, frame, -frame, [2.0, 3.5])) == 200
+    with pytest.raises(ValueError, match="empty"):
+        frame_counts(3, frame, 0.0, [frame / 2, frame * 0.9])
 
 
 def test_package_args_read_only_the_uploaded_file_with_its_demuxer_and_keep_the_programme_format() -> None:
