@@ -70,7 +70,8 @@ async def test_other_versions_keep_aiortc_defaults_and_say_so_once(version: str,
         finally:
             await pc.close()
     assert not isinstance(pc._RTCPeerConnection__certificates[0], RsaCapableCertificate)  # type: ignore[attr-defined]
-    assert [r.getMessage() for r in caplog.records] == [
+    # (only what the version check says: a previous test's session may still log its own end meanwhile)
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("WHIP: aiortc")] == [
         f"WHIP: aiortc {version} is not the tested {TESTED_AIORTC}.x; keeping aiortc's DTLS defaults (DTLS client, "
         "ECDSA suites only): peers with RSA certificates (e.g. GStreamer webrtcbin) may fail with 'no shared cipher'"
     ]
