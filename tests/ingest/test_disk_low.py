@@ -2,7 +2,9 @@
 
 Free space is the real file system's. The floor (``recording_min_free_mb``) is set 3 GiB below
 what is free when the test starts (the rest of a parallel suite writes to the same disk meanwhile: a
-smaller margin was crossed by them before the test's own filler); a 6 GiB file allocated in the media
+smaller margin was crossed by them before the test's own filler). The tests that fill the real disk
+hold one lock across processes from before the floor is read until their filler is gone, so one
+case's filler never crosses another case's floor whatever worker runs it; a 6 GiB file allocated in the media
 folder (``posix_fallocate``: no data written) takes the disk below it, and deleting it frees the space again, as an operator
 would. Playlist write errors are injected at the file-system boundary (``tempfile.mkstemp``, how
 every playlist is written), as in test_end_on_full_disk.
@@ -11,7 +13,10 @@ every playlist is written), as in test_end_on_full_disk.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import time
+from collections.abc import Iterator
 import re
 import shutil
 from pathlib import Path
@@ -28,8 +33,30 @@ from tests.support import fill_disk_under
 MARGIN = 3 * 2**30
 
 
+DISK_LOCK = Path("/tmp/live-server-tests-real-disk.lock")
+
+
 @pytest.fixture
-def floor_below_free(request: pytest.FixtureRequest, tmp_path: Path) -> int:
+def real_disk_to_myself() -> Iterator[None]:
+    """Serialise the tests that fill the real disk, across xdist workers and other checkouts."""
+    with DISK_LOCK.open("a") as handle:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another test held {DISK_LOCK} for 10 minutes") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture
+def floor_below_free(request: pytest.FixtureRequest, tmp_path: Path, real_disk_to_myself: None) -> int:
     free = shutil.disk_usage(tmp_path).free
     if free < 4 * MARGIN:
         pytest.skip("needs 12 GiB free on the test disk")
