@@ -1,4 +1,5 @@
-"""Two server processes behind one Redis and one PostgreSQL catalog share each event's room."""
+"""Two server processes behind one Redis and one PostgreSQL catalog share each event's room: this test process's
+app and a ``live-server run``."""
 
 from __future__ import annotations
 
@@ -6,22 +7,30 @@ import asyncio
 import secrets
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import pytest
 import redis
 
 from live_server import accounts
 from live_server import events as ev
+from live_server.app import create_app
 from live_server.db import Database
 from live_server.security import StreamKeyCipher
+from live_server.settings import Settings
 from tests.chat.conftest import ChatClient
 from tests.processes import ServerProcess, base_env, free_port
 
 
+SECRET = "test-secret-key-shared-by-all-workers-0123456789"  # tests.processes.base_env's
+
+
 @pytest.fixture
-async def two_servers(migrated_postgres: str, redis_url: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    db = Database(migrated_postgres, stream_key_cipher=StreamKeyCipher("test-secret-key-shared-by-all-workers-0123456789"))
+async def two_servers(migrated_postgres: str, redis_url: str, tmp_path: Path, aiohttp_client: Any,
+                      make_settings: Callable[..., Settings]) -> AsyncIterator[dict[str, Any]]:
+    """Process A is this test process (the app in process, its own event loop and Redis connections), process B
+    a ``live-server run``: two processes, one server start (each costs seconds of imports on a loaded machine)."""
+    db = Database(migrated_postgres, stream_key_cipher=StreamKeyCipher(SECRET))
     try:
         def setup(session: Any) -> dict[str, Any]:
             prof = accounts.create_user(session, "prof", "prof-password", "lecturer")
@@ -34,15 +43,17 @@ async def two_servers(migrated_postgres: str, redis_url: str, tmp_path: Path) ->
     finally:
         db.close()
     channel = f"live-chat-test-{secrets.token_hex(4)}"
-    env = base_env(tmp_path / "var", database_url=migrated_postgres, redis_url=redis_url, chat_redis_channel=channel,
-                   rtmp_enabled="false", role="web", chat_presence_seconds=0.5, chat_batch_ms=50, log_level="WARNING")
-    servers = [ServerProcess(env, free_port(), tmp_path / f"server-{i}.log") for i in range(2)]
+    common: dict[str, Any] = dict(database_url=migrated_postgres, redis_url=redis_url, chat_redis_channel=channel,
+                                  rtmp_enabled=False, role="web", chat_presence_seconds=0.5, chat_batch_ms=50)
+    env = base_env(tmp_path / "var", log_level="WARNING", **common)
+    server = ServerProcess(env, free_port(), tmp_path / "server-b.log")
     try:
-        await asyncio.gather(*(server.start() for server in servers))
-        yield {"ports": [server.port for server in servers], "event": event, "channel": channel, "redis_url": redis_url}
+        started = asyncio.ensure_future(server.start())
+        in_process = await aiohttp_client(create_app(make_settings(secret_key=SECRET, **common)))
+        await started
+        yield {"ports": [in_process.server.port, server.port], "event": event, "channel": channel, "redis_url": redis_url}
     finally:
-        for server in servers:
-            server.stop()
+        server.stop()
 
 
 async def _connect(port: int, slug: str, username: str | None = None, password: str | None = None) -> ChatClient:
