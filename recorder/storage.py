@@ -53,6 +53,7 @@ from formats.m3u8 import (
     parse_journal,
     parse_master,
     parse_media_playlist,
+    parse_media_tags,
     render_master,
     render_vod,
     target_duration_for,
@@ -252,6 +253,13 @@ def _audio_description_segment(language: str, version: int, video_segment: str) 
     (``.ts`` for MPEG-TS; ``.m4s`` fragments and ``.mp4`` init sections for fMP4)."""
     path = Path(video_segment)
     return f"ad-{language}_{version}_{path.stem}{path.suffix}"
+
+
+def _audio_description_view(view: Sequence[Segment], language: str, version: int) -> list[Segment]:
+    """A description's rendition as a view's segments: each video segment's (and init section's) audio file."""
+    return [replace(s, uri=_audio_description_segment(language, version, s.uri),
+                    map_uri=None if s.map_uri is None else _audio_description_segment(language, version, s.map_uri))
+            for s in view]
 
 
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -483,12 +491,42 @@ class RecordingFiles:
         offset_duration = self.write_view(start, end, require_files=False)
         try:
             remote.write(VOD_PLAYLIST, self.view.read_bytes())
+            self._trim_remote_renditions(remote)
             remote.remove([DOWNLOAD])  # the download follows the view
         except BaseException:
             if before is not None:
                 write_atomic(self.view, before)
             raise
         return offset_duration
+
+    def _trim_remote_renditions(self, remote: RemoteCopy) -> None:
+        """An archived recording's other renditions follow its new view in its objects too (their files are
+        there, not here): the split tracks when the master names them (its variant then is the video-only
+        view, so a trim would not show otherwise) and each audio description the master lists."""
+        view = self.view_segments()
+        try:
+            master = (self.folder / MASTER).read_text(encoding="utf-8")
+            variants, media = parse_master(master), parse_media_tags(master)
+        except (FileNotFoundError, PlaylistParseError):
+            return
+        if not view:
+            return
+        if any(v.uri == VIDEO_VIEW for v in variants) and all(s.map_uri is not None for s in view):
+            for kind, (name, _) in _SPLIT_KINDS.items():
+                remote.write(name, render_vod(split_view(view, kind)).encode("utf-8"))
+        for tag in media:
+            match = _AD_PLAYLIST.match(tag.get("URI", "")) if tag.get("TYPE") == "AUDIO" else None
+            data = remote.read(match.group(0)) if match else None
+            if match is None or data is None:
+                continue
+            try:
+                listed = parse_media_playlist(data.decode("utf-8")).playlist.segments
+            except (PlaylistParseError, UnicodeDecodeError):
+                continue
+            version = _AD_SEGMENT.match(listed[0].uri) if listed else None
+            if version is not None:
+                audio = _audio_description_view(view, match.group(1), int(version.group(2)))
+                remote.write(match.group(0), render_vod(audio).encode("utf-8"))
 
     def view_segments(self) -> list[Segment]:
         """The segments players get (after trim)."""
@@ -551,10 +589,7 @@ class RecordingFiles:
         version = self._installed_version(language) if version is None else version
         if version is None:
             return
-        view = self.view_segments() or self.journal_segments()
-        audio = [replace(s, uri=_audio_description_segment(language, version, s.uri),
-                         map_uri=None if s.map_uri is None else _audio_description_segment(language, version, s.map_uri))
-                 for s in view]
+        audio = _audio_description_view(self.view_segments() or self.journal_segments(), language, version)
         if audio and all((self.folder / name).is_file() for s in audio for name in (s.uri, s.map_uri) if name):
             write_atomic(self.folder / audio_description_playlist(language), render_vod(audio))
 

@@ -202,3 +202,31 @@ def test_renditions_name_the_programmes_own_playlist_when_it_has_one() -> None:
     assert renditions([], AUDIO_VIEW) == []
     assert renditions(["fr"], AUDIO_VIEW)[0] == AudioRendition("Original audio", uri=AUDIO_VIEW, default=True)
     assert renditions(["fr"])[0].uri is None
+
+
+def test_an_archived_recordings_split_tracks_and_descriptions_follow_a_trim_in_its_objects(tmp_path: Path) -> None:
+    from tests.recorder.test_recording_folder import DictCopy
+
+    files = recorded(tmp_path, [muxed(6.0)])
+    view = files.view_segments()
+    work = files.audio_description_work("en")
+    produced = [(work / f"{s.sequence}.m4s", s) for s in view]
+    for made, _ in produced:
+        made.write_bytes(b"audio")
+    (work / "init.mp4").write_bytes(b"init")
+    files.install_audio_description("en", 3, produced, [(work / "init.mp4", "init_1.mp4")])
+    files.split_tracks()
+    files.set_audio_renditions(renditions(["en"], files.programme_audio_playlist()))
+    remote = DictCopy()
+    files.upload(remote)
+    files.drop_media()
+    assert not (files.folder / VIDEO_VIEW).exists() and "video.m3u8" in remote.files  # served from the objects
+
+    files.trim(2.5, None, remote)
+    kept = [s.uri for s in files.view_segments()]
+    assert len(kept) == len(view) - 1
+    for name, names in ((VIDEO_VIEW, [f"video-{u}" for u in kept]), (AUDIO_VIEW, [f"audio-{u}" for u in kept]),
+                        ("ad-en.m3u8", [f"ad-en_3_{u}" for u in kept])):
+        listed = parse_media_playlist(remote.files[name].decode()).playlist.segments
+        assert [s.uri for s in listed] == names, name
+        assert [s.duration for s in listed] == [s.duration for s in files.view_segments()]
