@@ -10,6 +10,7 @@ import asyncio
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,11 @@ async def test_an_fmp4_recording_gets_a_described_rendition_beside_its_split_tra
     assert "TYPE=AUDIO" not in before and "vod.m3u8" in before.splitlines()  # without a description: as it was
     assert (await live.client.get(f"/vod/{rid}/video.m3u8")).status == 404
 
+    asked = time.monotonic()
     resp = await describe(live, rid)
     assert resp.status == 202, await resp.text()
     track = await settled(live, rid)
+    print(f"an {SECONDS} s fMP4 recording with two descriptions described in {time.monotonic() - asked:.1f} s")
     assert track["state"] == "ready", track
 
     master = await (await live.client.get(f"/vod/{rid}/master.m3u8")).text()
