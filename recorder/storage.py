@@ -637,7 +637,10 @@ class RecordingFiles:
             for kind, (_, handler) in _SPLIT_KINDS.items():
                 target = self.folder / split_name(kind, name)
                 if not target.is_file():
-                    _write_bytes_atomic(target, single_track_init(inits[name], handler))
+                    try:
+                        _write_bytes_atomic(target, single_track_init(inits[name], handler))
+                    except CmafError:
+                        raise CmafError(f"the recording has no {kind} in its publish session {name}") from None
         for segment in listed:
             assert segment.map_uri is not None
             targets = {kind: self.folder / split_name(kind, segment.uri) for kind in _SPLIT_KINDS}

@@ -387,7 +387,10 @@ class AudioDescriptions:
             reason = str(exc) or exc.__class__.__name__
             log.warning("recording %d: audio description (%s) failed: %s", job.recording_id, job.language, reason)
             await asyncio.to_thread(shutil.rmtree, files.folder / f".ad-{job.language}.work", True)
-            await asyncio.to_thread(self._remove_files, files, [])  # split tracks kept for it go if nothing uses them
+            try:  # split tracks kept or made for it go if nothing uses them
+                await asyncio.to_thread(self._remove_files, files, [])
+            except (OSError, ValueError) as tidy:
+                log.warning("recording %d: audio renditions not tidied after the failure: %s", job.recording_id, tidy)
             await self.db.run(lambda s: self._settle(s, job.track_id, reason))
             return
         finally:
@@ -409,6 +412,7 @@ class AudioDescriptions:
     async def _make(self, job: _Job, files: RecordingFiles) -> None:
         groups = await asyncio.to_thread(files.audio_description_groups)
         work = await asyncio.to_thread(files.audio_description_work, job.language)
+        await asyncio.to_thread(self._split, files)  # first: a recording that cannot be split fails before the work
         total = sum(segment.duration for group in groups for _, segment in group)
         speech = await self._speak(job, work, total) if job.upload is None else None
         produced: list[tuple[Path, Segment]] = []
@@ -449,13 +453,18 @@ class AudioDescriptions:
 
         def install() -> None:
             with _FILES_LOCK:
-                files.split_tracks()  # fMP4: the variant becomes video only, the programme an audio rendition
+                files.split_tracks()  # again (made: a quick check), in case a removal took them meanwhile
                 files.install_audio_description(job.language, job.track_id, produced, inits)
                 languages = sorted({*files.audio_description_languages(), job.language})
                 files.set_audio_renditions(renditions(languages, files.programme_audio_playlist()))
             shutil.rmtree(work, ignore_errors=True)
 
         await asyncio.to_thread(install)
+
+    @staticmethod
+    def _split(files: RecordingFiles) -> None:
+        with _FILES_LOCK:
+            files.split_tracks()
 
     @staticmethod
     def _fragments(work: Path, number: int, adts: Path, start: int, cuts: Sequence[float],

@@ -21,7 +21,7 @@ from formats.cmaf import track_starts
 from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
 from tests.media import FAST, FFMPEG
 from tests.vod.test_audio_description import (
-    DESCRIPTIONS, SHORT, SPOKEN, TONE_HZ, _speech_seconds, describe, levels, mean_between, settled,
+    DESCRIPTIONS, SPOKEN, TONE_HZ, _audio, _speech_seconds, describe, levels, mean_between, settled,
 )
 from tests.vod.test_recordings import folder_of, recordings_of
 
@@ -196,9 +196,13 @@ async def test_a_private_fmp4_recordings_split_tracks_follow_its_access_and_go_w
     resp = await live.client.patch(f"/api/v1/recordings/{rid}", json={"visibility": "authenticated"},
                                    headers={"X-CSRF-Token": live.csrf})
     assert resp.status == 200, await resp.text()
-    resp = await describe(live, rid, language="fr", descriptions=SHORT)
+    # An uploaded, already mixed track this time (48 kHz: made at the programme's 44.1 kHz).
+    resp = await describe(live, rid, language="fr", descriptions=None, audio=_audio(tmp_path / "described.m4a", 4.5))
     assert resp.status == 202, await resp.text()
-    assert (await settled(live, rid, "fr"))["state"] == "ready"
+    track = await settled(live, rid, "fr")
+    assert track["state"] == "ready" and track["source"] == "upload", track
+    await _rendition(live, rid, "ad-fr.m3u8", tmp_path / "uploaded.mp4")
+    assert _streams(tmp_path / "uploaded.mp4") == ["Audio"] and _strict_decode(tmp_path / "uploaded.mp4") == ""
     names = ["master.m3u8", "video.m3u8", "audio.m3u8", "ad-fr.m3u8"]
     for playlist in ("video.m3u8", "audio.m3u8", "ad-fr.m3u8"):
         inits, segments = _files((await _get(live, rid, playlist)).decode())
