@@ -4,11 +4,14 @@ app and a ``live-server run``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+import signal
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
+import aiohttp
 import pytest
 import redis
 
@@ -51,14 +54,13 @@ async def two_servers(migrated_postgres: str, redis_url: str, tmp_path: Path, ai
         started = asyncio.ensure_future(server.start())
         in_process = await aiohttp_client(create_app(make_settings(secret_key=SECRET, **common)))
         await started
-        yield {"ports": [in_process.server.port, server.port], "event": event, "channel": channel, "redis_url": redis_url}
+        yield {"ports": [in_process.server.port, server.port], "event": event, "channel": channel, "redis_url": redis_url,
+               "server_b": server}
     finally:
         server.stop()
 
 
 async def _connect(port: int, slug: str, username: str | None = None, password: str | None = None) -> ChatClient:
-    import aiohttp
-
     headers = {}
     if username:
         async with aiohttp.ClientSession() as http:
@@ -102,6 +104,21 @@ async def test_a_message_sent_to_one_process_reaches_clients_of_the_other(two_se
         # presence adds up both processes (alice on A; bob and prof on B)
         await alice.wait(lambda: alice.of("presence") and alice.of("presence")[-1]["viewers"] == 3, timeout=10,
                          what="site-wide viewer count")
+
+        # Process B stops (a rolling restart) with, besides its two clients, one that never hangs up (a phone
+        # gone quiet): its clients are told to go and the process exits without waiting for that one (it used
+        # to wait on it for ~50 s, engineio's ping timeout, and ~5 s on each client that did hang up).
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+                f"http://127.0.0.1:{port_b}/socket.io/?EIO=4&transport=websocket", autoclose=False) as silent:
+            assert str((await silent.receive(timeout=10)).data).startswith("0")  # engine.io open
+            await silent.send_str("40" + json.dumps({"event": slug}))  # socket.io connect (a guest event)
+            await silent.receive(timeout=10)  # connected (or refused): it now just sits there
+            server_b = two_servers["server_b"]
+            started = time.monotonic()
+            server_b.signal(signal.SIGTERM)
+            await asyncio.wait_for(bob.disconnected.wait(), 10)
+            assert await server_b.wait(timeout=30) == 0
+            assert time.monotonic() - started < 15, f"process B took {time.monotonic() - started:.1f} s to stop"
     finally:
         for chat in (alice, bob, owner):
             if chat.sio.connected:
