@@ -129,7 +129,6 @@ class EventCaptioner:
         self.vocabulary = vocabulary
         self.rules = CueRules()
         self.clock = MediaClock()
-        self.reference = live.options.rendition_names[0]
         for segment in live.media.playlist_segments(self.reference):  # recovered after a restart
             self.clock.segment_listed(segment.duration, None)
         self.track = SubtitleTrack(
@@ -235,6 +234,12 @@ class EventCaptioner:
         self.recognition.push(PcmChunk(self.clock.media_of(flv_ms), pcm))
 
     # -- segments -------------------------------------------------------------------------
+    @property
+    def reference(self) -> str:
+        """The rendition cues are timed on: the packager's reference, the first rung it encodes (an ABR
+        event skips the rungs taller than its source, chosen once media flows: asked, not remembered)."""
+        return self.run.media.reference_rendition()
+
     def on_segment(self, rendition: str, segment: Segment) -> None:
         if rendition != self.reference:
             return

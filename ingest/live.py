@@ -247,6 +247,9 @@ class LiveEventRuntime:
     def target_duration(self, rendition: str) -> int | None:
         return self.packager.target_duration(rendition)
 
+    def reference_rendition(self) -> str:
+        return self.packager.rendition
+
     def set_subtitles(self, subtitles: Sequence[SubtitleRendition]) -> None:
         self.packager.set_subtitles(subtitles)
 
@@ -308,7 +311,7 @@ class LiveEventRuntime:
         return {
             "healthy": healthy,
             "segment_seconds": segment_seconds,
-            "target_duration": self.packager.target_duration(self.options.rendition_names[0]),
+            "target_duration": self.packager.target_duration(self.packager.rendition),
             "seconds_since_segment": round(quiet, 1),
             "segment_overdue_seconds": round(overdue, 1),
             "recommended_keyframe_interval_seconds": advice,

@@ -27,6 +27,11 @@ class RunMedia(Protocol):
 
     def target_duration(self, rendition: str) -> int | None: ...
 
+    def reference_rendition(self) -> str:
+        """The rendition recordings and captions follow: the first one encoded (an ABR event skips the
+        rungs taller than its source, chosen at the transcoder's first start)."""
+        ...
+
     def set_subtitles(self, subtitles: Sequence[SubtitleRendition]) -> None:
         """Add (or, with an empty list, withdraw) subtitle renditions in the master playlist."""
         ...

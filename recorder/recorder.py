@@ -140,8 +140,11 @@ class Recorder:
     # --- SegmentObserver -------------------------------------------------------------------
     def on_segment(self, event_id: int, rendition: str, segment: Segment) -> None:
         recording = self.active.get(event_id)
-        if recording is None or rendition != recording.rendition or recording.failed:
+        # The top rendition encoded: an ABR event skips the rungs taller than its source, chosen once
+        # media flows, so the reference is asked for, not the one known when the recording started.
+        if recording is None or recording.failed or rendition != recording.run.media.reference_rendition():
             return
+        recording.rendition = rendition
         if recording.paused != self.disk.low:  # the guard's verdict, refreshed by the live sampler
             recording.paused = self.disk.low
             log.warning("recording %d: %s", recording.recording_id, "paused: the media disk is low"

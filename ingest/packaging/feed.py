@@ -19,9 +19,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from formats.cmaf import CmafError, parse_avc_config
 from formats.flv import flv_header, flv_tag, is_keyframe, is_sequence_header, script_tag_from_metadata
 
-__all__ = ["FlvFeed", "QueuedTag", "TAG_TYPES", "announced_streams", "publisher_has_audio"]
+__all__ = ["FlvFeed", "QueuedTag", "TAG_TYPES", "announced_streams", "publisher_has_audio", "publisher_source_height"]
 
 TAG_TYPES = {"audio": 8, "video": 9}
 #: FLV tag header (11) + PreviousTagSize (4), counted with the payload.
@@ -76,6 +77,21 @@ def publisher_has_audio(metadata: Mapping[str, Any] | None, sequence_headers: Ma
     ``-map 0:a`` would then fail at every start; unknown (no onMetaData, no header yet) counts as audio,
     as before."""
     return "audio" in sequence_headers or announced_streams(metadata)[0]
+
+
+def publisher_source_height(metadata: Mapping[str, Any] | None, sequence_headers: Mapping[str, bytes]) -> int | None:
+    """The publisher's picture height: its AVC sequence header's (what the encoder really sends), else
+    onMetaData's ``height``; None when neither tells (the ABR ladder is then encoded whole)."""
+    header = sequence_headers.get("video")
+    if header is not None and len(header) > 5 and header[0] & 0x0F == 7:
+        try:
+            return parse_avc_config(header[5:]).height
+        except CmafError:
+            pass
+    height = (metadata or {}).get("height")
+    if isinstance(height, (int, float)) and not isinstance(height, bool) and 0 < height < 100_000:
+        return int(height)
+    return None
 
 
 def _is_end_of_sequence(payload: bytes) -> bool:
@@ -181,6 +197,11 @@ class FlvFeed:
     def has_audio(self) -> bool:
         """What :func:`publisher_has_audio` says of this session's publisher so far."""
         return publisher_has_audio(self.metadata, self.sequence_headers)
+
+    @property
+    def source_height(self) -> int | None:
+        """What :func:`publisher_source_height` says of this session's publisher so far."""
+        return publisher_source_height(self.metadata, self.sequence_headers)
 
     def pop(self) -> bytes | None:
         """Bytes for ffmpeg's stdin, or None when the queue is empty."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Sequence
 
-from .options import PackagerOptions, Rendition, PASSTHROUGH_RENDITION
+from .options import PackagerOptions, Rendition, PASSTHROUGH_RENDITION, ladder_for_source
 
 __all__ = [
     "SEGMENT_PATTERN",
@@ -116,10 +116,14 @@ def _segment_output_args(
     ]
 
 
-def encoded_renditions(options: PackagerOptions, has_audio: bool = True) -> tuple[Rendition, ...]:
+def encoded_renditions(options: PackagerOptions, has_audio: bool = True,
+                       source_height: int | None = None) -> tuple[Rendition, ...]:
     """The ladder renditions ffmpeg makes, in ladder order: without audio, no audio-only one
-    (``-map 0:a`` would match nothing and ffmpeg would exit at every start)."""
-    return tuple(r for r in options.ladder if has_audio or not r.is_audio_only)
+    (``-map 0:a`` would match nothing and ffmpeg would exit at every start); for a source
+    ``source_height`` tall, no video rung taller than it (``options.ladder_for_source``: the lowest
+    rung alone when none fits; None, unknown: the whole ladder)."""
+    ladder = ladder_for_source(options.ladder, source_height)
+    return tuple(r for r in ladder if has_audio or not r.is_audio_only)
 
 
 def _video_rendition_args(options: PackagerOptions, rendition: Rendition, label: str, has_audio: bool) -> list[str]:
@@ -159,9 +163,9 @@ def _video_rendition_args(options: PackagerOptions, rendition: Rendition, label:
     ]
 
 
-def _ladder_graph(options: PackagerOptions) -> tuple[str, dict[str, str]]:
-    """One decode split into a scaler per video rendition: the filter graph and each one's label."""
-    video = [r for r in options.ladder if not r.is_audio_only]
+def _ladder_graph(renditions: Sequence[Rendition]) -> tuple[str, dict[str, str]]:
+    """One decode split into a scaler per encoded video rendition: the filter graph and each one's label."""
+    video = [r for r in renditions if not r.is_audio_only]
     labels = [f"v{i}" for i in range(len(video))]
     graph = f"[0:v]split={len(video)}" + "".join(f"[{label}in]" for label in labels)
     for label, rendition in zip(labels, video):
@@ -176,6 +180,7 @@ def build_ffmpeg_args(
     start_number: int,
     list_fd: int,
     has_audio: bool = True,
+    source_height: int | None = None,
 ) -> list[str]:
     """Full argv for one packager process.
 
@@ -183,6 +188,7 @@ def build_ffmpeg_args(
     for every rendition, so renditions stay aligned by number); ``list_fd``
     is the write end of the segment-list pipe inherited by ffmpeg.
     ``has_audio`` False (a publisher without audio): only the video renditions, without audio.
+    ``source_height``: the rungs :func:`encoded_renditions` keeps for that source (None: all).
     """
     if start_number < 0:
         raise ValueError("start_number must be >= 0")
@@ -191,9 +197,10 @@ def build_ffmpeg_args(
         args += ["-map", "0:v?", "-map", "0:a?", "-c", "copy"]
         args += _segment_output_args(options, output_dir, PASSTHROUGH_RENDITION, start_number, list_fd)
         return args
-    graph, video_labels = _ladder_graph(options)
+    renditions = encoded_renditions(options, has_audio, source_height)
+    graph, video_labels = _ladder_graph(renditions)
     args += ["-filter_complex", graph]
-    for rendition in encoded_renditions(options, has_audio):
+    for rendition in renditions:
         if rendition.is_audio_only:
             args += ["-map", "0:a", "-vn", "-c:a", "aac", "-b:a", f"{rendition.audio_kbps}k"]
         else:
@@ -219,10 +226,11 @@ def _flv_pipe_output_args(options: PackagerOptions, fd: int) -> list[str]:
 
 
 def build_transcoder_args(ffmpeg: str, options: PackagerOptions, fds: Sequence[int],
-                          has_audio: bool = True) -> list[str]:
+                          has_audio: bool = True, source_height: int | None = None) -> list[str]:
     """Full argv of the LL-HLS transcoder: the event's FLV on stdin, each rendition of
     :func:`encoded_renditions` as FLV (H.264 + AAC) on its own inherited pipe ``fds[i]``, in ladder
-    order, for our CMAF muxer (``has_audio`` False: video renditions only, without audio).
+    order, for our CMAF muxer (``has_audio`` False: video renditions only, without audio;
+    ``source_height``: no rung taller than the source, as :func:`encoded_renditions` says).
 
     The same encodes as the plain-HLS ladder (:func:`build_ffmpeg_args`): keyframes forced every
     ``segment_seconds`` of media time, so every rendition has them on the same frames and the
@@ -230,11 +238,11 @@ def build_transcoder_args(ffmpeg: str, options: PackagerOptions, fds: Sequence[i
     """
     if options.passthrough:
         raise ValueError("the transcoder is for ABR ladders; passthrough is muxed without ffmpeg")
-    renditions = encoded_renditions(options, has_audio)
+    renditions = encoded_renditions(options, has_audio, source_height)
     if len(fds) != len(renditions):
         raise ValueError(f"{len(renditions)} renditions need as many pipes, got {len(fds)}")
     args = [ffmpeg, *_input_args(options)]
-    graph, video_labels = _ladder_graph(options)
+    graph, video_labels = _ladder_graph(renditions)
     args += ["-filter_complex", graph]
     for rendition, fd in zip(renditions, fds):
         if rendition.is_audio_only:

@@ -82,6 +82,24 @@ class LlLadder:
         self._gate_ms = int(ALIGN_HOLD_SEGMENTS * segment_seconds * 1000)
         self.gate_dropped = 0  # tags dropped at a restart because the other renditions never got that far
 
+    def select(self, names: Sequence[str]) -> None:
+        """Keep only ``names`` (in ladder order): the rungs chosen for the source at the transcoder's
+        first start, before any of their media. The gates and the reference follow: a rung that is never
+        encoded must not hold the others back, nor be the one the followers are cut on."""
+        kept = [n for n in self.names if n in names]
+        if not kept or set(names) - set(self.names) or all(n in self.followers for n in kept):
+            raise ValueError(f"cannot keep {tuple(names)} of {self.names}")
+        self.names = tuple(kept)
+        self.renditions = {n: self.renditions[n] for n in kept}
+        self.followers = frozenset(n for n in self.followers if n in kept)
+        self.reference = next(n for n in kept if n not in self.followers)
+        self._held = {n: self._held[n] for n in self.followers}
+        self._cuts = {n: self._cuts[n] for n in self.followers}
+        video = [n for n in kept if n not in self.followers]
+        self._gated = self._gated & frozenset(video) if len(video) > 1 else frozenset()
+        self._gate = {n: self._gate[n] for n in self._gated}
+        self._arrived = {n: t for n, t in self._arrived.items() if n in self._gated}
+
     # ----------------------------------------------------------------- sessions
 
     def begin_session(self) -> None:

@@ -29,7 +29,7 @@ from formats.m3u8 import LlPlaylist, Segment, SubtitleRendition, VariantStream, 
 from live_server.files import write_atomic
 from live_server.layout import MASTER_PLAYLIST
 
-from .feed import announced_streams, publisher_has_audio
+from .feed import announced_streams, publisher_has_audio, publisher_source_height
 from .ffmpeg_args import encoded_renditions
 from .ll_ladder import LlLadder
 from .ll_stream import LlFile, LlUnsupported, LlUpdate
@@ -109,7 +109,7 @@ class LlPackager:
                 raise ValueError("an ABR ladder needs ffmpeg to transcode")
             self._transcoder = Transcoder(ffmpeg, options, self.output_dir, on_tag=self._rendition_tag,
                                           on_restart=self._transcoder_restarted, on_failed=self._fail,
-                                          on_drop=on_drop)
+                                          on_drop=on_drop, on_ladder=self._ladder_chosen)
         self.playlists = {name: LlPlaylists() for name in self.names}
         self._writer: ThreadPoolExecutor | None = None
         self._last_write: asyncio.Future[OSError | None] | None = None
@@ -393,17 +393,33 @@ class LlPackager:
         if bps > self._peak_bps * 1.1:
             self._peak_bps = bps
 
+    def _ladder_chosen(self, options: PackagerOptions) -> None:
+        """The transcoder's first start kept the rungs no taller than the source: from now on only those
+        are muxed, listed and reported (before any of their media; the reference is the first kept)."""
+        if options.rendition_names == self.names:
+            return
+        self.options = options
+        self.names = options.rendition_names
+        self._ladder.select(self.names)
+        self.playlists = {name: self.playlists[name] for name in self.names}
+        self._rendition_headers = {name: self._rendition_headers[name] for name in self.names}
+        if self._started:
+            self._write_soon(self._master_files())
+
     def _variants(self) -> list[VariantStream]:
         """What the master lists: for the ladder, CODECS and RESOLUTION as each rendition's own
-        sequence headers say (x264's profile and level, the scaled size) once they are known."""
+        sequence headers say (x264's profile and level, the scaled size) once they are known; the
+        rungs the transcoder chose for the source (before its first start: those the publisher's
+        picture height, as known so far, would keep)."""
         if self._transcoder is None:
             return build_variants(self.options, self._metadata, self._headers, self._peak_bps)
         has_audio = self._transcoder.encodes_audio
         if has_audio is None:  # before ffmpeg starts: what the publisher says so far
             has_audio = publisher_has_audio(self._metadata, self._headers)
-        variants = build_variants(self.options, self._metadata, self._headers, self._peak_bps, has_audio)
+        height = None if self._transcoder.ladder_chosen else publisher_source_height(self._metadata, self._headers)
+        variants = build_variants(self.options, self._metadata, self._headers, self._peak_bps, has_audio, height)
         out = []
-        for rendition, variant in zip(encoded_renditions(self.options, has_audio), variants):
+        for rendition, variant in zip(encoded_renditions(self.options, has_audio, height), variants):
             headers = self._rendition_headers[rendition.name]
             codecs = codecs_from_sequence_headers(headers) if headers else None
             resolution = variant.resolution

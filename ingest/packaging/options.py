@@ -7,9 +7,9 @@ app's settings object builds it once per event.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-__all__ = ["Rendition", "PackagerOptions", "DEFAULT_LADDER", "PASSTHROUGH_RENDITION"]
+__all__ = ["Rendition", "PackagerOptions", "DEFAULT_LADDER", "PASSTHROUGH_RENDITION", "ladder_for_source"]
 
 #: Name (and subfolder) of the single rendition when we do not re-encode.
 PASSTHROUGH_RENDITION = "source"
@@ -52,6 +52,24 @@ DEFAULT_LADDER: tuple[Rendition, ...] = (
     Rendition("240p", 240, video_kbps=400, audio_kbps=64, h264_level="2.1"),
     Rendition("audio", None, audio_kbps=96),
 )
+
+
+def ladder_for_source(ladder: tuple[Rendition, ...], source_height: int | None) -> tuple[Rendition, ...]:
+    """The rungs worth encoding for a source ``source_height`` pixels tall, in ladder order.
+
+    Upscaling a rung taller than the source costs CPU (the largest encode) and gives viewers no more
+    detail, so (as PeerTube and OvenMediaEngine do) only the video rungs no taller than the source
+    are kept; when none is, the lowest video rung alone, so there is always one video rendition.
+    Audio-only rungs are kept. An unknown height (None, or not positive) keeps the whole ladder."""
+    if source_height is None or source_height <= 0:
+        return ladder
+    video = [r for r in ladder if r.height is not None]
+    if not video:
+        return ladder
+    kept = {r.name for r in video if r.height is not None and r.height <= source_height}
+    if not kept:
+        kept = {min(video, key=lambda r: r.height or 0).name}
+    return tuple(r for r in ladder if r.is_audio_only or r.name in kept)
 
 
 @dataclass(frozen=True)
@@ -135,6 +153,14 @@ class PackagerOptions:
         if self.passthrough:
             return (PASSTHROUGH_RENDITION,)
         return tuple(r.name for r in self.ladder)
+
+    def for_source_height(self, source_height: int | None) -> "PackagerOptions":
+        """These options with the ladder :func:`ladder_for_source` keeps for that source (passthrough
+        and an unknown height: unchanged). Applying it twice with the same height changes nothing."""
+        if self.passthrough:
+            return self
+        ladder = ladder_for_source(self.ladder, source_height)
+        return self if ladder == self.ladder else replace(self, ladder=ladder)
 
     @property
     def window_segments(self) -> int:

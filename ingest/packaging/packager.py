@@ -31,7 +31,7 @@ from formats.m3u8 import PlaylistParseError, Segment, SubtitleRendition, parse_m
 from live_server.files import write_atomic
 from live_server.layout import MASTER_PLAYLIST
 
-from .feed import FlvFeed, publisher_has_audio
+from .feed import FlvFeed, publisher_has_audio, publisher_source_height
 from .ffmpeg_args import SegmentListEntry, build_ffmpeg_args, encoded_renditions, parse_segment_list_line
 from .mpegts import counter_offsets, last_counters, shift_counters
 from .options import PackagerOptions
@@ -62,6 +62,11 @@ class LivePackager(Protocol):
     module's ffmpeg ``Packager`` or the in-process LL-HLS ``ll_packager.LlPackager``."""
 
     write_errors: int
+
+    @property
+    def rendition(self) -> str:
+        """The reference rendition: the first one encoded (known for sure once media flows)."""
+        ...
 
     @property
     def restarts(self) -> int: ...
@@ -139,6 +144,8 @@ class Packager(Supervised):
         self._advertised_headers: dict[str, bytes] = {}
         #: Whether the current (or last) ffmpeg of the session encodes audio; None before it starts.
         self._encodes_audio: bool | None = None
+        #: Whether the rungs were chosen for the source (ffmpeg's first start; kept for the packager's life).
+        self._ladder_chosen = options.passthrough
         self._subtitles: tuple[SubtitleRendition, ...] = ()
         self._measured_peak_bps = 0
         self._started = False
@@ -387,8 +394,34 @@ class Packager(Supervised):
         except Exception:
             log.exception("%s: on_packager_failed raised", self.output_dir)
 
+    def _choose_ladder(self) -> None:
+        """At ffmpeg's first start: keep only the rungs no taller than the source
+        (``options.ladder_for_source``), for this packager's life. A later session with another
+        picture size gets the same renditions (scaled up or down): the master and the media
+        playlists stay the same ones."""
+        if self._ladder_chosen:
+            return
+        self._ladder_chosen = True
+        height = self._feed.source_height
+        chosen = self.options.for_source_height(height)
+        if chosen is self.options:
+            return
+        skipped = [r.name for r in self.options.ladder if r not in chosen.ladder]
+        log.info("%s: source is %sp tall: not encoding %s (no rung taller than the source, "
+                 "the lowest one at least)", self.output_dir, height, "/".join(skipped))
+        self.options = chosen
+        self._timeline.select(chosen)
+        self._write_soon(self._master_files())
+
+    @property
+    def rendition(self) -> str:
+        """The reference rendition (recordings and captions follow it): the first one encoded."""
+        return self.options.rendition_names[0]
+
     async def _spawn(self, resync: bool) -> _Run:
-        """Start one ffmpeg, numbering its segments on from the last one listed."""
+        """Start one ffmpeg, numbering its segments on from the last one listed (the rungs are
+        chosen at the first start: :meth:`_choose_ladder`)."""
+        self._choose_ladder()
         self._counter_shifts = {}
         self._counters_follow = {r: segments[-1].uri for r in self.options.rendition_names
                                  if (segments := self._timeline.segments(r))}
@@ -560,8 +593,11 @@ class Packager(Supervised):
         has_audio = self._encodes_audio
         if has_audio is None:  # before ffmpeg starts: what the publisher says so far
             has_audio = publisher_has_audio(self._advertised_metadata, self._advertised_headers)
+        # Before ffmpeg's first start, the rungs the publisher's picture height (as known so far) would keep.
+        height = None if self._ladder_chosen else publisher_source_height(self._advertised_metadata,
+                                                                          self._advertised_headers)
         variants = build_variants(self.options, self._advertised_metadata,
-                                  self._advertised_headers, self._measured_peak_bps, has_audio)
+                                  self._advertised_headers, self._measured_peak_bps, has_audio, height)
         targets = {MASTER_PLAYLIST: render_master(variants, self._subtitles)}
         if self.options.dvr:
             dvr_variants = [

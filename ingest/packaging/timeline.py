@@ -93,6 +93,17 @@ class EventTimeline:
     def ended(self) -> bool:
         return all(p.ended for p in self.playlists.values())
 
+    def select(self, options: PackagerOptions) -> None:
+        """Keep only ``options``' renditions (the rungs chosen for the source at ffmpeg's first start):
+        the others are never listed, written nor waited for."""
+        names = options.rendition_names
+        if not names or set(names) - set(self.renditions):
+            raise ValueError(f"cannot keep {names} of {self.renditions}")
+        self.options = options
+        self.renditions = tuple(r for r in self.renditions if r in names)
+        self.playlists = {r: self.playlists[r] for r in self.renditions}
+        self._run_renditions = tuple(r for r in self._run_renditions if r in names) or self.renditions
+
     # -- runs (one ffmpeg process each) ----------------------------------
     def mark_discontinuity(self) -> None:
         """The next listed segment does not continue the previous one's timestamps."""

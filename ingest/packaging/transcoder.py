@@ -81,9 +81,13 @@ class Transcoder(Supervised):
                  on_tag: Callable[[str, str, int, bytes], None],
                  on_restart: Callable[[], None] = lambda: None,
                  on_failed: Callable[[str], None] = lambda reason: None,
-                 on_drop: Callable[[], None] = lambda: None) -> None:
+                 on_drop: Callable[[], None] = lambda: None,
+                 on_ladder: Callable[[PackagerOptions], None] = lambda options: None) -> None:
         if options.passthrough:
             raise ValueError("the transcoder encodes ABR ladders only")
+        self._on_ladder = on_ladder
+        #: Whether the rungs were chosen for the source (at the first start; kept for this transcoder's life).
+        self.ladder_chosen = False
         self._ffmpeg = ffmpeg
         self.options = options
         self._label = str(label)
@@ -140,9 +144,27 @@ class Transcoder(Supervised):
         log.error("%s: transcoder failed: %s", self._label, reason)
         self._on_failed(reason)
 
+    def _choose_ladder(self) -> None:
+        """At the first start: keep only the rungs no taller than the source (``ladder_for_source``),
+        for good. A later session with another picture size gets the same renditions (scaled up or down),
+        so the master and the renditions' playlists stay the same ones; ``on_ladder`` is told first."""
+        if self.ladder_chosen:
+            return
+        self.ladder_chosen = True
+        height = self._feed.source_height
+        chosen = self.options.for_source_height(height)
+        if chosen is not self.options:
+            skipped = [r.name for r in self.options.ladder if r not in chosen.ladder]
+            log.info("%s: source is %sp tall: not encoding %s (no rung taller than the source, "
+                     "the lowest one at least)", self._label, height, "/".join(skipped))
+            self.options = chosen
+        self._on_ladder(self.options)
+
     async def _spawn(self, resync: bool) -> _Run:
         """Start one ffmpeg, each rendition's FLV on its own pipe; a publisher without audio (as far as
-        its onMetaData and headers tell at its first frame) gets no audio-only rendition."""
+        its onMetaData and headers tell at its first frame) gets no audio-only rendition. The rungs are
+        chosen at the first start (:meth:`_choose_ladder`)."""
+        self._choose_ladder()
         has_audio = self._feed.has_audio
         self.encodes_audio = has_audio
         renditions = encoded_renditions(self.options, has_audio)
