@@ -16,7 +16,7 @@ import pytest
 
 from formats.m3u8 import parse_master
 from ingest.live import LIVE
-from ingest.packaging.options import DEFAULT_LADDER
+from ingest.packaging.options import DEFAULT_LADDER, ladder_for_source
 from tests.conftest import REALTIME_SPEECH
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.media import FFMPEG, decode_errors, push_rtmp, stop
@@ -25,7 +25,12 @@ from tests.media import FFMPEG, decode_errors, push_rtmp, stop
 # with real time too (two of them at once on two cores measure the machine, not the code).
 pytestmark = pytest.mark.xdist_group(REALTIME_SPEECH)
 
-NAMES = [r.name for r in DEFAULT_LADDER]
+# No rung taller than the source is encoded: a source this tall gets two video renditions (480p, 240p)
+# and the audio-only one, enough for rendition reports across renditions and for ABR switching, at a
+# publisher's cost kept low (10 fps, x264 ultrafast).
+TALL, TALL_HEIGHT = "854x480", 480
+LADDER = ladder_for_source(DEFAULT_LADDER, TALL_HEIGHT)
+NAMES = [r.name for r in LADDER]
 LL = pytest.mark.live_settings(ll_hls=True)
 REPORT = re.compile(r'#EXT-X-RENDITION-REPORT:URI="\.\./([^/"]+)/live\.m3u8",LAST-MSN=(\d+),LAST-PART=(\d+)')
 
@@ -69,7 +74,7 @@ def _master_variants(text: str) -> list[tuple[str, str | None, tuple[int, int] |
 async def test_every_rendition_of_the_ladder_is_ll_hls(live: Live) -> None:
     event = await live.create_event(abr=True, dvr=True)
     slug = event["slug"]
-    pusher = await push_rtmp(live.publish_url(event), seconds=30, size="320x180", fps=15)
+    pusher = await push_rtmp(live.publish_url(event), seconds=30, size=TALL, fps=10)
     try:
         await wait_for(lambda: event_state_is(live, event, "live"), 20, "live")
         texts = await _ladder_playlists(live, slug)
@@ -87,12 +92,15 @@ async def test_every_rendition_of_the_ladder_is_ll_hls(live: Live) -> None:
         assert status == 200
         variants = _master_variants(master)
         assert [uri for uri, _, _ in variants] == [f"{name}/live.m3u8" for name in NAMES]
-        for (uri, codecs, resolution), rendition in zip(variants, DEFAULT_LADDER):
+        width, height = (int(n) for n in TALL.split("x"))
+        for (uri, codecs, resolution), rendition in zip(variants, LADDER):
             if rendition.is_audio_only:
                 assert codecs == "mp4a.40.2" and resolution is None
-            else:  # what x264's avcC says (High profile), and the scaled picture of a 16:9 source
+            else:  # what x264's avcC says (High profile), and the source's picture scaled as ffmpeg's -2:H does
+                assert rendition.height is not None
+                scaled = (rendition.height * width + height) // (2 * height) * 2
                 assert codecs is not None and re.fullmatch(r"avc1\.64[0-9a-f]{4},mp4a\.40\.2", codecs), codecs
-                assert resolution == (rendition.nominal_width, rendition.height), (uri, resolution)
+                assert resolution == (scaled, rendition.height), (uri, resolution)
 
         # A blocking reload on a rendition other than the first answers once the part exists.
         for _ in range(3):
@@ -122,7 +130,7 @@ async def test_every_rendition_of_the_ladder_is_ll_hls(live: Live) -> None:
         dvr = (folder / name / "dvr.m3u8").read_text()
         assert dvr.rstrip().endswith("#EXT-X-ENDLIST")
         listed[name] = re.findall(r"^seg_(\d+)\.m4s$", dvr, re.M)
-    assert len(listed["720p"]) >= 5 and all(listed[name] == listed["720p"] for name in NAMES), listed
+    assert len(listed[NAMES[0]]) >= 5 and all(listed[name] == listed[NAMES[0]] for name in NAMES), listed
     assert decode_errors(folder / "480p" / "dvr.m3u8", across_discontinuities=True) == ""
 
 
@@ -157,7 +165,7 @@ async def test_event_page_plays_the_ladder_with_parts(live: Live, browser: Any) 
         Object.defineProperty(window, "Hls", { configurable: true, get() { return wrapped; }, set(original) {
           wrapped = class extends original { constructor(c) { super(c); window.__hls = this; } }; } });
       })();""")
-    pusher = await push_rtmp(live.publish_url(event), seconds=40, size="320x180", fps=15)
+    pusher = await push_rtmp(live.publish_url(event), seconds=40, size=TALL, fps=10)
     try:
         await wait_for(lambda: event_state_is(live, event, "live"), 20, "live")
         await _ladder_playlists(live, event["slug"])
@@ -196,7 +204,7 @@ async def test_a_publisher_without_audio_gets_the_video_renditions(live: Live, l
     rendition nor audio CODECS."""
     event = await live.create_event(abr=True, dvr=True)
     slug = event["slug"]
-    video = [r.name for r in DEFAULT_LADDER if not r.is_audio_only]
+    video = [r.name for r in ladder_for_source(DEFAULT_LADDER, 180) if not r.is_audio_only]  # 240p alone
     audio_only = [r.name for r in DEFAULT_LADDER if r.is_audio_only]
     pusher = await asyncio.create_subprocess_exec(
         FFMPEG, "-hide_banner", "-loglevel", "error", "-readrate", "2",
@@ -229,5 +237,44 @@ async def test_a_publisher_without_audio_gets_the_video_renditions(live: Live, l
             assert status != 200 or not re.search(r"^seg_", text, re.M), (name, text)
         await asyncio.wait_for(pusher.wait(), 30)  # the whole clip went out
         assert packager.restarts == 0
+    finally:
+        await stop(pusher)
+
+
+@pytest.mark.parametrize("ll_hls", [pytest.param(True, marks=LL, id="ll"),
+                                    pytest.param(False, marks=pytest.mark.live_settings(ll_hls=False), id="plain")])
+async def test_a_small_source_gets_no_rung_taller_than_itself(live: Live, ll_hls: bool) -> None:
+    """A 160x120 publisher on an ABR event: upscaling it to 720p and 480p would cost most of the CPU for
+    nothing, so ffmpeg scales to 240p only (the lowest rung, as none is as short as the source), and the
+    master lists exactly 240p and the audio-only rendition; the skipped rungs never get a segment."""
+    event = await live.create_event(abr=True, dvr=True)
+    slug = event["slug"]
+    pusher = await push_rtmp(live.publish_url(event), seconds=20, size="160x120", fps=10)
+    try:
+        await wait_for(lambda: event_state_is(live, event, "live"), 20, "live")
+        packager = live.app[LIVE].events[event["id"]].packager
+        pid = packager.transcoder.pid if ll_hls else packager.pid
+        assert pid is not None
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            args = cmdline.read().split(b"\0")
+        graph = args[args.index(b"-filter_complex") + 1].decode()
+        assert "scale=-2:240" in graph and "scale=-2:720" not in graph and "scale=-2:480" not in graph, graph
+
+        async def listed() -> str | None:
+            for name in ("240p", "audio"):
+                status, text = await _text(live, slug, f"{name}/live.m3u8")
+                if status != 200 or not re.search(r"^seg_\d+\.(m4s|ts)$", text, re.M):
+                    return None
+            status, master = await _text(live, slug, "master.m3u8")
+            return master if status == 200 else None
+        master = await wait_for(listed, 30, "segments in 240p and audio")
+        assert [uri for uri, _, _ in _master_variants(master)] == ["240p/live.m3u8", "audio/live.m3u8"], master
+        assert packager.rendition == "240p"  # recordings and captions follow the top rendition encoded
+        for name in ("720p", "480p"):
+            status, text = await _text(live, slug, f"{name}/live.m3u8")
+            assert status != 200 or not re.search(r"^seg_", text, re.M), (name, text)
+        if ll_hls:  # 240p reports the audio rendition only
+            _, text = await _text(live, slug, "240p/live.m3u8")
+            assert {other for other, _, _ in REPORT.findall(text)} == {"audio"}, text
     finally:
         await stop(pusher)

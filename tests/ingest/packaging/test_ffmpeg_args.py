@@ -19,7 +19,15 @@ from ingest.packaging.ffmpeg_args import (
     segment_filename,
     segment_number,
 )
-from ingest.packaging.options import DEFAULT_LADDER, PASSTHROUGH_RENDITION, PackagerOptions, Rendition
+from ingest.packaging.feed import publisher_source_height
+from ingest.packaging.options import (
+    DEFAULT_LADDER,
+    PASSTHROUGH_RENDITION,
+    PackagerOptions,
+    Rendition,
+    ladder_for_source,
+)
+from ingest.packaging.variants import build_variants
 
 from .support import ffmpeg_exe, make_source
 
@@ -286,3 +294,61 @@ def test_bundled_ffmpeg_runs_the_transcoder(tmp_path: Path) -> None:
         if not rendition.is_audio_only:
             keyframes.append([ts for t, ts, p in tags if t == 9 and is_keyframe(p) and p[1] == 1])
     assert len(keyframes[0]) >= 2 and keyframes.count(keyframes[0]) == len(keyframes), keyframes
+
+
+# -- the rungs encoded for a source: none taller than it ------------------------------------------------
+
+@pytest.mark.parametrize("height, expected", [
+    (1080, ["720p", "480p", "240p", "audio"]),
+    (720, ["720p", "480p", "240p", "audio"]),  # as tall as a rung: that rung is kept
+    (719, ["480p", "240p", "audio"]),
+    (480, ["480p", "240p", "audio"]),
+    (360, ["240p", "audio"]),
+    (240, ["240p", "audio"]),
+    (120, ["240p", "audio"]),  # none qualifies: the lowest video rung alone, never no video
+    (None, ["720p", "480p", "240p", "audio"]),  # unknown: the whole ladder, as before
+    (0, ["720p", "480p", "240p", "audio"]),
+])
+def test_no_rung_taller_than_the_source(height: int | None, expected: list[str]) -> None:
+    assert [r.name for r in ladder_for_source(DEFAULT_LADDER, height)] == expected
+    options = PackagerOptions(ladder=DEFAULT_LADDER)
+    assert [r.name for r in encoded_renditions(options, True, height)] == expected
+    assert [r.name for r in encoded_renditions(options, False, height)] == [n for n in expected if n != "audio"]
+    chosen = options.for_source_height(height)
+    assert chosen.rendition_names == tuple(expected)
+    assert chosen.for_source_height(height) == chosen  # chosen once: choosing again changes nothing
+    variants = build_variants(options, {}, {}, 0, True, height)
+    assert [v.uri for v in variants] == [f"{n}/live.m3u8" for n in expected]
+    assert [v.uri for v in build_variants(chosen, {}, {}, 0, False)] == [
+        f"{n}/live.m3u8" for n in expected if n != "audio"]
+
+
+def test_the_lowest_rung_is_the_shortest_whatever_the_order() -> None:
+    ladder = (Rendition("240p", 240, 400), Rendition("audio", None), Rendition("480p", 480, 1400))
+    assert [r.name for r in ladder_for_source(ladder, 100)] == ["240p", "audio"]
+    assert PackagerOptions().for_source_height(100) == PackagerOptions()  # passthrough: nothing to choose
+
+
+def test_a_small_source_scales_to_the_lowest_rung_only() -> None:
+    """A 160x120 source: one scaler (240p), no 720p/480p encode; one pipe per rendition encoded."""
+    options = PackagerOptions(ladder=DEFAULT_LADDER)
+    args = build_transcoder_args("ffmpeg", options, [5, 6], source_height=120)
+    assert args[args.index("-filter_complex") + 1] == "[0:v]split=1[v0in];[v0in]scale=-2:240[v0]"
+    assert args.count("libx264") == 1 and "2800k" not in args and "1400k" not in args
+    with pytest.raises(ValueError, match="2 renditions need as many pipes, got 4"):
+        build_transcoder_args("ffmpeg", options, [5, 6, 8, 9], source_height=120)
+    plain = build_ffmpeg_args("ffmpeg", options, OUT, 0, 5, source_height=360)
+    assert plain[plain.index("-filter_complex") + 1] == "[0:v]split=1[v0in];[v0in]scale=-2:240[v0]"
+    assert [a for a in plain if a.endswith("%06d.ts")] == [f"{OUT}/240p/seg_%06d.ts", f"{OUT}/audio/seg_%06d.ts"]
+    assert build_ffmpeg_args("ffmpeg", options, OUT, 0, 5, source_height=None) == build_ffmpeg_args(
+        "ffmpeg", options, OUT, 0, 5)
+
+
+def test_the_source_height_comes_from_the_avc_header_else_onmetadata() -> None:
+    header = next(t.payload for t in make_source(seconds=1.0) if t.kind == "video" and t.payload[1] == 0)
+    assert publisher_source_height(None, {"video": header}) == 120  # 160x120, as the SPS says
+    assert publisher_source_height({"height": 1080.0}, {"video": header}) == 120  # the encoder's word wins
+    assert publisher_source_height({"height": 480.0}, {}) == 480
+    assert publisher_source_height({"height": 480.0}, {"video": b"\x17\x00\x00\x00\x00junk"}) == 480
+    for metadata in (None, {}, {"height": "tall"}, {"height": True}, {"height": -5}):
+        assert publisher_source_height(metadata, {}) is None

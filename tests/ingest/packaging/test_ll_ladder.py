@@ -193,3 +193,23 @@ def test_a_stalled_rendition_holds_the_others_back_at_most_the_gate(
     ended = [s for u in updates["240p"] for s in u.segments]
     assert len(ended) > len(live) and lad.gate_dropped == 0
     assert sum(s.duration for s in ended) == pytest.approx(last / 1000, abs=0.2)
+
+
+def test_the_rungs_chosen_for_the_source_are_the_only_ones(outputs: dict[str, list[tuple[str, int, bytes]]]) -> None:
+    """The transcoder's first start kept 240p and audio (a source shorter than 480p): the rungs it never
+    encodes hold nothing back (no gate waits for 720p/480p), 240p becomes the reference the audio is
+    cut on, and the playlists report only the renditions kept."""
+    lad = ladder()
+    lad.begin_session()
+    lad.select(["240p", "audio"])
+    assert lad.names == ("240p", "audio") and lad.reference == "240p" and set(lad.renditions) == {"240p", "audio"}
+    kept = {name: outputs[name] for name in ("240p", "audio")}
+    updates = feed(lad, kept, audio_lead_ms=0)
+    segments = {name: [s.sequence for u in updates[name] for s in u.segments] for name in kept}
+    assert len(segments["240p"]) >= 2 and segments["audio"] == segments["240p"][:len(segments["audio"])], segments
+    assert len(segments["audio"]) >= len(segments["240p"]) - 1, segments
+    playlist = lad.playlist("240p", 6, "live.m3u8")
+    assert playlist is not None and [r.uri for r in playlist.rendition_reports] == ["../audio/live.m3u8"]
+    for bad in (["audio"], ["1080p", "240p"], []):
+        with pytest.raises(ValueError, match="cannot keep"):
+            ladder().select(bad)
