@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from formats.cmaf import fragment_start_90khz
 from formats.webvtt import parse as parse_webvtt
+from ingest.packaging.options import DEFAULT_LADDER, ladder_for_source
 from live_server.db import DB
 from live_server.models import CaptionSegment
 from tests.captions.conftest import Speech, push_track, speech_track
@@ -36,15 +37,17 @@ hls.on(Hls.Events.MANIFEST_PARSED, () => document.getElementById('v').play());
 
 
 # Where the cues land is the subject, not how soon: no audio dropped on a loaded machine, time to catch up.
-# With the ABR ladder, the rendition follows the first one (720p), whose times are the transcoder's (they
-# start near zero, not at the publisher's 100 s).
+# With the ABR ladder, the rendition follows the first one encoded, whose times are the transcoder's (they
+# start near zero, not at the publisher's 100 s): for this 160x120 publisher, 240p (no rung taller than
+# the source is encoded, the lowest one at least), then the audio-only rendition.
+LADDER = ladder_for_source(DEFAULT_LADDER, 120)
 @pytest.mark.parametrize("abr", [False, True], ids=["source", "ladder"])
 @pytest.mark.live_settings(ll_hls=True, caption_queue_seconds=120, caption_finish_seconds=60)
 async def test_ll_hls_caption_cues_land_at_their_media_time_in_hls_js(
         captioned: Live, ko_speech: Speech, browser: Any, tmp_path: Path, abr: bool) -> None:
     live = captioned
     event = await live.create_event(dvr=True, caption_language="ko", abr=abr)
-    rendition = "720p" if abr else "source"
+    rendition = LADDER[0].name if abr else "source"
     track = speech_track(ko_speech, [1.0], 11.0, tmp_path)
     pusher = await push_track(live.publish_url(event), track, ts_offset=100.0)  # FLV time starts at 100 s
     await wait_for(lambda: event_state_is(live, event, "live"), 15, "live")
@@ -67,7 +70,7 @@ async def test_ll_hls_caption_cues_land_at_their_media_time_in_hls_js(
     assert expected is not None and (abr or expected >= 100 * 90_000) and tsmap.mpegts == expected
     if abr:  # every variant of the ladder lists the caption rendition
         master = (run / "master-dvr.m3u8").read_text()
-        assert master.count('SUBTITLES="subs"') == 4 and 'URI="subtitles/ko/dvr.m3u8"' in master
+        assert master.count('SUBTITLES="subs"') == len(LADDER) == 2 and 'URI="subtitles/ko/dvr.m3u8"' in master
 
     async def page_html(_: web.Request) -> web.StreamResponse:
         return web.Response(text=PAGE, content_type="text/html")
