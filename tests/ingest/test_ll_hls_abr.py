@@ -27,8 +27,8 @@ pytestmark = pytest.mark.xdist_group(REALTIME_SPEECH)
 
 # No rung taller than the source is encoded: a source this tall gets two video renditions (480p, 240p)
 # and the audio-only one, enough for rendition reports across renditions and for ABR switching, at a
-# publisher's cost kept low (10 fps, x264 ultrafast).
-TALL, TALL_HEIGHT = "854x480", 480
+# publisher's cost kept low (10 fps, x264 ultrafast); 4:3, so that every rung's width is exact.
+TALL, TALL_HEIGHT = "640x480", 480
 LADDER = ladder_for_source(DEFAULT_LADDER, TALL_HEIGHT)
 NAMES = [r.name for r in LADDER]
 LL = pytest.mark.live_settings(ll_hls=True)

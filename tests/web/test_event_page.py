@@ -38,8 +38,9 @@ async def test_event_page_from_waiting_to_live_to_replay_without_reload(live: Li
     # Long enough for every step below on a loaded machine (the chapter must fall inside the recording);
     # the encoder is stopped as soon as they are done. 480 lines tall: the ladder encodes no rung taller
     # than the source, and two video levels (480p, 240p) are what the quality menu switches between;
-    # 10 fps and x264 ultrafast keep the publisher cheap.
-    pusher = await push_rtmp(live.publish_url(event), seconds=40, size="854x480", fps=10)
+    # 10 fps and x264 ultrafast keep the publisher cheap. 4:3, so that 240p is exactly 320x240 (a width
+    # rounded to even would give non-square pixels, and Chromium a videoHeight of 241).
+    pusher = await push_rtmp(live.publish_url(event), seconds=40, size="640x480", fps=10)
     try:
         await wait_for(lambda: event_state_is(live, event, "live"), 15, "live")
         await page.wait_for_function(PLAYING, timeout=30_000)
