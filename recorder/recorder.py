@@ -79,7 +79,7 @@ class Recorder:
             return  # this event opted out
         files = RecordingFiles(folder)
         await asyncio.get_running_loop().run_in_executor(None, files.create)
-        self.active[live.event_id] = ActiveRecording(recording_id, live.event_id, live, live.options.rendition_names[0], files)
+        self.active[live.event_id] = ActiveRecording(recording_id, live.event_id, live, live.media.reference_rendition(), files)
         self.metrics.recordings_active.set(len(self.active))
         log.info("event %s: recording %d into %s", live.event_id, recording_id, started.media_path)
 
