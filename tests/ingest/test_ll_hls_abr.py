@@ -246,19 +246,24 @@ async def test_a_publisher_without_audio_gets_the_video_renditions(live: Live, l
 async def test_a_small_source_gets_no_rung_taller_than_itself(live: Live, ll_hls: bool) -> None:
     """A 160x120 publisher on an ABR event: upscaling it to 720p and 480p would cost most of the CPU for
     nothing, so ffmpeg scales to 240p only (the lowest rung, as none is as short as the source), and the
-    master lists exactly 240p and the audio-only rendition; the skipped rungs never get a segment."""
+    master lists exactly 240p and the audio-only rendition; the skipped rungs never get a segment. A
+    reconnect with a taller picture keeps those renditions (the choice is the packager's, once)."""
     event = await live.create_event(abr=True, dvr=True)
     slug = event["slug"]
     pusher = await push_rtmp(live.publish_url(event), seconds=20, size="160x120", fps=10)
-    try:
-        await wait_for(lambda: event_state_is(live, event, "live"), 20, "live")
-        packager = live.app[LIVE].events[event["id"]].packager
+    packager = None
+
+    def scalers() -> str:
+        assert packager is not None
         pid = packager.transcoder.pid if ll_hls else packager.pid
         assert pid is not None
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
             args = cmdline.read().split(b"\0")
-        graph = args[args.index(b"-filter_complex") + 1].decode()
-        assert "scale=-2:240" in graph and "scale=-2:720" not in graph and "scale=-2:480" not in graph, graph
+        return " ".join(re.findall(r"scale=-2:\d+", args[args.index(b"-filter_complex") + 1].decode()))
+    try:
+        await wait_for(lambda: event_state_is(live, event, "live"), 20, "live")
+        packager = live.app[LIVE].events[event["id"]].packager
+        assert scalers() == "scale=-2:240"
 
         async def listed() -> str | None:
             for name in ("240p", "audio"):
@@ -276,5 +281,19 @@ async def test_a_small_source_gets_no_rung_taller_than_itself(live: Live, ll_hls
         if ll_hls:  # 240p reports the audio rendition only
             _, text = await _text(live, slug, "240p/live.m3u8")
             assert {other for other, _, _ in REPORT.findall(text)} == {"audio"}, text
+
+        # The publisher comes back 480 lines tall: the same renditions, 240p scaled down now.
+        def pid() -> int | None:
+            assert packager is not None
+            return packager.transcoder.pid if ll_hls else packager.pid
+        first = pid()
+        await stop(pusher)
+        pusher = await push_rtmp(live.publish_url(event), seconds=20, size="640x480", fps=10)
+        await wait_for(lambda: _async(pid() not in (None, first)), 20, "the second session's ffmpeg")
+        assert scalers() == "scale=-2:240"
+        segments = packager.segments
+        await wait_for(lambda: _async(packager.segments >= segments + 2), 20, "segments of the second session")
+        _, again = await _text(live, slug, "master.m3u8")
+        assert [uri for uri, _, _ in _master_variants(again)] == ["240p/live.m3u8", "audio/live.m3u8"], again
     finally:
         await stop(pusher)
