@@ -102,14 +102,17 @@ class _Hub:
         pass
 
 
-async def replay(reads: list[bytes], with_sink: bool) -> tuple[float, int]:
+async def replay(reads: list[bytes], with_sink: bool, every_part: bool = False) -> tuple[float, int]:
     """CPU-seconds to take ``reads`` through the core (and the sink); the media's last timestamp (ms)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         options = PackagerOptions(segment_seconds=2.0, live_window_seconds=12.0, dvr=True, ladder=())
         hub = _Hub()
-        live = LiveEventRuntime(hub, lambda rt: LlPackager(folder, rt.options, rt, part_target=0.334),  # type: ignore[arg-type]
-                                1, "bench", datetime.now(timezone.utc), folder, options)
+
+        def packager(rt: LiveEventRuntime) -> LlPackager:
+            return LlPackager(folder, rt.options, rt, part_target=0.334, playlist_files_every_part=every_part)
+
+        live = LiveEventRuntime(hub, packager, 1, "bench", datetime.now(timezone.utc), folder, options)  # type: ignore[arg-type]
         await live.packager.start()
         await live.packager.begin_session()
         session = PublishSession(live, 1, 1, "rtmp", "127.0.0.1:1", None)
@@ -141,6 +144,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--recapture", action="store_true")
+    parser.add_argument("--files-every-part", action="store_true",
+                        help="write the playlist files at every part (a node with web-only peers)")
     args = parser.parse_args()
     workdir = Path(tempfile.gettempdir()) / "live-bench-media"
     workdir.mkdir(exist_ok=True)
@@ -153,14 +158,14 @@ def main() -> None:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        asyncio.run(replay(reads, True))
+        asyncio.run(replay(reads, True, args.files_every_part))
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
         return
     for with_sink, label in ((False, "core"), (True, "+sink")):
         figures = []
         for _ in range(args.runs):
-            used, last = asyncio.run(replay(reads, with_sink))
+            used, last = asyncio.run(replay(reads, with_sink, args.files_every_part))
             figures.append(used / (last / 1000))
         print(f"{label:6s}: {median(figures) * 100:.3f} % of a core per stream (runs "
               + ", ".join(f"{f * 100:.3f}" for f in figures) + ")")

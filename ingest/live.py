@@ -456,8 +456,10 @@ class LiveStreams:
         if found is None:
             log.warning("%s publish from %s refused: unknown or revoked stream key %s", protocol, remote_address, redact_key(stream_key))
         lookup = None if found is None else EventLookup(*found)
-        if lookup is None:
-            raise self._reject(protocol, self.core.publish(protocol, app, remote_address, None, self._now())[0])
+        if lookup is None:  # refused without touching any run: no lock to take
+            [refusal] = self.core.publish(protocol, app, remote_address, None, self._now())
+            assert isinstance(refusal, Refuse)
+            raise self._reject(protocol, refusal)
         async with self._event_lock(lookup.event_id):
             commands = self.core.publish(protocol, app, remote_address, lookup, self._now())
             if isinstance(commands[0], Refuse):
@@ -607,7 +609,8 @@ class LiveStreams:
             if self.settings.ll_hls:  # passthrough muxed in-process; an ABR ladder transcoded by ffmpeg, then muxed
                 return LlPackager(folder, live.options, live, part_target=self.settings.ll_hls_part_target_seconds,
                                   ffmpeg=self.ffmpeg, on_drop=self.packager_dropped,
-                                  on_write_error=self.metrics.media_write_errors.inc)
+                                  on_write_error=self.metrics.media_write_errors.inc,
+                                  playlist_files_every_part=self.settings.effective_ll_hls_playlist_files_every_part)
             return Packager(self.ffmpeg, folder, live.options, live, self.packager_dropped,
                             self.metrics.media_write_errors.inc)
 

@@ -189,6 +189,11 @@ class Settings(BaseModel):
         0.334, ge=0.1, le=1.0, description="LL-HLS part target duration (PART-TARGET); players stay about three "
         "parts behind the live edge. 0.334 rather than 1/3: FLV times are whole milliseconds.",
     )
+    ll_hls_playlist_files_every_part: bool = Field(
+        False, description="Write each LL-HLS rendition's live.m3u8/dvr.m3u8 to the media folder at every part, for "
+        "web-only nodes sharing it (they answer blocking reloads from these files). Off: at every segment and at the "
+        "end (this node answers from memory); always on for role = ingest.",
+    )
     ingest_drain_seconds: float = Field(
         0.0, ge=0, description="On shutdown, refuse new publishes and let live events finish for up to this long "
         "(rolling restarts of ingest nodes); 0 ends them at once.",
@@ -633,6 +638,11 @@ class Settings(BaseModel):
         if self.public_url:
             return self.public_url
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def effective_ll_hls_playlist_files_every_part(self) -> bool:
+        """Per-part playlist files where another node may read them: an ingest-only node always has web peers."""
+        return self.ll_hls_playlist_files_every_part or self.role == "ingest"
 
     @property
     def effective_rtmp_host(self) -> str:
