@@ -125,6 +125,11 @@ class Settings(BaseModel):
     rtmp_port: int = Field(1935, ge=0, le=65535, description="RTMP port (0 picks a free one).")
     rtmp_public_url: str = Field("", description="rtmp://host[:port]/live shown to lecturers; empty: derived.")
     rtmp_idle_timeout_seconds: float = Field(10.0, gt=0, description="Close RTMP connections silent this long.")
+    rtmp_read_rest_seconds: float = Field(
+        0.02, ge=0, le=0.1, description="A publishing RTMP connection rests this long between reads, so one read "
+        "takes the several small writes an encoder makes per frame (about a fifth less CPU per stream); a frame "
+        "reaches the packager at most this much later. 0: read whenever bytes arrive.",
+    )
     rtmp_handshake_timeout_seconds: float = Field(
         10.0, gt=0, description="An RTMP connection must finish handshake, connect and publish within this long "
         "of connecting (however slowly it trickles bytes), or it is closed.",

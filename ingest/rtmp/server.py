@@ -1,4 +1,4 @@
-"""The asyncio shell around ``RtmpServerConnection``: listener, one task per connection.
+"""The asyncio shell around ``RtmpServerConnection``: listener, one protocol object per connection.
 
 All protocol decisions live in the sans-I/O core; this module only moves bytes, applies
 timeouts and calls the ``StreamPublisher``/``MediaSink`` interfaces. A failure in one
@@ -13,9 +13,8 @@ however it trickles its bytes, and its buffers get the core's small pre-publish 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -50,7 +49,8 @@ class RtmpServer:
     long the publisher may take to accept a publish. ``max_pending`` and
     ``max_pending_per_address``: connections that have not published yet, in total and per
     client address; more are closed at once. ``accepted_apps``: application names accepted
-    at ``connect`` (None: any).
+    at ``connect`` (None: any). ``read_rest``: seconds a publishing connection rests between
+    reads (see ``_Connection``); 0 reads whenever bytes arrive.
     """
 
     def __init__(
@@ -69,6 +69,7 @@ class RtmpServer:
         accepted_audio_codecs: Collection[str] = ("aac",),
         accepted_apps: Collection[str] | None = None,
         read_size: int = 64 * 1024,
+        read_rest: float = 0.0,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -83,6 +84,9 @@ class RtmpServer:
         self.accepted_audio_codecs = tuple(accepted_audio_codecs)
         self.accepted_apps = None if accepted_apps is None else tuple(accepted_apps)
         self.read_size = read_size
+        self.read_rest = read_rest
+        self._resting: list[_Connection] = []  # publishing connections whose reading waits for the next tick
+        self._tick: asyncio.TimerHandle | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._pending_total = 0
@@ -144,6 +148,18 @@ class RtmpServer:
         if self._pending_total < self.max_pending:
             self._cap_logged.discard("")
 
+    def _rest(self, connection: "_Connection") -> None:
+        """Pause ``connection``'s reading until the next tick (one timer for every resting connection)."""
+        self._resting.append(connection)
+        if self._tick is None:
+            self._tick = asyncio.get_running_loop().call_later(self.read_rest, self._wake)
+
+    def _wake(self) -> None:
+        self._tick = None
+        resting, self._resting = self._resting, []
+        for connection in resting:
+            connection.wake()
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self), self.host, self._requested_port)
@@ -159,6 +175,10 @@ class RtmpServer:
         """Stop listening and close every connection (their sinks get closed too)."""
         if self._server is not None:
             self._server.close()
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        self._resting.clear()
         connections = list(self._connections)
         for connection in connections:
             connection.shut_down()
@@ -178,6 +198,15 @@ class _Connection(asyncio.BufferedProtocol):
     so what the shell costs per read is most of what RTMP costs us (``bench/rtmp_ll_replay.py``
     times the core and the sink alone). Anything else (a publish to decide, metadata, a refusal)
     is handled by a task while reading is paused, so events keep their order.
+
+    Resting: ffmpeg writes a frame as several small writes (message header, each chunk, each
+    continuation byte), so reading whenever bytes arrive meant a read (a wake-up, a ``recv``, a
+    pass of the parser) per write, about 130 a second for a 2.5 Mb/s stream. A publishing
+    connection whose read carried media may pause its reading for ``read_rest`` (the app's
+    ``rtmp_read_rest_seconds``, 20 ms; all resting connections share one timer), then one read
+    takes what came meanwhile. A frame reaches
+    the muxer at most that much later (parts are 334 ms). A read that filled the buffer reads on at
+    once, so the rest never caps a stream's bitrate.
 
     Timeouts: one timer per connection, re-armed when it fires early. No data for
     ``idle_timeout`` (outside such a task) closes the connection, and so does reaching the
@@ -214,6 +243,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._linger_until: float | None = None  # loop time the linger ends
         self._finisher: asyncio.Task[None] | None = None
         self._lost = False
+        self._resting = False  # reading paused until the server's next tick
         self.finished: asyncio.Future[None] = self._loop.create_future()  # the sink is closed
 
     # -- transport callbacks ------------------------------------------------------------------
@@ -246,13 +276,20 @@ class _Connection(asyncio.BufferedProtocol):
         try:
             events = self.conn.receive_data(self._buffer[:nbytes])
             sink = self.sink
-            if sink is not None and all(type(event) is MediaReceived for event in events):
+            for event in events:
+                if type(event) is not MediaReceived or sink is None:
+                    self._pause_for(events)
+                    return
+            # The usual read: media of an accepted publish, or nothing complete yet (a handshake half).
+            if sink is not None:
                 for event in events:
                     sink.on_media(event.kind, event.timestamp, event.payload)  # type: ignore[union-attr]
-                if self.conn.has_data_to_send:
-                    self._write(self.conn.data_to_send())
-            else:
-                self._pause_for(events)
+                if nbytes < len(self._buffer) and self.server.read_rest > 0 and not self._resting:
+                    self._resting = True
+                    self._pause_reading()
+                    self.server._rest(self)
+            if self.conn.has_data_to_send:
+                self._write(self.conn.data_to_send())
         except Exception:
             logger.exception("RTMP connection from %s (key %s) failed", self.remote, self.key)
             self._close("internal error")
@@ -282,7 +319,13 @@ class _Connection(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._write_paused_at = None
-        if self._handler is None:
+        if self._handler is None and not self._resting:
+            self._resume_reading()
+
+    def wake(self) -> None:
+        """The server's tick: a resting connection reads again (unless something else paused it)."""
+        self._resting = False
+        if self._handler is None and self._write_paused_at is None and not self._lost:
             self._resume_reading()
 
     # -- handling events that need the loop -----------------------------------------------------
@@ -540,6 +583,7 @@ def rtmp_server_from_settings(settings: Settings, publisher: StreamPublisher, **
         "host": settings.effective_rtmp_host,
         "port": settings.rtmp_port,
         "idle_timeout": settings.rtmp_idle_timeout_seconds,
+        "read_rest": settings.rtmp_read_rest_seconds,
         "handshake_timeout": settings.rtmp_handshake_timeout_seconds,
         "max_pending": settings.rtmp_max_pending_connections,
         "max_pending_per_address": settings.rtmp_max_pending_per_address,
