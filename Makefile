@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test install install-test system-deps migrate lint bench clean translations messages
+.PHONY: run test coverage install install-test system-deps migrate lint bench clean translations messages
 
 # uv installs the same packages as pip from the same index, several times faster (and caches them):
 # a clean clone's `make test` spends ~15 s here instead of ~60 s. pip remains the fallback.
@@ -73,6 +73,13 @@ run: migrate
 PYTEST_WORKERS ?= 3
 test: install-test
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# Line coverage of our packages over the whole suite (in the test processes; server processes the tests
+# start are not measured), as `make test` runs it.
+coverage: install-test
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --cov=live_server --cov=formats --cov=ingest \
+	  --cov=chat --cov=captions --cov=recorder --cov=vod --cov=web --cov=audience --cov=lti --cov=bbb \
+	  --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/mypy live_server formats ingest chat captions recorder vod web audience lti bbb

@@ -17,7 +17,14 @@ Layout of ``recordings/<event id>/<run>/``:
 - ``thumbnail.jpg``, ``download.mp4`` (made by ``vod/``'s tools at the paths given here);
 - ``ad-<lang>.m3u8`` and ``ad-<lang>_<version>_<segment>.ts``: an audio-description rendition, one audio
   segment per video segment (``vod/audio_descriptions.py`` makes them in ``.ad-<lang>.work/``, installed here;
-  a new version gets new names, since players and the media cache keep segments as immutable);
+  a new version gets new names, since players and the media cache keep segments as immutable); for an fMP4
+  recording ``ad-<lang>_<version>_<segment>.m4s`` audio-only fragments and ``ad-<lang>_<version>_<init>.mp4``,
+  their init section per run;
+- ``video.m3u8`` / ``video-<segment>.m4s`` / ``video-<init>.mp4`` and ``audio.m3u8`` / ``audio-<segment>.m4s`` /
+  ``audio-<init>.mp4``: an fMP4 recording's tracks split apart (the same samples, derived from its muxed
+  segments, made once when it gets an audio description and removed with the last one). hls.js cannot switch
+  a muxed fMP4 variant to an alternate audio rendition, so the master then names the video-only view as the
+  variant and the programme's audio-only view as the default audio rendition, beside the descriptions;
 - imports (``recordings/imported/<id>/``) have the same layout.
 
 This module is the one owner of that layout: the recorder writes a run here and the catalog
@@ -35,7 +42,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
-from formats.cmaf import AudioFormat, audio_format
+from formats.cmaf import AudioFormat, CmafError, audio_format, single_track_fragment, single_track_init
 from formats.m3u8 import (
     AudioRendition,
     PlaylistParseError,
@@ -46,6 +53,7 @@ from formats.m3u8 import (
     parse_journal,
     parse_master,
     parse_media_playlist,
+    parse_media_tags,
     render_master,
     render_vod,
     target_duration_for,
@@ -66,7 +74,12 @@ _ASIDE = ".deleted-"  # prefix of a folder being deleted
 _SEGMENT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(ts|m4s)$")
 _INIT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.mp4$")
 _AD_PLAYLIST = re.compile(r"^ad-([a-z0-9-]{2,16})\.m3u8$")
-_AD_SEGMENT = re.compile(r"^ad-([a-z0-9-]{2,16})_([0-9]{1,12})_[A-Za-z0-9_-]+\.ts$")
+_AD_SEGMENT = re.compile(r"^ad-([a-z0-9-]{2,16})_([0-9]{1,12})_[A-Za-z0-9_-]+\.(ts|m4s|mp4)$")
+# An fMP4 recording's tracks split apart (audio description): a view each, and its fragments and init sections.
+VIDEO_VIEW = "video.m3u8"
+AUDIO_VIEW = "audio.m3u8"
+_SPLIT_KINDS = {"video": (VIDEO_VIEW, b"vide"), "audio": (AUDIO_VIEW, b"soun")}
+_SPLIT_NAME = re.compile(r"^(video|audio)-[A-Za-z0-9_-][A-Za-z0-9_.-]*\.(m4s|mp4)$")
 _REMUX_PLAYLIST = ".remux-{}.m3u8"  # an fMP4 view's publish sessions, for the MP4 remux (hidden: never stored)
 
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")  # a segment or init section, never a path
@@ -189,14 +202,45 @@ def read_live_master(live_run: Path) -> str | None:
 
 def served_as_is(name: str) -> bool:
     """Whether players may fetch this file of a recording without the view listing it."""
-    return name in (MASTER, VOD_PLAYLIST, THUMBNAIL) or _AD_PLAYLIST.match(name) is not None
+    return name in (MASTER, VOD_PLAYLIST, THUMBNAIL, VIDEO_VIEW, AUDIO_VIEW) or _AD_PLAYLIST.match(name) is not None
 
 
 def listing_playlist(name: str) -> str:
     """The playlist that must list a segment for players to get it: an audio-description segment's own
-    rendition playlist, else the view (``vod.m3u8``)."""
+    rendition playlist, a split track's file its view (``video.m3u8``, ``audio.m3u8``), else the view
+    (``vod.m3u8``)."""
     match = _AD_SEGMENT.match(name)
-    return audio_description_playlist(match.group(1)) if match else VOD_PLAYLIST
+    if match:
+        return audio_description_playlist(match.group(1))
+    split = _SPLIT_NAME.match(name)
+    return _SPLIT_KINDS[split.group(1)][0] if split else VOD_PLAYLIST
+
+
+def split_name(kind: str, name: str) -> str:
+    """The file holding one track (``kind``: ``video`` or ``audio``) of a muxed fMP4 segment or init section."""
+    if kind not in _SPLIT_KINDS:
+        raise ValueError(f"no split track {kind!r}")
+    return f"{kind}-{name}"
+
+
+def split_view(segments: Sequence[Segment], kind: str) -> list[Segment]:
+    """A view's segments as one track's files: the same durations, discontinuities and dates, each segment and
+    init section replaced by its ``kind`` half, so the split playlists stay aligned with the view segment for
+    segment (and with the audio descriptions, cut on the same boundaries)."""
+    if any(s.map_uri is None for s in segments):
+        raise ValueError("only fMP4 segments are split")
+    return [replace(s, uri=split_name(kind, s.uri), map_uri=split_name(kind, s.map_uri or "")) for s in segments]
+
+
+def with_variant_uri(master: str, uri: str) -> str:
+    """``master`` with every variant naming ``uri``: ``video.m3u8`` while the programme's sound is an
+    alternate rendition of its own (split tracks), ``vod.m3u8`` otherwise. Only our own two names are
+    replaced; any other variant is left as it is."""
+    lines = master.splitlines()
+    for index in range(1, len(lines)):
+        if lines[index - 1].startswith("#EXT-X-STREAM-INF:") and lines[index].strip() in (VOD_PLAYLIST, VIDEO_VIEW):
+            lines[index] = uri
+    return "\n".join(lines) + "\n"
 
 
 def audio_description_playlist(language: str) -> str:
@@ -205,7 +249,23 @@ def audio_description_playlist(language: str) -> str:
 
 
 def _audio_description_segment(language: str, version: int, video_segment: str) -> str:
-    return f"ad-{language}_{version}_{Path(video_segment).stem}.ts"
+    """The description's file beside a video segment (or init section): its stem, with the same suffix
+    (``.ts`` for MPEG-TS; ``.m4s`` fragments and ``.mp4`` init sections for fMP4)."""
+    path = Path(video_segment)
+    return f"ad-{language}_{version}_{path.stem}{path.suffix}"
+
+
+def _audio_description_view(view: Sequence[Segment], language: str, version: int) -> list[Segment]:
+    """A description's rendition as a view's segments: each video segment's (and init section's) audio file."""
+    return [replace(s, uri=_audio_description_segment(language, version, s.uri),
+                    map_uri=None if s.map_uri is None else _audio_description_segment(language, version, s.map_uri))
+            for s in view]
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def listed_names(view: bytes) -> frozenset[str]:
@@ -414,6 +474,8 @@ class RecordingFiles:
         if require_files:
             for language in self.audio_description_languages():  # audio descriptions follow it too
                 self._write_audio_description_view(language)
+            if self.has_split_tracks:  # and so do the split tracks
+                self._write_split_views()
         return round(offset, 3), round(sum(s.duration for s in kept), 3)
 
     def trim(self, start: float, end: float | None, remote: RemoteCopy | None = None) -> tuple[float, float]:
@@ -429,12 +491,42 @@ class RecordingFiles:
         offset_duration = self.write_view(start, end, require_files=False)
         try:
             remote.write(VOD_PLAYLIST, self.view.read_bytes())
+            self._trim_remote_renditions(remote)
             remote.remove([DOWNLOAD])  # the download follows the view
         except BaseException:
             if before is not None:
                 write_atomic(self.view, before)
             raise
         return offset_duration
+
+    def _trim_remote_renditions(self, remote: RemoteCopy) -> None:
+        """An archived recording's other renditions follow its new view in its objects too (their files are
+        there, not here): the split tracks when the master names them (its variant then is the video-only
+        view, so a trim would not show otherwise) and each audio description the master lists."""
+        view = self.view_segments()
+        try:
+            master = (self.folder / MASTER).read_text(encoding="utf-8")
+            variants, media = parse_master(master), parse_media_tags(master)
+        except (FileNotFoundError, PlaylistParseError):
+            return
+        if not view:
+            return
+        if any(v.uri == VIDEO_VIEW for v in variants) and all(s.map_uri is not None for s in view):
+            for kind, (name, _) in _SPLIT_KINDS.items():
+                remote.write(name, render_vod(split_view(view, kind)).encode("utf-8"))
+        for tag in media:
+            match = _AD_PLAYLIST.match(tag.get("URI", "")) if tag.get("TYPE") == "AUDIO" else None
+            data = remote.read(match.group(0)) if match else None
+            if match is None or data is None:
+                continue
+            try:
+                listed = parse_media_playlist(data.decode("utf-8")).playlist.segments
+            except (PlaylistParseError, UnicodeDecodeError):
+                continue
+            version = _AD_SEGMENT.match(listed[0].uri) if listed else None
+            if version is not None:
+                audio = _audio_description_view(view, match.group(1), int(version.group(2)))
+                remote.write(match.group(0), render_vod(audio).encode("utf-8"))
 
     def view_segments(self) -> list[Segment]:
         """The segments players get (after trim)."""
@@ -451,11 +543,11 @@ class RecordingFiles:
         listed = self.journal_segments()
         if not listed:
             raise ValueError("the recording's segments are not on this server's disk")
-        if any(s.map_uri is not None for s in listed):
-            raise ValueError("audio description is not available yet for Low-Latency (fMP4) recordings")
+        if len({s.map_uri is None for s in listed}) > 1:
+            raise ValueError("the recording mixes MPEG-TS and fMP4 segments")
         groups: list[list[tuple[Path, Segment]]] = []
-        for segment in listed:
-            if not groups or segment.discontinuity:
+        for segment in listed:  # fMP4: a new init section starts a run too (another publish session)
+            if not groups or segment.discontinuity or segment.map_uri != groups[-1][-1][1].map_uri:
                 groups.append([])
             groups[-1].append((self.path_of(segment), segment))
         return groups
@@ -470,11 +562,15 @@ class RecordingFiles:
         work.mkdir()
         return work
 
-    def install_audio_description(self, language: str, version: int, produced: Sequence[tuple[Path, Segment]]) -> None:
+    def install_audio_description(self, language: str, version: int, produced: Sequence[tuple[Path, Segment]],
+                                  inits: Sequence[tuple[Path, str]] = ()) -> None:
         """Move a made track's segments in (one per video segment, ``produced`` pairs each made file with its
-        video segment), list them beside the view, then drop an earlier version's segments."""
+        video segment; for fMP4, ``inits`` each made init section with the video's init section it stands
+        beside), list them beside the view, then drop an earlier version's segments."""
         if not self.folder.is_dir():
             raise FileNotFoundError(f"{self.folder} is gone")
+        for made, video_init in inits:
+            os.replace(made, self.folder / _audio_description_segment(language, version, video_init))
         for made, segment in produced:
             os.replace(made, self.folder / _audio_description_segment(language, version, segment.uri))
         self._write_audio_description_view(language, version)
@@ -493,9 +589,8 @@ class RecordingFiles:
         version = self._installed_version(language) if version is None else version
         if version is None:
             return
-        view = self.view_segments() or self.journal_segments()
-        audio = [replace(s, uri=_audio_description_segment(language, version, s.uri)) for s in view]
-        if audio and all((self.folder / s.uri).is_file() for s in audio):
+        audio = _audio_description_view(self.view_segments() or self.journal_segments(), language, version)
+        if audio and all((self.folder / name).is_file() for s in audio for name in (s.uri, s.map_uri) if name):
             write_atomic(self.folder / audio_description_playlist(language), render_vod(audio))
 
     def audio_description_languages(self) -> list[str]:
@@ -517,12 +612,74 @@ class RecordingFiles:
             if match and match.group(1) == language and (keep is None or int(match.group(2)) != keep):
                 os.unlink(entry.path)
 
+    # --- split tracks (an fMP4 recording with audio descriptions) ----------------------------------
+    @property
+    def has_split_tracks(self) -> bool:
+        """Whether the recording's tracks are split apart (their views are written last, once complete)."""
+        return (self.folder / VIDEO_VIEW).is_file() and (self.folder / AUDIO_VIEW).is_file()
+
+    def programme_audio_playlist(self) -> str | None:
+        """The programme's sound as a rendition of its own (``audio.m3u8``) when the tracks are split, else
+        None (it is muxed in the variant)."""
+        return AUDIO_VIEW if self.has_split_tracks else None
+
+    def split_tracks(self) -> bool:
+        """Split an fMP4 recording's muxed segments into video-only and audio-only files (every journaled
+        segment, so a later trim needs nothing new), then write their views; False for MPEG-TS, where a
+        muxed variant switches to an alternate audio rendition as it is. Files already made are kept (the
+        same bytes would come out). Blocking. Raises ValueError when a segment has no such track."""
+        listed = self.journal_segments()
+        if not listed or any(s.map_uri is None for s in listed):
+            return False
+        inits: dict[str, bytes] = {}
+        for name in dict.fromkeys(s.map_uri for s in listed if s.map_uri is not None):
+            inits[name] = (self.folder / name).read_bytes()
+            for kind, (_, handler) in _SPLIT_KINDS.items():
+                target = self.folder / split_name(kind, name)
+                if not target.is_file():
+                    try:
+                        _write_bytes_atomic(target, single_track_init(inits[name], handler))
+                    except CmafError:
+                        raise CmafError(f"the recording has no {kind} in its publish session {name}") from None
+        for segment in listed:
+            assert segment.map_uri is not None
+            targets = {kind: self.folder / split_name(kind, segment.uri) for kind in _SPLIT_KINDS}
+            if all(t.is_file() for t in targets.values()):
+                continue
+            data = self.path_of(segment).read_bytes()
+            for kind, target in targets.items():
+                part = single_track_fragment(inits[segment.map_uri], data, _SPLIT_KINDS[kind][1])
+                if not part:
+                    raise CmafError(f"segment {segment.uri} has no {kind}")
+                _write_bytes_atomic(target, part)
+        self._write_split_views()
+        return True
+
+    def _write_split_views(self) -> None:
+        """``audio.m3u8`` then ``video.m3u8``: the view (after trim) as each track's files."""
+        view = self.view_segments() or self.journal_segments()
+        if not view or any(s.map_uri is None for s in view):
+            return
+        for kind in ("audio", "video"):
+            write_atomic(self.folder / _SPLIT_KINDS[kind][0], render_vod(split_view(view, kind)))
+
+    def remove_split_tracks(self) -> None:
+        """The views first (players stop finding them), then the files; the master must no longer name them."""
+        for view, _ in _SPLIT_KINDS.values():
+            (self.folder / view).unlink(missing_ok=True)
+        if self.folder.is_dir():
+            for entry in os.scandir(self.folder):
+                if _SPLIT_NAME.match(entry.name):
+                    os.unlink(entry.path)
+
     def set_audio_renditions(self, renditions: Sequence[AudioRendition]) -> None:
         """The master's audio group (the one place the recording's master gets alternate audio): the
-        programme's rendition and each description's, or none at all."""
+        programme's rendition and each description's, or none at all. When the programme's rendition is the
+        split audio view, the variant becomes the video-only view; otherwise it is the muxed view."""
         master = self.folder / MASTER
         text = master.read_text(encoding="utf-8")
-        updated = with_audio_renditions(text, renditions)
+        split = any(r.uri == AUDIO_VIEW for r in renditions)
+        updated = with_variant_uri(with_audio_renditions(text, renditions), VIDEO_VIEW if split else VOD_PLAYLIST)
         if updated != text:
             write_atomic(master, updated)
 

@@ -278,3 +278,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         group = next((g for fixture, g in SERIAL_GROUPS.items() if fixture in names), None)
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
+    _heavy_modules_first(items)
+
+
+#: Fixtures whose tests take seconds of real media, a browser or server processes. Their modules start first,
+#: so that the longest tests do not begin near the end of a run on an otherwise idle worker (xdist hands tests
+#: out in collection order). A module moves as a whole: its module-scoped fixtures are made once.
+_HEAVY_FIXTURES = {"browser": 1, "webrtc_browser": 1, "site": 2, "live": 2, "captioned": 2, "lms": 2, "fake_bbb": 2}
+
+
+def _heavy_modules_first(items: list[pytest.Item]) -> None:
+    rank: dict[str, int] = {}
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        weight = 0 if item.get_closest_marker("xdist_group") is not None else min(
+            (w for fixture, w in _HEAVY_FIXTURES.items() if fixture in names), default=3)
+        module = item.nodeid.split("::", 1)[0]
+        rank[module] = min(rank.get(module, 3), weight)
+    items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])  # stable: each module's own order stays
+

@@ -1,6 +1,6 @@
 """Where the suite's CPU goes: per test, the CPU seconds of the test process and of everything it
 started (servers, ffmpeg, Chromium and its renderers), written as tab-separated lines when
-``LIVE_TEST_CPU_PROFILE`` names a file (each xdist worker appends its own lines).
+``SUITE_CPU_PROFILE`` names a file (each xdist worker appends its own lines).
 
 The suite's wall time on a 2-core machine is bounded below by its total CPU divided by two, so
 this, not ``--durations``, says which tests to make cheaper. Descendants are read from /proc:
@@ -18,7 +18,7 @@ from typing import Iterator
 
 import pytest
 
-_TARGET = os.environ.get("LIVE_TEST_CPU_PROFILE", "")
+_TARGET = os.environ.get("SUITE_CPU_PROFILE", "")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Sequence
 
 from formats import webvtt
+from formats.cmaf import AAC_FRAME_SAMPLES, audio_fragment, audio_init_segment, parse_adts
 
 __all__ = [
     "DescriptionsError", "MAX_CUES", "MAX_CUE_CHARACTERS", "VOICE_SPEED", "Placement", "parse_descriptions",
     "duration_mismatch", "espeak_voices", "voice_for", "speech_args", "place", "boundaries", "mix_args",
-    "package_args", "ACCEPTED_AUDIO_DEMUXERS", "AAC_PRIMING", "frame_counts",
+    "package_args", "ACCEPTED_AUDIO_DEMUXERS", "AAC_PRIMING", "frame_counts", "adts_fragments",
 ]
 
 MAX_CUES = 5000
@@ -192,6 +193,30 @@ def frame_counts(frames: int, frame_seconds: float, first: float, cuts: Sequence
     if not all(counts):
         raise ValueError(f"an audio segment would be empty (AAC frames per segment: {counts})")
     return counts
+
+
+def adts_fragments(adts: bytes, start: int, cuts: Sequence[float], sample_rate: int) -> tuple[bytes, list[bytes]]:
+    """A run's described sound (what :func:`mix_args` / :func:`package_args` wrote with ``fmp4``: one ADTS
+    stream from the programme audio's first sample, after the encoder's priming frame) as an audio-only init
+    section and one fMP4 fragment per video segment, cut at ``cuts`` (seconds from the audio's start).
+
+    ``start`` is where the programme's audio starts on its own clock (its ``tfdt``, in samples at
+    ``sample_rate``): the fragments' decode times are the programme's, so a player switching renditions
+    lands on the same instant. The priming frame goes a frame before ``start``, where the encoder meant it;
+    when ``start`` is too early for that (a decode time cannot be negative), it is dropped.
+    Raises ValueError when the stream is not AAC at ``sample_rate`` or a segment would get no frame."""
+    config, frames = parse_adts(adts)
+    if config.sample_rate != sample_rate:
+        raise ValueError(f"the described sound is at {config.sample_rate} Hz, the programme at {sample_rate} Hz")
+    first = start - AAC_PRIMING
+    while first < 0 and frames:
+        frames, first = frames[1:], first + AAC_FRAME_SAMPLES
+    counts = frame_counts(len(frames), AAC_FRAME_SAMPLES / sample_rate, (first - start) / sample_rate, cuts)
+    fragments, used = [], 0
+    for sequence, count in enumerate(counts, start=1):
+        fragments.append(audio_fragment(sequence, config, first + used * AAC_FRAME_SAMPLES, frames[used:used + count]))
+        used += count
+    return audio_init_segment(config), fragments
 
 
 def _programme_format(sample_rate: int, channels: int) -> str:

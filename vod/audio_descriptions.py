@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from formats import webvtt
+from formats.cmaf import audio_format, track_starts
 from formats.m3u8 import DESCRIBES_VIDEO, AudioRendition, Segment
 from live_server.db import Database
 from live_server.languages import language_name
@@ -34,7 +36,7 @@ from live_server.models import (
 from recorder.storage import RecordingFiles, audio_description_playlist
 
 from .audio_description import (
-    ACCEPTED_AUDIO_DEMUXERS, boundaries, duration_mismatch, espeak_voices, mix_args, package_args, place,
+    ACCEPTED_AUDIO_DEMUXERS, adts_fragments, boundaries, duration_mismatch, espeak_voices, mix_args, package_args, place,
     speech_args, voice_for,
 )
 from .tools import FfmpegFailed, run_ffmpeg
@@ -47,6 +49,9 @@ __all__ = ["AudioDescriptions", "AudioDescriptionRefused", "AudioDescriptionConf
 #: a few milliseconds before its first video frame) has speech to read.
 SPEECH_LEAD = 1.0
 ORIGINAL_AUDIO = "Original audio"
+#: Held while a recording's audio renditions and split tracks change (installs and removals run in threads):
+#: the master, the description files and the split tracks always agree.
+_FILES_LOCK = threading.Lock()
 
 
 class AudioDescriptionRefused(ValueError):
@@ -62,11 +67,12 @@ def rendition_name(language: str) -> str:
     return f"{language_name(language, 'en', capital=False)} audio description"
 
 
-def renditions(languages: Sequence[str]) -> list[AudioRendition]:
-    """The master's audio group: the programme (muxed in the variant: no URI) and each description."""
+def renditions(languages: Sequence[str], programme: str | None = None) -> list[AudioRendition]:
+    """The master's audio group: the programme (``programme`` None: muxed in the variant, no URI; an fMP4
+    recording's split audio view otherwise) and each description."""
     if not languages:
         return []
-    return [AudioRendition(ORIGINAL_AUDIO, default=True),
+    return [AudioRendition(ORIGINAL_AUDIO, uri=programme, default=True),
             *(AudioRendition(rendition_name(lang), lang, audio_description_playlist(lang), default=False, autoselect=True,
                              characteristics=DESCRIBES_VIDEO) for lang in languages)]
 
@@ -103,6 +109,23 @@ def probe_programme(segment: Path) -> ProgrammeAudio:
         if video is not None and video.start_time is not None and video.time_base is not None:
             video_start = float(video.start_time * video.time_base)
         return ProgrammeAudio(start, max(0.0, video_start - start), audio.sample_rate or 48000, audio.channels or 2)
+
+
+def probe_fmp4_programme(init: Path, segment: Path) -> tuple[ProgrammeAudio, int]:
+    """Timestamps and audio format of a recording's fMP4 run from its init section and first segment, read
+    from the boxes (blocking); with where its audio starts in samples (the ``tfdt`` the described fragments
+    continue). ``lead`` may be negative here: video starting before the sound moves the cuts earlier."""
+    head = init.read_bytes()
+    starts = track_starts(head, segment.read_bytes())
+    found = audio_format(head)
+    if found is None or b"soun" not in starts:
+        raise ValueError("the recording has no sound to describe over")
+    audio_time, audio_scale = starts[b"soun"]
+    start = audio_time / audio_scale
+    video_time, video_scale = starts.get(b"vide", starts[b"soun"])
+    rate = found.sample_rate or audio_scale
+    return (ProgrammeAudio(start, video_time / video_scale - start, rate, found.channels or 2),
+            round(audio_time * rate / audio_scale))
 
 
 @dataclass(frozen=True)
@@ -298,7 +321,9 @@ class AudioDescriptions:
 
         row: AudioDescription = await self.db.run(work)
         # The earlier track in this language (if any) goes now: a failed new one never leaves the old one listed.
-        await asyncio.to_thread(self._remove_files, RecordingFiles.of(self.media_dir, recording.media_path), [language])
+        # Split tracks stay (the new one uses them again; a failure removes them if nothing is left).
+        await asyncio.to_thread(self._remove_files, RecordingFiles.of(self.media_dir, recording.media_path), [language],
+                                True)
         if self.changed is not None:
             self.changed(recording.id, recording.media_path)
         job = _Job(row.id, recording.id, recording.media_path, language, cues, upload, demuxer)
@@ -337,11 +362,17 @@ class AudioDescriptions:
         return len(removed)
 
     @staticmethod
-    def _remove_files(files: RecordingFiles, languages: Sequence[str]) -> None:
-        for language in languages:
-            files.remove_audio_description(language)
-        if files.folder.is_dir():
-            files.set_audio_renditions(renditions(files.audio_description_languages()))
+    def _remove_files(files: RecordingFiles, languages: Sequence[str], keep_split: bool = False) -> None:
+        """Remove these descriptions; the master then lists what is left, and an fMP4 recording's split tracks
+        go with the last description (the master names the muxed view again first)."""
+        with _FILES_LOCK:
+            for language in languages:
+                files.remove_audio_description(language)
+            if files.folder.is_dir():
+                left = files.audio_description_languages()
+                files.set_audio_renditions(renditions(left, files.programme_audio_playlist()))
+                if not left and not keep_split:
+                    files.remove_split_tracks()
 
     # --- the work -----------------------------------------------------------------------------------
     async def _run(self, job: _Job) -> None:
@@ -356,6 +387,10 @@ class AudioDescriptions:
             reason = str(exc) or exc.__class__.__name__
             log.warning("recording %d: audio description (%s) failed: %s", job.recording_id, job.language, reason)
             await asyncio.to_thread(shutil.rmtree, files.folder / f".ad-{job.language}.work", True)
+            try:  # split tracks kept or made for it go if nothing uses them
+                await asyncio.to_thread(self._remove_files, files, [])
+            except (OSError, ValueError) as tidy:
+                log.warning("recording %d: audio renditions not tidied after the failure: %s", job.recording_id, tidy)
             await self.db.run(lambda s: self._settle(s, job.track_id, reason))
             return
         finally:
@@ -377,38 +412,72 @@ class AudioDescriptions:
     async def _make(self, job: _Job, files: RecordingFiles) -> None:
         groups = await asyncio.to_thread(files.audio_description_groups)
         work = await asyncio.to_thread(files.audio_description_work, job.language)
+        await asyncio.to_thread(self._split, files)  # first: a recording that cannot be split fails before the work
         total = sum(segment.duration for group in groups for _, segment in group)
         speech = await self._speak(job, work, total) if job.upload is None else None
         produced: list[tuple[Path, Segment]] = []
+        inits: list[tuple[Path, str]] = []  # fMP4: each run's init section, with the video's it stands beside
         timeline = 0.0
         for number, group in enumerate(groups):
-            programme = await asyncio.to_thread(probe_programme, group[0][0])
+            init = files.init_of(group[0][1])
+            start_samples = 0
+            if init is None:
+                programme = await asyncio.to_thread(probe_programme, group[0][0])
+            else:
+                programme, start_samples = await asyncio.to_thread(probe_fmp4_programme, init, group[0][0])
             durations = [segment.duration for _, segment in group]
             seconds = programme.lead + sum(durations)
             cuts = boundaries(durations, programme.lead)
-            pattern = work / f"run{number}-%06d.ts"
+            # MPEG-TS: ffmpeg's segment muxer cuts; fMP4: one ADTS stream, cut into fragments below.
+            output = work / (f"run{number}-%06d.ts" if init is None else f"run{number}.aac")
+            inputs = [path for path, _ in group] if init is None else [init, *(path for path, _ in group)]
             begin = timeline - programme.lead
             if speech is not None:
-                args = mix_args(self.ffmpeg, [path for path, _ in group], speech, SPEECH_LEAD + begin, seconds,
-                                programme.start, cuts, programme.sample_rate, programme.channels, pattern)
+                args = mix_args(self.ffmpeg, inputs, speech, SPEECH_LEAD + begin, seconds, programme.start, cuts,
+                                programme.sample_rate, programme.channels, output, fmp4=init is not None)
             else:
                 assert job.upload is not None and job.demuxer is not None
                 args = package_args(self.ffmpeg, job.upload, job.demuxer, max(0.0, begin), seconds, programme.start, cuts,
-                                    programme.sample_rate, programme.channels, pattern)
+                                    programme.sample_rate, programme.channels, output, fmp4=init is not None)
             await self._run_niced(args, timeout=max(120.0, seconds * 2))
-            made = sorted(work.glob(f"run{number}-*.ts"))
+            if init is None:
+                made = sorted(work.glob(f"run{number}-*.ts"))
+            else:
+                made_init, made = await asyncio.to_thread(self._fragments, work, number, output, start_samples, cuts,
+                                                          programme.sample_rate)
+                inits.append((made_init, init.name))
             if len(made) != len(group):
                 raise ValueError(f"ffmpeg cut {len(made)} audio segments for {len(group)} video segments")
             produced.extend(zip(made, (segment for _, segment in group)))
             timeline += sum(durations)
 
         def install() -> None:
-            files.install_audio_description(job.language, job.track_id, produced)
-            languages = sorted({*files.audio_description_languages(), job.language})
-            files.set_audio_renditions(renditions(languages))
+            with _FILES_LOCK:
+                files.split_tracks()  # again (made: a quick check), in case a removal took them meanwhile
+                files.install_audio_description(job.language, job.track_id, produced, inits)
+                languages = sorted({*files.audio_description_languages(), job.language})
+                files.set_audio_renditions(renditions(languages, files.programme_audio_playlist()))
             shutil.rmtree(work, ignore_errors=True)
 
         await asyncio.to_thread(install)
+
+    @staticmethod
+    def _split(files: RecordingFiles) -> None:
+        with _FILES_LOCK:
+            files.split_tracks()
+
+    @staticmethod
+    def _fragments(work: Path, number: int, adts: Path, start: int, cuts: Sequence[float],
+                   sample_rate: int) -> tuple[Path, list[Path]]:
+        """A run's ADTS stream as an init section and one fMP4 fragment per video segment, in ``work`` (blocking)."""
+        init, fragments = adts_fragments(adts.read_bytes(), start, cuts, sample_rate)
+        (work / f"run{number}-init.mp4").write_bytes(init)
+        made = []
+        for index, fragment in enumerate(fragments):
+            made.append(work / f"run{number}-{index:06d}.m4s")
+            made[-1].write_bytes(fragment)
+        adts.unlink()
+        return work / f"run{number}-init.mp4", made
 
     async def _speak(self, job: _Job, work: Path, total: float) -> Path:
         """Each description said by espeak-ng (one short process each), placed on the timeline in one WAV."""

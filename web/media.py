@@ -316,7 +316,9 @@ class LiveMediaHandler:
         and serves the files from disk itself, so a player's parts cost the app one request per few
         seconds instead of three per second. 204 with the run's folder (relative to the media root), the
         Cache-Control and CORS nginx adds, and a renewed pass (Set-Cookie: nginx never caches those);
-        403 refused; 404 when the event is unknown (nginx then asks the media route, which says so).
+        403 refused; 401 "not mine to decide" for an unknown event or file name: nginx then hands the request
+        to the media route, which answers it (404). ``auth_request`` passes on only 2xx, 401 and 403; any other
+        status is an error it logs on every such request and turns into a 500.
         Only behind nginx (``accel_redirect`` set: the app trusts nginx with its media folder anyway).
         """
         if not self.accel_redirect or self.media_root is None:
@@ -324,10 +326,10 @@ class LiveMediaHandler:
         slug, tail = request.match_info["slug"], request.match_info["tail"]
         suffix = os.path.splitext(tail)[1]
         if not SAFE_TAIL.match(tail) or ".." in tail or suffix not in CONTENT_TYPES:
-            raise web.HTTPNotFound(text="no such media\n")
+            return web.Response(status=401, text="no such media: ask the media route\n")
         location = await self.directory.locate(slug)
         if location is None:
-            raise web.HTTPNotFound(text="no such live event\n")
+            return web.Response(status=401, text="no such live event: ask the media route\n")
         expires = {"X-Accel-Expires": str(self.decision_seconds)}
         if await media_decision(request, location.access, self.passes, who) is not Decision.ALLOWED:
             return web.Response(status=403, headers=expires)

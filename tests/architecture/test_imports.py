@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -243,14 +244,20 @@ print(json.dumps(found))
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def media_loaded_by() -> dict[str, Any]:
+    return _media_loaded_by()
+
+
+@functools.cache  # not a module-scoped fixture: xdist tears those down whenever a worker's queue runs dry
+def _media_loaded_by() -> dict[str, Any]:
     code = f"MEDIA = {MEDIA_LIBRARIES!r}\nMODULES = {FOUNDATION_MODULES!r}\n{_FORK_EACH}"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr
     return dict(json.loads(out.stdout))
 
 
+@pytest.mark.xdist_group("foundation-imports")  # one worker forks the interpreter once for all of them
 @pytest.mark.parametrize("module", FOUNDATION_MODULES)
 def test_a_foundation_module_loads_no_media_library(module: str, media_loaded_by: dict[str, Any]) -> None:
     assert media_loaded_by[module] == [], f"importing {module} loads media libraries: {media_loaded_by[module]}"

@@ -63,7 +63,11 @@ async def test_nginx_serves_what_the_app_allows(live: Live, nginx: Nginx) -> Non
         async with viewer.get(f"{base}/{rendition}/seg_999999{live.segment_suffix}") as resp:
             assert resp.status == 404
         async with viewer.get(f"{nginx.url}/live/no-such-event/{rendition}/{name}") as resp:
-            assert resp.status == 404  # the decision says so; the app's media route answers
+            assert resp.status == 404  # the decision hands it to the app's media route, which answers
+        async with viewer.get(f"{nginx.url}/live/no-such-event/{rendition}/live.m3u8") as resp:
+            assert resp.status == 404
+        errors = (nginx.work / "error.log").read_text() if (nginx.work / "error.log").exists() else ""
+        assert "unexpected status" not in errors, errors  # auth_request got a status it takes (401), not a 404
 
         # Two players (their own live_viewer handles) fetch the files listed, four requests each: nginx sends them
         # from disk, the app is asked once per player per decision lifetime, and both players are counted.

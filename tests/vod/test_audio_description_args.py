@@ -12,7 +12,7 @@ from formats.m3u8 import (
     carry_audio_group, with_audio_renditions,
 )
 from vod.audio_description import (
-    DescriptionsError, Placement, boundaries, duration_mismatch, espeak_voices, frame_counts, mix_args, package_args, parse_descriptions,
+    DescriptionsError, Placement, adts_fragments, boundaries, duration_mismatch, espeak_voices, frame_counts, mix_args, package_args, parse_descriptions,
     place, speech_args, voice_for,
 )
 from vod.audio_descriptions import renditions
@@ -184,3 +184,43 @@ def test_master_audio_group_refusals() -> None:
         with_audio_renditions("#EXTINF:2,\n", renditions(["en"]))
     with pytest.raises(ValueError, match="quoted-string"):
         with_audio_renditions(MASTER, [AudioRendition('say "hi"', default=True)])
+
+
+def _adts(frames: int, rate_index: int = 4, channels: int = 2) -> bytes:
+    """``frames`` ADTS frames (AAC-LC, no CRC) of distinct 10-byte payloads: what ffmpeg's ``-f adts`` writes."""
+    out = b""
+    for i in range(frames):
+        length = 7 + 10
+        header = bytes([0xFF, 0xF1, (1 << 6) | (rate_index << 2) | (channels >> 2),
+                        ((channels & 3) << 6) | (length >> 11), (length >> 3) & 0xFF, ((length & 7) << 5) | 0x1F, 0xFC])
+        out += header + bytes([i % 256]) * 10
+    return out
+
+
+def test_adts_becomes_one_fmp4_fragment_per_video_segment_on_the_programmes_clock() -> None:
+    from formats.cmaf import audio_format, track_starts
+
+    frame = 1024 / 44100
+    start = 44100 * 60  # the programme's audio starts a minute into the live run (its tfdt, in samples)
+    init, fragments = adts_fragments(_adts(100), start, [20 * frame, 50 * frame], 44100)
+    assert audio_format(init) is not None and audio_format(init).sample_rate == 44100  # type: ignore[union-attr]
+    # The priming frame a frame before the programme's first sample; a frame goes where it starts.
+    starts = [track_starts(init, f)[b"soun"] for f in fragments]
+    assert starts == [(start - 1024, 44100), (start + 20 * 1024, 44100), (start + 50 * 1024, 44100)]
+    from tests.formats.test_cmaf import read_fragment
+    read = [read_fragment(f) for f in fragments]
+    assert [sequence for sequence, _, _ in read] == [1, 2, 3]
+    assert [[len(run.samples) for run in runs] for _, runs, _ in read] == [[21], [30], [49]]  # every frame, once
+    assert all(sample[:2] == (1024, 10) for _, runs, _ in read for sample in runs[0].samples)
+    assert b"".join(f[at:] for f, (_, _, at) in zip(fragments, read)) == b"".join(bytes([i]) * 10 for i in range(100))
+
+
+def test_adts_starting_at_zero_drops_the_priming_frame_and_refuses_another_rate() -> None:
+    from formats.cmaf import track_starts
+
+    init, fragments = adts_fragments(_adts(10), 0, [], 44100)
+    assert len(fragments) == 1 and track_starts(init, fragments[0]) == {b"soun": (0, 44100)}
+    with pytest.raises(ValueError, match="48000 Hz"):
+        adts_fragments(_adts(10, rate_index=3), 0, [], 44100)
+    with pytest.raises(ValueError, match="empty"):
+        adts_fragments(_adts(3), 44100, [10.0], 44100)
