@@ -357,10 +357,18 @@ class ChatServer:
         eio = self.sio.eio
         # a websocket's writer drains its queue; a long-polling client may never come back for its
         # CLOSE packet, so nothing waits for it (engineio's disconnect() would, forever)
+        sockets = list(eio.sockets.values())
         closing = [asyncio.ensure_future(sock.close(wait=sock.upgraded, reason=eio.reason.SERVER_DISCONNECT))
-                   for sock in list(eio.sockets.values())]
+                   for sock in sockets]
         if closing:
             await asyncio.wait(closing, timeout=5)
+        # engineio's websocket writer sends the CLOSE packet and then waits for more (the client is expected to
+        # hang up): told there is nothing more, it closes the websocket itself, so aiohttp's shutdown does not
+        # wait for each client to hang up (seconds per worker stop, up to the shutdown timeout for a client
+        # that has gone quiet).
+        for sock in sockets:
+            if sock.upgraded:
+                sock.queue.put_nowait(None)
         eio.sockets = {}
 
     async def stop(self) -> None:

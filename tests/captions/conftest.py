@@ -104,13 +104,16 @@ def speech_track(speech: Speech, at: list[float], seconds: float, folder: Path) 
     return path
 
 
-async def push_track(url: str, track: Path, fps: int = 10, ts_offset: float = 0.0) -> "asyncio.subprocess.Process":
+async def push_track(url: str, track: Path, fps: int = 10, ts_offset: float = 0.0,
+                     readrate: float = 1.0) -> "asyncio.subprocess.Process":
     """Publish a test pattern with ``track`` as its sound, at real-time speed, like a capture box.
 
-    ``ts_offset``: the publisher's timestamps start there (an encoder that ran before it went live)."""
+    ``ts_offset``: the publisher's timestamps start there (an encoder that ran before it went live).
+    ``readrate``: ``tests.media.FAST`` where no live recognizer has to keep up (nothing is captioned live)."""
+    pace = ["-re"] if readrate == 1 else ["-readrate", str(readrate)]
     return await asyncio.create_subprocess_exec(
         FFMPEG, "-hide_banner", "-loglevel", "error",
-        "-re", "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate={fps}", "-re", "-i", str(track),
+        *pace, "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate={fps}", *pace, "-i", str(track),
         "-map", "0:v", "-map", "1:a", "-shortest",
         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", str(fps), "-keyint_min", str(fps),
         "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ar", "44100", "-b:a", "64k",
@@ -128,11 +131,11 @@ async def captioned(request: pytest.FixtureRequest, aiohttp_client: Any, make_se
     url = migrated_sqlite("live.db")
     settings = make_settings(
         database_url=url, rtmp_enabled=True, rtmp_host="127.0.0.1", rtmp_port=0, segment_seconds=SEGMENT,
-        grace_period_seconds=2.5, live_window_segments=3, rtmp_idle_timeout_seconds=5,
+        live_window_segments=3, rtmp_idle_timeout_seconds=5,
         vosk_models={"ko": str(ko_model)}, caption_threads=2,
         # What is checked is which cues reach the rendition, not how soon: a loaded machine (the model
         # loads at the first captioned publish) must not push a cue past the lag limit.
-        **{"caption_max_lag_seconds": 30, **live_overrides(request)},
+        **{"grace_period_seconds": 2.5, "caption_max_lag_seconds": 30, **live_overrides(request)},
     )
     app = create_app(settings, models=ko_registry)
     client = await aiohttp_client(app)

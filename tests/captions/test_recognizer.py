@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 from captions.vosk_models import LoadedModel, ModelRegistry, ModelUnavailable, check_models
 from captions.recognizer import BYTES_PER_SECOND, PcmChunk, RecognitionStream, RecognitionUpdate, StreamRecognizer
 from tests.captions.conftest import Speech, pcm_of
+from tests.processes import cli_in_process
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
@@ -40,14 +39,15 @@ def test_registry_loads_a_model_once_and_explains_missing_ones(ko_model: Path, t
 
 
 def test_models_check_command(ko_model: Path, tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "LIVE_VOSK_MODELS": f"ko={ko_model},fr={tmp_path / 'missing'}"}
-    out = subprocess.run([sys.executable, "-m", "live_server.cli", "models", "check"], env=env,
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    """``live-server models check`` (its ``main()``, in this process: the model loads once, not in a second
+    interpreter and again here): one line per language, exit 1 when one fails to load."""
+    env = {"LIVE_VOSK_MODELS": f"ko={ko_model},fr={tmp_path / 'missing'}"}
+    out = cli_in_process(env, "models", "check", cwd=tmp_path)
     assert out.returncode == 1, out.stderr
     lines = dict(line.split("\t", 1) for line in out.stdout.strip().splitlines())
-    assert lines["ko"].startswith("ok\t") and "grammar supported" in lines["ko"]
+    assert lines["ko"].startswith("ok\t") and "grammar supported" in lines["ko"]  # check_models() said ok for ko
     assert lines["fr"].startswith("FAILED\t") and "is not a folder" in lines["fr"]
-    assert [c.ok for c in check_models({"ko": ko_model})] == [True]
+    assert [c.ok for c in check_models({"fr": tmp_path / "missing"})] == [False]
 
 
 def test_speech_comes_back_as_hangul_words_at_its_media_time(ko_loaded: LoadedModel, ko_speech: Speech) -> None:

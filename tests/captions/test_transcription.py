@@ -20,7 +20,7 @@ from live_server.models import CaptionSegment, JobState, Recording, RecordingSta
 from live_server.settings import Settings
 from tests.captions.conftest import Speech, speech_track
 from tests.ingest.conftest import Live, wait_for
-from tests.media import FFMPEG
+from tests.media import FAST, FFMPEG
 from tests.support import Account, login
 
 HANGUL_WORD = re.compile(r"[\uac00-\ud7a3]{2,}")
@@ -223,6 +223,7 @@ async def test_corrupt_media_fails_after_its_retries_and_the_catalog_is_intact(
     assert samples[("live_transcriptions_running", "")] == 0
 
 
+@pytest.mark.live_settings(grace_period_seconds=1.0)  # the run ends when its publisher does; how soon is not the subject
 async def test_a_live_run_without_captions_is_transcribed_in_the_owners_language(captioned: Live, ko_speech: Speech,
                                                                                   tmp_path: Path) -> None:
     """No caption language on the event, so no live captions; the lecturer's profile says they lecture in
@@ -241,7 +242,8 @@ async def test_a_live_run_without_captions_is_transcribed_in_the_owners_language
     assert resp.status == 422
     event = await live.create_event(title="Data structures")
     assert event["caption_language"] is None
-    pusher = await push_track(live.publish_url(event), speech_track(ko_speech, [SPEECH_AT], 8.0, tmp_path))
+    # No live captions to keep up with: published at 4x real time (the recording is what is transcribed).
+    pusher = await push_track(live.publish_url(event), speech_track(ko_speech, [SPEECH_AT], 8.0, tmp_path), readrate=FAST)
     assert await pusher.wait() == 0
     await wait_for(lambda: event_state_is(live, event, "ended"), 30, "the event to end")
 

@@ -1,27 +1,39 @@
-"""Two server processes behind one Redis and one PostgreSQL catalog share each event's room."""
+"""Two server processes behind one Redis and one PostgreSQL catalog share each event's room: this test process's
+app and a ``live-server run``."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+import signal
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
+import aiohttp
 import pytest
 import redis
 
 from live_server import accounts
 from live_server import events as ev
+from live_server.app import create_app
 from live_server.db import Database
 from live_server.security import StreamKeyCipher
+from live_server.settings import Settings
 from tests.chat.conftest import ChatClient
 from tests.processes import ServerProcess, base_env, free_port
 
 
+SECRET = "test-secret-key-shared-by-all-workers-0123456789"  # tests.processes.base_env's
+
+
 @pytest.fixture
-async def two_servers(migrated_postgres: str, redis_url: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    db = Database(migrated_postgres, stream_key_cipher=StreamKeyCipher("test-secret-key-shared-by-all-workers-0123456789"))
+async def two_servers(migrated_postgres: str, redis_url: str, tmp_path: Path, aiohttp_client: Any,
+                      make_settings: Callable[..., Settings]) -> AsyncIterator[dict[str, Any]]:
+    """Process A is this test process (the app in process, its own event loop and Redis connections), process B
+    a ``live-server run``: two processes, one server start (each costs seconds of imports on a loaded machine)."""
+    db = Database(migrated_postgres, stream_key_cipher=StreamKeyCipher(SECRET))
     try:
         def setup(session: Any) -> dict[str, Any]:
             prof = accounts.create_user(session, "prof", "prof-password", "lecturer")
@@ -34,20 +46,21 @@ async def two_servers(migrated_postgres: str, redis_url: str, tmp_path: Path) ->
     finally:
         db.close()
     channel = f"live-chat-test-{secrets.token_hex(4)}"
-    env = base_env(tmp_path / "var", database_url=migrated_postgres, redis_url=redis_url, chat_redis_channel=channel,
-                   rtmp_enabled="false", role="web", chat_presence_seconds=0.5, chat_batch_ms=50, log_level="WARNING")
-    servers = [ServerProcess(env, free_port(), tmp_path / f"server-{i}.log") for i in range(2)]
+    common: dict[str, Any] = dict(database_url=migrated_postgres, redis_url=redis_url, chat_redis_channel=channel,
+                                  rtmp_enabled=False, role="web", chat_presence_seconds=0.5, chat_batch_ms=50)
+    env = base_env(tmp_path / "var", log_level="WARNING", **common)
+    server = ServerProcess(env, free_port(), tmp_path / "server-b.log")
     try:
-        await asyncio.gather(*(server.start() for server in servers))
-        yield {"ports": [server.port for server in servers], "event": event, "channel": channel, "redis_url": redis_url}
+        started = asyncio.ensure_future(server.start())
+        in_process = await aiohttp_client(create_app(make_settings(secret_key=SECRET, **common)))
+        await started
+        yield {"ports": [in_process.server.port, server.port], "event": event, "channel": channel, "redis_url": redis_url,
+               "server_b": server}
     finally:
-        for server in servers:
-            server.stop()
+        server.stop()
 
 
 async def _connect(port: int, slug: str, username: str | None = None, password: str | None = None) -> ChatClient:
-    import aiohttp
-
     headers = {}
     if username:
         async with aiohttp.ClientSession() as http:
@@ -91,6 +104,21 @@ async def test_a_message_sent_to_one_process_reaches_clients_of_the_other(two_se
         # presence adds up both processes (alice on A; bob and prof on B)
         await alice.wait(lambda: alice.of("presence") and alice.of("presence")[-1]["viewers"] == 3, timeout=10,
                          what="site-wide viewer count")
+
+        # Process B stops (a rolling restart) with, besides its two clients, one that never hangs up (a phone
+        # gone quiet): its clients are told to go and the process exits without waiting for that one (it used
+        # to wait on it for ~50 s, engineio's ping timeout, and ~5 s on each client that did hang up).
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+                f"http://127.0.0.1:{port_b}/socket.io/?EIO=4&transport=websocket", autoclose=False) as silent:
+            assert str((await silent.receive(timeout=10)).data).startswith("0")  # engine.io open
+            await silent.send_str("40" + json.dumps({"event": slug}))  # socket.io connect (a guest event)
+            await silent.receive(timeout=10)  # connected (or refused): it now just sits there
+            server_b = two_servers["server_b"]
+            started = time.monotonic()
+            server_b.signal(signal.SIGTERM)
+            await asyncio.wait_for(bob.disconnected.wait(), 10)
+            assert await server_b.wait(timeout=30) == 0
+            assert time.monotonic() - started < 15, f"process B took {time.monotonic() - started:.1f} s to stop"
     finally:
         for chat in (alice, bob, owner):
             if chat.sio.connected:

@@ -21,7 +21,7 @@ import pytest
 from formats.m3u8 import parse_ll, render_ll
 from tests.media import push_rtmp, stop
 from tests.nginx import Nginx, run_nginx
-from tests.processes import ServerProcess, base_env, cli, create_event, free_port
+from tests.processes import ServerProcess, base_env, cli, create_event, free_port, stop_all
 
 PART_TARGET = 0.334
 SEGMENT = 1.0
@@ -62,8 +62,7 @@ async def ll_cluster(tmp_path: Path, migrated_postgres: str, redis_url: str) -> 
         finally:
             nginx_gen.close()
     finally:
-        for process in (ingest, web):
-            process.stop()
+        stop_all((ingest, web))
 
 
 def _hint(text: str) -> tuple[int, int]:

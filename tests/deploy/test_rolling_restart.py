@@ -7,12 +7,14 @@ import signal
 from pathlib import Path
 from typing import Iterator
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
 from live_server.db import Database
 from live_server.models import BroadcastSession, Event
 
+from tests.ingest.conftest import wait_for
 from tests.media import push_rtmp
 from tests.processes import ServerProcess, base_env, cli, create_event, free_port
 
@@ -29,17 +31,23 @@ def ingest_node(tmp_path: Path) -> Iterator[ServerProcess]:
     server.stop()
 
 
+async def _is_live(server: ServerProcess, slug: str) -> bool:
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/api/v1/events/{slug}") as resp:
+        return resp.status == 200 and (await resp.json())["state"] == "live"
+
+
 async def test_sigterm_drains_the_ingest_node(ingest_node: ServerProcess) -> None:
     env, rtmp = ingest_node.env, ingest_node.extra["rtmp_port"]
     lecture = create_event(env, "prof", "Running lecture")
     late = create_event(env, "prof", "Late lecture")
     await ingest_node.start()
-    pusher = await push_rtmp(f"rtmp://127.0.0.1:{rtmp}/live/{lecture['stream']['stream_key']}", seconds=7)
-    await asyncio.sleep(3)
+    pusher = await push_rtmp(f"rtmp://127.0.0.1:{rtmp}/live/{lecture['stream']['stream_key']}", seconds=6)
+    await wait_for(lambda: _is_live(ingest_node, lecture["slug"]), 15, "the lecture to be live")
     ingest_node.signal(signal.SIGTERM)
     await asyncio.sleep(0.5)
     refused = await push_rtmp(f"rtmp://127.0.0.1:{rtmp}/live/{late['stream']['stream_key']}", seconds=2)
-    assert await asyncio.wait_for(refused.wait(), 15) != 0  # the draining node takes no new publish
+    assert await asyncio.wait_for(refused.wait(), 15) != 0  # the draining node takes no new publish ...
+    assert pusher.returncode is None  # ... while the lecture still runs (refused by the drain, not a closed node)
     assert await asyncio.wait_for(pusher.wait(), 20) == 0  # the running lecture was not cut
     # The event ends as soon as its publisher leaves (no 30 s grace while draining); then the node exits.
     assert await ingest_node.wait(timeout=20) == 0

@@ -28,11 +28,19 @@ def _mode(path: Path) -> int:
 def test_the_data_folder_database_and_secret_are_private(tmp_path: Path) -> None:
     data = tmp_path / "var"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LIVE_DATA_DIR": str(data), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    for command in (["db", "upgrade"], ["users", "create", "--username", "prof", "--role", "lecturer", "--generate-password"],
-                    ["events", "create", "--title", "Optics", "--owner", "prof"]):
-        done = subprocess.run([sys.executable, "-m", "live_server.cli", *command], env=env, capture_output=True, text=True,
-                              cwd=tmp_path, preexec_fn=lambda: os.umask(0o022))
-        assert done.returncode == 0, done.stderr
+    commands = [["db", "upgrade"], ["users", "create", "--username", "prof", "--role", "lecturer", "--generate-password"],
+                ["events", "create", "--title", "Optics", "--owner", "prof"]]
+    # The operator's three commands, one after another in one real process under a permissive umask (022):
+    # the modes are what the program sets, not what the test process's umask happens to be. One interpreter
+    # start instead of three; each command is the same ``main()`` the console script runs.
+    script = ("import sys\nfrom live_server.cli import main\n"
+              f"for command in {commands!r}:\n"
+              "    code = main(command)\n"
+              "    if code:\n"
+              "        sys.exit(f'{command} exited {code}')\n")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          cwd=tmp_path, preexec_fn=lambda: os.umask(0o022), timeout=120)
+    assert done.returncode == 0, done.stderr
     assert _mode(data) == 0o700
     assert _mode(data / "secret_key") == 0o600
     for name in ("live.db", "live.db-wal", "live.db-shm"):

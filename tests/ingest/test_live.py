@@ -132,7 +132,7 @@ async def test_takeover_replaces_the_live_publisher(live: Live) -> None:
     event = await live.create_event()
     first = await push_rtmp(live.publish_url(event), seconds=30)
     await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
-    second = await push_rtmp(live.publish_url(event), seconds=4)
+    second = await push_rtmp(live.publish_url(event), seconds=8, readrate=FAST)  # what it sends is checked, not when
     assert await asyncio.wait_for(first.wait(), 10) != 0  # the first encoder lost its connection
     assert await asyncio.wait_for(second.wait(), 20) == 0  # the second published to the end
 
@@ -148,9 +148,10 @@ async def test_takeover_replaces_the_live_publisher(live: Live) -> None:
     assert "#EXT-X-DISCONTINUITY" in playlist and "#EXT-X-ENDLIST" in playlist
 
 
+@pytest.mark.live_settings(rtmp_idle_timeout_seconds=2.5)  # the slow-loris is closed sooner; the good stream is never silent
 async def test_bad_connections_do_not_disturb_a_good_stream(live: Live) -> None:
     event = await live.create_event()
-    good = await push_rtmp(live.publish_url(event), seconds=10)
+    good = await push_rtmp(live.publish_url(event), seconds=8)
     await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
     port = live.app[RTMP].port
     loop = asyncio.get_running_loop()
@@ -159,7 +160,7 @@ async def test_bad_connections_do_not_disturb_a_good_stream(live: Live) -> None:
     garbage.sendall(b"\x03" + bytes(range(256)) * 40)
     slow = socket.create_connection(("127.0.0.1", port))  # slow-loris: connects, says nothing
     garbage.settimeout(5)
-    slow.settimeout(8)
+    slow.settimeout(6)
     assert await loop.run_in_executor(None, _drained, garbage)
     assert await loop.run_in_executor(None, _drained, slow)  # closed by the idle timeout
 
@@ -220,17 +221,26 @@ def _drained(sock: socket.socket) -> bool:
 @pytest.mark.live_settings(ll_hls=False)  # about ffmpeg's supervisor: the LL packager has no process to crash
 async def test_packager_crash_is_restarted(live: Live) -> None:
     event = await live.create_event()
-    pusher = await push_rtmp(live.publish_url(event), seconds=9)
+    pusher = await push_rtmp(live.publish_url(event), seconds=30)  # stopped once a segment follows the restart
     await wait_for(lambda: event_state_is(live, event, "live"), 10, "live")
     packager = live.app[LIVE].events[event["id"]].packager
     old_pid = packager.pid
     os.kill(old_pid, signal.SIGKILL)
     await wait_for(lambda: _restarted(live, event), 10, "the packager restart")
     assert packager.pid != old_pid
-    await asyncio.wait_for(pusher.wait(), 30)
+    # a segment from the restarted packager follows the discontinuity: the encoder is not needed any longer
+    await wait_for(lambda: _segment_after_discontinuity(live, event), 10, "a segment after the restart")
+    assert pusher.returncode is None  # the encoder never noticed
+    await stop(pusher)
     await wait_for(lambda: event_state_is(live, event, "ended"), 10, "the end of the event")
     dvr = (live.folder(event["id"]) / "source" / "dvr.m3u8").read_text()
     assert "#EXT-X-DISCONTINUITY" in dvr  # after the crash, players are told to reset their decoders
+
+
+async def _segment_after_discontinuity(live: Live, event: dict) -> bool:
+    dvr = live.folder(event["id"]) / "source" / "dvr.m3u8"
+    text = dvr.read_text() if dvr.exists() else ""
+    return "#EXT-X-DISCONTINUITY\n" in text and "#EXTINF" in text.split("#EXT-X-DISCONTINUITY\n", 1)[1]
 
 
 async def test_a_stalled_encoder_is_reported(live: Live) -> None:

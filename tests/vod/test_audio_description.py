@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -14,100 +13,12 @@ import aiohttp
 import pytest
 
 from tests.ingest.conftest import Live, live, wait_for  # noqa: F401 (fixture)
-from tests.media import FFMPEG
+from tests.vod.describing import (
+    DESCRIPTIONS, SECONDS, SHORT, assert_described, describe, durations, imported, levels, settled, tone_audio,
+)
 
 pytestmark = [pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make system-deps)"),
               pytest.mark.live_settings(import_segment_seconds=2.0)]
-
-TONE_HZ = 6000  # the programme: a steady tone away from most of the voice's energy, so its level can be read apart
-SECONDS = 8
-DESCRIPTIONS = """WEBVTT
-
-1
-00:00:01.000 --> 00:00:03.000
-A red square appears in the middle of the screen.
-
-2
-00:00:05.000 --> 00:00:07.000
-The lecturer points at the board.
-"""
-SHORT = "WEBVTT\n\n00:00:00.500 --> 00:00:02.000\nA red square.\n\n00:00:02.500 --> 00:00:03.500\nIt turns.\n"
-SPOKEN = ((1.0, "A red square appears in the middle of the screen."), (5.0, "The lecturer points at the board."))
-
-
-def _video(path: Path, seconds: float = SECONDS) -> Path:
-    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10",
-                    "-f", "lavfi", "-i", f"sine=frequency={TONE_HZ}:sample_rate=44100,volume=0.5", "-t", str(seconds),
-                    "-c:v", "libx264", "-g", "20", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2", str(path)], check=True)
-    return path
-
-
-def _speech_seconds(text: str) -> float:
-    """How long espeak-ng says a description (the same voice and speed as the server)."""
-    out = subprocess.run(["espeak-ng", "-v", "en", "-s", "165", "--stdout", text], capture_output=True, check=True).stdout
-    return (len(out) - 44) / 2 / 22050
-
-
-async def imported(live: Live, tmp_path: Path, visibility: str = "public", seconds: float = SECONDS) -> dict[str, Any]:
-    form = aiohttp.FormData()
-    form.add_field("visibility", visibility)
-    form.add_field("file", _video(tmp_path / "lecture.mp4", seconds).read_bytes(), filename="lecture.mp4")
-    resp = await live.client.post("/api/v1/recordings/import", data=form, headers={"X-CSRF-Token": live.csrf})
-    assert resp.status == 202, await resp.text()
-    rid = (await resp.json())["id"]
-
-    async def ready() -> dict[str, Any] | None:
-        body = await (await live.client.get(f"/api/v1/recordings/{rid}")).json()
-        assert body["state"] != "failed", body
-        return body if body["state"] == "ready" else None
-
-    return await wait_for(ready, 60, "the import")
-
-
-async def describe(live: Live, ref: Any, language: str = "en", descriptions: str | None = DESCRIPTIONS,
-                   audio: bytes | None = None) -> aiohttp.ClientResponse:
-    form = aiohttp.FormData()
-    form.add_field("language", language)
-    if descriptions is not None:
-        form.add_field("descriptions", descriptions.encode(), filename="descriptions.vtt", content_type="text/vtt")
-    if audio is not None:
-        form.add_field("file", audio, filename="described.m4a", content_type="audio/mp4")
-    return await live.client.post(f"/api/v1/recordings/{ref}/audio-description", data=form,
-                                  headers={"X-CSRF-Token": live.csrf})
-
-
-async def settled(live: Live, ref: Any, language: str = "en") -> dict[str, Any]:
-    async def done() -> dict[str, Any] | None:
-        body = await (await live.client.get(f"/api/v1/recordings/{ref}/audio-description")).json()
-        track = next((t for t in body["tracks"] if t["language"] == language), None)
-        return track if track is not None and track["state"] != "pending" else None
-
-    return await wait_for(done, 90, "the audio description")
-
-
-def _durations(playlist: str) -> list[float]:
-    return [float(d) for d in re.findall(r"#EXTINF:([0-9.]+),", playlist)]
-
-
-def levels(segments: list[Path], band: bool) -> list[tuple[float, float]]:
-    """(time on the segments' clock, RMS level in dB) of each 0.25 s of the joined segments' audio; ``band``: of the
-    programme tone's band only (a narrow band-pass)."""
-    window = 11025
-    chain = f"bandpass=f={TONE_HZ}:width_type=q:width=8," if band else ""
-    out = subprocess.run([FFMPEG, "-hide_banner", "-nostats", "-copyts", "-i", "concat:" + "|".join(map(str, segments)),
-                          "-map", "0:a:0", "-af", f"aformat=sample_rates=44100,{chain}asetnsamples=n={window}:p=0,"
-                          "astats=metadata=1:reset=1,ametadata=print:key=lavfi.astats.Overall.RMS_level",
-                          "-f", "null", "-"], capture_output=True, text=True, check=True).stderr
-    times = [float(t) for t in re.findall(r"pts_time:([0-9.]+)", out)]
-    values = [float(v) if v not in ("-inf", "inf") else -120.0 for v in re.findall(r"RMS_level=(\S+)", out)]
-    return list(zip(times, values))
-
-
-def mean_between(series: list[tuple[float, float]], start: float, end: float) -> float:
-    picked = [v for t, v in series if start <= t and t + 0.25 <= end]
-    assert picked, (start, end, series)
-    return sum(picked) / len(picked)
-
 
 async def test_described_rendition_is_listed_aligned_louder_where_spoken_and_ducks_the_programme(live: Live, tmp_path: Path) -> None:
     recording = await imported(live, tmp_path)
@@ -133,7 +44,7 @@ async def test_described_rendition_is_listed_aligned_louder_where_spoken_and_duc
 
     view = await (await live.client.get(f"/vod/{rid}/vod.m3u8")).text()
     rendition = await (await live.client.get(track["playlist_url"])).text()
-    assert _durations(rendition) == _durations(view) and len(_durations(view)) >= 3
+    assert durations(rendition) == durations(view) and len(durations(view)) >= 3
 
     # Each audio segment starts where its video segment starts (within an AAC frame, 23 ms).
     folder = live.settings.media_dir / "recordings" / "imported" / str(rid)
@@ -157,40 +68,22 @@ async def test_described_rendition_is_listed_aligned_louder_where_spoken_and_duc
     shift = lambda series: [(t - zero, v) for t, v in series]  # noqa: E731
     before_all, after_all = shift(levels(video_segments, False)), shift(levels(audio_segments, False))
     before_tone, after_tone = shift(levels(video_segments, True)), shift(levels(audio_segments, True))
-    spoken = [(start, start + _speech_seconds(text)) for start, text in SPOKEN]
-    for start, end in spoken:
-        # the voice makes the described sound louder than the programme alone...
-        louder = mean_between(after_all, start + 0.25, end - 0.25) - mean_between(before_all, start + 0.25, end - 0.25)
-        # ...and the programme is lowered under it (ducking)
-        ducked = mean_between(before_tone, start + 0.25, end - 0.25) - mean_between(after_tone, start + 0.25, end - 0.25)
-        print(f"description at {start:.2f}-{end:.2f} s: {louder:+.1f} dB overall, programme ducked by {ducked:.1f} dB")
-        assert louder >= 3.0, (start, louder, after_all)
-        assert ducked >= 6.0, (start, ducked, after_tone)
-    # Between descriptions (after the compressor's release) and before the first, the programme is as it was.
-    for start, end in ((0.0, spoken[0][0]), (spoken[0][1] + 0.75, spoken[1][0])):
-        difference = abs(mean_between(before_all, start, end) - mean_between(after_all, start, end))
-        assert difference <= 1.5, (start, end, difference)
+    assert_described(before_all, after_all, before_tone, after_tone, "description")
 
     # A trim: the rendition follows the view (the same segments, a cut one no longer served).
     resp = await live.client.patch(f"/api/v1/recordings/{rid}", json={"trim_start": 2.5}, headers={"X-CSRF-Token": live.csrf})
     assert resp.status == 200, await resp.text()
     trimmed_view = await (await live.client.get(f"/vod/{rid}/vod.m3u8")).text()
     trimmed_rendition = await (await live.client.get(track["playlist_url"])).text()
-    assert _durations(trimmed_rendition) == _durations(trimmed_view) and len(_durations(trimmed_view)) < len(_durations(view))
+    assert durations(trimmed_rendition) == durations(trimmed_view) and len(durations(trimmed_view)) < len(durations(view))
     cut = audio_segments[0].name
     assert cut not in trimmed_rendition and (await live.client.get(f"/vod/{rid}/{cut}")).status == 404
-
-
-def _audio(path: Path, seconds: float) -> bytes:
-    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-                    "-t", str(seconds), "-c:a", "aac", str(path)], check=True)
-    return path.read_bytes()
 
 
 async def test_refusals_are_clear_and_leave_nothing_behind(live: Live, tmp_path: Path) -> None:
     recording = await imported(live, tmp_path, seconds=4)
     rid = recording["id"]
-    resp = await describe(live, rid, descriptions=None, audio=_audio(tmp_path / "short.m4a", 1.0))
+    resp = await describe(live, rid, descriptions=None, audio=tone_audio(tmp_path / "short.m4a", 1.0))
     assert resp.status == 422
     assert (await resp.json())["error"]["message"] == ("the audio lasts 1.0 s and the recording 4.0 s: "
                                                        "they may differ by 2.0 s at most")
@@ -204,7 +97,7 @@ async def test_refusals_are_clear_and_leave_nothing_behind(live: Live, tmp_path:
     assert resp.status == 422 and "no voice for 'xx'" in (await resp.json())["error"]["message"]
     resp = await describe(live, rid, language="../fr", descriptions=SHORT)
     assert resp.status == 422 and (await resp.json())["error"]["code"] == "bad_language"
-    resp = await describe(live, rid, descriptions=SHORT, audio=_audio(tmp_path / "both.m4a", 4.0))
+    resp = await describe(live, rid, descriptions=SHORT, audio=tone_audio(tmp_path / "both.m4a", 4.0))
     assert resp.status == 422 and (await resp.json())["error"]["code"] == "one_source"
     resp = await describe(live, rid, descriptions=None)  # a form without a file is not even multipart
     assert resp.status == 400
@@ -251,7 +144,7 @@ async def test_private_recordings_description_follows_its_access_and_goes_with_i
     rid = recording["id"]
     folder = live.settings.media_dir / "recordings" / "imported" / str(rid)
     # An uploaded, already mixed track of the recording's length (within the tolerance).
-    resp = await describe(live, rid, language="fr", descriptions=None, audio=_audio(tmp_path / "described.m4a", 4.5))
+    resp = await describe(live, rid, language="fr", descriptions=None, audio=tone_audio(tmp_path / "described.m4a", 4.5))
     assert resp.status == 202, await resp.text()
     track = await settled(live, rid, "fr")
     assert track["state"] == "ready" and track["source"] == "upload", track

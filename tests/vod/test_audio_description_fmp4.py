@@ -20,8 +20,8 @@ import pytest
 from formats.cmaf import track_starts
 from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
 from tests.media import FAST, FFMPEG
-from tests.vod.test_audio_description import (
-    DESCRIPTIONS, SPOKEN, TONE_HZ, _audio, _speech_seconds, describe, levels, mean_between, settled,
+from tests.vod.describing import (
+    DESCRIPTIONS, TONE_HZ, assert_described, describe, levels, settled, tone_audio,
 )
 from tests.vod.test_recordings import folder_of, recordings_of
 
@@ -142,15 +142,7 @@ async def test_an_fmp4_recording_gets_a_described_rendition_beside_its_split_tra
     before_all, after_all = shift(levels([tmp_path / "audio.mp4"], False)), shift(levels([tmp_path / "described.mp4"], False))
     before_tone = shift(levels([tmp_path / "audio.mp4"], True))
     after_tone = shift(levels([tmp_path / "described.mp4"], True))
-    spoken = [(start, start + _speech_seconds(text)) for start, text in SPOKEN]
-    for start, end in spoken:
-        louder = mean_between(after_all, start + 0.25, end - 0.25) - mean_between(before_all, start + 0.25, end - 0.25)
-        ducked = mean_between(before_tone, start + 0.25, end - 0.25) - mean_between(after_tone, start + 0.25, end - 0.25)
-        print(f"fMP4 description at {start:.2f}-{end:.2f} s: {louder:+.1f} dB overall, programme ducked by {ducked:.1f} dB")
-        assert louder >= 3.0, (start, louder, after_all)
-        assert ducked >= 6.0, (start, ducked, after_tone)
-    for start, end in ((0.0, spoken[0][0]), (spoken[0][1] + 0.75, spoken[1][0])):
-        assert abs(mean_between(before_all, start, end) - mean_between(after_all, start, end)) <= 1.5, (start, end)
+    assert_described(before_all, after_all, before_tone, after_tone, "fMP4 description")
 
     # Only listed names are served: an unlisted split name or another playlist is not.
     assert (await live.client.get(f"/vod/{rid}/video-seg_999999.m4s")).status == 404
@@ -197,7 +189,7 @@ async def test_a_private_fmp4_recordings_split_tracks_follow_its_access_and_go_w
                                    headers={"X-CSRF-Token": live.csrf})
     assert resp.status == 200, await resp.text()
     # An uploaded, already mixed track this time (48 kHz: made at the programme's 44.1 kHz).
-    resp = await describe(live, rid, language="fr", descriptions=None, audio=_audio(tmp_path / "described.m4a", 4.5))
+    resp = await describe(live, rid, language="fr", descriptions=None, audio=tone_audio(tmp_path / "described.m4a", 4.5))
     assert resp.status == 202, await resp.text()
     track = await settled(live, rid, "fr")
     assert track["state"] == "ready" and track["source"] == "upload", track

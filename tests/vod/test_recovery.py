@@ -16,6 +16,7 @@ import aiohttp
 from recorder.storage import RecordingFiles
 from tests.ingest.conftest import wait_for
 from tests.media import FAST, count_video_frames, decode_errors, push_rtmp, stop
+from tests.processes import cli
 from tests.support import hls_mode
 
 
@@ -23,14 +24,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def _cli(env: dict[str, str], *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "live_server.cli", *args, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
 
 
 async def _start(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
@@ -57,9 +50,10 @@ async def test_recording_left_by_a_killed_server_is_recovered_at_start(tmp_path:
         "LIVE_GRACE_PERIOD_SECONDS": "2", "LIVE_LOG_LEVEL": "WARNING",
         **{f"LIVE_{name.upper()}": str(value).lower() for name, value in hls_mode().items()},  # the run's HLS mode
     }
-    await _cli(env, "db", "upgrade")
-    await _cli(env, "users", "create", "--username", "prof", "--role", "lecturer", "--password", "prof-password")
-    event: dict[str, Any] = json.loads(await _cli(env, "events", "create", "--title", "Crash course", "--owner", "prof", "--json"))
+    # The operator's set-up commands, run in this process (``tests.processes.cli``); the server is a real process.
+    cli(env, "db", "upgrade")
+    cli(env, "users", "create", "--username", "prof", "--role", "lecturer", "--password", "prof-password")
+    event: dict[str, Any] = json.loads(cli(env, "events", "create", "--title", "Crash course", "--owner", "prof", "--json"))
     server = await _start(env, port)
     pusher = await push_rtmp(f"rtmp://127.0.0.1:{rtmp_port}/live/{event['stream']['stream_key']}", seconds=30,
                             readrate=FAST)
