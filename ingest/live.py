@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, Sequence
 
 from aiohttp import web
 from sqlalchemy import select
@@ -340,7 +340,7 @@ class LiveStreams:
         self.publishers: dict[int, PublishSession] = {}
         self.observers: list[SegmentObserver] = []
         self.media_taps: list[MediaTap] = []
-        self._lock = asyncio.Lock()
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}  # per event: its lock, how many hold or wait
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ending: dict[int, asyncio.Task[None]] = {}
         self._sampler: asyncio.Task[None] | None = None
@@ -398,6 +398,24 @@ class LiveStreams:
         while self.events and loop.time() < deadline:
             await asyncio.sleep(0.2)
 
+    @contextlib.asynccontextmanager
+    async def _event_lock(self, event_id: int) -> AsyncIterator[None]:
+        """Publishes and publisher ends of one event, one at a time (their commands await the catalog and
+        the packager, and each must see the state the previous one left). Per event, not one lock for all:
+        a burst of publishes to different events (a morning of lectures starting at 9:00) would otherwise
+        queue every catalog write and packager start behind each other and outlast the publish timeout."""
+        lock, users = self._locks.get(event_id) or (asyncio.Lock(), 0)
+        self._locks[event_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[event_id]
+            if users > 1:
+                self._locks[event_id] = (lock, users - 1)
+            else:
+                del self._locks[event_id]
+
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -441,7 +459,11 @@ class LiveStreams:
         if found is None:
             log.warning("%s publish from %s refused: unknown or revoked stream key %s", protocol, remote_address, redact_key(stream_key))
         lookup = None if found is None else EventLookup(*found)
-        async with self._lock:
+        if lookup is None:  # refused without touching any run: no lock to take
+            [refusal] = self.core.publish(protocol, app, remote_address, None, self._now())
+            assert isinstance(refusal, Refuse)
+            raise self._reject(protocol, refusal)
+        async with self._event_lock(lookup.event_id):
             commands = self.core.publish(protocol, app, remote_address, lookup, self._now())
             if isinstance(commands[0], Refuse):
                 raise self._reject(protocol, commands[0])
@@ -456,7 +478,7 @@ class LiveStreams:
                 if not begun:
                     self.core.run_failed_to_start(accepted.event_id)
                 else:
-                    self._spawn(self._publish_failed(accepted.publisher))
+                    self._spawn(self._publish_failed(accepted.event_id, accepted.publisher))
                 raise
             publisher = self.publishers.get(accepted.publisher)
             if publisher is None or publisher.live.ended:  # the server stopped under this publish
@@ -469,13 +491,13 @@ class LiveStreams:
                  remote_address)
         return publisher
 
-    async def _publish_failed(self, publisher_id: int) -> None:
+    async def _publish_failed(self, event_id: int, publisher_id: int) -> None:
         """A publish failed half-way (catalog, ffmpeg): its run goes on as if it had left."""
         publisher = self.publishers.get(publisher_id)
         if publisher is not None:
             await publisher.close("publish failed")
             return
-        async with self._lock:
+        async with self._event_lock(event_id):
             for command in self.core.publisher_gone(publisher_id, "publish failed", self._now()):
                 await self._run(command)
 
@@ -509,7 +531,7 @@ class LiveStreams:
         return self.core.phase(event_id) is RunPhase.GRACE
 
     async def publisher_gone(self, publisher: PublishSession, reason: str) -> None:
-        async with self._lock:
+        async with self._event_lock(publisher.live.event_id):
             for command in self.core.publisher_gone(publisher.publisher_id, reason, self._now()):
                 await self._run(command)
 
@@ -590,7 +612,8 @@ class LiveStreams:
             if self.settings.ll_hls:  # passthrough muxed in-process; an ABR ladder transcoded by ffmpeg, then muxed
                 return LlPackager(folder, live.options, live, part_target=self.settings.ll_hls_part_target_seconds,
                                   ffmpeg=self.ffmpeg, on_drop=self.packager_dropped,
-                                  on_write_error=self.metrics.media_write_errors.inc)
+                                  on_write_error=self.metrics.media_write_errors.inc,
+                                  playlist_files_every_part=self.settings.effective_ll_hls_playlist_files_every_part)
             return Packager(self.ffmpeg, folder, live.options, live, self.packager_dropped,
                             self.metrics.media_write_errors.inc)
 

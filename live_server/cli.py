@@ -138,6 +138,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         data = settings.masked()
         data.update(_effective_ffmpeg(settings))
         data["effective_rtmp_host"] = settings.effective_rtmp_host
+        data["effective_ll_hls_playlist_files_every_part"] = settings.effective_ll_hls_playlist_files_every_part
         if args.json:
             print(json.dumps(data, indent=2))
         else:

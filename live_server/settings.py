@@ -125,6 +125,11 @@ class Settings(BaseModel):
     rtmp_port: int = Field(1935, ge=0, le=65535, description="RTMP port (0 picks a free one).")
     rtmp_public_url: str = Field("", description="rtmp://host[:port]/live shown to lecturers; empty: derived.")
     rtmp_idle_timeout_seconds: float = Field(10.0, gt=0, description="Close RTMP connections silent this long.")
+    rtmp_read_rest_seconds: float = Field(
+        0.02, ge=0, le=0.1, description="A publishing RTMP connection rests this long between reads, so one read "
+        "takes the several small writes an encoder makes per frame (about a fifth less CPU per stream); a frame "
+        "reaches the packager at most this much later. 0: read whenever bytes arrive.",
+    )
     rtmp_handshake_timeout_seconds: float = Field(
         10.0, gt=0, description="An RTMP connection must finish handshake, connect and publish within this long "
         "of connecting (however slowly it trickles bytes), or it is closed.",
@@ -188,6 +193,11 @@ class Settings(BaseModel):
     ll_hls_part_target_seconds: float = Field(
         0.334, ge=0.1, le=1.0, description="LL-HLS part target duration (PART-TARGET); players stay about three "
         "parts behind the live edge. 0.334 rather than 1/3: FLV times are whole milliseconds.",
+    )
+    ll_hls_playlist_files_every_part: bool = Field(
+        False, description="Write each LL-HLS rendition's live.m3u8/dvr.m3u8 to the media folder at every part, for "
+        "web-only nodes sharing it (they answer blocking reloads from these files). Off: at every segment and at the "
+        "end (this node answers from memory); always on for role = ingest.",
     )
     ingest_drain_seconds: float = Field(
         0.0, ge=0, description="On shutdown, refuse new publishes and let live events finish for up to this long "
@@ -633,6 +643,11 @@ class Settings(BaseModel):
         if self.public_url:
             return self.public_url
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def effective_ll_hls_playlist_files_every_part(self) -> bool:
+        """Per-part playlist files where another node may read them: an ingest-only node always has web peers."""
+        return self.ll_hls_playlist_files_every_part or self.role == "ingest"
 
     @property
     def effective_rtmp_host(self) -> str:

@@ -5,10 +5,11 @@ muxed on the loop as they arrive, without ffmpeg (the muxer costs about a fifth 
 ``-c copy``, bench/cmaf_mux.py); an ABR event's tags go to one ffmpeg that only encodes
 (:mod:`ingest.packaging.transcoder`), and each rendition's output comes back as FLV tags into the
 same muxer. The files a tag closed go to one writer thread per packager (off the loop, in order),
-and only once they are on disk does the playlist snapshot listing them become visible: rendered
-once per part, kept in memory for blocking reloads (:class:`LlPlaylists`, shared by every viewer)
-and written as ``live.m3u8`` / ``dvr.m3u8`` at every part too, for readers of the folder (web-only
-nodes of a multi-node deployment answer blocking reloads from these files, ``web/ll_files.py``).
+and only once they are on disk does the playlist snapshot listing them become visible: kept in
+memory for blocking reloads (:class:`LlPlaylists`, shared by every viewer, rendered at most once per
+version) and written as ``live.m3u8`` / ``dvr.m3u8`` at every segment and at the end, or at every
+part where web-only nodes of a multi-node deployment answer blocking reloads from these files
+(``playlist_files_every_part``, ``web/ll_files.py``).
 Same layout and listener calls as the ffmpeg packager: ``master.m3u8`` (and ``master-dvr.m3u8``),
 ``<rendition>/live.m3u8``, ``<rendition>/dvr.m3u8``, segments reported to the listener once listed.
 """
@@ -92,8 +93,10 @@ class LlPackager:
 
     def __init__(self, output_dir: Path, options: PackagerOptions, listener: PackagerListener, *,
                  part_target: float, ffmpeg: str | None = None, on_drop: Callable[[], None] = lambda: None,
-                 on_write_error: Callable[[], None] = lambda: None) -> None:
+                 on_write_error: Callable[[], None] = lambda: None, playlist_files_every_part: bool = True) -> None:
         self.output_dir = Path(output_dir)
+        #: live.m3u8 / dvr.m3u8 written at every part (web-only nodes read them), else at every segment and the end
+        self._files_every_part = playlist_files_every_part
         self.options = options
         self.names = options.rendition_names
         self._listener = listener
@@ -340,9 +343,14 @@ class LlPackager:
             if self.options.dvr:
                 views[DVR_PLAYLIST] = self._ladder.playlist(name, None, DVR_PLAYLIST)
             published = {view: p for view, p in views.items() if p is not None}
-        texts = {view: render_ll(p) for view, p in published.items()}  # one render per part, shared by all viewers
-        # On disk at every version, after the media it lists (same writer thread): web-only nodes
-        # answer blocking reloads from these files (web/ll_files.py). A few kB, off the loop.
+        # On disk after the media it lists (same writer thread), at every version where web-only nodes
+        # answer blocking reloads from these files (web/ll_files.py); else at every segment and at the end
+        # (viewers of this node are answered from memory; the files serve the folder's other readers and
+        # the run after its end). Rendered here only for the files: otherwise once per version, on the
+        # first request (``LlPlaylists.text``), so a part nobody asks for costs no render, and the DVR
+        # view (as long as the lecture so far) is not rendered three times a second for nobody.
+        to_disk = self._files_every_part or bool(update.segments) or stream.ended
+        texts = {view: render_ll(p) for view, p in published.items()} if to_disk else {}
         files: list[tuple[Path, bytes | str]] = [(folder / view, text) for view, text in texts.items()]
         if update.segments or stream.ended:
             if self._transcoder is None:

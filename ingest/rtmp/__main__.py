@@ -62,7 +62,9 @@ async def _main(args: argparse.Namespace) -> None:
     settings = load_settings()
     given = {"host": args.host, "port": args.port, "idle_timeout": args.idle_timeout}
     overrides = {name: value for name, value in given.items() if value is not None}
-    server = rtmp_server_from_settings(settings, FlvDumpPublisher(Path(args.dir)), accepted_apps=None, **overrides)
+    # Reads as bytes arrive (no rest between reads): a debugging dump has every tag on disk as soon as it came.
+    server = rtmp_server_from_settings(settings, FlvDumpPublisher(Path(args.dir)), accepted_apps=None, read_rest=0.0,
+                                       **overrides)
     await server.start()
     print(f"listening on rtmp://{server.address}/<app>/<key>", flush=True)
     try:

@@ -91,8 +91,8 @@ class ServerHandshake:
         #: digest schema (0/1) the client used, or None for the plain handshake
         self.digest_schema: int | None = None
 
-    def feed(self, data: bytes) -> bytes:
-        """Consume client bytes; return bytes to send (possibly empty)."""
+    def feed(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Consume client bytes (copied: ``data`` may be the caller's reused buffer); return bytes to send."""
         if self.done:
             self.surplus += data
             return b""

@@ -220,7 +220,7 @@ class RtmpServerConnection:
     def publishing(self) -> bool:
         return self._state is _State.PUBLISHING
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Process bytes from the client; return the resulting events in order."""
         events: list[Event] = []
         if self._state is _State.CLOSED:

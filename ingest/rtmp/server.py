@@ -1,4 +1,4 @@
-"""The asyncio shell around ``RtmpServerConnection``: listener, one task per connection.
+"""The asyncio shell around ``RtmpServerConnection``: listener, one protocol object per connection.
 
 All protocol decisions live in the sans-I/O core; this module only moves bytes, applies
 timeouts and calls the ``StreamPublisher``/``MediaSink`` interfaces. A failure in one
@@ -13,9 +13,8 @@ however it trickles its bytes, and its buffers get the core's small pre-publish 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -50,7 +49,8 @@ class RtmpServer:
     long the publisher may take to accept a publish. ``max_pending`` and
     ``max_pending_per_address``: connections that have not published yet, in total and per
     client address; more are closed at once. ``accepted_apps``: application names accepted
-    at ``connect`` (None: any).
+    at ``connect`` (None: any). ``read_rest``: seconds a publishing connection rests between
+    reads (see ``_Connection``); 0 reads whenever bytes arrive.
     """
 
     def __init__(
@@ -69,6 +69,7 @@ class RtmpServer:
         accepted_audio_codecs: Collection[str] = ("aac",),
         accepted_apps: Collection[str] | None = None,
         read_size: int = 64 * 1024,
+        read_rest: float = 0.0,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -83,8 +84,11 @@ class RtmpServer:
         self.accepted_audio_codecs = tuple(accepted_audio_codecs)
         self.accepted_apps = None if accepted_apps is None else tuple(accepted_apps)
         self.read_size = read_size
+        self.read_rest = read_rest
+        self._resting: list[_Connection] = []  # publishing connections whose reading waits for the next tick
+        self._tick: asyncio.TimerHandle | None = None
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[_Connection] = set()
         self._pending_total = 0
         self._pending_by_address: dict[str, int] = {}
         self._cap_logged: set[str] = set()  # addresses ("" for the total) whose refusals were logged
@@ -98,7 +102,7 @@ class RtmpServer:
 
     @property
     def connection_count(self) -> int:
-        return len(self._tasks)
+        return len(self._connections)
 
     @property
     def pending_count(self) -> int:
@@ -144,8 +148,21 @@ class RtmpServer:
         if self._pending_total < self.max_pending:
             self._cap_logged.discard("")
 
+    def _rest(self, connection: "_Connection") -> None:
+        """Pause ``connection``'s reading until the next tick (one timer for every resting connection)."""
+        self._resting.append(connection)
+        if self._tick is None:
+            self._tick = asyncio.get_running_loop().call_later(self.read_rest, self._wake)
+
+    def _wake(self) -> None:
+        self._tick = None
+        resting, self._resting = self._resting, []
+        for connection in resting:
+            connection.wake()
+
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self._requested_port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), self.host, self._requested_port)
         logger.info("RTMP ingest listening on %s", self.address)
 
     @property
@@ -158,46 +175,52 @@ class RtmpServer:
         """Stop listening and close every connection (their sinks get closed too)."""
         if self._server is not None:
             self._server.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        self._resting.clear()
+        connections = list(self._connections)
+        for connection in connections:
+            connection.shut_down()
+        await asyncio.gather(*(c.finished for c in connections), return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # Counted before the first await: a burst of connections cannot all pass the check.
-        peer = writer.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
-        if not self._admit(address):
-            writer.transport.abort()
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        session = _Session(self, writer, lambda: self._release(address))
-        try:
-            await session.run(reader)
-        except asyncio.CancelledError:
-            # Closed by ``close()``: end quietly. (Python 3.11's start_server callback would log
-            # a cancelled connection task as an error.)
-            pass
-        finally:
-            session.release_pending()
-            self._tasks.discard(task)
 
+class _Connection(asyncio.BufferedProtocol):
+    """One RTMP connection: the sans-I/O core fed straight from the socket.
 
-class _Session:
-    """State of one connection in the shell: the core, the sink, the close reason."""
+    Received bytes land in one buffer per connection (``recv_into``, no ``bytes`` per read) and
+    go to the core from ``buffer_updated``; a read that only carries media of an accepted publish
+    (the usual read: a frame or two) is handed to the sink right there, with no task, future or
+    timer per read. An encoder writes each frame separately, a hundred reads a second per stream,
+    so what the shell costs per read is most of what RTMP costs us (``bench/rtmp_ll_replay.py``
+    times the core and the sink alone). Anything else (a publish to decide, metadata, a refusal)
+    is handled by a task while reading is paused, so events keep their order.
 
-    def __init__(
-        self, server: RtmpServer, writer: asyncio.StreamWriter, release: Callable[[], None]
-    ) -> None:
+    Resting: ffmpeg writes a frame as several small writes (message header, each chunk, each
+    continuation byte), so reading whenever bytes arrive meant a read (a wake-up, a ``recv``, a
+    pass of the parser) per write, about 130 a second for a 2.5 Mb/s stream. A publishing
+    connection whose read carried media may pause its reading for ``read_rest`` (the app's
+    ``rtmp_read_rest_seconds``, 20 ms; all resting connections share one timer), then one read
+    takes what came meanwhile. A frame reaches
+    the muxer at most that much later (parts are 334 ms). A read that filled the buffer reads on at
+    once, so the rest never caps a stream's bitrate.
+
+    Timeouts: one timer per connection, re-armed when it fires early. No data for
+    ``idle_timeout`` (outside such a task) closes the connection, and so does reaching the
+    session's publish deadline (``handshake_timeout`` after accepting) before a publish was
+    accepted; a peer that stops reading what we write for ``idle_timeout`` is dropped too.
+    """
+
+    def __init__(self, server: RtmpServer) -> None:
         self.server = server
-        self.writer = writer
-        peer = writer.get_extra_info("peername")
-        self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._loop = asyncio.get_running_loop()
+        self._buffer = memoryview(bytearray(server.read_size))
+        self.transport: asyncio.Transport | None = None
+        self.remote = "-"
+        self._address = ""
         self.conn = RtmpServerConnection(
             limits=server.limits,
             accepted_video_codecs=server.accepted_video_codecs,
@@ -207,101 +230,129 @@ class _Session:
         self.sink: MediaSink | None = None
         self.key = "-"  # redacted stream key, for logs
         self.terminated: str | None = None
-        self.linger = False  # an error status was sent to a publishing encoder: let it read it
-        self._release = release
-        #: loop time by which a publish must be accepted; None once one was
-        self.deadline: float | None = asyncio.get_running_loop().time() + server.handshake_timeout
+        #: why the connection closes, once decided (the first reason wins)
+        self.reason: str | None = None
+        #: loop time by which a publish must be accepted; None once one was (or never counted)
+        self.deadline: float | None = None
+        self._counted = False
+        self._last_data = self._loop.time()  # of the last read, or of the end of a handler task
+        self._timer: asyncio.TimerHandle | None = None
+        self._handler: asyncio.Task[None] | None = None  # events being handled while reading is paused
+        self._write_paused_at: float | None = None
+        self._lingering = False  # dropping what the encoder still sends after our error status
+        self._linger_until: float | None = None  # loop time the linger ends
+        self._finisher: asyncio.Task[None] | None = None
+        self._lost = False
+        self._resting = False  # reading paused until the server's next tick
+        self.finished: asyncio.Future[None] = self._loop.create_future()  # the sink is closed
 
-    def release_pending(self) -> None:
-        """Leave the unauthenticated pool (publish accepted, or the connection ended); once."""
-        if self.deadline is not None:
-            self.deadline = None
-            self._release()
+    # -- transport callbacks ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self._address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        # Counted before anything else runs: a burst of connections cannot all pass the check.
+        if not self.server._admit(self._address):
+            self._lost = True
+            self.finished.set_result(None)
+            transport.abort()
+            return
+        self._counted = True
+        self.server._connections.add(self)
+        now = self._loop.time()
+        self.deadline = now + self.server.handshake_timeout
+        self._last_data = now
+        self._arm(now)
 
-    async def run(self, reader: asyncio.StreamReader) -> None:
-        reason = "client disconnected"
-        loop = asyncio.get_running_loop()
-        idle = self.server.idle_timeout
-        read_size = self.server.read_size
-        watchdog = _ReadWatchdog(self, loop)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._last_data = self._loop.time()
+        if self._lingering or self.reason is not None:
+            return
         try:
-            while not self.conn.closed:
-                try:
-                    data = await watchdog.read(reader, read_size)
-                except TimeoutError:
-                    if self.deadline is not None and loop.time() >= self.deadline:
-                        reason = (
-                            f"no publish within {self.server.handshake_timeout:g} s of connecting "
-                            "(handshake, connect and publish must finish by then)"
-                        )
-                        logger.info("closing RTMP connection from %s: %s", self.remote, reason)
-                    else:
-                        reason = f"no data for {idle:g} s"
-                        logger.info(
-                            "closing idle RTMP connection from %s (key %s): %s", self.remote, self.key, reason
-                        )
-                    break
-                if not data or self.terminated is not None:
-                    break
-                events = self.conn.receive_data(data)
-                sink = self.sink
-                if sink is not None and all(type(event) is MediaReceived for event in events):
-                    # The usual read: a frame or two of a publish in progress (no coroutine for it).
-                    for event in events:
-                        sink.on_media(event.kind, event.timestamp, event.payload)  # type: ignore[union-attr]
-                    closing_reason = None
-                else:
-                    closing_reason = await self._handle(events)
-                if self.conn.has_data_to_send:
-                    await self._flush()
-                if closing_reason is not None:
-                    reason = closing_reason
-            watchdog.stop()
-            if self.linger:
-                await self._linger(reader)
-        except asyncio.CancelledError:
-            reason = "server shutting down"
-            raise
-        except (ConnectionError, TimeoutError) as exc:
-            reason = f"connection lost: {str(exc) or type(exc).__name__}"
-            logger.info("RTMP connection from %s (key %s) lost: %r", self.remote, self.key, exc)
+            events = self.conn.receive_data(self._buffer[:nbytes])
+            sink = self.sink
+            for event in events:
+                if type(event) is not MediaReceived or sink is None:
+                    self._pause_for(events)
+                    return
+            # The usual read: media of an accepted publish, or nothing complete yet (a handshake half).
+            if sink is not None:
+                for event in events:
+                    sink.on_media(event.kind, event.timestamp, event.payload)  # type: ignore[union-attr]
+                if nbytes < len(self._buffer) and self.server.read_rest > 0 and not self._resting:
+                    self._resting = True
+                    self._pause_reading()
+                    self.server._rest(self)
+            if self.conn.has_data_to_send:
+                self._write(self.conn.data_to_send())
         except Exception:
-            reason = "internal error"
             logger.exception("RTMP connection from %s (key %s) failed", self.remote, self.key)
+            self._close("internal error")
+
+    def eof_received(self) -> bool:
+        if self.reason is None:
+            self.reason = "client disconnected"
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        if exc is not None and self.reason is None:
+            self.reason = f"connection lost: {str(exc) or type(exc).__name__}"
+            logger.info("RTMP connection from %s (key %s) lost: %r", self.remote, self.key, exc)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._finisher = asyncio.ensure_future(self._finish())
+
+    def pause_writing(self) -> None:
+        # The peer does not read what we send: stop reading it too (what it sends may need
+        # answers), and drop it if that lasts ``idle_timeout``.
+        self._write_paused_at = self._loop.time()
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused_at = None
+        if self._handler is None and not self._resting:
+            self._resume_reading()
+
+    def wake(self) -> None:
+        """The server's tick: a resting connection reads again (unless something else paused it)."""
+        self._resting = False
+        if self._handler is None and self._write_paused_at is None and not self._lost:
+            self._resume_reading()
+
+    # -- handling events that need the loop -----------------------------------------------------
+    def _pause_for(self, events: list[Event]) -> None:
+        """Events other than media: handled by a task, reading paused until it is done."""
+        self._pause_reading()
+        self._handler = asyncio.ensure_future(self._handle_events(events))
+
+    async def _handle_events(self, events: list[Event]) -> None:
+        try:
+            closing = await self._handle(events)
+            if self.conn.has_data_to_send:
+                self._write(self.conn.data_to_send())
+            if closing is not None:
+                self._close(closing)
+            elif self.conn.closed:
+                self._close(self.terminated or "client disconnected")
+        except Exception:
+            logger.exception("RTMP connection from %s (key %s) failed", self.remote, self.key)
+            self._close("internal error")
         finally:
-            watchdog.stop()
-            if self.terminated is not None:
-                reason = self.terminated
-            await self._close_sink(reason)
-            self.writer.close()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await self.writer.wait_closed()
-
-    async def _linger(self, reader: asyncio.StreamReader) -> None:
-        """Our error status to a publishing encoder is written: read and drop what it still
-        sends until it hangs up, at most ``idle_timeout``. ffmpeg reads one incoming message
-        per packet it writes (and an encoder with lookahead writes its first video packet
-        seconds after starting); closing at once would only show it "Broken pipe"."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.server.idle_timeout):
-                while await reader.read(self.server.read_size):
-                    pass
-
-    async def _flush(self) -> None:
-        out = self.conn.data_to_send()
-        if out:
-            self.writer.write(out)
-            async with asyncio.timeout(self.server.idle_timeout):
-                await self.writer.drain()
-
-    async def _close_sink(self, reason: str) -> None:
-        sink, self.sink = self.sink, None
-        if sink is not None:
-            try:
-                await sink.close(reason)
-            except Exception:
-                logger.exception("closing the media sink for key %s failed", self.key)
+            self._handler = None
+            now = self._last_data = self._loop.time()
+            if not self._lost:
+                self._arm(now)
+                if self._write_paused_at is None:
+                    self._resume_reading()
 
     async def _handle(self, events: list[Event]) -> str | None:
         """Act on events; return a reason when the connection must close."""
@@ -327,7 +378,7 @@ class _Session:
                     "rejecting RTMP stream with key %s from %s: %s", self.key, self.remote, event.reason
                 )
                 closing = event.reason
-                self.linger = True
+                self._lingering = True
                 await self._close_sink(event.reason)
             elif isinstance(event, ConnectionFailed):
                 logger.warning(
@@ -335,21 +386,6 @@ class _Session:
                 )
                 closing = event.reason
         return closing
-
-    def _terminate(self, reason: str) -> None:
-        """The publisher side ends this publish (takeover, packaging failure, shutdown): tell
-        the encoder why, then drop the connection (after a short linger, so it can read it)."""
-        if self.terminated is None:
-            self.terminated = reason
-            logger.info("RTMP publish of key %s from %s terminated by the server: %s", self.key, self.remote, reason)
-            self.conn.close_publish("NetStream.Publish.Rejected", f"publishing stopped by the server: {reason}")
-            out = self.conn.data_to_send()
-            if out and not self.writer.is_closing():
-                self.writer.write(out)
-                self.linger = True
-                asyncio.get_running_loop().call_later(self.server.idle_timeout, self.writer.close)
-            else:
-                self.writer.close()
 
     async def _start_publish(self, event: PublishRequested) -> list[Event]:
         self.key = redact_key(event.stream_key)
@@ -381,75 +417,156 @@ class _Session:
             )
             self.conn.reject_publish("NetStream.Publish.Failed", "Server busy, try again.")
             return []
+        if self._lost:  # the encoder went away meanwhile: its publish ends at once
+            self.sink = sink
+            return []
         self.sink = sink
         self.release_pending()
         logger.info("publish started: app %s key %s from %s", printable_app(event.app), self.key, self.remote)
         return self.conn.accept_publish()
 
+    def _terminate(self, reason: str) -> None:
+        """The publisher side ends this publish (takeover, packaging failure, shutdown): tell
+        the encoder why, then drop the connection (after a short linger, so it can read it)."""
+        if self.terminated is None and not self._lost:
+            self.terminated = reason
+            logger.info("RTMP publish of key %s from %s terminated by the server: %s", self.key, self.remote, reason)
+            self.conn.close_publish("NetStream.Publish.Rejected", f"publishing stopped by the server: {reason}")
+            out = self.conn.data_to_send()
+            if out and self.transport is not None and not self.transport.is_closing():
+                self.transport.write(out)
+                self._lingering = True
+            self._close(reason)
 
-class _ReadWatchdog:
-    """The read timeouts of one connection with one timer instead of one per read.
+    # -- closing --------------------------------------------------------------------------------
+    def _close(self, reason: str) -> None:
+        """Close for ``reason`` (the first one given is kept). After an error status to a publishing
+        encoder, let it read it: what it still sends is read and dropped until it hangs up, at most
+        ``idle_timeout`` (ffmpeg reads one incoming message per packet it writes, and an encoder with
+        lookahead writes its first video packet seconds after starting; closing at once would only
+        show it "Broken pipe")."""
+        if self.reason is None:
+            self.reason = reason
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        if self._lingering:
+            if self._linger_until is None:
+                now = self._loop.time()
+                self._linger_until = now + self.server.idle_timeout
+                self._resume_reading()
+                self._arm(now)  # the timer closes the connection at the end of the linger
+        else:
+            transport.close()
 
-    A read may last ``idle_timeout`` from its start, and none may go past the session's publish
-    deadline. An encoder writes each frame separately (a hundred reads a second), so arming and
-    cancelling a timer around every read cost more than parsing them. Instead each read only notes
-    its start; one timer, re-armed when it fires early, cancels the reading task once the read in
-    progress is past its limit (the way ``asyncio.timeout`` does), and that read raises
-    ``TimeoutError``. Outside reads (handling a publish, writing) nothing is cut short here.
-    """
+    def shut_down(self) -> None:
+        """The server stops: close now (the sink is closed with "server shutting down"); what we
+        still had to send gets a second, then the connection is cut."""
+        self.reason = "server shutting down"
+        self._linger_until = None
+        if self._handler is not None:
+            self._handler.cancel()
+        transport = self.transport
+        if transport is not None and not self._lost:
+            transport.close()
+            self._loop.call_later(1.0, transport.abort)
 
-    def __init__(self, session: _Session, loop: asyncio.AbstractEventLoop) -> None:
-        self._session = session
-        self._loop = loop
-        self._idle = session.server.idle_timeout
-        self._task: asyncio.Task[Any] | None = None
-        self._read_started: float | None = None  # loop time the read in progress began; None between reads
-        self._expired = False
-        self._handle: asyncio.TimerHandle | None = None
+    async def _finish(self) -> None:
+        """After the connection is gone: the events in hand are handled, then the sink is closed."""
+        try:
+            if self._handler is not None:
+                await asyncio.gather(self._handler, return_exceptions=True)
+            reason = self.terminated or self.reason or "client disconnected"
+            await self._close_sink(reason)
+        finally:
+            self.release_pending()
+            self.server._connections.discard(self)
+            if not self.finished.done():
+                self.finished.set_result(None)
 
-    def _limit(self, now: float) -> float:
-        """When the read in progress (or, between reads, one starting now) must have returned."""
-        start = now if self._read_started is None else self._read_started
-        deadline = self._session.deadline
-        limit = start + self._idle
+    async def _close_sink(self, reason: str) -> None:
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            try:
+                await sink.close(reason)
+            except Exception:
+                logger.exception("closing the media sink for key %s failed", self.key)
+
+    def release_pending(self) -> None:
+        """Leave the unauthenticated pool (publish accepted, or the connection ended); once."""
+        if self._counted:
+            self._counted = False
+            self.deadline = None
+            self.server._release(self._address)
+
+    # -- I/O helpers ----------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing() and self.transport.is_reading():
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing() and not self.transport.is_reading():
+            self.transport.resume_reading()
+
+    # -- the one timer ------------------------------------------------------------------------------
+    def _next_check(self, now: float) -> float:
+        """When the timer must look again: the linger's end; while a handler task runs, an idle
+        period from now (a publish being decided has its own timeout, and the task's end counts as
+        data); else the end of the idle period since the last data, of a write stall, or the
+        publish deadline, whichever comes first."""
+        idle = self.server.idle_timeout
+        if self._linger_until is not None:
+            return self._linger_until
+        if self._handler is not None:
+            return now + idle
+        limit = self._last_data + idle
+        if self._write_paused_at is not None:
+            limit = min(limit, self._write_paused_at + idle)
+        deadline = self.deadline
         return limit if deadline is None or deadline > limit else deadline
 
     def _arm(self, now: float) -> None:
-        self._handle = self._loop.call_at(self._limit(now), self._check)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(self._next_check(now), self._check)
 
     def _check(self) -> None:
+        self._timer = None
+        if self._lost or self.transport is None:
+            return
         now = self._loop.time()
-        if self._read_started is not None and self._task is not None and now >= self._limit(now):
-            self._handle = None
-            self._expired = True
-            self._task.cancel()
+        due = self._next_check(now)
+        if now < due:
+            self._timer = self._loop.call_at(due, self._check)
+            return
+        idle = self.server.idle_timeout
+        if self._linger_until is not None:
+            self._linger_until = None
+            self.transport.close()
+        elif self._write_paused_at is not None and now >= self._write_paused_at + idle:
+            self._close_for_timeout(f"connection lost: the client read nothing we sent for {idle:g} s")
+            self.transport.abort()
+        elif self.deadline is not None and now >= self.deadline:
+            reason = (
+                f"no publish within {self.server.handshake_timeout:g} s of connecting "
+                "(handshake, connect and publish must finish by then)"
+            )
+            logger.info("closing RTMP connection from %s: %s", self.remote, reason)
+            self._close_for_timeout(reason)
         else:
-            self._arm(now)
+            reason = f"no data for {idle:g} s"
+            logger.info("closing idle RTMP connection from %s (key %s): %s", self.remote, self.key, reason)
+            self._close_for_timeout(reason)
 
-    async def read(self, reader: asyncio.StreamReader, size: int) -> bytes:
-        """``reader.read(size)``, raising ``TimeoutError`` past the read's limit."""
-        now = self._loop.time()
-        if self._handle is None:
-            self._task = asyncio.current_task()
-            self._arm(now)
-        elif self._limit(now) < self._handle.when():  # the publish deadline is nearer than the timer
-            self._handle.cancel()
-            self._arm(now)
-        self._read_started = now
-        try:
-            return await reader.read(size)
-        except asyncio.CancelledError:
-            if self._expired and self._task is not None and self._task.uncancel() == 0:
-                self._expired = False
-                raise TimeoutError from None
-            raise
-        finally:
-            self._read_started = None
-
-    def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+    def _close_for_timeout(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        assert self.transport is not None
+        self.transport.close()
 
 
 def refusal_code(reason: RefusalReason) -> str:
@@ -466,6 +583,7 @@ def rtmp_server_from_settings(settings: Settings, publisher: StreamPublisher, **
         "host": settings.effective_rtmp_host,
         "port": settings.rtmp_port,
         "idle_timeout": settings.rtmp_idle_timeout_seconds,
+        "read_rest": settings.rtmp_read_rest_seconds,
         "handshake_timeout": settings.rtmp_handshake_timeout_seconds,
         "max_pending": settings.rtmp_max_pending_connections,
         "max_pending_per_address": settings.rtmp_max_pending_per_address,

@@ -289,3 +289,44 @@ async def test_the_packager_publishes_the_dvr_view_with_every_part(flv: bytes, t
         published += 1
     await packager.finish()
     assert published >= 6 and len(parts_seen) == published  # one version per part
+
+
+async def test_without_web_peers_the_playlist_files_change_at_segments_only(flv: bytes, tmp_path: Path) -> None:
+    """``playlist_files_every_part=False`` (a node that serves its own viewers, no web-only peers): viewers
+    still get a version per part from memory, rendered only when asked for; the files on disk are written at
+    each new segment (the version that lists it) and at the end, not three times a second."""
+    from ingest.packaging.ll_packager import LlPackager
+    from ingest.packaging.options import PackagerOptions
+
+    packager = LlPackager(tmp_path, PackagerOptions(segment_seconds=2.0, live_window_seconds=6.0, dvr=True),
+                          _Listener(), part_target=0.334, playlist_files_every_part=False)
+    await packager.begin_session()
+    playlists = packager.ll_playlists("source")
+    assert playlists is not None
+    live_file = tmp_path / "source" / "live.m3u8"
+    published = writes = 0
+    segments = 0
+    last_file: str | None = None
+    for kind, stamp, body in flv_tags(flv):
+        version = playlists.version
+        packager.on_media(kind, stamp, body)
+        await packager.flush()
+        await asyncio.sleep(0)
+        if playlists.version == version:
+            continue
+        published += 1
+        live = playlists.current("live.m3u8")
+        assert live is not None and playlists.text("live.m3u8") == render(live)  # rendered on demand, the same
+        on_disk = live_file.read_text() if live_file.exists() else None
+        if len(live.segments) != segments:  # a new segment: the files are this version
+            segments = len(live.segments)
+            assert on_disk == playlists.text("live.m3u8")
+            assert (tmp_path / "source" / "dvr.m3u8").read_text() == playlists.text("dvr.m3u8")
+        else:
+            assert on_disk == last_file  # a mere part: untouched
+        writes += on_disk != last_file
+        last_file = on_disk
+    await packager.finish()
+    assert published >= 6 and 1 <= writes == segments < published
+    assert live_file.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    assert (tmp_path / "source" / "dvr.m3u8").read_text().rstrip().endswith("#EXT-X-ENDLIST")

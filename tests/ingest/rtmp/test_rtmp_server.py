@@ -248,6 +248,40 @@ async def test_dump_publisher_writes_a_playable_flv(start_server: ServerFactory,
     assert len([line for line in out.decode().splitlines() if not line.startswith("#")]) == 10
 
 
+async def test_resting_between_reads_keeps_every_frame(start_server: ServerFactory) -> None:
+    """``read_rest`` (the app's 20 ms): a publishing connection reads every 20 ms instead of at each of the
+    encoder's small writes; every frame and sample still arrives, in order, and the publish ends cleanly."""
+    publisher = FakePublisher()
+    server = await start_server(publisher, read_rest=0.02)
+    rc, err = await ffmpeg_publish(f"rtmp://127.0.0.1:{server.port}/live/testkey", seconds=2)
+    assert rc == 0, err
+    sink = publisher.sinks["testkey"]
+    for _ in range(50):
+        if sink.closed is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert sink.closed == "publisher ended the stream (FCUnpublish)"
+    assert abs(len(sink.frames()) - 20) <= 1 and sink.frames() == sorted(sink.frames())
+    audio = [ts for ts, _ in sink.audio]
+    assert len(audio) > 60 and set(b - a for a, b in zip(audio[1:], audio[2:])) <= {23, 24}
+
+
+async def test_a_full_read_does_not_rest(start_server: ServerFactory) -> None:
+    """A read that fills the buffer reads on at once: the rest never caps a stream's bitrate. Here a
+    1 KiB buffer with 100 ms rests would take seconds to drain a fast publish if every read rested."""
+    publisher = FakePublisher()
+    server = await start_server(publisher, read_rest=0.1, read_size=1024)
+    rc, err = await ffmpeg_publish(f"rtmp://127.0.0.1:{server.port}/live/testkey", seconds=3, realtime=False)
+    assert rc == 0, err
+    sink = publisher.sinks["testkey"]
+    for _ in range(20):
+        if sink.closed is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert sink.closed == "publisher ended the stream (FCUnpublish)"
+    assert len(sink.frames()) == 30
+
+
 async def test_module_entry_point_help() -> None:
     # A subprocess awaited, not run: the fixture above would count a blocking run as a stalled loop.
     proc = await asyncio.create_subprocess_exec(
