@@ -70,7 +70,7 @@ run: migrate
 
 # Tests run on PYTEST_WORKERS pytest-xdist workers (0: one process); tests marked with the same
 # xdist_group run one after another on one worker. Extra arguments: PYTEST_ARGS="tests/chat -x".
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 test: install-test
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
