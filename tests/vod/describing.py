@@ -124,3 +124,15 @@ def assert_described(before_all: list[tuple[float, float]], after_all: list[tupl
     for start, end in ((0.0, spoken[0][0]), (spoken[0][1] + 0.75, spoken[1][0])):
         difference = abs(mean_between(before_all, start, end) - mean_between(after_all, start, end))
         assert difference <= 1.5, (start, end, difference)
+
+
+async def pick_description_with_keyboard(page: Any) -> None:
+    """Keyboard only: Tab from the video reaches the Sound menu, and an arrow picks the description (track 1)."""
+    await page.focus("#replay")
+    for _ in range(10):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.id") == "audio-track":
+            break
+    assert await page.evaluate("document.activeElement.id") == "audio-track"
+    await page.keyboard.press("ArrowDown")
+    await page.wait_for_function("document.getElementById('audio-track').value === '1'")

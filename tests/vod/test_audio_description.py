@@ -15,6 +15,7 @@ import pytest
 from tests.ingest.conftest import Live, live, wait_for  # noqa: F401 (fixture)
 from tests.vod.describing import (
     DESCRIPTIONS, SECONDS, SHORT, assert_described, describe, durations, imported, levels, settled, tone_audio,
+    pick_description_with_keyboard,
 )
 
 pytestmark = [pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make system-deps)"),
@@ -227,14 +228,7 @@ async def test_players_offer_the_described_sound_and_switch_to_it_with_the_keybo
 
     # Keyboard only: Tab reaches the menu, an arrow picks the description; hls.js then loads its segments.
     await page.evaluate("() => { const v = document.getElementById('replay'); v.muted = true; v.play(); }")
-    await page.focus("#replay")
-    for _ in range(10):
-        await page.keyboard.press("Tab")
-        if await page.evaluate("document.activeElement.id") == "audio-track":
-            break
-    assert await page.evaluate("document.activeElement.id") == "audio-track"
-    await page.keyboard.press("ArrowDown")
-    await page.wait_for_function("document.getElementById('audio-track').value === '1'")
+    await pick_description_with_keyboard(page)
     await wait_for(lambda: _async(any(re.search(r"/ad-en_\d+_seg_\d+\.ts$", url) for url in requested)), 20,
                    "hls.js to load the described sound")
     await page.wait_for_function("() => document.getElementById('replay').currentTime > 1", timeout=20_000)

@@ -22,6 +22,7 @@ from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: 
 from tests.media import FAST, FFMPEG
 from tests.vod.describing import (
     DESCRIPTIONS, TONE_HZ, assert_described, describe, levels, settled, tone_audio,
+    pick_description_with_keyboard,
 )
 from tests.vod.test_recordings import folder_of, recordings_of
 
@@ -237,14 +238,7 @@ async def test_hls_js_plays_the_split_tracks_and_switches_to_the_description(liv
     assert not any(re.search(r"/ad-en_\d+_seg_\d+\.m4s$", url) for url in requested)
 
     # Keyboard only: Tab reaches the Sound menu, an arrow picks the description; hls.js switches its audio track.
-    await page.focus("#replay")
-    for _ in range(10):
-        await page.keyboard.press("Tab")
-        if await page.evaluate("document.activeElement.id") == "audio-track":
-            break
-    assert await page.evaluate("document.activeElement.id") == "audio-track"
-    await page.keyboard.press("ArrowDown")
-    await page.wait_for_function("document.getElementById('audio-track').value === '1'")
+    await pick_description_with_keyboard(page)
     await wait_for(lambda: _async(any(re.search(r"/ad-en_\d+_(seg_\d+\.m4s|init_\d+\.mp4)$", url) for url in requested)),
                    20, "hls.js to load the described sound")
     await page.wait_for_function("() => { const v = document.getElementById('replay'); return v.currentTime > 2.5 && "

@@ -248,6 +248,17 @@ async def test_dump_publisher_writes_a_playable_flv(start_server: ServerFactory,
     assert len([line for line in out.decode().splitlines() if not line.startswith("#")]) == 10
 
 
+async def ended_sink(publisher: FakePublisher, key: str = "testkey") -> Any:
+    """The publish's sink once the encoder's FCUnpublish has closed it (within a second)."""
+    sink = publisher.sinks[key]
+    for _ in range(50):
+        if sink.closed is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert sink.closed == "publisher ended the stream (FCUnpublish)"
+    return sink
+
+
 async def test_resting_between_reads_keeps_every_frame(start_server: ServerFactory) -> None:
     """``read_rest`` (the app's 20 ms): a publishing connection reads every 20 ms instead of at each of the
     encoder's small writes; every frame and sample still arrives, in order, and the publish ends cleanly."""
@@ -255,12 +266,7 @@ async def test_resting_between_reads_keeps_every_frame(start_server: ServerFacto
     server = await start_server(publisher, read_rest=0.02)
     rc, err = await ffmpeg_publish(f"rtmp://127.0.0.1:{server.port}/live/testkey", seconds=2)
     assert rc == 0, err
-    sink = publisher.sinks["testkey"]
-    for _ in range(50):
-        if sink.closed is not None:
-            break
-        await asyncio.sleep(0.02)
-    assert sink.closed == "publisher ended the stream (FCUnpublish)"
+    sink = await ended_sink(publisher)
     assert abs(len(sink.frames()) - 20) <= 1 and sink.frames() == sorted(sink.frames())
     audio = [ts for ts, _ in sink.audio]
     assert len(audio) > 60 and set(b - a for a, b in zip(audio[1:], audio[2:])) <= {23, 24}
@@ -273,12 +279,7 @@ async def test_a_full_read_does_not_rest(start_server: ServerFactory) -> None:
     server = await start_server(publisher, read_rest=0.1, read_size=1024)
     rc, err = await ffmpeg_publish(f"rtmp://127.0.0.1:{server.port}/live/testkey", seconds=3, realtime=False)
     assert rc == 0, err
-    sink = publisher.sinks["testkey"]
-    for _ in range(20):
-        if sink.closed is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert sink.closed == "publisher ended the stream (FCUnpublish)"
+    sink = await ended_sink(publisher)
     assert len(sink.frames()) == 30
 
 

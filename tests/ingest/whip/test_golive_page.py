@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,9 @@ async def test_vp8_only_browser_gets_ll_hls(live: Live, webrtc_browser: Any, abr
     """With ``ll_hls`` on, VP8 (transcoded to H.264 in the WHIP session) is packaged as LL-HLS: as it is,
     or through the ladder's transcoder, into the same fMP4 muxer."""
     event = await live.create_event(dvr=True, abr=abr)
-    rendition = "480p" if abr else "source"
+    # The ladder keeps the rungs no taller than the picture at the transcoder's first start, and a browser's
+    # WebRTC encoder may start below its camera's size while it probes the bandwidth: the master says which.
+    rendition = "source"
     context, page, errors = await _owner_page(live, webrtc_browser, event["slug"], VP8_ONLY)
     try:
         await page.click("#golive-start")
@@ -166,6 +169,13 @@ async def test_vp8_only_browser_gets_ll_hls(live: Live, webrtc_browser: Any, abr
         await wait_for(lambda: event_state_is(live, event, "live"), 20, "the event to go live through the VP8 transcode")
 
         async def parts() -> str | None:
+            nonlocal rendition
+            if abr:
+                master = await (await live.client.get(f"/live/{event['slug']}/master.m3u8")).text()
+                first = re.search(r"^([A-Za-z0-9_-]+)/live\.m3u8$", master, re.M)
+                if first is None or first.group(1) == "audio":
+                    return None
+                rendition = first.group(1)
             resp = await live.client.get(f"/live/{event['slug']}/{rendition}/live.m3u8")
             text = await resp.text()
             return text if resp.status == 200 and "#EXT-X-PART:" in text else None
