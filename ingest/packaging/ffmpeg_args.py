@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Sequence
 
-from .options import PackagerOptions, Rendition, PASSTHROUGH_RENDITION, ladder_for_source
+from .options import PackagerOptions, Rendition, PASSTHROUGH_RENDITION
 
 __all__ = [
     "SEGMENT_PATTERN",
@@ -116,14 +116,11 @@ def _segment_output_args(
     ]
 
 
-def encoded_renditions(options: PackagerOptions, has_audio: bool = True,
-                       source_height: int | None = None) -> tuple[Rendition, ...]:
+def encoded_renditions(options: PackagerOptions, has_audio: bool = True) -> tuple[Rendition, ...]:
     """The ladder renditions ffmpeg makes, in ladder order: without audio, no audio-only one
-    (``-map 0:a`` would match nothing and ffmpeg would exit at every start); for a source
-    ``source_height`` tall, no video rung taller than it (``options.ladder_for_source``: the lowest
-    rung alone when none fits; None, unknown: the whole ladder)."""
-    ladder = ladder_for_source(options.ladder, source_height)
-    return tuple(r for r in ladder if has_audio or not r.is_audio_only)
+    (``-map 0:a`` would match nothing and ffmpeg would exit at every start). The rungs for the
+    source's height are chosen before, in the options (``PackagerOptions.for_source_height``)."""
+    return tuple(r for r in options.ladder if has_audio or not r.is_audio_only)
 
 
 def _video_rendition_args(options: PackagerOptions, rendition: Rendition, label: str, has_audio: bool) -> list[str]:
@@ -180,7 +177,6 @@ def build_ffmpeg_args(
     start_number: int,
     list_fd: int,
     has_audio: bool = True,
-    source_height: int | None = None,
 ) -> list[str]:
     """Full argv for one packager process.
 
@@ -188,7 +184,6 @@ def build_ffmpeg_args(
     for every rendition, so renditions stay aligned by number); ``list_fd``
     is the write end of the segment-list pipe inherited by ffmpeg.
     ``has_audio`` False (a publisher without audio): only the video renditions, without audio.
-    ``source_height``: the rungs :func:`encoded_renditions` keeps for that source (None: all).
     """
     if start_number < 0:
         raise ValueError("start_number must be >= 0")
@@ -197,7 +192,7 @@ def build_ffmpeg_args(
         args += ["-map", "0:v?", "-map", "0:a?", "-c", "copy"]
         args += _segment_output_args(options, output_dir, PASSTHROUGH_RENDITION, start_number, list_fd)
         return args
-    renditions = encoded_renditions(options, has_audio, source_height)
+    renditions = encoded_renditions(options, has_audio)
     graph, video_labels = _ladder_graph(renditions)
     args += ["-filter_complex", graph]
     for rendition in renditions:
@@ -226,11 +221,10 @@ def _flv_pipe_output_args(options: PackagerOptions, fd: int) -> list[str]:
 
 
 def build_transcoder_args(ffmpeg: str, options: PackagerOptions, fds: Sequence[int],
-                          has_audio: bool = True, source_height: int | None = None) -> list[str]:
+                          has_audio: bool = True) -> list[str]:
     """Full argv of the LL-HLS transcoder: the event's FLV on stdin, each rendition of
     :func:`encoded_renditions` as FLV (H.264 + AAC) on its own inherited pipe ``fds[i]``, in ladder
-    order, for our CMAF muxer (``has_audio`` False: video renditions only, without audio;
-    ``source_height``: no rung taller than the source, as :func:`encoded_renditions` says).
+    order, for our CMAF muxer (``has_audio`` False: video renditions only, without audio).
 
     The same encodes as the plain-HLS ladder (:func:`build_ffmpeg_args`): keyframes forced every
     ``segment_seconds`` of media time, so every rendition has them on the same frames and the
@@ -238,7 +232,7 @@ def build_transcoder_args(ffmpeg: str, options: PackagerOptions, fds: Sequence[i
     """
     if options.passthrough:
         raise ValueError("the transcoder is for ABR ladders; passthrough is muxed without ffmpeg")
-    renditions = encoded_renditions(options, has_audio, source_height)
+    renditions = encoded_renditions(options, has_audio)
     if len(fds) != len(renditions):
         raise ValueError(f"{len(renditions)} renditions need as many pipes, got {len(fds)}")
     args = [ffmpeg, *_input_args(options)]

@@ -424,10 +424,11 @@ class LlPackager:
         has_audio = self._transcoder.encodes_audio
         if has_audio is None:  # before ffmpeg starts: what the publisher says so far
             has_audio = publisher_has_audio(self._metadata, self._headers)
-        height = None if self._transcoder.ladder_chosen else publisher_source_height(self._metadata, self._headers)
-        variants = build_variants(self.options, self._metadata, self._headers, self._peak_bps, has_audio, height)
+        options = self.options if self._transcoder.ladder_chosen else self.options.for_source_height(
+            publisher_source_height(self._metadata, self._headers))
+        variants = build_variants(options, self._metadata, self._headers, self._peak_bps, has_audio)
         out = []
-        for rendition, variant in zip(encoded_renditions(self.options, has_audio, height), variants):
+        for rendition, variant in zip(encoded_renditions(options, has_audio), variants):
             headers = self._rendition_headers[rendition.name]
             codecs = codecs_from_sequence_headers(headers) if headers else None
             resolution = variant.resolution

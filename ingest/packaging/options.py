@@ -6,10 +6,14 @@ app's settings object builds it once per event.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 
-__all__ = ["Rendition", "PackagerOptions", "DEFAULT_LADDER", "PASSTHROUGH_RENDITION", "ladder_for_source"]
+__all__ = ["Rendition", "PackagerOptions", "DEFAULT_LADDER", "PASSTHROUGH_RENDITION", "ladder_for_source",
+           "chosen_for_source"]
+
+log = logging.getLogger(__name__)
 
 #: Name (and subfolder) of the single rendition when we do not re-encode.
 PASSTHROUGH_RENDITION = "source"
@@ -166,3 +170,14 @@ class PackagerOptions:
     def window_segments(self) -> int:
         """Segments in ``live.m3u8``: 6 for 2 s segments, never fewer than 3."""
         return max(3, math.ceil(self.live_window_seconds / self.segment_seconds - 1e-9))
+
+
+def chosen_for_source(options: PackagerOptions, source_height: int | None, label: str) -> PackagerOptions:
+    """The options a ladder's ffmpeg starts with for a source ``source_height`` tall
+    (:meth:`PackagerOptions.for_source_height`), saying once which rungs it skips and why."""
+    chosen = options.for_source_height(source_height)
+    if chosen is not options:
+        skipped = [r.name for r in options.ladder if r not in chosen.ladder]
+        log.info("%s: source is %sp tall: not encoding %s (no rung taller than the source, the lowest one at least)",
+                 label, source_height, "/".join(skipped))
+    return chosen

@@ -34,7 +34,7 @@ from live_server.layout import MASTER_PLAYLIST
 from .feed import FlvFeed, publisher_has_audio, publisher_source_height
 from .ffmpeg_args import SegmentListEntry, build_ffmpeg_args, encoded_renditions, parse_segment_list_line
 from .mpegts import counter_offsets, last_counters, shift_counters
-from .options import PackagerOptions
+from .options import PackagerOptions, chosen_for_source
 from .supervisor import FfmpegRun, Supervised, Supervisor, spawn_ffmpeg
 from .timeline import AlignmentLost, EventTimeline, ListedSegment
 from .variants import MEDIA_PLAYLIST, build_variants
@@ -402,13 +402,9 @@ class Packager(Supervised):
         if self._ladder_chosen:
             return
         self._ladder_chosen = True
-        height = self._feed.source_height
-        chosen = self.options.for_source_height(height)
+        chosen = chosen_for_source(self.options, self._feed.source_height, str(self.output_dir))
         if chosen is self.options:
             return
-        skipped = [r.name for r in self.options.ladder if r not in chosen.ladder]
-        log.info("%s: source is %sp tall: not encoding %s (no rung taller than the source, "
-                 "the lowest one at least)", self.output_dir, height, "/".join(skipped))
         self.options = chosen
         self._timeline.select(chosen)
         self._write_soon(self._master_files())
@@ -594,10 +590,10 @@ class Packager(Supervised):
         if has_audio is None:  # before ffmpeg starts: what the publisher says so far
             has_audio = publisher_has_audio(self._advertised_metadata, self._advertised_headers)
         # Before ffmpeg's first start, the rungs the publisher's picture height (as known so far) would keep.
-        height = None if self._ladder_chosen else publisher_source_height(self._advertised_metadata,
-                                                                          self._advertised_headers)
-        variants = build_variants(self.options, self._advertised_metadata,
-                                  self._advertised_headers, self._measured_peak_bps, has_audio, height)
+        options = self.options if self._ladder_chosen else self.options.for_source_height(
+            publisher_source_height(self._advertised_metadata, self._advertised_headers))
+        variants = build_variants(options, self._advertised_metadata,
+                                  self._advertised_headers, self._measured_peak_bps, has_audio)
         targets = {MASTER_PLAYLIST: render_master(variants, self._subtitles)}
         if self.options.dvr:
             dvr_variants = [

@@ -23,7 +23,7 @@ from formats.flv import TAG_AUDIO, TAG_VIDEO, FlvTagReader
 
 from .feed import FlvFeed
 from .ffmpeg_args import build_transcoder_args, encoded_renditions
-from .options import PackagerOptions
+from .options import PackagerOptions, chosen_for_source
 from .supervisor import FfmpegRun, Supervised, Supervisor, spawn_ffmpeg
 
 __all__ = ["Transcoder"]
@@ -151,13 +151,7 @@ class Transcoder(Supervised):
         if self.ladder_chosen:
             return
         self.ladder_chosen = True
-        height = self._feed.source_height
-        chosen = self.options.for_source_height(height)
-        if chosen is not self.options:
-            skipped = [r.name for r in self.options.ladder if r not in chosen.ladder]
-            log.info("%s: source is %sp tall: not encoding %s (no rung taller than the source, "
-                     "the lowest one at least)", self._label, height, "/".join(skipped))
-            self.options = chosen
+        self.options = chosen_for_source(self.options, self._feed.source_height, self._label)
         self._on_ladder(self.options)
 
     async def _spawn(self, resync: bool) -> _Run:

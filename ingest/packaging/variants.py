@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from formats.m3u8 import VariantStream
 
 from .ffmpeg_args import AAC_LC, h264_codecs
-from .options import PASSTHROUGH_RENDITION, PackagerOptions, Rendition, ladder_for_source
+from .options import PASSTHROUGH_RENDITION, PackagerOptions, Rendition
 
 __all__ = ["codecs_from_sequence_headers", "build_variants", "MEDIA_PLAYLIST"]
 
@@ -83,12 +83,10 @@ def build_variants(
     sequence_headers: Mapping[str, bytes],
     measured_peak_bps: int = 0,
     has_audio: bool = True,
-    source_height: int | None = None,
 ) -> list[VariantStream]:
     """Variants in ladder order (passthrough: one), URIs ``<rendition>/live.m3u8``.
 
-    ``has_audio`` False (a publisher without audio): no audio-only variant, no AAC in CODECS.
-    ``source_height``: only the rungs ``options.ladder_for_source`` keeps for that source."""
+    ``has_audio`` False (a publisher without audio): no audio-only variant, no AAC in CODECS."""
     meta = metadata or {}
     frame_rate = _number(meta, "framerate", "fps")
     if options.passthrough:
@@ -106,7 +104,7 @@ def build_variants(
             )
         ]
     variants = []
-    for rendition in ladder_for_source(options.ladder, source_height):
+    for rendition in options.ladder:
         if rendition.is_audio_only and not has_audio:
             continue
         average = (rendition.video_kbps + (rendition.audio_kbps if has_audio else 0)) * 1000

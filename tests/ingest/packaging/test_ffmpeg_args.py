@@ -312,12 +312,12 @@ def test_bundled_ffmpeg_runs_the_transcoder(tmp_path: Path) -> None:
 def test_no_rung_taller_than_the_source(height: int | None, expected: list[str]) -> None:
     assert [r.name for r in ladder_for_source(DEFAULT_LADDER, height)] == expected
     options = PackagerOptions(ladder=DEFAULT_LADDER)
-    assert [r.name for r in encoded_renditions(options, True, height)] == expected
-    assert [r.name for r in encoded_renditions(options, False, height)] == [n for n in expected if n != "audio"]
     chosen = options.for_source_height(height)
+    assert [r.name for r in encoded_renditions(chosen, True)] == expected
+    assert [r.name for r in encoded_renditions(chosen, False)] == [n for n in expected if n != "audio"]
     assert chosen.rendition_names == tuple(expected)
     assert chosen.for_source_height(height) == chosen  # chosen once: choosing again changes nothing
-    variants = build_variants(options, {}, {}, 0, True, height)
+    variants = build_variants(chosen, {}, {}, 0, True)
     assert [v.uri for v in variants] == [f"{n}/live.m3u8" for n in expected]
     assert [v.uri for v in build_variants(chosen, {}, {}, 0, False)] == [
         f"{n}/live.m3u8" for n in expected if n != "audio"]
@@ -332,15 +332,15 @@ def test_the_lowest_rung_is_the_shortest_whatever_the_order() -> None:
 def test_a_small_source_scales_to_the_lowest_rung_only() -> None:
     """A 160x120 source: one scaler (240p), no 720p/480p encode; one pipe per rendition encoded."""
     options = PackagerOptions(ladder=DEFAULT_LADDER)
-    args = build_transcoder_args("ffmpeg", options, [5, 6], source_height=120)
+    args = build_transcoder_args("ffmpeg", options.for_source_height(120), [5, 6])
     assert args[args.index("-filter_complex") + 1] == "[0:v]split=1[v0in];[v0in]scale=-2:240[v0]"
     assert args.count("libx264") == 1 and "2800k" not in args and "1400k" not in args
     with pytest.raises(ValueError, match="2 renditions need as many pipes, got 4"):
-        build_transcoder_args("ffmpeg", options, [5, 6, 8, 9], source_height=120)
-    plain = build_ffmpeg_args("ffmpeg", options, OUT, 0, 5, source_height=360)
+        build_transcoder_args("ffmpeg", options.for_source_height(120), [5, 6, 8, 9])
+    plain = build_ffmpeg_args("ffmpeg", options.for_source_height(360), OUT, 0, 5)
     assert plain[plain.index("-filter_complex") + 1] == "[0:v]split=1[v0in];[v0in]scale=-2:240[v0]"
     assert [a for a in plain if a.endswith("%06d.ts")] == [f"{OUT}/240p/seg_%06d.ts", f"{OUT}/audio/seg_%06d.ts"]
-    assert build_ffmpeg_args("ffmpeg", options, OUT, 0, 5, source_height=None) == build_ffmpeg_args(
+    assert build_ffmpeg_args("ffmpeg", options.for_source_height(None), OUT, 0, 5) == build_ffmpeg_args(
         "ffmpeg", options, OUT, 0, 5)
 
 
