@@ -6,7 +6,7 @@ the archived copy; everything else is real files in a temporary media folder.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Sequence
 
@@ -15,8 +15,8 @@ import pytest
 from formats.m3u8 import Segment, VariantStream, parse_media_playlist, render_master
 from live_server.layout import imported_recording, recording_folder
 from recorder.storage import RecordingFiles, TrimError, listed_names, read_live_master, remux_groups, served_as_is
+from tests.recorder.recordings import T0, record_fmp4
 
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 
 
 class DictCopy:
@@ -171,20 +171,10 @@ def recorded_fmp4(media: Path, sessions: list[list[float]]) -> tuple[RecordingFi
     assert files.live_run is not None
     files.live_run.mkdir(parents=True)
     files.create()
-    wall, number = T0, 0
-    for session, durations in enumerate(sessions, start=1):
-        init = files.live_run / f"init_{session}.mp4"
-        init.write_bytes(b"\0\0\0\x10ftypiso5" + bytes([session]) * 4)
-        files.link(init)
-        for i, duration in enumerate(durations):
-            source = files.live_run / f"seg_{number:06d}.m4s"
-            source.write_bytes(b"\0\0\0\x08moof" * (number + 1))
-            files.link(source)
-            files.append(Segment(source.name, duration, number, discontinuity=session > 1 and i == 0,
-                                 program_date_time=wall, map_uri=init.name), 2)
-            wall += timedelta(seconds=duration)
-            number += 1
-    files.finalize_recovered(files.journal_segments())
+    numbers = iter(range(sum(map(len, sessions))))
+    record_fmp4(files, [(b"\0\0\0\x10ftypiso5" + bytes([session]) * 4,
+                         [(b"\0\0\0\x08moof" * (next(numbers) + 1), duration) for duration in durations])
+                        for session, durations in enumerate(sessions, start=1)])
     return files, media_path
 
 

@@ -4,7 +4,6 @@ variant and audio group, what players may fetch, and removal. No ffmpeg here (th
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,9 @@ from recorder.storage import (
     AUDIO_VIEW, VIDEO_VIEW, RecordingFiles, listed_names, listing_playlist, served_as_is, split_name, split_view,
     with_variant_uri,
 )
+from tests.recorder.recordings import T0, record_fmp4
 from vod.audio_descriptions import renditions
 
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 VIDEO = AvcConfig(b"\x01\x64\x00\x1f\xff\xe0\x00", 320, 240, 0x64, 0, 0x1F)
 AUDIO = AacConfig(b"\x12\x10", 2, 44100, 2)
 
@@ -51,20 +50,7 @@ def recorded(media: Path, sessions: list[tuple[bytes, list[tuple[bytes, float]]]
     (files.live_run / "master.m3u8").write_text(render_master(
         [VariantStream("source/live.m3u8", 900_000, codecs="avc1.64001f,mp4a.40.2", resolution=(320, 240))]))
     files.create()
-    wall, number = T0, 0
-    for session, (init, segments) in enumerate(sessions, start=1):
-        init_path = files.live_run / f"init_{session}.mp4"
-        init_path.write_bytes(init)
-        files.link(init_path)
-        for i, (data, duration) in enumerate(segments):
-            source = files.live_run / f"seg_{number:06d}.m4s"
-            source.write_bytes(data)
-            files.link(source)
-            files.append(Segment(source.name, duration, number, discontinuity=session > 1 and i == 0,
-                                 program_date_time=wall, map_uri=init_path.name), 2)
-            wall += timedelta(seconds=duration)
-            number += 1
-    files.finalize_recovered(files.journal_segments())
+    record_fmp4(files, sessions)
     return files
 
 
