@@ -40,7 +40,7 @@ class SigningKey:
 def new_key(session: Session, sealer: Sealer, active: bool = True) -> LtiToolKey:
     """A fresh RSA key; when ``active``, the one we sign with from now on (the others stay published)."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
-    kid = secrets.token_urlsafe(12)
+    kid = secrets.token_hex(12)  # hex: a key id never starts with '-' (`live-server lti remove-key <kid>` took it for an option)
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
     jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(private.public_key()))

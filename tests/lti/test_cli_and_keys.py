@@ -40,6 +40,8 @@ def test_cli_platforms_and_key_rotation(migrated_url: str, tmp_path: Path) -> No
     assert rotated.returncode == 0, rotated.stderr
     keys = [line.split("\t") for line in cli("lti", "keys", env=env).stdout.splitlines()]
     assert [k[2] for k in keys] == ["published", "active"] and keys[0][0] == first[0]
+    # hex ids: one starting with "-" (1 in 64 of the URL-safe ones used before) was read as an option below
+    assert all(re.fullmatch(r"[0-9a-f]{24}", k[0]) for k in keys), keys
     active_removed = cli("lti", "remove-key", keys[1][0], env=env)
     assert active_removed.returncode == 1 and "rotate first" in active_removed.stderr
     assert cli("lti", "remove-key", keys[0][0], env=env).returncode == 0
