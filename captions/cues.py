@@ -154,5 +154,13 @@ def shape_cues(words: Iterable[Word], rules: CueRules = CueRules(), next_start: 
 
 
 def to_webvtt(cues: Iterable[Cue]) -> list[webvtt.Cue]:
-    """Caption cues as WebVTT cues (the one writer escapes the text)."""
-    return [webvtt.Cue(cue.start, cue.end, cue.text) for cue in cues]
+    """Caption cues as WebVTT cues (the one writer escapes the text).
+
+    Each cue carries an identifier made of its times in milliseconds, the same in every segment it
+    overlaps: hls.js keeps one cue per identifier, and without one it derives one from the cue's times
+    after its own floating-point offset arithmetic, which can differ in the last bit from one segment's
+    ``X-TIMESTAMP-MAP`` to the next and then shows the same caption twice. Cues of one track never share
+    a start, so the identifier is unique within the track.
+    """
+    return [webvtt.Cue(cue.start, cue.end, cue.text, f"c{round(cue.start * 1000)}-{round(cue.end * 1000)}")
+            for cue in cues]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from captions.cues import Cue, CueRules, Word, shape_cues, to_webvtt, words_from_result, wrap_lines
+from captions.track import SubtitleTrack
 from formats import webvtt
 
 RULES = CueRules()
@@ -81,3 +84,21 @@ def test_caption_cues_become_escaped_webvtt_that_reads_back_as_the_same_lines() 
     cues = [Cue(1.0, 2.5, ("a < b & c", "두 번째 줄")), Cue(3.0, 4.0, ("-->",))]
     _, parsed = webvtt.parse(webvtt.render(to_webvtt(cues)))
     assert [(c.start, c.end, tuple(c.text.split("\n"))) for c in parsed] == [(c.start, c.end, c.lines) for c in cues]
+
+
+def test_a_cue_spanning_segments_has_one_identifier_in_each(tmp_path: Path) -> None:
+    """hls.js keeps one cue per identifier; without one it hashes the cue's times after its own offset
+    arithmetic, which can differ in the last bit from one segment's X-TIMESTAMP-MAP to the next (a full run
+    once showed the same caption twice)."""
+    track = SubtitleTrack(tmp_path, window_segments=6, dvr=True, target_duration=2, max_lag_seconds=5.0)
+    track.start()
+    track.add_cue(Cue(0.9, 4.897, ("한 문장",)))
+    track.add_cue(Cue(5.2, 6.0, ("다음",)))
+    for sequence, start in enumerate([0.0, 2.0, 4.0]):
+        track.video_segment(sequence, f"seg_{sequence:06d}.vtt", start, start + 2.0, False, None,
+                            pts=900_000 + round(start * 90_000), target_duration=2)
+    assert track.advance(None, force=True) == 3
+    segments = [webvtt.parse((tmp_path / f"seg_{n:06d}.vtt").read_text())[1] for n in range(3)]
+    assert [[(c.identifier, c.start, c.end) for c in cues] for cues in segments] == [
+        [("c900-4897", 0.9, 4.897)], [("c900-4897", 0.9, 4.897)],
+        [("c900-4897", 0.9, 4.897), ("c5200-6000", 5.2, 6.0)]]
