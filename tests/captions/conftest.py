@@ -23,10 +23,9 @@ from live_server import accounts
 from live_server.app import create_app
 from live_server.db import DB
 from live_server.settings import Settings
-from tests.conftest import IN_CI
+from tests.support import IN_CI, Account, login
 from tests.ingest.conftest import SEGMENT, Live, live_overrides
 from tests.media import FFMPEG
-from tests.support import Account, login
 
 SPEECH_TEXT = "오늘은 컴퓨터 과학 강의를 시작하겠습니다"
 

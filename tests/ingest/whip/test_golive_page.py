@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ingest.whip.handlers import WHIP
-from tests.conftest import REALTIME_SPEECH
+from tests.support import REALTIME_SPEECH
 from tests.ingest.conftest import Live, event_state_is, wait_for
 from tests.ingest.whip.conftest import WHIP_SETTINGS
 from tests.ingest.whip.media import listed_segment, stream_codecs
