@@ -13,7 +13,7 @@ import pytest
 from audience.collector import AUDIENCE
 from audience.ranges import Beacon
 from tests.audience.test_audience_tab_browser import _axe
-from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
+from tests.ingest.live import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
 from tests.media import FAST, push_rtmp
 from tests.web.browsing import new_page, open_context
 

@@ -15,7 +15,7 @@ from live_server.db import DB
 from bbb import servers as srv
 from tests.bbb.conftest import SECRET
 from tests.bbb.fake_bbb import FakeBbb, FakeRecording
-from tests.ingest.conftest import Live
+from tests.ingest.live import Live
 from tests.support import Account, login
 from tests.web.browsing import check_page, new_page, open_context
 

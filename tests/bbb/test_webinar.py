@@ -20,7 +20,7 @@ from live_server.db import DB
 from bbb import servers as srv
 from tests.bbb.conftest import SECRET
 from tests.bbb.fake_bbb import FakeBbb
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import FAST, push_rtmp, stop
 
 

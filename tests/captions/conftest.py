@@ -24,7 +24,7 @@ from live_server.app import create_app
 from live_server.db import DB
 from live_server.settings import Settings
 from tests.support import IN_CI, Account, login
-from tests.ingest.conftest import SEGMENT, Live, live_overrides
+from tests.ingest.live import SEGMENT, Live, live_overrides
 from tests.media import FFMPEG
 
 SPEECH_TEXT = "오늘은 컴퓨터 과학 강의를 시작하겠습니다"

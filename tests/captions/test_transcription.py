@@ -19,7 +19,7 @@ from live_server.db import DB
 from live_server.models import CaptionSegment, JobState, Recording, RecordingState, TranscriptionJob, User
 from live_server.settings import Settings
 from tests.captions.conftest import Speech, speech_track
-from tests.ingest.conftest import Live, wait_for
+from tests.ingest.live import Live, wait_for
 from tests.media import FAST, FFMPEG
 from tests.support import Account, login
 
@@ -229,7 +229,7 @@ async def test_a_live_run_without_captions_is_transcribed_in_the_owners_language
     """No caption language on the event, so no live captions; the lecturer's profile says they lecture in
     Korean: when the run ends its recording is transcribed, and the replay has its captions."""
     from tests.captions.conftest import push_track
-    from tests.ingest.conftest import event_state_is
+    from tests.ingest.live import event_state_is
 
     live = captioned
     profile = await (await live.client.get("/profile")).text()

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from formats.cmaf import track_starts
-from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
+from tests.ingest.live import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
 from tests.media import FAST, FFMPEG
 from tests.vod.describing import (
     DESCRIPTIONS, TONE_HZ, assert_described, describe, levels, settled, tone_audio,

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from live_server.db import DB
 from live_server.models import Chapter, Recording
-from tests.ingest.conftest import LONG_GRACE, SEGMENT, Live, event_state_is, wait_for
+from tests.ingest.live import LONG_GRACE, SEGMENT, Live, event_state_is, wait_for
 from tests.media import FAST, FFMPEG, count_video_frames, decode_errors, push_rtmp
 
 

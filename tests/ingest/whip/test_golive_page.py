@@ -10,8 +10,8 @@ import pytest
 
 from ingest.whip.handlers import WHIP
 from tests.support import REALTIME_SPEECH
-from tests.ingest.conftest import Live, event_state_is, wait_for
-from tests.ingest.whip.conftest import WHIP_SETTINGS
+from tests.ingest.live import Live, event_state_is, wait_for
+from tests.ingest.whip.ffmpeg_whip import WHIP_SETTINGS
 from tests.ingest.whip.media import listed_segment, stream_codecs
 from tests.media import count_video_frames, decode_errors
 
