@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from tests.captions.conftest import ko_model, ko_speech, push_track, speech_track  # noqa: F401 (fixtures)
+from tests.captions.speech import ko_model, ko_speech, push_track, speech_track  # noqa: F401 (fixtures)
 from tests.chat.conftest import ChatClient
 from tests.media import push_rtmp, stop
 from tests.nginx import Nginx, run_nginx
