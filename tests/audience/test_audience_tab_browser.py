@@ -16,7 +16,7 @@ from live_server.models import BroadcastSession
 from live_server.settings import Settings
 from tests.audience.conftest import BASE, Clock, Player, live_event
 from tests.audience.test_live_audience import _watch
-from tests.chat.conftest import ChatClient
+from tests.chat.clients import ChatClient
 from tests.support import Account, login
 from tests.web.browsing import new_page, open_context
 from web import i18n

@@ -15,7 +15,7 @@ from live_server.db import DB
 from live_server.models import AudienceSession, User
 from live_server.settings import Settings
 from tests.audience.conftest import Clock, Player, live_event
-from tests.chat.conftest import ChatClient
+from tests.chat.clients import ChatClient
 from tests.support import Account, login
 
 SLOTS = (0, 10, 20, 30, 40, 50)  # a poll in each 10 s slot: a full minute watched

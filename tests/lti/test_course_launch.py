@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from live_server.layout import live_run_folder
 from live_server.models import Event, LtiAccount, LtiMembership, Recording, RecordingState, Role, User, Visibility, utcnow
-from tests.chat.conftest import ChatClient
+from tests.chat.clients import ChatClient
 from tests.lti.conftest import Lms
 from tests.lti.platform import INSTRUCTOR, LEARNER, Activity, Person, parse_form
 
