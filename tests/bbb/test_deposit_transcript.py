@@ -14,8 +14,7 @@ from bbb import servers as srv
 from bbb.deposit import BBB_DEPOSIT
 from live_server.db import DB
 from live_server.models import BbbImport
-from tests.bbb.conftest import SECRET
-from tests.bbb.fake_bbb import FakeBbb, FakeRecording
+from tests.bbb.fake_bbb import SECRET, FakeBbb, FakeRecording
 from tests.captions.speech import SPEECH_TEXT, Speech, ko_model, ko_registry, ko_speech  # noqa: F401  (fixtures)
 from tests.captions.transcribing import spoken_video, transcribing_app, transcribing_settings, transcription_job  # noqa: F401  (fixture)
 

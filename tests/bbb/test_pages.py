@@ -13,8 +13,7 @@ import pytest
 from live_server import accounts
 from live_server.db import DB
 from bbb import servers as srv
-from tests.bbb.conftest import SECRET
-from tests.bbb.fake_bbb import FakeBbb, FakeRecording
+from tests.bbb.fake_bbb import SECRET, FakeBbb, FakeRecording
 from tests.ingest.live import Live
 from tests.support import Account, login
 from tests.web.browsing import check_page, new_page, open_context
