@@ -24,7 +24,7 @@ from tests.vod.describing import (
     DESCRIPTIONS, TONE_HZ, assert_described, describe, levels, settled, tone_audio,
     pick_description_with_keyboard,
 )
-from tests.vod.test_recordings import folder_of, recordings_of
+from tests.vod.recordings import folder_of, recordings_of
 
 pytestmark = [pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make system-deps)"),
               pytest.mark.live_settings(ll_hls=True, recording_enabled=True)]
