@@ -249,7 +249,26 @@ class Packager(Supervised):
             folder = self.output_dir / rendition
             folder.mkdir(parents=True, exist_ok=True)
             self._recover(rendition, folder)
+        self._keep_recovered_ladder()
         await self._write_all_playlists()
+
+    def _keep_recovered_ladder(self) -> None:
+        """After a server restart, the run's rungs are those its recovered playlists have segments for: the
+        choice made at the first start (:meth:`_choose_ladder`) is kept, not made again from whatever picture
+        the publisher sends next (viewers' players hold the master)."""
+        if self._ladder_chosen:
+            return
+        video = [r for r in self.options.ladder if not r.is_audio_only]
+        recovered = {r.name for r in video if self._timeline.segments(r.name)}
+        if not recovered:
+            return
+        self._ladder_chosen = True
+        kept = dataclasses.replace(self.options, ladder=tuple(r for r in self.options.ladder
+                                                  if r.is_audio_only or r.name in recovered))
+        if kept.ladder != self.options.ladder:
+            log.info("%s: recovered run keeps its rungs %s", self.output_dir, "/".join(kept.rendition_names))
+            self.options = kept
+            self._timeline.select(kept)
 
     def _recover(self, rendition: str, folder: Path) -> None:
         for name in (DVR_PLAYLIST, MEDIA_PLAYLIST):

@@ -245,3 +245,41 @@ async def test_the_transcoder_starts_at_the_first_frame_not_at_an_audio_header(t
         assert transcoder.pid is not None and transcoder.options.rendition_names == ("120p", "audio")
     finally:
         await transcoder.close()
+
+
+@pytest.mark.slow
+async def test_a_run_recovered_after_a_server_restart_keeps_its_rungs(
+        tmp_path: Path, made: list[Packager | LlPackager]) -> None:
+    """A server stopped mid-run (no end of run written) and started again makes a new packager on the run's
+    folder: it keeps the rungs the recovered playlists have (120p + audio) before any media, and a publisher
+    coming back taller (240 lines, which alone would keep every rung) gets those, with the same master."""
+    small, tall = growing_source(2.0, 2.0)
+    listener = RecordingListener()
+    before = KINDS["plain"](tmp_path, OPTIONS, listener)
+    made.append(before)
+    await before.start()
+    await before.begin_session()
+    before.on_metadata(METADATA)
+    await feed_realtime(before, small)
+    await before.end_session()  # lets ffmpeg close its last segment: the playlists list segments
+    await before.close()
+    assert before.options.rendition_names == ("120p", "audio")
+    master = master_uris(tmp_path)
+    assert master == ["120p/live.m3u8", "audio/live.m3u8"]
+
+    after = KINDS["plain"](tmp_path, OPTIONS, listener)
+    made.append(after)
+    await after.start()
+    assert after.options.rendition_names == ("120p", "audio") and master_uris(tmp_path) == master
+    await after.begin_session()
+    after.on_metadata(METADATA)
+    pids: list[int] = []
+
+    def started(tag: Tag) -> None:
+        if not pids and (pid := pid_of(after)) is not None:
+            pids.append(pid)
+    await feed_realtime(after, tall, on_progress=started)
+    assert pids and scalers(pids[0]) == ["120"]
+    await after.finish()
+    assert after.options.rendition_names == ("120p", "audio") and master_uris(tmp_path) == master
+    assert listener.failures == []
