@@ -298,15 +298,15 @@ class LlPackager:
         self._mux(name, kind, timestamp_ms, payload)
 
     def _mux(self, name: str, kind: str, timestamp_ms: int, payload: bytes) -> None:
-        renditions = self._ladder.renditions.values()  # once per tag: only the muxers' drops can change here
-        dropped = sum(r.dropped_tags for r in renditions)
         try:
             updates = self._ladder.feed(name, kind, timestamp_ms, payload, time.time())
         except LlUnsupported as exc:
             self._fail(f"{name}: {exc}" if self._transcoder is not None else str(exc))
             return
-        if sum(r.dropped_tags for r in renditions) > dropped:
-            self._on_drop()
+        for _, update in updates:  # the updates say what they dropped: no sum over the renditions per tag
+            if update.dropped:
+                self._on_drop()
+                break
         self._apply(updates)
 
     def _transcoder_restarted(self) -> None:
