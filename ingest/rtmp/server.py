@@ -260,7 +260,9 @@ class _Connection(asyncio.BufferedProtocol):
         self._address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         sock = transport.get_extra_info("socket")
-        self._fd = sock.fileno() if sock is not None else -1
+        # A TLS transport's socket holds ciphertext: only a plain TCP socket may be read directly.
+        plain = sock is not None and transport.get_extra_info("sslcontext") is None
+        self._fd = sock.fileno() if plain else -1
         # Counted before anything else runs: a burst of connections cannot all pass the check.
         if not self.server._admit(self._address):
             self._lost = True
