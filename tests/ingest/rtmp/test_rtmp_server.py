@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -204,9 +205,19 @@ async def ended_sink(publisher: FakePublisher, key: str = "testkey") -> Any:
     return sink
 
 
-async def test_resting_between_reads_keeps_every_frame(start_server: ServerFactory) -> None:
+async def test_resting_between_reads_keeps_every_frame(start_server: ServerFactory,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """``read_rest`` (the app's 20 ms): a publishing connection reads every 20 ms instead of at each of the
-    encoder's small writes; every frame and sample still arrives, in order, and the publish ends cleanly."""
+    encoder's small writes, the tick reading what came itself (the transport stays paused); every frame and
+    sample still arrives, in order, and the publish ends cleanly."""
+    tick_reads: list[int] = []
+    readv = os.readv
+
+    def counting_readv(fd: int, buffers: Any) -> int:
+        tick_reads.append(n := readv(fd, buffers))
+        return n
+
+    monkeypatch.setattr(os, "readv", counting_readv)
     publisher = FakePublisher()
     server = await start_server(publisher, read_rest=0.02)
     rc, err = await ffmpeg_publish(f"rtmp://127.0.0.1:{server.port}/live/testkey", seconds=2)
@@ -215,6 +226,7 @@ async def test_resting_between_reads_keeps_every_frame(start_server: ServerFacto
     assert abs(len(sink.frames()) - 20) <= 1 and sink.frames() == sorted(sink.frames())
     audio = [ts for ts, _ in sink.audio]
     assert len(audio) > 60 and set(b - a for a, b in zip(audio[1:], audio[2:])) <= {23, 24}
+    assert sum(1 for n in tick_reads if n > 0) > 10  # media read at the ticks, not only by the transport
 
 
 async def test_a_full_read_does_not_rest(start_server: ServerFactory) -> None:
