@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from tests.ingest.rtmp.rtmp_captures import control, plain_handshake
-from tests.ingest.rtmp.test_rtmp_memory import attack, floor_chunks, message_header, rss_kib, tiny_chunks
+from tests.ingest.rtmp.attacks import attack, floor_chunks, message_header, rss_kib, tiny_chunks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,9 +37,6 @@ KINDS = {"chunk-size-1": tiny_chunks, "chunk-size-4": small_chunks, "chunk-size-
 
 
 async def run(root: Path, kind: str, attackers: int, mib: int) -> str:
-    import tests.ingest.rtmp.test_rtmp_memory as memory
-
-    memory.ATTACK_BYTES = mib * 2**20
     with tempfile.TemporaryDirectory() as work:
         env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "LIVE_DATA_DIR": work,
                "LIVE_RTMP_MAX_PENDING_PER_ADDRESS": str(max(attackers, 8))}
@@ -53,7 +50,7 @@ async def run(root: Path, kind: str, attackers: int, mib: int) -> str:
         await asyncio.sleep(0.5)
         before = rss_kib(proc.pid)
         opening, repeat = KINDS[kind]()
-        sent = sum(await asyncio.gather(*(attack(port, opening, repeat) for _ in range(attackers))))
+        sent = sum(await asyncio.gather(*(attack(port, opening, repeat, mib * 2**20) for _ in range(attackers))))
         await asyncio.sleep(0.5)
         peak, after = rss_kib(proc.pid, "VmHWM"), rss_kib(proc.pid)
         proc.terminate()

@@ -79,6 +79,8 @@ def test_the_reader_finds_each_spelling() -> None:
 
 def test_no_test_module_or_conftest_is_imported() -> None:
     """Every module under tests/ imports its helpers from support modules: a conftest keeps fixtures and hooks,
-    a test module its tests; what another module needs moves to a support module named for what it holds."""
-    offending = [line for path in sorted(TESTS.rglob("*.py")) for line in forbidden_imports(path)]
+    a test module its tests; what another module needs moves to a support module named for what it holds.
+    The benchmarks (bench/), which reuse the tests' peers and attacks, follow the same rule."""
+    modules = sorted(TESTS.rglob("*.py")) + sorted((REPO / "bench").rglob("*.py"))
+    offending = [line for path in modules for line in forbidden_imports(path)]
     assert offending == [], "import from a conftest or a test_* module (move the helper to a support module):\n" + "\n".join(offending)
