@@ -505,13 +505,17 @@ class LiveStreams:
         self.metrics.rejected_publishes.labels(protocol, refusal.reason.value).inc()
         return PublishRejected(refusal.reason, refusal.message)
 
-    def _options(self, dvr: bool, abr: bool) -> PackagerOptions:
+    def _options(self, dvr: bool, abr: bool, protocol: str) -> PackagerOptions:
+        """A run's packaging. Its ladder's rungs are chosen once, at ffmpeg's first start: from the first
+        picture of an RTMP publisher (its real size), from the tallest a WHIP publisher sends within
+        ``whip_ladder_settle_seconds`` (a browser's encoder starts smaller while it probes the bandwidth)."""
         s = self.settings
         return PackagerOptions(
             segment_seconds=s.segment_seconds,
             live_window_seconds=s.segment_seconds * s.live_window_segments,
             dvr=dvr,
             ladder=DEFAULT_LADDER if abr else (),
+            ladder_settle_seconds=s.whip_ladder_settle_seconds if protocol == "whip" else 0.0,
         )
 
     # --- RunCallbacks (from runtimes) ----------------------------------------------------
@@ -618,7 +622,7 @@ class LiveStreams:
                             self.metrics.media_write_errors.inc)
 
         live = LiveEventRuntime(self, packager, command.event_id, command.slug, started_at, folder,
-                                self._options(command.dvr, command.abr))
+                                self._options(command.dvr, command.abr, command.protocol))
         live.packager.pause_history(await self.disk.check())
         await live.packager.start()
         self.events[command.event_id] = live

@@ -80,12 +80,14 @@ class EndPackagerSession:
 
 @dataclass(frozen=True)
 class BeginRun:
-    """Start a new run: catalog start time, run folder, packager (DVR/ABR as the event says)."""
+    """Start a new run: catalog start time, run folder, packager (DVR/ABR as the event says; how long
+    its ladder waits for the tallest picture as the first publisher's ``protocol`` needs)."""
 
     event_id: int
     slug: str
     dvr: bool
     abr: bool
+    protocol: str
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ class LiveEventCore:
                          CloseSession(old, "taken over"), EndPackagerSession(event.event_id)]
         if run is None:
             run = self._runs[event.event_id] = _Run(event.event_id, event.slug)
-            commands.append(BeginRun(event.event_id, event.slug, event.dvr, event.abr))
+            commands.append(BeginRun(event.event_id, event.slug, event.dvr, event.abr, protocol))
         elif not takeover:
             reconnect = True
         run.grace_deadline = None

@@ -180,6 +180,12 @@ class Settings(BaseModel):
     )
     whip_transcode_bitrate_kbps: int = Field(2500, ge=100, le=50000, description="H.264 bitrate of the VP8 transcode.")
     whip_audio_bitrate_kbps: int = Field(128, ge=32, le=512, description="AAC bitrate of the Opus to AAC conversion.")
+    whip_ladder_settle_seconds: float = Field(
+        3.0, ge=0, le=10, description="An ABR event first published over WHIP chooses its ladder's rungs (none taller "
+        "than the source) from the tallest picture sent within this long of the first frame, as a browser's encoder "
+        "starts below its camera's size while it probes the bandwidth: its first segment comes up to this much later "
+        "(not at all once a picture keeps every rung). RTMP is not waited for. 0: the first picture's.",
+    )
 
     # --- Live packaging -------------------------------------------------------------------
     segment_seconds: float = Field(2.0, ge=0.5, le=10.0, description="HLS segment length and keyframe interval.")

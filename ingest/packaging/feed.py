@@ -110,6 +110,8 @@ class FlvFeed:
         self.dropped_tags = 0
         self.metadata: Mapping[str, Any] | None = None
         self.sequence_headers: dict[str, bytes] = {}
+        #: The tallest picture this session's publisher has announced (:attr:`source_height` at its highest).
+        self.tallest_height: int | None = None
         self._drop_video_until_keyframe = False
         # Per-process state, reset by new_process().
         self._header_sent = False
@@ -128,10 +130,17 @@ class FlvFeed:
         self.queued_bytes = 0
         self.metadata = None
         self.sequence_headers = {}
+        self.tallest_height = None
         self._drop_video_until_keyframe = False
+
+    def _note_height(self) -> None:
+        height = self.source_height
+        if height is not None and (self.tallest_height is None or height > self.tallest_height):
+            self.tallest_height = height
 
     def set_metadata(self, metadata: Mapping[str, Any]) -> None:
         self.metadata = dict(metadata)
+        self._note_height()
         marker = _MetadataMarker(self.metadata, len(script_tag_from_metadata(dict(self.metadata))))
         if self.queued_bytes + marker.size <= 2 * self.max_bytes:
             self._queue.append(marker)
@@ -146,6 +155,8 @@ class FlvFeed:
         tag = QueuedTag(kind, timestamp_ms, payload, received_at, key, seq)
         if seq:
             self.sequence_headers[kind] = payload
+            if kind == "video":
+                self._note_height()
             if self.queued_bytes + tag.size <= 2 * self.max_bytes:
                 self._append(tag)
                 return True
@@ -173,6 +184,16 @@ class FlvFeed:
     def _append(self, tag: QueuedTag) -> None:
         self._queue.append(tag)
         self.queued_bytes += tag.size
+
+    def skip_to_latest_keyframe(self) -> int:
+        """Forget the media queued before the latest video keyframe (ffmpeg's first start was held: it
+        starts from there rather than a backlog it would have to catch up on); returns the tags forgotten.
+        Metadata and sequence headers stay cached (the preamble sends them); not counted as drops."""
+        last = max((i for i, item in enumerate(self._queue) if isinstance(item, QueuedTag) and item.keyframe),
+                   default=0)
+        for _ in range(last):
+            self.queued_bytes -= self._queue.popleft().size
+        return last
 
     # -- consumer side -------------------------------------------------
     def new_process(self, resync: bool) -> None:

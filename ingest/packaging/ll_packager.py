@@ -418,14 +418,14 @@ class LlPackager:
         """What the master lists: for the ladder, CODECS and RESOLUTION as each rendition's own
         sequence headers say (x264's profile and level, the scaled size) once they are known; the
         rungs the transcoder chose for the source (before its first start: those the publisher's
-        picture height, as known so far, would keep)."""
+        tallest picture so far would keep)."""
         if self._transcoder is None:
             return build_variants(self.options, self._metadata, self._headers, self._peak_bps)
         has_audio = self._transcoder.encodes_audio
         if has_audio is None:  # before ffmpeg starts: what the publisher says so far
             has_audio = publisher_has_audio(self._metadata, self._headers)
         options = self.options if self._transcoder.ladder_chosen else self.options.for_source_height(
-            publisher_source_height(self._metadata, self._headers))
+            self._transcoder.tallest_height or publisher_source_height(self._metadata, self._headers))
         variants = build_variants(options, self._metadata, self._headers, self._peak_bps, has_audio)
         out = []
         for rendition, variant in zip(encoded_renditions(options, has_audio), variants):

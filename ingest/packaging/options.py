@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, replace
 
 __all__ = ["Rendition", "PackagerOptions", "DEFAULT_LADDER", "PASSTHROUGH_RENDITION", "ladder_for_source",
-           "chosen_for_source"]
+           "chosen_for_source", "ladder_wait_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,9 @@ class PackagerOptions:
       ``finish()``.
     - ``passthrough_bandwidth``: BANDWIDTH advertised for the passthrough
       variant until segments have been measured.
+    - ``ladder_settle_seconds``: a ladder's rungs are chosen from the tallest
+      picture the publisher sends within this long of its first frame
+      (:func:`ladder_wait_seconds`); 0 (RTMP): from the first picture, at once.
     """
 
     segment_seconds: float = 2.0
@@ -129,6 +132,7 @@ class PackagerOptions:
     endlist_grace_seconds: float | None = None
     passthrough_bandwidth: int = 3_000_000
     stderr_lines_kept: int = 30
+    ladder_settle_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.segment_seconds <= 0:
@@ -143,6 +147,8 @@ class PackagerOptions:
             raise ValueError("a ladder needs at least one video rendition")
         if self.queue_max_bytes < 64 * 1024:
             raise ValueError("queue_max_bytes must be >= 64 KiB")
+        if self.ladder_settle_seconds < 0:
+            raise ValueError("ladder_settle_seconds must be >= 0")
 
     @property
     def hung_after(self) -> float:
@@ -181,3 +187,29 @@ def chosen_for_source(options: PackagerOptions, source_height: int | None, label
         log.info("%s: source is %sp tall: not encoding %s (no rung taller than the source, the lowest one at least)",
                  label, source_height, "/".join(skipped))
     return chosen
+
+
+def ladder_wait_seconds(options: PackagerOptions, tallest_height: int | None, waited: float) -> float:
+    """How much longer a ladder's first ffmpeg start waits for a taller picture (0: choose the rungs now),
+    ``waited`` seconds after the session's first media frame, the tallest picture so far ``tallest_height``.
+
+    The rungs are chosen once for the event (:func:`chosen_for_source`): viewers' players hold the master
+    playlist, so a rung must neither appear nor disappear once media flows. An RTMP encoder's first
+    picture is its real size, so its ladder is chosen at once (``ladder_settle_seconds`` 0). A browser
+    publishing over WebRTC (WHIP) starts its encoder below its camera's size while it probes the bandwidth
+    (240 or 360 lines for a 480-line camera) and scales up within seconds: chosen from that first picture,
+    the event would never get its taller rungs. So where the source can change its size, the first start
+    waits up to ``ladder_settle_seconds`` (from the first frame) for the tallest picture, and no longer
+    than needed: as soon as a picture is tall enough to keep every rung, there is nothing more to wait for.
+
+    Waiting rather than starting at once and restarting ffmpeg with more rungs at the first increase:
+    a restart after segments (or LL-HLS parts) are listed would add renditions with no media beside
+    those that have some, the ones viewers' masters lack. The wait costs the WHIP publisher's first
+    segment up to that long (nothing for RTMP), and no latency: the supervisor then starts ffmpeg at
+    the latest keyframe queued (a resolution change is one), not at the first frame of the wait.
+    """
+    if options.passthrough or options.ladder_settle_seconds <= 0:
+        return 0.0
+    if options.for_source_height(tallest_height) is options:  # every rung kept (or the height unknown)
+        return 0.0
+    return max(0.0, options.ladder_settle_seconds - waited)

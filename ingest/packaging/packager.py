@@ -34,7 +34,7 @@ from live_server.layout import MASTER_PLAYLIST
 from .feed import FlvFeed, publisher_has_audio, publisher_source_height
 from .ffmpeg_args import SegmentListEntry, build_ffmpeg_args, encoded_renditions, parse_segment_list_line
 from .mpegts import counter_offsets, last_counters, shift_counters
-from .options import PackagerOptions, chosen_for_source
+from .options import PackagerOptions, chosen_for_source, ladder_wait_seconds
 from .supervisor import FfmpegRun, Supervised, Supervisor, spawn_ffmpeg
 from .timeline import AlignmentLost, EventTimeline, ListedSegment
 from .variants import MEDIA_PLAYLIST, build_variants
@@ -136,7 +136,8 @@ class Packager(Supervised):
         self._process: Supervisor[_Run] = Supervisor(
             options, self._feed, str(self.output_dir), name="ffmpeg", hang_note="a segment overdue by",
             launch=self._spawn, overdue_since=self._cut_due_since, on_restart=self._timeline.mark_discontinuity,
-            on_failed=self._fail, before_write=self._set_run_clock, on_ended=self._remove_unlisted)
+            on_failed=self._fail, before_write=self._set_run_clock, on_ended=self._remove_unlisted,
+            hold=self._ladder_wait)
         self._grace_timer: asyncio.Task[None] | None = None
         self._master_text: dict[str, str] = {}
         # What the master advertises outlives a session (the feed is reset at its end).
@@ -248,7 +249,26 @@ class Packager(Supervised):
             folder = self.output_dir / rendition
             folder.mkdir(parents=True, exist_ok=True)
             self._recover(rendition, folder)
+        self._keep_recovered_ladder()
         await self._write_all_playlists()
+
+    def _keep_recovered_ladder(self) -> None:
+        """After a server restart, the run's rungs are those its recovered playlists have segments for: the
+        choice made at the first start (:meth:`_choose_ladder`) is kept, not made again from whatever picture
+        the publisher sends next (viewers' players hold the master)."""
+        if self._ladder_chosen:
+            return
+        video = [r for r in self.options.ladder if not r.is_audio_only]
+        recovered = {r.name for r in video if self._timeline.segments(r.name)}
+        if not recovered:
+            return
+        self._ladder_chosen = True
+        kept = dataclasses.replace(self.options, ladder=tuple(r for r in self.options.ladder
+                                                  if r.is_audio_only or r.name in recovered))
+        if kept.ladder != self.options.ladder:
+            log.info("%s: recovered run keeps its rungs %s", self.output_dir, "/".join(kept.rendition_names))
+            self.options = kept
+            self._timeline.select(kept)
 
     def _recover(self, rendition: str, folder: Path) -> None:
         for name in (DVR_PLAYLIST, MEDIA_PLAYLIST):
@@ -394,15 +414,20 @@ class Packager(Supervised):
         except Exception:
             log.exception("%s: on_packager_failed raised", self.output_dir)
 
+    def _ladder_wait(self, waited: float) -> float:
+        """How much longer ffmpeg's first start waits for a taller picture (``options.ladder_wait_seconds``)."""
+        return 0.0 if self._ladder_chosen else ladder_wait_seconds(self.options, self._feed.tallest_height, waited)
+
     def _choose_ladder(self) -> None:
-        """At ffmpeg's first start: keep only the rungs no taller than the source
-        (``options.ladder_for_source``), for this packager's life. A later session with another
-        picture size gets the same renditions (scaled up or down): the master and the media
-        playlists stay the same ones."""
+        """At ffmpeg's first start: keep only the rungs no taller than the tallest picture the source
+        has sent (``options.ladder_for_source``; a WHIP publisher's is waited for:
+        :meth:`_ladder_wait`), for this packager's life. A restart after a crash, or a later session
+        with another picture size, gets the same renditions (scaled up or down): the master and the
+        media playlists stay the same ones."""
         if self._ladder_chosen:
             return
         self._ladder_chosen = True
-        chosen = chosen_for_source(self.options, self._feed.source_height, str(self.output_dir))
+        chosen = chosen_for_source(self.options, self._feed.tallest_height, str(self.output_dir))
         if chosen is self.options:
             return
         self.options = chosen
@@ -589,9 +614,9 @@ class Packager(Supervised):
         has_audio = self._encodes_audio
         if has_audio is None:  # before ffmpeg starts: what the publisher says so far
             has_audio = publisher_has_audio(self._advertised_metadata, self._advertised_headers)
-        # Before ffmpeg's first start, the rungs the publisher's picture height (as known so far) would keep.
+        # Before ffmpeg's first start, the rungs the publisher's tallest picture so far would keep.
         options = self.options if self._ladder_chosen else self.options.for_source_height(
-            publisher_source_height(self._advertised_metadata, self._advertised_headers))
+            self._feed.tallest_height or publisher_source_height(self._advertised_metadata, self._advertised_headers))
         variants = build_variants(options, self._advertised_metadata,
                                   self._advertised_headers, self._measured_peak_bps, has_audio)
         targets = {MASTER_PLAYLIST: render_master(variants, self._subtitles)}

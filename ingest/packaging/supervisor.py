@@ -112,7 +112,8 @@ class Supervisor(Generic[R]):
     """Runs one ffmpeg after another for a publish session, from ``begin`` to ``stop`` or ``close``.
 
     ``launch(resync)`` starts one process (``resync``: after a crash) and returns its run, with the
-    owner's output readers; ``overdue_since(run)`` says since when (monotonic) the owner has been owed
+    owner's output readers; ``hold(waited)`` says how much longer a session's first start should wait,
+    ``waited`` seconds after its first media frame (the ladder's choice: ``options.ladder_wait_seconds``); ``overdue_since(run)`` says since when (monotonic) the owner has been owed
     output, or None; ``before_write(run)`` sees each batch of stdin; ``on_ended(run)`` the end of the
     current run, its tasks done and its pipes closed.
     """
@@ -123,7 +124,8 @@ class Supervisor(Generic[R]):
                  on_restart: Callable[[], None],
                  on_failed: Callable[[str], None],
                  before_write: Callable[[R], None] = lambda run: None,
-                 on_ended: Callable[[R], None] = lambda run: None) -> None:
+                 on_ended: Callable[[R], None] = lambda run: None,
+                 hold: Callable[[float], float] = lambda waited: 0.0) -> None:
         self.options = options
         self._feed = feed
         self._label = label
@@ -135,6 +137,7 @@ class Supervisor(Generic[R]):
         self._on_failed = on_failed
         self._before_write = before_write
         self._on_ended = on_ended
+        self._hold = hold
         self._wakeup = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._media_arrived = asyncio.Event()
@@ -201,8 +204,8 @@ class Supervisor(Generic[R]):
     # -- supervision ------------------------------------------------------------------------------
     async def _supervise(self) -> None:
         """Wait for the first media frame, then serve ffmpeg processes until the session stops."""
-        if not await self._first_media():
-            return  # the publisher left without sending a frame: no ffmpeg was ever needed
+        if not await self._first_media() or not await self._held():
+            return  # the publisher left without sending a frame (or during the hold): no ffmpeg was ever needed
         resync = False
         try:
             while True:
@@ -257,6 +260,31 @@ class Supervisor(Generic[R]):
             stop.cancel()
             await asyncio.gather(media, stop, return_exceptions=True)
         return self._media_arrived.is_set() and not self._stop_requested.is_set()
+
+    async def _held(self) -> bool:
+        """Wait as long as the owner's ``hold`` says (re-asked at every media frame), then, if it waited,
+        let ffmpeg start at the latest keyframe queued rather than catch up on the wait; False if the
+        session stopped first."""
+        first = time.monotonic()
+        held = False
+        while (left := self._hold(time.monotonic() - first)) > 0:
+            held = True
+            self._media_arrived.clear()
+            media = asyncio.ensure_future(self._media_arrived.wait())
+            stop = asyncio.ensure_future(self._stop_requested.wait())
+            try:
+                await asyncio.wait({media, stop}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                media.cancel()
+                stop.cancel()
+                await asyncio.gather(media, stop, return_exceptions=True)
+            if self._stop_requested.is_set():
+                return False
+        if held:
+            skipped = self._feed.skip_to_latest_keyframe()
+            log.debug("%s: %s starts after %.1f s, at the latest keyframe (%d tags before it skipped)",
+                      self._label, self._name, time.monotonic() - first, skipped)
+        return True
 
     async def _start(self, resync: bool) -> R:
         run = await self._launch(resync)

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from formats.flv import TAG_AUDIO, TAG_VIDEO, FlvTagReader
+from formats.flv import TAG_AUDIO, TAG_VIDEO, FlvTagReader, is_sequence_header
 
 from .feed import FlvFeed
 from .ffmpeg_args import build_transcoder_args, encoded_renditions
-from .options import PackagerOptions, chosen_for_source
+from .options import PackagerOptions, chosen_for_source, ladder_wait_seconds
 from .supervisor import FfmpegRun, Supervised, Supervisor, spawn_ffmpeg
 
 __all__ = ["Transcoder"]
@@ -97,13 +97,18 @@ class Transcoder(Supervised):
         self._process: Supervisor[_Run] = Supervisor(
             options, self._feed, self._label, name="the transcoder", hang_note="no output for",
             launch=self._spawn, overdue_since=lambda run: run.owed_since, on_restart=on_restart,
-            on_failed=self._fail, before_write=_owe_output, on_ended=_note_output_errors)
+            on_failed=self._fail, before_write=_owe_output, on_ended=_note_output_errors, hold=self._ladder_wait)
         self.tags_out = 0
         self.failed_reason: str | None = None
         #: Whether the running (or last) ffmpeg encodes audio; None before its first start this session.
         self.encodes_audio: bool | None = None
 
     # -- what the packager reads ------------------------------------------------------------
+    @property
+    def tallest_height(self) -> int | None:
+        """The tallest picture this session's publisher has sent so far (what the rungs are chosen for)."""
+        return self._feed.tallest_height
+
     @property
     def overdue_seconds(self) -> float:
         """How long media written to ffmpeg has gone without any output, past the slack (0: none)."""
@@ -119,7 +124,12 @@ class Transcoder(Supervised):
 
     def on_media(self, kind: str, timestamp_ms: int, payload: bytes) -> None:
         self._feed.push(kind, timestamp_ms, payload, time.time())
-        self._process.media_arrived()
+        if is_sequence_header(kind, payload):
+            # Not media yet: ffmpeg starts at the first frame, when the picture's size is known (a WHIP
+            # session sends its AAC configuration before the first video keyframe and its header).
+            self._process.wake()
+        else:
+            self._process.media_arrived()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def begin(self) -> None:
@@ -144,14 +154,20 @@ class Transcoder(Supervised):
         log.error("%s: transcoder failed: %s", self._label, reason)
         self._on_failed(reason)
 
+    def _ladder_wait(self, waited: float) -> float:
+        """How much longer the first start waits for a taller picture (``options.ladder_wait_seconds``)."""
+        return 0.0 if self.ladder_chosen else ladder_wait_seconds(self.options, self._feed.tallest_height, waited)
+
     def _choose_ladder(self) -> None:
-        """At the first start: keep only the rungs no taller than the source (``ladder_for_source``),
-        for good. A later session with another picture size gets the same renditions (scaled up or down),
-        so the master and the renditions' playlists stay the same ones; ``on_ladder`` is told first."""
+        """At the first start: keep only the rungs no taller than the tallest picture the source has sent
+        (``ladder_for_source``; a WHIP publisher's is waited for: :meth:`_ladder_wait`), for good. A
+        restart after a crash, or a later session with another picture size, gets the same renditions
+        (scaled up or down), so the master and the renditions' playlists stay the same ones; ``on_ladder``
+        is told first."""
         if self.ladder_chosen:
             return
         self.ladder_chosen = True
-        self.options = chosen_for_source(self.options, self._feed.source_height, self._label)
+        self.options = chosen_for_source(self.options, self._feed.tallest_height, self._label)
         self._on_ladder(self.options)
 
     async def _spawn(self, resync: bool) -> _Run:

@@ -76,7 +76,7 @@ def test_the_first_publish_begins_a_run_and_the_first_segment_makes_it_live() ->
     c = core()
     commands = c.publish("rtmp", "live", "10.0.0.1", LECTURE, 0.0)
     assert commands == [
-        BeginRun(7, "lecture", dvr=True, abr=False), OpenSession(7, 1, "rtmp", "10.0.0.1"), StartPackagerSession(7),
+        BeginRun(7, "lecture", dvr=True, abr=False, protocol="rtmp"), OpenSession(7, 1, "rtmp", "10.0.0.1"), StartPackagerSession(7),
         NotifyPublishStarted(7, 1), Accept(7, 1, takeover=False, reconnect=False),
     ]
     assert c.phase(7) is RunPhase.STARTING and c.next_timer() is None
@@ -125,7 +125,7 @@ def test_a_publish_after_the_run_ended_begins_a_new_run() -> None:
     c.publisher_gone(publish(c), "gone", 0.0)
     c.handle_timer(GRACE)
     commands = c.publish("rtmp", "live", "10.0.0.1", LECTURE, GRACE + 1)
-    assert commands[0] == BeginRun(7, "lecture", dvr=True, abr=False)
+    assert commands[0] == BeginRun(7, "lecture", dvr=True, abr=False, protocol="rtmp")
     assert c.segment_listed(7, GRACE + 3) == [MarkLive(7, "lecture")]  # a new run is marked live again
 
 
@@ -210,7 +210,7 @@ def test_a_run_that_failed_to_start_is_forgotten() -> None:
     publish(c)
     c.run_failed_to_start(7)
     assert c.phase(7) is None
-    assert c.publish("rtmp", "live", "10.0.0.1", LECTURE, 1.0)[0] == BeginRun(7, "lecture", dvr=True, abr=False)
+    assert c.publish("rtmp", "live", "10.0.0.1", LECTURE, 1.0)[0] == BeginRun(7, "lecture", dvr=True, abr=False, protocol="rtmp")
 
 
 @pytest.mark.parametrize("module", ["live_core.py", "live_run.py", "publishing.py"])

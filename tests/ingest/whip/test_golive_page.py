@@ -157,8 +157,9 @@ async def test_vp8_only_browser_gets_ll_hls(live: Live, webrtc_browser: Any, abr
     """With ``ll_hls`` on, VP8 (transcoded to H.264 in the WHIP session) is packaged as LL-HLS: as it is,
     or through the ladder's transcoder, into the same fMP4 muxer."""
     event = await live.create_event(dvr=True, abr=abr)
-    # The ladder keeps the rungs no taller than the picture at the transcoder's first start, and a browser's
-    # WebRTC encoder may start below its camera's size while it probes the bandwidth: the master says which.
+    # The ladder keeps the rungs no taller than the tallest picture of the first seconds
+    # (whip_ladder_settle_seconds), and a browser's WebRTC encoder may still be below its camera's size then,
+    # while it probes the bandwidth (more so on a loaded machine): the master says which.
     rendition = "source"
     context, page, errors = await _owner_page(live, webrtc_browser, event["slug"], VP8_ONLY)
     try:
