@@ -14,13 +14,12 @@ import pytest
 from live_server import accounts, migrations
 from live_server.db import Database
 from live_server.settings import Settings, load_settings
-from tests.support import Account, hls_mode, stream_key_cipher
+from tests.support import REALTIME_SPEECH, Account, hls_mode, service_missing, stream_key_cipher
 
 #: Fixtures shared by every directory: one Chromium per test process (``browser``, ``webrtc_browser``),
 #: and the guard against a blocked event loop (``loop_guard``).
 pytest_plugins = ["tests.browser", "tests.loop_guard", "tests.cpu_profile"]
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("LIVE_TEST_POSTGRES", "postgresql+psycopg://root@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("LIVE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
@@ -39,14 +38,6 @@ def worker_redis_url() -> str:
     if not number.isdigit():
         return REDIS_TEST_URL
     return f"{base}/{(int(number) - worker_index()) % 16}"
-
-
-def service_missing(what: str, reason: str) -> None:
-    """Skip with a visible reason locally; under CI a missing service is a failure."""
-    message = f"{what} not reachable ({reason})"
-    if IN_CI:
-        pytest.fail(message + " and CI=true", pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -267,7 +258,6 @@ async def client(aiohttp_client: Any, settings: Settings) -> AsyncIterator[Any]:
 #: Tests that use one of these fixtures run one after another on one xdist worker (``--dist loadgroup``):
 #: live captions must keep up with real time, so two of them side by side on a 2-core machine would
 #: measure the machine, not the code. (Other tests join with ``@pytest.mark.xdist_group(REALTIME_SPEECH)``.)
-REALTIME_SPEECH = "realtime-speech"
 SERIAL_GROUPS = {"captioned": REALTIME_SPEECH}
 
 
@@ -296,4 +286,3 @@ def _heavy_modules_first(items: list[pytest.Item]) -> None:
         module = item.nodeid.split("::", 1)[0]
         rank[module] = min(rank.get(module, 3), weight)
     items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])  # stable: each module's own order stays
-

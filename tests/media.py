@@ -108,3 +108,23 @@ async def publish_once(url: str, *, seconds: float, video: list[str], audio_sour
         await stop(proc)
     assert proc.returncode is not None
     return proc.returncode, err.decode(errors="replace")
+
+
+async def push_with_defaults(url: str, seconds: float, fps: int = 25, readrate: float = 4.0,
+                             keyframe_frames: int | None = None) -> asyncio.subprocess.Process:
+    """ffmpeg publishing H.264 + AAC with libx264's defaults (no ``-g``, default preset) unless told.
+
+    Given ``keyframe_frames``, the GOP is fixed anyway: the fastest preset keeps ``-readrate`` honest
+    on a busy machine.
+    """
+    pace = ["-readrate", f"{readrate:g}"]
+    gop = ["-g", str(keyframe_frames), "-preset", "ultrafast"] if keyframe_frames is not None else []
+    return await asyncio.create_subprocess_exec(
+        FFMPEG, "-hide_banner", "-loglevel", "error",
+        *pace, "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate={fps}",
+        *pace, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+        "-t", f"{seconds:g}", "-map", "0:v", "-map", "1:a",
+        "-c:v", "libx264", *gop, "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+        "-f", "flv", url,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )

@@ -62,3 +62,19 @@ def fill_disk_under(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
         return real_mkstemp(*args, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkstemp", full_disk)
+
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def service_missing(what: str, reason: str) -> None:
+    """Skip with a visible reason locally; under CI a missing service is a failure."""
+    message = f"{what} not reachable ({reason})"
+    if IN_CI:
+        pytest.fail(message + " and CI=true", pytrace=False)
+    pytest.skip(message)
+
+
+#: The xdist group of the tests that must keep up with real time (live captions): one after another on one
+#: worker (``SERIAL_GROUPS`` in tests/conftest.py; other tests join with ``@pytest.mark.xdist_group(REALTIME_SPEECH)``).
+REALTIME_SPEECH = "realtime-speech"

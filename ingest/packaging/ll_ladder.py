@@ -251,3 +251,4 @@ def _merge(into: LlUpdate, update: LlUpdate) -> None:
     into.segments.extend(update.segments)
     into.removed.extend(update.removed)
     into.changed = into.changed or update.changed
+    into.dropped += update.dropped

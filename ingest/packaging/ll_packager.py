@@ -298,15 +298,15 @@ class LlPackager:
         self._mux(name, kind, timestamp_ms, payload)
 
     def _mux(self, name: str, kind: str, timestamp_ms: int, payload: bytes) -> None:
-        renditions = self._ladder.renditions.values()  # once per tag: only the muxers' drops can change here
-        dropped = sum(r.dropped_tags for r in renditions)
         try:
             updates = self._ladder.feed(name, kind, timestamp_ms, payload, time.time())
         except LlUnsupported as exc:
             self._fail(f"{name}: {exc}" if self._transcoder is not None else str(exc))
             return
-        if sum(r.dropped_tags for r in renditions) > dropped:
-            self._on_drop()
+        for _, update in updates:  # the updates say what they dropped: no sum over the renditions per tag
+            if update.dropped:
+                self._on_drop()
+                break
         self._apply(updates)
 
     def _transcoder_restarted(self) -> None:
@@ -538,10 +538,17 @@ def _write_files(files: list[tuple[Path, bytes | str]], removed: list[Path]) -> 
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Media bytes, renamed into place so that nobody reads half a part."""
+    """Media bytes, renamed into place so that nobody reads half a part. With the descriptor itself
+    (``open()`` would add an ``fstat``, an ``ioctl`` and a buffered file object to each of the few
+    files a second every stream writes: each call the writer thread makes is a GIL hand-off)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 

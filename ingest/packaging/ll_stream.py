@@ -63,6 +63,7 @@ class LlUpdate:
     segments: list[Segment] = field(default_factory=list)  # completed segments, in order
     removed: list[str] = field(default_factory=list)  # files no playlist lists any more
     changed: bool = False  # the playlists changed (a part, a segment, the end)
+    dropped: int = 0  # tags this input dropped (counted in ``dropped_tags`` too)
 
 
 @dataclass
@@ -197,6 +198,7 @@ class LlRendition:
             muxer = self._muxer_for_media(timestamp_ms, wall, update)
             if muxer is None or self._video is None:
                 self.dropped_tags += 1
+                update.dropped += 1
                 return
             cts = int.from_bytes(payload[2:5], "big", signed=True)
             self._take(muxer.add_video(payload[5:], timestamp_ms, cts, keyframe=payload[0] >> 4 == 1), update)
@@ -209,6 +211,7 @@ class LlRendition:
             muxer = self._muxer_for_media(timestamp_ms, wall, update)
             if muxer is None or self._audio is None:
                 self.dropped_tags += 1
+                update.dropped += 1
                 return
             self._take(muxer.add_audio(payload[2:], timestamp_ms), update)
 

@@ -1,87 +1,20 @@
-"""Fixtures for audience tests: the real app, an event with live playlists on disk, players with their own cookies,
-and a clock the test moves (the audience's minutes and slots follow it; nothing waits on the wall clock)."""
+"""Fixtures for audience tests: the real app and players with their own cookies (tests/audience/watching.py: the
+clock the test moves, an event with live playlists on disk; nothing waits on the wall clock)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 
-from live_server import events as ev
-from live_server.db import Database
-from live_server.layout import live_run_folder
-from live_server.models import User, Visibility, utcnow
 from live_server.settings import Settings
-from tests.support import Account
-
-PLAYLIST = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg_000000.ts\n"
-MASTER = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000000\nsource/live.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=500000\n720p/live.m3u8\n"
-#: An hour ago, on a minute boundary: the audience's minutes never meet the chat's real ones.
-BASE = (int(utcnow().timestamp()) // 60 - 60) * 60
-
-
-class Clock:
-    """The audience's clock: ``at(minute, second)`` from ``BASE``."""
-
-    def __init__(self) -> None:
-        self.now = float(BASE)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def at(self, minute: int, second: float = 0.0) -> None:
-        self.now = BASE + minute * 60 + second
+from tests.audience.watching import Player
 
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], migrated_url: str) -> Settings:
     return make_settings(database_url=migrated_url, audience_flush_seconds=300, chat_batch_ms=20)
-
-
-def live_event(db: Database, media_dir: Path, owner_id: int, title: str = "Lecture", **fields: Any) -> dict[str, Any]:
-    """An event marked live with its master, two renditions and a subtitles playlist on disk (no encoder needed:
-    what is measured is who polls them)."""
-    def work(session: Any) -> tuple[int, str, Any]:
-        owner = session.get(User, owner_id)
-        event = ev.create_event(session, owner, ev.EventCreate(title=title, **fields))
-        event.started_at = utcnow()
-        return event.id, event.slug, event.started_at
-
-    event_id, slug, started_at = db.transaction(work)
-    run = live_run_folder(media_dir, event_id, started_at)
-    for rendition in ("source", "720p", "subtitles"):
-        (run / rendition).mkdir(parents=True)
-        (run / rendition / "live.m3u8").write_text(PLAYLIST)
-    (run / "master.m3u8").write_text(MASTER)
-    return {"id": event_id, "slug": slug}
-
-
-@dataclass
-class Player:
-    """One browser: its own cookie jar (the ``live_viewer`` cookie, and a login session if it logged in)."""
-
-    http: aiohttp.ClientSession
-    base: str
-    slug: str
-
-    async def start(self) -> None:
-        async with self.http.get(f"{self.base}/live/{self.slug}/master.m3u8") as resp:
-            assert resp.status == 200, await resp.text()
-
-    async def poll(self, rendition: str = "source", captions: bool = False) -> None:
-        """A playlist poll; ``captions``: as our player sends it while it shows captions (the socket overlay)."""
-        headers = {"X-Live-Captions": "1"} if captions else {}
-        async with self.http.get(f"{self.base}/live/{self.slug}/{rendition}/live.m3u8", headers=headers) as resp:
-            assert resp.status == 200, await resp.text()
-
-    async def login(self, account: Account) -> str:
-        async with self.http.post(f"{self.base}/api/v1/auth/login",
-                                  json={"username": account.username, "password": account.password}) as resp:
-            assert resp.status == 200, await resp.text()
-            return str((await resp.json())["csrf_token"])
 
 
 @pytest.fixture
@@ -96,7 +29,3 @@ async def players() -> AsyncIterator[Callable[[str, str], Player]]:
     yield make
     for http in sessions:
         await http.close()
-
-
-def public() -> dict[str, Any]:
-    return {"visibility": Visibility.PUBLIC}

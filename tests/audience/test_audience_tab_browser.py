@@ -14,9 +14,8 @@ from audience.collector import AUDIENCE
 from live_server.db import DB
 from live_server.models import BroadcastSession
 from live_server.settings import Settings
-from tests.audience.conftest import BASE, Clock, Player, live_event
-from tests.audience.test_live_audience import _watch
-from tests.chat.conftest import ChatClient
+from tests.audience.watching import BASE, Clock, Player, axe, live_event, watch
+from tests.chat.clients import ChatClient
 from tests.support import Account, login
 from tests.web.browsing import new_page, open_context
 from web import i18n
@@ -25,20 +24,6 @@ from web import i18n
 def settings(make_settings: Callable[..., Settings], migrated_sqlite: Callable[[str], str]) -> Settings:
     """One backend: the pages read what tests/audience checked on both (a browser test is paid once)."""
     return make_settings(database_url=migrated_sqlite("live.db"), audience_flush_seconds=300, chat_batch_ms=20)
-
-
-AXE_WCAG = """async (selector) => {
-  const result = await axe.run(selector, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
-                                          resultTypes: ["violations"]});
-  return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                                      nodes: v.nodes.slice(0, 3).map(n => n.target.join(" "))}));
-}"""
-
-
-async def _axe(page: Any, selector: str) -> list[dict[str, Any]]:
-    if not await page.evaluate("typeof axe !== 'undefined'"):
-        await page.add_script_tag(url="/vendor/axe.min.js")
-    return list(await page.evaluate(AXE_WCAG, selector))
 
 
 async def _collect(client: Any, settings: Settings, prof: Account, alice: Account,
@@ -55,9 +40,9 @@ async def _collect(client: Any, settings: Settings, prof: Account, alice: Accoun
     await a.login(alice)
     for player in (a, b, c):
         await player.start()
-    await _watch([(a, "source"), (b, "source"), (c, "source")], clock, 0)
-    await _watch([(a, "source"), (c, "source")], clock, 1)
-    await _watch([(a, "source")], clock, 2)
+    await watch([(a, "source"), (b, "source"), (c, "source")], clock, 0)
+    await watch([(a, "source"), (c, "source")], clock, 1)
+    await watch([(a, "source")], clock, 2)
 
     chat = ChatClient()
     cookie = a.http.cookie_jar.filter_cookies(client.make_url("/"))["live_session"].value
@@ -143,14 +128,14 @@ async def test_the_audience_tab_shows_the_apis_numbers_accessibly(
     await page.keyboard.press("Enter")
     assert await page.is_visible("#chart-viewers table")
 
-    problems = {"en": await _axe(page, "#audience")}
+    problems = {"en": await axe(page, "#audience")}
     await page.locator("#chart-viewers svg").screenshot(path=tmp_path / "chart-viewers.png")
     await page.screenshot(path=tmp_path / "audience-en.png", full_page=True)
     await page.click(".language-switch button[value=fr]")
     await page.wait_for_selector("html[lang=fr]")
     assert await page.inner_text("#audience-title") == "Audience"
     assert "Le plus de spectateurs en même temps : 3," in await page.inner_text("#chart-viewers figcaption")
-    problems["fr"] = await _axe(page, "#audience")
+    problems["fr"] = await axe(page, "#audience")
     await page.locator("#chart-joins").screenshot(path=tmp_path / "chart-joins-fr.png")
     await page.screenshot(path=tmp_path / "audience-fr.png", full_page=True)
     assert problems == {"en": [], "fr": []}, problems

@@ -13,7 +13,7 @@ from audience.ranges import BeaconError, bucket_counts, parse_beacon
 from live_server.db import DB
 from live_server.models import Recording, RecordingState, Visibility
 from live_server.settings import Settings
-from tests.audience.conftest import live_event
+from tests.audience.watching import live_event
 from tests.support import Account, login
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from audience.collector import AUDIENCE
 from audience.ranges import Beacon
-from tests.audience.test_audience_tab_browser import _axe
-from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
+from tests.audience.watching import axe
+from tests.ingest.live import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
 from tests.media import FAST, push_rtmp
 from tests.web.browsing import new_page, open_context
 
@@ -77,7 +77,7 @@ async def test_the_heatmap_seeks_the_replay_and_matches_the_api(live: Live, brow
     await page.wait_for_function(f"() => Math.abs(({AT})() - 5) < 0.5", timeout=10_000)
     assert await page.evaluate("document.activeElement.id") == "replay"  # focus goes to the video it moved
 
-    assert await _axe(page, "#audience") == []
+    assert await axe(page, "#audience") == []
     await page.locator("#audience").screenshot(path=tmp_path / "audience-replay.png")  # an artifact to look at
     assert errors == []
 

@@ -14,21 +14,9 @@ from audience.collector import AUDIENCE
 from live_server.db import DB
 from live_server.models import AudienceSession, User
 from live_server.settings import Settings
-from tests.audience.conftest import Clock, Player, live_event
-from tests.chat.conftest import ChatClient
+from tests.audience.watching import Clock, Player, live_event, watch
+from tests.chat.clients import ChatClient
 from tests.support import Account, login
-
-SLOTS = (0, 10, 20, 30, 40, 50)  # a poll in each 10 s slot: a full minute watched
-
-
-async def _watch(players: list[tuple[Player, str]], clock: Clock, minute: int) -> None:
-    for second in SLOTS:
-        clock.at(minute, second)
-        for player, rendition in players:
-            if rendition == "720p+captions":  # captions shown by the player's overlay: it says so on its polls
-                await player.poll("720p", captions=True)
-            else:
-                await player.poll(rendition)
 
 
 async def test_players_and_chat_become_the_owners_figures(
@@ -51,10 +39,10 @@ async def test_players_and_chat_become_the_owners_figures(
 
     # minute 0: everyone; minute 1: bob has left, c turns the subtitles rendition on, d watches 720p with the
     # captions overlay; minute 2: a and c only
-    await _watch([(a, "source"), (b, "source"), (c, "source"), (d, "source")], clock, 0)
+    await watch([(a, "source"), (b, "source"), (c, "source"), (d, "source")], clock, 0)
     await audience.flush()  # a flush in the middle changes nothing: minutes and sessions add up
-    await _watch([(a, "source"), (c, "source"), (c, "subtitles"), (d, "720p+captions")], clock, 1)
-    await _watch([(a, "source"), (c, "source")], clock, 2)
+    await watch([(a, "source"), (c, "source"), (c, "subtitles"), (d, "720p+captions")], clock, 1)
+    await watch([(a, "source"), (c, "source")], clock, 2)
 
     # the chat (real python-socketio client, logged in as alice): two messages and a question
     chat = ChatClient()

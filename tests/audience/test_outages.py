@@ -14,7 +14,7 @@ from audience import store
 from live_server.db import Database
 from live_server.models import Event
 from live_server.settings import Settings
-from tests.audience.conftest import Clock, live_event
+from tests.audience.watching import Clock, live_event
 from tests.support import Account
 
 

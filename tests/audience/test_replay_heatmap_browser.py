@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from audience.collector import AUDIENCE
-from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401  (fixture)
+from tests.ingest.live import Live, event_state_is, live, wait_for  # noqa: F401  (fixture)
 from tests.media import push_rtmp
 
 

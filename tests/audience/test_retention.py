@@ -12,7 +12,7 @@ from audience.collector import AUDIENCE
 from live_server.db import DB
 from live_server.models import AudienceReduced, AudienceSession
 from live_server.settings import Settings
-from tests.audience.conftest import BASE, Clock, Player, live_event
+from tests.audience.watching import BASE, Clock, Player, live_event
 from tests.support import Account, login
 
 

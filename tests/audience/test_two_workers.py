@@ -13,7 +13,7 @@ from live_server import accounts
 from live_server.app import create_app
 from live_server.db import Database
 from live_server.settings import Settings
-from tests.audience.conftest import Clock, Player, live_event
+from tests.audience.watching import Clock, Player, live_event
 from tests.support import Account, login, stream_key_cipher
 
 

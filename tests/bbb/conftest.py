@@ -8,10 +8,8 @@ from typing import AsyncIterator
 
 import pytest
 
-from tests.bbb.fake_bbb import FakeBbb, make_lecture_mp4
-from tests.ingest.conftest import live  # noqa: F401  (fixture)
-
-SECRET = "8cd8ef52e8e101574e400365b55e11a6bbb"
+from tests.bbb.fake_bbb import SECRET, FakeBbb, make_lecture_mp4
+from tests.ingest.live import live  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="session")

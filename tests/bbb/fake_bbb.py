@@ -33,6 +33,8 @@ from aiohttp import web
 
 from tests.media import FFMPEG
 
+#: The shared secret of the tests' BigBlueButton server.
+SECRET = "8cd8ef52e8e101574e400365b55e11a6bbb"
 HASH_BY_LENGTH = {40: "sha1", 64: "sha256", 96: "sha384", 128: "sha512"}
 
 

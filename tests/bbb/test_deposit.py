@@ -13,9 +13,8 @@ from bbb import servers as srv
 from bbb.deposit import BBB_DEPOSIT
 from live_server.db import DB
 from live_server.models import BbbImport, Recording
-from tests.bbb.conftest import SECRET
-from tests.bbb.fake_bbb import FakeBbb, FakeRecording, jwt_hs256
-from tests.ingest.conftest import Live, wait_for
+from tests.bbb.fake_bbb import SECRET, FakeBbb, FakeRecording, jwt_hs256
+from tests.ingest.live import Live, wait_for
 from tests.media import count_video_frames
 
 

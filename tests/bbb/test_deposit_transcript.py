@@ -14,10 +14,9 @@ from bbb import servers as srv
 from bbb.deposit import BBB_DEPOSIT
 from live_server.db import DB
 from live_server.models import BbbImport
-from tests.bbb.conftest import SECRET
-from tests.bbb.fake_bbb import FakeBbb, FakeRecording
-from tests.captions.conftest import SPEECH_TEXT, Speech, ko_model, ko_registry, ko_speech  # noqa: F401  (fixtures)
-from tests.captions.test_transcription import _app, _job, spoken_video, transcribing_settings  # noqa: F401  (fixture)
+from tests.bbb.fake_bbb import SECRET, FakeBbb, FakeRecording
+from tests.captions.speech import SPEECH_TEXT, Speech, ko_model, ko_registry, ko_speech  # noqa: F401  (fixtures)
+from tests.captions.transcribing import spoken_video, transcribing_app, transcribing_settings, transcription_job  # noqa: F401  (fixture)
 
 SPOKEN_AT = 1.0
 HANGUL_WORD = re.compile(r"[\uac00-\ud7a3]{2,}")
@@ -25,7 +24,7 @@ HANGUL_WORD = re.compile(r"[\uac00-\ud7a3]{2,}")
 
 async def test_a_bbb_recording_is_transcribed_and_found_by_a_spoken_word(
         aiohttp_client: Any, transcribing_settings: Any, ko_registry: Any, ko_speech: Speech, tmp_path: Path) -> None:
-    live = await _app(aiohttp_client, transcribing_settings(), ko_registry)
+    live = await transcribing_app(aiohttp_client, transcribing_settings(), ko_registry)
     profile = await live.client.post("/profile", allow_redirects=False, data={
         "display_name": "Prof", "language": "", "transcription_language": "ko", "csrf_token": live.csrf})
     assert profile.status == 303
@@ -42,7 +41,7 @@ async def test_a_bbb_recording_is_transcribed_and_found_by_a_spoken_word(
     finally:
         await bbb.close()
     [recording_id] = live.app[DB].transaction(lambda s: [i.recording_id for i in s.query(BbbImport)])
-    job = await _job(live, recording_id, ("done", "failed"))
+    job = await transcription_job(live, recording_id, ("done", "failed"))
     print(f"BBB recording (5 s of speech) from the click to a transcribed replay: {time.monotonic() - started:.2f} s")
     assert job["state"] == "done" and job["language"] == "ko" and job["trigger"] == "import", job
 

@@ -15,9 +15,8 @@ import pytest
 from live_server import accounts
 from live_server.db import DB
 from bbb import servers as srv
-from tests.bbb.conftest import SECRET
-from tests.bbb.fake_bbb import FakeBbb, FakeRecording
-from tests.ingest.conftest import Live
+from tests.bbb.fake_bbb import SECRET, FakeBbb, FakeRecording
+from tests.ingest.live import Live
 from tests.support import Account, login
 from tests.web.browsing import BOTH_SIZES, PHONE_ONLY, check_page, new_page, open_context
 

@@ -18,9 +18,8 @@ from sqlalchemy import text
 from live_server import cli
 from live_server.db import DB
 from bbb import servers as srv
-from tests.bbb.conftest import SECRET
-from tests.bbb.fake_bbb import FakeBbb
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.bbb.fake_bbb import SECRET, FakeBbb
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import FAST, push_rtmp, stop
 
 

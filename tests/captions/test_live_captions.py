@@ -19,8 +19,8 @@ from sqlalchemy import select
 from formats.webvtt import parse as parse_webvtt
 from live_server.db import DB
 from live_server.models import CaptionSegment
-from tests.captions.conftest import Speech, push_track, speech_track
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.captions.speech import Speech, push_track, speech_track
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import push_rtmp
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")

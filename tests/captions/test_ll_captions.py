@@ -24,8 +24,8 @@ from formats.webvtt import parse as parse_webvtt
 from ingest.packaging.options import DEFAULT_LADDER, ladder_for_source
 from live_server.db import DB
 from live_server.models import CaptionSegment
-from tests.captions.conftest import Speech, push_track, speech_track
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.captions.speech import Speech, push_track, speech_track
+from tests.ingest.live import Live, event_state_is, wait_for
 
 HLS_JS = Path(__file__).resolve().parents[2] / "node_modules" / "hls.js" / "dist" / "hls.min.js"
 PAGE = """<!doctype html><html><body><video id="v" muted></video><script src="/hls.min.js"></script><script>

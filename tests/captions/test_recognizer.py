@@ -10,7 +10,7 @@ import pytest
 
 from captions.vosk_models import LoadedModel, ModelRegistry, ModelUnavailable, check_models
 from captions.recognizer import BYTES_PER_SECOND, PcmChunk, RecognitionStream, RecognitionUpdate, StreamRecognizer
-from tests.captions.conftest import Speech, pcm_of
+from tests.captions.speech import Speech, pcm_of
 from tests.processes import cli_in_process
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")

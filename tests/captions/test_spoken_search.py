@@ -6,8 +6,8 @@ import asyncio
 import re
 from typing import Any
 
-from tests.captions.conftest import Speech, push_track, speech_track
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.captions.speech import Speech, push_track, speech_track
+from tests.ingest.live import Live, event_state_is, wait_for
 
 HANGUL_WORD = re.compile(r"[\uac00-\ud7a3]{2,}")
 SPEECH_AT = 2.0

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -14,55 +13,15 @@ from sqlalchemy import select, update
 
 from captions.transcription import TRANSCRIPTIONS
 from live_server import accounts
-from live_server.app import create_app
 from live_server.db import DB
-from live_server.models import CaptionSegment, JobState, Recording, RecordingState, TranscriptionJob, User
-from live_server.settings import Settings
-from tests.captions.conftest import Speech, speech_track
-from tests.ingest.conftest import Live, wait_for
-from tests.media import FAST, FFMPEG
-from tests.support import Account, login
+from live_server.models import CaptionSegment, JobState, Recording, RecordingState, TranscriptionJob
+from tests.captions.speech import Speech, speech_track
+from tests.ingest.live import Live, wait_for
+from tests.captions.transcribing import (SPEECH_AT, spoken_video, transcribing_app, transcribing_settings,  # noqa: F401  (fixture)
+                                        transcription_job)
+from tests.media import FAST
 
 HANGUL_WORD = re.compile(r"[\uac00-\ud7a3]{2,}")
-SPEECH_AT = 2.0
-
-
-def _fast(**overrides: Any) -> dict[str, Any]:
-    return {"transcription_progress_seconds": 0.2, "transcription_poll_seconds": 0.2, "transcription_retry_seconds": 0.0,
-            **overrides}
-
-
-async def _app(aiohttp_client: Any, settings: Settings, models: Any) -> Live:
-    """A running app (no RTMP) with the Korean test model (shared by the process's apps); the lecturer
-    "prof" is made once per catalog."""
-    app = create_app(settings, models=models)
-    client = await aiohttp_client(app)
-
-    def lecturer(session: Any) -> Any:
-        return session.scalar(select(User).where(User.username == "prof")) or accounts.create_user(
-            session, "prof", "prof-password", "lecturer")
-
-    user = app[DB].transaction(lecturer)
-    account = Account(user.id, "prof", "prof-password", "lecturer")
-    return Live(client, app, settings, account, await login(client, account))
-
-
-@pytest.fixture
-def transcribing_settings(make_settings: Callable[..., Settings], migrated_sqlite: Callable[[str], str],
-                          ko_model: Path) -> Callable[..., Settings]:
-    url = migrated_sqlite("live.db")
-    return lambda **overrides: make_settings(database_url=url, vosk_models={"ko": str(ko_model)}, **_fast(**overrides))
-
-
-def spoken_video(speech: Speech, folder: Path, seconds: float = 8.0, at: tuple[float, ...] = (SPEECH_AT,)) -> Path:
-    """An H.264/AAC MP4 (test pattern) whose sound is ``speech`` said at each time of ``at``."""
-    track = speech_track(speech, list(at), seconds, folder)
-    video = folder / "lecture.mp4"
-    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10",
-                    "-i", str(track), "-map", "0:v", "-map", "1:a", "-t", f"{seconds:g}", "-c:v", "libx264", "-preset",
-                    "ultrafast", "-g", "20", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ar", "44100", str(video)],
-                   check=True, timeout=60)
-    return video
 
 
 async def _import(live: Live, path: Path, **fields: str) -> aiohttp.ClientResponse:
@@ -73,22 +32,13 @@ async def _import(live: Live, path: Path, **fields: str) -> aiohttp.ClientRespon
     return await live.client.post("/api/v1/recordings/import", data=form, headers={"X-CSRF-Token": live.csrf})
 
 
-async def _job(live: Live, recording_id: int, states: tuple[str, ...], timeout: float = 120) -> dict[str, Any]:
-    async def settled() -> dict[str, Any] | None:
-        resp = await live.client.get(f"/api/v1/recordings/{recording_id}/transcription")
-        body = await resp.json() if resp.status == 200 else None
-        return body if body is not None and body["state"] in states else None
-
-    return await wait_for(settled, timeout, f"the transcription to be {'/'.join(states)}")
-
-
 async def test_an_imported_lecture_is_transcribed_and_searchable(aiohttp_client: Any, transcribing_settings: Any, ko_registry: Any,
                                                                  ko_speech: Speech, tmp_path: Path) -> None:
-    live = await _app(aiohttp_client, transcribing_settings(), ko_registry)
+    live = await transcribing_app(aiohttp_client, transcribing_settings(), ko_registry)
     resp = await _import(live, spoken_video(ko_speech, tmp_path), title="Algorithms", language="ko")
     assert resp.status == 202, await resp.text()
     recording = await resp.json()
-    job = await _job(live, recording["id"], ("done", "failed"))
+    job = await transcription_job(live, recording["id"], ("done", "failed"))
     assert job["state"] == "done", job
     assert job["trigger"] == "import" and job["attempts"] == 1 and job["cues"] >= 1 and job["fraction"] == 1.0
     assert abs(job["total_seconds"] - 8.0) < 0.5 and job["real_time_factor"] > 0  # its figure is the bench's (a loaded box)
@@ -120,7 +70,7 @@ async def test_an_imported_lecture_is_transcribed_and_searchable(aiohttp_client:
     resp = await live.client.post(f"/api/v1/recordings/{recording['id']}/transcription", json={"language": "ko"},
                                   headers={"X-CSRF-Token": live.csrf})
     assert resp.status == 202 and (await resp.json())["trigger"] == "request"
-    await _job(live, recording["id"], ("done",))
+    await transcription_job(live, recording["id"], ("done",))
     again = await (await live.client.get(f"/api/v1/recordings/{recording['id']}/replay")).json()
     assert [c["text"] for c in again["captions"]] == [c["text"] for c in captions]
 
@@ -142,7 +92,7 @@ async def test_an_imported_lecture_is_transcribed_and_searchable(aiohttp_client:
 
 async def test_a_job_left_running_by_a_dead_process_resumes_after_a_restart(
         aiohttp_client: Any, transcribing_settings: Any, ko_registry: Any, ko_speech: Speech, tmp_path: Path) -> None:
-    first = await _app(aiohttp_client, transcribing_settings(transcription_workers=0), ko_registry)  # queues, runs nothing
+    first = await transcribing_app(aiohttp_client, transcribing_settings(transcription_workers=0), ko_registry)  # queues, runs nothing
     resp = await _import(first, spoken_video(ko_speech, tmp_path), language="ko")
     recording_id = (await resp.json())["id"]
 
@@ -156,14 +106,14 @@ async def test_a_job_left_running_by_a_dead_process_resumes_after_a_restart(
         state=JobState.RUNNING, worker=f"{node} 999999 #0", attempts=1, progress_seconds=3.0)))
     await first.client.close()
 
-    second = await _app(aiohttp_client, transcribing_settings(), ko_registry)
-    job = await _job(second, recording_id, ("done", "failed"))
+    second = await transcribing_app(aiohttp_client, transcribing_settings(), ko_registry)
+    job = await transcription_job(second, recording_id, ("done", "failed"))
     assert job["state"] == "done" and job["attempts"] == 2 and job["cues"] >= 1, job
 
 
 async def test_cancel_stops_a_running_job_which_writes_nothing(aiohttp_client: Any, transcribing_settings: Any, ko_registry: Any,
                                                               ko_speech: Speech, tmp_path: Path) -> None:
-    live = await _app(aiohttp_client, transcribing_settings(transcription_workers=0), ko_registry)
+    live = await transcribing_app(aiohttp_client, transcribing_settings(transcription_workers=0), ko_registry)
     resp = await _import(live, spoken_video(ko_speech, tmp_path, seconds=120.0, at=tuple(range(2, 118, 6))))
     recording_id = (await resp.json())["id"]
 
@@ -176,10 +126,10 @@ async def test_cancel_stops_a_running_job_which_writes_nothing(aiohttp_client: A
     resp = await live.client.post(f"/api/v1/recordings/{recording_id}/transcription", json={"language": "ko"},
                                   headers={"X-CSRF-Token": live.csrf})
     assert resp.status == 202
-    running = await _job(live, recording_id, ("running",), timeout=20)
+    running = await transcription_job(live, recording_id, ("running",), timeout=20)
     resp = await live.client.delete(f"/api/v1/recordings/{recording_id}/transcription", headers={"X-CSRF-Token": live.csrf})
     assert resp.status == 200 and (await resp.json())["state"] == "cancelled"
-    job = await _job(live, recording_id, ("cancelled",))
+    job = await transcription_job(live, recording_id, ("cancelled",))
     assert job["fraction"] < 1.0 and running["id"] == job["id"]
     await wait_for(lambda: _idle(transcriptions), 60, "the worker to let go (after the model has loaded)")
     rows = live.app[DB].transaction(lambda s: s.scalars(select(CaptionSegment)).all())
@@ -194,10 +144,10 @@ async def _idle(transcriptions: Any) -> bool:
 
 async def test_corrupt_media_fails_after_its_retries_and_the_catalog_is_intact(
         aiohttp_client: Any, transcribing_settings: Any, ko_registry: Any, ko_speech: Speech, tmp_path: Path) -> None:
-    live = await _app(aiohttp_client, transcribing_settings(transcription_attempts=2), ko_registry)
+    live = await transcribing_app(aiohttp_client, transcribing_settings(transcription_attempts=2), ko_registry)
     resp = await _import(live, spoken_video(ko_speech, tmp_path), language="ko")
     recording_id = (await resp.json())["id"]
-    done = await _job(live, recording_id, ("done", "failed"))
+    done = await transcription_job(live, recording_id, ("done", "failed"))
     assert done["state"] == "done"
     before = await (await live.client.get(f"/api/v1/recordings/{recording_id}/replay")).json()
     assert before["captions"]
@@ -208,7 +158,7 @@ async def test_corrupt_media_fails_after_its_retries_and_the_catalog_is_intact(
     resp = await live.client.post(f"/api/v1/recordings/{recording_id}/transcription", json={"language": "ko"},
                                   headers={"X-CSRF-Token": live.csrf})
     assert resp.status == 202
-    job = await _job(live, recording_id, ("failed",))
+    job = await transcription_job(live, recording_id, ("failed",))
     assert job["attempts"] == 2 and job["error"] and "ffmpeg" in job["error"], job
     after = await (await live.client.get(f"/api/v1/recordings/{recording_id}/replay")).json()
     assert after["captions"] == before["captions"]  # the old track is kept
@@ -228,8 +178,8 @@ async def test_a_live_run_without_captions_is_transcribed_in_the_owners_language
                                                                                   tmp_path: Path) -> None:
     """No caption language on the event, so no live captions; the lecturer's profile says they lecture in
     Korean: when the run ends its recording is transcribed, and the replay has its captions."""
-    from tests.captions.conftest import push_track
-    from tests.ingest.conftest import event_state_is
+    from tests.captions.speech import push_track
+    from tests.ingest.live import event_state_is
 
     live = captioned
     profile = await (await live.client.get("/profile")).text()
@@ -251,7 +201,7 @@ async def test_a_live_run_without_captions_is_transcribed_in_the_owners_language
         body = await (await live.client.get(f"/api/v1/recordings?event={event['id']}&state=ready")).json()
         return body["recordings"][0] if body["recordings"] else None
     row = await wait_for(recording, 15, "the recording")
-    job = await _job(live, row["id"], ("done", "failed"))
+    job = await transcription_job(live, row["id"], ("done", "failed"))
     assert job["state"] == "done" and job["trigger"] == "live_ended" and job["language"] == "ko", job
     captions = (await (await live.client.get(f"/api/v1/recordings/{row['id']}/replay")).json())["captions"]
     onset = SPEECH_AT + ko_speech.onset

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chat.service import Room
 from live_server.models import Visibility
-from tests.chat.conftest import ChatSite
+from tests.chat.clients import ChatSite
 
 
 def test_the_guest_flag_opens_only_events_anonymous_visitors_may_watch() -> None:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.chat.conftest import ChatSite
+from tests.chat.clients import ChatSite
 
 
 async def test_fresh_guest_identities_from_one_address_are_bounded(site: ChatSite) -> None:

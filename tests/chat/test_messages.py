@@ -16,7 +16,7 @@ from chat.server import CHAT
 from live_server.db import DB
 from live_server.models import ChatMessage, Event, EventState
 from live_server.models import utcnow
-from tests.chat.conftest import ChatSite
+from tests.chat.clients import ChatSite
 
 
 async def test_message_reaches_everyone_in_the_event_and_only_them(site: ChatSite) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from live_server.db import DB
 from live_server.models import ChatBan, ChatMessage
-from tests.chat.conftest import ChatSite
+from tests.chat.clients import ChatSite
 
 
 async def _add_moderator(site: ChatSite, event: dict, username: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.chat.conftest import ChatSite
+from tests.chat.clients import ChatSite
 
 
 async def test_guest_chats_from_the_event_page_and_html_stays_text(site: ChatSite, browser: Any) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from live_server.db import DB
 from live_server.models import Question, QuestionVote
-from tests.chat.conftest import ChatSite
+from tests.chat.clients import ChatSite
 
 
 async def test_ask_and_vote_once_per_person(site: ChatSite) -> None:

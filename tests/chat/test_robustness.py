@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.chat.conftest import ChatSite
+from tests.chat.clients import ChatSite
 
 _FAST = {"chat_rate_messages": 10_000, "chat_rate_bytes": 10_000_000}
 

@@ -16,7 +16,7 @@ import pytest
 
 from chat.fanout import DirectFanoutManager
 from chat.server import CHAT
-from tests.chat.conftest import ChatSite
+from tests.chat.clients import ChatSite
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent

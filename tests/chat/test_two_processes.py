@@ -21,7 +21,7 @@ from live_server.app import create_app
 from live_server.db import Database
 from live_server.security import StreamKeyCipher
 from live_server.settings import Settings
-from tests.chat.conftest import ChatClient
+from tests.chat.clients import ChatClient
 from tests.processes import ServerProcess, base_env, free_port
 
 

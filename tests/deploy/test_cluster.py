@@ -17,8 +17,8 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from tests.captions.conftest import ko_model, ko_speech, push_track, speech_track  # noqa: F401 (fixtures)
-from tests.chat.conftest import ChatClient
+from tests.captions.speech import ko_model, ko_speech, push_track, speech_track  # noqa: F401 (fixtures)
+from tests.chat.clients import ChatClient
 from tests.media import push_rtmp, stop
 from tests.nginx import Nginx, run_nginx
 from tests.processes import ServerProcess, base_env, cli, create_event, free_port, stop_all

@@ -17,7 +17,7 @@ from live_server import accounts
 from live_server.db import DB
 from live_server.metrics import METRICS
 from web.media import MEDIA_CACHE, VIEWERS
-from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
+from tests.ingest.live import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
 from tests.media import push_rtmp, stop
 from tests.nginx import Nginx, run_nginx
 

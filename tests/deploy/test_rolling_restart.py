@@ -14,7 +14,7 @@ from sqlalchemy import select
 from live_server.db import Database
 from live_server.models import BroadcastSession, Event
 
-from tests.ingest.conftest import wait_for
+from tests.ingest.live import wait_for
 from tests.media import push_rtmp
 from tests.processes import ServerProcess, base_env, cli, create_event, free_port
 

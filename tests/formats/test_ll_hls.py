@@ -4,22 +4,17 @@ render, delta updates included."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from formats.m3u8 import (LlPart, LlPlaylist, LlSegment, PlaylistParseError, Reload, RenditionReport,
                           advance_part_limit, blocking_timeout, decide_reload, parse_ll, read_ll, render_ll,
                           rendition_report)
+from tests.formats.hls_js import hls_js_parse
 
-REPO = Path(__file__).resolve().parents[2]
-HLS_JS = REPO / "node_modules" / "hls.js" / "dist" / "hls.mjs"
 T0 = datetime(2026, 12, 1, 10, 0, 0, tzinfo=timezone.utc)
 PART = 0.334
 
@@ -191,36 +186,6 @@ def test_limits_from_the_rfc() -> None:
 
 
 # --------------------------------------------------------------------------- hls.js reads it
-
-_READER = """
-import { M3U8Parser } from %s;
-let text = '';
-process.stdin.on('data', (c) => { text += c; });
-process.stdin.on('end', () => {
-  const d = M3U8Parser.parseLevelPlaylist(text, 'http://h/a/index.m3u8', 0, 'main', 0, null);
-  console.log(JSON.stringify({
-    version: d.version, startSN: d.startSN, endSN: d.endSN, skipped: d.skippedSegments,
-    partTarget: d.partTarget, partHoldBack: d.partHoldBack, canSkipUntil: d.canSkipUntil,
-    canBlockReload: d.canBlockReload, live: d.live, hint: d.preloadHint,
-    lastPartSn: d.lastPartSn, lastPartIndex: d.lastPartIndex,
-    parts: (d.partList || []).map((p) => [p.fragment.sn, p.index, p.duration, p.independent, p.relurl]),
-    frags: d.fragments.filter(Boolean).map((f) => [f.sn, f.duration, f.relurl, f.programDateTime,
-                                                   f.initSegment && f.initSegment.relurl]),
-    reports: d.renditionReports,
-  }));
-});
-"""
-
-
-def hls_js_parse(text: str, tmp_path: Path) -> dict[str, Any]:
-    node = shutil.which("node")
-    if node is None or not HLS_JS.exists():
-        pytest.fail("node and node_modules/hls.js are test peers (make install-test)")
-    script = tmp_path / "read.mjs"
-    script.write_text(_READER % json.dumps(str(HLS_JS)))
-    done = subprocess.run([node, str(script)], input=text, capture_output=True, text=True, timeout=60, check=True)
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
 
 
 def test_hls_js_reads_the_full_playlist_as_we_meant_it(tmp_path: Path) -> None:

@@ -478,7 +478,7 @@ def test_map_errors_name_the_line(text: str, message: str) -> None:
 
 
 def test_hls_js_reads_each_segment_with_its_init_section(tmp_path: Path) -> None:
-    from tests.formats.test_ll_hls import hls_js_parse
+    from tests.formats.hls_js import hls_js_parse
 
     got = hls_js_parse(render_vod(_sessions([2.0, 1.5], [2.0, 2.0])), tmp_path)
     assert got["live"] is False and got["version"] == 6

@@ -14,14 +14,8 @@ import pytest
 from live_server.app import create_app
 from live_server.ffmpeg import FfmpegNotFound, resolve_ffmpeg
 from live_server.settings import Settings
-from tests.processes import cli_in_process
+from tests.foundation.commands import cli
 from tests.support import Account, login
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The console script for the first command of a test (the installed entry point works), then the
-    same ``main()`` in process for the rest."""
-    return cli_in_process(env, *args)
 
 
 def console_script(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -26,7 +26,7 @@ import pytest
 
 from formats.m3u8 import parse_media_playlist
 from ingest.live import LIVE
-from tests.ingest.conftest import BOTH_PACKAGERS, Live, event_state_is, wait_for
+from tests.ingest.live import BOTH_PACKAGERS, Live, event_state_is, wait_for
 from tests.media import FFMPEG, source_args, stop
 from tests.support import fill_disk_under
 

@@ -22,31 +22,11 @@ import pytest
 
 from ingest.live import LIVE
 from ingest.rtmp.server import RTMP
-from tests.ingest.conftest import BOTH_PACKAGERS, SEGMENT, Live, event_state_is, wait_for
+from tests.ingest.live import BOTH_PACKAGERS, SEGMENT, Live, event_state_is, wait_for
 from tests.ingest.rtmp.rtmp_captures import AAC_SEQ, AVC_SEQ, metadata_message, publish_preamble, raw_chunks
-from tests.media import FFMPEG, count_video_frames
+from tests.media import FFMPEG, count_video_frames, push_with_defaults
 
 pytestmark = pytest.mark.slow
-
-
-async def push_with_defaults(url: str, seconds: float, fps: int = 25, readrate: float = 4.0,
-                             keyframe_frames: int | None = None) -> asyncio.subprocess.Process:
-    """ffmpeg publishing H.264 + AAC with libx264's defaults (no ``-g``, default preset) unless told.
-
-    Given ``keyframe_frames``, the GOP is fixed anyway: the fastest preset keeps ``-readrate`` honest
-    on a busy machine.
-    """
-    pace = ["-readrate", f"{readrate:g}"]
-    gop = ["-g", str(keyframe_frames), "-preset", "ultrafast"] if keyframe_frames is not None else []
-    return await asyncio.create_subprocess_exec(
-        FFMPEG, "-hide_banner", "-loglevel", "error",
-        *pace, "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate={fps}",
-        *pace, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-        "-t", f"{seconds:g}", "-map", "0:v", "-map", "1:a",
-        "-c:v", "libx264", *gop, "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-        "-f", "flv", url,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )
 
 
 def strict_decode(playlist: Path) -> str:

@@ -13,7 +13,7 @@ import logging
 import pytest
 
 from ingest.live import LIVE
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import push_rtmp
 from tests.support import fill_disk_under
 

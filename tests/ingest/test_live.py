@@ -18,7 +18,7 @@ from live_server.db import DB
 from ingest.live import LIVE
 from ingest.rtmp.server import RTMP
 from live_server.models import BroadcastSession
-from tests.ingest.conftest import BOTH_PACKAGERS, LONG_GRACE, SEGMENT, Live, event_state_is, wait_for
+from tests.ingest.live import BOTH_PACKAGERS, LONG_GRACE, SEGMENT, Live, event_state_is, wait_for
 from tests.media import FAST, count_video_frames, decode_errors, push_rtmp, stop
 
 

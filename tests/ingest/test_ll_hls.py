@@ -15,8 +15,8 @@ from typing import Any
 import av
 import pytest
 
-from tests.ingest.conftest import Live, event_state_is, wait_for
-from tests.ingest.whip.conftest import WHIP_SETTINGS, push_whip
+from tests.ingest.live import Live, event_state_is, wait_for
+from tests.ingest.whip.ffmpeg_whip import WHIP_SETTINGS, push_whip
 from tests.media import FFMPEG, count_video_frames, decode_errors, push_rtmp, stop
 
 PART_TARGET = 0.334
@@ -208,7 +208,7 @@ async def test_an_encoder_with_its_default_keyframe_interval_gets_parts_and_low_
     every part target, segments still start at keyframes (10 s, TARGETDURATION 10), and hls.js in
     low-latency mode plays behind the live edge by PART-HOLD-BACK, far below plain HLS's three target
     durations. Real time (the subject is when parts arrive); 16 s of media."""
-    from tests.ingest.test_encoder_defaults import push_with_defaults
+    from tests.media import push_with_defaults
 
     event = await live.create_event(dvr=False)
     page = await browser.new_page()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import push_rtmp, stop
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from ingest.live import LIVE
 from ingest.live_run import LiveRun
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import push_rtmp, stop
 
 

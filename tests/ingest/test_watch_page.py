@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import push_rtmp, stop
 
 

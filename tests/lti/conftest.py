@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import pytest
@@ -10,20 +9,8 @@ import pytest
 from live_server.db import Database
 from live_server.settings import Settings
 from lti import registry
+from tests.lti.lms import Lms
 from tests.lti.platform import Moodle
-
-
-@dataclass
-class Lms:
-    client: Any  # aiohttp TestClient of our app; its session (and cookie jar) is the browser
-    db: Database
-    settings: Settings
-    moodle: Moodle
-    platform_id: int
-
-    @property
-    def tool(self) -> str:
-        return str(self.client.make_url("")).rstrip("/")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from live_server.db import Database
 from live_server.models import LtiToolKey
 from live_server.settings import Settings
-from tests.foundation.test_cli_ops import cli
+from tests.foundation.commands import cli
 from tests.support import Account, login
 
 

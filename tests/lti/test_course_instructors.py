@@ -13,9 +13,8 @@ from sqlalchemy import select
 from live_server import events as ev
 from live_server.models import Chapter, Event, LtiContext, Recording, RecordingState, Visibility, new_access_secret
 from live_server.settings import Settings
-from tests.lti.conftest import Lms
+from tests.lti.lms import Lms, launch
 from tests.lti.platform import INSTRUCTOR, LEARNER, Activity, Person
-from tests.lti.test_course_launch import launch
 from tests.support import Account
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -11,25 +11,10 @@ from sqlalchemy import select
 
 from live_server.layout import live_run_folder
 from live_server.models import Event, LtiAccount, LtiMembership, Recording, RecordingState, Role, User, Visibility, utcnow
-from tests.chat.conftest import ChatClient
-from tests.lti.conftest import Lms
+from tests.lti.lms import Lms, connect_chat, launch
 from tests.lti.platform import INSTRUCTOR, LEARNER, Activity, Person, parse_form
 
 PLAYLIST = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg_000000.ts\n"
-
-
-async def launch(lms: Lms, activity: Activity) -> Any:
-    """The browser's part: the LMS sends it to our login initiation, we send it to the platform's
-    authentication endpoint, whose page auto-posts the signed launch back to us (from the LMS's origin)."""
-    http = lms.client.session
-    initiation = await http.get(lms.moodle.login_url(activity), allow_redirects=False)
-    assert initiation.status == 302, await initiation.text()
-    assert initiation.headers["Location"].startswith(lms.moodle.base + "/auth?")
-    auth = await http.get(initiation.headers["Location"])
-    assert auth.status == 200, await auth.text()
-    action, fields = parse_form(await auth.text())
-    assert action == f"{lms.tool}/lti/launch"
-    return await http.post(action, data=fields, headers={"Origin": lms.moodle.base}, allow_redirects=False)
 
 
 async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: Lms) -> None:
@@ -97,7 +82,7 @@ async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: 
     media = await lms.client.get(f"/live/{slug}/source/live.m3u8")
     assert media.status == 200 and "#EXTM3U" in await media.text()
     assert (await lms.client.get(f"/recordings/{replay}")).status == 200
-    chat = await _chat(lms, slug, learner_cookie)
+    chat = await connect_chat(lms, slug, learner_cookie)
     you = (await chat.welcome())["you"]
     assert chat.connect_error is None and you["author"]["name"] == "Bob Student" and you["moderator"] is False
     await chat.sio.disconnect()
@@ -107,7 +92,7 @@ async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: 
     grace = Person("teacher-2", [INSTRUCTOR], "Grace Hopper")
     assert (await launch(lms, Activity(grace, resource_link_id="rl-2", custom=item["custom"]))).status == 303
     grace_cookie = http.cookie_jar.filter_cookies(lms.client.make_url("/"))["live_session"].value
-    co_teacher = await _chat(lms, slug, grace_cookie)
+    co_teacher = await connect_chat(lms, slug, grace_cookie)
     assert (await co_teacher.welcome())["you"]["moderator"] is True
     await co_teacher.sio.disconnect()
 
@@ -120,13 +105,13 @@ async def test_an_instructor_adds_a_lecture_and_only_the_course_watches_it(lms: 
     assert (await lms.client.get(f"/events/{slug}", allow_redirects=False)).status == 404
     assert (await lms.client.get(f"/recordings/{replay}", allow_redirects=False)).status == 404
     assert (await lms.client.get(f"/live/{slug}/source/live.m3u8")).status in (403, 404)
-    refused = await _chat(lms, slug, stranger_cookie, refused=True)
+    refused = await connect_chat(lms, slug, stranger_cookie, refused=True)
     assert refused.connect_error is not None
     http.cookie_jar.clear()
     anonymous = await lms.client.get(f"/events/{slug}", allow_redirects=False)
     assert anonymous.status == 303 and anonymous.headers["Location"].startswith("/login")
     assert (await lms.client.get(f"/live/{slug}/source/live.m3u8")).status in (401, 403, 404)
-    assert (await _chat(lms, slug, None, refused=True)).connect_error is not None
+    assert (await connect_chat(lms, slug, None, refused=True)).connect_error is not None
 
     # the accounts are linked: the same person launching again is the same account
     links = lms.db.transaction(lambda s: len(list(s.scalars(select(LtiAccount)))))
@@ -139,15 +124,3 @@ def _ready_recording(session: Any, event: Event) -> int:
     session.add(row)
     session.flush()
     return row.id
-
-
-async def _chat(lms: Lms, slug: str, session_cookie: str | None, refused: bool = False) -> ChatClient:
-    chat = ChatClient()
-    headers = {"Cookie": f"live_session={session_cookie}"} if session_cookie else {}
-    try:
-        await chat.sio.connect(lms.tool, headers=headers, auth={"event": slug}, transports=["websocket"], wait_timeout=10)
-    except Exception:
-        assert refused, f"chat refused: {chat.connect_error}"
-        return chat
-    assert not refused, "chat accepted a stranger"
-    return chat

@@ -8,7 +8,7 @@ from typing import Callable
 import pytest
 
 from live_server.settings import Settings
-from tests.lti.conftest import Lms
+from tests.lti.lms import Lms
 
 
 @pytest.fixture

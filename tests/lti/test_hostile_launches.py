@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from live_server.models import LtiAccount, LtiLoginState
 from live_server.settings import Settings
-from tests.lti.conftest import Lms
+from tests.lti.lms import Lms
 from tests.lti.platform import LEARNER, Activity, Person, rsa_pem_pair
 
 CLAIM = "https://purl.imsglobal.org/spec/lti/claim/"

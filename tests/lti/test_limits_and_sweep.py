@@ -16,7 +16,7 @@ from live_server.models import LtiLoginState, LtiPlatform, utcnow
 from live_server.settings import Settings
 from lti import registry
 from lti.tool import LTI_TOOL
-from tests.lti.conftest import Lms
+from tests.lti.lms import Lms
 from tests.lti.platform import LEARNER, Activity, Person
 
 LIMIT = 4

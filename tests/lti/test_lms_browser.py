@@ -11,27 +11,14 @@ from sqlalchemy import func, select
 
 from live_server.models import LtiAccount
 from live_server.settings import Settings
-from tests.lti.conftest import Lms
+from tests.lti.lms import DESKTOP, Lms, frame_at
 from tests.lti.platform import INSTRUCTOR, LEARNER, Activity, Person
 from tests.web.browsing import axe_violations
-
-DESKTOP = {"width": 1280, "height": 900}
 
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], migrated_sqlite: Callable[[str], str]) -> Settings:
     return make_settings(database_url=migrated_sqlite("live.db"))
-
-
-async def frame_at(page: Any, path: str) -> Any:
-    """The LMS's iframe once it shows our ``path``."""
-    for _ in range(200):
-        frame = next((f for f in page.frames if path in f.url), None)
-        if frame is not None:
-            await frame.wait_for_load_state()
-            return frame
-        await page.wait_for_timeout(50)
-    raise AssertionError(f"no frame at {path}: {[f.url for f in page.frames]}")
 
 
 async def test_deep_linking_and_a_course_lecture_in_the_lms_frame(lms: Lms, browser: Any) -> None:

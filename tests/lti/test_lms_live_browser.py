@@ -16,10 +16,8 @@ from ingest.rtmp.server import RTMP
 from live_server import events as ev
 from live_server.models import Event, LtiContext, User, Visibility, new_access_secret
 from live_server.settings import Settings
-from tests.lti.conftest import Lms
+from tests.lti.lms import DESKTOP, Lms, connect_chat, frame_at, launch
 from tests.lti.platform import INSTRUCTOR, LEARNER, Activity, Person
-from tests.lti.test_course_launch import _chat, launch
-from tests.lti.test_lms_browser import DESKTOP, frame_at
 from tests.media import push_rtmp, stop
 
 LIVE_MEDIA = re.compile(r"/live/[^/]+/.+\.(m3u8|ts|m4s|mp4)(\?|$)")
@@ -99,7 +97,7 @@ async def test_a_learner_watches_the_course_lecture_live_in_the_lms_frame_and_a_
         assert "live_session" in cookies  # she is logged in (her own course's launch was accepted)...
         for url in playlists + segments[-2:]:  # ...and refused the media while it is live
             assert (await stranger.request.get(url)).status in (403, 404), url
-        chat = await _chat(lms, slug, cookies["live_session"], refused=True)
+        chat = await connect_chat(lms, slug, cookies["live_session"], refused=True)
         assert chat.connect_error is not None
         assert (await learner.request.get(playlists[-1])).status == 200  # still live: she was refused for who she is
         assert errors == []

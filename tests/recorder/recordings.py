@@ -1,9 +1,10 @@
-"""What the recording-folder tests share: a finished fMP4 (LL-HLS) recording written through
-``RecordingFiles`` as the recorder writes one, from given init sections and segment bytes."""
+"""What the recording-folder tests share: a finished fMP4 (LL-HLS) recording written through ``RecordingFiles`` as
+the recorder writes one, from given init sections and segment bytes, and object storage as a dict (``DictCopy``)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Sequence
 
 from formats.m3u8 import Segment
@@ -30,3 +31,42 @@ def record_fmp4(files: RecordingFiles, sessions: Sequence[tuple[bytes, Sequence[
             wall += timedelta(seconds=duration)
             number += 1
     files.finalize_recovered(files.journal_segments())
+
+
+class DictCopy:
+    """Object storage as a dict of name -> bytes; ``failing`` makes every write raise."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.batches: list[list[str]] = []
+        self.failing = False
+
+    def read(self, name: str) -> bytes | None:
+        return self.files.get(name)
+
+    def write(self, name: str, data: bytes) -> None:
+        if self.failing:
+            raise OSError("the store is away")
+        self.files[name] = data
+
+    def remove(self, names: Sequence[str]) -> None:
+        for name in names:
+            self.files.pop(name, None)
+
+    def exists(self, name: str) -> bool:
+        return name in self.files
+
+    def fetch(self, name: str, target: Path) -> None:
+        target.write_bytes(self.files[name])
+
+    def upload(self, folder: Path, batches: Sequence[Sequence[str]]) -> int:
+        sent = 0
+        for batch in batches:
+            self.batches.append(list(batch))
+            for name in batch:
+                self.files[name] = (folder / name).read_bytes()
+                sent += len(self.files[name])
+        return sent
+
+    def signed_url(self, name: str, download_name: str | None = None) -> str | None:
+        return f"https://store/{name}?as={download_name}" if name in self.files else None

@@ -8,54 +8,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 
 from formats.m3u8 import Segment, VariantStream, parse_media_playlist, render_master
 from live_server.layout import imported_recording, recording_folder
 from recorder.storage import RecordingFiles, TrimError, listed_names, read_live_master, remux_groups, served_as_is
-from tests.recorder.recordings import T0, record_fmp4
-
-
-
-class DictCopy:
-    """Object storage as a dict of name -> bytes; ``failing`` makes every write raise."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.batches: list[list[str]] = []
-        self.failing = False
-
-    def read(self, name: str) -> bytes | None:
-        return self.files.get(name)
-
-    def write(self, name: str, data: bytes) -> None:
-        if self.failing:
-            raise OSError("the store is away")
-        self.files[name] = data
-
-    def remove(self, names: Sequence[str]) -> None:
-        for name in names:
-            self.files.pop(name, None)
-
-    def exists(self, name: str) -> bool:
-        return name in self.files
-
-    def fetch(self, name: str, target: Path) -> None:
-        target.write_bytes(self.files[name])
-
-    def upload(self, folder: Path, batches: Sequence[Sequence[str]]) -> int:
-        sent = 0
-        for batch in batches:
-            self.batches.append(list(batch))
-            for name in batch:
-                self.files[name] = (folder / name).read_bytes()
-                sent += len(self.files[name])
-        return sent
-
-    def signed_url(self, name: str, download_name: str | None = None) -> str | None:
-        return f"https://store/{name}?as={download_name}" if name in self.files else None
+from tests.recorder.recordings import T0, DictCopy, record_fmp4
 
 
 def recorded(media: Path, durations: list[float]) -> tuple[RecordingFiles, str]:

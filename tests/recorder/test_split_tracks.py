@@ -191,7 +191,7 @@ def test_renditions_name_the_programmes_own_playlist_when_it_has_one() -> None:
 
 
 def test_an_archived_recordings_split_tracks_and_descriptions_follow_a_trim_in_its_objects(tmp_path: Path) -> None:
-    from tests.recorder.test_recording_folder import DictCopy
+    from tests.recorder.recordings import DictCopy
 
     files = recorded(tmp_path, [muxed(6.0)])
     view = files.view_segments()

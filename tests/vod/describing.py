@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.ingest.conftest import Live, wait_for
+from tests.ingest.live import Live, wait_for
 from tests.media import FFMPEG
 
 TONE_HZ = 6000  # the programme: a steady tone away from most of the voice's energy, so its level can be read apart

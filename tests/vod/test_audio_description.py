@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.ingest.conftest import Live, live, wait_for  # noqa: F401 (fixture)
+from tests.ingest.live import Live, live, wait_for  # noqa: F401 (fixture)
 from tests.vod.describing import (
     DESCRIPTIONS, SECONDS, SHORT, assert_described, describe, durations, imported, levels, settled, tone_audio,
     pick_description_with_keyboard,

@@ -207,7 +207,7 @@ def test_adts_becomes_one_fmp4_fragment_per_video_segment_on_the_programmes_cloc
     # The priming frame a frame before the programme's first sample; a frame goes where it starts.
     starts = [track_starts(init, f)[b"soun"] for f in fragments]
     assert starts == [(start - 1024, 44100), (start + 20 * 1024, 44100), (start + 50 * 1024, 44100)]
-    from tests.formats.test_cmaf import read_fragment
+    from tests.formats.mp4_boxes import read_fragment
     read = [read_fragment(f) for f in fragments]
     assert [sequence for sequence, _, _ in read] == [1, 2, 3]
     assert [[len(run.samples) for run in runs] for _, runs, _ in read] == [[21], [30], [49]]  # every frame, once

@@ -18,13 +18,13 @@ import aiohttp
 import pytest
 
 from formats.cmaf import track_starts
-from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
+from tests.ingest.live import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
 from tests.media import FAST, FFMPEG
 from tests.vod.describing import (
     DESCRIPTIONS, TONE_HZ, assert_described, describe, levels, settled, tone_audio,
     pick_description_with_keyboard,
 )
-from tests.vod.test_recordings import folder_of, recordings_of
+from tests.vod.recordings import folder_of, recordings_of
 
 pytestmark = [pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make system-deps)"),
               pytest.mark.live_settings(ll_hls=True, recording_enabled=True)]

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.ingest.conftest import Live, live, wait_for  # noqa: F401 (fixture)
+from tests.ingest.live import Live, live, wait_for  # noqa: F401 (fixture)
 from tests.media import FFMPEG, count_video_frames, decode_errors
 
 

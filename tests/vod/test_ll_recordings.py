@@ -15,9 +15,9 @@ from typing import Any
 import av
 import pytest
 
-from tests.ingest.conftest import LONG_GRACE, Live, event_state_is, wait_for
+from tests.ingest.live import LONG_GRACE, Live, event_state_is, wait_for
 from tests.media import FAST, FFMPEG, push_rtmp
-from tests.vod.test_recordings import folder_of, recordings_of
+from tests.vod.recordings import folder_of, recordings_of
 
 LL = pytest.mark.live_settings(ll_hls=True, recording_enabled=True)
 

@@ -10,7 +10,7 @@ from typing import Any
 from vod.catalog import RECORDINGS
 from live_server.layout import event_live_folder
 from live_server.models import utcnow
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import push_rtmp
 
 

@@ -22,10 +22,10 @@ import pytest
 from live_server.db import DB
 from live_server.models import Recording
 from live_server.settings import SettingsError, load_settings
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import FAST, count_video_frames, push_rtmp
 from tests.processes import free_port
-from tests.vod.test_recordings import mp4_video_frames, recordings_of
+from tests.vod.recordings import mp4_video_frames, recordings_of
 
 boto3 = pytest.importorskip("boto3")
 FRAMES = 30  # 3 s at 10 fps, 1 s segments

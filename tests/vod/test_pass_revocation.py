@@ -16,7 +16,7 @@ from live_server.access import event_target
 from live_server.db import DB
 from live_server.passes import MEDIA_PASS
 from live_server.models import Event
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import push_rtmp, stop
 from tests.support import Account, login
 

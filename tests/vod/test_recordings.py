@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from live_server.db import DB
 from live_server.models import Chapter, Recording
-from tests.ingest.conftest import LONG_GRACE, SEGMENT, Live, event_state_is, wait_for
-from tests.media import FAST, FFMPEG, count_video_frames, decode_errors, push_rtmp
-
-
-def mp4_video_frames(path: Path) -> int:
-    """Video packets in an MP4 (stream copy, no decode); ``count_video_frames`` is for playlists."""
-    out = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "framemd5", "-"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return sum(1 for line in out.stdout.splitlines() if line and not line.startswith("#"))
-
-
-async def recordings_of(live: Live, event: dict[str, Any]) -> list[dict[str, Any]]:
-    resp = await live.client.get(f"/api/v1/recordings?event={event['id']}")
-    assert resp.status == 200, await resp.text()
-    return (await resp.json())["recordings"]
-
-
-def folder_of(live: Live, recording: dict[str, Any]) -> Path:
-    return live.settings.media_dir / recording["media_path"]
+from tests.ingest.live import LONG_GRACE, SEGMENT, Live, event_state_is, wait_for
+from tests.media import FAST, count_video_frames, decode_errors, push_rtmp
+from tests.vod.recordings import folder_of, mp4_video_frames, recordings_of
 
 
 async def add_chapter(live: Live, event: dict[str, Any], title: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from recorder.storage import RecordingFiles
-from tests.ingest.conftest import wait_for
+from tests.ingest.live import wait_for
 from tests.media import FAST, count_video_frames, decode_errors, push_rtmp, stop
 from tests.processes import cli
 from tests.support import hls_mode

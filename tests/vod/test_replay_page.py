@@ -9,7 +9,7 @@ from typing import Any
 
 from live_server.db import DB
 from live_server.models import ChatMessage
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import push_rtmp
 
 

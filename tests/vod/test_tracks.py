@@ -19,7 +19,7 @@ from formats.m3u8 import parse_media_playlist, parse_media_tags
 from formats.mpegts import first_pts
 from live_server.db import DB
 from live_server.models import CaptionSegment, CaptionTrack, CaptionTrackVersion, Recording
-from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
+from tests.ingest.live import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
 from tests.media import FAST, push_rtmp
 from tests.web.browsing import check_page, new_page, open_context
 from vod.tracks import ensure_automatic

@@ -10,7 +10,7 @@ from typing import Any
 from live_server import events as ev
 from live_server.models import CaptionSegment, Chapter, EventState, Recording, RecordingState
 from tests.support import Account
-from tests.web.conftest import Site
+from tests.web.website import Site
 from vod import tracks
 from web.media import VIEWERS
 

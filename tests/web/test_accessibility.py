@@ -13,7 +13,7 @@ from typing import Any
 
 from tests.web.a11y_content import LINES, SPOKEN_WORD, make_content
 from tests.web.browsing import new_page, open_context
-from tests.web.conftest import Site
+from tests.web.website import Site
 
 # Whether the focused element's outline is drawn whole: not cut by an ancestor that clips its overflow, nor by
 # the edges of the page (an embed's video fills its frame). "" when whole, else what is wrong.

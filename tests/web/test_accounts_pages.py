@@ -9,7 +9,7 @@ from typing import Any
 from live_server import accounts
 from live_server.models import Role, User
 from tests.support import Account
-from tests.web.conftest import Site
+from tests.web.website import Site
 
 
 async def test_login_errors_are_translated_and_logout_ends_the_session(site: Site) -> None:

@@ -4,7 +4,7 @@ then tells every viewer that attendance is recorded; unticked, the notice is gon
 from __future__ import annotations
 
 from live_server import events as ev
-from tests.web.conftest import Site
+from tests.web.website import Site
 
 FORM = {"title": "Statistics 2", "description": "", "slug": "", "scheduled_start": "", "scheduled_end": "",
         "timezone": "Europe/Paris", "visibility": "public", "caption_language": "", "caption_vocabulary": "",

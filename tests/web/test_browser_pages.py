@@ -28,7 +28,7 @@ from aiohttp import web
 from tests.support import Account
 from tests.web.a11y_content import SPOKEN_WORD, Content, make_content
 from tests.web.browsing import axe_violations
-from tests.web.conftest import Site
+from tests.web.website import Site
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 700}

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from live_server import events as ev
 from live_server.models import Event, EventState, StreamKey
-from tests.web.conftest import Site
+from tests.web.website import Site
 
 FULL_FORM = {
     "title": "Thermodynamics 101", "description": "First law", "slug": "", "scheduled_start": "2031-03-04T09:30",

@@ -3,7 +3,7 @@ clients keep what they had: JSON for the API, plain text for a client that does 
 
 from __future__ import annotations
 
-from tests.web.conftest import Site
+from tests.web.website import Site
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.captions.conftest import Speech, captioned, ko_model, ko_registry, ko_speech, push_track, speech_track  # noqa: F401
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.captions.speech import Speech, captioned, ko_model, ko_registry, ko_speech, push_track, speech_track  # noqa: F401
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import stop
 from tests.web.browsing import new_page, open_context
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
+from tests.ingest.live import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
 from tests.media import push_rtmp, stop
 from tests.web.browsing import check_page, new_page, open_context
-from tests.web.conftest import Site
+from tests.web.website import Site
 
 PLAYING = "() => { const v = document.getElementById('player'); return v.readyState >= 3 && v.currentTime > 1.5; }"
 

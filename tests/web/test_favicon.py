@@ -6,7 +6,7 @@ import re
 import struct
 from typing import Any
 
-from tests.web.conftest import Site
+from tests.web.website import Site
 
 
 async def test_favicon_ico_and_svg_are_served_and_linked(site: Site) -> None:

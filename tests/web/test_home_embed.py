@@ -11,7 +11,7 @@ from live_server.db import Database
 from web.media import VIEWERS
 from live_server.models import CaptionSegment, EventState, Recording, RecordingState, User, Visibility
 from tests.support import Account
-from tests.web.conftest import Site
+from tests.web.website import Site
 
 
 def _recording(db: Database, owner_id: int, title: str, visibility: Visibility = Visibility.PUBLIC,

@@ -11,7 +11,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from live_server import accounts
-from tests.web.conftest import Site
+from tests.web.website import Site
 from web import i18n
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
-from tests.ingest.test_encoder_defaults import push_with_defaults
-from tests.media import stop
+from tests.ingest.live import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
+from tests.media import push_with_defaults, stop
 from tests.web.browsing import new_page, open_context
 
 PLAYING = "() => { const v = document.getElementById('player'); return v.readyState >= 3 && v.currentTime > 1.5; }"

@@ -12,7 +12,7 @@ from typing import Any
 
 from live_server.db import DB
 from live_server.models import CaptionSegment, Chapter
-from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
+from tests.ingest.live import Live, event_state_is, live, wait_for  # noqa: F401  (the `live` fixture)
 from tests.media import FAST, push_rtmp
 from tests.web.browsing import check_page, new_page, open_context
 

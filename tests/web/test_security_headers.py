@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from live_server.app import create_app
 from live_server.settings import Settings
-from tests.web.conftest import Site
+from tests.web.website import Site
 
 
 def _directives(header: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.ingest.conftest import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
+from tests.ingest.live import Live, event_state_is, live, wait_for  # noqa: F401 (fixture)
 from tests.media import push_rtmp, stop
 from tests.web.browsing import check_page, new_page, open_context
 

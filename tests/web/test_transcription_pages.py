@@ -18,7 +18,7 @@ from captions import transcription_jobs as jobs
 from live_server.models import Recording, RecordingState, utcnow
 from live_server.settings import Settings
 from tests.web.browsing import BOTH_SIZES, PHONE_ONLY, axe_violations, open_context
-from tests.web.conftest import Site
+from tests.web.website import Site
 
 
 @pytest.fixture

@@ -210,6 +210,9 @@ def test_a_stream_never_announced_is_not_waited_for_and_a_missing_one_only_so_lo
     first = announced.feed(*video_only[0], 1_000_000.0)
     first = announced.feed(*video_only[1], 1_000_000.0)
     assert any(f.name.startswith("init_") for f in first.files)  # the muxer started at the first frame
+    audio_frame = next(t for t in flv_tags(flv) if t[0] == "audio" and t[2][1] == 1)
+    dropped = announced.feed(*audio_frame, 1_000_000.0)  # no AAC track to carry it
+    assert dropped.dropped == 1 == announced.dropped_tags  # the update says so (the packager counts drops by it)
     silent = rendition()  # no metadata: audio is expected, but not for ever
     silent.begin_session()
     updates = [silent.feed(kind, stamp, body, 1_000_000.0 + stamp / 1000) for kind, stamp, body in video_only]

@@ -26,7 +26,7 @@ from ingest.publishing import MediaSink
 from ingest.rtmp.protocol import ConnectionFailed, PublishRequested
 from ingest.rtmp.server import RtmpServer
 from tests.ingest.rtmp.rtmp_captures import CAPTURES, replay
-from tests.ingest.rtmp.test_rtmp_server import FakeSink, ffmpeg_publish
+from tests.ingest.rtmp.publishers import FakeSink, ffmpeg_publish
 
 CASES = int(os.environ.get("RTMP_FUZZ_CASES", "300"))
 SEED = int(os.environ.get("RTMP_FUZZ_SEED", "20261201"))

@@ -18,7 +18,7 @@ import pytest
 from ingest.rtmp.server import RtmpServer, rtmp_server_from_settings
 from live_server.settings import Settings, load_settings
 from tests.ingest.rtmp.rtmp_captures import command, plain_handshake
-from tests.ingest.rtmp.test_rtmp_server import FakePublisher, ffmpeg_publish
+from tests.ingest.rtmp.publishers import FakePublisher, ffmpeg_publish
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.ingest.rtmp.rtmp_captures import basic_header, command, control, plain_handshake
-from tests.ingest.rtmp.test_rtmp_server import ffmpeg_publish
+from tests.ingest.rtmp.publishers import ffmpeg_publish
 from tests.media import FFMPEG
 
 ROOT = Path(__file__).resolve().parents[3]

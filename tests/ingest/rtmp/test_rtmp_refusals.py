@@ -11,7 +11,7 @@ import logging
 
 import pytest
 
-from tests.ingest.conftest import Live, event_state_is, wait_for
+from tests.ingest.live import Live, event_state_is, wait_for
 from tests.media import publish_once, push_rtmp, stop
 
 ACCEPTED = "this server accepts H.264 video with AAC audio"

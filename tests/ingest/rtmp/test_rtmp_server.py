@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -13,60 +14,12 @@ from typing import Any
 
 import pytest
 
-from ingest.publishing import MediaSink, PublishRejected, RefusalReason
 from ingest.rtmp.__main__ import FlvDumpPublisher
 from ingest.rtmp.server import RtmpServer
+from tests.ingest.rtmp.publishers import FakePublisher, ffmpeg_publish
 from tests.ingest.rtmp.rtmp_captures import ffmpeg_exe
-from tests.media import publish_once
 
 ROOT = Path(__file__).resolve().parents[3]
-SILENCE = "anullsrc=r=44100:cl=mono"  # equal-size AAC frames: ffmpeg uses bare type-3 headers
-H264 = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "10"]
-AAC = ["-c:a", "aac"]
-
-
-class FakeSink:
-    """Collects what the server delivers; ``fail_on_media`` makes on_media raise."""
-
-    def __init__(self, fail_on_media: bool = False) -> None:
-        self.fail_on_media = fail_on_media
-        self.metadata: list[dict[str, Any]] = []
-        self.video: list[tuple[int, bytes]] = []
-        self.audio: list[tuple[int, bytes]] = []
-        self.closed: str | None = None
-
-    async def on_metadata(self, metadata: dict[str, Any]) -> None:
-        self.metadata.append(metadata)
-
-    def on_media(self, kind: str, timestamp_ms: int, payload: bytes) -> None:
-        if self.fail_on_media:
-            raise RuntimeError("sink exploded")
-        (self.video if kind == "video" else self.audio).append((timestamp_ms, payload))
-
-    async def close(self, reason: str) -> None:
-        self.closed = reason
-
-    def frames(self) -> list[int]:
-        """Timestamps of coded H.264 frames (no sequence headers / end of sequence)."""
-        return [ts for ts, payload in self.video if payload[1:2] == b"\x01"]
-
-
-class FakePublisher:
-    """Accepts ``testkey`` (and ``crashkey``, whose sink raises); refuses anything else."""
-
-    def __init__(self) -> None:
-        self.sinks: dict[str, FakeSink] = {}
-        self.requests: list[tuple[str, str, str]] = []
-
-    async def start_publish(
-        self, *, protocol: str, app: str, stream_key: str, remote_address: str, terminate: Any = None
-    ) -> MediaSink:
-        self.requests.append((protocol, app, remote_address))
-        if stream_key not in ("testkey", "crashkey"):
-            raise PublishRejected(RefusalReason.BAD_KEY, "unknown stream key")
-        sink = FakeSink(fail_on_media=stream_key == "crashkey")
-        self.sinks[stream_key] = sink
-        return sink
 
 
 @pytest.fixture(autouse=True)
@@ -105,13 +58,6 @@ async def start_server() -> AsyncIterator[ServerFactory]:
     yield start
     for server in servers:
         await server.close()
-
-
-async def ffmpeg_publish(
-    url: str, *, seconds: float, video: list[str] = H264, audio: list[str] = AAC, realtime: bool = True
-) -> tuple[int, str]:
-    return await publish_once(url, seconds=seconds, video=video, audio_source=SILENCE, audio=audio,
-                              realtime=realtime, loglevel="error")
 
 
 async def seconds_until_closed(data: bytes, limit: float = 5.0) -> float:
@@ -259,9 +205,19 @@ async def ended_sink(publisher: FakePublisher, key: str = "testkey") -> Any:
     return sink
 
 
-async def test_resting_between_reads_keeps_every_frame(start_server: ServerFactory) -> None:
+async def test_resting_between_reads_keeps_every_frame(start_server: ServerFactory,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """``read_rest`` (the app's 20 ms): a publishing connection reads every 20 ms instead of at each of the
-    encoder's small writes; every frame and sample still arrives, in order, and the publish ends cleanly."""
+    encoder's small writes, the tick reading what came itself (the transport stays paused); every frame and
+    sample still arrives, in order, and the publish ends cleanly."""
+    tick_reads: list[int] = []
+    readv = os.readv
+
+    def counting_readv(fd: int, buffers: Any) -> int:
+        tick_reads.append(n := readv(fd, buffers))
+        return n
+
+    monkeypatch.setattr(os, "readv", counting_readv)
     publisher = FakePublisher()
     server = await start_server(publisher, read_rest=0.02)
     rc, err = await ffmpeg_publish(f"rtmp://127.0.0.1:{server.port}/live/testkey", seconds=2)
@@ -270,6 +226,7 @@ async def test_resting_between_reads_keeps_every_frame(start_server: ServerFacto
     assert abs(len(sink.frames()) - 20) <= 1 and sink.frames() == sorted(sink.frames())
     audio = [ts for ts, _ in sink.audio]
     assert len(audio) > 60 and set(b - a for a, b in zip(audio[1:], audio[2:])) <= {23, 24}
+    assert sum(1 for n in tick_reads if n > 0) > 10  # media read at the ticks, not only by the transport
 
 
 async def test_a_full_read_does_not_rest(start_server: ServerFactory) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from ingest.whip.handlers import WHIP
-from tests.conftest import REALTIME_SPEECH
-from tests.ingest.conftest import Live, event_state_is, wait_for
-from tests.ingest.whip.conftest import WHIP_SETTINGS
+from tests.ingest.live import Live, event_state_is, wait_for
+from tests.ingest.whip.ffmpeg_whip import WHIP_SETTINGS
 from tests.ingest.whip.media import listed_segment, stream_codecs
 from tests.media import count_video_frames, decode_errors
+from tests.support import REALTIME_SPEECH
 
 
 async def _owner_page(live: Live, browser: Any, slug: str, init_script: str | None = None) -> tuple[Any, Any, list[str]]:

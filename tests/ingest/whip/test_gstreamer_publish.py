@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from ingest.whip.handlers import WHIP
-from tests.conftest import service_missing
-from tests.ingest.conftest import Live, event_state_is, wait_for
-from tests.ingest.whip.conftest import WHIP_SETTINGS
+from tests.ingest.live import Live, event_state_is, wait_for
+from tests.ingest.whip.ffmpeg_whip import WHIP_SETTINGS
 from tests.ingest.whip.media import listed_segment, stream_codecs
 from tests.media import count_video_frames, decode_errors
+from tests.support import service_missing
 
 CLIENT = Path(__file__).parent / "gst_whip_client.py"
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin") or "/usr/bin/python3"

@@ -4,7 +4,6 @@ the answer's refused sections, Link headers, trickle."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,9 +12,8 @@ from hypothesis import strategies as st
 from ingest.whip.sdp import (
     IceServer, OfferError, ice_server_link, inspect_offer, parse_ice_server, parse_trickle_fragment, reject_sections,
 )
+from tests.ingest.whip.offers import DATA, FFMPEG_OFFER, mutate
 
-DATA = Path(__file__).parent / "data"
-FFMPEG_OFFER = (DATA / "ffmpeg_offer.sdp").read_bytes().decode()
 CHROMIUM_OFFER = (DATA / "chromium_offer.sdp").read_bytes().decode()
 
 
@@ -174,39 +172,6 @@ def test_numbers_are_ascii_digits_in_range(line: str, message: str) -> None:
 
 
 FIXTURES = [FFMPEG_OFFER, CHROMIUM_OFFER, GSTREAMER_MAX_BUNDLE, CHROMIUM_MAX_BUNDLE]
-#: What a mutation writes: SDP's own punctuation, non-ASCII digits, controls, and bits of real lines.
-SPLICES = ["0", "9", "65536", "²", "٣", "１", "\x00", "\r\n", "\n", " ", ":", "/", "=", ";", "a=", "m=audio 0 ",
-           "a=bundle-only", "a=group:BUNDLE ", "a=setup:", "a=rtpmap:", "a=fmtp:", "a=mid:", "\ud800", "é", "-1"]
-#: What replaces a number: other numbers, and digits ``str.isdigit`` accepts but ``int`` may not.
-NUMBERS = ["0", "²", "٣٣", "１１１", "99999", "4294967296", "9" * 5000, "-1", "", "1.5", "0x7f"]
-
-
-def mutate(text: str, seed: int, count: int) -> str:
-    """A seeded mutation: ``count`` number swaps, splices, deletions, line duplications or truncations."""
-    import random
-
-    rng = random.Random(seed)
-    for _ in range(count):
-        choice = rng.randrange(5)
-        if choice == 4:
-            numbers = list(re.finditer(r"[0-9]+", text))
-            if numbers:
-                number = rng.choice(numbers)
-                text = text[:number.start()] + rng.choice(NUMBERS) + text[number.end():]
-            continue
-        at = rng.randrange(len(text) + 1)
-        if choice == 0:
-            text = text[:at] + rng.choice(SPLICES) + text[at + rng.randrange(3):]
-        elif choice == 1:
-            text = text[:at] + text[at + rng.randrange(1, 40):]
-        elif choice == 2:
-            lines = text.split("\r\n")
-            index = rng.randrange(len(lines))
-            lines.insert(rng.randrange(len(lines) + 1), lines[index])
-            text = "\r\n".join(lines)
-        else:
-            text = text[:max(at, 20)]
-    return text
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,10 +16,10 @@ import pytest
 from formats.m3u8 import parse_master
 from ingest.live import LIVE
 from ingest.packaging.options import DEFAULT_LADDER, ladder_for_source
-from tests.conftest import REALTIME_SPEECH
-from tests.ingest.conftest import Live, event_state_is, wait_for
-from tests.ingest.whip.conftest import WHIP_SETTINGS
+from tests.ingest.live import Live, event_state_is, wait_for
+from tests.ingest.whip.ffmpeg_whip import WHIP_SETTINGS
 from tests.media import FFMPEG, stop
+from tests.support import REALTIME_SPEECH
 
 # The ladder transcodes in real time: never beside live captioning.
 pytestmark = pytest.mark.xdist_group(REALTIME_SPEECH)

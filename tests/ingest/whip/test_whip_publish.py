@@ -17,8 +17,8 @@ from live_server.db import DB
 from ingest.live import LIVE
 from ingest.whip.handlers import WHIP
 from live_server.models import BroadcastSession
-from tests.ingest.conftest import LONG_GRACE, Live, event_state_is, wait_for
-from tests.ingest.whip.conftest import WHIP_SETTINGS, push_whip
+from tests.ingest.live import LONG_GRACE, Live, event_state_is, wait_for
+from tests.ingest.whip.ffmpeg_whip import WHIP_SETTINGS, push_whip
 from tests.ingest.whip.media import listed_segment
 from tests.media import FFMPEG, count_video_frames, decode_errors, stop
 
@@ -239,7 +239,7 @@ AIORTC_LINES = ["a=setup:bogus", "a=ssrc:² cname:x", "a=rtcp:² IN IP4 0.0.0.0"
 
 @pytest.mark.live_settings(**WHIP_SETTINGS)
 async def test_mutated_offers_get_4xx_and_no_traceback(live: Live, caplog: pytest.LogCaptureFixture) -> None:
-    from tests.ingest.whip.test_sdp import FFMPEG_OFFER as FFMPEG_SDP, mutate
+    from tests.ingest.whip.offers import FFMPEG_OFFER as FFMPEG_SDP, mutate
 
     caplog.set_level(logging.INFO)
     event = await live.create_event()
