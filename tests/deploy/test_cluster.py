@@ -1,4 +1,9 @@
-"""A small production layout on loopback: nginx → two web workers, one ingest node, PostgreSQL, Redis."""
+"""A small production layout on loopback: nginx → two web workers, one ingest node, PostgreSQL, Redis.
+
+One test tells both stories on one cluster, in order: a stream on the ingest node watched through nginx, then chat
+and live captions across the workers and a worker's stop (last: it stops a worker). Starting the cluster (database,
+Redis, nginx and three server processes) cost about as much CPU as either story, so it is started once.
+"""
 
 from __future__ import annotations
 
@@ -64,7 +69,14 @@ async def _login(http: aiohttp.ClientSession, base: str) -> None:
         assert resp.status == 200, await resp.text()
 
 
-async def test_a_stream_on_the_ingest_node_is_watched_through_nginx(cluster: Cluster) -> None:
+@pytest.mark.xdist_group("realtime-speech")  # live captions in real time: one at a time (tests/conftest.py)
+async def test_a_stream_is_watched_through_nginx_then_chat_and_captions_cross_workers_and_survive_a_worker_stop(
+        cluster: Cluster, ko_speech: Any, tmp_path: Path) -> None:
+    await _stream_on_the_ingest_node_is_watched_through_nginx(cluster)
+    await _chat_and_captions_cross_workers_and_survive_a_worker_stop(cluster, ko_speech, tmp_path)
+
+
+async def _stream_on_the_ingest_node_is_watched_through_nginx(cluster: Cluster) -> None:
     public = create_event(cluster.env, "prof", "Amphi A")
     private = create_event(cluster.env, "prof", "Closed seminar", "--visibility", "authenticated")
     # Both publish until every check below is done (at most a minute): stopped then, not waited for.
@@ -146,9 +158,8 @@ async def _session(base: str) -> str:
             return resp.cookies["live_session"].value
 
 
-@pytest.mark.xdist_group("realtime-speech")  # live captions in real time: one at a time (tests/conftest.py)
-async def test_chat_and_captions_cross_workers_and_survive_a_worker_stop(cluster: Cluster, ko_speech: Any,
-                                                                         tmp_path: Path) -> None:
+async def _chat_and_captions_cross_workers_and_survive_a_worker_stop(cluster: Cluster, ko_speech: Any,
+                                                                     tmp_path: Path) -> None:
     event = create_event(cluster.env, "prof", "Korean lecture", "--caption-language", "ko")
     web1, web2 = cluster.webs
     a = await _chat(web1.url, event["slug"], await _session(web1.url))
