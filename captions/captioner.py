@@ -40,7 +40,7 @@ from live_server.settings import Settings
 
 from .cues import Cue, CueRules, Word, shape_cues, wrap_lines
 from .decoder import AudioDecoder
-from .vosk_models import LoadedModel, ModelRegistry
+from .vosk_models import LoadedModel, ModelRegistry, ModelUnavailable
 from .recognizer import BYTES_PER_SECOND, SAMPLE_RATE, PcmChunk, RecognitionStream, RecognitionUpdate, StreamRecognizer
 from .timeline import MediaClock, first_pts
 from .track import LIVE_PLAYLIST, SubtitleTrack
@@ -414,6 +414,21 @@ class LiveCaptions:
         self.decoder_dropped = metrics.drop_counter("caption_decoder")
         self.executor = ThreadPoolExecutor(max_workers=settings.caption_threads or (os.cpu_count() or 2),
                                            thread_name_prefix="vosk")
+
+    def preload(self) -> None:
+        """Load every configured model on the recognizers' threads, in the background (``vosk_preload``).
+
+        A model takes seconds to load (more on a busy machine); loaded at the first captioned publish, the
+        first seconds of the first lecture after a start would be captioned late or dropped from the queue.
+        A model that cannot be loaded is logged by the registry, once, and captions for it say so."""
+        for language in self.registry.languages:
+            self.executor.submit(self._preload, language)
+
+    def _preload(self, language: str) -> None:
+        try:
+            self.registry.get(language)
+        except ModelUnavailable:
+            pass  # logged by the registry; publishes in that language get captions "unavailable"
 
     async def close(self) -> None:
         for captioner in list(self.captioners.values()):

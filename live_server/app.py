@@ -486,6 +486,8 @@ def _live_ingest(live: LiveStreams, captions: LiveCaptions, catalog: RecordingCa
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await live.start()
+        if captions.settings.vosk_preload:
+            captions.preload()
         await catalog.recover()  # before anything new is recorded: finish what a crash left
         if rtmp is not None:
             await rtmp.start()

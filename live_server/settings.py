@@ -298,6 +298,11 @@ class Settings(BaseModel):
     vosk_models: dict[str, Path] = Field(
         default_factory=dict, description="Vosk model folder per language, e.g. fr=/srv/vosk-fr,en=/srv/vosk-en."
     )
+    vosk_preload: bool = Field(
+        True, description="Load every configured Vosk model in the background when a node that captions starts, so the "
+        "first captioned lecture after a start is captioned from its first words (a model takes seconds to load); "
+        "false loads each model at its first use (less memory for languages seldom used).",
+    )
     caption_threads: int = Field(
         0, ge=0, le=64, description="Worker threads running Vosk recognizers (shared by all streams); 0 = one per core."
     )
