@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -416,19 +417,23 @@ class LiveCaptions:
                                            thread_name_prefix="vosk")
 
     def preload(self) -> None:
-        """Load every configured model on the recognizers' threads, in the background (``vosk_preload``).
+        """Load every configured model in the background, one after the other (``vosk_preload``).
 
         A model takes seconds to load (more on a busy machine); loaded at the first captioned publish, the
         first seconds of the first lecture after a start would be captioned late or dropped from the queue.
-        A model that cannot be loaded is logged by the registry, once, and captions for it say so."""
-        for language in self.registry.languages:
-            self.executor.submit(self._preload, language)
+        One thread of its own, not the recognizers' pool: the registry loads one model at a time anyway,
+        and a stream whose model is already loaded must not wait behind the others' loads for a thread. A
+        daemon thread, so that stopping the server never waits for a load. A model that cannot be loaded
+        is logged by the registry, once, and captions for it say so."""
+        if self.registry.languages:
+            threading.Thread(target=self._preload, name="vosk-preload", daemon=True).start()
 
-    def _preload(self, language: str) -> None:
-        try:
-            self.registry.get(language)
-        except ModelUnavailable:
-            pass  # logged by the registry; publishes in that language get captions "unavailable"
+    def _preload(self) -> None:
+        for language in self.registry.languages:
+            try:
+                self.registry.get(language)
+            except ModelUnavailable:
+                pass  # logged by the registry; publishes in that language get captions "unavailable"
 
     async def close(self) -> None:
         for captioner in list(self.captioners.values()):
